@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Debian packages and accounts the test suite needs: real SMTP peers and tools.
+# Idempotent; needs root (CI runs as root). Postfix is installed without configuring the
+# system's own mail service: tests start private smtp-sink / postfix instances themselves.
+set -euo pipefail
+[ "$(id -u)" = 0 ] || { echo "run as root to install test dependencies" >&2; exit 1; }
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for pkg in postfix swaks nsd; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Nothing of the system's own mail service may hold port 25 or run during tests.
+if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then postfix stop || true; fi
+id edgeward >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin edgeward

@@ -1,0 +1,3 @@
+from edgeward.cli.main import app
+
+app(prog_name="edgeward")

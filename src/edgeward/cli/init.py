@@ -1,0 +1,135 @@
+"""``edgeward init``: a new configuration, certificate and data folders in one step.
+
+The configuration it writes is commented and secure as written: only the accepted domains are
+open to everyone, relay is granted only to the ranges named with ``--relay-from``, TLS is on
+with a self-signed certificate made here. Without ``--smart-host`` mail for accepted domains
+lands in a drop folder, so a first message can be sent with no other server.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import socket
+from pathlib import Path
+
+from edgeward.config.load import parse_config
+from edgeward.config.schema import Config, split_hostport
+
+TEMPLATE = """\
+# Edgeward configuration, written by `edgeward init`.
+# Every setting and its default: `edgeward config show --defaults`. Check a change: `edgeward config check`.
+
+[server]
+hostname = {hostname}        # FQDN in the banner, EHLO and Received headers
+data_dir = "."               # queue/, log/, tls/, state/ and drop/ live here (relative to this file)
+user = "edgeward"            # when started as root, run as this user once ports are bound
+
+# Domains this gateway takes mail for from anyone on the internet.
+accepted_domains = {domains}
+
+# The internet-facing connector: mail to accepted domains only, STARTTLS offered.
+[[receive_connectors]]
+name = "internet"
+bindings = {bindings}
+remote_ranges = ["0.0.0.0/0", "::/0"]
+permissions = ["submit"]
+max_message_size = "10MB"    # announced in SIZE
+max_recipients = 200
+max_connections = 5000
+max_connections_per_source = 100
+{relay}
+# Where mail goes. The most specific address space wins, then the lowest cost.
+[[send_connectors]]
+name = "inbound"
+address_spaces = {domains}
+{route}
+tls = "opportunistic"
+{outbound}
+[queue]
+fsync = true                 # a message is on disk before we answer 250
+min_free_disk = "500MB"      # below this, new mail gets 452 4.3.1
+
+[logging]
+dir = "log"
+"""
+
+RELAY = """
+# Your own servers, allowed to send mail out to any domain through this gateway.
+[[receive_connectors]]
+name = "relay"
+bindings = {bindings}
+remote_ranges = {ranges}
+permissions = ["submit", "relay"]
+"""
+
+OUTBOUND = """
+# Mail from the relay ranges to the rest of the internet, by DNS MX records.
+[[send_connectors]]
+name = "internet"
+address_spaces = ["*"]
+dns_routing = true
+tls = "opportunistic"
+"""
+
+
+def _toml(value: object) -> str:
+    # JSON strings and lists of strings are valid TOML.
+    return json.dumps(value)
+
+
+def render(
+    *,
+    hostname: str,
+    listen: list[str],
+    accept_domains: list[str],
+    relay_from: list[str],
+    smart_host: str | None,
+) -> str:
+    for rng in relay_from:
+        net = ipaddress.ip_network(rng, strict=False)
+        if net.prefixlen == 0:
+            raise ValueError(f"--relay-from {rng} would make an open relay; name your own servers' ranges")
+    bindings = _toml(listen)
+    relay = RELAY.format(bindings=bindings, ranges=_toml(relay_from)) if relay_from else ""
+    if smart_host:
+        host, port = split_hostport(smart_host, 25)
+        route = f"smart_hosts = {_toml([f'{host}:{port}' if ':' not in host else f'[{host}]:{port}'])}"
+    else:
+        route = (
+            'drop_dir = "drop"           # one .eml per message; set smart_hosts to reach your mail server'
+        )
+    return TEMPLATE.format(
+        hostname=_toml(hostname),
+        domains=_toml(accept_domains),
+        bindings=bindings,
+        relay=relay,
+        route=route,
+        outbound=OUTBOUND if relay_from else "",
+    )
+
+
+def default_hostname() -> str:
+    name = socket.getfqdn()
+    return name if "." in name else f"{name}.localdomain"
+
+
+def write_config(target: Path, text: str, *, force: bool) -> Config:
+    """Validate ``text`` as a configuration, then write it to ``target`` (mode 0640)."""
+    config = parse_config(_loads(text), source=str(target), base=target.parent.resolve())
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists; use --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, target)
+    return config
+
+
+def _loads(text: str) -> dict[str, object]:
+    import tomllib
+
+    return tomllib.loads(text)

@@ -1,0 +1,201 @@
+"""The ``edgeward`` command: one Typer app with a sub-command per area.
+
+``init``, ``serve``, ``config`` and ``agents`` live here; queue, tracking, certificates and
+the spam classifier have their own modules, mounted below. Errors the operator can fix are
+printed as one clear message with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edgeward import __version__
+from edgeward.cli.cert import cert_app
+from edgeward.cli.init import default_hostname, render, write_config
+from edgeward.cli.queue import queue_app
+from edgeward.cli.spam import spam_app
+from edgeward.cli.track import track_app
+from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
+from edgeward.config.schema import Config
+from edgeward.errors import ConfigError, EdgewardError
+
+app = typer.Typer(help="Edgeward: a secure-by-default mail edge gateway.", no_args_is_help=True)
+config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
+agents_app = typer.Typer(help="The agent pipeline.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(agents_app, name="agents")
+app.add_typer(
+    queue_app, name="queue", help="The queue viewer: list, show, retry, hold, release, remove, export."
+)
+app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, list, enable, remove, renew.")
+app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
+app.add_typer(track_app, name="track", help="Search the message tracking log.")
+
+err = Console(stderr=True)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file")]
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(2)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", help="Print the version")] = False) -> None:
+    if version:
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Option("--dir", help="Folder for the configuration and data")],
+    hostname: Annotated[str | None, typer.Option("--hostname", help="FQDN of this gateway")] = None,
+    listen: Annotated[list[str] | None, typer.Option("--listen", help="ADDR:PORT to listen on")] = None,
+    accept_domain: Annotated[
+        list[str] | None, typer.Option("--accept-domain", help="Accepted domain")
+    ] = None,
+    relay_from: Annotated[
+        list[str] | None, typer.Option("--relay-from", help="CIDR allowed to relay")
+    ] = None,
+    smart_host: Annotated[
+        str | None, typer.Option("--smart-host", help="HOST:PORT for accepted domains")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing configuration")] = False,
+) -> None:
+    """Write DIR/edgeward.toml, a self-signed certificate and the data folders."""
+    from edgeward.runtime import data_paths
+    from edgeward.tls.store import CertificateStore
+
+    fqdn = hostname or default_hostname()
+    try:
+        text = render(
+            hostname=fqdn,
+            listen=listen or ["0.0.0.0:25"],
+            accept_domains=accept_domain or [fqdn.split(".", 1)[-1]],
+            relay_from=relay_from or [],
+            smart_host=smart_host,
+        )
+        target = directory / "edgeward.toml"
+        config = write_config(target, text, force=force)
+    except (ValueError, FileExistsError) as exc:
+        raise fail(str(exc)) from None
+    except ConfigError as exc:
+        raise fail(str(exc)) from None
+    for path in data_paths(config).values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for connector in config.send_connectors:
+        if connector.drop_dir is not None:
+            config.resolve(connector.drop_dir).mkdir(parents=True, exist_ok=True, mode=0o750)
+    store = CertificateStore(config.resolve(config.tls.store))
+    cert, _key = store.ensure_default(fqdn)
+    typer.echo(f"wrote {target}")
+    typer.echo(f"certificate {cert} for {fqdn}")
+    typer.echo(f"start with: edgeward serve --config {target}")
+
+
+@app.command()
+def serve(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+    """Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads)."""
+    from edgeward.runtime import Gateway, data_paths
+    from edgeward.server.listener import bind_sockets
+    from edgeward.server.privileges import drop_privileges, refuse_root
+
+    config = _load(config_path)
+    logging.basicConfig(
+        level=config.logging.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        paths = data_paths(config)
+        for path in paths.values():
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # The certificate is made (if missing) while we may still be root, so its key is
+        # written before the folder is handed over.
+        from edgeward.runtime import tls_context
+
+        tls_context(config)
+        sockets = bind_sockets(config.receive_connectors)
+        drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
+        drop_privileges(config.server.user, config.server.group, own=(*paths.values(), *drops))
+        refuse_root()
+        gateway = Gateway(config, config_path=config_path)
+        asyncio.run(gateway.serve_until_signalled(sockets))
+    except OSError as exc:
+        raise fail(f"cannot start: {exc}") from None
+    except EdgewardError as exc:
+        raise fail(str(exc)) from None
+
+
+@config_app.command("show")
+def config_show(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    defaults: Annotated[bool, typer.Option("--defaults", help="Print the built-in defaults")] = False,
+) -> None:
+    """Print the effective configuration as JSON (or the defaults with their descriptions)."""
+    if defaults:
+        typer.echo(json.dumps(_describe_defaults(), indent=2, default=str))
+        return
+    config = _load(config_path)
+    typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
+
+
+@config_app.command("check")
+def config_check(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+    """Validate the configuration; print every problem with its key."""
+    from edgeward.config.check import audit
+
+    config = _load(config_path)
+    warnings = audit(config)
+    for line in warnings:
+        err.print(f"[yellow]warning:[/yellow] {line}", markup=True, highlight=False)
+    typer.echo(f"{config_path}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
+
+
+@agents_app.command("list")
+def agents_list(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+    """Print the effective agent pipeline in the order it runs."""
+    from edgeward.filters.base import describe
+    from edgeward.queue.spool import Spool
+    from edgeward.runtime import build_agents
+
+    config = _load(config_path)
+    spool = Spool(config.resolve(Path("queue")), fsync=False)
+    for i, agent in enumerate(build_agents(config, spool), 1):
+        typer.echo(f"{i:>2}. {describe(agent)}")
+    mode = "observe-only" if config.agents.observe_only else "enforcing"
+    typer.echo(f"mode: {mode}; per-stage timeout {config.agents.timeout:g}s (451 4.3.0 on timeout or error)")
+
+
+def _describe_defaults() -> dict[str, object]:
+    def walk(model: type[object], instance: object) -> dict[str, object]:
+        out: dict[str, object] = {}
+        for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+            value = getattr(instance, name)
+            if hasattr(type(value), "model_fields"):
+                out[name] = walk(type(value), value)
+            else:
+                dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+                if isinstance(value, tuple):
+                    dumped = [v.model_dump(mode="json") if hasattr(v, "model_dump") else v for v in value]
+                out[name] = {"default": dumped, "description": field.description or ""}
+        return out
+
+    return walk(Config, Config())

@@ -1,0 +1,37 @@
+"""Checks of a valid configuration for combinations that are legal but unsafe.
+
+Validation (``schema``) rejects what cannot work; this audit warns about what works and is
+dangerous, so ``edgeward config check`` can flag it before it reaches production.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from edgeward.config.schema import Config
+
+
+def _public(ranges: tuple[str, ...]) -> bool:
+    return any(ipaddress.ip_network(r, strict=False).is_global or r in ("0.0.0.0/0", "::/0") for r in ranges)
+
+
+def audit(config: Config) -> list[str]:
+    """One line per unsafe setting, naming the key."""
+    out: list[str] = []
+    for i, rc in enumerate(config.receive_connectors):
+        key = f"receive_connectors[{i}] ({rc.name})"
+        if "relay" in rc.permissions and _public(rc.remote_ranges):
+            out.append(f"{key}: relay permission for public address ranges makes an open relay")
+        if not rc.tls and _public(rc.remote_ranges):
+            out.append(f"{key}: TLS is disabled on a connector that serves the internet")
+        if rc.bare_lf == "normalize":
+            out.append(f"{key}: bare_lf = 'normalize' accepts mail that other servers may split differently")
+        if rc.max_message_size > 100 * 1024 * 1024:
+            out.append(f"{key}: max_message_size above 100 MB invites resource exhaustion")
+    if not config.accepted_domains:
+        out.append("accepted_domains is empty: no mail from the internet will be accepted")
+    if not config.queue.fsync:
+        out.append("queue.fsync = false: accepted mail can be lost in a power failure")
+    if config.agents.observe_only:
+        out.append("agents.observe_only = true: no agent verdict is enforced")
+    return out

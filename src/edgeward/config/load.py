@@ -1,0 +1,61 @@
+"""Loading a TOML file into a validated ``Config``.
+
+Errors name the file, the key, what was expected and what was found, so an administrator can
+fix a configuration without reading code. Relative paths in the file are resolved against
+the folder that holds it, so a configuration tree can be moved as a whole.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from edgeward.config.schema import Config
+from edgeward.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edgeward/edgeward.toml")
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def parse_config(data: dict[str, Any], *, source: str = "<config>", base: Path | None = None) -> Config:
+    """Validate a mapping (as read from TOML) and resolve ``server.data_dir`` against ``base``."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        problems = tuple(
+            (
+                ".".join(str(p) for p in err["loc"]) or "(top level)",
+                err["msg"],
+                _describe(err.get("input")),
+            )
+            for err in exc.errors()
+        )
+        lines = [f"{source}: {len(problems)} problem(s) in the configuration"]
+        lines += [f"  {loc}: {expected} (found {found})" for loc, expected, found in problems]
+        raise ConfigError("\n".join(lines), problems) from None
+    if base is not None and not config.server.data_dir.is_absolute():
+        server = config.server.model_copy(update={"data_dir": (base / config.server.data_dir).resolve()})
+        config = config.model_copy(update={"server": server})
+    return config
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate the configuration file at ``path``."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse_config(data, source=str(path), base=path.parent.resolve())

@@ -1,0 +1,280 @@
+"""The configuration schema: frozen sections with documented, secure defaults.
+
+Every field has a default that is safe on an internet-facing host, and a description that
+``edgeward config show --defaults`` prints. Defaults follow Exchange 2007's Edge Transport where
+it has one (see the reference notes in docs/architecture.md), and are stricter where Exchange's
+were not secure.
+
+Security: no default grants relay. The only relay right is ``relay`` in a receive connector's
+``permissions``, which the shipped configuration gives to loopback alone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|k|mb|m|gb|g)?\s*$", re.IGNORECASE)
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SIZES = {"b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3, None: 1}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"10m"``, ``"4h"``, ``"2d"``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and (m := _DURATION.match(value)):
+        return float(m.group(1)) * _UNITS[m.group(2)]
+    raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from a number or a string such as ``"10MB"`` or ``"64KB"`` (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 10485760, '64KB' or '10MB'")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and (m := _SIZE.match(value)):
+        unit = m.group(2).lower() if m.group(2) else None
+        return int(float(m.group(1)) * _SIZES[unit])
+    raise ValueError("expected a size such as 10485760, '64KB' or '10MB'")
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+Size = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+_DOMAIN = re.compile(
+    r"^(\*\.)?([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.?$"
+)
+
+
+def _domain(value: str) -> str:
+    value = value.strip().lower().rstrip(".")
+    if value == "*":
+        return value
+    try:
+        value = value.encode("idna").decode("ascii") if not value.isascii() else value
+    except UnicodeError as exc:
+        raise ValueError(f"not a domain name: {value!r}") from exc
+    if not _DOMAIN.match(value) or len(value) > 253:
+        raise ValueError(f"not a domain name: {value!r}")
+    return value
+
+
+def split_hostport(value: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port``, ``[v6]:port`` or a bare IPv6 literal -> (host, port)."""
+    value = value.strip()
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else default_port
+    if value.count(":") > 1:
+        return value, default_port
+    host, sep, port = value.partition(":")
+    return host, int(port) if sep else default_port
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ServerConfig(_Section):
+    hostname: str = Field(
+        "localhost.localdomain", description="FQDN used in the banner, EHLO and Received headers"
+    )
+    data_dir: Path = Field(
+        Path("."), description="Root of spool, state, logs and TLS files (relative to the config file)"
+    )
+    user: str = Field(
+        "edgeward", description="Unprivileged user to run as after binding ports when started as root"
+    )
+    group: str = Field("", description="Group to run as; empty means the user's primary group")
+    shutdown_grace: Duration = Field(
+        30.0, description="How long SIGTERM waits for sessions and deliveries to finish"
+    )
+
+
+class TlsConfig(_Section):
+    store: Path = Field(
+        Path("tls"),
+        description="Certificate store; 'edgeward cert' manages it, a self-signed one is made at first start",
+    )
+    handshake_timeout: Duration = Field(30.0, description="Time allowed for a TLS handshake")
+
+
+class ReceiveConnectorConfig(_Section):
+    name: str = Field(description="Connector name, used in logs and tracking")
+    bindings: tuple[str, ...] = Field(("0.0.0.0:25",), description="ADDR:PORT pairs to listen on")
+    remote_ranges: tuple[str, ...] = Field(
+        ("0.0.0.0/0", "::/0"),
+        description="Client address ranges this connector serves; the most specific wins",
+    )
+    fqdn: str = Field("", description="Name in banner and EHLO; empty means server.hostname")
+    banner: str = Field("", description="Text after '220 <fqdn>'; empty means 'ESMTP ready'")
+    permissions: tuple[Literal["submit", "relay"], ...] = Field(
+        ("submit",), description="submit: mail to accepted domains; relay: mail to any domain"
+    )
+    tls: bool = Field(True, description="Offer STARTTLS")
+    require_tls: bool = Field(False, description="Refuse MAIL before STARTTLS")
+    max_message_size: Size = Field(
+        10 * 1024 * 1024, description="Largest message accepted (announced in SIZE)"
+    )
+    max_recipients: int = Field(200, ge=1, le=100000, description="Recipients per message")
+    max_header_size: Size = Field(64 * 1024, description="Largest header block")
+    max_hop_count: int = Field(30, ge=1, le=500, description="Received headers before a loop is assumed")
+    max_connections: int = Field(5000, ge=1, description="Concurrent connections on this connector")
+    max_connections_per_source: int = Field(100, ge=1, description="Concurrent connections per client IP")
+    connection_timeout: Duration = Field(300.0, description="Longest a session may last")
+    idle_timeout: Duration = Field(60.0, description="Longest wait for the next command")
+    data_timeout: Duration = Field(180.0, description="Longest wait for more DATA bytes")
+    max_protocol_errors: int = Field(5, ge=1, description="Bad commands before the session is closed")
+    max_commands: int = Field(1000, ge=10, description="Commands in one session before it is closed")
+    tarpit_interval: Duration = Field(5.0, description="Delay before 5xx replies to unauthenticated clients")
+    bare_lf: Literal["reject", "normalize"] = Field(
+        "reject", description="Bare LF or CR in DATA: reject the message, or normalise it to CRLF"
+    )
+    protocol_log: bool = Field(False, description="Write a protocol log for this connector")
+
+    @field_validator("remote_ranges")
+    @classmethod
+    def _ranges(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for r in v:
+            ipaddress.ip_network(r, strict=False)
+        return v
+
+    @field_validator("bindings")
+    @classmethod
+    def _bindings(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for b in v:
+            host, port = split_hostport(b, 25)
+            ipaddress.ip_address(host)
+            if not 0 <= port <= 65535:
+                raise ValueError(f"port out of range in {b!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> ReceiveConnectorConfig:
+        if self.idle_timeout > self.connection_timeout:
+            raise ValueError("idle_timeout must not exceed connection_timeout")
+        return self
+
+
+class AddressSpace(_Section):
+    domain: Annotated[str, BeforeValidator(_domain)] = Field(
+        description="'*', 'example.org' or '*.example.org'"
+    )
+    cost: int = Field(1, ge=1, le=100, description="Lower cost wins among matching connectors")
+
+
+def _address_space(value: object) -> object:
+    # Exchange writes address spaces as "domain;cost"; accept that as well as tables.
+    if isinstance(value, str):
+        domain, _, cost = value.partition(";")
+        return {"domain": domain, "cost": int(cost) if cost else 1}
+    return value
+
+
+class SendConnectorConfig(_Section):
+    name: str = Field(description="Connector name, used in logs and tracking")
+    address_spaces: tuple[Annotated[AddressSpace, BeforeValidator(_address_space)], ...] = Field(
+        description="Recipient domains this connector routes"
+    )
+    smart_hosts: tuple[str, ...] = Field((), description="HOST:PORT next hops tried in order (failover)")
+    dns_routing: bool = Field(False, description="Route by DNS MX records instead of smart hosts")
+    drop_dir: Path | None = Field(None, description="Deliver into this folder as .eml files instead of SMTP")
+    port: int = Field(25, ge=1, le=65535, description="Port for MX routing and smart hosts without a port")
+    tls: Literal["opportunistic", "required", "none"] = Field("opportunistic", description="Outbound TLS")
+    fqdn: str = Field("", description="EHLO name; empty means server.hostname")
+    max_message_size: Size = Field(
+        10 * 1024 * 1024, description="Largest message sent through this connector"
+    )
+    connect_timeout: Duration = Field(30.0, description="TCP connect timeout")
+    command_timeout: Duration = Field(300.0, description="Timeout for each command reply")
+    max_connections: int = Field(20, ge=1, description="Concurrent connections per next hop")
+    max_messages_per_connection: int = Field(
+        20, ge=1, description="Messages sent before a connection is closed"
+    )
+
+    @model_validator(mode="after")
+    def _route(self) -> SendConnectorConfig:
+        chosen = sum([bool(self.smart_hosts), self.dns_routing, self.drop_dir is not None])
+        if chosen != 1:
+            raise ValueError("set exactly one of smart_hosts, dns_routing or drop_dir")
+        return self
+
+
+class QueueConfig(_Section):
+    fsync: bool = Field(True, description="fsync spool files and folders before replying 250")
+    glitch_retry_count: int = Field(4, ge=0, description="Quick retries after a failure")
+    glitch_retry_interval: Duration = Field(60.0, description="Interval of the quick retries")
+    transient_retry_interval: Duration = Field(600.0, description="Interval after the quick retries")
+    max_retry_interval: Duration = Field(3600.0, description="Cap for the backoff interval")
+    delay_notification: Duration = Field(4 * 3600.0, description="Send one delay DSN after this")
+    expiration: Duration = Field(2 * 86400.0, description="Bounce a message still undelivered after this")
+    poison_threshold: int = Field(
+        2, ge=1, description="Delivery crashes before a message is parked as poison"
+    )
+    min_free_disk: Size = Field(500 * 1024 * 1024, description="Below this free space, MAIL gets 452 4.3.1")
+    max_active: int = Field(200, ge=1, description="Messages in delivery at once")
+    scan_interval: Duration = Field(5.0, description="How often deferred messages are checked for retry")
+
+
+class LocalRecipientsConfig(_Section):
+    enabled: bool = Field(False, description="Refuse recipients in accepted domains that are not listed")
+    file: Path = Field(Path("recipients.txt"), description="One address (or @domain) per line")
+
+
+class AgentsConfig(_Section):
+    observe_only: bool = Field(False, description="Log what agents would do without acting on it")
+    timeout: Duration = Field(30.0, description="Time an agent may take per stage before 451 4.3.0")
+    disabled: tuple[str, ...] = Field((), description="Agent names to leave out of the pipeline")
+    local_recipients: LocalRecipientsConfig = LocalRecipientsConfig()
+
+
+class LoggingConfig(_Section):
+    dir: Path = Field(Path("log"), description="Folder of the tracking, agent and protocol logs")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Level of the service log"
+    )
+    max_file_size: Size = Field(10 * 1024 * 1024, description="Rotate a log file at this size")
+    max_age: Duration = Field(30 * 86400.0, description="Delete rotated log files older than this")
+
+
+class Config(_Section):
+    server: ServerConfig = ServerConfig()
+    tls: TlsConfig = TlsConfig()
+    accepted_domains: tuple[Annotated[str, BeforeValidator(_domain)], ...] = Field(
+        (), description="Domains this gateway accepts mail for from anyone"
+    )
+    receive_connectors: tuple[ReceiveConnectorConfig, ...] = Field(
+        (ReceiveConnectorConfig(name="default"),),
+        description=(
+            "Receive connectors; among those bound to the address a client reached, the one with the most"
+            " specific remote range holding the client's address serves it"
+        ),
+    )
+    send_connectors: tuple[SendConnectorConfig, ...] = Field(
+        (), description="Send connectors; the most specific address space wins, then the lowest cost"
+    )
+    queue: QueueConfig = QueueConfig()
+    agents: AgentsConfig = AgentsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @model_validator(mode="after")
+    def _names(self) -> Config:
+        for kind, items in (("receive", self.receive_connectors), ("send", self.send_connectors)):
+            names = [c.name for c in items]
+            dup = {n for n in names if names.count(n) > 1}
+            if dup:
+                raise ValueError(f"duplicate {kind} connector names: {', '.join(sorted(dup))}")
+        return self
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the configuration, made absolute against ``server.data_dir``."""
+        return path if path.is_absolute() else self.server.data_dir / path

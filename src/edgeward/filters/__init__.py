@@ -1,0 +1,1 @@
+"""Agents, the pipeline that runs them, and the transforms applied after acceptance."""

@@ -1,0 +1,82 @@
+"""The agent contract: stages, the context an agent sees, and the ``Agent`` protocol.
+
+Agents decide before the ``250``; they never change a message. An agent is called at each
+``Stage`` it registered for, in protocol order (Haraka's hooks, Exchange's SMTP events), and
+answers with one ``Outcome``: continue, or a final action with the reply to send, plus named
+findings that explain the verdict. Agents that want a header stamped on an accepted message
+return it in ``Outcome.headers``; the session adds it when the message is queued.
+
+Security: an agent sees the session only through ``StageContext``, a read-only view. It cannot
+write to the socket, so it cannot break the protocol's state machine or answer twice.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.headers import HeaderBlock
+from edgeward.types import Address, Outcome, Peer
+
+
+class Stage(enum.Enum):
+    """The SMTP stages an agent can register for, in protocol order."""
+
+    CONNECT = "connect"
+    HELO = "helo"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    DATA = "data"
+    EOD = "eod"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """What is known about the connection when a stage runs."""
+
+    session_id: str
+    peer: Peer
+    connector: ReceiveConnectorConfig
+    helo: str = ""
+    esmtp: bool = False
+    tls: str = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; empty without TLS
+    authenticated: str = ""  # authenticated identity; empty for anonymous sessions
+    may_relay: bool = False
+    bypass_antispam: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StageContext:
+    """The read-only view an agent gets at one stage."""
+
+    stage: Stage
+    session: SessionInfo
+    mail_from: Address | None = None
+    mail_params: Mapping[str, str | None] = field(default_factory=dict)
+    recipient: Address | None = None  # the recipient under test at RCPT
+    recipients: tuple[Address, ...] = ()  # recipients accepted so far
+    data: bytes = b""  # the whole message at EOD (CRLF line endings)
+    headers: HeaderBlock | None = None  # parsed header block at EOD
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """An anti-abuse check run at one or more SMTP stages."""
+
+    name: str
+    stages: frozenset[Stage]
+    # A dependency outage in a fail-open agent lets mail through instead of answering 451.
+    fail_open: bool
+
+    async def check(self, stage: Stage, ctx: StageContext) -> Outcome: ...
+
+
+def describe(agent: Agent) -> str:
+    """One line for ``edgeward agents list``."""
+    stages = ", ".join(s.value for s in Stage if s in agent.stages)
+    doc = (type(agent).__doc__ or "").strip().splitlines()
+    summary = doc[0] if doc else ""
+    return f"{agent.name:<20} [{stages}] {summary}"

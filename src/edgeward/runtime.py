@@ -1,0 +1,191 @@
+"""The composition root: turns a ``Config`` into a running gateway.
+
+This is the only module that picks implementations (the file spool, the DNS resolver, the
+SMTP delivery client) and wires them together. Everything below it receives its collaborators
+as arguments, which is what lets tests assemble the same parts with fakes or real servers.
+
+Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners;
+``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
+touching running ones; ``stop`` (SIGTERM) stops accepting, lets sessions and deliveries
+finish within the grace period, and returns. Bindings are fixed at start: changing them
+needs a restart, which ``reload`` reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import ssl
+from collections.abc import Sequence
+from pathlib import Path
+
+from edgeward.config.load import load_config
+from edgeward.config.schema import Config
+from edgeward.delivery.dispatch import Dispatcher
+from edgeward.delivery.routing import Router
+from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
+from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
+from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.base import Agent, Stage, StageContext
+from edgeward.filters.pipeline import Pipeline
+from edgeward.logs.agentlog import AgentLog
+from edgeward.logs.protocol import ProtocolLog
+from edgeward.logs.tracking import TrackingLog
+from edgeward.net.dns import DnsResolver
+from edgeward.queue.manager import QueueManager
+from edgeward.queue.spool import Spool
+from edgeward.server.listener import ConnectorTable, Listener
+from edgeward.server.session import SessionEnv
+from edgeward.tls.context import server_context
+from edgeward.tls.store import CertificateStore
+from edgeward.types import Outcome
+
+log = logging.getLogger("edgeward.runtime")
+
+
+def data_paths(config: Config) -> dict[str, Path]:
+    """The folders the gateway writes, by role."""
+    return {
+        "queue": config.resolve(Path("queue")),
+        "log": config.resolve(config.logging.dir),
+        "tls": config.resolve(config.tls.store),
+        "state": config.resolve(Path("state")),
+    }
+
+
+def build_agents(config: Config, spool: Spool) -> list[Agent]:
+    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
+    agents: list[Agent] = [
+        BackPressure(spool.free_bytes, config.queue.min_free_disk),
+        MessageSize(),
+        RelayControl(config.accepted_domains),
+    ]
+    local = config.agents.local_recipients
+    if local.enabled:
+        agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
+    agents.append(HopCount())
+    return [a for a in agents if a.name not in config.agents.disabled]
+
+
+def tls_context(config: Config) -> ssl.SSLContext:
+    store = CertificateStore(config.resolve(config.tls.store))
+    cert, key = store.ensure_default(config.server.hostname)
+    return server_context(cert, key)
+
+
+class Gateway:
+    """One running Edgeward: listeners, sessions, spool and queue manager."""
+
+    def __init__(self, config: Config, *, config_path: Path | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        paths = data_paths(config)
+        self.paths = paths
+        self.spool = Spool(
+            paths["queue"], fsync=config.queue.fsync, poison_threshold=config.queue.poison_threshold
+        )
+        self.tracking = TrackingLog(paths["log"], config.logging)
+        self.agent_log = AgentLog(paths["log"], config.logging)
+        resolver = DnsResolver() if any(c.dns_routing for c in config.send_connectors) else None
+        self.manager = QueueManager(
+            self.spool, Router(config.send_connectors, config.accepted_domains), config, self.tracking,
+            deliver=Dispatcher(config, resolver),
+        )  # fmt: skip
+        self.listener = Listener(self._session_env)
+        self._env: tuple[SessionEnv, ConnectorTable] = self._build_env(config)
+        self._manager_task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()
+
+    def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
+        pipeline = Pipeline(
+            build_agents(config, self.spool),
+            timeout=config.agents.timeout,
+            observe_only=config.agents.observe_only,
+            observer=self._observe,
+        )
+        protocol_logs = {
+            c.name: ProtocolLog(self.paths["log"], config.logging, c.name)
+            for c in config.receive_connectors
+            if c.protocol_log
+        }
+        env = SessionEnv(
+            hostname=config.server.hostname,
+            pipeline=pipeline,
+            spool=self.spool,
+            tracking=self.tracking,
+            tls_context=tls_context(config) if any(c.tls for c in config.receive_connectors) else None,
+            handshake_timeout=config.tls.handshake_timeout,
+            on_queued=self.manager.notify,
+            protocol_logs=protocol_logs,
+        )
+        return env, ConnectorTable(config.receive_connectors)
+
+    def _session_env(self) -> tuple[SessionEnv, ConnectorTable]:
+        return self._env
+
+    def _observe(self, agent: str, stage: Stage, ctx: StageContext, outcome: Outcome) -> None:
+        if not outcome.action.is_final and not outcome.findings:
+            return
+        self.agent_log.record(
+            session_id=ctx.session.session_id,
+            client_ip=ctx.session.peer.ip,
+            msg_id="",
+            sender=str(ctx.mail_from) if ctx.mail_from else "",
+            recipients=[str(ctx.recipient)] if ctx.recipient else [str(r) for r in ctx.recipients],
+            agent=agent,
+            stage=stage.value,
+            action=outcome.action.value,
+            reply=str(outcome.reply) if outcome.reply else "",
+            findings=list(outcome.findings),
+        )
+
+    async def start(self, sockets: Sequence[socket.socket]) -> None:
+        report = self.spool.recover()
+        log.info("spool recovered: %s", report)
+        self._manager_task = asyncio.create_task(self.manager.run(), name="queue-manager")
+        await self.listener.start(sockets)
+        log.info("Edgeward %s serving", self.config.server.hostname)
+
+    def reload(self) -> None:
+        """Re-read configuration and certificates; new sessions use them."""
+        if self.config_path is None:
+            return
+        try:
+            config = load_config(self.config_path)
+            env = self._build_env(config)
+        except Exception as exc:
+            log.error("reload failed, keeping the running configuration: %s", exc)
+            return
+        old = {b for c in self.config.receive_connectors for b in c.bindings}
+        new = {b for c in config.receive_connectors for b in c.bindings}
+        if old != new:
+            log.warning("listener bindings changed; they take effect at the next restart")
+        self.config = config
+        self._env = env
+        log.info("configuration reloaded")
+
+    async def stop(self) -> None:
+        grace = self.config.server.shutdown_grace
+        await self.listener.stop_accepting()
+        await self.listener.drain(grace)
+        await self.manager.stop(grace)
+        if self._manager_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._manager_task, timeout=grace + 5)
+        self.tracking.close()
+        self.agent_log.close()
+        self._stopped.set()
+
+    async def serve_until_signalled(self, sockets: Sequence[socket.socket]) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        await self.start(sockets)
+        await stop.wait()
+        log.info("stopping: draining sessions and deliveries")
+        await self.stop()

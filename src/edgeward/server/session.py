@@ -1,0 +1,404 @@
+"""One SMTP session: the only place that awaits the socket.
+
+The session drives the sans-IO protocol core (``edgeward.smtp``): it feeds it bytes, takes its
+events one at a time, asks the agent pipeline about each, and writes the reply the core
+formats. Replies to pipelined commands are buffered and flushed only before the session waits
+for more input, so a pipelining client gets one write per batch (RFC 2920).
+
+Security:
+- bytes the client pipelined behind STARTTLS are thrown away, both those the core holds and
+  those still in the stream's buffer, and all state is reset after the handshake;
+- every wait on the client is bounded (idle, DATA and whole-connection time limits);
+- a message is on disk, fsync'd, before ``250`` is sent; a spool error answers ``451``;
+- headers with Edgeward's own prefix are removed from incoming mail, so no client can forge a
+  verdict stamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.pipeline import Pipeline
+from edgeward.headers import parse_headers, remove_fields, sanitize
+from edgeward.logs.protocol import ProtocolLog, ProtocolSession
+from edgeward.logs.tracking import TrackingLog
+from edgeward.queue.model import MessageRecord, RecipientRecord
+from edgeward.queue.spool import Spool
+from edgeward.smtp import events as ev
+from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
+from edgeward.types import Action, Address, Peer, Reply
+
+log = logging.getLogger("edgeward.session")
+
+INTERNAL_HEADER_PREFIXES = (b"x-edgeward-",)
+
+GOODBYE = Reply(221, "2.0.0", "Bye")
+TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
+SESSION_TOO_LONG = Reply(421, "4.4.2", "Connection time limit exceeded, closing connection")
+TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
+TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
+AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Authentication not enabled")
+SERVICE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEnv:
+    """What a session needs from the running gateway; built by ``runtime``."""
+
+    hostname: str
+    pipeline: Pipeline
+    spool: Spool
+    tracking: TrackingLog
+    tls_context: ssl.SSLContext | None
+    handshake_timeout: float
+    on_queued: Callable[[str], None]
+    protocol_logs: Mapping[str, ProtocolLog] = field(default_factory=dict)  # by connector name
+
+
+class _Transaction:
+    __slots__ = ("bdat_started", "mail_from", "mail_params", "rcpt_params", "rcpts", "smtputf8")
+
+    def __init__(self, mail: ev.MailFrom) -> None:
+        self.mail_from: Address = mail.address
+        self.mail_params: dict[str, str | None] = {k.upper(): v for k, v in mail.params}
+        self.smtputf8 = mail.smtputf8
+        self.rcpts: list[Address] = []
+        self.rcpt_params: list[dict[str, str | None]] = []
+        self.bdat_started = False
+
+
+class Session:
+    """Serves one client connection from greeting to close."""
+
+    def __init__(
+        self,
+        env: SessionEnv,
+        connector: ReceiveConnectorConfig,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: Peer,
+        session_id: str,
+    ) -> None:
+        self.env = env
+        self.connector = connector
+        self.reader = reader
+        self.writer = writer
+        self.fqdn = connector.fqdn or env.hostname
+        self.info = SessionInfo(
+            session_id=session_id,
+            peer=peer,
+            connector=connector,
+            may_relay="relay" in connector.permissions,
+        )
+        self.conn = ServerConnection(
+            ProtocolLimits(
+                max_message_size=connector.max_message_size,
+                max_header_size=connector.max_header_size,
+                max_recipients=connector.max_recipients,
+                max_commands=connector.max_commands,
+                max_protocol_errors=connector.max_protocol_errors,
+                bare_lf=connector.bare_lf,
+            ),
+            Extensions(
+                hostname=self.fqdn,
+                size=connector.max_message_size,
+                starttls=connector.tls and env.tls_context is not None,
+            ),
+        )
+        self.tx: _Transaction | None = None
+        plog = env.protocol_logs.get(connector.name)
+        self.plog: ProtocolSession | None = plog.session(session_id, peer.ip) if plog else None
+
+    # -- I/O -------------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.plog is not None:
+            for line in data.splitlines():
+                self.plog.sent(line)
+        self.writer.write(data)
+
+    async def _read(self) -> bytes:
+        await self.writer.drain()
+        in_data = self.conn.state.name in ("DATA", "BDAT")
+        limit = self.connector.data_timeout if in_data else self.connector.idle_timeout
+        async with asyncio.timeout(limit):
+            data = await self.reader.read(65536)
+        if self.plog is not None and data and not in_data:
+            for line in data.splitlines():
+                self.plog.received(line)
+        return data
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.timeout(self.connector.connection_timeout):
+                await self._serve()
+        except TimeoutError:
+            self._close_with(SESSION_TOO_LONG)
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            log.debug("session %s: connection lost: %s", self.info.session_id, exc)
+        finally:
+            await self._close()
+
+    def _close_with(self, reply: Reply) -> None:
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            self._write(reply.to_bytes())
+
+    async def _close(self) -> None:
+        try:
+            self.writer.close()
+            async with asyncio.timeout(5):
+                await self.writer.wait_closed()
+        except (TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            pass
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        verdict = await self.env.pipeline.run(Stage.CONNECT, StageContext(Stage.CONNECT, self.info))
+        if verdict.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
+            reply = verdict.outcome.reply or Reply(554, "5.7.1", "Access denied")
+            self._write(self.conn.greeting(reply))
+            return
+        banner = self.connector.banner or "ESMTP ready"
+        self._write(self.conn.greeting(Reply(220, None, f"{self.fqdn} {banner}")))
+        while not self.conn.closed:
+            event = self.conn.next_event()
+            if isinstance(event, ev.NeedData):
+                try:
+                    data = await self._read()
+                except TimeoutError:
+                    self._close_with(TIMEOUT)
+                    return
+                self.conn.receive_data(data)
+                continue
+            if isinstance(event, ev.ConnectionClosed):
+                return
+            reply, close = await self._answer(event)
+            self._write(self.conn.send(reply))
+            if isinstance(event, ev.StartTls) and reply.code == 220:
+                await self._start_tls()
+            elif close:
+                await self.writer.drain()
+                return
+
+    async def _answer(self, event: object) -> tuple[Reply, bool]:
+        match event:
+            case ev.Helo():
+                return await self._helo(event), False
+            case ev.MailFrom():
+                return await self._mail(event), False
+            case ev.RcptTo():
+                return await self._rcpt(event), False
+            case ev.Data():
+                return await self._data_start(), False
+            case ev.BdatChunk():
+                return await self._bdat(event), False
+            case ev.MessageData():
+                return await self._message(event), False
+            case ev.Rset():
+                self.tx = None
+                return Reply(250, "2.0.0", "Flushed"), False
+            case ev.Noop():
+                return Reply(250, "2.0.0", "OK"), False
+            case ev.Quit():
+                return GOODBYE, True
+            case ev.Vrfy():
+                return Reply(
+                    252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery"
+                ), False
+            case ev.Help():
+                return Reply(214, "2.0.0", "See RFC 5321, https://www.rfc-editor.org/rfc/rfc5321"), False
+            case ev.StartTls():
+                return (TLS_READY if self.env.tls_context is not None else TLS_UNAVAILABLE), False
+            case ev.Auth():
+                return AUTH_NOT_ENABLED, False
+            case ev.ProtocolViolation():
+                return event.reply, event.fatal
+        raise TypeError(f"unexpected protocol event {event!r}")
+
+    async def _tarpit(self, reply: Reply) -> None:
+        if reply.is_permanent and not self.info.authenticated and self.connector.tarpit_interval > 0:
+            await self.writer.drain()
+            await asyncio.sleep(self.connector.tarpit_interval)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def _helo(self, event: ev.Helo) -> Reply:
+        self.tx = None
+        self.info = replace(self.info, helo=sanitize(event.name, 255), esmtp=event.esmtp)
+        verdict = await self.env.pipeline.run(Stage.HELO, StageContext(Stage.HELO, self.info))
+        if verdict.action.is_final and verdict.outcome.reply is not None:
+            return verdict.outcome.reply
+        return Reply(250, None, f"{self.fqdn} Hello {self.info.helo} [{self.info.peer.ip}]")
+
+    async def _mail(self, event: ev.MailFrom) -> Reply:
+        if self.connector.require_tls and not self.conn.tls_active:
+            return TLS_REQUIRED
+        tx = _Transaction(event)
+        ctx = StageContext(Stage.MAIL, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params)
+        verdict = await self.env.pipeline.run(Stage.MAIL, ctx)
+        if verdict.action.is_final and verdict.outcome.reply is not None:
+            await self._tarpit(verdict.outcome.reply)
+            return verdict.outcome.reply
+        self.tx = tx
+        return Reply(250, "2.1.0", "Sender OK")
+
+    async def _rcpt(self, event: ev.RcptTo) -> Reply:
+        tx = self.tx
+        if tx is None:  # the core orders commands; this guards a bug, not a client
+            return Reply(503, "5.5.1", "Need MAIL command")
+        ctx = StageContext(
+            Stage.RCPT,
+            self.info,
+            mail_from=tx.mail_from,
+            mail_params=tx.mail_params,
+            recipient=event.address,
+            recipients=tuple(tx.rcpts),
+        )
+        verdict = await self.env.pipeline.run(Stage.RCPT, ctx)
+        if verdict.action.is_final and verdict.outcome.reply is not None:
+            await self._tarpit(verdict.outcome.reply)
+            return verdict.outcome.reply
+        tx.rcpts.append(event.address)
+        tx.rcpt_params.append({k.upper(): v for k, v in event.params})
+        return Reply(250, "2.1.5", "Recipient OK")
+
+    async def _data_stage(self) -> Reply | None:
+        tx = self.tx
+        if tx is None or not tx.rcpts:
+            return Reply(554, "5.5.1", "No valid recipients")
+        ctx = StageContext(Stage.DATA, self.info, mail_from=tx.mail_from, recipients=tuple(tx.rcpts))
+        verdict = await self.env.pipeline.run(Stage.DATA, ctx)
+        if verdict.action.is_final and verdict.outcome.reply is not None:
+            return verdict.outcome.reply
+        return None
+
+    async def _data_start(self) -> Reply:
+        refusal = await self._data_stage()
+        return refusal or Reply(354, None, "End data with <CR><LF>.<CR><LF>")
+
+    async def _bdat(self, event: ev.BdatChunk) -> Reply:
+        tx = self.tx
+        if tx is not None and not tx.bdat_started:
+            tx.bdat_started = True
+            refusal = await self._data_stage()
+            if refusal is not None:
+                return refusal
+        return Reply(250, "2.0.0", f"{event.size} octets received")
+
+    async def _message(self, event: ev.MessageData) -> Reply:
+        tx, self.tx = self.tx, None
+        if tx is None or not tx.rcpts:
+            return Reply(554, "5.5.1", "No valid recipients")
+        if event.violation is not None:
+            self._track_reject(tx, event.violation, len(event.data))
+            return event.violation
+        data = remove_fields(event.data, INTERNAL_HEADER_PREFIXES)
+        headers = parse_headers(data)
+        ctx = StageContext(
+            Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
+            recipients=tuple(tx.rcpts), data=data, headers=headers,
+        )  # fmt: skip
+        verdict = await self.env.pipeline.run(Stage.EOD, ctx)
+        outcome = verdict.outcome
+        if outcome.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT) and outcome.reply:
+            self._track_reject(tx, outcome.reply, len(data))
+            return outcome.reply
+        msg_id = self.env.spool.new_id()
+        if outcome.action is Action.DISCARD:
+            self.env.tracking.event(
+                "DISCARD", msg_id=msg_id, sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
+                client_ip=self.info.peer.ip, connector=self.connector.name, size=len(data),
+                detail=verdict.decided_by,
+            )  # fmt: skip
+            return Reply(250, "2.0.0", f"OK queued as {msg_id}")
+        stamp = self._received(msg_id, tx)
+        stamps = "".join(f"{sanitize(n, 76)}: {sanitize(v, 900)}\r\n" for n, v in outcome.headers)
+        final = stamp.encode("utf-8", "surrogateescape") + stamps.encode("utf-8", "surrogateescape") + data
+        record = MessageRecord(
+            id=msg_id,
+            mail_from=str(tx.mail_from),
+            recipients=tuple(
+                RecipientRecord(
+                    address=str(r),
+                    notify=tuple((p.get("NOTIFY") or "").upper().split(",")) if p.get("NOTIFY") else (),
+                    orcpt=p.get("ORCPT"),
+                )
+                for r, p in zip(tx.rcpts, tx.rcpt_params, strict=True)
+            ),
+            received_at=time.time(),
+            size=len(final),
+            client_ip=self.info.peer.ip,
+            client_helo=self.info.helo,
+            connector=self.connector.name,
+            message_id=sanitize(headers.get("Message-ID").strip(), 500),
+            envid=tx.mail_params.get("ENVID"),
+            ret=tx.mail_params.get("RET"),
+        )
+        try:
+            await self.env.spool.accept(record, final)
+        except Exception:
+            log.exception("session %s: spool refused message", self.info.session_id)
+            return SERVICE_ERROR
+        self.env.tracking.event(
+            "RECEIVE", msg_id=msg_id, message_id=record.message_id, sender=record.mail_from,
+            recipients=[r.address for r in record.recipients], client_ip=self.info.peer.ip,
+            connector=self.connector.name, size=record.size, reply="250 2.0.0",
+        )  # fmt: skip
+        self.env.on_queued(msg_id)
+        return Reply(250, "2.0.0", f"OK queued as {msg_id}")
+
+    def _track_reject(self, tx: _Transaction, reply: Reply, size: int) -> None:
+        self.env.tracking.event(
+            "REJECT", msg_id="", sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
+            client_ip=self.info.peer.ip, connector=self.connector.name, size=size, reply=str(reply),
+        )  # fmt: skip
+
+    def _received(self, msg_id: str, tx: _Transaction) -> str:
+        """The trace header (RFC 5321 §4.4), with the protocol names of RFC 3848 / RFC 6531."""
+        proto = "UTF8SMTP" if tx.smtputf8 else ("ESMTP" if self.info.esmtp else "SMTP")
+        if self.conn.tls_active:
+            proto += "S"
+        tls = f"\r\n\t(using {self.info.tls})" if self.info.tls else ""
+        who = f"for {tx.rcpts[0].bracketed()}; " if len(tx.rcpts) == 1 else ""
+        helo = self.info.helo or "unknown"
+        ip = self.info.peer.ip
+        literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+        date = format_datetime(datetime.now(UTC))
+        return (
+            f"Received: from {helo} ({literal})\r\n\tby {self.fqdn} (Edgeward) with {proto} id {msg_id}{tls}"
+            f"\r\n\t{who}{date}\r\n"
+        )
+
+    # -- STARTTLS ---------------------------------------------------------------------------
+
+    async def _start_tls(self) -> None:
+        context = self.env.tls_context
+        assert context is not None
+        # Anything the client sent after the STARTTLS line arrived in plain text and must not be
+        # read as if it came inside TLS (CVE-2011-0411). The core dropped what it held; the
+        # stream may hold more, and asyncio has no public call to drop it.
+        buffered = getattr(self.reader, "_buffer", None)
+        if isinstance(buffered, bytearray):
+            buffered.clear()
+        await self.writer.start_tls(context, ssl_handshake_timeout=self.env.handshake_timeout)
+        ssl_object = self.writer.get_extra_info("ssl_object")
+        tls = ""
+        if isinstance(ssl_object, ssl.SSLObject):
+            cipher = ssl_object.cipher()
+            tls = f"{ssl_object.version()} with cipher {cipher[0]} ({cipher[2]} bits)" if cipher else ""
+        self.conn.tls_started()
+        self.conn.extensions = replace(self.conn.extensions, starttls=False)
+        self.tx = None
+        self.info = replace(self.info, helo="", esmtp=False, tls=tls)
