@@ -16,4 +16,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Nothing of the system's own mail service may hold port 25 or run during tests.
 if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then postfix stop || true; fi
+# The service user must be able to read the interpreter: a Python installed under /root (as
+# on build machines) is made traversable, no more (o+x lists nothing).
+prefix=$(python3 -c 'import sys; print(sys.base_prefix)')
+case "$prefix" in /root/*) chmod o+x /root ;; esac
 id edgeward >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin edgeward

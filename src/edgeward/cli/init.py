@@ -21,13 +21,13 @@ TEMPLATE = """\
 # Edgeward configuration, written by `edgeward init`.
 # Every setting and its default: `edgeward config show --defaults`. Check a change: `edgeward config check`.
 
+# Domains this gateway takes mail for from anyone on the internet.
+accepted_domains = {domains}
+
 [server]
 hostname = {hostname}        # FQDN in the banner, EHLO and Received headers
 data_dir = "."               # queue/, log/, tls/, state/ and drop/ live here (relative to this file)
 user = "edgeward"            # when started as root, run as this user once ports are bound
-
-# Domains this gateway takes mail for from anyone on the internet.
-accepted_domains = {domains}
 
 # The internet-facing connector: mail to accepted domains only, STARTTLS offered.
 [[receive_connectors]]

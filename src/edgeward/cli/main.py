@@ -39,7 +39,7 @@ app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, l
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")
 
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file")]
 
@@ -134,7 +134,9 @@ def serve(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
         tls_context(config)
         sockets = bind_sockets(config.receive_connectors)
         drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
-        drop_privileges(config.server.user, config.server.group, own=(*paths.values(), *drops))
+        drop_privileges(
+            config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
+        )
         refuse_root()
         gateway = Gateway(config, config_path=config_path)
         asyncio.run(gateway.serve_until_signalled(sockets))

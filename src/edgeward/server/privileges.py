@@ -17,8 +17,14 @@ from pathlib import Path
 from edgeward.errors import PrivilegeError
 
 
-def drop_privileges(user: str, group: str = "", own: tuple[Path, ...] = ()) -> None:
-    """Switch to ``user`` (and ``group``) if running as root; hand ``own`` folders to it first."""
+def drop_privileges(
+    user: str, group: str = "", own: tuple[Path, ...] = (), readable: tuple[Path, ...] = ()
+) -> None:
+    """Switch to ``user`` (and ``group``) if running as root.
+
+    ``own`` folders are handed to the user first; ``readable`` files (the configuration, read
+    again on SIGHUP) get the service group and stay owned, and writable, by root only.
+    """
     if os.geteuid() != 0:
         return
     try:
@@ -33,6 +39,9 @@ def drop_privileges(user: str, group: str = "", own: tuple[Path, ...] = ()) -> N
     gid = grp.getgrnam(group).gr_gid if group else pw.pw_gid
     for folder in own:
         _chown_tree(folder, pw.pw_uid, gid)
+    for path in readable:
+        os.chown(path, -1, gid)
+        os.chmod(path, (path.stat().st_mode & 0o7700) | 0o040)
     os.setgroups([])
     os.setgid(gid)
     os.setuid(pw.pw_uid)
@@ -43,6 +52,18 @@ def drop_privileges(user: str, group: str = "", own: tuple[Path, ...] = ()) -> N
     else:  # pragma: no cover - only on a broken system
         raise PrivilegeError("could regain root after dropping privileges")
     os.environ["HOME"] = pw.pw_dir
+    _check_interpreter(user)
+
+
+def _check_interpreter(user: str) -> None:
+    # Modules are imported lazily at run time (thread pools, codecs); an interpreter installed
+    # where the service user cannot read would fail on the first message instead of now.
+    stdlib = Path(os.__file__).parent
+    if not os.access(stdlib, os.R_OK | os.X_OK):
+        raise PrivilegeError(
+            f"the Python installation ({stdlib}) is not readable by {user!r}; "
+            "install Edgeward with a Python the service user can read"
+        )
 
 
 def refuse_root() -> None:
