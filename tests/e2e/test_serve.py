@@ -26,8 +26,15 @@ def _edgeward(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _init(workdir: Path, port: int, sink: SmtpSink | None, *extra: str) -> Path:
-    args = ["init", "--dir", str(workdir / "gw"), "--hostname", "mx.example.test",
-            "--listen", f"127.0.0.1:{port}", "--accept-domain", "example.test", "--relay-from", "127.0.0.1/32"]  # fmt: skip
+    args = ["init", "--dir", str(workdir / "gw"), "--hostname", "mx.example.test"]
+    args += [
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--accept-domain",
+        "example.test",
+        "--relay-from",
+        "127.0.0.1/32",
+    ]
     if sink is not None:
         args += ["--smart-host", f"127.0.0.1:{sink.port}"]
     out = _edgeward(*args, *extra)
