@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgeward.cli.init import render
+from edgeward.config.check import audit
+from edgeward.config.load import load_config, parse_config
+from edgeward.config.schema import Config, parse_duration, parse_size
+from edgeward.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [(60, 60.0), ("90s", 90.0), ("10m", 600.0), ("4h", 14400.0), ("2d", 172800.0)]
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "size"), [(1024, 1024), ("64KB", 65536), ("10MB", 10485760), ("1g", 1 << 30)]
+)
+def test_sizes(text: object, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_defaults_are_exchange_edge_values() -> None:
+    rc = Config().receive_connectors[0]
+    assert (rc.max_message_size, rc.max_recipients, rc.max_header_size, rc.max_hop_count) == (
+        10485760,
+        200,
+        65536,
+        30,
+    )
+    assert (rc.max_connections, rc.max_connections_per_source) == (5000, 100)
+    assert rc.permissions == ("submit",)
+    q = Config().queue
+    assert (q.glitch_retry_count, q.glitch_retry_interval, q.delay_notification, q.expiration) == (
+        4,
+        60,
+        14400,
+        172800,
+    )
+
+
+def test_errors_name_the_key_and_what_was_found(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[queue]\nexpiration = "forever"\n[[send_connectors]]\nname = "x"\naddress_spaces = ["*"]\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    locs = {p[0] for p in err.value.problems}
+    assert "queue.expiration" in locs
+    assert any("send_connectors.0" in loc for loc in locs)  # no route given
+    assert str(path) in str(err.value)
+
+
+def test_bad_toml_and_missing_file(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("[server\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(tmp_path / "bad.toml")
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
+    config = parse_config({"server": {"data_dir": "data"}}, base=tmp_path)
+    assert config.server.data_dir == tmp_path / "data"
+
+
+def test_init_refuses_open_relay_ranges() -> None:
+    with pytest.raises(ValueError, match="open relay"):
+        render(hostname="mx.example.org", listen=["0.0.0.0:25"], accept_domains=["example.org"],
+               relay_from=["0.0.0.0/0"], smart_host=None)  # fmt: skip
+
+
+def test_audit_flags_insecure_combinations() -> None:
+    config = parse_config({
+        "accepted_domains": ["example.org"],
+        "receive_connectors": [{"name": "open", "permissions": ["submit", "relay"], "tls": False}],
+        "queue": {"fsync": False},
+    })  # fmt: skip
+    warnings = "\n".join(audit(config))
+    assert "open relay" in warnings and "TLS is disabled" in warnings and "fsync" in warnings
+
+
+def test_audit_of_init_output_is_clean(tmp_path: Path) -> None:
+    import tomllib
+
+    text = render(hostname="mx.example.org", listen=["0.0.0.0:25"], accept_domains=["example.org"],
+                  relay_from=["10.0.0.0/24"], smart_host="10.0.0.5:25")  # fmt: skip
+    assert audit(parse_config(tomllib.loads(text), base=tmp_path)) == []

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import asyncio
+
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.pipeline import AGENT_FAILURE, Pipeline
+from edgeward.types import Action, Finding, Outcome, Peer, Reply
+
+REJECT = Reply(550, "5.7.1", "no")
+
+
+def ctx(stage: Stage = Stage.RCPT) -> StageContext:
+    info = SessionInfo("s1", Peer("192.0.2.1", 1234), ReceiveConnectorConfig(name="internet"))
+    return StageContext(stage, info)
+
+
+class Fixed:
+    fail_open = False
+
+    def __init__(
+        self, name: str, outcome: Outcome, stages: frozenset[Stage] = frozenset({Stage.RCPT})
+    ) -> None:
+        self.name = name
+        self.stages = stages
+        self.outcome = outcome
+        self.calls = 0
+
+    async def check(self, stage: Stage, c: StageContext) -> Outcome:
+        self.calls += 1
+        return self.outcome
+
+
+class Raises(Fixed):
+    async def check(self, stage: Stage, c: StageContext) -> Outcome:
+        raise RuntimeError("dependency down")
+
+
+class Slow(Fixed):
+    async def check(self, stage: Stage, c: StageContext) -> Outcome:
+        await asyncio.sleep(60)
+        return self.outcome
+
+
+async def test_first_final_outcome_wins_and_findings_accumulate() -> None:
+    a = Fixed("a", Outcome.proceed(Finding("A_SEEN", "a")))
+    b = Fixed("b", Outcome.reject(REJECT, Finding("B_BAD", "b")))
+    c = Fixed("c", Outcome.proceed())
+    result = await Pipeline([a, b, c]).run(Stage.RCPT, ctx())
+    assert result.action is Action.REJECT and result.outcome.reply == REJECT
+    assert [f.name for f in result.outcome.findings] == ["A_SEEN", "B_BAD"]
+    assert result.decided_by == "b"
+    assert c.calls == 0
+
+
+async def test_agents_run_only_at_their_stages() -> None:
+    a = Fixed("a", Outcome.reject(REJECT), frozenset({Stage.EOD}))
+    result = await Pipeline([a]).run(Stage.RCPT, ctx())
+    assert result.action is Action.CONTINUE and a.calls == 0
+
+
+async def test_an_agent_that_raises_gives_451_never_250() -> None:
+    result = await Pipeline([Raises("broken", Outcome.proceed())]).run(Stage.RCPT, ctx())
+    assert result.action is Action.TEMPFAIL and result.outcome.reply == AGENT_FAILURE
+    assert result.outcome.findings[0].name == "AGENT_FAILURE" and result.outcome.findings[0].agent == "broken"
+
+
+async def test_an_agent_that_times_out_gives_451() -> None:
+    result = await Pipeline([Slow("slow", Outcome.proceed())], timeout=0.05).run(Stage.RCPT, ctx())
+    assert result.action is Action.TEMPFAIL and result.outcome.reply is not None
+    assert result.outcome.reply.code == 451 and result.outcome.reply.enhanced == "4.3.0"
+
+
+async def test_fail_open_agent_failure_lets_the_stage_continue() -> None:
+    agent = Raises("optional", Outcome.proceed())
+    agent.fail_open = True
+    result = await Pipeline([agent]).run(Stage.RCPT, ctx())
+    assert result.action is Action.CONTINUE
+    assert result.outcome.findings[0].name == "AGENT_FAILURE"
+
+
+async def test_observe_only_logs_but_does_not_enforce() -> None:
+    seen: list[tuple[str, Action]] = []
+    pipeline = Pipeline(
+        [Fixed("strict", Outcome.reject(REJECT))],
+        observe_only=True,
+        observer=lambda name, stage, c, outcome: seen.append((name, outcome.action)),
+    )
+    result = await pipeline.run(Stage.RCPT, ctx())
+    assert result.action is Action.CONTINUE
+    assert seen == [("strict", Action.REJECT)]
+
+
+async def test_a_broken_observer_does_not_change_the_verdict() -> None:
+    def explode(*args: object) -> None:
+        raise OSError("log disk full")
+
+    result = await Pipeline([Fixed("a", Outcome.proceed())], observer=explode).run(Stage.RCPT, ctx())
+    assert result.action is Action.CONTINUE
