@@ -120,6 +120,7 @@ class Gateway:
             handshake_timeout=config.tls.handshake_timeout,
             on_queued=self.manager.notify,
             protocol_logs=protocol_logs,
+            postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
         )
         return env, ConnectorTable(config.receive_connectors)
 

@@ -198,3 +198,14 @@ def test_swaks_with_starttls_and_pipelining(workdir: Path, sink: SmtpSink) -> No
         [message] = sink.wait_for(1)
     assert b"Subject: via swaks" in message
     assert b"with ESMTPS" in message
+
+
+def test_rcpt_to_bare_postmaster_is_accepted(workdir: Path, sink: SmtpSink) -> None:
+    port = free_port()
+    with InProcessGateway(gateway_config(workdir, port=port, sink_port=sink.port)), _client(port) as c:
+        c.ehlo("client.remote.test")
+        c.mail("a@remote.test")
+        assert c.docmd("RCPT TO:<Postmaster>")[0] == 250
+        assert c.data(MESSAGE)[0] == 250
+        [message] = sink.wait_for(1)
+    assert b"postmaster@example.test" in message

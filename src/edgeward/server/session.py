@@ -63,6 +63,8 @@ class SessionEnv:
     tls_context: ssl.SSLContext | None
     handshake_timeout: float
     on_queued: Callable[[str], None]
+    # Where "RCPT TO:<Postmaster>" (no domain, RFC 5321 §4.5.1) goes; empty: refuse it.
+    postmaster: str = ""
     protocol_logs: Mapping[str, ProtocolLog] = field(default_factory=dict)  # by connector name
 
 
@@ -258,6 +260,11 @@ class Session:
         tx = self.tx
         if tx is None:  # the core orders commands; this guards a bug, not a client
             return Reply(503, "5.5.1", "Need MAIL command")
+        if not event.address.domain:
+            if not self.env.postmaster:
+                return Reply(550, "5.1.1", "No postmaster mailbox here")
+            local, _, domain = self.env.postmaster.rpartition("@")
+            event = replace(event, address=Address(local, domain))
         ctx = StageContext(
             Stage.RCPT,
             self.info,

@@ -1,0 +1,457 @@
+"""The sans-IO SMTP server connection: bytes in, events out, replies back to bytes.
+
+A session drives one ``ServerConnection`` per client::
+
+    wire = conn.greeting(Reply(220, None, "mx.example ESMTP"))
+    while not conn.closed:
+        event = conn.next_event()
+        if event is NeedData:            # or isinstance(event, NeedData)
+            conn.receive_data(await read())  # b"" on EOF
+            continue
+        if isinstance(event, ConnectionClosed):
+            break
+        write(conn.send(decide(event)))
+
+The connection does no I/O and keeps no clock; the order of states lives in ``state.py``, the
+grammar in ``parse.py`` and body reading in ``data.py``.
+
+Security:
+
+* Bounded: a command line is at most ``max_line`` bytes (longer lines are skipped to their end
+  and refused, never buffered whole); the body is bounded by ``MessageBuffer``; commands and
+  errors per connection are counted and end the connection with ``421 4.7.0``.
+* Strict lines: NUL and bare CR in a command line are always refused; a command line ended by a
+  bare LF is refused under ``bare_lf="reject"`` (the default) and accepted under
+  ``"normalize"``. A line that starts like an HTTP request closes the connection.
+* STARTTLS (RFC 3207 §4.2, CVE-2011-0411): when the 220 is sent, every byte already received
+  after the STARTTLS line is dropped, and so is anything fed before ``tls_started()``;
+  ``tls_started()`` forgets the HELO and the transaction.
+* BDAT: the chunk that follows a BDAT command is always consumed, even when the command is
+  refused, so that message bytes are never read as commands.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Literal
+
+from edgeward.errors import ProtocolError
+from edgeward.smtp import replies as r
+from edgeward.smtp.data import DataReader, MessageBuffer, finish_bdat, finish_data
+from edgeward.smtp.events import (
+    NEED_DATA,
+    Auth,
+    BdatChunk,
+    ConnectionClosed,
+    Data,
+    Event,
+    Helo,
+    Help,
+    MailFrom,
+    NeedData,
+    Noop,
+    ProtocolViolation,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTls,
+    Vrfy,
+)
+from edgeward.smtp.parse import (
+    ParamPolicy,
+    parse_auth,
+    parse_bdat,
+    parse_helo,
+    parse_mail,
+    parse_rcpt,
+    split_command,
+)
+from edgeward.smtp.state import TABLE, Input, State, next_state, sequence_error
+from edgeward.types import Reply
+
+__all__ = ["Extensions", "ProtocolLimits", "ServerConnection", "SessionMisuse"]
+
+
+@dataclass(frozen=True)
+class ProtocolLimits:
+    max_line: int = 2048  # command line incl. CRLF (RFC 5321 §4.5.3.1.4 says 512; lenient, bounded)
+    max_message_size: int = 10 * 1024 * 1024
+    max_header_size: int = 64 * 1024
+    max_recipients: int = 200
+    max_commands: int = 1000  # commands per connection, then 421 4.7.0 and close
+    max_protocol_errors: int = 5  # bad/unknown/out-of-sequence commands, then 421 4.7.0 and close
+    bare_lf: Literal["reject", "normalize"] = "reject"
+
+
+@dataclass(frozen=True)
+class Extensions:
+    hostname: str  # FQDN for the EHLO reply first line
+    size: int  # announced in SIZE (0: no fixed maximum, RFC 1870)
+    starttls: bool  # advertise STARTTLS (the session turns it off once TLS is up)
+    auth_mechanisms: tuple[str, ...] = ()  # advertised only if non-empty and TLS is active
+    chunking: bool = True
+    dsn: bool = True
+    smtputf8: bool = True
+    pipelining: bool = True
+
+
+class SessionMisuse(RuntimeError):
+    """The session broke the calling contract (a bug in the caller, never client input)."""
+
+
+class _Mode(enum.Enum):
+    LINE = "line"  # reading command lines
+    SKIP = "skip"  # skipping the rest of a line that was too long
+    DATA = "data"  # reading a DATA body
+    CHUNK = "chunk"  # reading the bytes of a BDAT chunk
+    TLS = "tls"  # 220 to STARTTLS sent: nothing is read until tls_started()
+
+
+_VERBS = {
+    "HELO": Input.HELO,
+    "EHLO": Input.EHLO,
+    "MAIL": Input.MAIL,
+    "RCPT": Input.RCPT,
+    "DATA": Input.DATA,
+    "BDAT": Input.CHUNK,
+    "RSET": Input.RSET,
+    "NOOP": Input.NOOP,
+    "QUIT": Input.QUIT,
+    "VRFY": Input.VRFY,
+    "HELP": Input.HELP,
+    "STARTTLS": Input.STARTTLS,
+    "AUTH": Input.AUTH,
+}
+_UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "VERB", "ONEX"})
+_CROSS_PROTOCOL = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "DELETE", "PATCH", "TRACE"})
+_NO_ARGUMENTS = frozenset({Input.RSET, Input.QUIT, Input.DATA, Input.STARTTLS})
+
+
+def _counts_as_error(reply: Reply) -> bool:
+    """Permanent protocol (5.5.x) and address-syntax (5.1.x) refusals count; limits
+    (452 4.5.3, 552 5.3.4) and policy (553 5.6.7) do not."""
+    return reply.enhanced is not None and reply.enhanced[:4] in ("5.5.", "5.1.")
+
+
+class ServerConnection:
+    """One SMTP server connection, driven by a session (see the module docstring)."""
+
+    def __init__(self, limits: ProtocolLimits, extensions: Extensions) -> None:
+        self.limits = limits
+        self.extensions = extensions
+        self._state = State.CONNECTED
+        self._mode = _Mode.LINE
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+        self._tls = False
+        self._pending: tuple[Event, Input] | None = None
+        self._commands = 0
+        self._errors = 0
+        self.discarded_after_starttls = 0  # bytes dropped by the STARTTLS rule, for the log
+        self._reader: DataReader | None = None
+        self._chunk_left = 0
+        self._chunk_size = 0
+        self._chunk_last = False
+        self._chunk_refusal: Reply | None = None
+        self._mail: MailFrom | None = None
+        self._recipients = 0
+        self._bdat: MessageBuffer | None = None
+
+    # --- public interface ----------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def tls_active(self) -> bool:
+        return self._tls
+
+    @property
+    def closed(self) -> bool:
+        """True once QUIT or a 421 was answered, a fatal violation was answered, or the peer
+        closed (``ConnectionClosed``): the session should close the socket."""
+        return self._state is State.CLOSED
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the peer; ``b""`` means the peer closed its side."""
+        if not data:
+            self._eof = True
+            return
+        if self._state is State.CLOSED:
+            return
+        if self._mode is _Mode.TLS:
+            self.discarded_after_starttls += len(data)
+            return
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_event(self) -> Event | NeedData:
+        """The next event, or ``NeedData``. Never raises on client input."""
+        if self._pending is not None:
+            raise SessionMisuse("answer the last event with send() before reading the next")
+        if self._state is State.CLOSED:
+            return ConnectionClosed()
+        if self._mode is _Mode.DATA:
+            event = self._read_data()
+        elif self._mode is _Mode.CHUNK:
+            event = self._read_chunk()
+        elif self._mode is _Mode.TLS:
+            event = NEED_DATA
+        else:
+            event = self._read_line()
+        if event is NEED_DATA and self._eof:
+            self._state = State.CLOSED
+            return ConnectionClosed()
+        return event
+
+    def greeting(self, reply: Reply) -> bytes:
+        """The banner: 220, or 554 (then only QUIT is accepted, RFC 5321 §3.1), or 421."""
+        if reply.code == 554:
+            self._state = State.REFUSED
+        elif reply.code == 421:
+            self._state = State.CLOSED
+        return reply.to_bytes()
+
+    def send(self, reply: Reply) -> bytes:
+        """The wire bytes answering the last event; also moves the state machine.
+
+        Without a pending event (a time-out, a shutdown) the reply is only rendered; a 421
+        still closes.
+        """
+        if self._pending is None:
+            if reply.code == 421:
+                self._state = State.CLOSED
+            return reply.to_bytes()
+        event, kind = self._pending
+        self._pending = None
+        wire = self._render(event, reply)
+        self._state = next_state(self._state, kind, reply.code < 400)
+        if reply.code < 400:
+            self._accepted(event)
+        if reply.code == 421 or (isinstance(event, ProtocolViolation) and event.fatal):
+            self._state = State.CLOSED
+        if self._state in (State.CONNECTED, State.GREETED):
+            self._reset_transaction()
+        return wire
+
+    def tls_started(self) -> None:
+        """The TLS handshake succeeded: start over as a new, unauthenticated, un-greeted session."""
+        self._tls = True
+        self._state = State.CONNECTED
+        self._mode = _Mode.LINE
+        self._pending = None
+        self._buf.clear()
+        self._pos = 0
+        self._reset_transaction()
+
+    # --- replies and transitions ---------------------------------------------------------------
+
+    def _accepted(self, event: Event) -> None:
+        if isinstance(event, MailFrom):
+            self._mail = event
+        elif isinstance(event, RcptTo):
+            self._recipients += 1
+        elif isinstance(event, Data):
+            self._mode = _Mode.DATA
+            self._reader = DataReader(self.limits.max_message_size, self.limits.max_header_size)
+        elif isinstance(event, StartTls):
+            self._mode = _Mode.TLS
+            self.discarded_after_starttls += len(self._buf) - self._pos
+            self._buf.clear()
+            self._pos = 0
+
+    def _render(self, event: Event, reply: Reply) -> bytes:
+        if not (isinstance(event, Helo) and 200 <= reply.code < 300):
+            return reply.to_bytes()
+        # RFC 2034 §3: no enhanced codes in replies to HELO/EHLO, nor on the extension lines.
+        lines = reply.text.split("\n")
+        if event.esmtp:
+            lines += self._extension_lines()
+        last = len(lines) - 1
+        text = "".join(f"{reply.code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
+        return text.encode("utf-8", "replace")
+
+    def _extension_lines(self) -> list[str]:
+        ext = self.extensions
+        lines = ["PIPELINING"] if ext.pipelining else []
+        lines += [f"SIZE {ext.size}" if ext.size > 0 else "SIZE", "8BITMIME"]
+        lines += ["SMTPUTF8"] if ext.smtputf8 else []
+        lines += ["ENHANCEDSTATUSCODES"]
+        lines += ["STARTTLS"] if ext.starttls and not self._tls else []
+        lines += ["CHUNKING"] if ext.chunking else []
+        lines += ["DSN"] if ext.dsn else []
+        if ext.auth_mechanisms and self._tls:  # AUTH only after STARTTLS (DESIGN §5)
+            lines.append("AUTH " + " ".join(ext.auth_mechanisms))
+        return lines
+
+    def _reset_transaction(self) -> None:
+        self._mail = None
+        self._recipients = 0
+        self._bdat = None
+
+    def _emit(self, event: Event, kind: Input) -> Event:
+        self._pending = (event, kind)
+        return event
+
+    def _refuse(self, reply: Reply, kind: Input = Input.REFUSED_INPUT) -> Event:
+        if _counts_as_error(reply):
+            self._errors += 1
+            if self._errors > self.limits.max_protocol_errors:
+                return self._emit(ProtocolViolation(r.TOO_MANY_ERRORS, fatal=True), kind)
+        return self._emit(ProtocolViolation(reply, fatal=reply.code == 421), kind)
+
+    # --- command lines -------------------------------------------------------------------------
+
+    def _read_line(self) -> Event | NeedData:
+        if self._mode is _Mode.SKIP:
+            nl = self._buf.find(b"\n", self._pos)
+            if nl < 0:
+                self._pos = len(self._buf)
+                return NEED_DATA
+            self._pos = nl + 1
+            self._mode = _Mode.LINE
+            return self._command(None)
+        nl = self._buf.find(b"\n", self._pos, self._pos + self.limits.max_line)
+        if nl < 0:
+            if len(self._buf) - self._pos >= self.limits.max_line:
+                self._mode = _Mode.SKIP
+                return self._read_line()
+            return NEED_DATA
+        line = bytes(self._buf[self._pos : nl])
+        self._pos = nl + 1
+        return self._command(line)
+
+    def _command(self, line: bytes | None) -> Event | NeedData:
+        self._commands += 1
+        if self._commands > self.limits.max_commands:
+            return self._refuse(r.TOO_MANY_COMMANDS)
+        if line is None:
+            return self._refuse(r.LINE_TOO_LONG)
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        elif self.limits.bare_lf == "reject":
+            return self._refuse(r.BARE_LF_IN_COMMAND)
+        if b"\r" in line or b"\x00" in line:
+            return self._refuse(r.BAD_CHARACTER_IN_COMMAND)
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._refuse(r.INVALID_UTF8)
+        verb, arg = split_command(text)
+        kind = _VERBS.get(verb)
+        if kind is None:
+            if verb in _CROSS_PROTOCOL:
+                return self._refuse(r.CROSS_PROTOCOL)
+            return self._refuse(r.NOT_IMPLEMENTED if verb in _UNIMPLEMENTED else r.COMMAND_UNRECOGNIZED)
+        try:
+            if kind is Input.CHUNK:
+                return self._start_chunk(arg)
+            if kind is Input.STARTTLS:
+                if self._tls:
+                    return self._refuse(r.TLS_ALREADY_ACTIVE)
+                if not self.extensions.starttls:
+                    return self._refuse(r.NOT_IMPLEMENTED)
+            if (self._state, kind) not in TABLE:
+                return self._refuse(sequence_error(self._state, kind))
+            if kind in _NO_ARGUMENTS and arg:
+                return self._refuse(r.NO_ARGUMENTS)
+            return self._emit(self._parse(kind, arg), kind)
+        except ProtocolError as exc:
+            return self._refuse(exc.reply)
+
+    def _policy(self) -> ParamPolicy:
+        ext = self.extensions
+        return ParamPolicy(
+            smtputf8=ext.smtputf8,
+            dsn=ext.dsn,
+            binarymime=ext.chunking,
+            auth=bool(ext.auth_mechanisms) and self._tls,
+            max_size=self.limits.max_message_size,
+        )
+
+    def _parse(self, kind: Input, arg: str) -> Event:
+        """The event for a command that is in sequence; raises ProtocolError on bad arguments."""
+        if kind in (Input.HELO, Input.EHLO):
+            return Helo(parse_helo(arg), esmtp=kind is Input.EHLO)
+        if kind is Input.MAIL:
+            path, params, size, body, smtputf8 = parse_mail(arg, self._policy())
+            return MailFrom(path.address, params, size, body, smtputf8, source_route=path.source_route)
+        if kind is Input.RCPT:
+            smtputf8 = self._mail is not None and self._mail.smtputf8
+            path, params = parse_rcpt(arg, self._policy(), smtputf8=smtputf8)
+            if self._recipients >= self.limits.max_recipients:
+                raise ProtocolError(r.TOO_MANY_RECIPIENTS)
+            return RcptTo(path.address, params, source_route=path.source_route)
+        if kind is Input.DATA:
+            if self._mail is not None and self._mail.body == "BINARYMIME":
+                raise ProtocolError(r.BINARYMIME_NEEDS_BDAT)
+            return Data()
+        if kind is Input.VRFY:
+            if not arg.strip(" "):
+                raise ProtocolError(r.VRFY_SYNTAX)
+            return Vrfy(arg.strip(" "))
+        if kind is Input.AUTH:
+            return Auth(*parse_auth(arg))
+        simple: dict[Input, Event] = {
+            Input.RSET: Rset(),
+            Input.NOOP: Noop(),
+            Input.QUIT: Quit(),
+            Input.HELP: Help(arg.strip(" ")),
+            Input.STARTTLS: StartTls(),
+        }
+        return simple[kind]
+
+    # --- bodies --------------------------------------------------------------------------------
+
+    def _read_data(self) -> Event | NeedData:
+        assert self._reader is not None
+        with memoryview(self._buf) as whole, whole[self._pos :] as view:
+            consumed = self._reader.feed(view)
+        if consumed is None:
+            self._pos = len(self._buf)
+            return NEED_DATA
+        self._pos += consumed
+        self._mode = _Mode.LINE
+        event = finish_data(self._reader.message, self.limits.bare_lf)
+        self._reader = None
+        return self._emit(event, Input.MESSAGE)
+
+    def _start_chunk(self, arg: str) -> Event | NeedData:
+        size, last = parse_bdat(arg)  # a size we cannot read leaves nothing to consume: plain 501
+        kind = Input.LAST_CHUNK if last else Input.CHUNK
+        refusal = None
+        if not self.extensions.chunking:
+            refusal = r.NOT_IMPLEMENTED
+        elif (self._state, kind) not in TABLE:
+            refusal = sequence_error(self._state, kind)
+        elif self._bdat is None:
+            self._bdat = MessageBuffer(self.limits.max_message_size, self.limits.max_header_size)
+        self._mode = _Mode.CHUNK
+        self._chunk_left = self._chunk_size = size
+        self._chunk_last = last
+        self._chunk_refusal = refusal
+        return self._read_chunk()
+
+    def _read_chunk(self) -> Event | NeedData:
+        take = min(self._chunk_left, len(self._buf) - self._pos)
+        if take and self._chunk_refusal is None and self._bdat is not None:
+            with memoryview(self._buf) as whole, whole[self._pos : self._pos + take] as view:
+                self._bdat.append(view)
+        self._pos += take
+        self._chunk_left -= take
+        if self._chunk_left:
+            return NEED_DATA
+        self._mode = _Mode.LINE
+        if self._chunk_refusal is not None or self._bdat is None:
+            return self._refuse(self._chunk_refusal or r.BAD_SEQUENCE)
+        if self._chunk_last:
+            binary = self._mail is not None and self._mail.body == "BINARYMIME"
+            return self._emit(finish_bdat(self._bdat, binary), Input.LAST_CHUNK)
+        if self._bdat.violation is not None:
+            return self._emit(ProtocolViolation(self._bdat.violation), Input.CHUNK)
+        return self._emit(BdatChunk(self._chunk_size, last=False), Input.CHUNK)
