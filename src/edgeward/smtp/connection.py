@@ -42,6 +42,7 @@ from edgeward.smtp.data import DataReader, MessageBuffer, finish_bdat, finish_da
 from edgeward.smtp.events import (
     NEED_DATA,
     Auth,
+    AuthResponse,
     BdatChunk,
     ConnectionClosed,
     Data,
@@ -106,6 +107,11 @@ class _Mode(enum.Enum):
     DATA = "data"  # reading a DATA body
     CHUNK = "chunk"  # reading the bytes of a BDAT chunk
     TLS = "tls"  # 220 to STARTTLS sent: nothing is read until tls_started()
+    AUTH = "auth"  # 334 sent: the next line is a SASL response, not a command
+
+
+# RFC 4954 §4: a client line in an AUTH exchange may be up to 12288 octets.
+MAX_AUTH_LINE = 12288
 
 
 _VERBS = {
@@ -158,6 +164,8 @@ class ServerConnection:
         self._mail: MailFrom | None = None
         self._recipients = 0
         self._bdat: MessageBuffer | None = None
+        self._authenticated = False
+        self._skip_quietly = False  # the skipped line was already answered
 
     # --- public interface ----------------------------------------------------------------------
 
@@ -168,6 +176,11 @@ class ServerConnection:
     @property
     def tls_active(self) -> bool:
         return self._tls
+
+    @property
+    def authenticated(self) -> bool:
+        """True once an AUTH exchange was answered with 235 (RFC 4954 §4)."""
+        return self._authenticated
 
     @property
     def closed(self) -> bool:
@@ -202,6 +215,8 @@ class ServerConnection:
             event = self._read_chunk()
         elif self._mode is _Mode.TLS:
             event = NEED_DATA
+        elif self._mode is _Mode.AUTH:
+            event = self._read_auth_line()
         else:
             event = self._read_line()
         if event is NEED_DATA and self._eof:
@@ -233,6 +248,10 @@ class ServerConnection:
         self._state = next_state(self._state, kind, reply.code < 400)
         if reply.code < 400:
             self._accepted(event)
+        if isinstance(event, Auth | AuthResponse):
+            # 334 continues the exchange; any other reply ends it (RFC 4954 §4).
+            self._mode = _Mode.AUTH if reply.code == 334 else _Mode.LINE
+            self._authenticated = self._authenticated or reply.code == 235
         if reply.code == 421 or (isinstance(event, ProtocolViolation) and event.fatal):
             self._state = State.CLOSED
         if self._state in (State.CONNECTED, State.GREETED):
@@ -242,6 +261,7 @@ class ServerConnection:
     def tls_started(self) -> None:
         """The TLS handshake succeeded: start over as a new, unauthenticated, un-greeted session."""
         self._tls = True
+        self._authenticated = False
         self._state = State.CONNECTED
         self._mode = _Mode.LINE
         self._pending = None
@@ -315,6 +335,9 @@ class ServerConnection:
                 return NEED_DATA
             self._pos = nl + 1
             self._mode = _Mode.LINE
+            if self._skip_quietly:
+                self._skip_quietly = False
+                return self._read_line()
             return self._command(None)
         nl = self._buf.find(b"\n", self._pos, self._pos + self.limits.max_line)
         if nl < 0:
@@ -396,6 +419,8 @@ class ServerConnection:
                 raise ProtocolError(r.VRFY_SYNTAX)
             return Vrfy(arg.strip(" "))
         if kind is Input.AUTH:
+            if self._authenticated:
+                raise ProtocolError(r.ALREADY_AUTHENTICATED)
             return Auth(*parse_auth(arg))
         simple: dict[Input, Event] = {
             Input.RSET: Rset(),
@@ -405,6 +430,26 @@ class ServerConnection:
             Input.STARTTLS: StartTls(),
         }
         return simple[kind]
+
+    def _read_auth_line(self) -> Event | NeedData:
+        nl = self._buf.find(b"\n", self._pos, self._pos + MAX_AUTH_LINE + 2)
+        if nl < 0:
+            if len(self._buf) - self._pos > MAX_AUTH_LINE + 1:
+                # Too long to be a response: end the exchange and skip the rest as a bad line.
+                self._mode = _Mode.SKIP
+                self._skip_quietly = True
+                return self._emit(ProtocolViolation(r.AUTH_LINE_TOO_LONG), Input.AUTH_RESPONSE)
+            return NEED_DATA
+        line = bytes(self._buf[self._pos : nl])
+        self._pos = nl + 1
+        self._mode = _Mode.LINE
+        if not line.endswith(b"\r") or b"\r" in line[:-1] or b"\x00" in line:
+            return self._emit(ProtocolViolation(r.AUTH_BAD_LINE), Input.AUTH_RESPONSE)
+        try:
+            text = line[:-1].decode("ascii")
+        except UnicodeDecodeError:
+            return self._emit(ProtocolViolation(r.AUTH_BAD_LINE), Input.AUTH_RESPONSE)
+        return self._emit(AuthResponse(text), Input.AUTH_RESPONSE)
 
     # --- bodies --------------------------------------------------------------------------------
 

@@ -154,6 +154,17 @@ class Auth:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """One client line inside an AUTH exchange, after the session answered ``334`` (RFC 4954 §4).
+
+    The text is passed on as received (base64, or ``*`` to cancel); it is a credential, so it
+    must never be logged.
+    """
+
+    line: str
+
+
+@dataclass(frozen=True, slots=True)
 class ProtocolViolation:
     """The core refused the input itself; send ``reply``, and close afterwards if ``fatal``."""
 
@@ -180,6 +191,7 @@ Event = (
     | Help
     | StartTls
     | Auth
+    | AuthResponse
     | ProtocolViolation
     | ConnectionClosed
 )

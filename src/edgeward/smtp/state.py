@@ -78,6 +78,7 @@ class Input(enum.Enum):
     HELP = "HELP"
     STARTTLS = "STARTTLS"
     AUTH = "AUTH"
+    AUTH_RESPONSE = "auth response"
     REFUSED_INPUT = "violation"
 
 
@@ -102,6 +103,7 @@ TABLE: dict[tuple[State, Input], Transition] = {
     **{(s, Input.RSET): Transition(_G) for s in (_G, _M, _R, _B)},
     (_G, Input.STARTTLS): Transition(_C),  # the connection waits for tls_started()
     (_G, Input.AUTH): _STAY,
+    (_G, Input.AUTH_RESPONSE): _STAY,
     (_G, Input.MAIL): Transition(_M),
     (_M, Input.RCPT): Transition(_R),
     (_R, Input.RCPT): _STAY,
