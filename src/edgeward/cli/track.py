@@ -1,0 +1,123 @@
+"""``edgeward track``: search the message tracking log (Exchange's Get-MessageTrackingLog).
+
+Criteria combine (all must match); addresses match case-insensitively; ``--since``/``--until``
+take ISO-8601 dates or times (UTC unless they carry an offset) or an age such as ``30m``, ``2h``,
+``3d``, ``1w``. Mount with ``app.add_typer(track_app, name="track")``.
+
+Security: entries come from mail senders; the table escapes control characters and no text is
+read as Rich markup.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from edgeward.cli.queue import clean, console, err_console, fail, load
+from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.logs.tracking import TrackingEvent, search
+from edgeward.ports import Clock, SystemClock
+
+__all__ = ["parse_when", "track", "track_app"]
+
+_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+track_app = typer.Typer(help="Search the message tracking log.")
+
+
+def parse_when(text: str, clock: Clock | None = None) -> datetime:
+    """An aware UTC datetime from ``2024-05-01``, ``2024-05-01T12:30:00+02:00`` or ``2h`` (ago)."""
+    m = _AGE.match(text)
+    if m:
+        now = (clock or SystemClock()).now()
+        return datetime.fromtimestamp(now, UTC) - timedelta(
+            seconds=int(m.group(1)) * _UNITS[m.group(2).lower()]
+        )
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is neither an ISO date/time nor an age such as 2h or 3d"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _event(value: str | None) -> TrackingEvent | None:
+    if value is None:
+        return None
+    try:
+        return TrackingEvent(value.upper())
+    except ValueError:
+        names = ", ".join(e.value for e in TrackingEvent)
+        raise typer.BadParameter(f"unknown event {value!r}; one of {names}") from None
+
+
+@track_app.callback(invoke_without_command=True)
+def track(
+    sender: Annotated[str | None, typer.Option("--sender", help="Envelope sender.")] = None,
+    recipient: Annotated[str | None, typer.Option("--recipient", help="One of the recipients.")] = None,
+    message_id: Annotated[str | None, typer.Option("--message-id", help="Message-ID header value.")] = None,
+    msg_id: Annotated[str | None, typer.Option("--id", help="Queue id.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="ISO date/time or age (2h, 3d).")] = None,
+    until: Annotated[str | None, typer.Option("--until", help="ISO date/time or age (2h, 3d).")] = None,
+    event: Annotated[str | None, typer.Option("--event", help="RECEIVE, SEND, DEFER, FAIL ...")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, help="Stop after this many (0: all).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")] = DEFAULT_CONFIG_PATH,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="Log folder (default: logging.dir).")
+    ] = None,
+) -> None:
+    """Search the message tracking log, oldest entries first."""
+    wanted_event = _event(event)
+    since_dt = parse_when(since) if since else None
+    until_dt = parse_when(until) if until else None
+    if log_dir is None:
+        cfg = load(config)
+        log_dir = cfg.resolve(cfg.logging.dir)
+    if not log_dir.is_dir():
+        fail(f"no log folder at {log_dir}")
+    found = search(
+        log_dir,
+        sender=sender,
+        recipient=recipient,
+        message_id=message_id,
+        msg_id=msg_id,
+        since=since_dt,
+        until=until_dt,
+        event=wanted_event,
+    )
+    rows = []
+    for n, entry in enumerate(found, 1):
+        if as_json:
+            typer.echo(json.dumps(entry, ensure_ascii=False))
+        else:
+            rows.append(entry)
+        if n == limit:
+            break
+    if as_json:
+        return
+    if not rows:
+        err_console().print("no matching entries")
+        return
+    table = Table("Time", "Event", "ID", "Sender", "Recipients", "Reply / detail")
+    for e in rows:
+        reply = " ".join(str(x) for x in (e.get("reply"), e.get("detail"), e.get("next_hop")) if x)
+        cells = (
+            str(e.get("time", "")),
+            str(e.get("event", "")),
+            str(e.get("msg_id", "")),
+            str(e.get("sender", "")) or "<>",
+            ", ".join(str(r) for r in e.get("recipients") or ()),
+            reply,
+        )
+        table.add_row(*(Text(clean(c)) for c in cells))
+    console().print(table)

@@ -1,0 +1,134 @@
+"""Group commit: many concurrent ``Spool.accept()`` calls made durable by one round of fsyncs.
+
+A round runs in worker threads, so the event loop never waits on the disk. While a round runs,
+new messages queue up; the next round takes all of them (the scheme databases use for their
+write-ahead logs). Per message a round costs two file writes with ``fdatasync`` and one rename;
+per round it costs two folder fsyncs, which the concurrent sessions then share.
+
+The order inside a round is Postfix's fsync-before-rename: data and metadata flushed, ``data/``
+flushed, metadata renamed into ``incoming/``, ``incoming/`` flushed. Only then are the callers
+told the message is safe and may answer ``250``.
+
+Security: files are created through :func:`edgeward.queue.files.write_new` (0600, ``O_EXCL``,
+``O_NOFOLLOW``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeward.errors import QueueError
+from edgeward.queue.files import sync_dir, unlink_quiet, write_new
+
+__all__ = ["GroupCommitter"]
+
+
+@dataclass(slots=True)
+class _Pending:
+    msg_id: str
+    data: bytes
+    meta: bytes
+    future: asyncio.Future[str]
+
+
+class GroupCommitter:
+    """Writes new messages into ``data/`` and ``incoming/`` in batches."""
+
+    def __init__(
+        self,
+        *,
+        tmp: Path,
+        data: Path,
+        incoming: Path,
+        sync: bool,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        self._tmp, self._data, self._incoming = tmp, data, incoming
+        self._sync = sync
+        self._on_commit = on_commit
+        self._pending: list[_Pending] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def submit(self, msg_id: str, data: bytes, meta: bytes) -> str:
+        """Return once the message is durable; raise ``QueueError`` if it could not be stored."""
+        loop = asyncio.get_running_loop()
+        pending = _Pending(msg_id, data, meta, loop.create_future())
+        if self._task is not None and not self._task.done() and self._task.get_loop() is not loop:
+            raise RuntimeError("a Spool accepts messages from one event loop only")
+        self._pending.append(pending)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run())
+        # shield: a client that hangs up mid-commit must not cancel the round of the others.
+        return await asyncio.shield(pending.future)
+
+    async def _run(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                errors = await self._commit(batch)
+            except BaseException:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(QueueError("the spool was shut down"))
+                raise
+            for item, error in zip(batch, errors, strict=True):
+                if item.future.done():
+                    continue
+                if error is None:
+                    item.future.set_result(item.msg_id)
+                else:
+                    item.future.set_exception(error)
+
+    async def _commit(self, batch: list[_Pending]) -> list[QueueError | None]:
+        """One round. The files are written and flushed from several worker threads at once:
+        the file system's journal then covers many flushes with one commit, which measured about
+        twice as fast on ext4 as flushing them one after another from a single thread."""
+        written = await asyncio.gather(*(asyncio.to_thread(self._write, item) for item in batch))
+        staged = [(i, paths) for i, paths in enumerate(written) if not isinstance(paths, QueueError)]
+        errors: list[QueueError | None] = [p if isinstance(p, QueueError) else None for p in written]
+        if staged:
+            failure = await asyncio.to_thread(self._publish, [paths for _, paths in staged])
+            if failure is not None:
+                for i, _ in staged:
+                    errors[i] = QueueError(f"cannot store message {batch[i].msg_id}: {failure}")
+            elif self._on_commit is not None:
+                self._on_commit(len(staged))
+        return errors
+
+    def _write(self, item: _Pending) -> tuple[Path, Path, Path] | QueueError:
+        """Write and flush one message's data and metadata (worker thread)."""
+        data_path = self._data / f"{item.msg_id}.eml"
+        tmp = self._tmp / f"{item.msg_id}.new.{secrets.token_hex(4)}"
+        try:
+            write_new(data_path, item.data, sync=self._sync)
+            try:
+                write_new(tmp, item.meta, sync=self._sync)
+            except OSError:
+                unlink_quiet(data_path)
+                raise
+        except OSError as exc:
+            return QueueError(f"cannot store message {item.msg_id}: {exc}")
+        return data_path, tmp, self._incoming / f"{item.msg_id}.json"
+
+    def _publish(self, staged: list[tuple[Path, Path, Path]]) -> OSError | None:
+        """Make a round visible (worker thread): flush data/, rename into incoming/, flush it."""
+        try:
+            if self._sync:
+                sync_dir(self._data)
+            for _, tmp, final in staged:
+                os.rename(tmp, final)
+            if self._sync:
+                sync_dir(self._incoming)
+        except OSError as exc:
+            # Take back the whole round: its clients get 451 and send again later.
+            for data_path, tmp, final in staged:
+                unlink_quiet(final)
+                unlink_quiet(tmp)
+                unlink_quiet(data_path)
+            return exc
+        return None

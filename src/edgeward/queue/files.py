@@ -1,0 +1,61 @@
+"""Small durable-file primitives of the spool: create private files, sync folders, tolerate races.
+
+These are blocking calls; the spool runs the ones on the receive path in a worker thread.
+
+Security: every file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` and mode 0600, so a
+pre-planted file or symlink is never written through, and message data is private to the
+gateway's user. Folders are created 0700.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+# fdatasync flushes the data and the metadata needed to read it back (the size of a new file),
+# which is all a freshly written spool file needs; it skips timestamps. Not on every platform.
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def write_new(path: Path, data: bytes, *, sync: bool) -> None:
+    """Create ``path`` (which must not exist) holding ``data``; flushed to disk if ``sync``.
+
+    On failure the partial file is removed before the error propagates.
+    """
+    fd = os.open(path, _CREATE, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            # os.write may write less than asked (signals, some file systems): loop until done.
+            view = view[os.write(fd, view) :]
+        if sync:
+            _datasync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(path)
+        raise
+    os.close(fd)
+
+
+def sync_dir(path: Path) -> None:
+    """fsync a folder so the names created, renamed or removed in it survive a power loss."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def unlink_quiet(path: Path) -> bool:
+    """Remove ``path``; False if it was already gone (another process may have moved it)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def make_dirs(*paths: Path) -> None:
+    for path in paths:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)

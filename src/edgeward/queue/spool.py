@@ -1,0 +1,392 @@
+"""The durable spool: messages as files, the folder a message's metadata lives in is its state.
+
+Layout under ``root`` (folders 0700, files 0600)::
+
+    tmp/                 files being written; anything here at start is a leftover, deleted
+    data/<id>.eml        the message bytes (RFC 5322, CRLF), written once, never changed
+    incoming/<id>.json   accepted, waiting for its first attempt (always due)
+    active/<id>.json     claimed by the queue manager: a delivery attempt is running
+    deferred/<id>.json   waiting for ``next_attempt_at``
+    hold/<id>.json       held by an administrator, or parked as poison
+    corrupt/<id>.json    metadata that could not be read; kept for inspection, never deleted
+
+Accepting (Postfix's fsync-before-rename): the data file is written and fsync'd in ``data/``,
+the metadata in ``tmp/``; ``data/`` is fsync'd; the metadata is renamed into ``incoming/``, and
+``incoming/`` is fsync'd. The rename into ``incoming/`` is the commit point: a data file without
+metadata is an orphan that ``recover()`` deletes, so nothing half-written is ever visible.
+Concurrent ``accept()`` calls share one worker-thread round of fsyncs (``queue.commit``).
+
+Crash counting (Mailman's poison parking, Exchange's PoisonThreshold): ``claim()`` is one
+rename into ``active/``; a record still there at start-up was mid-delivery, so ``recover()``
+adds one to its ``crash_count`` and parks it in ``hold/`` (reason ``poison``) at the threshold.
+A rename survives a process crash (the case a poison message causes) without an fsync, so
+claiming costs no disk flush.
+
+Several processes share the spool (the gateway and the CLI). Every change of state is an atomic
+rename; an operator action first renames the file somewhere the queue manager never looks
+(``hold/`` or ``tmp/``) and only then rewrites it, so the two never write the same file. A file
+that vanished between listing and acting is reported as ``KeyError`` or skipped.
+
+Security: message files are private (0600 in 0700 folders), created with ``O_EXCL`` and
+``O_NOFOLLOW``; ids from outside are validated before they become file names.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import BinaryIO
+
+from edgeward.errors import QueueError
+from edgeward.ports import Clock, SystemClock
+from edgeward.queue.commit import GroupCommitter
+from edgeward.queue.files import make_dirs, sync_dir, unlink_quiet, write_new
+from edgeward.queue.model import (
+    IdGenerator,
+    MessageRecord,
+    QueueState,
+    decode_record,
+    encode_record,
+    valid_id,
+)
+from edgeward.queue.recovery import RecoveryReport, recover_spool
+
+__all__ = ["RecoveryReport", "Spool"]
+
+# The order load() looks in: the folders a message passes through, in the order it does.
+_SEARCH = (QueueState.INCOMING, QueueState.ACTIVE, QueueState.DEFERRED, QueueState.HOLD, QueueState.CORRUPT)
+
+
+class Spool:
+    """The on-disk queue. See the module docstring for the layout and its guarantees."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        clock: Clock | None = None,
+        poison_threshold: int = 2,
+        on_commit: Callable[[int], None] | None = None,
+    ) -> None:
+        """``on_commit`` is called (in the worker thread) with the size of each group commit."""
+        self.root = Path(root)
+        self._sync = fsync
+        self._clock = clock if clock is not None else SystemClock()
+        self._poison_threshold = poison_threshold
+        self._ids = IdGenerator(self._clock)
+        self._tmp = self.root / "tmp"
+        self._data = self.root / "data"
+        self._dirs = {s: self.root / s.value for s in QueueState}
+        make_dirs(self._tmp, self._data, *self._dirs.values())
+        self._committer = GroupCommitter(
+            tmp=self._tmp,
+            data=self._data,
+            incoming=self._dirs[QueueState.INCOMING],
+            sync=fsync,
+            on_commit=on_commit,
+        )
+        self._cache: dict[tuple[QueueState, str], tuple[tuple[int, int, int], MessageRecord]] = {}
+
+    # -- paths ---------------------------------------------------------------------------------
+
+    def _meta(self, state: QueueState, msg_id: str) -> Path:
+        return self._dirs[state] / f"{msg_id}.json"
+
+    def _data_path(self, msg_id: str) -> Path:
+        return self._data / f"{msg_id}.eml"
+
+    def _tmp_path(self, msg_id: str, what: str) -> Path:
+        return self._tmp / f"{msg_id}.{what}.{secrets.token_hex(4)}"
+
+    @staticmethod
+    def _check(msg_id: str) -> None:
+        if not valid_id(msg_id):
+            raise KeyError(msg_id)
+
+    # -- accepting -----------------------------------------------------------------------------
+
+    def new_id(self) -> str:
+        return self._ids()
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.root)
+        return st.f_bavail * st.f_frsize
+
+    async def accept(self, record: MessageRecord, data: bytes) -> str:
+        """Store a message durably and return its id (a new one if ``record.id`` is empty)."""
+        if not record.id:
+            record = replace(record, id=self.new_id())
+        elif not valid_id(record.id):
+            raise QueueError(f"invalid queue id {record.id!r}")
+        record = replace(record, state=QueueState.INCOMING)
+        return await self._committer.submit(record.id, data, encode_record(record))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read(self, state: QueueState, msg_id: str) -> MessageRecord:
+        """Read one record (FileNotFoundError if it moved); unreadable ones come back as CORRUPT."""
+        path = self._meta(state, msg_id)
+        raw = path.read_bytes()
+        try:
+            return decode_record(raw, state)
+        except ValueError as exc:
+            return self._placeholder(msg_id, f"corrupt: {exc}")
+
+    def _placeholder(self, msg_id: str, reason: str) -> MessageRecord:
+        try:
+            st = self._data_path(msg_id).stat()
+            size, when = st.st_size, st.st_mtime
+        except FileNotFoundError:
+            size, when = 0, 0.0
+        return MessageRecord(msg_id, "", (), when, size, hold_reason=reason, state=QueueState.CORRUPT)
+
+    def _locate(self, msg_id: str) -> QueueState:
+        self._check(msg_id)
+        for state in _SEARCH:
+            if self._meta(state, msg_id).exists():
+                return state
+        raise KeyError(msg_id)
+
+    def load(self, msg_id: str) -> MessageRecord:
+        self._check(msg_id)
+        # A message may move between folders while we look; a few passes find it.
+        for _ in range(3):
+            for state in _SEARCH:
+                try:
+                    return self._read(state, msg_id)
+                except FileNotFoundError:
+                    continue
+        raise KeyError(msg_id)
+
+    def read_data(self, msg_id: str) -> bytes:
+        with self.open_data(msg_id) as fh:
+            return fh.read()
+
+    def open_data(self, msg_id: str) -> BinaryIO:
+        self._check(msg_id)
+        try:
+            return self._data_path(msg_id).open("rb")
+        except FileNotFoundError:
+            raise KeyError(msg_id) from None
+
+    def export(self, msg_id: str) -> bytes:
+        return self.read_data(msg_id)
+
+    def _scan(self, state: QueueState) -> list[MessageRecord]:
+        """Records of one folder; unchanged files come from a cache keyed by inode, mtime and size."""
+        out: list[MessageRecord] = []
+        seen: set[str] = set()
+        try:
+            entries = list(os.scandir(self._dirs[state]))
+        except FileNotFoundError:
+            return out
+        for entry in entries:
+            if not entry.name.endswith(".json"):
+                continue
+            msg_id = entry.name[:-5]
+            try:
+                st = entry.stat()
+                key = (st.st_ino, st.st_mtime_ns, st.st_size)
+                cached = self._cache.get((state, msg_id))
+                record = cached[1] if cached and cached[0] == key else self._read(state, msg_id)
+            except FileNotFoundError:
+                continue
+            self._cache[(state, msg_id)] = (key, record)
+            seen.add(msg_id)
+            out.append(record)
+        for gone in [k for k in self._cache if k[0] is state and k[1] not in seen]:
+            del self._cache[gone]
+        return out
+
+    def list(self, state: QueueState | None = None) -> list[MessageRecord]:
+        states = list(_SEARCH) if state is None else [state]
+        records = [r for s in states for r in self._scan(s)]
+        return sorted(records, key=lambda r: r.id)
+
+    def due(self, now: float, limit: int) -> builtins.list[MessageRecord]:
+        """INCOMING (always due) and DEFERRED messages whose time has come, oldest first."""
+        ready = [r for r in self._scan(QueueState.INCOMING) if r.state is QueueState.INCOMING]
+        ready += [
+            r
+            for r in self._scan(QueueState.DEFERRED)
+            if r.state is QueueState.DEFERRED and r.next_attempt_at <= now
+        ]
+        ready.sort(key=lambda r: (r.received_at, r.id))
+        return ready[:limit]
+
+    def counts(self) -> dict[QueueState, int]:
+        counts = {}
+        for state, path in self._dirs.items():
+            with os.scandir(path) as it:
+                counts[state] = sum(1 for e in it if e.name.endswith(".json"))
+        return counts
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    def claim(self, msg_id: str) -> MessageRecord:
+        """Move a due message to ACTIVE; its folder marks the attempt as started.
+
+        The record returned carries the stored (pre-claim) ``crash_count``; a crash before
+        ``update()``/``finish()`` leaves it in ``active/`` and ``recover()`` adds one. Raises
+        ``KeyError`` if the message is gone, or had unreadable metadata (then moved to CORRUPT).
+        """
+        self._check(msg_id)
+        active = self._meta(QueueState.ACTIVE, msg_id)
+        for src in (QueueState.INCOMING, QueueState.DEFERRED):
+            try:
+                os.rename(self._meta(src, msg_id), active)
+            except FileNotFoundError:
+                continue
+            record = self._read(QueueState.ACTIVE, msg_id)
+            if record.state is QueueState.CORRUPT:
+                os.rename(active, self._meta(QueueState.CORRUPT, msg_id))
+                raise KeyError(f"{msg_id} has unreadable metadata; moved to corrupt/")
+            return record
+        raise KeyError(msg_id)
+
+    def _rewrite(self, record: MessageRecord, state: QueueState) -> None:
+        """Durably replace the metadata file of ``record`` in the folder ``state``."""
+        tmp = self._tmp_path(record.id, "upd")
+        write_new(tmp, encode_record(record), sync=self._sync)
+        try:
+            os.replace(tmp, self._meta(state, record.id))
+        except OSError:
+            unlink_quiet(tmp)
+            raise
+
+    def _move(self, msg_id: str, src: QueueState, dst: QueueState) -> None:
+        if src is not dst:
+            os.rename(self._meta(src, msg_id), self._meta(dst, msg_id))
+        if self._sync:
+            sync_dir(self._dirs[dst])
+            if src is not dst:
+                sync_dir(self._dirs[src])
+
+    def update(self, record: MessageRecord, state: QueueState) -> None:
+        """Durably store ``record`` and move it to ``state`` (after an attempt, from ACTIVE).
+
+        The file is rewritten where it is, then renamed, so it never exists in two folders.
+        """
+        if state is QueueState.ACTIVE:
+            raise ValueError("use claim() to make a message active")
+        src = self._locate(record.id)
+        try:
+            self._rewrite(replace(record, state=state), src)
+            self._move(record.id, src, state)
+        except FileNotFoundError:
+            raise KeyError(record.id) from None
+        except OSError as exc:
+            raise QueueError(f"cannot update message {record.id}: {exc}") from exc
+
+    def finish(self, msg_id: str) -> None:
+        """Every recipient is done: remove the metadata (the commit point), then the data."""
+        state = self._locate(msg_id)
+        try:
+            os.unlink(self._meta(state, msg_id))
+            if self._sync:
+                sync_dir(self._dirs[state])
+        except FileNotFoundError:
+            raise KeyError(msg_id) from None
+        except OSError as exc:
+            raise QueueError(f"cannot remove message {msg_id}: {exc}") from exc
+        unlink_quiet(self._data_path(msg_id))
+
+    # -- queue viewer operations ---------------------------------------------------------------
+
+    def hold(self, msg_id: str, reason: str = "admin") -> None:
+        """Hold a waiting message (Exchange's Suspend-Message). Not while it is being delivered."""
+        for _ in range(3):
+            src = self._locate(msg_id)
+            if src is QueueState.ACTIVE:
+                raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
+            if src is QueueState.CORRUPT:
+                raise QueueError(f"message {msg_id} has unreadable metadata and cannot be held")
+            try:
+                # Rename first: once in hold/ the queue manager never touches the file.
+                self._move(msg_id, src, QueueState.HOLD)
+            except FileNotFoundError:
+                continue
+            record = self._read(QueueState.HOLD, msg_id)
+            self._rewrite(replace(record, hold_reason=reason, state=QueueState.HOLD), QueueState.HOLD)
+            return
+        raise KeyError(msg_id)
+
+    def release(self, msg_id: str) -> None:
+        """HOLD -> DEFERRED, due now. A CORRUPT message is released only if its metadata now
+        reads (an administrator repaired it) and its data exists; otherwise ``QueueError``.
+
+        ``crash_count`` is kept: a released poison message that crashes again is parked again
+        at once, rather than being allowed to crash the gateway ``poison_threshold`` more times.
+        """
+        src = self._locate(msg_id)
+        if src not in (QueueState.HOLD, QueueState.CORRUPT):
+            raise QueueError(f"message {msg_id} is not held (it is {src.value})")
+        raw = self._meta(src, msg_id).read_bytes()
+        try:
+            record = decode_record(raw, src)
+        except ValueError as exc:
+            raise QueueError(
+                f"message {msg_id} has unreadable metadata ({exc}); export and remove it"
+            ) from None
+        if not self._data_path(msg_id).exists():
+            raise QueueError(f"message {msg_id} has no data file; remove it")
+        now = self._clock.now()
+        self._rewrite(replace(record, hold_reason="", next_attempt_at=now), src)
+        self._move(msg_id, src, QueueState.DEFERRED)
+
+    def retry(self, msg_id: str | None = None) -> int:
+        """Make one or all DEFERRED messages due now by moving them to INCOMING (always due).
+
+        A plain rename: it races with nothing, and a retry lost in a power cut costs only a wait.
+        """
+        ids = [msg_id] if msg_id is not None else [r.id for r in self._scan(QueueState.DEFERRED)]
+        count = 0
+        for one in ids:
+            self._check(one)
+            try:
+                os.rename(self._meta(QueueState.DEFERRED, one), self._meta(QueueState.INCOMING, one))
+            except FileNotFoundError:
+                if msg_id is not None:
+                    self._locate(one)  # KeyError if it does not exist at all
+                continue
+            count += 1
+        return count
+
+    def remove(self, msg_id: str) -> MessageRecord:
+        """Delete a message that is not being delivered; returns its record (e.g. for an NDR)."""
+        for _ in range(3):
+            src = self._locate(msg_id)
+            if src is QueueState.ACTIVE:
+                raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
+            grabbed = self._tmp_path(msg_id, "rm")
+            try:
+                # Into tmp/ first: a crash from here on leaves only what recover() deletes.
+                os.rename(self._meta(src, msg_id), grabbed)
+            except FileNotFoundError:
+                continue
+            try:
+                record = replace(decode_record(grabbed.read_bytes(), src), state=src)
+            except ValueError as exc:
+                record = self._placeholder(msg_id, f"corrupt: {exc}")
+            os.unlink(grabbed)
+            unlink_quiet(self._data_path(msg_id))
+            if self._sync:
+                sync_dir(self._dirs[src])
+            return record
+        raise KeyError(msg_id)
+
+    # -- start-up ------------------------------------------------------------------------------
+
+    def recover(self) -> RecoveryReport:
+        """Repair the spool at start-up, before this process accepts or delivers anything.
+
+        Only one gateway may own a spool: recover() treats every ACTIVE message as abandoned.
+        """
+        report = recover_spool(self)
+        self._cache.clear()
+        return report
