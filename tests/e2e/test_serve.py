@@ -55,6 +55,13 @@ def _send(port: int, n: int, tag: str) -> str:
         return text.decode()
 
 
+def _fast_retry(config: Path) -> None:
+    text = config.read_text().replace(
+        "[queue]\n", "[queue]\nglitch_retry_interval = 1\nscan_interval = 0.2\n"
+    )
+    config.write_text(text)
+
+
 def test_init_writes_a_secure_configuration(workdir: Path) -> None:
     config = _init(workdir, free_port(), None)
     text = config.read_text()
@@ -118,6 +125,7 @@ def test_serve_started_as_root_runs_as_the_service_user(workdir: Path) -> None:
 def test_kill_9_under_load_loses_no_accepted_message(workdir: Path, sink: SmtpSink) -> None:
     port = free_port()
     config = _init(workdir, port, sink)
+    _fast_retry(config)
     sink.stop()  # deliveries wait in the queue while the gateway is killed
     gw = GatewayProcess(config, port).start()
     accepted: list[str] = []
@@ -164,10 +172,7 @@ def test_kill_9_under_load_loses_no_accepted_message(workdir: Path, sink: SmtpSi
 def test_downstream_down_then_back_delivers_after_retry(workdir: Path, sink: SmtpSink) -> None:
     port = free_port()
     config = _init(workdir, port, sink)
-    text = config.read_text().replace(
-        "[queue]\n", "[queue]\nglitch_retry_interval = 1\nscan_interval = 0.2\n"
-    )
-    config.write_text(text)
+    _fast_retry(config)
     sink.stop()
     gw = GatewayProcess(config, port).start()
     try:
