@@ -22,6 +22,8 @@ import ssl
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgeward.auth.throttle import Throttle
+from edgeward.auth.users import UserStore
 from edgeward.config.load import load_config
 from edgeward.config.schema import Config
 from edgeward.delivery.dispatch import Dispatcher
@@ -29,6 +31,7 @@ from edgeward.delivery.routing import Router
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
 from edgeward.logs.agentlog import AgentLog
@@ -39,6 +42,7 @@ from edgeward.queue.manager import QueueManager
 from edgeward.queue.spool import Spool
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
+from edgeward.state.sqlite import DB_FILENAME, StateStore
 from edgeward.tls.context import server_context
 from edgeward.tls.store import CertificateStore
 from edgeward.types import Outcome
@@ -61,6 +65,7 @@ def build_agents(config: Config, spool: Spool) -> list[Agent]:
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
         MessageSize(),
+        SenderAuthority(config.accepted_domains),
         RelayControl(config.accepted_domains),
     ]
     local = config.agents.local_recipients
@@ -70,10 +75,18 @@ def build_agents(config: Config, spool: Spool) -> list[Agent]:
     return [a for a in agents if a.name not in config.agents.disabled]
 
 
-def tls_context(config: Config) -> ssl.SSLContext:
+def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
+    """A server context per TLS connector: its own binding (or the smtp default), SNI by FQDN."""
     store = CertificateStore(config.resolve(config.tls.store))
-    cert, key = store.ensure_default(config.server.hostname)
-    return server_context(cert, key)
+    store.ensure_default(config.server.hostname)
+    contexts: dict[str, ssl.SSLContext] = {}
+    for connector in config.receive_connectors:
+        if not connector.tls:
+            continue
+        cert, key = store.binding_for("smtp", connector.name)
+        client_ca = config.resolve(connector.client_ca) if connector.client_ca else None
+        contexts[connector.name] = server_context(cert, key, client_ca=client_ca)
+    return contexts
 
 
 class Gateway:
@@ -95,6 +108,13 @@ class Gateway:
             deliver=Dispatcher(config, resolver),
         )  # fmt: skip
         self.listener = Listener(self._session_env)
+        self._throttle_by_name: dict[str, Throttle] = {}
+        self.state: StateStore | None = None
+        self.users: UserStore | None = None
+        if any(c.auth_mechanisms for c in config.receive_connectors):
+            self.state = StateStore(paths["state"] / DB_FILENAME)
+            self.state.connect()
+            self.users = UserStore(self.state)
         self._env: tuple[SessionEnv, ConnectorTable] = self._build_env(config)
         self._manager_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
@@ -116,13 +136,26 @@ class Gateway:
             pipeline=pipeline,
             spool=self.spool,
             tracking=self.tracking,
-            tls_context=tls_context(config) if any(c.tls for c in config.receive_connectors) else None,
+            tls_contexts=tls_contexts(config),
             handshake_timeout=config.tls.handshake_timeout,
             on_queued=self.manager.notify,
             protocol_logs=protocol_logs,
             postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
+            users=self.users,
+            throttles=self._throttles(config),
         )
         return env, ConnectorTable(config.receive_connectors)
+
+    def _throttles(self, config: Config) -> dict[str, Throttle]:
+        """One failed-AUTH throttle per connector, kept across reloads so a reload is no amnesty."""
+        for c in config.receive_connectors:
+            if c.name not in self._throttle_by_name:
+                self._throttle_by_name[c.name] = Throttle(
+                    max_failures=c.max_logon_failures,
+                    lockout=c.auth_lockout,
+                    auth_tarpit=c.auth_tarpit_interval,
+                )
+        return self._throttle_by_name
 
     def _session_env(self) -> tuple[SessionEnv, ConnectorTable]:
         return self._env
@@ -178,6 +211,8 @@ class Gateway:
                 await asyncio.wait_for(self._manager_task, timeout=grace + 5)
         self.tracking.close()
         self.agent_log.close()
+        if self.state is not None:
+            self.state.close()
         self._stopped.set()
 
     async def serve_until_signalled(self, sockets: Sequence[socket.socket]) -> None:

@@ -64,7 +64,8 @@ class Reply:
         for i, part in enumerate(parts):
             sep = " " if i == len(parts) - 1 else "-"
             body = f"{self.enhanced} {part}" if self.enhanced and part else (self.enhanced or part)
-            out.append(f"{self.code}{sep}{body}".rstrip())
+            # No rstrip: an empty 334 challenge is "334 " with its space (RFC 4954 §4).
+            out.append(f"{self.code}{sep}{body}")
         return out
 
     def to_bytes(self) -> bytes:

@@ -15,7 +15,7 @@ from edgeward.types import Action, Address, Peer
 
 def info(**kw: object) -> SessionInfo:
     connector = ReceiveConnectorConfig(name="internet", **kw)  # type: ignore[arg-type]
-    return SessionInfo("s1", Peer("192.0.2.1", 1234), connector, may_relay="relay" in connector.permissions)
+    return SessionInfo("s1", Peer("192.0.2.1", 1234), connector, rights=frozenset(connector.permissions))
 
 
 def rcpt(address: str, **kw: object) -> StageContext:
@@ -103,3 +103,20 @@ async def test_back_pressure_answers_452_below_the_threshold() -> None:
     assert (out.reply.code, out.reply.enhanced) == (452, "4.3.1")
     free[0] = 1000
     assert (await agent.check(Stage.MAIL, StageContext(Stage.MAIL, info()))).action is Action.CONTINUE
+
+
+async def test_sender_authority_refuses_spoofed_accepted_domain_from_anonymous() -> None:
+    from edgeward.filters.agents.sender import SenderAuthority
+
+    agent = SenderAuthority(["example.org"])
+    anonymous = StageContext(Stage.MAIL, info(), mail_from=Address("ceo", "example.org"))
+    out = await agent.check(Stage.MAIL, anonymous)
+    assert out.action is Action.REJECT and out.reply is not None and out.reply.enhanced == "5.7.1"
+    trusted = StageContext(
+        Stage.MAIL, info(permissions=("submit", "send_as_accepted")), mail_from=Address("ceo", "example.org")
+    )
+    assert (await agent.check(Stage.MAIL, trusted)).action is Action.CONTINUE
+    bounce = StageContext(Stage.MAIL, info(), mail_from=Address.null())
+    assert (await agent.check(Stage.MAIL, bounce)).action is Action.CONTINUE
+    outsider = StageContext(Stage.MAIL, info(), mail_from=Address("a", "remote.test"))
+    assert (await agent.check(Stage.MAIL, outsider)).action is Action.CONTINUE

@@ -23,6 +23,7 @@ from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.queue import queue_app
 from edgeward.cli.spam import spam_app
 from edgeward.cli.track import track_app
+from edgeward.cli.user import user_app
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError, EdgewardError
@@ -38,6 +39,9 @@ app.add_typer(
 app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, list, enable, remove, renew.")
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")
+app.add_typer(
+    user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."
+)
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -129,9 +133,9 @@ def serve(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
             path.mkdir(parents=True, exist_ok=True, mode=0o700)
         # The certificate is made (if missing) while we may still be root, so its key is
         # written before the folder is handed over.
-        from edgeward.runtime import tls_context
+        from edgeward.runtime import tls_contexts
 
-        tls_context(config)
+        tls_contexts(config)
         sockets = bind_sockets(config.receive_connectors)
         drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
         drop_privileges(

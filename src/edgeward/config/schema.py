@@ -80,6 +80,9 @@ def split_hostport(value: str, default_port: int) -> tuple[str, int]:
     return host, int(port) if sep else default_port
 
 
+Right = Literal["submit", "relay", "bypass_antispam", "send_as_accepted", "keep_internal_headers"]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -117,8 +120,45 @@ class ReceiveConnectorConfig(_Section):
     )
     fqdn: str = Field("", description="Name in banner and EHLO; empty means server.hostname")
     banner: str = Field("", description="Text after '220 <fqdn>'; empty means 'ESMTP ready'")
-    permissions: tuple[Literal["submit", "relay"], ...] = Field(
-        ("submit",), description="submit: mail to accepted domains; relay: mail to any domain"
+    permissions: tuple[Right, ...] = Field(
+        ("submit",),
+        description=(
+            "Rights every client of this connector holds: submit (mail to accepted domains), relay (to"
+            " any domain), bypass_antispam, send_as_accepted (an accepted domain as sender),"
+            " keep_internal_headers"
+        ),
+    )
+    permission_groups: tuple[Literal["anonymous", "partners", "servers", "users"], ...] = Field(
+        ("anonymous",),
+        description=(
+            "Groups whose rights a client gains once it proves membership: users by AUTH, partners by a"
+            " domain-secure certificate, servers by a trusted client certificate"
+        ),
+    )
+    auth_mechanisms: tuple[Literal["PLAIN", "LOGIN"], ...] = Field(
+        (),
+        description="Basic authentication offered after STARTTLS (or on implicit TLS); needs group 'users'",
+    )
+    auth_without_tls: bool = Field(
+        False, description="Offer AUTH before TLS (insecure; flagged by config check)"
+    )
+    require_auth: bool = Field(False, description="Refuse MAIL until the client authenticates (submission)")
+    implicit_tls: bool = Field(
+        False, description="TLS from the first byte (port 465, RFC 8314) instead of STARTTLS"
+    )
+    max_logon_failures: int = Field(3, ge=1, le=10, description="Failed AUTH from one address before lockout")
+    auth_tarpit_interval: Duration = Field(5.0, description="Delay before answering a failed AUTH")
+    auth_lockout: Duration = Field(
+        900.0, description="How long an address that failed too often may not AUTH"
+    )
+    client_ca: Path | None = Field(
+        None, description="CA bundle that client certificates must chain to (domain security, server auth)"
+    )
+    domain_secure_partners: tuple[Annotated[str, BeforeValidator(_domain)], ...] = Field(
+        (), description="Partner domains that must present a certificate naming them (mutual TLS)"
+    )
+    trusted_server_names: tuple[str, ...] = Field(
+        (), description="Names in client certificates (from client_ca) that gain the servers group"
     )
     tls: bool = Field(True, description="Offer STARTTLS")
     require_tls: bool = Field(False, description="Refuse MAIL before STARTTLS")
@@ -159,9 +199,21 @@ class ReceiveConnectorConfig(_Section):
         return v
 
     @model_validator(mode="after")
-    def _timeouts(self) -> ReceiveConnectorConfig:
+    def _consistent(self) -> ReceiveConnectorConfig:
         if self.idle_timeout > self.connection_timeout:
             raise ValueError("idle_timeout must not exceed connection_timeout")
+        if self.auth_mechanisms and "users" not in self.permission_groups:
+            raise ValueError("auth_mechanisms needs 'users' in permission_groups")
+        if self.require_auth and not self.auth_mechanisms:
+            raise ValueError("require_auth needs auth_mechanisms")
+        if (self.domain_secure_partners or self.trusted_server_names) and self.client_ca is None:
+            raise ValueError("domain_secure_partners and trusted_server_names need client_ca")
+        if self.domain_secure_partners and "partners" not in self.permission_groups:
+            raise ValueError("domain_secure_partners needs 'partners' in permission_groups")
+        if self.trusted_server_names and "servers" not in self.permission_groups:
+            raise ValueError("trusted_server_names needs 'servers' in permission_groups")
+        if (self.implicit_tls or self.domain_secure_partners) and not self.tls:
+            raise ValueError("implicit_tls and domain security need tls = true")
         return self
 
 

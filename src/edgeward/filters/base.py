@@ -44,8 +44,17 @@ class SessionInfo:
     esmtp: bool = False
     tls: str = ""  # e.g. "TLSv1.3 TLS_AES_256_GCM_SHA384"; empty without TLS
     authenticated: str = ""  # authenticated identity; empty for anonymous sessions
-    may_relay: bool = False
-    bypass_antispam: bool = False
+    groups: frozenset[str] = frozenset()  # permission groups proven: users, partners, servers
+    rights: frozenset[str] = frozenset()  # see edgeward.config.permissions
+    peer_names: tuple[str, ...] = ()  # names in a verified client certificate
+
+    @property
+    def may_relay(self) -> bool:
+        return "relay" in self.rights
+
+    @property
+    def bypass_antispam(self) -> bool:
+        return "bypass_antispam" in self.rights
 
 
 @dataclass(frozen=True, slots=True)

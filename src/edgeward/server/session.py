@@ -20,20 +20,22 @@ import asyncio
 import contextlib
 import logging
 import ssl
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
+from edgeward.auth.throttle import Throttle
+from edgeward.auth.users import UserStore
+from edgeward.config.permissions import rights_for
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
 from edgeward.headers import parse_headers, remove_fields, sanitize
 from edgeward.logs.protocol import ProtocolLog, ProtocolSession
 from edgeward.logs.tracking import TrackingLog
-from edgeward.queue.model import MessageRecord, RecipientRecord
 from edgeward.queue.spool import Spool
+from edgeward.server.auth import AuthExchange, AuthStep
+from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
+from edgeward.server.receipt import Transaction, queue_record, received_header
 from edgeward.smtp import events as ev
 from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
 from edgeward.types import Action, Address, Peer, Reply
@@ -48,7 +50,7 @@ SESSION_TOO_LONG = Reply(421, "4.4.2", "Connection time limit exceeded, closing 
 TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
 TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
-AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Authentication not enabled")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 SERVICE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted")
 
 
@@ -60,24 +62,14 @@ class SessionEnv:
     pipeline: Pipeline
     spool: Spool
     tracking: TrackingLog
-    tls_context: ssl.SSLContext | None
+    tls_contexts: Mapping[str, ssl.SSLContext]  # by connector name; none: no TLS on it
     handshake_timeout: float
     on_queued: Callable[[str], None]
+    users: UserStore | None = None
+    throttles: Mapping[str, Throttle] = field(default_factory=dict)  # failed AUTH, by connector
     # Where "RCPT TO:<Postmaster>" (no domain, RFC 5321 §4.5.1) goes; empty: refuse it.
     postmaster: str = ""
     protocol_logs: Mapping[str, ProtocolLog] = field(default_factory=dict)  # by connector name
-
-
-class _Transaction:
-    __slots__ = ("bdat_started", "mail_from", "mail_params", "rcpt_params", "rcpts", "smtputf8")
-
-    def __init__(self, mail: ev.MailFrom) -> None:
-        self.mail_from: Address = mail.address
-        self.mail_params: dict[str, str | None] = {k.upper(): v for k, v in mail.params}
-        self.smtputf8 = mail.smtputf8
-        self.rcpts: list[Address] = []
-        self.rcpt_params: list[dict[str, str | None]] = []
-        self.bdat_started = False
 
 
 class Session:
@@ -97,12 +89,18 @@ class Session:
         self.reader = reader
         self.writer = writer
         self.fqdn = connector.fqdn or env.hostname
+        self.tls_context = env.tls_contexts.get(connector.name) if connector.tls else None
         self.info = SessionInfo(
-            session_id=session_id,
-            peer=peer,
-            connector=connector,
-            may_relay="relay" in connector.permissions,
+            session_id=session_id, peer=peer, connector=connector, rights=rights_for(connector, ())
         )
+        throttle = env.throttles.get(connector.name)
+        if throttle is None:  # not "or": an empty Throttle is falsy (it has a length)
+            throttle = Throttle(
+                max_failures=connector.max_logon_failures,
+                lockout=connector.auth_lockout,
+                auth_tarpit=connector.auth_tarpit_interval,
+            )
+        self.auth = AuthExchange(connector, env.users, throttle, peer.ip)
         self.conn = ServerConnection(
             ProtocolLimits(
                 max_message_size=connector.max_message_size,
@@ -115,10 +113,12 @@ class Session:
             Extensions(
                 hostname=self.fqdn,
                 size=connector.max_message_size,
-                starttls=connector.tls and env.tls_context is not None,
+                starttls=self.tls_context is not None and not connector.implicit_tls,
+                auth_mechanisms=connector.auth_mechanisms if env.users is not None else (),
+                auth_before_tls=connector.auth_without_tls,
             ),
         )
-        self.tx: _Transaction | None = None
+        self.tx: Transaction | None = None
         plog = env.protocol_logs.get(connector.name)
         self.plog: ProtocolSession | None = plog.session(session_id, peer.ip) if plog else None
 
@@ -167,6 +167,10 @@ class Session:
     # -- the loop ---------------------------------------------------------------------------
 
     async def _serve(self) -> None:
+        if self.connector.implicit_tls:
+            if self.tls_context is None:
+                return
+            await self._handshake()
         verdict = await self.env.pipeline.run(Stage.CONNECT, StageContext(Stage.CONNECT, self.info))
         if verdict.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
             reply = verdict.outcome.reply or Reply(554, "5.7.1", "Access denied")
@@ -222,9 +226,11 @@ class Session:
             case ev.Help():
                 return Reply(214, "2.0.0", "See RFC 5321, https://www.rfc-editor.org/rfc/rfc5321"), False
             case ev.StartTls():
-                return (TLS_READY if self.env.tls_context is not None else TLS_UNAVAILABLE), False
+                return (TLS_READY if self.tls_context is not None else TLS_UNAVAILABLE), False
             case ev.Auth():
-                return AUTH_NOT_ENABLED, False
+                return await self._auth(await self.auth.begin(event, self.conn.tls_active))
+            case ev.AuthResponse():
+                return await self._auth(await self.auth.respond(event))
             case ev.ProtocolViolation():
                 return event.reply, event.fatal
         raise TypeError(f"unexpected protocol event {event!r}")
@@ -247,7 +253,12 @@ class Session:
     async def _mail(self, event: ev.MailFrom) -> Reply:
         if self.connector.require_tls and not self.conn.tls_active:
             return TLS_REQUIRED
-        tx = _Transaction(event)
+        if self.connector.require_auth and not self.info.authenticated:
+            return AUTH_REQUIRED
+        refusal = self._domain_security(event.address)
+        if refusal is not None:
+            return refusal
+        tx = Transaction(event)
         ctx = StageContext(Stage.MAIL, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params)
         verdict = await self.env.pipeline.run(Stage.MAIL, ctx)
         if verdict.action.is_final and verdict.outcome.reply is not None:
@@ -311,7 +322,9 @@ class Session:
         if event.violation is not None:
             self._track_reject(tx, event.violation, len(event.data))
             return event.violation
-        data = remove_fields(event.data, INTERNAL_HEADER_PREFIXES)
+        data = event.data
+        if "keep_internal_headers" not in self.info.rights:
+            data = remove_fields(data, INTERNAL_HEADER_PREFIXES)
         headers = parse_headers(data)
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
@@ -330,29 +343,10 @@ class Session:
                 detail=verdict.decided_by,
             )  # fmt: skip
             return Reply(250, "2.0.0", f"OK queued as {msg_id}")
-        stamp = self._received(msg_id, tx)
+        stamp = received_header(msg_id, tx, self.info, self.fqdn, self.conn.tls_active)
         stamps = "".join(f"{sanitize(n, 76)}: {sanitize(v, 900)}\r\n" for n, v in outcome.headers)
         final = stamp.encode("utf-8", "surrogateescape") + stamps.encode("utf-8", "surrogateescape") + data
-        record = MessageRecord(
-            id=msg_id,
-            mail_from=str(tx.mail_from),
-            recipients=tuple(
-                RecipientRecord(
-                    address=str(r),
-                    notify=tuple((p.get("NOTIFY") or "").upper().split(",")) if p.get("NOTIFY") else (),
-                    orcpt=p.get("ORCPT"),
-                )
-                for r, p in zip(tx.rcpts, tx.rcpt_params, strict=True)
-            ),
-            received_at=time.time(),
-            size=len(final),
-            client_ip=self.info.peer.ip,
-            client_helo=self.info.helo,
-            connector=self.connector.name,
-            message_id=sanitize(headers.get("Message-ID").strip(), 500),
-            envid=tx.mail_params.get("ENVID"),
-            ret=tx.mail_params.get("RET"),
-        )
+        record = queue_record(msg_id, tx, final, headers, self.info)
         try:
             await self.env.spool.accept(record, final)
         except Exception:
@@ -366,46 +360,57 @@ class Session:
         self.env.on_queued(msg_id)
         return Reply(250, "2.0.0", f"OK queued as {msg_id}")
 
-    def _track_reject(self, tx: _Transaction, reply: Reply, size: int) -> None:
+    def _track_reject(self, tx: Transaction, reply: Reply, size: int) -> None:
         self.env.tracking.event(
             "REJECT", msg_id="", sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
             client_ip=self.info.peer.ip, connector=self.connector.name, size=size, reply=str(reply),
         )  # fmt: skip
 
-    def _received(self, msg_id: str, tx: _Transaction) -> str:
-        """The trace header (RFC 5321 §4.4), with the protocol names of RFC 3848 / RFC 6531."""
-        proto = "UTF8SMTP" if tx.smtputf8 else ("ESMTP" if self.info.esmtp else "SMTP")
-        if self.conn.tls_active:
-            proto += "S"
-        tls = f"\r\n\t(using {self.info.tls})" if self.info.tls else ""
-        who = f"for {tx.rcpts[0].bracketed()}; " if len(tx.rcpts) == 1 else ""
-        helo = self.info.helo or "unknown"
-        ip = self.info.peer.ip
-        literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
-        date = format_datetime(datetime.now(UTC))
-        return (
-            f"Received: from {helo} ({literal})\r\n\tby {self.fqdn} (Edgeward) with {proto} id {msg_id}{tls}"
-            f"\r\n\t{who}{date}\r\n"
-        )
-
     # -- STARTTLS ---------------------------------------------------------------------------
 
     async def _start_tls(self) -> None:
-        context = self.env.tls_context
-        assert context is not None
-        # Anything the client sent after the STARTTLS line arrived in plain text and must not be
-        # read as if it came inside TLS (CVE-2011-0411). The core dropped what it held; the
-        # stream may hold more, and asyncio has no public call to drop it.
-        buffered = getattr(self.reader, "_buffer", None)
-        if isinstance(buffered, bytearray):
-            buffered.clear()
-        await self.writer.start_tls(context, ssl_handshake_timeout=self.env.handshake_timeout)
-        ssl_object = self.writer.get_extra_info("ssl_object")
-        tls = ""
-        if isinstance(ssl_object, ssl.SSLObject):
-            cipher = ssl_object.cipher()
-            tls = f"{ssl_object.version()} with cipher {cipher[0]} ({cipher[2]} bits)" if cipher else ""
+        discard_buffered(self.reader)
+        await self._handshake()
         self.conn.tls_started()
         self.conn.extensions = replace(self.conn.extensions, starttls=False)
         self.tx = None
-        self.info = replace(self.info, helo="", esmtp=False, tls=tls)
+
+    async def _handshake(self) -> None:
+        assert self.tls_context is not None
+        state = await upgrade(self.writer, self.tls_context, self.env.handshake_timeout)
+        groups = certificate_groups(self.connector, state.peer_names)
+        self.info = replace(
+            self.info,
+            helo="",
+            esmtp=False,
+            tls=state.description,
+            authenticated="",
+            peer_names=state.peer_names,
+            groups=groups,
+            rights=rights_for(self.connector, groups),
+        )
+        if self.connector.implicit_tls:
+            self.conn.tls_started()
+
+    # -- AUTH and domain security -------------------------------------------------------------
+
+    async def _auth(self, step: AuthStep) -> tuple[Reply, bool]:
+        if step.tarpit > 0:
+            await self.writer.drain()
+            await asyncio.sleep(step.tarpit)
+        if step.identity:
+            groups = self.info.groups | {"users"}
+            rights = rights_for(self.connector, groups)
+            self.info = replace(self.info, authenticated=step.identity, groups=groups, rights=rights)
+        return step.reply, step.disconnect
+
+    def _domain_security(self, sender: Address) -> Reply | None:
+        """A sender from a domain-secure partner domain must have shown that partner's certificate."""
+        domain = sender.domain.lower()
+        if not domain or domain not in self.connector.domain_secure_partners:
+            return None
+        if not self.conn.tls_active:
+            return Reply(530, "5.7.0", f"Domain security requires STARTTLS for {domain}")
+        if domain not in self.info.peer_names:
+            return Reply(454, "4.7.0", f"No valid TLS certificate for partner domain {domain}")
+        return None

@@ -91,6 +91,7 @@ class Extensions:
     size: int  # announced in SIZE (0: no fixed maximum, RFC 1870)
     starttls: bool  # advertise STARTTLS (the session turns it off once TLS is up)
     auth_mechanisms: tuple[str, ...] = ()  # advertised only if non-empty and TLS is active
+    auth_before_tls: bool = False  # advertise AUTH without TLS too (insecure; an explicit setting)
     chunking: bool = True
     dsn: bool = True
     smtputf8: bool = True
@@ -305,7 +306,7 @@ class ServerConnection:
         lines += ["STARTTLS"] if ext.starttls and not self._tls else []
         lines += ["CHUNKING"] if ext.chunking else []
         lines += ["DSN"] if ext.dsn else []
-        if ext.auth_mechanisms and self._tls:  # AUTH only after STARTTLS (DESIGN §5)
+        if ext.auth_mechanisms and (self._tls or ext.auth_before_tls):  # AUTH only after STARTTLS
             lines.append("AUTH " + " ".join(ext.auth_mechanisms))
         return lines
 
@@ -393,7 +394,7 @@ class ServerConnection:
             smtputf8=ext.smtputf8,
             dsn=ext.dsn,
             binarymime=ext.chunking,
-            auth=bool(ext.auth_mechanisms) and self._tls,
+            auth=bool(ext.auth_mechanisms) and (self._tls or ext.auth_before_tls),
             max_size=self.limits.max_message_size,
         )
 

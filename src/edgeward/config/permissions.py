@@ -1,0 +1,39 @@
+"""Permission groups and the rights they grant, after Exchange's receive connector model.
+
+A client holds the rights its connector grants everyone (``permissions``), plus those of each
+permission group it proves membership of, if the connector lists that group:
+
+- ``anonymous``: everyone; submit to accepted domains.
+- ``users``: authenticated with AUTH; relay, bypass anti-spam, send as an accepted domain.
+- ``partners``: a domain-secure (mutual TLS) partner; bypass anti-spam.
+- ``servers``: a client certificate from the trusted CA naming a trusted server; relay, bypass
+  anti-spam, send as an accepted domain, keep Edgeward's internal headers.
+
+Security: rights only ever grow from what the connector lists; no group grants anything on a
+connector that does not name it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from edgeward.config.schema import ReceiveConnectorConfig
+
+GROUP_RIGHTS: dict[str, frozenset[str]] = {
+    "anonymous": frozenset({"submit"}),
+    "users": frozenset({"submit", "relay", "bypass_antispam", "send_as_accepted"}),
+    "partners": frozenset({"submit", "bypass_antispam"}),
+    "servers": frozenset({"submit", "relay", "bypass_antispam", "send_as_accepted", "keep_internal_headers"}),
+}
+
+
+def rights_for(connector: ReceiveConnectorConfig, groups: Iterable[str]) -> frozenset[str]:
+    """The rights of a client of ``connector`` that proved membership of ``groups``."""
+    rights = set(connector.permissions)
+    for group in {"anonymous", *groups}:
+        if group in connector.permission_groups:
+            rights |= GROUP_RIGHTS[group]
+    # Relay rights are given to the organisation's own servers, which send as its domains.
+    if "relay" in rights:
+        rights.add("send_as_accepted")
+    return frozenset(rights)

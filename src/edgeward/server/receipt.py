@@ -1,0 +1,78 @@
+"""What the session writes about an accepted message: the open transaction, the trace header,
+and the queue record.
+
+Security: everything copied from the client (HELO name, Message-ID, ESMTP parameters) passes
+through ``headers.sanitize`` or was checked by the SMTP parser, so no client can inject a line
+into the headers or the queue metadata.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+from edgeward.filters.base import SessionInfo
+from edgeward.headers import HeaderBlock, sanitize
+from edgeward.queue.model import MessageRecord, RecipientRecord
+from edgeward.smtp import events as ev
+from edgeward.types import Address
+
+
+class Transaction:
+    """The mail transaction in progress: sender, recipients and their parameters."""
+
+    __slots__ = ("bdat_started", "mail_from", "mail_params", "rcpt_params", "rcpts", "smtputf8")
+
+    def __init__(self, mail: ev.MailFrom) -> None:
+        self.mail_from: Address = mail.address
+        self.mail_params: dict[str, str | None] = {k.upper(): v for k, v in mail.params}
+        self.smtputf8 = mail.smtputf8
+        self.rcpts: list[Address] = []
+        self.rcpt_params: list[dict[str, str | None]] = []
+        self.bdat_started = False
+
+
+def received_header(msg_id: str, tx: Transaction, info: SessionInfo, fqdn: str, tls_active: bool) -> str:
+    """The trace header (RFC 5321 §4.4), with the protocol names of RFC 3848 / RFC 6531."""
+    proto = "UTF8SMTP" if tx.smtputf8 else ("ESMTP" if info.esmtp else "SMTP")
+    if tls_active:
+        proto += "S"
+    if info.authenticated:
+        proto += "A"
+    tls = f"\r\n\t(using {info.tls})" if info.tls else ""
+    who = f"for {tx.rcpts[0].bracketed()}; " if len(tx.rcpts) == 1 else ""
+    helo = info.helo or "unknown"
+    ip = info.peer.ip
+    literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+    date = format_datetime(datetime.now(UTC))
+    return (
+        f"Received: from {helo} ({literal})\r\n\tby {fqdn} (Edgeward) with {proto} id {msg_id}{tls}"
+        f"\r\n\t{who}{date}\r\n"
+    )
+
+
+def queue_record(
+    msg_id: str, tx: Transaction, data: bytes, headers: HeaderBlock, info: SessionInfo
+) -> MessageRecord:
+    """The spool metadata of an accepted message, DSN parameters included (RFC 3461)."""
+    return MessageRecord(
+        id=msg_id,
+        mail_from=str(tx.mail_from),
+        recipients=tuple(
+            RecipientRecord(
+                address=str(r),
+                notify=tuple((p.get("NOTIFY") or "").upper().split(",")) if p.get("NOTIFY") else (),
+                orcpt=p.get("ORCPT"),
+            )
+            for r, p in zip(tx.rcpts, tx.rcpt_params, strict=True)
+        ),
+        received_at=time.time(),
+        size=len(data),
+        client_ip=info.peer.ip,
+        client_helo=info.helo,
+        connector=info.connector.name,
+        message_id=sanitize(headers.get("Message-ID").strip(), 500),
+        envid=tx.mail_params.get("ENVID"),
+        ret=tx.mail_params.get("RET"),
+    )
