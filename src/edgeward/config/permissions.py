@@ -29,7 +29,7 @@ GROUP_RIGHTS: dict[str, frozenset[str]] = {
 
 def rights_for(connector: ReceiveConnectorConfig, groups: Iterable[str]) -> frozenset[str]:
     """The rights of a client of ``connector`` that proved membership of ``groups``."""
-    rights = set(connector.permissions)
+    rights: set[str] = set(connector.permissions)
     for group in {"anonymous", *groups}:
         if group in connector.permission_groups:
             rights |= GROUP_RIGHTS[group]
