@@ -1,0 +1,37 @@
+"""One pass over a raw message: parse, collect facts, phishing cues and model features.
+
+This module owns :func:`analyze`, the single entry point shared by training, scoring and
+learning, so that the three can never disagree about what a message's features are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeward.content.facts import MessageFacts, extract_facts
+from edgeward.content.features import message_features
+from edgeward.content.mime import ParseLimits, parse_message
+from edgeward.content.phishing import phishing_cues
+
+__all__ = ["GTUBE", "Analysis", "analyze"]
+
+# The Generic Test for Unsolicited Bulk Email (SpamAssassin); must always give SCL 9.
+GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@dataclass(frozen=True)
+class Analysis:
+    facts: MessageFacts
+    cues: tuple[str, ...]
+    features: tuple[str, ...]
+    gtube: bool
+
+
+def analyze(raw: bytes, limits: ParseLimits | None = None) -> Analysis:
+    """Analyse ``raw``; never raises for any byte string."""
+    facts = extract_facts(parse_message(raw, limits))
+    cues = phishing_cues(facts)
+    features = message_features(facts, cues)
+    # GTUBE is searched in the raw bytes too: it must fire even inside an encoded part.
+    gtube = GTUBE in raw or GTUBE.decode() in facts.text
+    return Analysis(facts, tuple(cues), tuple(features), gtube)

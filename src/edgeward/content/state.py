@@ -1,0 +1,99 @@
+"""Where the live (learning) content model is kept: a small Protocol and its SQLite store.
+
+This module owns :class:`ModelStateStore`, the interface a shared store must offer (a Redis or
+PostgreSQL store for several gateways can implement it later), and :class:`SqliteModelStateStore`,
+the single-machine implementation (stdlib ``sqlite3``, WAL mode so readers never block the writer).
+
+The store holds opaque blobs (the model's ``.npz`` bytes) under a name, each with a version that
+grows by one per write. :meth:`ModelStateStore.put` takes the version the caller read: if another
+writer got there first it raises :class:`StaleModelError` and the caller re-reads and retries
+(optimistic concurrency: learning is rare, scoring is frequent, so nobody holds a lock).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = ["ModelStateStore", "SqliteModelStateStore", "StaleModelError", "StoredModel"]
+
+
+class StaleModelError(RuntimeError):
+    """The stored model changed since it was read; re-read, re-apply, retry."""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    blob: bytes
+    version: int
+
+
+@runtime_checkable
+class ModelStateStore(Protocol):
+    def get(self, name: str) -> StoredModel | None:
+        """The current blob and version of ``name``, or ``None`` if never stored."""
+        ...
+
+    def put(self, name: str, blob: bytes, expected_version: int) -> int:
+        """Store ``blob`` if the current version is ``expected_version`` (0: absent); new version."""
+        ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS content_model (
+    name TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    blob BLOB NOT NULL
+)
+"""
+
+
+class SqliteModelStateStore:
+    """:class:`ModelStateStore` in one SQLite file (created with mode 0600 if absent)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Learned statistics reveal what the site's mail looks like: owner-only.
+            self.path.touch(mode=0o600)
+        self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute(_SCHEMA)
+
+    def get(self, name: str) -> StoredModel | None:
+        row = self._conn.execute("SELECT blob, version FROM content_model WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        return StoredModel(bytes(row[0]), int(row[1]))
+
+    def put(self, name: str, blob: bytes, expected_version: int) -> int:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT version FROM content_model WHERE name = ?", (name,)).fetchone()
+            current = 0 if row is None else int(row[0])
+            if current != expected_version:
+                raise StaleModelError(f"model {name!r} is at version {current}, not {expected_version}")
+            conn.execute(
+                "INSERT INTO content_model (name, version, blob) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET version = excluded.version, blob = excluded.blob",
+                (name, current + 1, sqlite3.Binary(blob)),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return current + 1
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> SqliteModelStateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
