@@ -19,7 +19,7 @@ import logging
 import signal
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edgeward.auth.throttle import Throttle
@@ -36,7 +36,7 @@ from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
 from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
-from edgeward.logs.tracking import TrackingLog
+from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
 from edgeward.queue.manager import QueueManager
 from edgeward.queue.spool import Spool
@@ -92,21 +92,39 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
 class Gateway:
     """One running Edgeward: listeners, sessions, spool and queue manager."""
 
-    def __init__(self, config: Config, *, config_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: Path | None = None,
+        receive: bool = True,
+        deliver: bool = True,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
+        """``receive``: run listeners and sessions; ``deliver``: run the queue manager.
+
+        A gateway that receives without delivering hands each queued id to ``notify`` (the
+        supervisor's pipe to the delivery process).
+        """
         self.config = config
         self.config_path = config_path
+        self.receive = receive
+        self.deliver = deliver
         paths = data_paths(config)
         self.paths = paths
         self.spool = Spool(
             paths["queue"], fsync=config.queue.fsync, poison_threshold=config.queue.poison_threshold
         )
-        self.tracking = TrackingLog(paths["log"], config.logging)
+        self.tracking = TrackingLog(
+            paths["log"], config.logging, name=LOG_NAME if receive else DELIVERY_LOG_NAME
+        )
         self.agent_log = AgentLog(paths["log"], config.logging)
         resolver = DnsResolver() if any(c.dns_routing for c in config.send_connectors) else None
         self.manager = QueueManager(
             self.spool, Router(config.send_connectors, config.accepted_domains), config, self.tracking,
             deliver=Dispatcher(config, resolver),
         )  # fmt: skip
+        self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
         self.listener = Listener(self._session_env)
         self._throttle_by_name: dict[str, Throttle] = {}
         self.state: StateStore | None = None
@@ -115,7 +133,7 @@ class Gateway:
             self.state = StateStore(paths["state"] / DB_FILENAME)
             self.state.connect()
             self.users = UserStore(self.state)
-        self._env: tuple[SessionEnv, ConnectorTable] = self._build_env(config)
+        self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self._manager_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
@@ -138,7 +156,7 @@ class Gateway:
             tracking=self.tracking,
             tls_contexts=tls_contexts(config),
             handshake_timeout=config.tls.handshake_timeout,
-            on_queued=self.manager.notify,
+            on_queued=self._notify,
             protocol_logs=protocol_logs,
             postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
             users=self.users,
@@ -158,6 +176,7 @@ class Gateway:
         return self._throttle_by_name
 
     def _session_env(self) -> tuple[SessionEnv, ConnectorTable]:
+        assert self._env is not None, "a delivery-only gateway has no sessions"
         return self._env
 
     def _observe(self, agent: str, stage: Stage, ctx: StageContext, outcome: Outcome) -> None:
@@ -176,12 +195,25 @@ class Gateway:
             findings=list(outcome.findings),
         )
 
-    async def start(self, sockets: Sequence[socket.socket]) -> None:
-        report = self.spool.recover()
-        log.info("spool recovered: %s", report)
-        self._manager_task = asyncio.create_task(self.manager.run(), name="queue-manager")
-        await self.listener.start(sockets)
-        log.info("Edgeward %s serving", self.config.server.hostname)
+    async def start(self, sockets: Sequence[socket.socket], *, recover: bool = True) -> None:
+        """Start; ``recover`` repairs the spool first (the whole of it, or when this gateway
+        only delivers, the messages a previous delivery process left in ACTIVE)."""
+        if recover:
+            report = self.spool.recover(active_only=not self.receive)
+            log.info("spool recovered: %s", report)
+        if self.deliver:
+            self._manager_task = asyncio.create_task(self.manager.run(), name="queue-manager")
+        if self.receive:
+            await self.listener.start(sockets)
+        log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
+
+    @property
+    def role(self) -> str:
+        return (
+            "receive and deliver"
+            if self.receive and self.deliver
+            else ("receive" if self.receive else "deliver")
+        )
 
     def reload(self) -> None:
         """Re-read configuration and certificates; new sessions use them."""
@@ -189,7 +221,7 @@ class Gateway:
             return
         try:
             config = load_config(self.config_path)
-            env = self._build_env(config)
+            env = self._build_env(config) if self.receive else None
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
@@ -203,8 +235,9 @@ class Gateway:
 
     async def stop(self) -> None:
         grace = self.config.server.shutdown_grace
-        await self.listener.stop_accepting()
-        await self.listener.drain(grace)
+        if self.receive:
+            await self.listener.stop_accepting()
+            await self.listener.drain(grace)
         await self.manager.stop(grace)
         if self._manager_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -215,13 +248,27 @@ class Gateway:
             self.state.close()
         self._stopped.set()
 
-    async def serve_until_signalled(self, sockets: Sequence[socket.socket]) -> None:
+    async def serve_until_signalled(
+        self,
+        sockets: Sequence[socket.socket],
+        *,
+        recover: bool = True,
+        on_reload: Callable[[], None] | None = None,
+        stopped: asyncio.Event | None = None,
+    ) -> None:
+        """Run until SIGTERM/SIGINT (or ``stopped`` is set); SIGHUP reloads, then ``on_reload``."""
         loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
+        stop = stopped or asyncio.Event()
+
+        def reload() -> None:
+            self.reload()
+            if on_reload is not None:
+                on_reload()
+
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        await self.start(sockets)
+        loop.add_signal_handler(signal.SIGHUP, reload)
+        await self.start(sockets, recover=recover)
         await stop.wait()
         log.info("stopping: draining sessions and deliveries")
         await self.stop()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import GatewayProcess, SmtpSink, free_port, wait_port
+from tests.e2e.harness import GatewayProcess, SmtpSink, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -215,7 +215,26 @@ def test_sighup_reloads_and_sigterm_drains(workdir: Path, sink: SmtpSink) -> Non
             open_session.mail("a@remote.test")
             open_session.rcpt("b@example.test")
             assert open_session.data(b"Subject: across-reload\r\n\r\nx\r\n")[0] == 250
+        assert any(b"Subject: across-reload" in m for m in sink.wait_for(1))
+    finally:
+        # SIGTERM drains and exits cleanly, the delivery process with it.
+        assert gw.stop() == 0
+
+
+def test_a_killed_delivery_process_is_restarted_and_nothing_is_lost(workdir: Path, sink: SmtpSink) -> None:
+    port = free_port()
+    config = _init(workdir, port, sink)
+    _fast_retry(config)
+    gw = GatewayProcess(config, port).start()
+    try:
+        assert gw.proc is not None
+        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        assert len(children) == 1, "the delivery process runs beside the receiving one"
+        os.kill(int(children[0]), signal.SIGKILL)
+        _send(port, 1, "after-crash")
+        [message] = sink.wait_for(1, timeout=60)
+        assert b"Subject: after-crash-1" in message
+        restarted = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        assert restarted and restarted != children
     finally:
         assert gw.stop() == 0
-    wait_port(sink.port)
-    assert any(b"Subject: across-reload" in m for m in sink.wait_for(1))

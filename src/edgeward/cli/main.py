@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -115,39 +116,55 @@ def init(
 
 
 @app.command()
-def serve(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+def serve(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    role: Annotated[str, typer.Option("--role", hidden=True)] = "",
+    notify_fd: Annotated[int, typer.Option("--notify-fd", hidden=True)] = -1,
+) -> None:
     """Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads)."""
-    from edgeward.runtime import Gateway, data_paths
-    from edgeward.server.listener import bind_sockets
-    from edgeward.server.privileges import drop_privileges, refuse_root
-
     config = _load(config_path)
     logging.basicConfig(
         level=config.logging.level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
         stream=sys.stderr,
     )
     try:
-        paths = data_paths(config)
-        for path in paths.values():
-            path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        # The certificate is made (if missing) while we may still be root, so its key is
-        # written before the folder is handed over.
-        from edgeward.runtime import tls_contexts
+        if role == "deliver":  # started by the receiving process, already unprivileged
+            from edgeward.server.privileges import refuse_root
+            from edgeward.server.supervisor import serve_delivery
 
-        tls_contexts(config)
-        sockets = bind_sockets(config.receive_connectors)
-        drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
-        drop_privileges(
-            config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
-        )
-        refuse_root()
-        gateway = Gateway(config, config_path=config_path)
-        asyncio.run(gateway.serve_until_signalled(sockets))
+            refuse_root()
+            asyncio.run(serve_delivery(config, config_path, notify_fd))
+            return
+        _serve(config, config_path)
     except OSError as exc:
         raise fail(f"cannot start: {exc}") from None
     except EdgewardError as exc:
         raise fail(str(exc)) from None
+
+
+def _serve(config: Config, config_path: Path) -> None:
+    from edgeward.runtime import Gateway, data_paths, tls_contexts
+    from edgeward.server.listener import bind_sockets
+    from edgeward.server.privileges import drop_privileges, refuse_root
+    from edgeward.server.supervisor import serve_split
+
+    paths = data_paths(config)
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The certificate is made (if missing) while we may still be root, so its key is written
+    # before the folder is handed over.
+    tls_contexts(config)
+    sockets = bind_sockets(config.receive_connectors)
+    drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
+    drop_privileges(
+        config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
+    )
+    refuse_root()
+    if config.server.delivery_process:
+        asyncio.run(serve_split(config, config_path, sockets))
+    else:
+        asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
 
 
 @config_app.command("show")

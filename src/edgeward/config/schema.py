@@ -101,6 +101,9 @@ class ServerConfig(_Section):
     shutdown_grace: Duration = Field(
         30.0, description="How long SIGTERM waits for sessions and deliveries to finish"
     )
+    delivery_process: bool = Field(
+        True, description="Deliver from a second process, so receiving and delivering each get a core"
+    )
 
 
 class TlsConfig(_Section):

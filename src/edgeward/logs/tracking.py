@@ -14,6 +14,7 @@ or credentials.
 from __future__ import annotations
 
 import enum
+import heapq
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +27,9 @@ from edgeward.ports import Clock, SystemClock
 __all__ = ["TrackingEvent", "TrackingLog", "search"]
 
 LOG_NAME = "tracking"
+# The delivery process writes its own file (one writer per file, so rotation never races);
+# search() reads both and merges them by time.
+DELIVERY_LOG_NAME = "tracking-delivery"
 
 
 class TrackingEvent(enum.Enum):
@@ -108,7 +112,7 @@ def search(
     since: datetime | None = None,
     until: datetime | None = None,
     event: str | TrackingEvent | None = None,
-    name: str = LOG_NAME,
+    name: str | tuple[str, ...] = (LOG_NAME, DELIVERY_LOG_NAME),
 ) -> Iterator[dict[str, Any]]:
     """Entries of the current and rotated tracking files matching every criterion given, in order.
 
@@ -122,7 +126,10 @@ def search(
     since_ts = utc_timestamp(since) if since is not None else None
     since_s = iso_time(since_ts) if since_ts is not None else None
     until_s = iso_time(utc_timestamp(until)) if until is not None else None
-    for entry in read_entries(directory, name, since=since_ts):
+    names = (name,) if isinstance(name, str) else name
+    streams = [read_entries(directory, n, since=since_ts) for n in names]
+    entries = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda e: str(e.get("time", "")))
+    for entry in entries:
         when = str(entry.get("time", ""))
         # Same format throughout, so the ISO strings compare as the times do.
         if (since_s is not None and when < since_s) or (until_s is not None and when > until_s):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from edgeward.queue.files import sync_dir, unlink_quiet
-from edgeward.queue.model import QueueState, decode_record, valid_id
+from edgeward.queue.model import MessageRecord, QueueState, decode_record, valid_id
 
 if TYPE_CHECKING:
     from edgeward.queue.spool import Spool
@@ -45,7 +45,14 @@ def _ids(folder: os.PathLike[str], suffix: str) -> list[str]:
         return sorted(e.name[: -len(suffix)] for e in it if e.name.endswith(suffix))
 
 
-def recover_spool(spool: Spool) -> RecoveryReport:
+def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
+    """Repair the spool; ``active_only`` after a delivery process died while sessions still run.
+
+    Sessions write into ``tmp/`` and ``data/`` while they accept mail, so with ``active_only``
+    only the records the dead process held in ``active/`` are touched.
+    """
+    if active_only:
+        return _requeue_active(spool)
     tmp_removed = 0
     with os.scandir(spool._tmp) as it:
         for entry in list(it):
@@ -69,18 +76,8 @@ def recover_spool(spool: Spool) -> RecoveryReport:
                 known.add(msg_id)
                 continue
             known.add(msg_id)
-            if state is not QueueState.ACTIVE:
-                continue
-            record = replace(record, crash_count=record.crash_count + 1)
-            if record.crash_count >= spool._poison_threshold:
-                record, target = replace(record, hold_reason="poison"), QueueState.HOLD
-                poisoned.append(msg_id)
-            else:
-                target = QueueState.INCOMING
-                requeued.append(msg_id)
-            # Rewrite in active/ first, then rename: the record is never in two folders.
-            spool._rewrite(replace(record, state=target), QueueState.ACTIVE)
-            os.rename(path, spool._meta(target, msg_id))
+            if state is QueueState.ACTIVE:
+                (poisoned if _requeue(spool, record) is QueueState.HOLD else requeued).append(msg_id)
     known.update(_ids(spool._dirs[QueueState.CORRUPT], ".json"))
 
     orphans = 0
@@ -92,3 +89,36 @@ def recover_spool(spool: Spool) -> RecoveryReport:
         for folder in (spool._tmp, spool._data, *spool._dirs.values()):
             sync_dir(folder)
     return RecoveryReport(tuple(requeued), tuple(poisoned), tuple(corrupt), tmp_removed, orphans)
+
+
+def _requeue(spool: Spool, record: MessageRecord) -> QueueState:
+    """Put an ACTIVE record back (INCOMING) or park it as poison (HOLD); return where it went."""
+    record = replace(record, crash_count=record.crash_count + 1)
+    if record.crash_count >= spool._poison_threshold:
+        record, target = replace(record, hold_reason="poison"), QueueState.HOLD
+    else:
+        target = QueueState.INCOMING
+    # Rewrite in active/ first, then rename: the record is never in two folders.
+    spool._rewrite(replace(record, state=target), QueueState.ACTIVE)
+    os.rename(spool._meta(QueueState.ACTIVE, record.id), spool._meta(target, record.id))
+    return target
+
+
+def _requeue_active(spool: Spool) -> RecoveryReport:
+    requeued: list[str] = []
+    poisoned: list[str] = []
+    corrupt: list[str] = []
+    for msg_id in _ids(spool._dirs[QueueState.ACTIVE], ".json"):
+        path = spool._meta(QueueState.ACTIVE, msg_id)
+        try:
+            record = decode_record(path.read_bytes(), QueueState.ACTIVE)
+        except (ValueError, FileNotFoundError):
+            if path.exists():
+                os.rename(path, spool._meta(QueueState.CORRUPT, msg_id))
+                corrupt.append(msg_id)
+            continue
+        (poisoned if _requeue(spool, record) is QueueState.HOLD else requeued).append(msg_id)
+    if spool._sync:
+        for state in (QueueState.ACTIVE, QueueState.INCOMING, QueueState.HOLD):
+            sync_dir(spool._dirs[state])
+    return RecoveryReport(tuple(requeued), tuple(poisoned), tuple(corrupt))

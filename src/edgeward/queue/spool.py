@@ -382,11 +382,13 @@ class Spool:
 
     # -- start-up ------------------------------------------------------------------------------
 
-    def recover(self) -> RecoveryReport:
+    def recover(self, *, active_only: bool = False) -> RecoveryReport:
         """Repair the spool at start-up, before this process accepts or delivers anything.
 
         Only one gateway may own a spool: recover() treats every ACTIVE message as abandoned.
+        ``active_only`` is for a restarted delivery process while sessions keep accepting: it
+        requeues the ACTIVE messages and touches nothing the sessions may be writing.
         """
-        report = recover_spool(self)
+        report = recover_spool(self, active_only=active_only)
         self._cache.clear()
         return report
