@@ -26,8 +26,12 @@ from edgeward.auth.throttle import Throttle
 from edgeward.auth.users import UserStore
 from edgeward.config.load import load_config
 from edgeward.config.schema import Config
+from edgeward.content.classifier import SpamClassifier
+from edgeward.content.state import SqliteModelStateStore
+from edgeward.content.words import CustomWords
 from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.routing import Router
+from edgeward.filters.agents.content import ContentFilter
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
@@ -38,6 +42,7 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
+from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.manager import QueueManager
 from edgeward.queue.spool import Spool
 from edgeward.server.listener import ConnectorTable, Listener
@@ -57,10 +62,24 @@ def data_paths(config: Config) -> dict[str, Path]:
         "log": config.resolve(config.logging.dir),
         "tls": config.resolve(config.tls.store),
         "state": config.resolve(Path("state")),
+        "quarantine": config.resolve(Path("quarantine")),
     }
 
 
-def build_agents(config: Config, spool: Spool) -> list[Agent]:
+def content_state_path(config: Config) -> Path:
+    """The SQLite file holding the live (learned) spam model."""
+    return data_paths(config)["state"] / "content-model.db"
+
+
+def build_classifier(config: Config) -> SpamClassifier:
+    cfg = config.agents.content_filter
+    model = config.resolve(cfg.model) if cfg.model is not None else None
+    store = SqliteModelStateStore(content_state_path(config)) if cfg.learning else None
+    words = CustomWords(cfg.good_words, cfg.bad_words)
+    return SpamClassifier.load(model, store=store, words=words, learning=cfg.learning)
+
+
+def build_agents(config: Config, spool: Spool, classifier: SpamClassifier | None = None) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
@@ -72,6 +91,8 @@ def build_agents(config: Config, spool: Spool) -> list[Agent]:
     if local.enabled:
         agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
     agents.append(HopCount())
+    if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
+        agents.append(ContentFilter(classifier or build_classifier(config), config.agents.content_filter))
     return [a for a in agents if a.name not in config.agents.disabled]
 
 
@@ -156,6 +177,7 @@ class Gateway:
             tracking=self.tracking,
             tls_contexts=tls_contexts(config),
             handshake_timeout=config.tls.handshake_timeout,
+            quarantine=QuarantineStore(self.paths["quarantine"], fsync=config.queue.fsync),
             on_queued=self._notify,
             protocol_logs=protocol_logs,
             postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",

@@ -21,6 +21,7 @@ from rich.console import Console
 from edgeward import __version__
 from edgeward.cli.cert import cert_app
 from edgeward.cli.init import default_hostname, render, write_config
+from edgeward.cli.quarantine import quarantine_app
 from edgeward.cli.queue import queue_app
 from edgeward.cli.spam import spam_app
 from edgeward.cli.track import track_app
@@ -40,6 +41,7 @@ app.add_typer(
 app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, list, enable, remove, renew.")
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")
+app.add_typer(quarantine_app, name="quarantine", help="Quarantined messages: list, show, release, delete.")
 app.add_typer(
     user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."
 )

@@ -237,9 +237,28 @@ def learn(
         ),
     ] = Path("content-state.db"),
     model: ModelOption = None,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="Learn into this gateway's live model (overrides --state, --model)."
+        ),
+    ] = None,
 ) -> None:
     """Teach the live model (in the state store) that messages are spam or ham."""
     _check_paths(paths)
+    if config_path is not None:
+        from edgeward.config.load import load_config
+        from edgeward.errors import ConfigError
+        from edgeward.runtime import content_state_path
+
+        try:
+            config = load_config(config_path)
+        except ConfigError as exc:
+            raise _fail(str(exc)) from exc
+        state = content_state_path(config)
+        state.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        cfg_model = config.agents.content_filter.model
+        model = config.resolve(cfg_model) if cfg_model is not None else model
     with SqliteModelStateStore(state) as store:
         try:
             classifier = SpamClassifier.load(model, store=store, learning=True)

@@ -285,11 +285,35 @@ class LocalRecipientsConfig(_Section):
     file: Path = Field(Path("recipients.txt"), description="One address (or @domain) per line")
 
 
+class ContentFilterConfig(_Section):
+    enabled: bool = Field(True, description="Rate every message with a spam confidence level (SCL 0-9)")
+    model: Path | None = Field(None, description="Model file; empty means the model shipped with Edgeward")
+    reject_enabled: bool = Field(True, description="Reject messages at or above reject_threshold")
+    reject_threshold: int = Field(7, ge=0, le=9, description="SCL at which messages are rejected")
+    rejection_response: str = Field(
+        "Message rejected as spam by Content Filtering", max_length=240, description="Text of the 550 5.7.1 reply"
+    )
+    delete_enabled: bool = Field(False, description="Silently drop messages at or above delete_threshold")
+    delete_threshold: int = Field(9, ge=0, le=9, description="SCL at which messages are deleted")
+    quarantine_enabled: bool = Field(False, description="Quarantine messages at or above quarantine_threshold")
+    quarantine_threshold: int = Field(9, ge=0, le=9, description="SCL at which messages are quarantined")
+    good_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 0")
+    bad_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 9")
+    bypassed_recipients: tuple[str, ...] = Field((), max_length=100, description="Recipients never filtered")
+    bypassed_senders: tuple[str, ...] = Field((), max_length=100, description="Senders never filtered")
+    bypassed_sender_domains: tuple[str, ...] = Field(
+        (), max_length=100, description="Sender domains never filtered ('*.example.org' allowed)"
+    )
+    max_size: Size = Field(11 * 1024 * 1024, description="Larger messages are not scanned (Exchange: 11 MB)")
+    learning: bool = Field(True, description="Learn from released and reported messages")
+
+
 class AgentsConfig(_Section):
     observe_only: bool = Field(False, description="Log what agents would do without acting on it")
     timeout: Duration = Field(30.0, description="Time an agent may take per stage before 451 4.3.0")
     disabled: tuple[str, ...] = Field((), description="Agent names to leave out of the pipeline")
     local_recipients: LocalRecipientsConfig = LocalRecipientsConfig()
+    content_filter: ContentFilterConfig = ContentFilterConfig()
 
 
 class LoggingConfig(_Section):

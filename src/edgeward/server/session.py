@@ -29,16 +29,17 @@ from edgeward.config.permissions import rights_for
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
-from edgeward.headers import parse_headers, remove_fields, sanitize
+from edgeward.headers import HeaderBlock, parse_headers, remove_fields, sanitize
 from edgeward.logs.protocol import ProtocolLog, ProtocolSession
 from edgeward.logs.tracking import TrackingLog
+from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
 from edgeward.server.receipt import Transaction, queue_record, received_header
 from edgeward.smtp import events as ev
 from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
-from edgeward.types import Action, Address, Peer, Reply
+from edgeward.types import Action, Address, Outcome, Peer, Reply
 
 log = logging.getLogger("edgeward.session")
 
@@ -65,6 +66,7 @@ class SessionEnv:
     tls_contexts: Mapping[str, ssl.SSLContext]  # by connector name; none: no TLS on it
     handshake_timeout: float
     on_queued: Callable[[str], None]
+    quarantine: QuarantineStore | None = None
     users: UserStore | None = None
     throttles: Mapping[str, Throttle] = field(default_factory=dict)  # failed AUTH, by connector
     # Where "RCPT TO:<Postmaster>" (no domain, RFC 5321 §4.5.1) goes; empty: refuse it.
@@ -346,6 +348,8 @@ class Session:
         stamp = received_header(msg_id, tx, self.info, self.fqdn, self.conn.tls_active)
         stamps = "".join(f"{sanitize(n, 76)}: {sanitize(v, 900)}\r\n" for n, v in outcome.headers)
         final = stamp.encode("utf-8", "surrogateescape") + stamps.encode("utf-8", "surrogateescape") + data
+        if outcome.action is Action.QUARANTINE:
+            return await self._quarantine(msg_id, tx, final, headers, verdict.decided_by, outcome)
         record = queue_record(msg_id, tx, final, headers, self.info)
         try:
             await self.env.spool.accept(record, final)
@@ -358,6 +362,35 @@ class Session:
             connector=self.connector.name, size=record.size, reply="250 2.0.0",
         )  # fmt: skip
         self.env.on_queued(msg_id)
+        return Reply(250, "2.0.0", f"OK queued as {msg_id}")
+
+    async def _quarantine(
+        self, msg_id: str, tx: Transaction, data: bytes, headers: HeaderBlock, agent: str, outcome: Outcome
+    ) -> Reply:
+        store = self.env.quarantine
+        if store is None:  # no store configured: refusing for now is safer than delivering spam
+            return SERVICE_ERROR
+        scl = next((v for n, v in outcome.headers if n == "X-Edgeward-SCL"), "-1")
+        entry = QuarantineEntry(
+            qid="",
+            mail_from=str(tx.mail_from),
+            recipients=tuple(str(r) for r in tx.rcpts),
+            reason=agent,
+            scl=int(scl) if scl.lstrip("-").isdigit() else -1,
+            findings=tuple(f.name for f in outcome.findings),
+            subject=sanitize(headers.get("Subject"), 200),
+            client_ip=self.info.peer.ip,
+        )
+        try:
+            qid = await asyncio.to_thread(store.put, entry, data)
+        except OSError:
+            log.exception("session %s: quarantine refused message", self.info.session_id)
+            return SERVICE_ERROR
+        self.env.tracking.event(
+            "QUARANTINE", msg_id=msg_id, sender=entry.mail_from, recipients=list(entry.recipients),
+            client_ip=self.info.peer.ip, connector=self.connector.name, size=len(data),
+            detail=f"{agent} {qid}",
+        )  # fmt: skip
         return Reply(250, "2.0.0", f"OK queued as {msg_id}")
 
     def _track_reject(self, tx: Transaction, reply: Reply, size: int) -> None:

@@ -1,0 +1,1 @@
+"""The quarantine: messages held instead of delivered, until an administrator decides."""
