@@ -1,0 +1,55 @@
+"""The delivery function the queue manager calls: one route, one message, some recipients.
+
+This module owns the ``Deliver`` signature and :class:`Dispatcher`, which sends each route to
+the transport its connector names: a drop folder, or SMTP (smart hosts or MX). One
+:class:`~edgeward.delivery.client.SmtpClient` is kept per send connector.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+
+from edgeward.config.schema import Config
+from edgeward.delivery.client import SmtpClient
+from edgeward.delivery.drop import DropFolder
+from edgeward.delivery.results import RecipientResult
+from edgeward.delivery.routing import Route
+from edgeward.ports import Resolver
+from edgeward.queue.model import MessageRecord, RecipientRecord
+
+__all__ = ["Deliver", "Dispatcher"]
+
+Deliver = Callable[
+    [Route, MessageRecord, Sequence[RecipientRecord], bytes], Awaitable[dict[str, RecipientResult]]
+]
+
+
+class Dispatcher:
+    """Implements ``Deliver`` over the send connectors of ``config``."""
+
+    def __init__(
+        self, config: Config, resolver: Resolver | None, *, tls_context: ssl.SSLContext | None = None
+    ) -> None:
+        self._config = config
+        self._resolver = resolver
+        self._tls_context = tls_context
+        self._smtp: dict[str, SmtpClient] = {}
+
+    async def __call__(
+        self, route: Route, record: MessageRecord, recipients: Sequence[RecipientRecord], data: bytes
+    ) -> dict[str, RecipientResult]:
+        connector = route.connector
+        if connector.drop_dir is not None:
+            folder = DropFolder(self._config.resolve(connector.drop_dir), fsync=self._config.queue.fsync)
+            return await folder.deliver(record, recipients, data)
+        client = self._smtp.get(connector.name)
+        if client is None:
+            client = SmtpClient(
+                connector,
+                helo_name=self._config.server.hostname,
+                resolver=self._resolver,
+                tls_context=self._tls_context,
+            )
+            self._smtp[connector.name] = client
+        return await client.deliver(route, record, recipients, data)

@@ -1,0 +1,400 @@
+"""The queue manager: the runner that takes due messages from the spool and delivers them.
+
+This module owns the delivery loop. It wakes when the session reports a newly accepted
+message (:meth:`QueueManager.notify`, so fresh mail leaves at once) and every
+``queue.scan_interval``; it claims due messages (at most ``queue.max_active`` at a time), splits
+each message's open recipients by next hop (reference §4.3: one delivery queue per next hop,
+each limited to its connector's ``max_connections`` concurrent deliveries), delivers, and
+records every recipient's result:
+
+* delivered: tracking SEND (SMTP) or DELIVER (drop folder);
+* deferred: tracking DEFER; the message waits for ``schedule.next_attempt``; a recipient
+  without a route waits as "unreachable" with ``451 4.4.0 No route to <domain>``;
+* failed: tracking FAIL and a failure DSN to the sender (RFC 3464).
+
+Once, after ``queue.delay_notification``, the sender gets a delay DSN; after
+``queue.expiration`` every open recipient fails with ``4.4.7`` (tracking EXPIRE) and a DSN.
+A DSN is queued through ``Spool.accept`` with the null sender, so it is as durable as any
+message and is never bounced itself. DSNs are queued before the record is updated: a crash in
+between may send a DSN twice, never lose one.
+
+Crashes (Mailman's poison parking, Exchange's PoisonThreshold): an exception while delivering
+one message is logged and never stops the loop. The message's ``crash_count`` goes up by one
+and it is deferred, or parked in HOLD with reason ``poison`` at ``queue.poison_threshold``,
+exactly as ``Spool.recover`` does for a message left ACTIVE by a process that died; a failure
+to record even that leaves it ACTIVE for ``recover``. :meth:`stop` lets running deliveries end
+within a grace period and puts any still running back as due, without counting a crash.
+
+Security: DSN text built from envelopes and remote replies is sanitised in ``delivery.dsn``;
+the null sender never receives a DSN, so two gateways cannot bounce notices at each other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from edgeward.config.schema import Config
+from edgeward.delivery.dispatch import Deliver
+from edgeward.delivery.dsn import DsnKind, build_dsn, wants_dsn
+from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult, reply_line
+from edgeward.delivery.routing import Route, Router
+from edgeward.ports import Clock, SystemClock
+from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, RecipientStatus
+from edgeward.queue.schedule import is_expired, needs_delay_notice, next_attempt
+from edgeward.queue.spool import Spool
+from edgeward.types import Reply
+
+__all__ = ["QueueManager", "Tracking"]
+
+log = logging.getLogger(__name__)
+
+
+class Tracking(Protocol):
+    """The part of ``edgeward.logs.tracking.TrackingLog`` the manager writes to."""
+
+    def event(
+        self,
+        event: str,
+        *,
+        msg_id: str,
+        message_id: str = "",
+        sender: str = "",
+        recipients: Iterable[str] = (),
+        client_ip: str = "",
+        connector: str = "",
+        size: int = 0,
+        reply: str = "",
+        detail: str = "",
+        next_hop: str = "",
+    ) -> None: ...
+
+
+class _HopLimits:
+    """One semaphore per next hop, dropped when no delivery uses it (hops are many domains)."""
+
+    def __init__(self) -> None:
+        self._slots: dict[str, tuple[asyncio.Semaphore, int]] = {}
+
+    async def run(
+        self,
+        route: Route,
+        work: Deliver,
+        record: MessageRecord,
+        rcpts: Sequence[RecipientRecord],
+        data: bytes,
+    ) -> dict[str, RecipientResult]:
+        hop = route.next_hop
+        sem, users = self._slots.get(hop) or (asyncio.Semaphore(route.connector.max_connections), 0)
+        self._slots[hop] = (sem, users + 1)
+        try:
+            async with sem:
+                return await work(route, record, rcpts, data)
+        finally:
+            sem, users = self._slots[hop]
+            if users <= 1:
+                del self._slots[hop]
+            else:
+                self._slots[hop] = (sem, users - 1)
+
+
+class QueueManager:
+    """Delivers what the spool holds. See the module docstring."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        router: Router,
+        config: Config,
+        tracking: Tracking,
+        *,
+        deliver: Deliver,
+        clock: Clock | None = None,
+    ) -> None:
+        self._spool = spool
+        self._router = router
+        self._config = config
+        self._cfg = config.queue
+        self._tracking = tracking
+        self._deliver = deliver
+        self._clock = clock if clock is not None else SystemClock()
+        self._hops = _HopLimits()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._saturated = False
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def notify(self, msg_id: str = "") -> None:
+        """A message was accepted (or released): look at the queue now."""
+        self._wake.set()
+
+    @property
+    def active(self) -> frozenset[str]:
+        return frozenset(self._tasks)
+
+    async def run(self) -> None:
+        """Deliver until :meth:`stop`."""
+        while not self._stopping:
+            self._wake.clear()
+            self.dispatch_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._cfg.scan_interval)
+
+    def dispatch_due(self, skip: set[str] | None = None) -> int:
+        """Start deliveries for due messages, as many as ``max_active`` allows; returns how many.
+
+        Ids in ``skip`` are left alone, and the ids started are added to it.
+        """
+        room = self._cfg.max_active - len(self._tasks)
+        if room <= 0 or self._stopping:
+            self._saturated = room <= 0
+            return 0
+        busy = set(self._tasks) | (skip or set())
+        due = [r for r in self._spool.due(self._clock.now(), room + len(busy)) if r.id not in busy]
+        for record in due[:room]:
+            task = asyncio.create_task(self._process(record.id), name=f"deliver-{record.id}")
+            self._tasks[record.id] = task
+            task.add_done_callback(functools.partial(self._done, record.id))
+            if skip is not None:
+                skip.add(record.id)
+        self._saturated = len(due) > room
+        return min(len(due), room)
+
+    def _done(self, msg_id: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(msg_id, None)
+        if self._saturated:
+            self._wake.set()  # more were waiting for a slot
+
+    async def run_once(self) -> int:
+        """Attempt every message due now, and those that become due meanwhile (such as DSNs),
+        each at most once; wait for the attempts (tests, ``queue flush``). Returns how many."""
+        tried: set[str] = set()
+        count = 0
+        while True:
+            started = self.dispatch_due(tried)
+            count += started
+            if not self._tasks and not started:
+                return count
+            if self._tasks:
+                await asyncio.wait(list(self._tasks.values()))
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking messages; give running deliveries ``grace`` seconds, then cancel them."""
+        self._stopping = True
+        self._wake.set()
+        grace = self._config.server.shutdown_grace if grace is None else grace
+        running = list(self._tasks.values())
+        if running:
+            _, pending = await asyncio.wait(running, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
+    # -- one message ---------------------------------------------------------------------------
+
+    async def _process(self, msg_id: str) -> None:
+        try:
+            record = self._spool.claim(msg_id)
+        except KeyError:
+            return  # gone, held or corrupt since it was listed
+        try:
+            await self._attempt(record)
+        except asyncio.CancelledError:
+            # Shutdown: the attempt did not finish; make it due again, this was no crash.
+            self._put_back(record)
+            raise
+        except Exception as exc:
+            log.exception("delivery of %s crashed", msg_id)
+            self._crashed(record, exc)
+
+    def _put_back(self, record: MessageRecord) -> None:
+        try:
+            self._spool.update(replace(record, next_attempt_at=self._clock.now()), QueueState.DEFERRED)
+        except Exception:
+            log.exception("cannot put %s back; recover() will", record.id)
+
+    def _crashed(self, record: MessageRecord, exc: Exception) -> None:
+        count = record.crash_count + 1
+        now = self._clock.now()
+        try:
+            if count >= self._cfg.poison_threshold:
+                held = replace(record, crash_count=count, hold_reason="poison")
+                self._spool.update(held, QueueState.HOLD)
+                self._track("POISON", record, detail=f"{type(exc).__name__} after {count} crashes")
+            else:
+                later = next_attempt(self._cfg, max(record.attempts, 1), now)
+                self._spool.update(
+                    replace(record, crash_count=count, next_attempt_at=later), QueueState.DEFERRED
+                )
+        except Exception:
+            log.exception("cannot record the crash of %s; it stays active for recover()", record.id)
+
+    async def _attempt(self, record: MessageRecord) -> None:
+        data = await asyncio.to_thread(self._spool.read_data, record.id)
+        open_rcpts = [r for r in record.recipients if not r.done]
+        results: dict[str, RecipientResult] = {}
+        routes: dict[str, tuple[Route, list[RecipientRecord]]] = {}
+        for rcpt in open_rcpts:
+            domain = rcpt.address.rpartition("@")[2]
+            route = self._router.route(domain)
+            if route is None:
+                # Exchange's "unreachable" queue: wait for an administrator to add a connector.
+                reply = Reply(451, "4.4.0", f"No route to {domain}")
+                results[rcpt.address] = Deferred(reply)
+                self._track("DEFER", record, [rcpt.address], reply=reply_line(reply), detail="unreachable")
+            else:
+                routes.setdefault(route.next_hop, (route, []))[1].append(rcpt)
+
+        async def one(route: Route, rcpts: list[RecipientRecord]) -> None:
+            got = await self._hops.run(route, self._deliver, record, rcpts, data)
+            for rcpt in rcpts:
+                result = got.get(rcpt.address) or Deferred(Reply(451, "4.3.0", "No result from delivery"))
+                results[rcpt.address] = result
+            self._track_results(record, route, rcpts, got)
+
+        async with asyncio.TaskGroup() as group:
+            for route, rcpts in routes.values():
+                group.create_task(one(route, rcpts))
+        await self._conclude(record, results, data)
+
+    async def _conclude(
+        self, record: MessageRecord, results: dict[str, RecipientResult], data: bytes
+    ) -> None:
+        now = self._clock.now()
+        failed: list[tuple[RecipientRecord, str]] = []
+        recipients: list[RecipientRecord] = []
+        for rcpt in record.recipients:
+            result = results.get(rcpt.address)
+            if result is None:
+                recipients.append(rcpt)
+                continue
+            status = {
+                Delivered: RecipientStatus.DELIVERED,
+                Deferred: RecipientStatus.DEFERRED,
+                Failed: RecipientStatus.FAILED,
+            }[type(result)]
+            rcpt = replace(
+                rcpt, status=status, attempts=rcpt.attempts + 1, last_reply=reply_line(result.reply)
+            )
+            if status is RecipientStatus.FAILED:
+                failed.append((rcpt, rcpt.last_reply))
+            recipients.append(rcpt)
+        record = replace(
+            record,
+            recipients=tuple(recipients),
+            attempts=record.attempts + 1,
+            first_attempt_at=record.first_attempt_at if record.first_attempt_at is not None else now,
+        )
+
+        if is_expired(self._cfg, record.received_at, now):
+            expired = [r for r in record.recipients if not r.done]
+            if expired:
+                self._track("EXPIRE", record, [r.address for r in expired])
+                gone: list[RecipientRecord] = []
+                for rcpt in record.recipients:
+                    if not rcpt.done:
+                        text = f"451 4.4.7 Message expired, last reply: {rcpt.last_reply or 'none'}"
+                        rcpt = replace(rcpt, status=RecipientStatus.FAILED, last_reply=text)
+                        failed.append((rcpt, text))
+                    gone.append(rcpt)
+                record = replace(record, recipients=tuple(gone))
+
+        if failed:
+            await self._send_dsn(record, failed, "failure", data, now)
+        if needs_delay_notice(self._cfg, record, now):
+            waiting = [(r, r.last_reply) for r in record.recipients if r.status is RecipientStatus.DEFERRED]
+            await self._send_dsn(record, waiting, "delay", data, now)
+            record = replace(record, delay_notified=True)
+
+        if all(r.done for r in record.recipients):
+            await asyncio.to_thread(self._spool.finish, record.id)
+        else:
+            later = next_attempt(self._cfg, record.attempts, now)
+            await asyncio.to_thread(
+                self._spool.update, replace(record, next_attempt_at=later), QueueState.DEFERRED
+            )
+
+    async def _send_dsn(
+        self,
+        record: MessageRecord,
+        about: Sequence[tuple[RecipientRecord, str]],
+        kind: DsnKind,
+        data: bytes,
+        now: float,
+    ) -> None:
+        told = [(r, text) for r, text in about if wants_dsn(record, r, kind)]
+        if not told:
+            return
+        until = record.received_at + self._cfg.expiration
+        host = self._config.server.hostname
+        body = build_dsn(record, told, kind, data, host, now, retry_until=until)
+        dsn = MessageRecord(
+            id="",
+            mail_from="",
+            recipients=(RecipientRecord(record.mail_from),),
+            received_at=now,
+            size=len(body),
+            connector="dsn",
+        )
+        dsn_id = await self._spool.accept(dsn, body)
+        self._track("DSN", record, [r.address for r, _ in told], detail=f"{kind} notice queued as {dsn_id}")
+        self.notify(dsn_id)
+
+    # -- tracking ------------------------------------------------------------------------------
+
+    def _track_results(
+        self,
+        record: MessageRecord,
+        route: Route,
+        rcpts: Sequence[RecipientRecord],
+        got: dict[str, RecipientResult],
+    ) -> None:
+        by_reply: dict[tuple[str, str], list[str]] = {}
+        for rcpt in rcpts:
+            result = got.get(rcpt.address)
+            if isinstance(result, Delivered):
+                event = "DELIVER" if route.kind == "drop" else "SEND"
+            elif isinstance(result, Failed):
+                event = "FAIL"
+            else:
+                event = "DEFER"
+            reply = reply_line(result.reply) if result is not None else "no result"
+            by_reply.setdefault((event, reply), []).append(rcpt.address)
+        for (event, reply), addresses in by_reply.items():
+            self._track(event, record, addresses, reply=reply, route=route)
+
+    def _track(
+        self,
+        event: str,
+        record: MessageRecord,
+        recipients: Sequence[str] = (),
+        *,
+        reply: str = "",
+        detail: str = "",
+        route: Route | None = None,
+    ) -> None:
+        try:
+            self._tracking.event(
+                event,
+                msg_id=record.id,
+                message_id=record.message_id,
+                sender=record.mail_from,
+                recipients=recipients,
+                client_ip=record.client_ip,
+                connector=route.connector.name if route else record.connector,
+                size=record.size,
+                reply=reply,
+                detail=detail,
+                next_hop=route.next_hop if route else "",
+            )
+        except Exception:
+            # A full log disk must not stop delivery; the service log still says why.
+            log.exception("tracking log write failed for %s", record.id)
