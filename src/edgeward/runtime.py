@@ -141,9 +141,10 @@ class Gateway:
         )
         self.agent_log = AgentLog(paths["log"], config.logging)
         resolver = DnsResolver() if any(c.dns_routing for c in config.send_connectors) else None
+        self.dispatcher = Dispatcher(config, resolver)
         self.manager = QueueManager(
             self.spool, Router(config.send_connectors, config.accepted_domains), config, self.tracking,
-            deliver=Dispatcher(config, resolver),
+            deliver=self.dispatcher,
         )  # fmt: skip
         self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
         self.listener = Listener(self._session_env)
@@ -264,6 +265,7 @@ class Gateway:
         if self._manager_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(self._manager_task, timeout=grace + 5)
+        await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()
         if self.state is not None:

@@ -41,7 +41,10 @@ async def send(
 ) -> dict[str, Delivered | Deferred | Failed]:
     client = SmtpClient(conn, helo_name="ignored.test", **kw)  # type: ignore[arg-type]
     route = Route(conn, "dst.test" if conn.dns_routing else "out")
-    return await client.deliver(route, rec, rec.recipients, data)
+    try:
+        return await client.deliver(route, rec, rec.recipients, data)
+    finally:
+        await client.close()
 
 
 async def test_delivers_to_smtp_sink(smtp_sink: Callable[..., Sink]) -> None:
@@ -215,6 +218,7 @@ async def test_mx_routing_implicit_mx(nameserver: Nameserver, downstream: Callab
     client = SmtpClient(conn, helo_name="gw.test", resolver=DnsResolver(["127.0.0.1"], port=nameserver.port))
     rec = record("user@implicit.test")
     got = await client.deliver(Route(conn, "implicit.test"), rec, rec.recipients, MESSAGE)
+    await client.close()
     assert isinstance(got["user@implicit.test"], Delivered)
     assert ds.handler.messages[0].rcpt_tos == ["user@implicit.test"]
 
@@ -224,6 +228,7 @@ async def test_mx_routing_null_mx_fails(nameserver: Nameserver) -> None:
     client = SmtpClient(conn, helo_name="gw.test", resolver=DnsResolver(["127.0.0.1"], port=nameserver.port))
     rec = record("user@nullmx.test")
     got = await client.deliver(Route(conn, "nullmx.test"), rec, rec.recipients, MESSAGE)
+    await client.close()
     result = got["user@nullmx.test"]
     assert isinstance(result, Failed) and (result.reply.code, result.reply.enhanced) == (556, "5.1.10")
 
@@ -233,5 +238,54 @@ async def test_mx_host_without_address_defers(nameserver: Nameserver) -> None:
     client = SmtpClient(conn, helo_name="gw.test", resolver=DnsResolver(["127.0.0.1"], port=nameserver.port))
     rec = record("user@dangling.test")
     got = await client.deliver(Route(conn, "dangling.test"), rec, rec.recipients, MESSAGE)
+    await client.close()
     result = got["user@dangling.test"]
     assert isinstance(result, Deferred) and result.reply.enhanced == "4.4.4"
+
+
+async def test_connections_are_reused_for_messages_to_the_same_host() -> None:
+    """Three messages to one smart host travel over one connection (Exchange: 20 per connection)."""
+    import asyncio
+
+    from aiosmtpd.controller import Controller
+
+    from edgeward.config.schema import SendConnectorConfig
+    from edgeward.delivery.client import SmtpClient
+    from edgeward.delivery.results import Delivered
+    from edgeward.delivery.routing import Router
+    from edgeward.queue.model import MessageRecord, RecipientRecord
+    from tests.delivery.conftest import free_port
+
+    sessions: list[object] = []
+    received: list[bytes] = []
+
+    class Handler:
+        async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+            sessions.append(session)
+            session.host_name = hostname
+            return responses
+
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            received.append(envelope.content)
+            return "250 2.0.0 OK"
+
+    port = free_port()
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        connector = SendConnectorConfig(
+            name="hub", address_spaces=("*",), smart_hosts=(f"127.0.0.1:{port}",), tls="none"
+        )
+        client = SmtpClient(connector, helo_name="mx.example.test")
+        route = Router([connector], ["example.test"]).route("example.test")
+        assert route is not None
+        for i in range(3):
+            record = MessageRecord(f"id{i}", "a@remote.test", (RecipientRecord("b@example.test"),), 0.0, 10)
+            result = await client.deliver(route, record, record.recipients, b"Subject: %d\r\n\r\nx\r\n" % i)
+            assert isinstance(result["b@example.test"], Delivered)
+        await client.close()
+        await asyncio.sleep(0.1)
+    finally:
+        controller.stop()
+    assert len(received) == 3
+    assert len({id(s) for s in sessions}) == 1

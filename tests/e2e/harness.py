@@ -48,6 +48,21 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None
     raise TimeoutError(f"nothing listens on {host}:{port}")
 
 
+def wait_banner(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    """Wait until a server on ``port`` greets with 220: bound is not yet serving."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2) as s:
+                if s.recv(4).startswith(b"220"):
+                    s.sendall(b"QUIT\r\n")
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"no SMTP greeting on {host}:{port}")
+
+
 def shared_tmpdir(prefix: str) -> Path:
     """A temp folder the unprivileged service user can enter (pytest's are root-only)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -177,10 +192,22 @@ class GatewayProcess:
                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
         try:
-            wait_port(self.port)
+            wait_banner(self.port)
         except TimeoutError:
             raise RuntimeError(self.log.read_text()) from None
         return self
+
+    def children(self, timeout: float = 20.0) -> list[int]:
+        """The gateway's child processes (the delivery process), once there are any."""
+        assert self.proc is not None
+        path = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [int(p) for p in path.read_text().split()]
+            if found:
+                return found
+            time.sleep(0.05)
+        return []
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
@@ -193,9 +220,12 @@ class GatewayProcess:
         self.proc = None
 
     def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; an unclean exit raises with the gateway's log in the message."""
         if self.proc is None:
             return 0
         self.proc.send_signal(signal.SIGTERM)
         rc = self.proc.wait(timeout)
         self.proc = None
+        if rc != 0:
+            raise AssertionError(f"edgeward serve exited with {rc}:\n{self.log.read_text()[-4000:]}")
         return rc

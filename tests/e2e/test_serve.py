@@ -227,14 +227,13 @@ def test_a_killed_delivery_process_is_restarted_and_nothing_is_lost(workdir: Pat
     _fast_retry(config)
     gw = GatewayProcess(config, port).start()
     try:
-        assert gw.proc is not None
-        children = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        children = gw.children()
         assert len(children) == 1, "the delivery process runs beside the receiving one"
-        os.kill(int(children[0]), signal.SIGKILL)
+        os.kill(children[0], signal.SIGKILL)
         _send(port, 1, "after-crash")
         [message] = sink.wait_for(1, timeout=60)
         assert b"Subject: after-crash-1" in message
-        restarted = Path(f"/proc/{gw.proc.pid}/task/{gw.proc.pid}/children").read_text().split()
+        restarted = gw.children()
         assert restarted and restarted != children
     finally:
         assert gw.stop() == 0

@@ -291,11 +291,15 @@ class ContentFilterConfig(_Section):
     reject_enabled: bool = Field(True, description="Reject messages at or above reject_threshold")
     reject_threshold: int = Field(7, ge=0, le=9, description="SCL at which messages are rejected")
     rejection_response: str = Field(
-        "Message rejected as spam by Content Filtering", max_length=240, description="Text of the 550 5.7.1 reply"
+        "Message rejected as spam by Content Filtering",
+        max_length=240,
+        description="Text of the 550 5.7.1 reply",
     )
     delete_enabled: bool = Field(False, description="Silently drop messages at or above delete_threshold")
     delete_threshold: int = Field(9, ge=0, le=9, description="SCL at which messages are deleted")
-    quarantine_enabled: bool = Field(False, description="Quarantine messages at or above quarantine_threshold")
+    quarantine_enabled: bool = Field(
+        False, description="Quarantine messages at or above quarantine_threshold"
+    )
     quarantine_threshold: int = Field(9, ge=0, le=9, description="SCL at which messages are quarantined")
     good_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 0")
     bad_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 9")

@@ -40,6 +40,7 @@ import aiosmtplib
 
 from edgeward.config.schema import SendConnectorConfig
 from edgeward.delivery.mx import Target, targets
+from edgeward.delivery.pool import ConnectionPool, PoolKey
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult, reply_from_remote
 from edgeward.delivery.routing import Route
 from edgeward.errors import DeliveryError
@@ -71,6 +72,7 @@ class _HostOutcome:
     permanent: bool = False
     retry_in_clear: bool = False
     notes: list[str] = field(default_factory=list)
+    reusable: bool = False  # the transaction ended with a DATA reply: the session can take another
 
 
 class _TlsRequired(Exception):
@@ -92,6 +94,7 @@ class SmtpClient:
         self._helo = connector.fqdn or helo_name
         self._resolver = resolver
         self._tls_context = tls_context
+        self._pool = ConnectionPool(connector.max_messages_per_connection)
 
     def _context(self) -> ssl.SSLContext:
         if self._tls_context is None:
@@ -102,6 +105,8 @@ class SmtpClient:
         self, route: Route, record: MessageRecord, recipients: Sequence[RecipientRecord], data: bytes
     ) -> dict[str, RecipientResult]:
         """Try the hosts of ``route`` until one gives final results for the recipients."""
+        for stale in list(self._pool.expired()):
+            await _quit(stale)
         addresses = [r.address for r in recipients]
         if len(data) > self._connector.max_message_size:
             reply = Reply(552, "5.3.4", f"Message too big for send connector {self._connector.name}")
@@ -161,6 +166,18 @@ class SmtpClient:
         tls: bool,
     ) -> _HostOutcome:
         where = f"{target.host}[{ip}]:{target.port}"
+        key = (target.host, ip, target.port, tls)
+        pooled = self._pool.take(key)
+        if pooled is not None:
+            smtp, sent = pooled
+            try:
+                outcome = await self._transaction(smtp, where, record, recipients, data)
+            except (aiosmtplib.SMTPException, OSError):
+                # The next hop closed the idle connection: open a fresh one below.
+                smtp.close()
+            else:
+                await self._release(key, smtp, sent + 1, outcome)
+                return outcome
         smtp = aiosmtplib.SMTP(
             hostname=ip,
             port=target.port,
@@ -176,8 +193,10 @@ class SmtpClient:
             return _HostOutcome(reply=_remote(exc.code, exc.message, where), permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
             return _HostOutcome(reply=Reply(451, "4.4.1", f"Connection to {where} failed: {exc}"))
+        outcome = _HostOutcome()
         try:
-            return await self._converse(smtp, target, where, record, recipients, data, tls=tls)
+            outcome = await self._converse(smtp, target, where, record, recipients, data, tls=tls)
+            return outcome
         except _TlsRequired as exc:
             return _HostOutcome(reply=Reply(451, "4.7.4", f"{where}: {exc}"))
         except aiosmtplib.SMTPResponseException as exc:
@@ -185,6 +204,16 @@ class SmtpClient:
         except (aiosmtplib.SMTPException, OSError) as exc:
             return _HostOutcome(reply=Reply(451, "4.4.2", f"Connection to {where} lost: {exc}"))
         finally:
+            await self._release(key, smtp, 1, outcome)
+
+    async def _release(self, key: PoolKey, smtp: aiosmtplib.SMTP, sent: int, outcome: _HostOutcome) -> None:
+        """Keep a healthy connection for the next message to the same host, or close it."""
+        if not (outcome.reusable and smtp.is_connected and self._pool.give(key, smtp, sent)):
+            await _quit(smtp)
+
+    async def close(self) -> None:
+        """Close the idle connections (at shutdown)."""
+        for smtp in self._pool.drain():
             await _quit(smtp)
 
     async def _converse(
@@ -217,7 +246,17 @@ class SmtpClient:
                 await _hello(smtp, self._helo)
         elif policy == "required":
             raise _TlsRequired("TLS is required but the host does not offer STARTTLS")
+        return await self._transaction(smtp, where, record, recipients, data)
 
+    async def _transaction(
+        self,
+        smtp: aiosmtplib.SMTP,
+        where: str,
+        record: MessageRecord,
+        recipients: Sequence[RecipientRecord],
+        data: bytes,
+    ) -> _HostOutcome:
+        """MAIL, RCPT for each recipient, DATA, on a session that is greeted (and TLS'd)."""
         options: list[str] = []
         if smtp.supports_extension("size"):
             limit = _int(smtp.esmtp_extensions.get("size", ""))
@@ -284,7 +323,7 @@ class SmtpClient:
             outcome = Failed(final)
         for address in accepted:
             results[address] = outcome
-        return _HostOutcome(results=results)
+        return _HostOutcome(results=results, reusable=isinstance(outcome, Delivered | Failed))
 
 
 def _remote(code: int, message: str, where: str) -> Reply:

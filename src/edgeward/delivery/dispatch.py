@@ -53,3 +53,8 @@ class Dispatcher:
             )
             self._smtp[connector.name] = client
         return await client.deliver(route, record, recipients, data)
+
+    async def close(self) -> None:
+        """Close every pooled connection (at shutdown)."""
+        for client in self._smtp.values():
+            await client.close()
