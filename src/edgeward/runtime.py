@@ -20,6 +20,7 @@ import signal
 import socket
 import ssl
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from edgeward.auth.throttle import Throttle
@@ -50,9 +51,12 @@ from edgeward.server.session import SessionEnv
 from edgeward.state.sqlite import DB_FILENAME, StateStore
 from edgeward.tls.context import server_context
 from edgeward.tls.store import CertificateStore
+from edgeward.tls.upkeep import check_certificates
 from edgeward.types import Outcome
 
 log = logging.getLogger("edgeward.runtime")
+
+CERTIFICATE_CHECK_INTERVAL = 12 * 3600.0
 
 
 def data_paths(config: Config) -> dict[str, Path]:
@@ -100,13 +104,16 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
     """A server context per TLS connector: its own binding (or the smtp default), SNI by FQDN."""
     store = CertificateStore(config.resolve(config.tls.store))
     store.ensure_default(config.server.hostname)
+    # SNI: a client naming one connector's FQDN gets that connector's certificate, whichever
+    # listener it reached.
+    sni = {c.fqdn: store.binding_for("smtp", c.name) for c in config.receive_connectors if c.fqdn and c.tls}
     contexts: dict[str, ssl.SSLContext] = {}
     for connector in config.receive_connectors:
         if not connector.tls:
             continue
         cert, key = store.binding_for("smtp", connector.name)
         client_ca = config.resolve(connector.client_ca) if connector.client_ca else None
-        contexts[connector.name] = server_context(cert, key, client_ca=client_ca)
+        contexts[connector.name] = server_context(cert, key, sni=sni or None, client_ca=client_ca)
     return contexts
 
 
@@ -157,6 +164,7 @@ class Gateway:
             self.users = UserStore(self.state)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self._manager_task: asyncio.Task[None] | None = None
+        self._upkeep_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
@@ -228,6 +236,7 @@ class Gateway:
             self._manager_task = asyncio.create_task(self.manager.run(), name="queue-manager")
         if self.receive:
             await self.listener.start(sockets)
+            self._upkeep_task = asyncio.create_task(self._certificate_upkeep(), name="certificate-upkeep")
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
 
     @property
@@ -256,8 +265,33 @@ class Gateway:
         self._env = env
         log.info("configuration reloaded")
 
+    async def _certificate_upkeep(self) -> None:
+        """Renew due certificates and refresh the expiry metric twice a day; reload on renewal."""
+        while True:
+            store = CertificateStore(self.config.resolve(self.config.tls.store))
+            try:
+                report = await asyncio.to_thread(
+                    check_certificates, store, self.paths["log"] / "metrics.prom"
+                )
+            except Exception:
+                log.exception("certificate check failed")
+            else:
+                if report.renewed:
+                    self._reload_tls()
+            await asyncio.sleep(CERTIFICATE_CHECK_INTERVAL)
+
+    def _reload_tls(self) -> None:
+        if self._env is None:
+            return
+        try:
+            self._env = (replace(self._env[0], tls_contexts=tls_contexts(self.config)), self._env[1])
+        except Exception:
+            log.exception("could not load the renewed certificates; keeping the current ones")
+
     async def stop(self) -> None:
         grace = self.config.server.shutdown_grace
+        if self._upkeep_task is not None:
+            self._upkeep_task.cancel()
         if self.receive:
             await self.listener.stop_accepting()
             await self.listener.drain(grace)

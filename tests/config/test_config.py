@@ -92,3 +92,21 @@ def test_audit_of_init_output_is_clean(tmp_path: Path) -> None:
     text = render(hostname="mx.example.org", listen=["0.0.0.0:25"], accept_domains=["example.org"],
                   relay_from=["10.0.0.0/24"], smart_host="10.0.0.5:25")  # fmt: skip
     assert audit(parse_config(tomllib.loads(text), base=tmp_path)) == []
+
+
+def test_audit_flags_auth_without_tls() -> None:
+    config = parse_config({
+        "accepted_domains": ["example.org"],
+        "receive_connectors": [{"name": "submission", "remote_ranges": ["10.0.0.0/8"],
+                                "permission_groups": ["anonymous", "users"], "auth_mechanisms": ["PLAIN"],
+                                "auth_without_tls": True}],
+    })  # fmt: skip
+    assert any("clear text" in w for w in audit(config))
+
+
+def test_connector_consistency_is_validated() -> None:
+    with pytest.raises(ConfigError, match="auth_mechanisms needs 'users'"):
+        parse_config({"receive_connectors": [{"name": "x", "auth_mechanisms": ["PLAIN"]}]})
+    with pytest.raises(ConfigError, match="need client_ca"):
+        parse_config({"receive_connectors": [{"name": "x", "domain_secure_partners": ["partner.test"],
+                                              "permission_groups": ["anonymous", "partners"]}]})  # fmt: skip

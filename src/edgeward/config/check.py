@@ -24,6 +24,10 @@ def audit(config: Config) -> list[str]:
             out.append(f"{key}: relay permission for public address ranges makes an open relay")
         if not rc.tls and _public(rc.remote_ranges):
             out.append(f"{key}: TLS is disabled on a connector that serves the internet")
+        if rc.auth_mechanisms and rc.auth_without_tls:
+            out.append(f"{key}: auth_without_tls sends passwords in clear text before STARTTLS")
+        if rc.auth_mechanisms and not rc.tls:
+            out.append(f"{key}: AUTH is configured but TLS is off, so AUTH is never offered")
         if rc.bare_lf == "normalize":
             out.append(f"{key}: bare_lf = 'normalize' accepts mail that other servers may split differently")
         if rc.max_message_size > 100 * 1024 * 1024:
