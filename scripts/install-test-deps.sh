@@ -11,6 +11,10 @@ for pkg in postfix swaks nsd testssl.sh; do
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  # The tests start private instances on loopback ports; no package may start its system
+  # service (nsd on port 53, postfix on 25) while it is installed.
+  policy=/usr/sbin/policy-rc.d
+  [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
