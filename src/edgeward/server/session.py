@@ -29,17 +29,18 @@ from edgeward.config.permissions import rights_for
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
-from edgeward.headers import HeaderBlock, parse_headers, remove_fields, sanitize
+from edgeward.headers import parse_headers, remove_fields, sanitize
 from edgeward.logs.protocol import ProtocolLog, ProtocolSession
 from edgeward.logs.tracking import TrackingLog
-from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
+from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
+from edgeward.server.disposition import enqueue, quarantine, track
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
-from edgeward.server.receipt import Transaction, queue_record, received_header
+from edgeward.server.receipt import Transaction, received_header
 from edgeward.smtp import events as ev
 from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
-from edgeward.types import Action, Address, Outcome, Peer, Reply
+from edgeward.types import Action, Address, Peer, Reply
 
 log = logging.getLogger("edgeward.session")
 
@@ -52,7 +53,6 @@ TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
 TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
 AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
-SERVICE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted")
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +322,7 @@ class Session:
         if tx is None or not tx.rcpts:
             return Reply(554, "5.5.1", "No valid recipients")
         if event.violation is not None:
-            self._track_reject(tx, event.violation, len(event.data))
+            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation))
             return event.violation
         data = event.data
         if "keep_internal_headers" not in self.info.rights:
@@ -335,69 +335,18 @@ class Session:
         verdict = await self.env.pipeline.run(Stage.EOD, ctx)
         outcome = verdict.outcome
         if outcome.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT) and outcome.reply:
-            self._track_reject(tx, outcome.reply, len(data))
+            track(self.env, "REJECT", "", tx, self.info, len(data), reply=str(outcome.reply))
             return outcome.reply
         msg_id = self.env.spool.new_id()
         if outcome.action is Action.DISCARD:
-            self.env.tracking.event(
-                "DISCARD", msg_id=msg_id, sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
-                client_ip=self.info.peer.ip, connector=self.connector.name, size=len(data),
-                detail=verdict.decided_by,
-            )  # fmt: skip
+            track(self.env, "DISCARD", msg_id, tx, self.info, len(data), detail=verdict.decided_by)
             return Reply(250, "2.0.0", f"OK queued as {msg_id}")
         stamp = received_header(msg_id, tx, self.info, self.fqdn, self.conn.tls_active)
         stamps = "".join(f"{sanitize(n, 76)}: {sanitize(v, 900)}\r\n" for n, v in outcome.headers)
         final = stamp.encode("utf-8", "surrogateescape") + stamps.encode("utf-8", "surrogateescape") + data
         if outcome.action is Action.QUARANTINE:
-            return await self._quarantine(msg_id, tx, final, headers, verdict.decided_by, outcome)
-        record = queue_record(msg_id, tx, final, headers, self.info)
-        try:
-            await self.env.spool.accept(record, final)
-        except Exception:
-            log.exception("session %s: spool refused message", self.info.session_id)
-            return SERVICE_ERROR
-        self.env.tracking.event(
-            "RECEIVE", msg_id=msg_id, message_id=record.message_id, sender=record.mail_from,
-            recipients=[r.address for r in record.recipients], client_ip=self.info.peer.ip,
-            connector=self.connector.name, size=record.size, reply="250 2.0.0",
-        )  # fmt: skip
-        self.env.on_queued(msg_id)
-        return Reply(250, "2.0.0", f"OK queued as {msg_id}")
-
-    async def _quarantine(
-        self, msg_id: str, tx: Transaction, data: bytes, headers: HeaderBlock, agent: str, outcome: Outcome
-    ) -> Reply:
-        store = self.env.quarantine
-        if store is None:  # no store configured: refusing for now is safer than delivering spam
-            return SERVICE_ERROR
-        scl = next((v for n, v in outcome.headers if n == "X-Edgeward-SCL"), "-1")
-        entry = QuarantineEntry(
-            qid="",
-            mail_from=str(tx.mail_from),
-            recipients=tuple(str(r) for r in tx.rcpts),
-            reason=agent,
-            scl=int(scl) if scl.lstrip("-").isdigit() else -1,
-            findings=tuple(f.name for f in outcome.findings),
-            subject=sanitize(headers.get("Subject"), 200),
-            client_ip=self.info.peer.ip,
-        )
-        try:
-            qid = await asyncio.to_thread(store.put, entry, data)
-        except OSError:
-            log.exception("session %s: quarantine refused message", self.info.session_id)
-            return SERVICE_ERROR
-        self.env.tracking.event(
-            "QUARANTINE", msg_id=msg_id, sender=entry.mail_from, recipients=list(entry.recipients),
-            client_ip=self.info.peer.ip, connector=self.connector.name, size=len(data),
-            detail=f"{agent} {qid}",
-        )  # fmt: skip
-        return Reply(250, "2.0.0", f"OK queued as {msg_id}")
-
-    def _track_reject(self, tx: Transaction, reply: Reply, size: int) -> None:
-        self.env.tracking.event(
-            "REJECT", msg_id="", sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
-            client_ip=self.info.peer.ip, connector=self.connector.name, size=size, reply=str(reply),
-        )  # fmt: skip
+            return await quarantine(self.env, msg_id, tx, final, headers, self.info, verdict)
+        return await enqueue(self.env, msg_id, tx, final, headers, self.info)
 
     # -- STARTTLS ---------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""Where an accepted message goes once the agents have spoken: the queue or the quarantine.
+
+Both write the message durably before the client hears ``250``: the spool with its group
+commit, the quarantine store in a worker thread. Either failing answers ``451 4.3.0``, so the
+client keeps the message and tries again; nothing is acknowledged that is not on disk. Every
+outcome, refusals included, is written to the message tracking log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from edgeward.filters.base import SessionInfo
+from edgeward.filters.pipeline import StageResult
+from edgeward.headers import HeaderBlock, sanitize
+from edgeward.quarantine.store import QuarantineEntry
+from edgeward.server.receipt import Transaction, queue_record
+from edgeward.types import Reply
+
+if TYPE_CHECKING:
+    from edgeward.server.session import SessionEnv
+
+log = logging.getLogger("edgeward.session")
+
+SERVICE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted")
+
+
+def track(
+    env: SessionEnv, event: str, msg_id: str, tx: Transaction, info: SessionInfo, size: int, **extra: Any
+) -> None:
+    """One tracking line about this transaction."""
+    env.tracking.event(
+        event, msg_id=msg_id, sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
+        client_ip=info.peer.ip, connector=info.connector.name, size=size, **extra,
+    )  # fmt: skip
+
+
+async def enqueue(
+    env: SessionEnv, msg_id: str, tx: Transaction, data: bytes, headers: HeaderBlock, info: SessionInfo
+) -> Reply:
+    record = queue_record(msg_id, tx, data, headers, info)
+    try:
+        await env.spool.accept(record, data)
+    except Exception:
+        log.exception("session %s: spool refused message", info.session_id)
+        return SERVICE_ERROR
+    track(env, "RECEIVE", msg_id, tx, info, record.size, message_id=record.message_id, reply="250 2.0.0")
+    env.on_queued(msg_id)
+    return Reply(250, "2.0.0", f"OK queued as {msg_id}")
+
+
+async def quarantine(
+    env: SessionEnv,
+    msg_id: str,
+    tx: Transaction,
+    data: bytes,
+    headers: HeaderBlock,
+    info: SessionInfo,
+    verdict: StageResult,
+) -> Reply:
+    store = env.quarantine
+    if store is None:  # no store configured: refusing for now is safer than delivering spam
+        return SERVICE_ERROR
+    outcome = verdict.outcome
+    scl = next((v for n, v in outcome.headers if n == "X-Edgeward-SCL"), "-1")
+    entry = QuarantineEntry(
+        qid="",
+        mail_from=str(tx.mail_from),
+        recipients=tuple(str(r) for r in tx.rcpts),
+        reason=verdict.decided_by,
+        scl=int(scl) if scl.lstrip("-").isdigit() else -1,
+        findings=tuple(f.name for f in outcome.findings),
+        subject=sanitize(headers.get("Subject"), 200),
+        client_ip=info.peer.ip,
+    )
+    try:
+        qid = await asyncio.to_thread(store.put, entry, data)
+    except OSError:
+        log.exception("session %s: quarantine refused message", info.session_id)
+        return SERVICE_ERROR
+    track(env, "QUARANTINE", msg_id, tx, info, len(data), detail=f"{verdict.decided_by} {qid}")
+    return Reply(250, "2.0.0", f"OK queued as {msg_id}")
