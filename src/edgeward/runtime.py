@@ -34,6 +34,7 @@ from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.routing import Router
 from edgeward.filters.agents.content import ContentFilter
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
+from edgeward.filters.agents.rate import MessageRateLimit
 from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.sender import SenderAuthority
@@ -87,6 +88,7 @@ def build_agents(config: Config, spool: Spool, classifier: SpamClassifier | None
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
+        MessageRateLimit(),
         MessageSize(),
         SenderAuthority(config.accepted_domains),
         RelayControl(config.accepted_domains),

@@ -39,6 +39,7 @@ max_message_size = "10MB"    # announced in SIZE
 max_recipients = 200
 max_connections = 5000
 max_connections_per_source = 100
+message_rate_limit = 600     # messages per minute from one address
 {relay}
 # Where mail goes. The most specific address space wins, then the lowest cost.
 [[send_connectors]]

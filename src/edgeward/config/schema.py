@@ -150,6 +150,11 @@ class ReceiveConnectorConfig(_Section):
         False, description="TLS from the first byte (port 465, RFC 8314) instead of STARTTLS"
     )
     max_logon_failures: int = Field(3, ge=1, le=10, description="Failed AUTH from one address before lockout")
+    message_rate_limit: int = Field(
+        0,
+        ge=0,
+        description="Messages one client address may start per minute; 0: no cap (Exchange 2013+: 600)",
+    )
     auth_tarpit_interval: Duration = Field(5.0, description="Delay before answering a failed AUTH")
     auth_lockout: Duration = Field(
         900.0, description="How long an address that failed too often may not AUTH"
