@@ -110,3 +110,18 @@ def test_connector_consistency_is_validated() -> None:
     with pytest.raises(ConfigError, match="need client_ca"):
         parse_config({"receive_connectors": [{"name": "x", "domain_secure_partners": ["partner.test"],
                                               "permission_groups": ["anonymous", "partners"]}]})  # fmt: skip
+
+
+def test_the_commented_submission_connectors_of_init_are_valid_when_enabled(tmp_path: Path) -> None:
+    import tomllib
+
+    text = render(hostname="mx.example.org", listen=["0.0.0.0:25"], accept_domains=["example.org"],
+                  relay_from=["10.0.0.0/24"], smart_host=None)  # fmt: skip
+    enabled = "\n".join(
+        line[2:] if line.startswith("# ") and ("=" in line or line.startswith("# [[")) else line
+        for line in text.splitlines()
+    )
+    config = parse_config(tomllib.loads(enabled), base=tmp_path)
+    names = [c.name for c in config.receive_connectors]
+    assert names == ["internet", "relay", "submission", "submissions"]
+    assert audit(config) == []

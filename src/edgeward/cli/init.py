@@ -41,6 +41,24 @@ max_connections = 5000
 max_connections_per_source = 100
 message_rate_limit = 600     # messages per minute from one address
 {relay}
+# Mail submission for your users, if you want it (add accounts with 'edgeward user add NAME'):
+# port 587 with STARTTLS before AUTH, and port 465 with TLS from the first byte (RFC 8314).
+# [[receive_connectors]]
+# name = "submission"
+# bindings = ["0.0.0.0:587"]
+# require_tls = true
+# require_auth = true
+# auth_mechanisms = ["PLAIN", "LOGIN"]
+# permission_groups = ["anonymous", "users"]
+#
+# [[receive_connectors]]
+# name = "submissions"
+# bindings = ["0.0.0.0:465"]
+# implicit_tls = true
+# require_auth = true
+# auth_mechanisms = ["PLAIN", "LOGIN"]
+# permission_groups = ["anonymous", "users"]
+
 # Where mail goes. The most specific address space wins, then the lowest cost.
 [[send_connectors]]
 name = "inbound"
