@@ -118,12 +118,24 @@ def test_actions_on_a_message_in_delivery_fail_cleanly(spool: Spool) -> None:
 
 def test_remove(spool: Spool) -> None:
     msg_id = add(spool)
-    r = runner.invoke(queue_app, ["remove", msg_id, "--ndr", "--spool", str(spool.root)])
-    assert r.exit_code == 2 and "not available" in r.stderr
-    assert spool.load(msg_id)  # nothing removed
     r = runner.invoke(queue_app, ["remove", msg_id, "--no-ndr", "--spool", str(spool.root)])
     assert r.exit_code == 0
     assert spool.list() == []
+
+
+def test_remove_with_ndr_queues_a_failure_report_to_the_sender(spool: Spool) -> None:
+    import email
+
+    msg_id = add(spool)
+    sender = spool.load(msg_id).mail_from
+    r = runner.invoke(queue_app, ["remove", msg_id, "--ndr", "--spool", str(spool.root)])
+    assert r.exit_code == 0, r.stderr
+    [dsn] = spool.list()
+    assert dsn.id != msg_id and dsn.mail_from == "" and [x.address for x in dsn.recipients] == [sender]
+    report = email.message_from_bytes(spool.read_data(dsn.id))
+    assert report.get_content_type() == "multipart/report"
+    status = next(p for p in report.walk() if p.get_content_type() == "message/delivery-status")
+    assert "5.3.0" in status.as_string()
 
 
 def test_export_to_stdout_and_file(spool: Spool, tmp_path: Path) -> None:

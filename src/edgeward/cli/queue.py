@@ -11,10 +11,12 @@ and never overwrites one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -27,7 +29,7 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError, QueueError
 from edgeward.ports import SystemClock
-from edgeward.queue.model import MessageRecord, QueueState, record_to_dict
+from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, record_to_dict
 from edgeward.queue.spool import Spool
 
 __all__ = ["clean", "console", "duration", "err_console", "fail", "load", "queue_app"]
@@ -286,11 +288,38 @@ def remove(
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     spool_dir: SpoolOption = None,
 ) -> None:
-    """Delete a message from the queue."""
-    if ndr:
-        fail("a non-delivery report on removal is not available yet; use --no-ndr")
-    _act("remove", msg_id, config, spool_dir)
+    """Delete a message from the queue (with --ndr, tell the sender it was not delivered)."""
+    if not ndr:
+        _act("remove", msg_id, config, spool_dir)
+        typer.echo(f"removed {msg_id}")
+        return
+    spool = open_spool(config, spool_dir)
+    try:
+        data = spool.export(msg_id)
+        record = spool.remove(msg_id)
+    except KeyError:
+        _unknown(msg_id)
+    except QueueError as exc:
+        fail(str(exc), code=1)
     typer.echo(f"removed {msg_id}")
+    if not record.mail_from:
+        typer.echo("no report: the sender is null")
+        return
+    hostname = load(config).server.hostname if config.exists() else "localhost"
+    dsn_id = asyncio.run(_removal_ndr(spool, record, data, hostname))
+    typer.echo(f"non-delivery report queued as {dsn_id}")
+
+
+async def _removal_ndr(spool: Spool, record: MessageRecord, data: bytes, hostname: str) -> str:
+    """Queue a failure DSN (RFC 3464) to the sender for the recipients still undelivered."""
+    from edgeward.delivery.dsn import build_dsn
+
+    reason = "550 5.3.0 Message deleted from the queue by the administrator"
+    body = build_dsn(record, [(r, reason) for r in record.recipients if not r.done], "failure", data,
+                     hostname, time.time())  # fmt: skip
+    dsn = MessageRecord(id="", mail_from="", recipients=(RecipientRecord(record.mail_from),),
+                        received_at=time.time(), size=len(body), connector="dsn")  # fmt: skip
+    return await spool.accept(dsn, body)
 
 
 @queue_app.command()
