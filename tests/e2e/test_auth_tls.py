@@ -13,6 +13,7 @@ import pytest
 import trustme
 
 from edgeward.auth.users import UserStore
+from edgeward.logs.tracking import search
 from edgeward.state.sqlite import StateStore, default_db_path
 from tests.e2e.harness import SWAKS, InProcessGateway, SmtpSink, free_port, gateway_config
 
@@ -190,6 +191,11 @@ def test_domain_security_accepts_the_partner_certificate(
         assert c.mail("orders@partner.test")[0] == 250
         assert c.rcpt("b@example.test")[0] == 250
         assert c.data(MESSAGE)[0] == 250
+        [message] = sink.wait_for(1)
+    assert b"with ESMTPS" in message
+    assert b"(client certificate for partner.test verified)" in message
+    [received] = list(search(workdir / "log", event="RECEIVE"))
+    assert "tls=TLSv1." in received["detail"] and "client certificate=partner.test" in received["detail"]
 
 
 @pytest.mark.parametrize("case", ["no-tls", "no-certificate", "wrong-ca", "wrong-name"])

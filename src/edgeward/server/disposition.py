@@ -46,7 +46,13 @@ async def enqueue(
     except Exception:
         log.exception("session %s: spool refused message", info.session_id)
         return SERVICE_ERROR
-    track(env, "RECEIVE", msg_id, tx, info, record.size, message_id=record.message_id, reply="250 2.0.0")
+    detail = f"tls={info.tls}" if info.tls else "tls=none"
+    if info.peer_names:
+        detail += f"; client certificate={','.join(info.peer_names)}"
+    if info.authenticated:
+        detail += f"; authenticated={info.authenticated}"
+    track(env, "RECEIVE", msg_id, tx, info, record.size, message_id=record.message_id, reply="250 2.0.0",
+          detail=detail)  # fmt: skip
     env.on_queued(msg_id)
     return Reply(250, "2.0.0", f"OK queued as {msg_id}")
 

@@ -41,6 +41,8 @@ def received_header(msg_id: str, tx: Transaction, info: SessionInfo, fqdn: str, 
     if info.authenticated:
         proto += "A"
     tls = f"\r\n\t(using {info.tls})" if info.tls else ""
+    if info.peer_names:  # RFC 8314 §4.3 style: say which verified client certificate was shown
+        tls += f"\r\n\t(client certificate for {sanitize(', '.join(info.peer_names), 200)} verified)"
     who = f"for {tx.rcpts[0].bracketed()}; " if len(tx.rcpts) == 1 else ""
     helo = info.helo or "unknown"
     ip = info.peer.ip
