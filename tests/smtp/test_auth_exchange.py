@@ -77,3 +77,21 @@ def test_tls_restart_forgets_authentication() -> None:
     conn.send(OK)
     conn.tls_started()
     assert not conn.authenticated
+
+
+def test_requiretls_is_offered_and_accepted_only_under_tls() -> None:
+    ext = Extensions("mx.test", 1000, starttls=True, requiretls=True)
+    plain = ServerConnection(ProtocolLimits(), ext)
+    plain.receive_data(b"EHLO c.test\r\nMAIL FROM:<a@b.test> REQUIRETLS\r\n")
+    plain.next_event()
+    assert b"REQUIRETLS" not in plain.send(Reply(250, None, "mx.test"))
+    event = plain.next_event()
+    assert isinstance(event, ev.ProtocolViolation) and event.reply.code == 555
+
+    secure = ServerConnection(ProtocolLimits(), ext)
+    secure.tls_started()
+    secure.receive_data(b"EHLO c.test\r\nMAIL FROM:<a@b.test> REQUIRETLS\r\n")
+    secure.next_event()
+    assert b"\r\n250 REQUIRETLS\r\n" in secure.send(Reply(250, None, "mx.test"))
+    mail = secure.next_event()
+    assert isinstance(mail, ev.MailFrom) and ("REQUIRETLS", None) in mail.params

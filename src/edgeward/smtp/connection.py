@@ -92,6 +92,7 @@ class Extensions:
     starttls: bool  # advertise STARTTLS (the session turns it off once TLS is up)
     auth_mechanisms: tuple[str, ...] = ()  # advertised only if non-empty and TLS is active
     auth_before_tls: bool = False  # advertise AUTH without TLS too (insecure; an explicit setting)
+    requiretls: bool = False  # RFC 8689; advertised, and its MAIL parameter accepted, only under TLS
     chunking: bool = True
     dsn: bool = True
     smtputf8: bool = True
@@ -306,6 +307,7 @@ class ServerConnection:
         lines += ["STARTTLS"] if ext.starttls and not self._tls else []
         lines += ["CHUNKING"] if ext.chunking else []
         lines += ["DSN"] if ext.dsn else []
+        lines += ["REQUIRETLS"] if ext.requiretls and self._tls else []
         if ext.auth_mechanisms and (self._tls or ext.auth_before_tls):  # AUTH only after STARTTLS
             lines.append("AUTH " + " ".join(ext.auth_mechanisms))
         return lines
@@ -395,6 +397,7 @@ class ServerConnection:
             dsn=ext.dsn,
             binarymime=ext.chunking,
             auth=bool(ext.auth_mechanisms) and (self._tls or ext.auth_before_tls),
+            requiretls=ext.requiretls and self._tls,
             max_size=self.limits.max_message_size,
         )
 

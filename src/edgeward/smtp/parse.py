@@ -85,6 +85,7 @@ class ParamPolicy:
     dsn: bool = True
     binarymime: bool = True
     auth: bool = False
+    requiretls: bool = False
     max_size: int = 10 * 1024 * 1024
 
 
@@ -385,6 +386,9 @@ def parse_mail(arg: str, policy: ParamPolicy) -> tuple[Path, Params, int | None,
                 raise _fail(r.PARAMETER_SYNTAX)
         elif key == "AUTH" and policy.auth:
             _need(value)
+        elif key == "REQUIRETLS" and policy.requiretls:
+            if value is not None:  # RFC 8689 §4.1: a keyword without a value
+                raise _fail(r.PARAMETER_SYNTAX)
         else:
             raise _fail(r.UNKNOWN_PARAMETER)
         params.append((key, value))
