@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.config.schema import LoggingConfig
-from edgeward.logs.rotating import RotatingJsonLog, iso_time, read_entries, utc_timestamp
-from edgeward.ports import Clock, SystemClock
+from edgeward.logs.rotating import LogWriter, iso_time, read_entries, utc_timestamp
+from edgeward.ports import Clock
 from edgeward.types import Action, Finding, Reply
 
 __all__ = ["AgentLog", "read_agent_log"]
@@ -32,16 +32,13 @@ def _name(value: object) -> str:
     return str(value)
 
 
-class AgentLog:
+class AgentLog(LogWriter):
     """Writes agent decisions to ``<dir>/agent.log`` (rotated per ``LoggingConfig``)."""
 
     def __init__(
         self, directory: Path, cfg: LoggingConfig, *, clock: Clock | None = None, name: str = LOG_NAME
     ) -> None:
-        self._clock = clock if clock is not None else SystemClock()
-        self._log = RotatingJsonLog(
-            directory, name, max_file_size=cfg.max_file_size, max_age=cfg.max_age, clock=self._clock
-        )
+        super().__init__(directory, cfg, clock=clock, name=name)
 
     def record(
         self,
@@ -74,9 +71,6 @@ class AgentLog:
                 "findings": [{"name": f.name, "agent": f.agent, "detail": f.detail} for f in findings],
             }
         )
-
-    def close(self) -> None:
-        self._log.close()
 
 
 def read_agent_log(

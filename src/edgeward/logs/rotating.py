@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from edgeward.config.schema import LoggingConfig
 from edgeward.ports import Clock, SystemClock
 
 __all__ = ["RotatingJsonLog", "iso_time", "log_files", "read_entries", "utc_timestamp"]
@@ -168,3 +169,16 @@ def read_entries(directory: Path, name: str, *, since: float | None = None) -> I
                     continue
                 if isinstance(entry, dict):
                     yield entry
+
+
+class LogWriter:
+    """Base of the named logs: one rotating JSON-lines file per writer, timestamps by ``clock``."""
+
+    def __init__(self, directory: Path, cfg: LoggingConfig, *, clock: Clock | None = None, name: str) -> None:
+        self._clock = clock if clock is not None else SystemClock()
+        self._log = RotatingJsonLog(
+            directory, name, max_file_size=cfg.max_file_size, max_age=cfg.max_age, clock=self._clock
+        )
+
+    def close(self) -> None:
+        self._log.close()

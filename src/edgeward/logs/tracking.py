@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.config.schema import LoggingConfig
-from edgeward.logs.rotating import RotatingJsonLog, iso_time, read_entries, utc_timestamp
-from edgeward.ports import Clock, SystemClock
+from edgeward.logs.rotating import LogWriter, iso_time, read_entries, utc_timestamp
+from edgeward.ports import Clock
 
 __all__ = ["TrackingEvent", "TrackingLog", "search"]
 
@@ -52,16 +52,13 @@ class TrackingEvent(enum.Enum):
 _EVENTS = frozenset(e.value for e in TrackingEvent)
 
 
-class TrackingLog:
+class TrackingLog(LogWriter):
     """Writes tracking events to ``<dir>/tracking.log`` (rotated per ``LoggingConfig``)."""
 
     def __init__(
         self, directory: Path, cfg: LoggingConfig, *, clock: Clock | None = None, name: str = LOG_NAME
     ) -> None:
-        self._clock = clock if clock is not None else SystemClock()
-        self._log = RotatingJsonLog(
-            directory, name, max_file_size=cfg.max_file_size, max_age=cfg.max_age, clock=self._clock
-        )
+        super().__init__(directory, cfg, clock=clock, name=name)
 
     def event(
         self,
@@ -97,9 +94,6 @@ class TrackingLog:
                 "next_hop": next_hop,
             }
         )
-
-    def close(self) -> None:
-        self._log.close()
 
 
 def search(
