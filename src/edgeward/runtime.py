@@ -149,8 +149,8 @@ class Gateway:
             paths["log"], config.logging, name=LOG_NAME if receive else DELIVERY_LOG_NAME
         )
         self.agent_log = AgentLog(paths["log"], config.logging)
-        resolver = DnsResolver() if any(c.dns_routing for c in config.send_connectors) else None
-        self.dispatcher = Dispatcher(config, resolver)
+        self.dispatcher = self._new_dispatcher(config)
+        self._background: set[asyncio.Task[None]] = set()
         self.manager = QueueManager(
             self.spool, Router(config.send_connectors, config.accepted_domains), config, self.tracking,
             deliver=self.dispatcher,
@@ -168,6 +168,11 @@ class Gateway:
         self._manager_task: asyncio.Task[None] | None = None
         self._upkeep_task: asyncio.Task[None] | None = None
         self._stopped = asyncio.Event()
+
+    @staticmethod
+    def _new_dispatcher(config: Config) -> Dispatcher:
+        resolver = DnsResolver() if any(c.dns_routing for c in config.send_connectors) else None
+        return Dispatcher(config, resolver)
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
         pipeline = Pipeline(
@@ -265,6 +270,12 @@ class Gateway:
             log.warning("listener bindings changed; they take effect at the next restart")
         self.config = config
         self._env = env
+        if self.deliver:
+            old_dispatcher, self.dispatcher = self.dispatcher, self._new_dispatcher(config)
+            self.manager.reconfigure(
+                Router(config.send_connectors, config.accepted_domains), config, self.dispatcher
+            )
+            self._background.add(asyncio.get_running_loop().create_task(old_dispatcher.close()))
         log.info("configuration reloaded")
 
     async def _certificate_upkeep(self) -> None:

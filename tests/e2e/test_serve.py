@@ -237,3 +237,23 @@ def test_a_killed_delivery_process_is_restarted_and_nothing_is_lost(workdir: Pat
         assert restarted and restarted != children
     finally:
         assert gw.stop() == 0
+
+
+def test_sighup_moves_deliveries_to_a_new_smart_host(workdir: Path, sink: SmtpSink) -> None:
+    port = free_port()
+    config = _init(workdir, port, sink)
+    second = SmtpSink(workdir).start()
+    gw = GatewayProcess(config, port).start()
+    try:
+        _send(port, 1, "before")
+        assert b"Subject: before-1" in sink.wait_for(1)[0]
+        config.write_text(config.read_text().replace(f"127.0.0.1:{sink.port}", f"127.0.0.1:{second.port}"))
+        gw.signal(signal.SIGHUP)
+        time.sleep(1.5)
+        _send(port, 2, "after")
+        [moved] = second.wait_for(1)
+        assert b"Subject: after-2" in moved
+        assert len(sink.messages()) == 1
+    finally:
+        gw.stop()
+        second.stop()

@@ -129,6 +129,14 @@ class QueueManager:
         self._stopping = False
         self._saturated = False
 
+    def reconfigure(self, router: Router, config: Config, deliver: Deliver) -> None:
+        """New routes, retry settings and transports for attempts that start from now on.
+
+        Deliveries already running finish with what they started with (SIGHUP reload).
+        """
+        self._router, self._config, self._cfg, self._deliver = router, config, config.queue, deliver
+        self.notify()
+
     # -- the loop ------------------------------------------------------------------------------
 
     def notify(self, msg_id: str = "") -> None:
