@@ -125,3 +125,24 @@ def test_the_commented_submission_connectors_of_init_are_valid_when_enabled(tmp_
     names = [c.name for c in config.receive_connectors]
     assert names == ["internet", "relay", "submission", "submissions"]
     assert audit(config) == []
+
+
+def test_audit_flags_a_readable_smart_host_password(tmp_path: Path) -> None:
+    secret = tmp_path / "smarthost.pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o644)
+    config = parse_config({
+        "accepted_domains": ["example.org"],
+        "send_connectors": [{"name": "hub", "address_spaces": ["*"], "smart_hosts": ["hub.example.org"],
+                             "tls": "verify_hostname", "auth_username": "relay",
+                             "auth_password_file": str(secret)}],
+    })  # fmt: skip
+    assert any("readable by others" in w for w in audit(config))
+    secret.chmod(0o600)
+    assert audit(config) == []
+
+
+def test_smart_host_auth_needs_mandatory_tls() -> None:
+    with pytest.raises(ConfigError, match="smart-host AUTH needs tls"):
+        parse_config({"send_connectors": [{"name": "hub", "address_spaces": ["*"], "smart_hosts": ["h"],
+                                           "auth_username": "u", "auth_password_file": "/p"}]})  # fmt: skip

@@ -32,6 +32,14 @@ def audit(config: Config) -> list[str]:
             out.append(f"{key}: bare_lf = 'normalize' accepts mail that other servers may split differently")
         if rc.max_message_size > 100 * 1024 * 1024:
             out.append(f"{key}: max_message_size above 100 MB invites resource exhaustion")
+    for i, sc in enumerate(config.send_connectors):
+        key = f"send_connectors[{i}] ({sc.name})"
+        if sc.auth_password_file is not None:
+            path = config.resolve(sc.auth_password_file)
+            if path.exists() and path.stat().st_mode & 0o077:
+                out.append(f"{key}: {path} is readable by others; make it mode 0600")
+        if sc.tls == "none" and any(a.domain == "*" for a in sc.address_spaces):
+            out.append(f"{key}: TLS is disabled for mail to the whole internet")
     if not config.accepted_domains:
         out.append("accepted_domains is empty: no mail from the internet will be accepted")
     if not config.queue.fsync:

@@ -249,7 +249,24 @@ class SendConnectorConfig(_Section):
     dns_routing: bool = Field(False, description="Route by DNS MX records instead of smart hosts")
     drop_dir: Path | None = Field(None, description="Deliver into this folder as .eml files instead of SMTP")
     port: int = Field(25, ge=1, le=65535, description="Port for MX routing and smart hosts without a port")
-    tls: Literal["opportunistic", "required", "none"] = Field("opportunistic", description="Outbound TLS")
+    tls: Literal["opportunistic", "required", "verify", "verify_hostname", "none"] = Field(
+        "opportunistic",
+        description=(
+            "Outbound TLS: opportunistic (encrypt if offered), required (encryption only), verify (a CA-valid"
+            " certificate), verify_hostname (CA-valid and naming the next hop), none; never clear text when"
+            " required or verifying"
+        ),
+    )
+    tls_ca_file: Path | None = Field(
+        None, description="Trust anchors for verify modes; empty: the system store"
+    )
+    tls_client_certificate: bool = Field(
+        False, description="Present this gateway's certificate (domain security, mutual TLS with partners)"
+    )
+    auth_username: str = Field("", description="Smart-host AUTH user name (AUTH is only ever sent over TLS)")
+    auth_password_file: Path | None = Field(
+        None, description="File holding the smart-host password (mode 0600)"
+    )
     fqdn: str = Field("", description="EHLO name; empty means server.hostname")
     max_message_size: Size = Field(
         10 * 1024 * 1024, description="Largest message sent through this connector"
@@ -266,6 +283,10 @@ class SendConnectorConfig(_Section):
         chosen = sum([bool(self.smart_hosts), self.dns_routing, self.drop_dir is not None])
         if chosen != 1:
             raise ValueError("set exactly one of smart_hosts, dns_routing or drop_dir")
+        if bool(self.auth_username) != (self.auth_password_file is not None):
+            raise ValueError("auth_username and auth_password_file go together")
+        if self.auth_username and self.tls in ("none", "opportunistic"):
+            raise ValueError("smart-host AUTH needs tls = required, verify or verify_hostname")
         return self
 
 

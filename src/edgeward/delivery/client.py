@@ -35,6 +35,7 @@ import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiosmtplib
 
@@ -46,7 +47,7 @@ from edgeward.delivery.routing import Route
 from edgeward.errors import DeliveryError
 from edgeward.ports import Resolver, ResolverError
 from edgeward.queue.model import MessageRecord, RecipientRecord
-from edgeward.tls.context import client_context
+from edgeward.tls.context import ClientMode, client_context
 from edgeward.types import Reply
 
 __all__ = ["SmtpClient", "needs_8bit", "needs_smtputf8"]
@@ -76,7 +77,15 @@ class _HostOutcome:
 
 
 class _TlsRequired(Exception):
-    pass
+    """The next hop cannot be used with the security the connector requires: defer."""
+
+    def __init__(self, message: str, enhanced: str = "4.7.4") -> None:
+        super().__init__(message)
+        self.enhanced = enhanced
+
+
+# Policies that never send in clear text: no STARTTLS, a refused one or a failed handshake defer.
+MANDATORY_TLS = frozenset({"required", "verify", "verify_hostname"})
 
 
 class SmtpClient:
@@ -89,16 +98,22 @@ class SmtpClient:
         helo_name: str,
         resolver: Resolver | None = None,
         tls_context: ssl.SSLContext | None = None,
+        client_cert: tuple[Path, Path] | None = None,
+        password: str = "",
     ) -> None:
         self._connector = connector
         self._helo = connector.fqdn or helo_name
         self._resolver = resolver
         self._tls_context = tls_context
+        self._client_cert = client_cert if connector.tls_client_certificate else None
+        self._password = password
         self._pool = ConnectionPool(connector.max_messages_per_connection)
 
     def _context(self) -> ssl.SSLContext:
         if self._tls_context is None:
-            self._tls_context = client_context("opportunistic")
+            policy = self._connector.tls
+            mode: ClientMode = policy if policy in ("verify", "verify_hostname") else "opportunistic"
+            self._tls_context = client_context(mode, self._connector.tls_ca_file, self._client_cert)
         return self._tls_context
 
     async def deliver(
@@ -198,7 +213,7 @@ class SmtpClient:
             outcome = await self._converse(smtp, target, where, record, recipients, data, tls=tls)
             return outcome
         except _TlsRequired as exc:
-            return _HostOutcome(reply=Reply(451, "4.7.4", f"{where}: {exc}"))
+            return _HostOutcome(reply=Reply(451, exc.enhanced, f"{where}: {exc}"))
         except aiosmtplib.SMTPResponseException as exc:
             return _HostOutcome(reply=_remote(exc.code, exc.message, where), permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
@@ -229,24 +244,39 @@ class SmtpClient:
     ) -> _HostOutcome:
         await _hello(smtp, self._helo)
         policy = self._connector.tls
+        mandatory = policy in MANDATORY_TLS
         if policy != "none" and tls and smtp.supports_extension("starttls"):
             try:
                 await smtp.starttls(server_hostname=target.host, tls_context=self._context())
             except aiosmtplib.SMTPResponseException as exc:
                 # STARTTLS refused: the session is still usable in clear (RFC 3207 §4).
-                if policy == "required":
+                if mandatory:
                     raise _TlsRequired(f"STARTTLS refused: {exc.code} {exc.message}") from None
+            except ssl.SSLCertVerificationError as exc:
+                raise _TlsRequired(f"certificate not accepted: {exc.verify_message}", "4.7.5") from None
             except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
-                if policy == "required":
+                if mandatory:
                     raise _TlsRequired(f"TLS handshake failed: {exc}") from None
                 log.info("TLS handshake with %s failed (%s); retrying in clear", where, exc)
                 return _HostOutcome(retry_in_clear=True)
             else:
                 # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
                 await _hello(smtp, self._helo)
-        elif policy == "required":
+        elif mandatory:
             raise _TlsRequired("TLS is required but the host does not offer STARTTLS")
+        if self._connector.auth_username:
+            await self._login(smtp)
         return await self._transaction(smtp, where, record, recipients, data)
+
+    async def _login(self, smtp: aiosmtplib.SMTP) -> None:
+        """Smart-host AUTH, only inside TLS: a password never crosses the wire in clear."""
+        if smtp.get_transport_info("sslcontext") is None:
+            raise _TlsRequired("refusing to send AUTH without TLS")
+        try:
+            await smtp.login(self._connector.auth_username, self._password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            # Wrong credentials are an administrator's fix, not a reason to bounce the mail.
+            raise _TlsRequired(f"smart host refused AUTH: {exc.code} {exc.message}", "4.7.8") from None
 
     async def _transaction(
         self,
@@ -358,11 +388,11 @@ async def _command(
 
 
 async def _quit(smtp: aiosmtplib.SMTP) -> None:
-    if not smtp.is_connected:
-        return
     try:
-        await smtp.quit(timeout=5.0)
+        if smtp.is_connected:
+            await smtp.quit(timeout=5.0)
     except (aiosmtplib.SMTPException, OSError):
         pass
     finally:
+        # Also when aiosmtplib already counts the session as gone: its transport may still be open.
         smtp.close()

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
-from edgeward.config.schema import Config
+from edgeward.config.schema import Config, SendConnectorConfig
 from edgeward.delivery.client import SmtpClient
 from edgeward.delivery.drop import DropFolder
 from edgeward.delivery.results import RecipientResult
 from edgeward.delivery.routing import Route
 from edgeward.ports import Resolver
 from edgeward.queue.model import MessageRecord, RecipientRecord
+from edgeward.tls.store import CertificateStore
 
 __all__ = ["Deliver", "Dispatcher"]
 
@@ -50,9 +52,21 @@ class Dispatcher:
                 helo_name=self._config.server.hostname,
                 resolver=self._resolver,
                 tls_context=self._tls_context,
+                client_cert=self._client_cert(connector) if connector.tls_client_certificate else None,
+                password=self._password(connector),
             )
             self._smtp[connector.name] = client
         return await client.deliver(route, record, recipients, data)
+
+    def _client_cert(self, connector: SendConnectorConfig) -> tuple[Path, Path]:
+        """This gateway's certificate for the connector (its own binding, else the smtp default)."""
+        store = CertificateStore(self._config.resolve(self._config.tls.store))
+        return store.binding_for("smtp", connector.name)
+
+    def _password(self, connector: SendConnectorConfig) -> str:
+        if connector.auth_password_file is None:
+            return ""
+        return self._config.resolve(connector.auth_password_file).read_text("utf-8").strip()
 
     async def close(self) -> None:
         """Close every pooled connection (at shutdown)."""

@@ -47,6 +47,7 @@ def write_expiry_metric(store: CertificateStore, path: Path) -> None:
             f'edgeward_certificate_expiry_seconds{{thumbprint="{info.thumbprint[:16]}",'
             f'subject="{subject}",bound="{bound}"}} {seconds}'
         )
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)
