@@ -171,6 +171,8 @@ class InProcessGateway:
     def __exit__(self, *exc: object) -> None:
         if self.gateway is not None:
             self.call(self.gateway.stop(), 60)
+        # Let transports closed during the stop finish closing before the loop goes away.
+        self.call(asyncio.sleep(0.2), 10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
