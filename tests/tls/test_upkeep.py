@@ -33,3 +33,21 @@ def test_self_signed_certificate_is_renewed_before_expiry_and_metric_written(tmp
     assert bound == [after]  # the smtp binding moved to the new certificate
     assert store.binding_for("smtp")[0] != cert
     assert f'thumbprint="{after[:16]}"' in metrics.read_text()
+
+
+def test_cert_commands_find_the_store_from_the_configuration(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from edgeward.cli.cert import cert_app
+
+    (tmp_path / "edgeward.toml").write_text("[server]\nhostname = 'mx.example.test'\ndata_dir = '.'\n")
+    CertificateStore(tmp_path / "tls").ensure_default("mx.example.test")
+    env = {"EDGEWARD_TLS_STORE": ""}
+    result = CliRunner().invoke(
+        cert_app, ["--config", str(tmp_path / "edgeward.toml"), "list", "--json"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    [cert] = json.loads(result.stdout)["certificates"]
+    assert "mx.example.test" in cert["sans"]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -57,6 +58,31 @@ StoreOption = Annotated[
     Path,
     typer.Option("--store", envvar="EDGEWARD_TLS_STORE", help="Certificate store folder (DATA_DIR/tls)."),
 ]
+
+
+@cert_app.callback()
+def _from_config(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="Use this gateway's certificate store (instead of --store)."),
+    ] = None,
+) -> None:
+    """Manage the gateway's TLS certificates."""
+    if config is None:
+        return
+    from edgeward.config.load import load_config
+    from edgeward.errors import ConfigError
+
+    try:
+        loaded = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    # Sub-command options are read after this callback, so the store's environment variable
+    # serves as the default for their --store.
+    os.environ["EDGEWARD_TLS_STORE"] = str(loaded.resolve(loaded.tls.store))
+
+
 SanOption = Annotated[list[str] | None, typer.Option("--san", help="Extra name or IP address (repeatable).")]
 KeyTypeOption = Annotated[KeyType, typer.Option("--key-type", help="rsa, or ec (ECDSA P-256).")]
 KeySizeOption = Annotated[int, typer.Option("--key-size", help="RSA key size: 2048, 3072 or 4096.")]
