@@ -31,6 +31,7 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
 from edgeward.delivery.dispatch import Dispatcher
+from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
 from edgeward.filters.agents.content import ContentFilter
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
@@ -45,7 +46,6 @@ from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
 from edgeward.quarantine.store import QuarantineStore
-from edgeward.queue.manager import QueueManager
 from edgeward.queue.spool import Spool
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv

@@ -133,7 +133,7 @@ def serve(
     try:
         if role == "deliver":  # started by the receiving process, already unprivileged
             from edgeward.server.privileges import refuse_root
-            from edgeward.server.supervisor import serve_delivery
+            from edgeward.supervisor import serve_delivery
 
             refuse_root()
             asyncio.run(serve_delivery(config, config_path, notify_fd))
@@ -149,7 +149,7 @@ def _serve(config: Config, config_path: Path) -> None:
     from edgeward.runtime import Gateway, data_paths, tls_contexts
     from edgeward.server.listener import bind_sockets
     from edgeward.server.privileges import drop_privileges, refuse_root
-    from edgeward.server.supervisor import serve_split
+    from edgeward.supervisor import serve_split
 
     paths = data_paths(config)
     for path in paths.values():

@@ -40,11 +40,14 @@ _ANCHOR = re.compile(r"<a\b([^>]*)>(.*?)</a\s*>", re.I | re.S)
 _HREF = re.compile(r"""\bhref\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.I)
 _TAG = re.compile(r"<\s*/?\s*([a-zA-Z][a-zA-Z0-9]*)[^>]*>")
 _COUNTED = frozenset({"img", "form", "table", "font", "input", "iframe", "script", "a", "center", "b"})
-_PASSWORD = re.compile(r"<input\b[^>]*type\s*=\s*[\"']?password", re.I)
-_HIDDEN = re.compile(
-    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*[01](?:px|pt)?\b|"
-    r"<font[^>]*size\s*=\s*[\"']?[01]\b",
-    re.I,
+# Matched against the lower-cased source without re.I, one pattern per tell: a case-insensitive
+# alternation cannot skip ahead on a literal prefix and was the slowest step of reading HTML.
+_PASSWORD = re.compile(r"<input\b[^>]*type\s*=\s*[\"']?password")
+_HIDDEN = (
+    re.compile(r"display\s*:\s*none"),
+    re.compile(r"visibility\s*:\s*hidden"),
+    re.compile(r"font-size\s*:\s*[01](?:px|pt)?\b"),
+    re.compile(r"<font[^>]*size\s*=\s*[\"']?[01]\b"),
 )
 _BLOCK = re.compile(r"<\s*(?:br|p|div|tr|li|h[1-6])\b[^>]*>", re.I)
 _SPACE = re.compile(r"[ \t\r\f\v]+")
@@ -67,9 +70,9 @@ def read_html(source: str, max_links: int = 200) -> HtmlSummary:
     lowered = source.lower()
     # Substring tests first: these patterns cannot skip ahead on a literal prefix.
     if "password" in lowered:
-        summary.password_inputs = len(_PASSWORD.findall(source))
-    if any(k in lowered for k in ("display", "visibility", "font-size", "size")):
-        summary.hidden_text = len(_HIDDEN.findall(source))
+        summary.password_inputs = len(_PASSWORD.findall(lowered))
+    if "size" in lowered or "display" in lowered or "visibility" in lowered:
+        summary.hidden_text = sum(len(pattern.findall(lowered)) for pattern in _HIDDEN)
     body = _DROP.sub(" ", source)
     for match in _ANCHOR.finditer(body):
         if len(summary.links) >= max_links:

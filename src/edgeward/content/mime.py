@@ -131,7 +131,9 @@ def _parse_headers(block: bytes, limits: ParseLimits, anomalies: set[str]) -> li
     headers: list[tuple[str, str]] = []
     for name, parts in raw:
         # Unfold (RFC 5322 section 2.2.3) and decode once per header, not once per line.
-        value = _decode_bytes(b" ".join(parts) if len(parts) > 1 else parts[0], "utf-8")
+        # Same result as _decode_bytes(..., "utf-8") (which never falls back for a known
+        # charset), without its per-call charset lookup: headers are the most numerous strings.
+        value = (b" ".join(parts) if len(parts) > 1 else parts[0]).decode("utf-8", "replace")
         if "=?" in value and _ENCODED_WORD.search(value):
             value = decode_rfc2047(value)
         headers.append((name, value))

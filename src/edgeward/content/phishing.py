@@ -84,11 +84,24 @@ _CREDENTIAL = re.compile(
     r"(?:account|password|identity|billing|payment|login|credentials|card|mailbox)|"
     r"\b(?:log\s?in|sign\s?in)\s+(?:to\s+)?(?:your\s+)?account\b|\bsocial security number\b"
 )
+# No leading \b: the alternatives then start with literals the engine can skip ahead to (about
+# 3x faster on long text); _starts_word checks the boundary instead.
 _URGENCY = re.compile(
-    r"\b(?:within\s+(?:24|48|72)\s+hours|account\s+(?:has\s+been\s+|will\s+be\s+)?"
+    r"(?:within\s+(?:24|48|72)\s+hours|account\s+(?:has\s+been\s+|will\s+be\s+)?"
     r"(?:suspended|locked|disabled|limited|closed|terminated)|unusual\s+(?:sign-in\s+)?activity|"
     r"immediate(?:ly)?\s+action|failure\s+to\s+(?:comply|verify|respond)|final\s+(?:notice|warning))"
 )
+
+
+def _starts_word(pattern: re.Pattern[str], text: str) -> bool:
+    """Whether ``pattern`` matches in ``text`` at a word start (like a leading ``\\b``)."""
+    match = pattern.search(text)
+    while match is not None:
+        start = match.start()
+        if start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_"):
+            return True
+        match = pattern.search(text, start + 1)
+    return False
 
 
 def _brand_of(label_text: str) -> str | None:
@@ -174,7 +187,7 @@ def phishing_cues(facts: MessageFacts) -> list[str]:
     words = (facts.subject + "\n" + facts.text).lower()
     if any(k in words for k in _CREDENTIAL_HINTS) and _CREDENTIAL.search(words):
         cues.append("PHISH_CREDENTIAL_WORDS")
-    if any(k in words for k in _URGENCY_HINTS) and _URGENCY.search(words):
+    if any(k in words for k in _URGENCY_HINTS) and _starts_word(_URGENCY, words):
         cues.append("PHISH_URGENCY")
     if any(
         "@" in link.href.split("//", 1)[-1].split("/", 1)[0]

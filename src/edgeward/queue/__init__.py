@@ -1,6 +1,6 @@
 """The durable queue: spool (files and states), schedule (retry arithmetic), and their records.
 
-The queue manager (``queue.manager``) drives delivery against the ``Spool`` API; the CLI and
+The queue manager (``delivery.manager``) drives delivery against the ``Spool`` API; the CLI and
 the web UI's queue viewer act on the same spool from other processes.
 """
 

@@ -19,10 +19,10 @@ from aiosmtpd.controller import Controller
 
 from edgeward.config.schema import Config, QueueConfig, SendConnectorConfig, ServerConfig
 from edgeward.delivery.dispatch import Dispatcher
+from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult
 from edgeward.delivery.routing import Route, Router
 from edgeward.queue import MessageRecord, QueueState, RecipientRecord, RecipientStatus, Spool
-from edgeward.queue.manager import QueueManager
 from edgeward.types import Reply
 from tests.delivery.conftest import free_port
 
