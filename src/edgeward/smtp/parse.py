@@ -1,4 +1,6 @@
-"""Parsing of SMTP command arguments: paths, addresses and ESMTP parameters.
+"""Parsing of SMTP command arguments: MAIL and RCPT with their ESMTP parameters, and the rest.
+
+The address grammar itself (paths, local parts, domains, literals) is in ``smtp.address``.
 
 Everything here is a pure function from ``str`` to a value or a ``ProtocolError`` that carries
 the reply to send. The grammar is RFC 5321 §4.1.2 (with RFC 6531 for UTF-8), written out by
@@ -33,15 +35,13 @@ it: ``<a%evil@[127.0.0.1]>`` has domain ``[127.0.0.1]``, ``<a@evil@host>`` and
 
 from __future__ import annotations
 
-import ipaddress
 import string
-import unicodedata
 from dataclasses import dataclass
 
-from edgeward.errors import ProtocolError
 from edgeward.smtp import replies as r
+from edgeward.smtp.address import ATEXT, Path, parse_path, printable, protocol_error
 from edgeward.smtp.events import BodyType, Params
-from edgeward.types import Address, Reply
+from edgeward.types import Reply
 
 __all__ = [
     "ParamPolicy",
@@ -57,24 +57,11 @@ __all__ = [
     "xtext_encode",
 ]
 
-MAX_LOCAL = 64  # RFC 5321 §4.5.3.1.1
-MAX_DOMAIN = 255  # §4.5.3.1.2
-MAX_PATH = 256  # §4.5.3.1.3, including the angle brackets
 MAX_ENVID = 100  # RFC 3461 §4.4
 MAX_ORCPT = 500  # RFC 3461 §4.2
 MAX_SIZE_DIGITS = 15
-
-_ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
-_LDH = frozenset(string.ascii_letters + string.digits + "-")
-_HEX6 = frozenset(string.hexdigits + ":.")
 _KEY_CHARS = frozenset(string.ascii_letters + string.digits + "-")
 _B64 = frozenset(string.ascii_letters + string.digits + "+/=")
-# IDNA treats these as label separators; refuse them so a domain cannot change shape later.
-_IDNA_DOTS = frozenset("\u3002\uff0e\uff61")
-
-
-def _fail(reply: Reply) -> ProtocolError:
-    return ProtocolError(reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,175 +76,10 @@ class ParamPolicy:
     max_size: int = 10 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
-class Path:
-    address: Address
-    source_route: bool = False
-
-
 def split_command(line: str) -> tuple[str, str]:
     """``("MAIL", "FROM:<a@b>")`` from ``"mail FROM:<a@b>"``: verb upper-cased, argument as is."""
     verb, _, arg = line.partition(" ")
     return verb.upper(), arg.rstrip(" ")
-
-
-def _printable(c: str, utf8: bool) -> bool:
-    return (" " < c < "\x7f") or (utf8 and c > "\x7f" and c.isprintable())
-
-
-# ASCII characters that route mail or delimit a path. A UTF-8 character whose compatibility form
-# (NFKC) holds one is refused, so that no later normalisation can turn ``a＠evil`` into ``a@evil``.
-_LOCAL_UNSAFE = frozenset('@"%!:,;<>\\[]() \t')
-
-
-def _utf8_local_char(c: str) -> bool:
-    if not c.isprintable() or c in _IDNA_DOTS:
-        return False
-    return not any(ch in _LOCAL_UNSAFE for ch in unicodedata.normalize("NFKC", c))
-
-
-def _utf8_domain_char(c: str) -> bool:
-    if c in _IDNA_DOTS or unicodedata.category(c)[0] not in "LMN":
-        return False
-    return all(
-        ch in _LDH or (ch > "\x7f" and ch not in _IDNA_DOTS) for ch in unicodedata.normalize("NFKC", c)
-    )
-
-
-# --- addresses ---------------------------------------------------------------------------------
-
-
-def _dot_string(text: str, utf8: bool) -> bool:
-    if not text or text[0] == "." or text[-1] == "." or ".." in text:
-        return False
-    return all(c in _ATEXT or c == "." or (utf8 and c > "\x7f" and _utf8_local_char(c)) for c in text)
-
-
-def _quote_local(content: str) -> str:
-    escaped = content.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
-
-
-def _local_part(text: str, utf8: bool, bad: Reply) -> tuple[str, int]:
-    """The canonical local part at the start of ``text`` and the index just after it."""
-    if text.startswith('"'):
-        out: list[str] = []
-        i = 1
-        while i < len(text):
-            c = text[i]
-            if c == "\\":
-                # quoted-pairSMTP is backslash followed by %d32-126
-                if i + 1 >= len(text) or not " " <= text[i + 1] < "\x7f":
-                    raise _fail(bad)
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if c == '"':
-                content = "".join(out)
-                local = content if _dot_string(content, utf8) else _quote_local(content)
-                return local, i + 1
-            # qtextSMTP is %d32-33 / %d35-91 / %d93-126 (plus UTF-8 under SMTPUTF8)
-            if not (" " <= c < "\x7f" or (utf8 and c > "\x7f" and _utf8_local_char(c))):
-                raise _fail(bad)
-            out.append(c)
-            i += 1
-        raise _fail(bad)
-    end = text.find("@")
-    local = text if end < 0 else text[:end]
-    if not _dot_string(local, utf8):
-        raise _fail(bad)
-    return local, len(local)
-
-
-def _ipv4(text: str) -> str | None:
-    parts = text.split(".")
-    if len(parts) != 4 or not all(p.isascii() and p.isdigit() and 1 <= len(p) <= 3 for p in parts):
-        return None
-    values = [int(p) for p in parts]
-    if any(v > 255 for v in values):
-        return None
-    return ".".join(str(v) for v in values)
-
-
-def parse_domain(text: str, utf8: bool, bad: Reply) -> str:
-    """A canonical, lower-case domain or address literal, or ``ProtocolError(bad)``."""
-    if len(text.encode()) > MAX_DOMAIN:
-        raise _fail(bad)
-    if text.startswith("["):
-        if not text.endswith("]"):
-            raise _fail(bad)
-        inner = text[1:-1]
-        if (v4 := _ipv4(inner)) is not None:
-            return f"[{v4}]"
-        if inner[:5].lower() == "ipv6:" and inner[5:] and set(inner[5:]) <= _HEX6:
-            try:
-                return f"[ipv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
-            except ValueError:
-                raise _fail(bad) from None
-        raise _fail(bad)
-    labels = text.split(".")
-    for label in labels:
-        if not 1 <= len(label.encode()) <= 63 or label[0] == "-" or label[-1] == "-":
-            raise _fail(bad)
-        for c in label:
-            if c in _LDH:
-                continue
-            if utf8 and c > "\x7f" and _utf8_domain_char(c):
-                continue
-            raise _fail(bad)
-    if labels[-1].isascii() and labels[-1].isdigit():
-        raise _fail(bad)
-    return text.lower()
-
-
-def _source_route(text: str, utf8: bool, bad: Reply) -> int:
-    """Check ``@d1,@d2:`` at the start of ``text``; return the index of the mailbox after it."""
-    i = 0
-    while True:
-        if i >= len(text) or text[i] != "@":
-            raise _fail(bad)
-        i += 1
-        if text.startswith("[", i):
-            end = text.find("]", i)
-            end = -1 if end < 0 else end + 1
-        else:
-            ends = [e for e in (text.find(",", i), text.find(":", i)) if e >= 0]
-            end = min(ends) if ends else -1
-        if end < 0 or end >= len(text):
-            raise _fail(bad)
-        parse_domain(text[i:end], utf8, bad)
-        if text[end] == ":":
-            return end + 1
-        if text[end] != ",":
-            raise _fail(bad)
-        i = end + 1
-
-
-def parse_path(inner: str, *, utf8: bool, sender: bool) -> Path:
-    """The address of a path given without its angle brackets (``""`` is the null path)."""
-    bad = r.BAD_SENDER_SYNTAX if sender else r.BAD_RECIPIENT_SYNTAX
-    if not utf8 and not inner.isascii():
-        raise _fail(r.NON_ASCII_ADDRESS)
-    if len(inner.encode()) + 2 > MAX_PATH:
-        raise _fail(r.SENDER_PATH_TOO_LONG if sender else r.RECIPIENT_PATH_TOO_LONG)
-    if not inner:
-        if sender:
-            return Path(Address.null())
-        raise _fail(bad)
-    start = _source_route(inner, utf8, bad) if inner.startswith("@") else 0
-    mailbox = inner[start:]
-    local, end = _local_part(mailbox, utf8, bad)
-    if len(local.encode()) > MAX_LOCAL:
-        raise _fail(bad)
-    if end == len(mailbox):
-        # RFC 5321 §4.1.1.3: "<Postmaster>" is a valid forward-path, without a domain.
-        if not sender and not start and local.lower() == "postmaster":
-            return Path(Address(local, ""))
-        raise _fail(bad)
-    if mailbox[end] != "@":
-        raise _fail(bad)
-    domain = parse_domain(mailbox[end + 1 :], utf8, bad)
-    return Path(Address(local, domain), source_route=start > 0)
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -272,14 +94,14 @@ def xtext_decode(value: str) -> str:
         if c == "+":
             hexpair = value[i + 1 : i + 3]
             if len(hexpair) != 2 or not all(h in string.hexdigits for h in hexpair):
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
             c = chr(int(hexpair, 16))
             if not " " <= c < "\x7f":
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
             i += 3
         else:
             if c == "=" or not (" " < c < "\x7f" or (c > "\x7f" and c.isprintable())):
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
             i += 1
         out.append(c)
     return "".join(out)
@@ -300,12 +122,12 @@ def _params(text: str, utf8: bool) -> list[tuple[str, str | None]]:
             continue
         key, eq, value = token.partition("=")
         if not key or not set(key) <= _KEY_CHARS or key[0] == "-" or (eq and not value):
-            raise _fail(r.PARAMETER_SYNTAX)
-        if eq and not all(c != "=" and _printable(c, utf8) for c in value):
-            raise _fail(r.PARAMETER_SYNTAX)
+            raise protocol_error(r.PARAMETER_SYNTAX)
+        if eq and not all(c != "=" and printable(c, utf8) for c in value):
+            raise protocol_error(r.PARAMETER_SYNTAX)
         key = key.upper()
         if key in seen:
-            raise _fail(r.PARAMETER_SYNTAX)
+            raise protocol_error(r.PARAMETER_SYNTAX)
         seen.add(key)
         out.append((key, value if eq else None))
     return out
@@ -314,10 +136,10 @@ def _params(text: str, utf8: bool) -> list[tuple[str, str | None]]:
 def _split_path(arg: str, keyword: str, syntax: Reply) -> tuple[str, str]:
     """Split ``FROM:<path> params`` into the path's inside and the parameter text."""
     if arg[: len(keyword)].upper() != keyword:
-        raise _fail(syntax)
+        raise protocol_error(syntax)
     rest = arg[len(keyword) :].lstrip(" ")
     if not rest.startswith("<"):
-        raise _fail(syntax)
+        raise protocol_error(syntax)
     in_quote = False
     i = 1
     while i < len(rest):
@@ -331,16 +153,16 @@ def _split_path(arg: str, keyword: str, syntax: Reply) -> tuple[str, str]:
             break
         i += 1
     else:
-        raise _fail(syntax)
+        raise protocol_error(syntax)
     params = rest[i + 1 :]
     if params and not params.startswith(" "):
-        raise _fail(syntax)
+        raise protocol_error(syntax)
     return rest[1:i], params
 
 
 def _need(value: str | None) -> str:
     if value is None:
-        raise _fail(r.PARAMETER_SYNTAX)
+        raise protocol_error(r.PARAMETER_SYNTAX)
     return value
 
 
@@ -350,7 +172,7 @@ def parse_mail(arg: str, policy: ParamPolicy) -> tuple[Path, Params, int | None,
     raw = _params(param_text, utf8=True)
     smtputf8 = any(k == "SMTPUTF8" for k, _ in raw)
     if not smtputf8 and not param_text.isascii():
-        raise _fail(r.PARAMETER_SYNTAX)
+        raise protocol_error(r.PARAMETER_SYNTAX)
     size: int | None = None
     body: BodyType | None = None
     params: list[tuple[str, str | None]] = []
@@ -358,10 +180,10 @@ def parse_mail(arg: str, policy: ParamPolicy) -> tuple[Path, Params, int | None,
         if key == "SIZE":
             digits = _need(value)
             if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_SIZE_DIGITS):
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
             size = int(digits)
             if size > policy.max_size:
-                raise _fail(r.MESSAGE_TOO_BIG)
+                raise protocol_error(r.MESSAGE_TOO_BIG)
         elif key == "BODY":
             kind = _need(value).upper()
             if kind == "7BIT":
@@ -371,26 +193,26 @@ def parse_mail(arg: str, policy: ParamPolicy) -> tuple[Path, Params, int | None,
             elif kind == "BINARYMIME" and policy.binarymime:
                 body = "BINARYMIME"
             else:
-                raise _fail(r.UNKNOWN_PARAMETER if kind == "BINARYMIME" else r.PARAMETER_SYNTAX)
+                raise protocol_error(r.UNKNOWN_PARAMETER if kind == "BINARYMIME" else r.PARAMETER_SYNTAX)
             value = body
         elif key == "SMTPUTF8" and policy.smtputf8:
             if value is not None:
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
         elif key == "RET" and policy.dsn:
             value = _need(value).upper()
             if value not in ("FULL", "HDRS"):
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
         elif key == "ENVID" and policy.dsn:
             value = xtext_decode(_need(value))
             if len(value) > MAX_ENVID:
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
         elif key == "AUTH" and policy.auth:
             _need(value)
         elif key == "REQUIRETLS" and policy.requiretls:
             if value is not None:  # RFC 8689 §4.1: a keyword without a value
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
         else:
-            raise _fail(r.UNKNOWN_PARAMETER)
+            raise protocol_error(r.UNKNOWN_PARAMETER)
         params.append((key, value))
     path = parse_path(inner, utf8=smtputf8, sender=True)
     return path, tuple(params), size, body, smtputf8
@@ -403,23 +225,23 @@ def parse_rcpt(arg: str, policy: ParamPolicy, *, smtputf8: bool) -> tuple[Path, 
     """``RCPT TO:<path> params``; UTF-8 is allowed only if the MAIL carried SMTPUTF8."""
     inner, param_text = _split_path(arg, "TO:", r.RCPT_SYNTAX)
     if not smtputf8 and not param_text.isascii():
-        raise _fail(r.PARAMETER_SYNTAX)
+        raise protocol_error(r.PARAMETER_SYNTAX)
     params: list[tuple[str, str | None]] = []
     for key, value in _params(param_text, smtputf8):
         if key == "NOTIFY" and policy.dsn:
             items = _need(value).upper().split(",")
             if items != ["NEVER"] and not (set(items) <= _NOTIFY and len(set(items)) == len(items)):
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
             value = ",".join(items)
         elif key == "ORCPT" and policy.dsn:
             addr_type, semi, xtext = _need(value).partition(";")
-            if not semi or not addr_type or not all(c in _ATEXT for c in addr_type) or not xtext:
-                raise _fail(r.PARAMETER_SYNTAX)
+            if not semi or not addr_type or not all(c in ATEXT for c in addr_type) or not xtext:
+                raise protocol_error(r.PARAMETER_SYNTAX)
             value = f"{addr_type};{xtext_decode(xtext)}"
             if len(value) > MAX_ORCPT:
-                raise _fail(r.PARAMETER_SYNTAX)
+                raise protocol_error(r.PARAMETER_SYNTAX)
         else:
-            raise _fail(r.UNKNOWN_PARAMETER)
+            raise protocol_error(r.UNKNOWN_PARAMETER)
         params.append((key, value))
     return parse_path(inner, utf8=smtputf8, sender=False), tuple(params)
 
@@ -430,8 +252,8 @@ def parse_rcpt(arg: str, policy: ParamPolicy, *, smtputf8: bool) -> tuple[Path, 
 def parse_helo(arg: str) -> str:
     """The HELO/EHLO argument: any non-empty printable text (checking it is an agent's job)."""
     name = arg.strip(" ")
-    if not name or not all(c == " " or _printable(c, True) for c in name):
-        raise _fail(r.HELO_SYNTAX)
+    if not name or not all(c == " " or printable(c, True) for c in name):
+        raise protocol_error(r.HELO_SYNTAX)
     return name
 
 
@@ -439,10 +261,10 @@ def parse_bdat(arg: str) -> tuple[int, bool]:
     """``BDAT size [LAST]`` (RFC 3030 §2) → (size, last)."""
     parts = arg.split(" ")
     if not 1 <= len(parts) <= 2 or (len(parts) == 2 and parts[1].upper() != "LAST"):
-        raise _fail(r.BDAT_SYNTAX)
+        raise protocol_error(r.BDAT_SYNTAX)
     digits = parts[0]
     if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_SIZE_DIGITS):
-        raise _fail(r.BDAT_SYNTAX)
+        raise protocol_error(r.BDAT_SYNTAX)
     return int(digits), len(parts) == 2
 
 
@@ -455,8 +277,8 @@ def parse_auth(arg: str) -> tuple[str, str | None]:
         or not 1 <= len(mechanism) <= 20
         or not all(c in _KEY_CHARS or c == "_" for c in mechanism)
     ):
-        raise _fail(r.AUTH_SYNTAX)
+        raise protocol_error(r.AUTH_SYNTAX)
     initial = parts[1] if len(parts) == 2 else None
     if initial is not None and (not initial or not set(initial) <= _B64):
-        raise _fail(r.AUTH_SYNTAX)
+        raise protocol_error(r.AUTH_SYNTAX)
     return mechanism, initial
