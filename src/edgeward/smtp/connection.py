@@ -33,8 +33,6 @@ Security:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Literal
 
 from edgeward.errors import ProtocolError
 from edgeward.smtp import replies as r
@@ -68,35 +66,19 @@ from edgeward.smtp.parse import (
     parse_rcpt,
     split_command,
 )
+from edgeward.smtp.settings import (
+    CROSS_PROTOCOL,
+    NO_ARGUMENTS,
+    UNIMPLEMENTED,
+    VERBS,
+    Extensions,
+    ProtocolLimits,
+    counts_as_error,
+)
 from edgeward.smtp.state import TABLE, Input, State, next_state, sequence_error
 from edgeward.types import Reply
 
 __all__ = ["Extensions", "ProtocolLimits", "ServerConnection", "SessionMisuse"]
-
-
-@dataclass(frozen=True)
-class ProtocolLimits:
-    max_line: int = 2048  # command line incl. CRLF (RFC 5321 §4.5.3.1.4 says 512; lenient, bounded)
-    max_message_size: int = 10 * 1024 * 1024
-    max_header_size: int = 64 * 1024
-    max_recipients: int = 200
-    max_commands: int = 1000  # commands per connection, then 421 4.7.0 and close
-    max_protocol_errors: int = 5  # bad/unknown/out-of-sequence commands, then 421 4.7.0 and close
-    bare_lf: Literal["reject", "normalize"] = "reject"
-
-
-@dataclass(frozen=True)
-class Extensions:
-    hostname: str  # FQDN for the EHLO reply first line
-    size: int  # announced in SIZE (0: no fixed maximum, RFC 1870)
-    starttls: bool  # advertise STARTTLS (the session turns it off once TLS is up)
-    auth_mechanisms: tuple[str, ...] = ()  # advertised only if non-empty and TLS is active
-    auth_before_tls: bool = False  # advertise AUTH without TLS too (insecure; an explicit setting)
-    requiretls: bool = False  # RFC 8689; advertised, and its MAIL parameter accepted, only under TLS
-    chunking: bool = True
-    dsn: bool = True
-    smtputf8: bool = True
-    pipelining: bool = True
 
 
 class SessionMisuse(RuntimeError):
@@ -114,32 +96,6 @@ class _Mode(enum.Enum):
 
 # RFC 4954 §4: a client line in an AUTH exchange may be up to 12288 octets.
 MAX_AUTH_LINE = 12288
-
-
-_VERBS = {
-    "HELO": Input.HELO,
-    "EHLO": Input.EHLO,
-    "MAIL": Input.MAIL,
-    "RCPT": Input.RCPT,
-    "DATA": Input.DATA,
-    "BDAT": Input.CHUNK,
-    "RSET": Input.RSET,
-    "NOOP": Input.NOOP,
-    "QUIT": Input.QUIT,
-    "VRFY": Input.VRFY,
-    "HELP": Input.HELP,
-    "STARTTLS": Input.STARTTLS,
-    "AUTH": Input.AUTH,
-}
-_UNIMPLEMENTED = frozenset({"EXPN", "TURN", "ETRN", "ATRN", "SEND", "SOML", "SAML", "VERB", "ONEX"})
-_CROSS_PROTOCOL = frozenset({"GET", "POST", "PUT", "HEAD", "CONNECT", "OPTIONS", "DELETE", "PATCH", "TRACE"})
-_NO_ARGUMENTS = frozenset({Input.RSET, Input.QUIT, Input.DATA, Input.STARTTLS})
-
-
-def _counts_as_error(reply: Reply) -> bool:
-    """Permanent protocol (5.5.x) and address-syntax (5.1.x) refusals count; limits
-    (452 4.5.3, 552 5.3.4) and policy (553 5.6.7) do not."""
-    return reply.enhanced is not None and reply.enhanced[:4] in ("5.5.", "5.1.")
 
 
 class ServerConnection:
@@ -322,7 +278,7 @@ class ServerConnection:
         return event
 
     def _refuse(self, reply: Reply, kind: Input = Input.REFUSED_INPUT) -> Event:
-        if _counts_as_error(reply):
+        if counts_as_error(reply):
             self._errors += 1
             if self._errors > self.limits.max_protocol_errors:
                 return self._emit(ProtocolViolation(r.TOO_MANY_ERRORS, fatal=True), kind)
@@ -369,11 +325,11 @@ class ServerConnection:
         except UnicodeDecodeError:
             return self._refuse(r.INVALID_UTF8)
         verb, arg = split_command(text)
-        kind = _VERBS.get(verb)
+        kind = VERBS.get(verb)
         if kind is None:
-            if verb in _CROSS_PROTOCOL:
+            if verb in CROSS_PROTOCOL:
                 return self._refuse(r.CROSS_PROTOCOL)
-            return self._refuse(r.NOT_IMPLEMENTED if verb in _UNIMPLEMENTED else r.COMMAND_UNRECOGNIZED)
+            return self._refuse(r.NOT_IMPLEMENTED if verb in UNIMPLEMENTED else r.COMMAND_UNRECOGNIZED)
         try:
             if kind is Input.CHUNK:
                 return self._start_chunk(arg)
@@ -384,7 +340,7 @@ class ServerConnection:
                     return self._refuse(r.NOT_IMPLEMENTED)
             if (self._state, kind) not in TABLE:
                 return self._refuse(sequence_error(self._state, kind))
-            if kind in _NO_ARGUMENTS and arg:
+            if kind in NO_ARGUMENTS and arg:
                 return self._refuse(r.NO_ARGUMENTS)
             return self._emit(self._parse(kind, arg), kind)
         except ProtocolError as exc:
