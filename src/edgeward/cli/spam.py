@@ -99,10 +99,12 @@ def train(
     ham: PathList = None,
     spam: PathList = None,
     out: Annotated[Path, typer.Option("--out", help="Where to write the model.")] = Path("content-model.npz"),
-    c: Annotated[float, typer.Option("--c", help="Inverse regularisation strength.", min=1e-4)] = 30.0,
+    # Same values as edgeward.content.train.DEFAULT_C / DEFAULT_BITS (not imported here: that
+    # module pulls in scipy, which every other command can do without).
+    c: Annotated[float, typer.Option("--c", help="Inverse regularisation strength.", min=1e-4)] = 300.0,
     bits: Annotated[
         int, typer.Option("--bits", help="log2 of the hashed feature space.", min=12, max=24)
-    ] = 18,
+    ] = 20,
 ) -> None:
     """Train a model from labelled messages (deterministic)."""
     from edgeward.content.train import train_model
