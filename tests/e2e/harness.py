@@ -104,8 +104,12 @@ class SmtpSink:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = self.messages()
-            if len(found) >= count:
-                return found
+            if len(found) >= count and all(found):
+                # smtp-sink writes a dump while the message arrives: wait until none still grows.
+                time.sleep(0.1)
+                again = self.messages()
+                if again == found:
+                    return found
             time.sleep(0.05)
         raise TimeoutError(f"sink got {len(self.messages())} of {count} messages")
 
