@@ -24,13 +24,9 @@ import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
+from tests.ports import free_port as free_port
+
 SMTP_SINK = "/usr/sbin/smtp-sink"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_listening(port: int, proc: subprocess.Popen[bytes] | None = None) -> None:

@@ -25,16 +25,11 @@ from edgeward.config.load import parse_config
 from edgeward.config.schema import Config
 from edgeward.runtime import Gateway
 from edgeward.server.listener import bind_sockets
+from tests.ports import free_port as free_port
 
 SMTP_SINK = shutil.which("smtp-sink") or "/usr/sbin/smtp-sink"
 SWAKS = shutil.which("swaks")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:

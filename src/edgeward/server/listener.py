@@ -52,6 +52,8 @@ def bind_sockets(connectors: Sequence[ReceiveConnectorConfig]) -> list[socket.so
                 seen.add((host, port))
                 family = socket.AF_INET6 if ":" in host else socket.AF_INET
                 sock = socket.socket(family, socket.SOCK_STREAM)
+                # Owned by the list from here, so a failed bind below closes it with the rest.
+                sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if family == socket.AF_INET6:
                     # One socket per family: "::" must not also grab IPv4, which has its own binding.
@@ -59,7 +61,6 @@ def bind_sockets(connectors: Sequence[ReceiveConnectorConfig]) -> list[socket.so
                 sock.bind((host, port))
                 sock.listen(1024)
                 sock.setblocking(False)
-                sockets.append(sock)
     except OSError:
         for s in sockets:
             s.close()
