@@ -171,7 +171,10 @@ class Gateway:
 
     @staticmethod
     def _new_dispatcher(config: Config) -> Dispatcher:
-        resolver = DnsResolver() if any(c.dns_routing for c in config.send_connectors) else None
+        resolver = None
+        if any(c.dns_routing for c in config.send_connectors):
+            dns = config.dns
+            resolver = DnsResolver(dns.servers or None, port=dns.port, timeout=dns.timeout)
         return Dispatcher(config, resolver)
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:

@@ -18,12 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dns.exception
-import dns.resolver
 import pytest
 import trustme
 from aiosmtpd.controller import Controller
 
+from tests.dnsserver import NSD, start_nsd
 from tests.ports import free_port as free_port
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
@@ -220,55 +219,13 @@ class Nameserver:
     port: int
 
 
-def wait_zone(port: int, proc: subprocess.Popen[bytes]) -> None:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = ["127.0.0.1"]
-    resolver.port = port
-    resolver.lifetime = 1.0
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise RuntimeError(f"nsd exited with {proc.returncode}")
-        try:
-            resolver.resolve("test.", "SOA")
-            return
-        except dns.exception.DNSException:
-            time.sleep(0.02)
-    raise RuntimeError("nsd did not serve the test zone")
-
-
 @pytest.fixture(scope="session")
 def nameserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nameserver]:
-    """nsd (Debian package ``nsd``) authoritative for ``test.`` on 127.0.0.1:<free port>."""
-    binary = shutil.which("nsd") or ("/usr/sbin/nsd" if Path("/usr/sbin/nsd").exists() else None)
-    if binary is None:
+    """nsd authoritative for ``test.`` on 127.0.0.1:<free port>."""
+    if NSD is None:
         pytest.skip("nsd is not installed (apt-get install -y nsd)")
-    root = tmp_path_factory.mktemp("nsd")
-    (root / "test.zone").write_text(ZONE)
-    port = free_port()
-    (root / "nsd.conf").write_text(
-        f"""server:
-  ip-address: 127.0.0.1
-  port: {port}
-  username: ""
-  chroot: ""
-  zonesdir: "{root}"
-  database: ""
-  zonelistfile: "{root}/zone.list"
-  xfrdfile: "{root}/xfrd.state"
-  pidfile: "{root}/nsd.pid"
-  logfile: "{root}/nsd.log"
-  server-count: 1
-remote-control:
-  control-enable: no
-zone:
-  name: test
-  zonefile: test.zone
-"""
-    )
-    proc = subprocess.Popen([binary, "-d", "-c", str(root / "nsd.conf")])
+    server = start_nsd(tmp_path_factory.mktemp("nsd"), {"test": ZONE})
     try:
-        wait_zone(port, proc)
-        yield Nameserver(port)
+        yield Nameserver(server.port)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()

@@ -114,6 +114,28 @@ class TlsConfig(_Section):
     handshake_timeout: Duration = Field(30.0, description="Time allowed for a TLS handshake")
 
 
+class DnsConfig(_Section):
+    servers: tuple[str, ...] = Field(
+        (),
+        description=(
+            "Resolver addresses; empty means /etc/resolv.conf. DANE trusts the DNSSEC 'authenticated data'"
+            " flag of these servers, so for DANE list a validating resolver on this host or a trusted path"
+        ),
+    )
+    port: int = Field(53, ge=1, le=65535, description="Port of the resolvers")
+    timeout: Duration = Field(5.0, description="Time allowed for one DNS query")
+
+
+class MtaStsConfig(_Section):
+    https_port: int = Field(
+        443, ge=1, le=65535, description="Port of the policy hosts (RFC 8461 says 443; other values are for labs)"
+    )
+    ca_file: Path | None = Field(
+        None, description="Trust anchors for policy hosts and MX certificates; empty: the system store"
+    )
+    fetch_timeout: Duration = Field(10.0, description="Time allowed to fetch one policy")
+
+
 class ReceiveConnectorConfig(_Section):
     name: str = Field(description="Connector name, used in logs and tracking")
     bindings: tuple[str, ...] = Field(("0.0.0.0:25",), description="ADDR:PORT pairs to listen on")
@@ -263,6 +285,18 @@ class SendConnectorConfig(_Section):
     tls_client_certificate: bool = Field(
         False, description="Present this gateway's certificate (domain security, mutual TLS with partners)"
     )
+    mta_sts: bool = Field(
+        False,
+        description="Honour the recipient domain's MTA-STS policy (RFC 8461); DNS routing only",
+    )
+    dane: bool = Field(
+        False,
+        description=(
+            "Authenticate MX hosts by DNSSEC-signed TLSA records (RFC 7672); DNS routing with a validating"
+            " resolver ([dns] servers) only"
+        ),
+    )
+    source_address: str = Field("", description="Local IP address outbound connections are made from")
     auth_username: str = Field("", description="Smart-host AUTH user name (AUTH is only ever sent over TLS)")
     auth_password_file: Path | None = Field(
         None, description="File holding the smart-host password (mode 0600)"
@@ -287,6 +321,10 @@ class SendConnectorConfig(_Section):
             raise ValueError("auth_username and auth_password_file go together")
         if self.auth_username and self.tls in ("none", "opportunistic"):
             raise ValueError("smart-host AUTH needs tls = required, verify or verify_hostname")
+        if (self.mta_sts or self.dane) and not self.dns_routing:
+            raise ValueError("mta_sts and dane apply to MX hosts: they need dns_routing = true")
+        if self.source_address:
+            ipaddress.ip_address(self.source_address)
         return self
 
 
@@ -372,6 +410,8 @@ class Config(_Section):
         (), description="Send connectors; the most specific address space wins, then the lowest cost"
     )
     queue: QueueConfig = QueueConfig()
+    dns: DnsConfig = DnsConfig()
+    mta_sts: MtaStsConfig = MtaStsConfig()
     agents: AgentsConfig = AgentsConfig()
     logging: LoggingConfig = LoggingConfig()
 
