@@ -7,8 +7,19 @@ Every dnspython exception is translated into :class:`~edgeward.ports.ResolverErr
 ``permanent`` for NXDOMAIN, a null MX or a domain with neither MX nor address records;
 transient for SERVFAIL, time-outs and unreachable servers, which must be retried.
 
+It also owns the DNSSEC facts DANE for SMTP needs (RFC 7672 §2.2): the TLSA records of an MX
+host (:meth:`DnsResolver.tlsa`) and whether the MX RRset and the MX host's address records were
+authenticated (:meth:`DnsResolver.mx_secure`, :meth:`DnsResolver.host_secure`). These queries
+set the DO bit (RFC 3225) and read the AD flag of the answer (RFC 4035 §3.2.3); the resolver
+does the validation, and a validating resolver answers SERVFAIL for bogus data, which is a
+transient failure here like any other server failure.
+
 Security: names come from mail envelopes, so they are checked before they reach dnspython and
-every query has a time limit; answers are only ever used as host names and addresses.
+every query has a time limit; answers are only ever used as host names and addresses. The AD
+flag is believed only because the administrator chose the resolvers (``[dns] servers``, see
+:class:`edgeward.config.schema.DnsConfig`): anyone on the path to a resolver, or the resolver
+itself, can set it, so DANE is only as sound as that choice (a validating resolver on this
+host, or one reached over a trusted path). Nothing here validates signatures itself.
 """
 
 from __future__ import annotations
@@ -16,17 +27,42 @@ from __future__ import annotations
 import ipaddress
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import dns.asyncresolver
 import dns.exception
+import dns.flags
+import dns.message
 import dns.name
 import dns.resolver
 import dns.reversename
 
 from edgeward.ports import MxHost, ResolverError
 
-__all__ = ["DnsResolver", "NullMxError"]
+__all__ = ["DnsResolver", "NullMxError", "TlsaAnswer", "TlsaRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaRecord:
+    """One TLSA record (RFC 6698 §2.1): certificate usage, selector, matching type and data."""
+
+    usage: int
+    selector: int
+    mtype: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class TlsaAnswer:
+    """The TLSA RRset of a service, empty when it does not exist, and whether DNSSEC vouched for it.
+
+    ``secure`` covers a denial too: an authenticated NXDOMAIN or NODATA is a proof that the
+    service publishes no TLSA records, an unauthenticated one proves nothing.
+    """
+
+    records: tuple[TlsaRecord, ...]
+    secure: bool
 
 
 class NullMxError(ResolverError):
@@ -52,14 +88,11 @@ class DnsResolver:
         *,
         rng: random.Random | None = None,
     ) -> None:
-        if nameservers:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = list(nameservers)
-        else:
-            self._resolver = dns.asyncresolver.Resolver()
-        self._resolver.port = port
-        self._resolver.timeout = timeout
-        self._resolver.lifetime = timeout
+        self._resolver = _make_resolver(nameservers, port, timeout)
+        # A second resolver for the DNSSEC questions, so the ordinary lookups keep sending
+        # plain queries and getting the smaller answers without signatures.
+        self._dnssec = _make_resolver(nameservers, port, timeout)
+        self._dnssec.use_edns(0, dns.flags.DO, 1232)
         self._rng = rng or random.Random()  # load spreading, not security
 
     async def _query(self, name: str, rdtype: str, *, empty_ok: bool = True) -> list[Any]:
@@ -75,16 +108,64 @@ class DnsResolver:
             if empty_ok:
                 return []
             raise ResolverError(f"{name}: no {rdtype} record", permanent=True) from None
-        except dns.resolver.YXDOMAIN:
-            raise ResolverError(f"{name}: name too long after substitution", permanent=True) from None
-        except dns.resolver.LifetimeTimeout:
-            raise ResolverError(f"{name}/{rdtype}: DNS timeout", permanent=False) from None
-        except dns.resolver.NoNameservers as exc:
-            # Every server answered SERVFAIL or REFUSED, or could not be reached.
-            raise ResolverError(f"{name}/{rdtype}: DNS server failure ({exc})", permanent=False) from None
         except dns.exception.DNSException as exc:
-            raise ResolverError(f"{name}/{rdtype}: DNS error ({exc})", permanent=False) from None
+            raise _failure(name, rdtype, exc) from None
         return list(answer)
+
+    async def _secure_query(self, name: str, rdtype: str) -> tuple[list[Any], bool]:
+        """The records of ``name`` (none for NXDOMAIN or NODATA) and the answer's AD flag."""
+        try:
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise ResolverError(f"invalid name {name!r}: {exc}", permanent=True) from None
+        try:
+            answer = await self._dnssec.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN as exc:
+            responses: dict[dns.name.Name, dns.message.Message] = exc.kwargs.get("responses") or {}
+            return [], bool(responses) and all(_authenticated(r) for r in responses.values())
+        except dns.exception.DNSException as exc:
+            # A validating resolver answers SERVFAIL for bogus data (RFC 4035 §5.5): transient,
+            # so mail is deferred, never sent without the protection the records would give.
+            raise _failure(name, rdtype, exc) from None
+        return list(answer), _authenticated(answer.response)
+
+    async def tlsa(self, host: str, port: int) -> TlsaAnswer:
+        """The TLSA records of SMTP on ``host``:``port``, at ``_<port>._tcp.<host>`` (RFC 7672 §2.2.3)."""
+        name = f"_{int(port)}._tcp.{host.rstrip('.')}."
+        rdatas, secure = await self._secure_query(name, "TLSA")
+        records = tuple(
+            TlsaRecord(int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in rdatas
+        )
+        return TlsaAnswer(records, secure)
+
+    async def mx_secure(self, domain: str) -> bool:
+        """Whether the MX RRset of ``domain`` is DNSSEC-authenticated (RFC 7672 §2.2.1).
+
+        Without MX records the domain is its own MX host (RFC 5321 §5.1), so the authenticated
+        denial of the MX RRset and the domain's own address records must both be secure.
+        """
+        rdatas, secure = await self._secure_query(domain, "MX")
+        if rdatas or not secure:
+            return secure
+        return await self.host_secure(domain)
+
+    async def host_secure(self, host: str) -> bool:
+        """Whether the A and AAAA answers for ``host`` are both DNSSEC-authenticated (RFC 7672 §2.2.2).
+
+        An IP literal was not looked up at all, so it is never secure.
+        """
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            pass
+        else:
+            return False
+        for rdtype in ("A", "AAAA"):
+            # Either answer may be the one an attacker would forge, so both must be secure.
+            _, secure = await self._secure_query(host, rdtype)
+            if not secure:
+                return False
+        return True
 
     async def mx(self, domain: str) -> Sequence[MxHost]:
         records: list[MxHost] = []
@@ -135,3 +216,33 @@ class DnsResolver:
     async def txt(self, name: str) -> Sequence[str]:
         # TXT data is a list of strings that concatenate (RFC 7208 §3.3).
         return [b"".join(r.strings).decode("utf-8", "replace") for r in await self._query(name, "TXT")]
+
+
+def _make_resolver(
+    nameservers: Sequence[str] | None, port: int, timeout: float
+) -> dns.asyncresolver.Resolver:
+    if nameservers:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = list(nameservers)
+    else:
+        resolver = dns.asyncresolver.Resolver()
+    resolver.port = port
+    resolver.timeout = timeout
+    resolver.lifetime = timeout
+    return resolver
+
+
+def _authenticated(response: dns.message.Message | None) -> bool:
+    return response is not None and bool(response.flags & dns.flags.AD)
+
+
+def _failure(name: str, rdtype: str, exc: dns.exception.DNSException) -> ResolverError:
+    """The ResolverError for a dnspython failure other than NXDOMAIN and NODATA."""
+    if isinstance(exc, dns.resolver.YXDOMAIN):
+        return ResolverError(f"{name}: name too long after substitution", permanent=True)
+    if isinstance(exc, dns.resolver.LifetimeTimeout):
+        return ResolverError(f"{name}/{rdtype}: DNS timeout", permanent=False)
+    if isinstance(exc, dns.resolver.NoNameservers):
+        # Every server answered SERVFAIL or REFUSED, or could not be reached.
+        return ResolverError(f"{name}/{rdtype}: DNS server failure ({exc})", permanent=False)
+    return ResolverError(f"{name}/{rdtype}: DNS error ({exc})", permanent=False)
