@@ -79,6 +79,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        2,
+        "MTA-STS policy cache",
+        """
+        CREATE TABLE mta_sts_policies (
+            domain    TEXT PRIMARY KEY,
+            policy_id TEXT NOT NULL,
+            mode      TEXT NOT NULL,
+            mx        TEXT NOT NULL,
+            max_age   INTEGER NOT NULL,
+            fetched   REAL NOT NULL
+        );
+        """,
+    ),
 )
 
 
