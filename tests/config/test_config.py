@@ -146,3 +146,30 @@ def test_smart_host_auth_needs_mandatory_tls() -> None:
     with pytest.raises(ConfigError, match="smart-host AUTH needs tls"):
         parse_config({"send_connectors": [{"name": "hub", "address_spaces": ["*"], "smart_hosts": ["h"],
                                            "auth_username": "u", "auth_password_file": "/p"}]})  # fmt: skip
+
+
+def _outbound(dns: dict[str, object], **send: object) -> list[str]:
+    config = parse_config({
+        "accepted_domains": ["example.org"],
+        "receive_connectors": [{"name": "in", "remote_ranges": ["10.0.0.0/8"]}],
+        "send_connectors": [{"name": "internet", "address_spaces": ["*"], "dns_routing": True, **send}],
+        "dns": dns,
+    })  # fmt: skip
+    return audit(config)
+
+
+def test_audit_flags_dane_without_a_local_validating_resolver() -> None:
+    assert any("/etc/resolv.conf" in w for w in _outbound({}, dane=True))
+    assert any("over the network" in w for w in _outbound({"servers": ["192.0.2.53"]}, dane=True))
+    assert _outbound({"servers": ["127.0.0.1"]}, dane=True) == []
+
+
+def test_audit_flags_clear_text_beside_outbound_policies() -> None:
+    assert any("tls = 'none'" in w for w in _outbound({}, mta_sts=True, tls="none"))
+    assert _outbound({}, mta_sts=True) == []
+
+
+def test_mta_sts_and_dane_need_dns_routing() -> None:
+    with pytest.raises(ConfigError, match="dns_routing"):
+        parse_config({"send_connectors": [{"name": "hub", "address_spaces": ["*"],
+                                           "smart_hosts": ["10.0.0.5"], "mta_sts": True}]})  # fmt: skip

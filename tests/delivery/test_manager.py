@@ -270,6 +270,34 @@ async def test_expiry_fails_with_4_4_7_and_dsn(spool: Spool, clock: Clock) -> No
     assert "EXPIRE" in events.names() and "DSN" in events.names()
 
 
+async def test_requiretls_expiry_bounces_with_5_7_10_and_returns_headers_only(
+    spool: Spool, clock: Clock
+) -> None:
+    events = Events()
+    deliver = Scripted({"b@dst.test": Deferred(Reply(451, "4.7.4", "TLS is required (requiretls)"))})
+    manager = make(spool, clock, config(), deliver, events)
+    rec = MessageRecord("", "a@src.test", (RecipientRecord("b@dst.test"),), T0, len(BODY), require_tls=True)
+    await spool.accept(rec, BODY)
+    clock.t = T0 + 2 * 86400
+    await manager.run_once()
+    [(dsn, data)] = deliver.sent_dsns
+    assert b"Status: 5.7.10" in data and b"REQUIRETLS" in data
+    # RFC 8689 §4.4: the notice carries the headers but not the body, and itself needs TLS.
+    assert b"Subject: hi" in data and b"\r\nhello\r\n" not in data
+    assert dsn.require_tls
+
+
+async def test_delivery_detail_goes_into_the_send_event(spool: Spool, clock: Clock) -> None:
+    events = Events()
+    how = "TLSv1.3 TLS_AES_256_GCM_SHA384, peer CN=mx.dst.test, CA-valid, name matched"
+    deliver = Scripted({"b@dst.test": Delivered(Reply(250, "2.0.0", "ok"), how)})
+    manager = make(spool, clock, config(), deliver, events)
+    await accept(spool, "b@dst.test")
+    await manager.run_once()
+    [send] = [e for e in events.items if e["event"] == "SEND"]
+    assert send["detail"] == how
+
+
 async def test_no_route_stays_unreachable(spool: Spool, clock: Clock) -> None:
     only = SendConnectorConfig(name="inside", address_spaces=("corp.test",), smart_hosts=("127.0.0.1:1",))  # type: ignore[arg-type]
     events = Events()

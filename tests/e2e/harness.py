@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -230,3 +231,11 @@ class GatewayProcess:
         if rc != 0:
             raise AssertionError(f"edgeward serve exited with {rc}:\n{self.log.read_text()[-4000:]}")
         return rc
+
+
+def insecure_context() -> ssl.SSLContext:
+    """A client context that encrypts without checking the server (tests of what follows TLS)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context

@@ -15,18 +15,11 @@ import trustme
 from edgeward.auth.users import UserStore
 from edgeward.logs.tracking import search
 from edgeward.state.sqlite import StateStore, default_db_path
-from tests.e2e.harness import SWAKS, InProcessGateway, SmtpSink, free_port, gateway_config
+from tests.e2e.harness import SWAKS, InProcessGateway, SmtpSink, free_port, gateway_config, insecure_context
 
 pytestmark = pytest.mark.e2e
 
 MESSAGE = b"Subject: authenticated\r\n\r\nhello\r\n"
-
-
-def _insecure() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def _with_user(workdir: Path) -> None:
@@ -61,7 +54,7 @@ def test_auth_is_refused_before_starttls_and_works_after(workdir: Path, sink: Sm
             assert not c.has_extn("auth")
             code, text = c.docmd("AUTH", "PLAIN " + _plain("alice", "correct horse battery staple"))
             assert (code, text[:5]) == (530, b"5.7.0")
-            c.starttls(context=_insecure())
+            c.starttls(context=insecure_context())
             c.ehlo("client.test")
             assert c.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
             c.login("alice", "correct horse battery staple")
@@ -78,19 +71,19 @@ def test_wrong_passwords_lock_the_source_out(workdir: Path, sink: SmtpSink) -> N
     port = free_port()
     with InProcessGateway(_auth_config(workdir, port, sink)):
         with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
-            c.starttls(context=_insecure())
+            c.starttls(context=insecure_context())
             c.ehlo("client.test")
             replies = [c.docmd("AUTH", "PLAIN " + _plain("alice", f"wrong{i}")) for i in range(3)]
         assert [r[0] for r in replies[:2]] == [535, 535] and replies[0][1][:5] == b"5.7.8"
         assert replies[2][0] == 421  # the third failure closes the connection
         with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
-            c.starttls(context=_insecure())
+            c.starttls(context=insecure_context())
             c.ehlo("client.test")
             code, _ = c.docmd("AUTH", "PLAIN " + _plain("alice", "correct horse battery staple"))
             assert code == 454  # locked out, even with the right password
         # Another source is not affected.
         with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.3", 0), timeout=30) as c:
-            c.starttls(context=_insecure())
+            c.starttls(context=insecure_context())
             c.ehlo("client.test")
             c.login("alice", "correct horse battery staple")
 
@@ -102,7 +95,7 @@ def test_unknown_user_and_wrong_password_get_the_same_answer(workdir: Path, sink
         InProcessGateway(_auth_config(workdir, port, sink, max_logon_failures=5)),
         smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c,
     ):
-        c.starttls(context=_insecure())
+        c.starttls(context=insecure_context())
         c.ehlo("client.test")
         unknown = c.docmd("AUTH", "PLAIN " + _plain("mallory", "x"))
         wrong = c.docmd("AUTH", "PLAIN " + _plain("alice", "x"))
@@ -118,7 +111,7 @@ def test_submission_requires_auth_before_mail(workdir: Path, sink: SmtpSink) -> 
     ):
         c.ehlo("client.test")
         assert c.mail("a@remote.test")[0] == 530  # TLS first
-        c.starttls(context=_insecure())
+        c.starttls(context=insecure_context())
         c.ehlo("client.test")
         code, text = c.mail("a@remote.test")
         assert (code, text[:5]) == (530, b"5.7.0")
@@ -128,7 +121,8 @@ def test_implicit_tls_listener(workdir: Path, sink: SmtpSink) -> None:
     _with_user(workdir)
     port = free_port()
     with InProcessGateway(_auth_config(workdir, port, sink, implicit_tls=True)):
-        with smtplib.SMTP_SSL("127.0.0.1", port, source_address=("127.0.0.2", 0), context=_insecure()) as c:
+        context = insecure_context()
+        with smtplib.SMTP_SSL("127.0.0.1", port, source_address=("127.0.0.2", 0), context=context) as c:
             c.ehlo("client.test")
             assert not c.has_extn("starttls")
             c.login("alice", "correct horse battery staple")
@@ -172,7 +166,7 @@ def _partner_config(workdir: Path, port: int, sink: SmtpSink, ca_path: Path) -> 
 
 
 def _client_with_cert(ca: trustme.CA, name: str) -> ssl.SSLContext:
-    context = _insecure()
+    context = insecure_context()
     ca.issue_cert(name).configure_cert(context)
     return context
 
@@ -205,7 +199,7 @@ def test_domain_security_refuses_a_partner_without_a_valid_certificate(
     ca, ca_path = partner_pki
     port = free_port()
     contexts = {
-        "no-certificate": _insecure(),
+        "no-certificate": insecure_context(),
         "wrong-ca": _client_with_cert(trustme.CA(), "partner.test"),
         "wrong-name": _client_with_cert(ca, "other.test"),
     }

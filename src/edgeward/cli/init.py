@@ -90,6 +90,9 @@ name = "internet"
 address_spaces = ["*"]
 dns_routing = true
 tls = "opportunistic"
+mta_sts = true               # honour recipient domains' MTA-STS policies (RFC 8461)
+# DANE (RFC 7672): set dane to true here once a validating resolver runs on this host,
+# and list it in a [dns] section as servers, e.g. ["127.0.0.1"].
 """
 
 

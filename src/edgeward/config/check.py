@@ -40,6 +40,15 @@ def audit(config: Config) -> list[str]:
                 out.append(f"{key}: {path} is readable by others; make it mode 0600")
         if sc.tls == "none" and any(a.domain == "*" for a in sc.address_spaces):
             out.append(f"{key}: TLS is disabled for mail to the whole internet")
+        if sc.dane and not config.dns.servers:
+            out.append(
+                f"{key}: dane trusts the DNSSEC flag of the resolvers in /etc/resolv.conf; list a validating"
+                " resolver on this host in dns.servers"
+            )
+        if sc.dane and any(not ipaddress.ip_address(s).is_loopback for s in config.dns.servers):
+            out.append(f"{key}: dane trusts the DNSSEC flag of a resolver reached over the network")
+        if sc.dns_routing and sc.tls == "none" and (sc.mta_sts or sc.dane):
+            out.append(f"{key}: tls = 'none' still sends in clear to domains without MTA-STS or DANE")
     if not config.accepted_domains:
         out.append("accepted_domains is empty: no mail from the internet will be accepted")
     if not config.queue.fsync:

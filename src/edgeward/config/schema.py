@@ -128,7 +128,7 @@ class DnsConfig(_Section):
 
 class MtaStsConfig(_Section):
     https_port: int = Field(
-        443, ge=1, le=65535, description="Port of the policy hosts (RFC 8461 says 443; other values are for labs)"
+        443, ge=1, le=65535, description="Port of policy hosts (RFC 8461 says 443; others are for labs)"
     )
     ca_file: Path | None = Field(
         None, description="Trust anchors for policy hosts and MX certificates; empty: the system store"

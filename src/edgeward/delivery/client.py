@@ -2,30 +2,23 @@
 
 This module owns the conversation with a next hop (RFC 5321 §3-4) over aiosmtplib: the hosts of
 a route are tried in order (smart-host failover, or MX hosts by preference, each address of
-each host), EHLO with the connector's name, STARTTLS by the connector's policy, MAIL FROM with
-SIZE, BODY=8BITMIME and SMTPUTF8 where needed, one RCPT per recipient, DATA.
+each host), EHLO with the connector's name, STARTTLS as the TLS policy of the host demands,
+then the transaction (:mod:`~edgeward.delivery.transaction`).
 
-How replies map to results (``results``): a 2xx after DATA delivers every accepted recipient;
-a 4xx, a time-out or a lost connection defers; a 5xx fails. A failure before RCPT (no
-connection, greeting or EHLO refused, 4xx to MAIL) moves on to the next host; a 5xx to MAIL or
-DATA fails every recipient of that transaction. When every host was tried, the recipients are
+A failure before RCPT (no connection, greeting or EHLO refused, 4xx to MAIL, TLS not possible
+as required) moves on to the next host. When every host was tried, the recipients are
 deferred with the last transient reply, or failed when every host refused permanently.
 
-8-bit data (RFC 6152 §3): data with a byte above 127 goes only to a peer announcing 8BITMIME,
-as ``BODY=8BITMIME``; Edgeward does not downgrade MIME. A host without 8BITMIME is skipped;
-when no host of the next hop has it the message fails with ``554 5.6.3`` (conversion required
-but not supported), because retrying the same hosts would not change their capabilities. The
-same holds for SMTPUTF8 (RFC 6531 §3.4, ``553 5.6.7``) and for a SIZE limit below the message
-(RFC 1870, ``552 5.3.4``).
-
-Line endings (RFC 5321 §2.3.8, §4.5.2): aiosmtplib's ``data()`` turns every bare LF and bare
-CR into CRLF and doubles a leading '.', so the next hop receives CRLF lines only.
-
-Security: TLS policy ``opportunistic`` encrypts without checking the certificate (RFC 7435, as
-MTAs do and as Exchange's EncryptionOnly); a failed handshake is retried in clear once, since
-the alternative is not delivering at all. ``required`` never sends in clear: no STARTTLS, a
-refused one or a failed handshake defers with ``4.7.4``. Addresses are sent inside ``<>``;
-aiosmtplib refuses control characters in commands, so a recipient cannot inject one.
+TLS (:mod:`~edgeward.delivery.tlspolicy`): for DNS routing, the recipient domain's MTA-STS
+policy (RFC 8461) and each MX host's DANE records (RFC 7672) are looked up when the connector
+enables them, and REQUIRETLS (RFC 8689) is honoured for every route. An ``enforce`` MTA-STS
+policy also removes the MX hosts it does not list. Opportunistic TLS encrypts without checking
+the certificate (RFC 7435, Exchange's EncryptionOnly), and a failed handshake is retried in
+clear once, since the alternative is not delivering at all. Every stricter level never sends
+in clear: no STARTTLS, a refused one, a failed handshake or a certificate that does not
+authenticate defers with ``4.7.x``; a REQUIRETLS message still undelivered at expiry bounces
+with ``5.7.10``. The negotiated protocol, cipher and peer certificate go into the SEND
+tracking event.
 """
 
 from __future__ import annotations
@@ -33,59 +26,51 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import aiosmtplib
 
 from edgeward.config.schema import SendConnectorConfig
+from edgeward.delivery import dane
+from edgeward.delivery.mta_sts import MtaSts, StsPolicy
 from edgeward.delivery.mx import Target, targets
 from edgeward.delivery.pool import ConnectionPool, PoolKey
-from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult, reply_from_remote
+from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult
 from edgeward.delivery.routing import Route
+from edgeward.delivery.tlspolicy import Level, TlsPolicy, combine
+from edgeward.delivery.transaction import HostOutcome, remote_reply, transaction
 from edgeward.errors import DeliveryError
+from edgeward.net.dns import DnsResolver
 from edgeward.ports import Resolver, ResolverError
 from edgeward.queue.model import MessageRecord, RecipientRecord
-from edgeward.tls.context import ClientMode, client_context
+from edgeward.tls.context import client_context, describe
 from edgeward.types import Reply
 
-__all__ = ["SmtpClient", "needs_8bit", "needs_smtputf8"]
+__all__ = ["SmtpClient"]
 
 log = logging.getLogger(__name__)
-_DSN_NOTIFY = {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
-
-
-def needs_8bit(data: bytes) -> bool:
-    return not data.isascii()
-
-
-def needs_smtputf8(record: MessageRecord, recipients: Sequence[RecipientRecord]) -> bool:
-    return not record.mail_from.isascii() or any(not r.address.isascii() for r in recipients)
-
-
-@dataclass
-class _HostOutcome:
-    """What one address gave: final results, or a reply and whether to try the next host."""
-
-    results: dict[str, RecipientResult] | None = None
-    reply: Reply | None = None
-    permanent: bool = False
-    retry_in_clear: bool = False
-    notes: list[str] = field(default_factory=list)
-    reusable: bool = False  # the transaction ended with a DATA reply: the session can take another
 
 
 class _TlsRequired(Exception):
-    """The next hop cannot be used with the security the connector requires: defer."""
+    """The next hop cannot be used with the security its policy requires: defer."""
 
     def __init__(self, message: str, enhanced: str = "4.7.4") -> None:
         super().__init__(message)
         self.enhanced = enhanced
 
 
-# Policies that never send in clear text: no STARTTLS, a refused one or a failed handshake defer.
-MANDATORY_TLS = frozenset({"required", "verify", "verify_hostname"})
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """One host of a route and the TLS it must get."""
+
+    target: Target
+    policy: TlsPolicy
+    tlsa: dane.DanePolicy | None
+    domain: str  # the next-hop domain for MX routing; empty for smart hosts
 
 
 class SmtpClient:
@@ -100,21 +85,33 @@ class SmtpClient:
         tls_context: ssl.SSLContext | None = None,
         client_cert: tuple[Path, Path] | None = None,
         password: str = "",
+        mta_sts: MtaSts | None = None,
+        ca_file: Path | None = None,
     ) -> None:
         self._connector = connector
         self._helo = connector.fqdn or helo_name
         self._resolver = resolver
-        self._tls_context = tls_context
+        self._fixed_context = tls_context
+        self._contexts: dict[str, ssl.SSLContext] = {}
         self._client_cert = client_cert if connector.tls_client_certificate else None
         self._password = password
+        self._mta_sts = mta_sts if connector.mta_sts else None
+        # Trust anchors for every verifying level; the connector's own file first.
+        self._ca_file = connector.tls_ca_file or ca_file
         self._pool = ConnectionPool(connector.max_messages_per_connection)
+        self._source = (connector.source_address, 0) if connector.source_address else None
 
-    def _context(self) -> ssl.SSLContext:
-        if self._tls_context is None:
-            policy = self._connector.tls
-            mode: ClientMode = policy if policy in ("verify", "verify_hostname") else "opportunistic"
-            self._tls_context = client_context(mode, self._connector.tls_ca_file, self._client_cert)
-        return self._tls_context
+    def _context(self, level: Level) -> ssl.SSLContext:
+        if self._fixed_context is not None:
+            return self._fixed_context
+        # DANE authenticates by TLSA records after the handshake, so the handshake itself
+        # must not insist on PKIX; encrypt-only and opportunistic are the same context.
+        mode = level if level in ("verify", "verify_hostname") else "opportunistic"
+        context = self._contexts.get(mode)
+        if context is None:
+            context = client_context(mode, self._ca_file, self._client_cert)
+            self._contexts[mode] = context
+        return context
 
     async def deliver(
         self, route: Route, record: MessageRecord, recipients: Sequence[RecipientRecord], data: bytes
@@ -128,6 +125,8 @@ class SmtpClient:
             return dict.fromkeys(addresses, Failed(reply))
         try:
             hosts = await targets(route, self._resolver)
+            sts = await self._sts(route, record)
+            hosts = await self._vet_hosts(route, record, hosts, sts)
         except DeliveryError as exc:
             reply = exc.reply or Reply(451, "4.4.0", str(exc))
             return {a: (Failed(reply) if reply.is_permanent else Deferred(reply)) for a in addresses}
@@ -136,13 +135,17 @@ class SmtpClient:
         for target in hosts:
             try:
                 ips = await self._addresses(target)
+                hop = await self._hop(route, record, target, sts)
             except ResolverError as exc:
-                last, all_permanent = Reply(451, "4.4.4", f"Cannot resolve {target.host}: {exc}"), False
+                last, all_permanent = (
+                    Reply(451, "4.4.4", f"DNS lookup for {target.host} failed: {exc}"),
+                    False,
+                )
                 continue
             for ip in ips:
-                outcome = await self._attempt(target, ip, record, recipients, data, tls=True)
+                outcome = await self._attempt(hop, ip, record, recipients, data, tls=True)
                 if outcome.retry_in_clear:
-                    outcome = await self._attempt(target, ip, record, recipients, data, tls=False)
+                    outcome = await self._attempt(hop, ip, record, recipients, data, tls=False)
                 if outcome.results is not None:
                     return outcome.results
                 if outcome.reply is not None:
@@ -154,6 +157,62 @@ class SmtpClient:
             # Some host failed only for now; keep the permanent text but retry later.
             last = Reply(451, "4.4.0", f"{last.code} {last.enhanced or ''} {last.text}".replace("  ", " "))
         return dict.fromkeys(addresses, Deferred(last))
+
+    # -- policy lookups ------------------------------------------------------------------------
+
+    async def _sts(self, route: Route, record: MessageRecord) -> StsPolicy | None:
+        if self._mta_sts is None or route.kind != "dns" or (record.tls_optional and not record.require_tls):
+            return None
+        policy = await self._mta_sts.policy(route.next_hop)
+        return policy if policy is not None and policy.mode != "none" else None
+
+    async def _vet_hosts(
+        self, route: Route, record: MessageRecord, hosts: list[Target], sts: StsPolicy | None
+    ) -> list[Target]:
+        """Drop the MX hosts an enforced MTA-STS policy does not list; check REQUIRETLS's MX rule."""
+        domain = route.next_hop
+        if sts is not None:
+            listed = [t for t in hosts if sts.matches(t.host)]
+            unlisted = [t.host for t in hosts if t not in listed]
+            if unlisted and sts.mode == "testing":
+                log.warning("MTA-STS (testing) for %s does not list MX %s", domain, ", ".join(unlisted))
+            elif sts.mode == "enforce":
+                if not listed:
+                    reply = Reply(451, "4.7.5", f"No MX host of {domain} matches its MTA-STS policy")
+                    raise DeliveryError(reply.text, reply=reply)
+                hosts = listed
+        if record.require_tls and route.kind == "dns" and not (sts is not None and sts.mode == "enforce"):
+            # RFC 8689 §4.2.1: the MX answer itself must be authenticated, by DNSSEC or MTA-STS.
+            secure = isinstance(self._resolver, DnsResolver) and await self._mx_secure(domain)
+            if not secure:
+                reply = Reply(451, "4.7.10", f"REQUIRETLS: the MX hosts of {domain} are not authenticated")
+                raise DeliveryError(reply.text, reply=reply)
+        return hosts
+
+    async def _mx_secure(self, domain: str) -> bool:
+        try:
+            return await cast(DnsResolver, self._resolver).mx_secure(domain)
+        except ResolverError:
+            return False
+
+    async def _hop(self, route: Route, record: MessageRecord, target: Target, sts: StsPolicy | None) -> _Hop:
+        tlsa: dane.DanePolicy | None = None
+        if (
+            self._connector.dane
+            and route.kind == "dns"
+            and not (record.tls_optional and not record.require_tls)
+        ):
+            # Raises a transient ResolverError for bogus or unreachable DNS: the host is skipped.
+            resolver = cast(DnsResolver, self._resolver)
+            tlsa = await dane.lookup(resolver, route.next_hop, target.host, target.port)
+        policy = combine(
+            self._connector.tls,
+            requiretls=record.require_tls,
+            tls_optional=record.tls_optional,
+            sts_mode=sts.mode if sts is not None else None,
+            dane_state=tlsa.state if tlsa is not None else None,
+        )
+        return _Hop(target, policy, tlsa, route.next_hop if route.kind == "dns" else "")
 
     async def _addresses(self, target: Target) -> list[str]:
         if target.from_dns and self._resolver is not None:
@@ -170,33 +229,38 @@ class SmtpClient:
                 seen.append(ip)
         return seen
 
+    # -- one address ---------------------------------------------------------------------------
+
     async def _attempt(
         self,
-        target: Target,
+        hop: _Hop,
         ip: str,
         record: MessageRecord,
         recipients: Sequence[RecipientRecord],
         data: bytes,
         *,
         tls: bool,
-    ) -> _HostOutcome:
+    ) -> HostOutcome:
+        target, policy = hop.target, hop.policy
         where = f"{target.host}[{ip}]:{target.port}"
-        key = (target.host, ip, target.port, tls)
+        # A session secured for a weaker policy must never carry mail that needs a stronger one.
+        key: PoolKey = (target.host, ip, target.port, tls, policy.level)
         pooled = self._pool.take(key)
         if pooled is not None:
-            smtp, sent = pooled
+            smtp, sent, detail = pooled
             try:
-                outcome = await self._transaction(smtp, where, record, recipients, data)
+                outcome = await transaction(smtp, where, record, recipients, data)
             except (aiosmtplib.SMTPException, OSError):
                 # The next hop closed the idle connection: open a fresh one below.
-                smtp.close()
+                await _close(smtp)
             else:
-                await self._release(key, smtp, sent + 1, outcome)
-                return outcome
+                await self._release(key, smtp, sent + 1, outcome, detail)
+                return _with_detail(outcome, detail)
         smtp = aiosmtplib.SMTP(
             hostname=ip,
             port=target.port,
             local_hostname=self._helo,
+            source_address=self._source,
             timeout=self._connector.command_timeout,
             start_tls=False,
             validate_certs=False,
@@ -205,68 +269,72 @@ class SmtpClient:
             await smtp.connect(timeout=self._connector.connect_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             # A 4xx or 5xx greeting: this host will not talk; the next one may.
-            return _HostOutcome(reply=_remote(exc.code, exc.message, where), permanent=exc.code >= 500)
+            await _close(smtp)
+            return HostOutcome(reply=remote_reply(exc.code, exc.message, where), permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            return _HostOutcome(reply=Reply(451, "4.4.1", f"Connection to {where} failed: {exc}"))
-        outcome = _HostOutcome()
+            await _close(smtp)
+            return HostOutcome(reply=Reply(451, "4.4.1", f"Connection to {where} failed: {exc}"))
+        outcome = HostOutcome()
+        detail = ""
         try:
-            outcome = await self._converse(smtp, target, where, record, recipients, data, tls=tls)
-            return outcome
+            secured = await self._secure(smtp, hop, where, tls=tls)
+            if secured is None:
+                outcome = HostOutcome(retry_in_clear=True)
+                return outcome
+            detail = secured
+            if self._connector.auth_username:
+                await self._login(smtp)
+            outcome = await transaction(smtp, where, record, recipients, data)
+            return _with_detail(outcome, detail)
         except _TlsRequired as exc:
-            return _HostOutcome(reply=Reply(451, exc.enhanced, f"{where}: {exc}"))
+            return HostOutcome(reply=Reply(451, exc.enhanced, f"{where}: {exc}"))
         except aiosmtplib.SMTPResponseException as exc:
-            return _HostOutcome(reply=_remote(exc.code, exc.message, where), permanent=exc.code >= 500)
+            return HostOutcome(reply=remote_reply(exc.code, exc.message, where), permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            return _HostOutcome(reply=Reply(451, "4.4.2", f"Connection to {where} lost: {exc}"))
+            return HostOutcome(reply=Reply(451, "4.4.2", f"Connection to {where} lost: {exc}"))
         finally:
-            await self._release(key, smtp, 1, outcome)
+            await self._release(key, smtp, 1, outcome, detail)
 
-    async def _release(self, key: PoolKey, smtp: aiosmtplib.SMTP, sent: int, outcome: _HostOutcome) -> None:
-        """Keep a healthy connection for the next message to the same host, or close it."""
-        if not (outcome.reusable and smtp.is_connected and self._pool.give(key, smtp, sent)):
-            await _quit(smtp)
-
-    async def close(self) -> None:
-        """Close the idle connections (at shutdown)."""
-        for smtp in self._pool.drain():
-            await _quit(smtp)
-
-    async def _converse(
-        self,
-        smtp: aiosmtplib.SMTP,
-        target: Target,
-        where: str,
-        record: MessageRecord,
-        recipients: Sequence[RecipientRecord],
-        data: bytes,
-        *,
-        tls: bool,
-    ) -> _HostOutcome:
+    async def _secure(self, smtp: aiosmtplib.SMTP, hop: _Hop, where: str, *, tls: bool) -> str | None:
+        """EHLO and STARTTLS as the hop's policy demands: how the session is secured, for tracking,
+        or None when an opportunistic handshake failed and the host should be tried in clear."""
+        target, policy, tlsa = hop.target, hop.policy, hop.tlsa
         await _hello(smtp, self._helo)
-        policy = self._connector.tls
-        mandatory = policy in MANDATORY_TLS
-        if policy != "none" and tls and smtp.supports_extension("starttls"):
-            try:
-                await smtp.starttls(server_hostname=target.host, tls_context=self._context())
-            except aiosmtplib.SMTPResponseException as exc:
-                # STARTTLS refused: the session is still usable in clear (RFC 3207 §4).
-                if mandatory:
-                    raise _TlsRequired(f"STARTTLS refused: {exc.code} {exc.message}") from None
-            except ssl.SSLCertVerificationError as exc:
-                raise _TlsRequired(f"certificate not accepted: {exc.verify_message}", "4.7.5") from None
-            except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
-                if mandatory:
-                    raise _TlsRequired(f"TLS handshake failed: {exc}") from None
-                log.info("TLS handshake with %s failed (%s); retrying in clear", where, exc)
-                return _HostOutcome(retry_in_clear=True)
-            else:
-                # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
-                await _hello(smtp, self._helo)
-        elif mandatory:
-            raise _TlsRequired("TLS is required but the host does not offer STARTTLS")
-        if self._connector.auth_username:
-            await self._login(smtp)
-        return await self._transaction(smtp, where, record, recipients, data)
+        if policy.level == "none" or not tls:
+            return "no TLS"
+        why = f" ({policy.source})" if policy.source != "connector" else ""
+        if not smtp.supports_extension("starttls"):
+            if policy.mandatory:
+                raise _TlsRequired(f"TLS is required{why} but the host does not offer STARTTLS")
+            return "no TLS (not offered)"
+        try:
+            await smtp.starttls(server_hostname=target.host, tls_context=self._context(policy.level))
+        except aiosmtplib.SMTPResponseException as exc:
+            # STARTTLS refused: the session is still usable in clear (RFC 3207 §4).
+            if policy.mandatory:
+                raise _TlsRequired(f"STARTTLS refused{why}: {exc.code} {exc.message}") from None
+            return "no TLS (STARTTLS refused)"
+        except ssl.SSLCertVerificationError as exc:
+            raise _TlsRequired(f"certificate not accepted{why}: {exc.verify_message}", "4.7.5") from None
+        except (ssl.SSLError, aiosmtplib.SMTPException, OSError) as exc:
+            if policy.mandatory:
+                raise _TlsRequired(f"TLS handshake failed{why}: {exc}") from None
+            log.info("TLS handshake with %s failed (%s); retrying in clear", where, exc)
+            return None
+        ssl_object = smtp.get_transport_info("ssl_object")
+        info = describe(ssl_object)
+        how = {"verify": "CA-valid", "verify_hostname": "CA-valid, name matched", "dane": "DANE"}
+        authenticated = how.get(policy.level, "not verified")
+        if policy.level == "dane" and tlsa is not None:
+            # RFC 7672 §3.2.2: the MX host name, and the next-hop domain, are reference identifiers.
+            names = [target.host, *([hop.domain] if hop.domain else [])]
+            reason = dane.verify(tlsa.records, dane.peer_chain(ssl_object), names)
+            if reason is not None:
+                raise _TlsRequired(f"DANE authentication failed: {reason}", "4.7.5")
+        # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
+        await _hello(smtp, self._helo)
+        peer = f", peer {info.peer_subject}" if info.peer_subject else ""
+        return f"{info.version} {info.cipher}{peer}, {authenticated}{why}"
 
     async def _login(self, smtp: aiosmtplib.SMTP) -> None:
         """Smart-host AUTH, only inside TLS: a password never crosses the wire in clear."""
@@ -278,94 +346,26 @@ class SmtpClient:
             # Wrong credentials are an administrator's fix, not a reason to bounce the mail.
             raise _TlsRequired(f"smart host refused AUTH: {exc.code} {exc.message}", "4.7.8") from None
 
-    async def _transaction(
-        self,
-        smtp: aiosmtplib.SMTP,
-        where: str,
-        record: MessageRecord,
-        recipients: Sequence[RecipientRecord],
-        data: bytes,
-    ) -> _HostOutcome:
-        """MAIL, RCPT for each recipient, DATA, on a session that is greeted (and TLS'd)."""
-        options: list[str] = []
-        if smtp.supports_extension("size"):
-            limit = _int(smtp.esmtp_extensions.get("size", ""))
-            if limit and len(data) > limit:
-                return _HostOutcome(
-                    reply=Reply(552, "5.3.4", f"Message exceeds {where} limit"), permanent=True
-                )
-            options.append(f"SIZE={len(data)}")
-        if needs_8bit(data):
-            if not smtp.supports_extension("8bitmime"):
-                reply = Reply(554, "5.6.3", f"8-bit message but {where} does not offer 8BITMIME")
-                return _HostOutcome(reply=reply, permanent=True)
-            options.append("BODY=8BITMIME")
-        if needs_smtputf8(record, recipients):
-            if not smtp.supports_extension("smtputf8"):
-                reply = Reply(553, "5.6.7", f"Non-ASCII address but {where} does not offer SMTPUTF8")
-                return _HostOutcome(reply=reply, permanent=True)
-            options.append("SMTPUTF8")
-        dsn = smtp.supports_extension("dsn")
+    async def _release(
+        self, key: PoolKey, smtp: aiosmtplib.SMTP, sent: int, outcome: HostOutcome, detail: str
+    ) -> None:
+        """Keep a healthy connection for the next message to the same host, or close it."""
+        if not (outcome.reusable and smtp.is_connected and self._pool.give(key, smtp, sent, detail)):
+            await _quit(smtp)
 
-        resp = await _command(smtp, b"MAIL", f"FROM:<{record.mail_from}>", options)
-        if resp.code != 250:
-            reply = _remote(resp.code, resp.message, where)
-            if reply.is_permanent:
-                return _HostOutcome(results={r.address: Failed(reply) for r in recipients})
-            return _HostOutcome(reply=reply)
-
-        results: dict[str, RecipientResult] = {}
-        accepted: list[str] = []
-        for rcpt in recipients:
-            rcpt_opts = []
-            notify = [n.upper() for n in rcpt.notify if n.upper() in _DSN_NOTIFY]
-            if dsn and notify:
-                rcpt_opts.append("NOTIFY=" + ",".join(notify))  # RFC 3461 §4.1: relay what was asked
-            try:
-                resp = await _command(smtp, b"RCPT", f"TO:<{rcpt.address}>", rcpt_opts)
-            except (aiosmtplib.SMTPException, OSError) as exc:
-                lost = Reply(451, "4.4.2", f"Connection to {where} lost during RCPT: {exc}")
-                for other in recipients:
-                    results.setdefault(other.address, Deferred(lost))
-                return _HostOutcome(results=results)
-            if resp.code in (250, 251):
-                accepted.append(rcpt.address)
-            else:
-                reply = _remote(resp.code, resp.message, where)
-                results[rcpt.address] = Failed(reply) if reply.is_permanent else Deferred(reply)
-        if not accepted:
-            return _HostOutcome(results=results)
-
-        try:
-            resp = await smtp.data(data)
-            final = _remote(resp.code, resp.message, where)
-        except aiosmtplib.SMTPResponseException as exc:
-            final = _remote(exc.code, exc.message, where)
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            # The message may or may not have arrived (RFC 5321 §6.1 accepts a duplicate).
-            final = Reply(451, "4.4.2", f"Connection to {where} lost during DATA: {exc}")
-        outcome: RecipientResult
-        if final.is_positive:
-            outcome = Delivered(final)
-        elif final.is_transient:
-            outcome = Deferred(final)
-        else:
-            outcome = Failed(final)
-        for address in accepted:
-            results[address] = outcome
-        return _HostOutcome(results=results, reusable=isinstance(outcome, Delivered | Failed))
+    async def close(self) -> None:
+        """Close the idle connections (at shutdown)."""
+        for smtp in self._pool.drain():
+            await _quit(smtp)
 
 
-def _remote(code: int, message: str, where: str) -> Reply:
-    reply = reply_from_remote(code, message)
-    return Reply(reply.code, reply.enhanced, f"{reply.text} (from {where})".strip())
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return 0
+def _with_detail(outcome: HostOutcome, detail: str) -> HostOutcome:
+    if outcome.results is not None and detail:
+        outcome.results = {
+            a: Delivered(r.reply, detail) if isinstance(r, Delivered) else r
+            for a, r in outcome.results.items()
+        }
+    return outcome
 
 
 async def _hello(smtp: aiosmtplib.SMTP, name: str) -> None:
@@ -379,20 +379,38 @@ async def _hello(smtp: aiosmtplib.SMTP, name: str) -> None:
             raise
 
 
-async def _command(
-    smtp: aiosmtplib.SMTP, verb: bytes, arg: str, options: Sequence[str]
-) -> aiosmtplib.SMTPResponse:
-    # SMTPUTF8 addresses travel as UTF-8 (RFC 6531 §3.2); others are ASCII by construction.
-    parts = [arg.encode("utf-8"), *(o.encode("ascii") for o in options)]
-    return await smtp.execute_command(verb, *parts)
-
-
 async def _quit(smtp: aiosmtplib.SMTP) -> None:
+    transport = smtp.transport
     try:
         if smtp.is_connected:
             await smtp.quit(timeout=5.0)
     except (aiosmtplib.SMTPException, OSError):
         pass
     finally:
-        # Also when aiosmtplib already counts the session as gone: its transport may still be open.
-        smtp.close()
+        await _close(smtp, transport)
+
+
+async def _close(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None) -> None:
+    """Close the session and wait until its socket is really closed.
+
+    Closing a TLS transport only starts the TLS shutdown: the socket closes once the peer's
+    close_notify arrives. Waiting for it (briefly; then the transport is aborted) means a
+    session is gone when its delivery ends, rather than whenever the peer answers, and a
+    peer that never answers cannot hold a descriptor.
+    """
+    transport = transport or smtp.transport
+    smtp.close()  # also when aiosmtplib already counts the session as gone
+    if transport is None:
+        return
+    if not transport.is_closing():
+        transport.close()
+    sock = transport.get_extra_info("socket")
+    deadline = time.monotonic() + _CLOSE_WAIT
+    while sock is not None and sock.fileno() != -1:
+        if time.monotonic() >= deadline:
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        await asyncio.sleep(0.005)
+
+
+_CLOSE_WAIT = 2.0

@@ -2,7 +2,9 @@
 
 This module owns the ``Deliver`` signature and :class:`Dispatcher`, which sends each route to
 the transport its connector names: a drop folder, or SMTP (smart hosts or MX). One
-:class:`~edgeward.delivery.client.SmtpClient` is kept per send connector.
+:class:`~edgeward.delivery.client.SmtpClient` is kept per send connector, and one MTA-STS
+policy fetcher for them all, whose cache lives in the state store so that it survives
+restarts (RFC 8461 §5.1: a cached policy protects against an attacker who blocks the fetch).
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from pathlib import Path
 from edgeward.config.schema import Config, SendConnectorConfig
 from edgeward.delivery.client import SmtpClient
 from edgeward.delivery.drop import DropFolder
+from edgeward.delivery.mta_sts import MtaSts, SqliteStsCache
 from edgeward.delivery.results import RecipientResult
 from edgeward.delivery.routing import Route
 from edgeward.ports import Resolver
 from edgeward.queue.model import MessageRecord, RecipientRecord
+from edgeward.state.sqlite import DB_FILENAME, StateStore
 from edgeward.tls.store import CertificateStore
 
 __all__ = ["Deliver", "Dispatcher"]
@@ -37,6 +41,8 @@ class Dispatcher:
         self._resolver = resolver
         self._tls_context = tls_context
         self._smtp: dict[str, SmtpClient] = {}
+        self._mta_sts: MtaSts | None = None
+        self._state: StateStore | None = None
 
     async def __call__(
         self, route: Route, record: MessageRecord, recipients: Sequence[RecipientRecord], data: bytes
@@ -54,9 +60,29 @@ class Dispatcher:
                 tls_context=self._tls_context,
                 client_cert=self._client_cert(connector) if connector.tls_client_certificate else None,
                 password=self._password(connector),
+                mta_sts=self._sts() if connector.mta_sts else None,
+                ca_file=self._sts_ca_file(),
             )
             self._smtp[connector.name] = client
         return await client.deliver(route, record, recipients, data)
+
+    def _sts(self) -> MtaSts | None:
+        if self._mta_sts is None and self._resolver is not None:
+            self._state = StateStore(self._config.resolve(Path("state")) / DB_FILENAME)
+            self._state.connect()
+            cfg = self._config.mta_sts
+            self._mta_sts = MtaSts(
+                self._resolver,
+                SqliteStsCache(self._state),
+                https_port=cfg.https_port,
+                ca_file=self._sts_ca_file(),
+                timeout=cfg.fetch_timeout,
+            )
+        return self._mta_sts
+
+    def _sts_ca_file(self) -> Path | None:
+        ca_file = self._config.mta_sts.ca_file
+        return self._config.resolve(ca_file) if ca_file is not None else None
 
     def _client_cert(self, connector: SendConnectorConfig) -> tuple[Path, Path]:
         """This gateway's certificate for the connector (its own binding, else the smtp default)."""
@@ -72,3 +98,6 @@ class Dispatcher:
         """Close every pooled connection (at shutdown)."""
         for client in self._smtp.values():
             await client.close()
+        if self._state is not None:
+            self._state.close()
+            self._state = None

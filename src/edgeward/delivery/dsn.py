@@ -28,7 +28,7 @@ from typing import Literal
 from edgeward.delivery.results import clean_text, parse_reply_text
 from edgeward.queue.model import MessageRecord, RecipientRecord
 
-__all__ = ["MAX_RETURNED", "DsnKind", "build_dsn", "wants_dsn"]
+__all__ = ["MAX_RETURNED", "DsnKind", "build_dsn", "expiry_reply", "wants_dsn"]
 
 DsnKind = Literal["failure", "delay"]
 MAX_RETURNED = 10 * 1024 * 1024
@@ -195,3 +195,12 @@ def build_dsn(
         parts.append(headers)
     parts.append(f"--{boundary}--\r\n".encode("ascii"))
     return b"".join(parts)
+
+
+def expiry_reply(record: MessageRecord, rcpt: RecipientRecord) -> str:
+    """The final reply for a recipient whose message expired in the queue."""
+    last = rcpt.last_reply or "none"
+    if record.require_tls and " 4.7." in f" {last}":
+        # RFC 8689 §5: no path met REQUIRETLS's conditions before the message expired.
+        return f"550 5.7.10 REQUIRETLS: no secure path to the recipient before expiry, last reply: {last}"
+    return f"451 4.4.7 Message expired, last reply: {last}"

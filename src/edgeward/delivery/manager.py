@@ -35,15 +35,15 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Protocol
 
 from edgeward.config.schema import Config
 from edgeward.delivery.dispatch import Deliver
-from edgeward.delivery.dsn import DsnKind, build_dsn, wants_dsn
+from edgeward.delivery.dsn import DsnKind, build_dsn, expiry_reply, wants_dsn
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult, reply_line
 from edgeward.delivery.routing import Route, Router
+from edgeward.delivery.tracker import DeliveryTracker, Tracking
 from edgeward.ports import Clock, SystemClock
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, RecipientStatus
 from edgeward.queue.schedule import is_expired, needs_delay_notice, next_attempt
@@ -53,26 +53,6 @@ from edgeward.types import Reply
 __all__ = ["QueueManager", "Tracking"]
 
 log = logging.getLogger(__name__)
-
-
-class Tracking(Protocol):
-    """The part of ``edgeward.logs.tracking.TrackingLog`` the manager writes to."""
-
-    def event(
-        self,
-        event: str,
-        *,
-        msg_id: str,
-        message_id: str = "",
-        sender: str = "",
-        recipients: Iterable[str] = (),
-        client_ip: str = "",
-        connector: str = "",
-        size: int = 0,
-        reply: str = "",
-        detail: str = "",
-        next_hop: str = "",
-    ) -> None: ...
 
 
 class _HopLimits:
@@ -120,7 +100,7 @@ class QueueManager:
         self._router = router
         self._config = config
         self._cfg = config.queue
-        self._tracking = tracking
+        self._tracker = DeliveryTracker(tracking)
         self._deliver = deliver
         self._clock = clock if clock is not None else SystemClock()
         self._hops = _HopLimits()
@@ -236,7 +216,7 @@ class QueueManager:
             if count >= self._cfg.poison_threshold:
                 held = replace(record, crash_count=count, hold_reason="poison")
                 self._spool.update(held, QueueState.HOLD)
-                self._track("POISON", record, detail=f"{type(exc).__name__} after {count} crashes")
+                self._tracker.event("POISON", record, detail=f"{type(exc).__name__} after {count} crashes")
             else:
                 later = next_attempt(self._cfg, max(record.attempts, 1), now)
                 self._spool.update(
@@ -257,7 +237,9 @@ class QueueManager:
                 # Exchange's "unreachable" queue: wait for an administrator to add a connector.
                 reply = Reply(451, "4.4.0", f"No route to {domain}")
                 results[rcpt.address] = Deferred(reply)
-                self._track("DEFER", record, [rcpt.address], reply=reply_line(reply), detail="unreachable")
+                self._tracker.event(
+                    "DEFER", record, [rcpt.address], reply=reply_line(reply), detail="unreachable"
+                )
             else:
                 routes.setdefault(route.next_hop, (route, []))[1].append(rcpt)
 
@@ -266,7 +248,7 @@ class QueueManager:
             for rcpt in rcpts:
                 result = got.get(rcpt.address) or Deferred(Reply(451, "4.3.0", "No result from delivery"))
                 results[rcpt.address] = result
-            self._track_results(record, route, rcpts, got)
+            self._tracker.results(record, route, rcpts, got)
 
         async with asyncio.TaskGroup() as group:
             for route, rcpts in routes.values():
@@ -305,11 +287,11 @@ class QueueManager:
         if is_expired(self._cfg, record.received_at, now):
             expired = [r for r in record.recipients if not r.done]
             if expired:
-                self._track("EXPIRE", record, [r.address for r in expired])
+                self._tracker.event("EXPIRE", record, [r.address for r in expired])
                 gone: list[RecipientRecord] = []
                 for rcpt in record.recipients:
                     if not rcpt.done:
-                        text = f"451 4.4.7 Message expired, last reply: {rcpt.last_reply or 'none'}"
+                        text = expiry_reply(record, rcpt)
                         rcpt = replace(rcpt, status=RecipientStatus.FAILED, last_reply=text)
                         failed.append((rcpt, text))
                     gone.append(rcpt)
@@ -343,7 +325,10 @@ class QueueManager:
             return
         until = record.received_at + self._cfg.expiration
         host = self._config.server.hostname
-        body = build_dsn(record, told, kind, data, host, now, retry_until=until)
+        # RFC 8689 §4.4: a notice about a REQUIRETLS message returns only its headers (as if
+        # RET=HDRS) and travels under REQUIRETLS itself, so the body never leaks in clear.
+        about_record = replace(record, ret="HDRS") if record.require_tls else record
+        body = build_dsn(about_record, told, kind, data, host, now, retry_until=until)
         dsn = MessageRecord(
             id="",
             mail_from="",
@@ -351,58 +336,10 @@ class QueueManager:
             received_at=now,
             size=len(body),
             connector="dsn",
+            require_tls=record.require_tls,
         )
         dsn_id = await self._spool.accept(dsn, body)
-        self._track("DSN", record, [r.address for r, _ in told], detail=f"{kind} notice queued as {dsn_id}")
+        self._tracker.event(
+            "DSN", record, [r.address for r, _ in told], detail=f"{kind} notice queued as {dsn_id}"
+        )
         self.notify(dsn_id)
-
-    # -- tracking ------------------------------------------------------------------------------
-
-    def _track_results(
-        self,
-        record: MessageRecord,
-        route: Route,
-        rcpts: Sequence[RecipientRecord],
-        got: dict[str, RecipientResult],
-    ) -> None:
-        by_reply: dict[tuple[str, str], list[str]] = {}
-        for rcpt in rcpts:
-            result = got.get(rcpt.address)
-            if isinstance(result, Delivered):
-                event = "DELIVER" if route.kind == "drop" else "SEND"
-            elif isinstance(result, Failed):
-                event = "FAIL"
-            else:
-                event = "DEFER"
-            reply = reply_line(result.reply) if result is not None else "no result"
-            by_reply.setdefault((event, reply), []).append(rcpt.address)
-        for (event, reply), addresses in by_reply.items():
-            self._track(event, record, addresses, reply=reply, route=route)
-
-    def _track(
-        self,
-        event: str,
-        record: MessageRecord,
-        recipients: Sequence[str] = (),
-        *,
-        reply: str = "",
-        detail: str = "",
-        route: Route | None = None,
-    ) -> None:
-        try:
-            self._tracking.event(
-                event,
-                msg_id=record.id,
-                message_id=record.message_id,
-                sender=record.mail_from,
-                recipients=recipients,
-                client_ip=record.client_ip,
-                connector=route.connector.name if route else record.connector,
-                size=record.size,
-                reply=reply,
-                detail=detail,
-                next_hop=route.next_hop if route else "",
-            )
-        except Exception:
-            # A full log disk must not stop delivery; the service log still says why.
-            log.exception("tracking log write failed for %s", record.id)

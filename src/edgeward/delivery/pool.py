@@ -11,56 +11,71 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import aiosmtplib
 
-PoolKey = tuple[str, str, int, bool]  # host name, address, port, TLS attempted
+# Host name, address, port, TLS attempted, and the TLS level the session was secured to.
+PoolKey = tuple[str, str, int, bool, str]
 
 IDLE_TIMEOUT = 10.0  # well below the idle limits of common MTAs (Postfix 300 s, Exchange 60 s+)
+
+
+@dataclass(slots=True)
+class _Idle:
+    smtp: aiosmtplib.SMTP
+    sent: int
+    since: float
+    detail: str  # how the session was secured, for the tracking of the messages it carries
 
 
 class ConnectionPool:
     def __init__(self, max_messages: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
         self.max_messages = max_messages
         self.idle_timeout = idle_timeout
-        self._idle: dict[PoolKey, list[tuple[aiosmtplib.SMTP, int, float]]] = {}
+        self._idle: dict[PoolKey, list[_Idle]] = {}
+        self._stale: list[aiosmtplib.SMTP] = []  # found dead by take(); expired() hands them out
 
-    def take(self, key: PoolKey) -> tuple[aiosmtplib.SMTP, int] | None:
-        """A connected session for ``key`` and how many messages it carried, or None."""
+    def take(self, key: PoolKey) -> tuple[aiosmtplib.SMTP, int, str] | None:
+        """A connected session for ``key``, how many messages it carried and how it is secured."""
         stack = self._idle.get(key)
         now = time.monotonic()
         while stack:
-            smtp, sent, since = stack.pop()
-            if smtp.is_connected and now - since < self.idle_timeout:
-                return smtp, sent
-            smtp.close()
+            entry = stack.pop()
+            if entry.smtp.is_connected and now - entry.since < self.idle_timeout:
+                return entry.smtp, entry.sent, entry.detail
+            self._stale.append(entry.smtp)
         self._idle.pop(key, None)
         return None
 
-    def give(self, key: PoolKey, smtp: aiosmtplib.SMTP, sent: int) -> bool:
+    def give(self, key: PoolKey, smtp: aiosmtplib.SMTP, sent: int, detail: str = "") -> bool:
         """Keep ``smtp`` for reuse; False when it has carried enough (the caller closes it)."""
         if sent >= self.max_messages:
             return False
-        self._idle.setdefault(key, []).append((smtp, sent, time.monotonic()))
+        self._idle.setdefault(key, []).append(_Idle(smtp, sent, time.monotonic(), detail))
         return True
 
     def expired(self) -> Iterator[aiosmtplib.SMTP]:
         """Remove and yield the idle connections past ``idle_timeout`` (the caller closes them)."""
         now = time.monotonic()
+        while self._stale:
+            yield self._stale.pop()
         for key in list(self._idle):
             keep = []
             for entry in self._idle[key]:
-                if now - entry[2] < self.idle_timeout and entry[0].is_connected:
+                if now - entry.since < self.idle_timeout and entry.smtp.is_connected:
                     keep.append(entry)
                 else:
-                    yield entry[0]
+                    yield entry.smtp
             if keep:
                 self._idle[key] = keep
             else:
                 del self._idle[key]
 
     def drain(self) -> Iterator[aiosmtplib.SMTP]:
+        yield from self._stale
+        self._stale.clear()
         for stack in self._idle.values():
-            for smtp, _, _ in stack:
-                yield smtp
+            for entry in stack:
+                yield entry.smtp
         self._idle.clear()

@@ -40,6 +40,7 @@ class Delivered:
     """The next hop took responsibility for the recipient (2xx after DATA)."""
 
     reply: Reply
+    detail: str = ""  # how it travelled (TLS version, cipher, peer, how the peer was authenticated)
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,10 @@ class MessageRecord:
     delay_notified: bool = False
     crash_count: int = 0
     hold_reason: str = ""
+    # RFC 8689: REQUIRETLS was given at MAIL FROM (every hop must be authenticated TLS), or the
+    # message carries "TLS-Required: No" (the sender prefers delivery over recipient TLS policy).
+    require_tls: bool = False
+    tls_optional: bool = False
     state: QueueState = QueueState.INCOMING
 
     @property
@@ -131,6 +135,8 @@ def record_to_dict(record: MessageRecord) -> dict[str, Any]:
         "delay_notified": record.delay_notified,
         "crash_count": record.crash_count,
         "hold_reason": record.hold_reason,
+        "require_tls": record.require_tls,
+        "tls_optional": record.tls_optional,
     }
 
 
@@ -187,6 +193,8 @@ def decode_record(raw: bytes, state: QueueState) -> MessageRecord:
             delay_notified=bool(obj.get("delay_notified", False)),
             crash_count=int(obj.get("crash_count", 0)),
             hold_reason=str(obj.get("hold_reason", "")),
+            require_tls=bool(obj.get("require_tls", False)),
+            tls_optional=bool(obj.get("tls_optional", False)),
             state=state,
         )
     except (KeyError, TypeError, ValueError) as exc:

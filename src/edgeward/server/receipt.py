@@ -77,4 +77,8 @@ def queue_record(
         message_id=sanitize(headers.get("Message-ID").strip(), 500),
         envid=tx.mail_params.get("ENVID"),
         ret=tx.mail_params.get("RET"),
+        require_tls="REQUIRETLS" in tx.mail_params,
+        # RFC 8689 §5: the header is ignored when REQUIRETLS was also given.
+        tls_optional="REQUIRETLS" not in tx.mail_params
+        and headers.get("TLS-Required").strip().lower() == "no",
     )

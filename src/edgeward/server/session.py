@@ -118,6 +118,8 @@ class Session:
                 starttls=self.tls_context is not None and not connector.implicit_tls,
                 auth_mechanisms=connector.auth_mechanisms if env.users is not None else (),
                 auth_before_tls=connector.auth_without_tls,
+                # RFC 8689: offered once TLS is up; the send side enforces it on every later hop.
+                requiretls=self.tls_context is not None,
             ),
         )
         self.tx: Transaction | None = None
