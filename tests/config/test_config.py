@@ -173,3 +173,14 @@ def test_mta_sts_and_dane_need_dns_routing() -> None:
     with pytest.raises(ConfigError, match="dns_routing"):
         parse_config({"send_connectors": [{"name": "hub", "address_spaces": ["*"],
                                            "smart_hosts": ["10.0.0.5"], "mta_sts": True}]})  # fmt: skip
+
+
+def test_source_address_must_be_an_ip_address() -> None:
+    connector = {
+        "name": "hub",
+        "address_spaces": ["*"],
+        "smart_hosts": ["10.0.0.5"],
+        "source_address": "mx.example",
+    }
+    with pytest.raises(ConfigError, match=r"IPv4 or IPv6"):
+        parse_config({"send_connectors": [connector]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -289,3 +290,26 @@ async def test_connections_are_reused_for_messages_to_the_same_host() -> None:
         controller.stop()
     assert len(received) == 3
     assert len({id(s) for s in sessions}) == 1
+
+
+class _PeerRecorder(Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[str] = []
+
+    async def handle_EHLO(
+        self, server: object, session: Any, envelope: object, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.peers.append(session.peer[0])
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
+
+
+@pytest.mark.parametrize("source", ["127.0.0.2", "127.0.0.3"])
+async def test_source_address_binds_outbound_connections(
+    downstream: Callable[..., Downstream], source: str
+) -> None:
+    handler = _PeerRecorder()
+    ds = downstream(handler=handler)
+    got = await send(connector(f"127.0.0.1:{ds.port}", source_address=source), record("b@dst.test"))
+    assert isinstance(got["b@dst.test"], Delivered)
+    assert handler.peers == [source]

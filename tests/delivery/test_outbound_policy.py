@@ -9,11 +9,9 @@ case checks both the result and that nothing reached a host it must not reach.
 from __future__ import annotations
 
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -28,6 +26,7 @@ from edgeward.delivery.routing import Route
 from edgeward.net.dns import DnsResolver
 from edgeward.queue.model import MessageRecord, RecipientRecord
 from tests.dnssec import missing_servers, signed_zone, start_validating_resolver, tlsa_line, unsigned_zone
+from tests.policyhost import PolicyHost, enforce
 from tests.ports import free_port
 
 from .conftest import Recorder
@@ -35,22 +34,6 @@ from .conftest import Recorder
 MESSAGE = b"From: a@src.test\r\nSubject: policy\r\n\r\nbody\r\n"
 SOA = "@ IN SOA ns.{o}. admin.{o}. 1 3600 600 86400 60\n@ IN NS ns.{o}.\nns IN A 127.0.0.1\n"
 STS_DOMAINS = ("sts", "unlisted", "wrongname")
-
-
-class _Policies(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        label = self.headers.get("Host", "").split(".")[1]
-        body = f"version: STSv1\nmode: enforce\nmx: mx.{label}.plain.test\nmax_age: 86400\n".encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
 
 
 @dataclass
@@ -109,13 +92,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         insecure=["plain.test"],
     )
 
-    https_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*(f"mta-sts.{label}.plain.test" for label in STS_DOMAINS)).configure_cert(https_context)
-    https = ThreadingHTTPServer(("127.0.0.1", https_port), _Policies)
-    https.daemon_threads = False
-    https.socket = https_context.wrap_socket(https.socket, server_side=True)
-    https_thread = threading.Thread(target=https.serve_forever, daemon=True)
-    https_thread.start()
+    policies = {f"{label}.plain.test": enforce(f"mx.{label}.plain.test") for label in STS_DOMAINS}
+    https = PolicyHost(https_port, ca, policies)
 
     smtp_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     mx_cert.configure_cert(smtp_context)
@@ -133,9 +111,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     finally:
         for controller in controllers:
             controller.stop()
-        https.shutdown()
-        https.server_close()
-        https_thread.join(timeout=10)
+        https.close()
         dns_server.stop()
 
 
