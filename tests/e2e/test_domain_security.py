@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import smtplib
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,8 @@ def _install(config: Config, leaf: trustme.LeafCert, folder: Path) -> None:
     bundle = folder / "bundle.pem"
     leaf.private_key_and_cert_chain_pem.write_to_path(str(bundle))
     store = CertificateStore(config.resolve(config.tls.store))
-    store.enable(store.import_pem(bundle).info.thumbprint, "smtp", force=True)
+    # Expired certificates are installed on purpose by the failure tests.
+    store.enable(store.import_pem(bundle, allow_expired=True).info.thumbprint, "smtp", force=True)
 
 
 def _gateway_b(root: Path, port: int, sink: SmtpSink, ca_path: Path) -> Config:
@@ -78,6 +80,10 @@ def _wait_deferred(config: Config, timeout: float = 30) -> str:
     raise TimeoutError("the message was not attempted")
 
 
+_PAST = datetime.now(UTC) - timedelta(days=400)
+_EXPIRED = {"not_before": _PAST, "not_after": _PAST + timedelta(days=90)}
+
+
 @pytest.fixture
 def pki() -> trustme.CA:
     return trustme.CA()
@@ -89,6 +95,7 @@ def _setup(
     pki: trustme.CA,
     a_leaf: trustme.LeafCert | None,
     b_names: tuple[str, ...] = ("mx.b.test", "localhost"),
+    b_expired: bool = False,
     **send: Any,
 ) -> tuple[Config, Config]:
     ca_path = workdir / "partners-ca.pem"
@@ -98,7 +105,7 @@ def _setup(
     b_port, a_port = free_port(), free_port()
     config_b = _gateway_b(workdir / "b", b_port, sink, ca_path)
     config_a = _gateway_a(workdir / "a", a_port, b_port, ca_path, **send)
-    _install(config_b, pki.issue_cert(*b_names), workdir / "b")
+    _install(config_b, pki.issue_cert(*b_names, **(_EXPIRED if b_expired else {})), workdir / "b")
     if a_leaf is not None:
         _install(config_a, a_leaf, workdir / "a")
     return config_a, config_b
@@ -117,7 +124,14 @@ def test_partners_exchange_mail_over_mutual_tls(workdir: Path, sink: SmtpSink, p
 
 
 @pytest.mark.parametrize(
-    "case", ["no-client-certificate", "client-certificate-from-another-ca", "wrong-server-name"]
+    "case",
+    [
+        "no-client-certificate",
+        "client-certificate-from-another-ca",
+        "expired-client-certificate",
+        "wrong-server-name",
+        "expired-server-certificate",
+    ],
 )
 def test_domain_security_failures_defer_and_never_fall_back_to_clear(
     workdir: Path, sink: SmtpSink, pki: trustme.CA, case: str
@@ -125,11 +139,15 @@ def test_domain_security_failures_defer_and_never_fall_back_to_clear(
     leaf = {
         "no-client-certificate": None,
         "client-certificate-from-another-ca": trustme.CA().issue_cert("mx.a.test", "a.test"),
+        "expired-client-certificate": pki.issue_cert("mx.a.test", "a.test", **_EXPIRED),
         "wrong-server-name": pki.issue_cert("mx.a.test", "a.test"),
+        "expired-server-certificate": pki.issue_cert("mx.a.test", "a.test"),
     }[case]
     send = {"tls_client_certificate": False} if case == "no-client-certificate" else {}
     b_names = ("mx.other.test",) if case == "wrong-server-name" else ("mx.b.test", "localhost")
-    config_a, config_b = _setup(workdir, sink, pki, leaf, b_names, **send)
+    config_a, config_b = _setup(
+        workdir, sink, pki, leaf, b_names, b_expired=case == "expired-server-certificate", **send
+    )
     a_port = int(config_a.receive_connectors[0].bindings[0].rsplit(":", 1)[1])
     with InProcessGateway(config_b), InProcessGateway(config_a):
         _send_via_a(a_port)
@@ -138,6 +156,9 @@ def test_domain_security_failures_defer_and_never_fall_back_to_clear(
     # A partner certificate from another CA makes B end the TLS session after the handshake, which
     # A sees as a lost connection; deferred either way, and never retried in clear.
     expected = {"no-client-certificate": ("4.7.0",), "client-certificate-from-another-ca": ("4.7.", "4.4.2"),
-                "wrong-server-name": ("4.7.5",)}[case]  # fmt: skip
+                "expired-client-certificate": ("4.7.", "4.4.2"), "wrong-server-name": ("4.7.5",),
+                "expired-server-certificate": ("4.7.5",)}[case]  # fmt: skip
     assert any(code in reply for code in expected), reply
+    if case == "expired-server-certificate":
+        assert "expired" in reply, reply
     assert sink.messages() == []
