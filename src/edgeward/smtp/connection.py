@@ -36,6 +36,7 @@ import enum
 
 from edgeward.errors import ProtocolError
 from edgeward.smtp import replies as r
+from edgeward.smtp.commands import command_event, param_policy, render_helo
 from edgeward.smtp.data import DataReader, MessageBuffer, finish_bdat, finish_data
 from edgeward.smtp.events import (
     NEED_DATA,
@@ -46,24 +47,14 @@ from edgeward.smtp.events import (
     Data,
     Event,
     Helo,
-    Help,
     MailFrom,
     NeedData,
-    Noop,
     ProtocolViolation,
-    Quit,
     RcptTo,
-    Rset,
     StartTls,
-    Vrfy,
 )
 from edgeward.smtp.parse import (
-    ParamPolicy,
-    parse_auth,
     parse_bdat,
-    parse_helo,
-    parse_mail,
-    parse_rcpt,
     split_command,
 )
 from edgeward.smtp.settings import (
@@ -244,29 +235,9 @@ class ServerConnection:
             self._pos = 0
 
     def _render(self, event: Event, reply: Reply) -> bytes:
-        if not (isinstance(event, Helo) and 200 <= reply.code < 300):
-            return reply.to_bytes()
-        # RFC 2034 §3: no enhanced codes in replies to HELO/EHLO, nor on the extension lines.
-        lines = reply.text.split("\n")
-        if event.esmtp:
-            lines += self._extension_lines()
-        last = len(lines) - 1
-        text = "".join(f"{reply.code}{' ' if i == last else '-'}{line}\r\n" for i, line in enumerate(lines))
-        return text.encode("utf-8", "replace")
-
-    def _extension_lines(self) -> list[str]:
-        ext = self.extensions
-        lines = ["PIPELINING"] if ext.pipelining else []
-        lines += [f"SIZE {ext.size}" if ext.size > 0 else "SIZE", "8BITMIME"]
-        lines += ["SMTPUTF8"] if ext.smtputf8 else []
-        lines += ["ENHANCEDSTATUSCODES"]
-        lines += ["STARTTLS"] if ext.starttls and not self._tls else []
-        lines += ["CHUNKING"] if ext.chunking else []
-        lines += ["DSN"] if ext.dsn else []
-        lines += ["REQUIRETLS"] if ext.requiretls and self._tls else []
-        if ext.auth_mechanisms and (self._tls or ext.auth_before_tls):  # AUTH only after STARTTLS
-            lines.append("AUTH " + " ".join(ext.auth_mechanisms))
-        return lines
+        if isinstance(event, Helo) and 200 <= reply.code < 300:
+            return render_helo(event, reply, self.extensions, tls=self._tls)
+        return reply.to_bytes()
 
     def _reset_transaction(self) -> None:
         self._mail = None
@@ -346,50 +317,16 @@ class ServerConnection:
         except ProtocolError as exc:
             return self._refuse(exc.reply)
 
-    def _policy(self) -> ParamPolicy:
-        ext = self.extensions
-        return ParamPolicy(
-            smtputf8=ext.smtputf8,
-            dsn=ext.dsn,
-            binarymime=ext.chunking,
-            auth=bool(ext.auth_mechanisms) and (self._tls or ext.auth_before_tls),
-            requiretls=ext.requiretls and self._tls,
-            max_size=self.limits.max_message_size,
-        )
-
     def _parse(self, kind: Input, arg: str) -> Event:
-        """The event for a command that is in sequence; raises ProtocolError on bad arguments."""
-        if kind in (Input.HELO, Input.EHLO):
-            return Helo(parse_helo(arg), esmtp=kind is Input.EHLO)
-        if kind is Input.MAIL:
-            path, params, size, body, smtputf8 = parse_mail(arg, self._policy())
-            return MailFrom(path.address, params, size, body, smtputf8, source_route=path.source_route)
-        if kind is Input.RCPT:
-            smtputf8 = self._mail is not None and self._mail.smtputf8
-            path, params = parse_rcpt(arg, self._policy(), smtputf8=smtputf8)
-            if self._recipients >= self.limits.max_recipients:
-                raise ProtocolError(r.TOO_MANY_RECIPIENTS)
-            return RcptTo(path.address, params, source_route=path.source_route)
-        if kind is Input.DATA:
-            if self._mail is not None and self._mail.body == "BINARYMIME":
-                raise ProtocolError(r.BINARYMIME_NEEDS_BDAT)
-            return Data()
-        if kind is Input.VRFY:
-            if not arg.strip(" "):
-                raise ProtocolError(r.VRFY_SYNTAX)
-            return Vrfy(arg.strip(" "))
-        if kind is Input.AUTH:
-            if self._authenticated:
-                raise ProtocolError(r.ALREADY_AUTHENTICATED)
-            return Auth(*parse_auth(arg))
-        simple: dict[Input, Event] = {
-            Input.RSET: Rset(),
-            Input.NOOP: Noop(),
-            Input.QUIT: Quit(),
-            Input.HELP: Help(arg.strip(" ")),
-            Input.STARTTLS: StartTls(),
-        }
-        return simple[kind]
+        return command_event(
+            kind,
+            arg,
+            policy=param_policy(self.extensions, self.limits, tls=self._tls),
+            mail=self._mail,
+            recipients=self._recipients,
+            max_recipients=self.limits.max_recipients,
+            authenticated=self._authenticated,
+        )
 
     def _read_auth_line(self) -> Event | NeedData:
         nl = self._buf.find(b"\n", self._pos, self._pos + MAX_AUTH_LINE + 2)
