@@ -406,11 +406,13 @@ async def _close(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None 
         transport.close()
     sock = transport.get_extra_info("socket")
     deadline = time.monotonic() + _CLOSE_WAIT
+    delay = 0.0  # a plain TCP transport closes on the next turn of the loop; TLS needs a reply
     while sock is not None and sock.fileno() != -1:
         if time.monotonic() >= deadline:
             transport.abort()  # type: ignore[attr-defined]
             return
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(delay)
+        delay = 0.005
 
 
 _CLOSE_WAIT = 2.0
