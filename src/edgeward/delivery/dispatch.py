@@ -9,6 +9,7 @@ restarts (RFC 8461 §5.1: a cached policy protects against an attacker who block
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -16,15 +17,19 @@ from pathlib import Path
 from edgeward.config.schema import Config, SendConnectorConfig
 from edgeward.delivery.client import SmtpClient
 from edgeward.delivery.drop import DropFolder
-from edgeward.delivery.mta_sts import MtaSts, SqliteStsCache
-from edgeward.delivery.results import RecipientResult
+from edgeward.delivery.mta_sts import MemoryStsCache, MtaSts, SqliteStsCache, StsCache
+from edgeward.delivery.results import Deferred, RecipientResult
 from edgeward.delivery.routing import Route
+from edgeward.errors import EdgewardError
 from edgeward.ports import Resolver
 from edgeward.queue.model import MessageRecord, RecipientRecord
-from edgeward.state.sqlite import DB_FILENAME, StateStore
+from edgeward.state.sqlite import DB_FILENAME, StateStore, StateStoreError
 from edgeward.tls.store import CertificateStore
+from edgeward.types import Reply
 
 __all__ = ["Deliver", "Dispatcher"]
+
+log = logging.getLogger(__name__)
 
 Deliver = Callable[
     [Route, MessageRecord, Sequence[RecipientRecord], bytes], Awaitable[dict[str, RecipientResult]]
@@ -53,27 +58,46 @@ class Dispatcher:
             return await folder.deliver(record, recipients, data)
         client = self._smtp.get(connector.name)
         if client is None:
-            client = SmtpClient(
-                connector,
-                helo_name=self._config.server.hostname,
-                resolver=self._resolver,
-                tls_context=self._tls_context,
-                client_cert=self._client_cert(connector) if connector.tls_client_certificate else None,
-                password=self._password(connector),
-                mta_sts=self._sts() if connector.mta_sts else None,
-                ca_file=self._sts_ca_file(),
-            )
+            try:
+                client = self._new_client(connector)
+            except (OSError, EdgewardError) as exc:
+                # A missing password file or unreadable CA file is the administrator's to fix:
+                # the mail waits for it (and says why) instead of counting as a crash.
+                log.error("send connector %s cannot be used: %s", connector.name, exc)
+                reply = Reply(451, "4.3.5", f"Send connector {connector.name} is misconfigured: {exc}")
+                return {r.address: Deferred(reply) for r in recipients}
             self._smtp[connector.name] = client
         return await client.deliver(route, record, recipients, data)
 
+    def _new_client(self, connector: SendConnectorConfig) -> SmtpClient:
+        return SmtpClient(
+            connector,
+            helo_name=self._config.server.hostname,
+            resolver=self._resolver,
+            tls_context=self._tls_context,
+            client_cert=self._client_cert(connector) if connector.tls_client_certificate else None,
+            password=self._password(connector),
+            mta_sts=self._sts() if connector.mta_sts else None,
+            ca_file=self._sts_ca_file(),
+        )
+
     def _sts(self) -> MtaSts | None:
         if self._mta_sts is None and self._resolver is not None:
-            self._state = StateStore(self._config.resolve(Path("state")) / DB_FILENAME)
-            self._state.connect()
+            cache: StsCache
+            try:
+                if self._state is None:
+                    state = StateStore(self._config.resolve(Path("state")) / DB_FILENAME)
+                    state.connect()
+                    self._state = state
+                cache = SqliteStsCache(self._state)
+            except (OSError, StateStoreError) as exc:
+                # Policies are still enforced, only not remembered across restarts.
+                log.warning("MTA-STS policy cache falls back to memory: %s", exc)
+                cache = MemoryStsCache()
             cfg = self._config.mta_sts
             self._mta_sts = MtaSts(
                 self._resolver,
-                SqliteStsCache(self._state),
+                cache,
                 https_port=cfg.https_port,
                 ca_file=self._sts_ca_file(),
                 timeout=cfg.fetch_timeout,
