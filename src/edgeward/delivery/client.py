@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from edgeward.config.schema import SendConnectorConfig
 from edgeward.delivery import dane
 from edgeward.delivery.mta_sts import MtaSts, StsPolicy
 from edgeward.delivery.mx import Target, targets
-from edgeward.delivery.pool import ConnectionPool, PoolKey
+from edgeward.delivery.pool import ConnectionPool, PoolKey, close_session, quit_session
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult
 from edgeward.delivery.routing import Route
 from edgeward.delivery.tlspolicy import Level, TlsPolicy, combine
@@ -118,7 +117,7 @@ class SmtpClient:
     ) -> dict[str, RecipientResult]:
         """Try the hosts of ``route`` until one gives final results for the recipients."""
         for stale in list(self._pool.expired()):
-            await _quit(stale)
+            await quit_session(stale)
         addresses = [r.address for r in recipients]
         if len(data) > self._connector.max_message_size:
             reply = Reply(552, "5.3.4", f"Message too big for send connector {self._connector.name}")
@@ -252,7 +251,7 @@ class SmtpClient:
                 outcome = await transaction(smtp, where, record, recipients, data)
             except (aiosmtplib.SMTPException, OSError):
                 # The next hop closed the idle connection: open a fresh one below.
-                await _close(smtp)
+                await close_session(smtp)
             else:
                 await self._release(key, smtp, sent + 1, outcome, detail)
                 return _with_detail(outcome, detail)
@@ -269,10 +268,10 @@ class SmtpClient:
             await smtp.connect(timeout=self._connector.connect_timeout)
         except aiosmtplib.SMTPResponseException as exc:
             # A 4xx or 5xx greeting: this host will not talk; the next one may.
-            await _close(smtp)
+            await close_session(smtp)
             return HostOutcome(reply=remote_reply(exc.code, exc.message, where), permanent=exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
-            await _close(smtp)
+            await close_session(smtp)
             return HostOutcome(reply=Reply(451, "4.4.1", f"Connection to {where} failed: {exc}"))
         outcome = HostOutcome()
         detail = ""
@@ -351,12 +350,12 @@ class SmtpClient:
     ) -> None:
         """Keep a healthy connection for the next message to the same host, or close it."""
         if not (outcome.reusable and smtp.is_connected and self._pool.give(key, smtp, sent, detail)):
-            await _quit(smtp)
+            await quit_session(smtp)
 
     async def close(self) -> None:
         """Close the idle connections (at shutdown)."""
         for smtp in self._pool.drain():
-            await _quit(smtp)
+            await quit_session(smtp)
 
 
 def _with_detail(outcome: HostOutcome, detail: str) -> HostOutcome:
@@ -377,42 +376,3 @@ async def _hello(smtp: aiosmtplib.SMTP, name: str) -> None:
             await smtp.helo(hostname=name)
         else:
             raise
-
-
-async def _quit(smtp: aiosmtplib.SMTP) -> None:
-    transport = smtp.transport
-    try:
-        if smtp.is_connected:
-            await smtp.quit(timeout=5.0)
-    except (aiosmtplib.SMTPException, OSError):
-        pass
-    finally:
-        await _close(smtp, transport)
-
-
-async def _close(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None) -> None:
-    """Close the session and wait until its socket is really closed.
-
-    Closing a TLS transport only starts the TLS shutdown: the socket closes once the peer's
-    close_notify arrives. Waiting for it (briefly; then the transport is aborted) means a
-    session is gone when its delivery ends, rather than whenever the peer answers, and a
-    peer that never answers cannot hold a descriptor.
-    """
-    transport = transport or smtp.transport
-    smtp.close()  # also when aiosmtplib already counts the session as gone
-    if transport is None:
-        return
-    if not transport.is_closing():
-        transport.close()
-    sock = transport.get_extra_info("socket")
-    deadline = time.monotonic() + _CLOSE_WAIT
-    delay = 0.0  # a plain TCP transport closes on the next turn of the loop; TLS needs a reply
-    while sock is not None and sock.fileno() != -1:
-        if time.monotonic() >= deadline:
-            transport.abort()  # type: ignore[attr-defined]
-            return
-        await asyncio.sleep(delay)
-        delay = 0.005
-
-
-_CLOSE_WAIT = 2.0

@@ -5,10 +5,12 @@ queue of mail for one next hop is sent over few connections instead (Exchange's
 SmtpMaxMessagesPerConnection, 20 by default; Postfix's connection cache). A connection goes
 back to the pool only after a transaction ended with a DATA reply, so the next MAIL starts a
 clean transaction; it is closed after ``max_messages`` messages or ``idle_timeout`` seconds idle.
+:func:`quit_session` and :func:`close_session` end a session so that its socket is really gone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -79,3 +81,42 @@ class ConnectionPool:
             for entry in stack:
                 yield entry.smtp
         self._idle.clear()
+
+
+async def quit_session(smtp: aiosmtplib.SMTP) -> None:
+    transport = smtp.transport
+    try:
+        if smtp.is_connected:
+            await smtp.quit(timeout=5.0)
+    except (aiosmtplib.SMTPException, OSError):
+        pass
+    finally:
+        await close_session(smtp, transport)
+
+
+async def close_session(smtp: aiosmtplib.SMTP, transport: asyncio.BaseTransport | None = None) -> None:
+    """Close the session and wait until its socket is really closed.
+
+    Closing a TLS transport only starts the TLS shutdown: the socket closes once the peer's
+    close_notify arrives. Waiting for it (briefly; then the transport is aborted) means a
+    session is gone when its delivery ends, rather than whenever the peer answers, and a
+    peer that never answers cannot hold a descriptor.
+    """
+    transport = transport or smtp.transport
+    smtp.close()  # also when aiosmtplib already counts the session as gone
+    if transport is None:
+        return
+    if not transport.is_closing():
+        transport.close()
+    sock = transport.get_extra_info("socket")
+    deadline = time.monotonic() + _CLOSE_WAIT
+    delay = 0.0  # a plain TCP transport closes on the next turn of the loop; TLS needs a reply
+    while sock is not None and sock.fileno() != -1:
+        if time.monotonic() >= deadline:
+            transport.abort()  # type: ignore[attr-defined]
+            return
+        await asyncio.sleep(delay)
+        delay = 0.005
+
+
+_CLOSE_WAIT = 2.0
