@@ -85,6 +85,16 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             f'_mta-sts.{label} IN TXT "v=STSv1; id=20261128;"\nmta-sts.{label} IN A 127.0.0.1\n'
         )
     plain_body += "nosts IN MX 10 mx.sts.plain.test.\n"
+    trials = (
+        ("trial", "mx.sts.plain.test."),
+        ("trialbad", "mx.trialbad.plain.test."),
+        ("trialother", "mx.sts.plain.test."),
+    )
+    for label, mx in trials:
+        plain_body += (
+            f"{label} IN MX 10 {mx}\nmx.{label} IN A 127.0.0.1\n"
+            f'_mta-sts.{label} IN TXT "v=STSv1; id=1;"\nmta-sts.{label} IN A 127.0.0.1\n'
+        )
     dns_server = start_validating_resolver(
         root / "dns",
         {"dane.test": dane.text, "plain.test": unsigned_zone("plain.test", plain_body)},
@@ -93,6 +103,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     )
 
     policies = {f"{label}.plain.test": enforce(f"mx.{label}.plain.test") for label in STS_DOMAINS}
+    policies["trial.plain.test"] = enforce("mx.sts.plain.test", mode="testing")
+    policies["trialbad.plain.test"] = enforce("mx.trialbad.plain.test", mode="testing")
+    policies["trialother.plain.test"] = enforce("mx.elsewhere.plain.test", mode="testing")
     https = PolicyHost(https_port, ca, policies)
 
     smtp_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -197,6 +210,22 @@ async def test_mta_sts_refuses_a_certificate_without_the_mx_name(world: World) -
     assert world.received_for("h@wrongname.plain.test") == []
     # Without MTA-STS the connector's opportunistic TLS takes the same host.
     assert isinstance(await _send(world, "h2@wrongname.plain.test"), Delivered)
+
+
+async def test_mta_sts_testing_delivers_and_reports_what_enforce_would_do(world: World) -> None:
+    good = await _send(world, "t1@trial.plain.test", mta_sts=True)
+    assert isinstance(good, Delivered), good
+    assert good.detail.endswith("not verified; MTA-STS testing: would pass"), good.detail
+    # The MX certificate does not name mx.trialbad.plain.test: delivered all the same, and said.
+    bad = await _send(world, "t2@trialbad.plain.test", mta_sts=True)
+    assert isinstance(bad, Delivered), bad
+    assert (
+        "MTA-STS testing: would fail (certificate would not verify for mx.trialbad.plain.test" in bad.detail
+    )
+    # A policy that lists another host is reported too.
+    unlisted = await _send(world, "t3@trialother.plain.test", mta_sts=True)
+    assert isinstance(unlisted, Delivered), unlisted
+    assert "would fail (MX host not listed in the policy" in unlisted.detail
 
 
 # -- REQUIRETLS --------------------------------------------------------------------------------

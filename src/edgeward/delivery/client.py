@@ -34,7 +34,7 @@ from typing import cast
 import aiosmtplib
 
 from edgeward.config.schema import SendConnectorConfig
-from edgeward.delivery import dane
+from edgeward.delivery import dane, peercert
 from edgeward.delivery.mta_sts import MtaSts, StsPolicy
 from edgeward.delivery.mx import Target, targets
 from edgeward.delivery.pool import ConnectionPool, PoolKey, close_session, quit_session
@@ -70,6 +70,8 @@ class _Hop:
     policy: TlsPolicy
     tlsa: dane.DanePolicy | None
     domain: str  # the next-hop domain for MX routing; empty for smart hosts
+    sts_testing: bool = False  # an MTA-STS policy in testing mode: report what enforce would refuse
+    sts_listed: bool = True  # the host is one the policy lists
 
 
 class SmtpClient:
@@ -211,7 +213,9 @@ class SmtpClient:
             sts_mode=sts.mode if sts is not None else None,
             dane_state=tlsa.state if tlsa is not None else None,
         )
-        return _Hop(target, policy, tlsa, route.next_hop if route.kind == "dns" else "")
+        testing = sts is not None and sts.mode == "testing"
+        listed = sts is None or sts.matches(target.host)
+        return _Hop(target, policy, tlsa, route.next_hop if route.kind == "dns" else "", testing, listed)
 
     async def _addresses(self, target: Target) -> list[str]:
         if target.from_dns and self._resolver is not None:
@@ -305,7 +309,7 @@ class SmtpClient:
         if not smtp.supports_extension("starttls"):
             if policy.mandatory:
                 raise _TlsRequired(f"TLS is required{why} but the host does not offer STARTTLS")
-            return "no TLS (not offered)"
+            return "no TLS (not offered)" + self._sts_report(hop, "no STARTTLS")
         try:
             await smtp.starttls(server_hostname=target.host, tls_context=self._context(policy.level))
         except aiosmtplib.SMTPResponseException as exc:
@@ -330,10 +334,28 @@ class SmtpClient:
             reason = dane.verify(tlsa.records, dane.peer_chain(ssl_object), names)
             if reason is not None:
                 raise _TlsRequired(f"DANE authentication failed: {reason}", "4.7.5")
+        report = ""
+        if hop.sts_testing and policy.level not in ("verify_hostname", "dane"):
+            problem = peercert.pkix_problem(dane.peer_chain(ssl_object), target.host, self._ca_file)
+            report = self._sts_report(hop, problem)
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         await _hello(smtp, self._helo)
         peer = f", peer {info.peer_subject}" if info.peer_subject else ""
-        return f"{info.version} {info.cipher}{peer}, {authenticated}{why}"
+        return f"{info.version} {info.cipher}{peer}, {authenticated}{why}{report}"
+
+    @staticmethod
+    def _sts_report(hop: _Hop, problem: str | None) -> str:
+        """For a testing MTA-STS policy: what ``enforce`` would make of this host (RFC 8461 §5)."""
+        if not hop.sts_testing:
+            return ""
+        if not hop.sts_listed:
+            problem = "MX host not listed in the policy" + (f", {problem}" if problem else "")
+        if problem is None:
+            return "; MTA-STS testing: would pass"
+        log.warning(
+            "MTA-STS (testing) for %s: %s would fail under enforce: %s", hop.domain, hop.target.host, problem
+        )
+        return f"; MTA-STS testing: would fail ({problem})"
 
     async def _login(self, smtp: aiosmtplib.SMTP) -> None:
         """Smart-host AUTH, only inside TLS: a password never crosses the wire in clear."""
