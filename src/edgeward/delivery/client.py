@@ -9,10 +9,9 @@ A failure before RCPT (no connection, greeting or EHLO refused, 4xx to MAIL, TLS
 as required) moves on to the next host. When every host was tried, the recipients are
 deferred with the last transient reply, or failed when every host refused permanently.
 
-TLS (:mod:`~edgeward.delivery.tlspolicy`): for DNS routing, the recipient domain's MTA-STS
-policy (RFC 8461) and each MX host's DANE records (RFC 7672) are looked up when the connector
-enables them, and REQUIRETLS (RFC 8689) is honoured for every route. An ``enforce`` MTA-STS
-policy also removes the MX hosts it does not list. Opportunistic TLS encrypts without checking
+TLS: the TLS each host must get comes from :mod:`~edgeward.delivery.hops` (the MTA-STS, DNSSEC
+and DANE lookups, REQUIRETLS's rules) and :mod:`~edgeward.delivery.tlspolicy` (their
+precedence); this module carries it out. Opportunistic TLS encrypts without checking
 the certificate (RFC 7435, Exchange's EncryptionOnly), and a failed handshake is retried in
 clear once, since the alternative is not delivering at all. Every stricter level never sends
 in clear: no STARTTLS, a refused one, a failed handshake or a certificate that does not
@@ -27,23 +26,21 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
 
 import aiosmtplib
 
 from edgeward.config.schema import SendConnectorConfig
 from edgeward.delivery import dane, peercert
-from edgeward.delivery.mta_sts import MtaSts, StsPolicy
+from edgeward.delivery.hops import Hop, HopPlanner
+from edgeward.delivery.mta_sts import MtaSts
 from edgeward.delivery.mx import Target, targets
 from edgeward.delivery.pool import ConnectionPool, PoolKey, close_session, quit_session
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult
 from edgeward.delivery.routing import Route
-from edgeward.delivery.tlspolicy import Level, TlsPolicy, combine
+from edgeward.delivery.tlspolicy import Level
 from edgeward.delivery.transaction import HostOutcome, remote_reply, transaction
 from edgeward.errors import DeliveryError
-from edgeward.net.dns import DnsResolver
 from edgeward.ports import Resolver, ResolverError
 from edgeward.queue.model import MessageRecord, RecipientRecord
 from edgeward.tls.context import client_context, describe
@@ -60,18 +57,6 @@ class _TlsRequired(Exception):
     def __init__(self, message: str, enhanced: str = "4.7.4") -> None:
         super().__init__(message)
         self.enhanced = enhanced
-
-
-@dataclass(frozen=True, slots=True)
-class _Hop:
-    """One host of a route and the TLS it must get."""
-
-    target: Target
-    policy: TlsPolicy
-    tlsa: dane.DanePolicy | None
-    domain: str  # the next-hop domain for MX routing; empty for smart hosts
-    sts_testing: bool = False  # an MTA-STS policy in testing mode: report what enforce would refuse
-    sts_listed: bool = True  # the host is one the policy lists
 
 
 class SmtpClient:
@@ -96,7 +81,7 @@ class SmtpClient:
         self._contexts: dict[str, ssl.SSLContext] = {}
         self._client_cert = client_cert if connector.tls_client_certificate else None
         self._password = password
-        self._mta_sts = mta_sts if connector.mta_sts else None
+        self._planner = HopPlanner(connector, resolver, mta_sts)
         # Trust anchors for every verifying level; the connector's own file first.
         self._ca_file = connector.tls_ca_file or ca_file
         self._pool = ConnectionPool(connector.max_messages_per_connection)
@@ -126,17 +111,16 @@ class SmtpClient:
             return dict.fromkeys(addresses, Failed(reply))
         try:
             hosts = await targets(route, self._resolver)
-            sts = await self._sts(route, record)
-            hosts = await self._vet_hosts(route, record, hosts, sts)
+            plan = await self._planner.prepare(route, record, hosts)
         except DeliveryError as exc:
             reply = exc.reply or Reply(451, "4.4.0", str(exc))
             return {a: (Failed(reply) if reply.is_permanent else Deferred(reply)) for a in addresses}
         last: Reply = Reply(451, "4.4.0", f"No host to try for {route.next_hop}")
         all_permanent = True
-        for target in hosts:
+        for target in plan.hosts:
             try:
                 ips = await self._addresses(target)
-                hop = await self._hop(route, record, target, sts)
+                hop = await self._planner.hop(plan, record, target)
             except ResolverError as exc:
                 last, all_permanent = (
                     Reply(451, "4.4.4", f"DNS lookup for {target.host} failed: {exc}"),
@@ -159,64 +143,6 @@ class SmtpClient:
             last = Reply(451, "4.4.0", f"{last.code} {last.enhanced or ''} {last.text}".replace("  ", " "))
         return dict.fromkeys(addresses, Deferred(last))
 
-    # -- policy lookups ------------------------------------------------------------------------
-
-    async def _sts(self, route: Route, record: MessageRecord) -> StsPolicy | None:
-        if self._mta_sts is None or route.kind != "dns" or (record.tls_optional and not record.require_tls):
-            return None
-        policy = await self._mta_sts.policy(route.next_hop)
-        return policy if policy is not None and policy.mode != "none" else None
-
-    async def _vet_hosts(
-        self, route: Route, record: MessageRecord, hosts: list[Target], sts: StsPolicy | None
-    ) -> list[Target]:
-        """Drop the MX hosts an enforced MTA-STS policy does not list; check REQUIRETLS's MX rule."""
-        domain = route.next_hop
-        if sts is not None:
-            listed = [t for t in hosts if sts.matches(t.host)]
-            unlisted = [t.host for t in hosts if t not in listed]
-            if unlisted and sts.mode == "testing":
-                log.warning("MTA-STS (testing) for %s does not list MX %s", domain, ", ".join(unlisted))
-            elif sts.mode == "enforce":
-                if not listed:
-                    reply = Reply(451, "4.7.5", f"No MX host of {domain} matches its MTA-STS policy")
-                    raise DeliveryError(reply.text, reply=reply)
-                hosts = listed
-        if record.require_tls and route.kind == "dns" and not (sts is not None and sts.mode == "enforce"):
-            # RFC 8689 §4.2.1: the MX answer itself must be authenticated, by DNSSEC or MTA-STS.
-            secure = isinstance(self._resolver, DnsResolver) and await self._mx_secure(domain)
-            if not secure:
-                reply = Reply(451, "4.7.10", f"REQUIRETLS: the MX hosts of {domain} are not authenticated")
-                raise DeliveryError(reply.text, reply=reply)
-        return hosts
-
-    async def _mx_secure(self, domain: str) -> bool:
-        try:
-            return await cast(DnsResolver, self._resolver).mx_secure(domain)
-        except ResolverError:
-            return False
-
-    async def _hop(self, route: Route, record: MessageRecord, target: Target, sts: StsPolicy | None) -> _Hop:
-        tlsa: dane.DanePolicy | None = None
-        if (
-            self._connector.dane
-            and route.kind == "dns"
-            and not (record.tls_optional and not record.require_tls)
-        ):
-            # Raises a transient ResolverError for bogus or unreachable DNS: the host is skipped.
-            resolver = cast(DnsResolver, self._resolver)
-            tlsa = await dane.lookup(resolver, route.next_hop, target.host, target.port)
-        policy = combine(
-            self._connector.tls,
-            requiretls=record.require_tls,
-            tls_optional=record.tls_optional,
-            sts_mode=sts.mode if sts is not None else None,
-            dane_state=tlsa.state if tlsa is not None else None,
-        )
-        testing = sts is not None and sts.mode == "testing"
-        listed = sts is None or sts.matches(target.host)
-        return _Hop(target, policy, tlsa, route.next_hop if route.kind == "dns" else "", testing, listed)
-
     async def _addresses(self, target: Target) -> list[str]:
         if target.from_dns and self._resolver is not None:
             return list(await self._resolver.addresses(target.host))
@@ -236,7 +162,7 @@ class SmtpClient:
 
     async def _attempt(
         self,
-        hop: _Hop,
+        hop: Hop,
         ip: str,
         record: MessageRecord,
         recipients: Sequence[RecipientRecord],
@@ -298,7 +224,7 @@ class SmtpClient:
         finally:
             await self._release(key, smtp, 1, outcome, detail)
 
-    async def _secure(self, smtp: aiosmtplib.SMTP, hop: _Hop, where: str, *, tls: bool) -> str | None:
+    async def _secure(self, smtp: aiosmtplib.SMTP, hop: Hop, where: str, *, tls: bool) -> str | None:
         """EHLO and STARTTLS as the hop's policy demands: how the session is secured, for tracking,
         or None when an opportunistic handshake failed and the host should be tried in clear."""
         target, policy, tlsa = hop.target, hop.policy, hop.tlsa
@@ -309,7 +235,7 @@ class SmtpClient:
         if not smtp.supports_extension("starttls"):
             if policy.mandatory:
                 raise _TlsRequired(f"TLS is required{why} but the host does not offer STARTTLS")
-            return "no TLS (not offered)" + self._sts_report(hop, "no STARTTLS")
+            return "no TLS (not offered)" + hop.sts_report("no STARTTLS")
         try:
             await smtp.starttls(server_hostname=target.host, tls_context=self._context(policy.level))
         except aiosmtplib.SMTPResponseException as exc:
@@ -337,25 +263,11 @@ class SmtpClient:
         report = ""
         if hop.sts_testing and policy.level not in ("verify_hostname", "dane"):
             problem = peercert.pkix_problem(dane.peer_chain(ssl_object), target.host, self._ca_file)
-            report = self._sts_report(hop, problem)
+            report = hop.sts_report(problem)
         # RFC 3207 §4.2: forget what was learnt before TLS and ask again.
         await _hello(smtp, self._helo)
         peer = f", peer {info.peer_subject}" if info.peer_subject else ""
         return f"{info.version} {info.cipher}{peer}, {authenticated}{why}{report}"
-
-    @staticmethod
-    def _sts_report(hop: _Hop, problem: str | None) -> str:
-        """For a testing MTA-STS policy: what ``enforce`` would make of this host (RFC 8461 §5)."""
-        if not hop.sts_testing:
-            return ""
-        if not hop.sts_listed:
-            problem = "MX host not listed in the policy" + (f", {problem}" if problem else "")
-        if problem is None:
-            return "; MTA-STS testing: would pass"
-        log.warning(
-            "MTA-STS (testing) for %s: %s would fail under enforce: %s", hop.domain, hop.target.host, problem
-        )
-        return f"; MTA-STS testing: would fail ({problem})"
 
     async def _login(self, smtp: aiosmtplib.SMTP) -> None:
         """Smart-host AUTH, only inside TLS: a password never crosses the wire in clear."""

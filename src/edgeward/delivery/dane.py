@@ -75,16 +75,22 @@ class DanePolicy:
     state: Literal["none", "authenticate", "encrypt"]
 
 
-async def lookup(resolver: DaneResolver, domain: str, mx_host: str, port: int) -> DanePolicy:
+async def lookup(
+    resolver: DaneResolver, domain: str, mx_host: str, port: int, *, mx_secure: bool | None = None
+) -> DanePolicy:
     """The DANE policy for delivering mail for ``domain`` to ``mx_host``:``port``.
 
-    Raises a transient :class:`~edgeward.ports.ResolverError` when DNS fails or the data is
-    bogus; the caller then defers (RFC 7672 §2.1.1), never falls back to clear text.
+    ``mx_secure`` is what :meth:`DaneResolver.mx_secure` said of ``domain``, for a caller that
+    asked once for all the MX hosts of a delivery; None asks here. Raises a transient
+    :class:`~edgeward.ports.ResolverError` when DNS fails or the data is bogus; the caller then
+    defers (RFC 7672 §2.1.1), never falls back to clear text.
     """
     none = DanePolicy((), "none")
     # §2.2.1: an insecure MX RRset could have been forged to point anywhere, so TLSA records
     # found at its target prove nothing.
-    if not await resolver.mx_secure(domain):
+    if mx_secure is None:
+        mx_secure = await resolver.mx_secure(domain)
+    if not mx_secure:
         return none
     # §2.2.2: TLSA records are looked up only for MX hosts whose addresses are secure.
     if not await resolver.host_secure(mx_host):

@@ -96,10 +96,7 @@ class DnsResolver:
         self._rng = rng or random.Random()  # load spreading, not security
 
     async def _query(self, name: str, rdtype: str, *, empty_ok: bool = True) -> list[Any]:
-        try:
-            qname = dns.name.from_text(name)
-        except (dns.exception.DNSException, ValueError) as exc:
-            raise ResolverError(f"invalid name {name!r}: {exc}", permanent=True) from None
+        qname = _qname(name)
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
@@ -114,10 +111,7 @@ class DnsResolver:
 
     async def _secure_query(self, name: str, rdtype: str) -> tuple[list[Any], bool]:
         """The records of ``name`` (none for NXDOMAIN or NODATA) and the answer's AD flag."""
-        try:
-            qname = dns.name.from_text(name)
-        except (dns.exception.DNSException, ValueError) as exc:
-            raise ResolverError(f"invalid name {name!r}: {exc}", permanent=True) from None
+        qname = _qname(name)
         try:
             answer = await self._dnssec.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN as exc:
@@ -230,6 +224,13 @@ def _make_resolver(
     resolver.timeout = timeout
     resolver.lifetime = timeout
     return resolver
+
+
+def _qname(name: str) -> dns.name.Name:
+    try:
+        return dns.name.from_text(name)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ResolverError(f"invalid name {name!r}: {exc}", permanent=True) from None
 
 
 def _authenticated(response: dns.message.Message | None) -> bool:
