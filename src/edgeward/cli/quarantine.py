@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from edgeward.cli.queue import ConfigOption, clean, console, duration, fail, load
+from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.quarantine.store import QuarantineStore
@@ -47,7 +48,7 @@ def list_(
     for e in entries:
         table.add_row(e.qid, duration(now - e.quarantined_at), str(e.scl), clean(e.mail_from or "<>"),
                       clean(", ".join(e.recipients))[:60], clean(e.subject)[:60], e.reason)  # fmt: skip
-    console().print(table)
+    print_table(console(), table, keep=[e.qid for e in entries])
     console().print(f"{len(entries)} message(s) in quarantine")
 
 
