@@ -83,7 +83,9 @@ def build_classifier(config: Config) -> SpamClassifier:
     model = config.resolve(cfg.model) if cfg.model is not None else None
     store = SqliteModelStateStore(content_state_path(config)) if cfg.learning else None
     words = CustomWords(cfg.good_words, cfg.bad_words)
-    return SpamClassifier.load(model, store=store, words=words, learning=cfg.learning)
+    return SpamClassifier.load(
+        model, store=store, words=words, learning=cfg.learning, refresh_interval=cfg.refresh_interval
+    )
 
 
 def build_agents(config: Config, spool: Spool, classifier: SpamClassifier | None = None) -> list[Agent]:

@@ -224,9 +224,7 @@ def config_check(
         label = ("error: ", "red") if p.severity == "error" else ("warning: ", "yellow")
         err.print(Text.assemble(label, str(p)))
     n_warnings = len(problems) - n_errors
-    counts = ", ".join(
-        f"{n} {word}(s)" for n, word in ((n_errors, "error"), (n_warnings, "warning")) if n
-    )
+    counts = ", ".join(f"{n} {word}(s)" for n, word in ((n_errors, "error"), (n_warnings, "warning")) if n)
     if n_errors or (strict and n_warnings):
         typer.echo(f"{config_path}: UNSAFE ({counts})")
         raise typer.Exit(1)
