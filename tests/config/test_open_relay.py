@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from edgeward.cli.init import render
 from edgeward.cli.main import app
 from edgeward.config.check import audit, errors
 from edgeward.config.load import parse_config
@@ -69,6 +70,13 @@ def test_relay_for_internet_wide_ranges_is_an_error(ranges: tuple[str, ...]) -> 
     [problem] = errors(audit(_config(_relay(*ranges))))
     assert problem.key == "receive_connectors[0] (relay)"
     assert "open relay" in problem.text
+
+
+@pytest.mark.parametrize("relay_from", ["0.0.0.0/1", "::ffff:0.0.0.0/96", "2000::/3"])
+def test_init_refuses_every_range_config_check_calls_an_open_relay(relay_from: str) -> None:
+    with pytest.raises(ValueError, match="open relay"):
+        render(hostname="mx.example.org", listen=["0.0.0.0:25"], accept_domains=["example.org"],
+               relay_from=["10.0.0.0/24", relay_from], smart_host=None)  # fmt: skip
 
 
 def test_relay_for_a_narrow_public_range_is_a_warning_and_internal_ranges_are_clean() -> None:

@@ -19,6 +19,7 @@ IPv6 ranges (``::ffff:0:0/96``) count as the IPv4 range they map, and a split su
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -70,6 +71,11 @@ def _internet_wide(net: Network) -> bool:
     return _holds_public(net) and net.prefixlen < _WIDEST_PREFIX[net.version]
 
 
+def internet_wide(ranges: Iterable[str]) -> list[str]:
+    """The ranges among ``ranges`` that relay permission must never be given to."""
+    return [r for r in ranges if _internet_wide(_network(r))]
+
+
 def serves_public(connector: ReceiveConnectorConfig) -> bool:
     """True when the connector's remote ranges hold addresses reachable from the internet."""
     return any(_holds_public(_network(r)) for r in connector.remote_ranges)
@@ -78,8 +84,7 @@ def serves_public(connector: ReceiveConnectorConfig) -> bool:
 def _relay(key: str, rc: ReceiveConnectorConfig) -> list[Problem]:
     if "relay" not in rc.permissions:
         return []
-    nets = [(r, _network(r)) for r in rc.remote_ranges]
-    wide = [r for r, net in nets if _internet_wide(net)]
+    wide = internet_wide(rc.remote_ranges)
     if wide:
         return [
             Problem(
@@ -89,7 +94,7 @@ def _relay(key: str, rc: ReceiveConnectorConfig) -> list[Problem]:
                 " send mail anywhere through this gateway; list only your own servers' ranges",
             )
         ]
-    public = [r for r, net in nets if _holds_public(net)]
+    public = [r for r in rc.remote_ranges if _holds_public(_network(r))]
     if public:
         return [
             Problem(
