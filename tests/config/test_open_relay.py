@@ -85,6 +85,14 @@ def test_relay_for_a_narrow_public_range_is_a_warning_and_internal_ranges_are_cl
     assert audit(_config(_relay("10.0.0.0/8", "192.168.0.0/16", "fd00::/8", "127.0.0.1/32"))) == []
 
 
+@pytest.mark.parametrize("domain", ["*", "*.com"])
+def test_an_accepted_wildcard_over_a_top_level_domain_is_an_error(domain: str) -> None:
+    config = parse_config({"accepted_domains": ["example.org", domain]})
+    [problem] = errors(audit(config))
+    assert problem.key == "accepted_domains[1]" and "open relay" in problem.text
+    assert errors(audit(parse_config({"accepted_domains": ["*.example.org"]}))) == []
+
+
 def test_observe_only_on_an_internet_connector_is_an_open_relay() -> None:
     internet = {"name": "internet"}
     [problem] = errors(audit(_config(internet, agents={"observe_only": True})))

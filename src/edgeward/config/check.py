@@ -5,9 +5,10 @@ so ``edgeward config check`` can flag it before it reaches production. Each find
 severity:
 
 - **error**: the gateway would be an open relay (relay rights for address ranges wider than any
-  one organisation holds, or agent verdicts not enforced on a connector that serves the
-  internet). ``config check`` exits 1 and ``serve`` (and SIGHUP) refuse such a configuration,
-  because an open relay is abused within hours of being found.
+  one organisation holds, agent verdicts not enforced on a connector that serves the internet,
+  or an accepted domain such as ``*.com`` that takes mail for strangers' domains).
+  ``config check`` exits 1 and ``serve`` (and SIGHUP) refuse such a configuration, because an
+  open relay is abused within hours of being found.
 - **warning**: weaker than it should be, with legitimate uses (a public range that may relay,
   TLS off, AUTH in clear text, no fsync, ...). Reported, never refused.
 
@@ -146,6 +147,17 @@ def audit(config: Config) -> list[Problem]:
             warn(key, "dane trusts the DNSSEC flag of a resolver reached over the network")
         if sc.dns_routing and sc.tls == "none" and (sc.mta_sts or sc.dane):
             warn(key, "tls = 'none' still sends in clear to domains without MTA-STS or DANE")
+    for i, domain in enumerate(config.accepted_domains):
+        # Mail to an accepted domain is taken from anyone; a wildcard over a whole top-level
+        # domain (or "*") accepts mail for strangers' domains: an open relay by another name.
+        if domain == "*" or (domain.startswith("*.") and "." not in domain[2:]):
+            out.append(
+                Problem(
+                    "error",
+                    f"accepted_domains[{i}]",
+                    f"{domain!r} accepts mail for every domain under it from anyone (an open relay)",
+                )
+            )
     if not config.accepted_domains:
         warn("accepted_domains", "empty: no mail from the internet will be accepted")
     if not config.queue.fsync:
