@@ -143,7 +143,8 @@ def test_serve_refuses_an_open_relay_before_binding(tmp_path: Path) -> None:
 
 def test_reload_keeps_the_running_configuration_when_the_new_one_is_an_open_relay(tmp_path: Path) -> None:
     path = _write(tmp_path / "edgeward.toml", "")
-    gateway = Gateway(parse_config({"accepted_domains": ["example.org"]}), config_path=path, deliver=False)
+    config = parse_config({"accepted_domains": ["example.org"], "server": {"data_dir": str(tmp_path)}})
+    gateway = Gateway(config, config_path=path, deliver=False)
     running = gateway.config
     _write(path, "[agents]\nobserve_only = true\n")
     gateway.reload()
