@@ -80,6 +80,15 @@ def test_quarantine_list_keeps_ids_whole(config_path: Path, columns: str) -> Non
     assert "2 message(s) in quarantine" in listing
 
 
+def test_quarantine_list_shows_markup_in_mail_as_text(config_path: Path) -> None:
+    store = QuarantineStore(load_config(config_path).resolve(Path("quarantine")), fsync=False)
+    subject = "[/x] [bold]offer[/bold] [link=http://e.example]here[/link]"
+    store.put(QuarantineEntry(qid="", mail_from="a@b.example", recipients=("u@example.org",),
+                              reason="content-filter", subject=subject), BODY)  # fmt: skip
+    listing = _invoke("200", "quarantine", "list", "-c", str(config_path))
+    assert subject in listing
+
+
 @WIDTHS
 def test_track_keeps_queue_ids_whole(config_path: Path, columns: str) -> None:
     log = TrackingLog(load_config(config_path).resolve(Path("log")), LoggingConfig())
