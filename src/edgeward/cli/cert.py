@@ -37,6 +37,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from edgeward.cli.tables import add_id_column, print_table
 from edgeward.tls.errors import CertificateError
@@ -279,11 +280,12 @@ def _table(infos: list[CertInfo], now: datetime) -> Table:
             expiry = f"[red]{expiry} (expired)[/red]"
         elif info.days_left(now) < 30:
             expiry = f"[yellow]{expiry}[/yellow]"
+        # Names come from certificates, which whoever made them chose: text, never markup.
         table.add_row(
             info.thumbprint,
-            info.subject,
-            ", ".join(info.sans),
-            "self-signed" if info.self_signed else info.issuer,
+            Text(info.subject),
+            Text(", ".join(info.sans)),
+            Text("self-signed" if info.self_signed else info.issuer),
             expiry,
             ", ".join(map(str, info.bindings)) or "-",
         )
