@@ -25,6 +25,7 @@ from pathlib import Path
 
 from edgeward.auth.throttle import Throttle
 from edgeward.auth.users import UserStore
+from edgeward.config.check import audit, errors
 from edgeward.config.load import load_config
 from edgeward.config.schema import Config
 from edgeward.content.classifier import SpamClassifier
@@ -33,6 +34,7 @@ from edgeward.content.words import CustomWords
 from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
+from edgeward.errors import ConfigError
 from edgeward.filters.agents.content import ContentFilter
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.rate import MessageRateLimit
@@ -81,7 +83,9 @@ def build_classifier(config: Config) -> SpamClassifier:
     model = config.resolve(cfg.model) if cfg.model is not None else None
     store = SqliteModelStateStore(content_state_path(config)) if cfg.learning else None
     words = CustomWords(cfg.good_words, cfg.bad_words)
-    return SpamClassifier.load(model, store=store, words=words, learning=cfg.learning)
+    return SpamClassifier.load(
+        model, store=store, words=words, learning=cfg.learning, refresh_interval=cfg.refresh_interval
+    )
 
 
 def build_agents(config: Config, spool: Spool, classifier: SpamClassifier | None = None) -> list[Agent]:
@@ -263,6 +267,8 @@ class Gateway:
             return
         try:
             config = load_config(self.config_path)
+            if unsafe := errors(audit(config)):
+                raise ConfigError("; ".join(map(str, unsafe)))  # what serve refuses at start
             env = self._build_env(config) if self.receive else None
         except Exception as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)

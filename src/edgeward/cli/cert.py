@@ -1,8 +1,11 @@
 """``edgeward cert``: create, request, import, list, bind, renew and remove TLS certificates.
 
 Owns the command-line face of ``edgeward.tls.store``; every decision lives in the store, and
-this module only parses options and prints. Every command takes ``--store DIR`` (the store
-folder, usually ``DATA_DIR/tls``; also ``EDGEWARD_TLS_STORE``).
+this module only parses options and prints. Every command finds the store as every other
+command group finds its data: ``-c/--config FILE`` after the sub-command (``edgeward cert list -c
+FILE``) uses that gateway's store; ``--store DIR`` names a store folder directly; without either,
+``EDGEWARD_TLS_STORE``, else the store of ``/etc/edgeward/edgeward.toml``. ``-c`` before the
+sub-command (``edgeward cert -c FILE list``), the older form, still works.
 
 Exit codes: 0 success, 2 bad input (usage errors, unknown thumbprint, wrong password, key not
 matching the certificate, expired certificate, a bound certificate to remove, an unreadable
@@ -34,7 +37,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from edgeward.cli.tables import add_id_column, print_table
 from edgeward.tls.errors import CertificateError
 from edgeward.tls.info import CertInfo
 from edgeward.tls.store import CertificateStore, PendingRequest
@@ -54,22 +59,21 @@ class Service(enum.StrEnum):
     https = "https"
 
 
+STORE_ENV = "EDGEWARD_TLS_STORE"
+
 StoreOption = Annotated[
-    Path,
-    typer.Option("--store", envvar="EDGEWARD_TLS_STORE", help="Certificate store folder (DATA_DIR/tls)."),
+    Path | None,
+    typer.Option("--store", help=f"Certificate store folder (DATA_DIR/tls); default: ${STORE_ENV}."),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Use this gateway's certificate store (default: /etc/edgeward/edgeward.toml)."
+    ),
 ]
 
 
-@cert_app.callback()
-def _from_config(
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="Use this gateway's certificate store (instead of --store)."),
-    ] = None,
-) -> None:
-    """Manage the gateway's TLS certificates."""
-    if config is None:
-        return
+def _configured_store(config: Path) -> Path:
     from edgeward.config.load import load_config
     from edgeward.errors import ConfigError
 
@@ -78,9 +82,33 @@ def _from_config(
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    # Sub-command options are read after this callback, so the store's environment variable
-    # serves as the default for their --store.
-    os.environ["EDGEWARD_TLS_STORE"] = str(loaded.resolve(loaded.tls.store))
+    return loaded.resolve(loaded.tls.store)
+
+
+def _store_dir(store: Path | None, config: Path | None) -> Path:
+    """The store folder: ``-c`` or ``--store`` (not both), else the environment, else the default config."""
+    if store is not None and config is not None:
+        typer.echo("error: give --store or --config, not both", err=True)
+        raise typer.Exit(2)
+    if store is not None:
+        return store
+    if config is not None:
+        return _configured_store(config)
+    if env := os.environ.get(STORE_ENV):
+        return Path(env)
+    from edgeward.config.load import DEFAULT_CONFIG_PATH
+
+    return _configured_store(DEFAULT_CONFIG_PATH)
+
+
+@cert_app.callback()
+def _from_config(config: ConfigOption = None) -> None:
+    """Manage the gateway's TLS certificates."""
+    if config is None:
+        return
+    # The older place for -c: sub-command options are read after this callback, so the store's
+    # environment variable carries it to them (an -c or --store after the sub-command wins).
+    os.environ[STORE_ENV] = str(_configured_store(config))
 
 
 SanOption = Annotated[list[str] | None, typer.Option("--san", help="Extra name or IP address (repeatable).")]
@@ -124,7 +152,8 @@ def _emit_request(request: PendingRequest, out: Path | None) -> None:
 @cert_app.command("new")
 def new(
     fqdn: Annotated[str, typer.Argument(help="Host name (FQDN) the certificate is for.")],
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     san: SanOption = None,
     key_type: KeyTypeOption = KeyType.rsa,
     key_size: KeySizeOption = 2048,
@@ -133,7 +162,7 @@ def new(
 ) -> None:
     """Create a self-signed certificate (CN = FQDN; SANs = FQDN, short name, --san)."""
     with _reported():
-        certs = CertificateStore(store)
+        certs = CertificateStore(_store_dir(store, config))
         info = certs.create_self_signed(
             fqdn, extra_sans=san or (), key_type=key_type.value, key_size=key_size, days=days
         )
@@ -148,7 +177,8 @@ def new(
 @cert_app.command("request")
 def request(
     fqdn: Annotated[str, typer.Argument(help="Host name (FQDN) to request a certificate for.")],
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     san: SanOption = None,
     key_type: KeyTypeOption = KeyType.rsa,
     key_size: KeySizeOption = 2048,
@@ -159,7 +189,7 @@ def request(
 ) -> None:
     """Make a key and a certificate signing request (PEM) for a CA."""
     with _reported():
-        pending = CertificateStore(store).request(
+        pending = CertificateStore(_store_dir(store, config)).request(
             fqdn,
             extra_sans=san or (),
             key_type=key_type.value,
@@ -172,7 +202,8 @@ def request(
 @cert_app.command("import")
 def import_(
     file: Annotated[Path, typer.Argument(help="PEM chain (leaf and intermediates) or PKCS#12 (.pfx/.p12).")],
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     key: Annotated[Path | None, typer.Option("--key", help="PEM key, if not in FILE or a request.")] = None,
     password: Annotated[
         str | None, typer.Option("--password", envvar="EDGEWARD_CERT_PASSWORD", help="PKCS#12/key password.")
@@ -193,7 +224,7 @@ def import_(
         secret = password
         if password_file is not None:
             secret = password_file.read_text().splitlines()[0] if password_file.stat().st_size else ""
-        certs = CertificateStore(store)
+        certs = CertificateStore(_store_dir(store, config))
         if pkcs12 or _looks_like_pkcs12(file):
             result = certs.import_pkcs12(file, secret, allow_expired=allow_expired)
         else:
@@ -213,12 +244,13 @@ def _looks_like_pkcs12(path: Path) -> bool:
 
 @cert_app.command("list")
 def list_(
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List certificates (soonest expiry first) and pending requests."""
     with _reported():
-        certs = CertificateStore(store)
+        certs = CertificateStore(_store_dir(store, config))
         infos, pending = certs.list(), certs.pending()
         now = certs.now()
     if as_json:
@@ -232,14 +264,14 @@ def list_(
         typer.echo(json.dumps(doc, indent=2))
         return
     console = Console()
-    console.print(_table(infos, now))
+    print_table(console, _table(infos, now), keep=[info.thumbprint for info in infos])
     for p in pending:
         console.print(f"pending request {p.id} for {', '.join(p.names)}: {p.csr_path}")
 
 
 def _table(infos: list[CertInfo], now: datetime) -> Table:
     table = Table(title="Certificates")
-    table.add_column("Thumbprint", no_wrap=True)
+    add_id_column(table, "Thumbprint")  # whole: a prefix is what 'cert enable' accepts, not what it shows
     for column in ("Subject", "SANs", "Issuer", "Not after", "Bindings"):
         table.add_column(column, overflow="fold")  # wrap, never cut: every character may matter
     for info in infos:
@@ -248,11 +280,12 @@ def _table(infos: list[CertInfo], now: datetime) -> Table:
             expiry = f"[red]{expiry} (expired)[/red]"
         elif info.days_left(now) < 30:
             expiry = f"[yellow]{expiry}[/yellow]"
+        # Names come from certificates, which whoever made them chose: text, never markup.
         table.add_row(
-            info.thumbprint[:16],
-            info.subject,
-            ", ".join(info.sans),
-            "self-signed" if info.self_signed else info.issuer,
+            info.thumbprint,
+            Text(info.subject),
+            Text(", ".join(info.sans)),
+            Text("self-signed" if info.self_signed else info.issuer),
             expiry,
             ", ".join(map(str, info.bindings)) or "-",
         )
@@ -262,14 +295,15 @@ def _table(infos: list[CertInfo], now: datetime) -> Table:
 @cert_app.command("enable")
 def enable(
     thumbprint: ThumbprintArg,
-    store: StoreOption,
     service: Annotated[Service, typer.Option("--service", help="Service to bind: smtp or https.")],
     connector: Annotated[str | None, typer.Option("--connector", help="Only for this connector.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Bind even if expired.")] = False,
+    store: StoreOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Bind a certificate to a service (or one connector of it)."""
     with _reported():
-        certs = CertificateStore(store)
+        certs = CertificateStore(_store_dir(store, config))
         previous = certs.enable(thumbprint, service.value, connector, force=force)
         info = certs.get(thumbprint)
     target = service.value if connector is None else f"{service.value} connector {connector!r}"
@@ -280,21 +314,23 @@ def enable(
 @cert_app.command("remove")
 def remove(
     thumbprint: ThumbprintArg,
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     force: Annotated[
         bool, typer.Option("--force", help="Remove even if bound (the bindings go too).")
     ] = False,
 ) -> None:
     """Delete a certificate and its key from the store."""
     with _reported():
-        CertificateStore(store).remove(thumbprint, force=force)
+        CertificateStore(_store_dir(store, config)).remove(thumbprint, force=force)
     typer.echo(f"removed {thumbprint}")
 
 
 @cert_app.command("renew")
 def renew(
     thumbprint: ThumbprintArg,
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     keep_old: Annotated[
         bool, typer.Option("--keep-old", help="Keep the old self-signed certificate.")
     ] = False,
@@ -302,7 +338,7 @@ def renew(
 ) -> None:
     """Renew: self-signed now (bindings move); CA-issued by writing a request with the same names."""
     with _reported():
-        certs = CertificateStore(store)
+        certs = CertificateStore(_store_dir(store, config))
         if certs.get(thumbprint).self_signed:
             new_thumb = certs.renew(thumbprint, keep_old=keep_old)
             typer.echo(new_thumb)
@@ -313,12 +349,13 @@ def renew(
 
 @cert_app.command("renew-due")
 def renew_due(
-    store: StoreOption,
+    store: StoreOption = None,
+    config: ConfigOption = None,
     within_days: Annotated[int, typer.Option("--within-days", help="Renew what expires within this.")] = 30,
 ) -> None:
     """Renew self-signed certificates that expire soon; warn about CA-issued ones (for a timer)."""
     with _reported():
-        report = CertificateStore(store).renew_due(within_days)
+        report = CertificateStore(_store_dir(store, config)).renew_due(within_days)
     for old, new_thumb in report.renewed:
         typer.echo(f"renewed {old} as {new_thumb}")
     _warn(report.warnings)

@@ -8,12 +8,12 @@ lands in a drop folder, so a first message can be sent with no other server.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import socket
 from pathlib import Path
 
+from edgeward.config.check import internet_wide
 from edgeward.config.load import parse_config
 from edgeward.config.schema import Config, split_hostport
 
@@ -109,10 +109,11 @@ def render(
     relay_from: list[str],
     smart_host: str | None,
 ) -> str:
-    for rng in relay_from:
-        net = ipaddress.ip_network(rng, strict=False)
-        if net.prefixlen == 0:
-            raise ValueError(f"--relay-from {rng} would make an open relay; name your own servers' ranges")
+    # The same rule config check applies, so init never writes what serve would refuse.
+    if wide := internet_wide(relay_from):
+        raise ValueError(
+            f"--relay-from {', '.join(wide)} would make an open relay; name your own servers' ranges"
+        )
     bindings = _toml(listen)
     relay = RELAY.format(bindings=bindings, ranges=_toml(relay_from)) if relay_from else ""
     if smart_host:

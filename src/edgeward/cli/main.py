@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from edgeward import __version__
 from edgeward.cli.cert import cert_app
@@ -63,11 +64,20 @@ def _load(path: Path) -> Config:
         raise fail(str(exc)) from None
 
 
-@app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", help="Print the version")] = False) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         typer.echo(__version__)
         raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    # Eager, so it answers before Click asks for a sub-command ("Missing command").
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version", is_eager=True, callback=_print_version)
+    ] = False,
+) -> None:
+    """Edgeward: a secure-by-default mail edge gateway."""
 
 
 @app.command()
@@ -125,6 +135,8 @@ def serve(
 ) -> None:
     """Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads)."""
     config = _load(config_path)
+    if role != "deliver":
+        _refuse_unsafe(config, config_path)
     logging.basicConfig(
         level=config.logging.level.upper(),
         format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
@@ -182,30 +194,74 @@ def config_show(
     typer.echo(json.dumps(config.model_dump(mode="json"), indent=2))
 
 
+def _refuse_unsafe(config: Config, config_path: Path) -> None:
+    """``serve`` does not start what ``config check`` calls an error (an open relay)."""
+    from edgeward.config.check import audit, errors
+
+    found = errors(audit(config))
+    for problem in found:
+        err.print(Text.assemble(("error: ", "red"), str(problem)))
+    if found:
+        raise fail(f"{config_path}: refusing to serve an unsafe configuration (see 'edgeward config check')")
+
+
 @config_app.command("check")
-def config_check(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
-    """Validate the configuration; print every problem with its key."""
+def config_check(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors")] = False,
+) -> None:
+    """Validate the configuration and audit it for unsafe settings.
+
+    Exit codes: 0 no errors (warnings may be printed), 1 unsafe (errors, such as an open relay;
+    with --strict also warnings), 2 the file cannot be read or is invalid.
+    """
     from edgeward.config.check import audit
 
     config = _load(config_path)
-    warnings = audit(config)
-    for line in warnings:
-        err.print(f"[yellow]warning:[/yellow] {line}", markup=True, highlight=False)
-    typer.echo(f"{config_path}: OK" + (f" ({len(warnings)} warning(s))" if warnings else ""))
+    problems = audit(config)
+    n_errors = sum(p.severity == "error" for p in problems)
+    for p in problems:
+        label = ("error: ", "red") if p.severity == "error" else ("warning: ", "yellow")
+        err.print(Text.assemble(label, str(p)))
+    n_warnings = len(problems) - n_errors
+    counts = ", ".join(f"{n} {word}(s)" for n, word in ((n_errors, "error"), (n_warnings, "warning")) if n)
+    if n_errors or (strict and n_warnings):
+        typer.echo(f"{config_path}: UNSAFE ({counts})")
+        raise typer.Exit(1)
+    typer.echo(f"{config_path}: OK" + (f" ({counts})" if counts else ""))
 
 
 @agents_app.command("list")
-def agents_list(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+def agents_list(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text")] = False,
+) -> None:
     """Print the effective agent pipeline in the order it runs."""
-    from edgeward.filters.base import describe
+    from edgeward.filters.base import Stage, describe
     from edgeward.queue.spool import Spool
     from edgeward.runtime import build_agents
 
     config = _load(config_path)
     spool = Spool(config.resolve(Path("queue")), fsync=False)
-    for i, agent in enumerate(build_agents(config, spool), 1):
-        typer.echo(f"{i:>2}. {describe(agent)}")
+    agents = build_agents(config, spool)
     mode = "observe-only" if config.agents.observe_only else "enforcing"
+    if as_json:
+        doc = {
+            "mode": mode,
+            "timeout": config.agents.timeout,
+            "agents": [
+                {
+                    "name": a.name,
+                    "stages": [s.value for s in Stage if s in a.stages],
+                    "fail_open": a.fail_open,
+                }
+                for a in agents
+            ],
+        }
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    for i, agent in enumerate(agents, 1):
+        typer.echo(f"{i:>2}. {describe(agent)}")
     typer.echo(f"mode: {mode}; per-stage timeout {config.agents.timeout:g}s (451 4.3.0 on timeout or error)")
 
 

@@ -15,8 +15,10 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from edgeward.cli.queue import ConfigOption, clean, console, duration, fail, load
+from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.quarantine.store import QuarantineStore
@@ -45,9 +47,10 @@ def list_(
     table = Table("id", "age", "SCL", "sender", "recipients", "subject", "reason")
     now = time.time()
     for e in entries:
-        table.add_row(e.qid, duration(now - e.quarantined_at), str(e.scl), clean(e.mail_from or "<>"),
-                      clean(", ".join(e.recipients))[:60], clean(e.subject)[:60], e.reason)  # fmt: skip
-    console().print(table)
+        table.add_row(*map(Text, (e.qid, duration(now - e.quarantined_at), str(e.scl),  # mail text: no markup
+                      clean(e.mail_from or "<>"), clean(", ".join(e.recipients))[:60], clean(e.subject)[:60],
+                      e.reason)))  # fmt: skip
+    print_table(console(), table, keep=[e.qid for e in entries])
     console().print(f"{len(entries)} message(s) in quarantine")
 
 

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError, QueueError
@@ -163,7 +164,7 @@ def list_messages(
                 )
             )
         )
-    console().print(table)
+    print_table(console(), table, keep=[clean(r.id) for r in records])
 
 
 def _headers(spool: Spool, msg_id: str) -> list[str]:
@@ -216,7 +217,7 @@ def show(
     }
     for key, value in fields.items():
         meta.add_row(key, Text(clean(value)))
-    out.print(meta)
+    print_table(out, meta, keep=[clean(record.id), clean(record.message_id)])
     rcpts = Table("Recipient", "Status", "Attempts", "Last reply", "Notify")
     for r in record.recipients:
         cells = (r.address, r.status.value, str(r.attempts), r.last_reply, ",".join(r.notify) or "default")

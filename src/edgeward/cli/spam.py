@@ -13,7 +13,8 @@ options, reads messages (files, folders, mbox files, ``.tar.gz`` archives) and p
 
 * ``eval --ham P --spam P [--model M] [--roc-png FILE]``: precision, recall and FP rate at the
   reject threshold (SCL >= 7), ROC AUC, recall at 0.1 % and 1 % FP, counts per SCL.
-* ``classify PATH... [--json]``: one line per message: name, SCL, PCL, probability, findings.
+* ``classify PATH... [--json] [-c CONFIG]``: one line per message: name, SCL, PCL, probability,
+  findings; with ``-c`` rated as that gateway rates (its live model and custom words).
 * ``learn --spam|--ham PATH... [--state DB]``: update the live model in the state store.
 
 Exit codes: 0 success, 2 bad input (no messages, unlabelled path, unreadable or invalid model).
@@ -204,10 +205,18 @@ def classify(
     paths: Annotated[list[Path], typer.Argument(help="Messages: files, folders, mbox or .tar.gz.")],
     model: ModelOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    config_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="Rate as this gateway does: its live model and custom words (overrides --model).",
+        ),
+    ] = None,
 ) -> None:
     """Rate messages: SCL, PCL, probability and the strongest findings."""
     _check_paths(paths)
-    classifier = _load(model)
+    classifier = _load(model) if config_path is None else _gateway_classifier(config_path)
     for path in paths:
         for name, raw in iter_messages(path):
             verdict = classifier.score(raw)
@@ -226,6 +235,32 @@ def classify(
                 typer.echo(
                     f"{name}\tSCL={verdict.scl}\tPCL={verdict.pcl}\tp={verdict.probability:.4f}\t{shown}"
                 )
+
+
+def _gateway_classifier(config_path: Path) -> SpamClassifier:
+    from edgeward.config.load import load_config
+    from edgeward.content.words import CustomWords
+    from edgeward.errors import ConfigError
+    from edgeward.runtime import content_state_path
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    cfg = config.agents.content_filter
+    model = config.resolve(cfg.model) if cfg.model is not None else None
+    state = content_state_path(config)
+    words = CustomWords(cfg.good_words, cfg.bad_words)
+    try:
+        if not (cfg.learning and state.exists()):
+            return SpamClassifier.load(model, words=words, learning=False)
+        # Read once and let go: rating must not hold the gateway's state file open.
+        with SqliteModelStateStore(state) as store:
+            classifier = SpamClassifier.load(model, store=store, words=words, learning=False)
+        classifier.store = None
+        return classifier
+    except (OSError, ModelFormatError) as exc:
+        raise _fail(f"cannot load model: {exc}") from exc
 
 
 @spam_app.command()

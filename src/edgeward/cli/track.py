@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeward.cli.queue import clean, console, err_console, fail, load
+from edgeward.cli.tables import add_id_column, print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.logs.tracking import TrackingEvent, search
 from edgeward.ports import Clock, SystemClock
@@ -108,7 +109,10 @@ def track(
     if not rows:
         err_console().print("no matching entries")
         return
-    table = Table("Time", "Event", "ID", "Sender", "Recipients", "Reply / detail")
+    table = Table("Time", "Event")
+    add_id_column(table, "ID")
+    for column in ("Sender", "Recipients", "Reply / detail"):
+        table.add_column(column, overflow="fold")
     for e in rows:
         reply = " ".join(str(x) for x in (e.get("reply"), e.get("detail"), e.get("next_hop")) if x)
         cells = (
@@ -120,4 +124,4 @@ def track(
             reply,
         )
         table.add_row(*(Text(clean(c)) for c in cells))
-    console().print(table)
+    print_table(console(), table, keep=[clean(str(e.get("msg_id", ""))) for e in rows])

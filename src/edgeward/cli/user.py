@@ -28,6 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from edgeward.auth.users import UserError, UserInfo, UserStore
+from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.errors import ConfigError
 from edgeward.state.sqlite import DB_FILENAME, StateStore, StateStoreError
@@ -180,7 +181,7 @@ def list_users(
         table.add_row(
             Text(_clean(u.name)), "disabled" if u.disabled else "enabled", _when(u.created), _when(u.updated)
         )
-    Console(highlight=False).print(table)
+    print_table(Console(highlight=False), table, keep=[_clean(u.name) for u in found])
 
 
 def _as_dict(user: UserInfo) -> dict[str, object]:

@@ -32,7 +32,7 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base: Path |
         problems = tuple(
             (
                 ".".join(str(p) for p in err["loc"]) or "(top level)",
-                err["msg"],
+                err["msg"].removeprefix("Value error, "),  # pydantic's label says nothing to an admin
                 _describe(err.get("input")),
             )
             for err in exc.errors()

@@ -374,14 +374,43 @@ class ContentFilterConfig(_Section):
     )
     max_size: Size = Field(11 * 1024 * 1024, description="Larger messages are not scanned (Exchange: 11 MB)")
     learning: bool = Field(True, description="Learn from released and reported messages")
+    refresh_interval: Duration = Field(
+        5.0, description="How often the gateway looks for a model taught by 'spam learn' or a release"
+    )
+
+
+# The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
+AGENT_NAMES = (
+    "back-pressure", "message-rate", "message-size", "sender-authority", "relay-control",
+    "local-recipients", "hop-count", "content-filter",
+)  # fmt: skip
+# Without relay-control every client may send anywhere: there is no safe reason to drop it, and
+# relay rights are granted by a connector's permissions instead.
+ALWAYS_ON_AGENTS = frozenset({"relay-control"})
 
 
 class AgentsConfig(_Section):
     observe_only: bool = Field(False, description="Log what agents would do without acting on it")
     timeout: Duration = Field(30.0, description="Time an agent may take per stage before 451 4.3.0")
-    disabled: tuple[str, ...] = Field((), description="Agent names to leave out of the pipeline")
+    disabled: tuple[str, ...] = Field(
+        (), description="Agent names to leave out of the pipeline (relay-control cannot be disabled)"
+    )
     local_recipients: LocalRecipientsConfig = LocalRecipientsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()
+
+    @field_validator("disabled")
+    @classmethod
+    def _known_agents(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [name for name in v if name not in AGENT_NAMES]
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            raise ValueError(f"unknown agent name(s) {names}; the agents are {', '.join(AGENT_NAMES)}")
+        if kept := sorted(ALWAYS_ON_AGENTS.intersection(v)):
+            raise ValueError(
+                f"{', '.join(kept)} cannot be disabled: without it any client may relay mail through this"
+                " gateway (an open relay); grant relay with a receive connector's permissions instead"
+            )
+        return v
 
 
 class LoggingConfig(_Section):

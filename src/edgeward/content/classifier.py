@@ -16,6 +16,12 @@ Learning (:meth:`SpamClassifier.learn`) updates the live model in a :class:`Mode
 one is given (read, update, write with optimistic versioning), else only in memory; it is a no-op
 when the classifier was built with ``learning=False``.
 
+A classifier built with a ``refresh_interval`` picks up what other processes taught the shared
+model: :meth:`SpamClassifier.refresh_if_due`, called before scoring, asks the store for the
+model's version at most once per interval and reloads the model when it changed, so the running
+gateway follows ``edgeward spam learn`` and quarantine releases without a SIGHUP. A store that
+cannot be read leaves the current model in use (logged), never failing the message.
+
 Usage::
 
     classifier = SpamClassifier.load()                       # the shipped default model
@@ -26,6 +32,9 @@ Usage::
 from __future__ import annotations
 
 import bisect
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,6 +56,8 @@ __all__ = ["SCL_CUTS", "ContentVerdict", "SpamClassifier", "default_model_path",
 SCL_CUTS: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20, 0.35, 0.60, 0.86, 0.98, 0.995)
 MAX_FINDINGS = 8
 LEARN_RETRIES = 5
+
+log = logging.getLogger("edgeward.content")
 
 
 def scl_from_probability(probability: float) -> int:
@@ -86,6 +97,8 @@ class SpamClassifier:
         model_name: str = "default",
         learning: bool = True,
         version: int = 0,
+        refresh_interval: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self.words = words or CustomWords()
@@ -93,6 +106,9 @@ class SpamClassifier:
         self.model_name = model_name
         self.learning = learning
         self.version = version
+        self.refresh_interval = refresh_interval
+        self._clock = clock
+        self._next_check = clock() + (refresh_interval or 0.0)
 
     @classmethod
     def load(
@@ -103,6 +119,7 @@ class SpamClassifier:
         model_name: str = "default",
         words: CustomWords | None = None,
         learning: bool = True,
+        refresh_interval: float | None = None,
     ) -> SpamClassifier:
         """The live model from ``store`` if it holds one, else the model file (default: shipped)."""
         stored = store.get(model_name) if store is not None else None
@@ -111,7 +128,15 @@ class SpamClassifier:
         else:
             model = LinearModel.from_bytes(Path(path or default_model_path()).read_bytes())
             version = 0
-        return cls(model, words=words, store=store, model_name=model_name, learning=learning, version=version)
+        return cls(
+            model,
+            words=words,
+            store=store,
+            model_name=model_name,
+            learning=learning,
+            version=version,
+            refresh_interval=refresh_interval,
+        )
 
     def refresh(self) -> bool:
         """Re-read the live model if another writer changed it; True if it was replaced."""
@@ -120,6 +145,26 @@ class SpamClassifier:
             return False
         self.model, self.version = LinearModel.from_bytes(stored.blob), stored.version
         return True
+
+    def refresh_if_due(self) -> bool:
+        """Reload the live model if the store's version moved; asks at most every refresh_interval."""
+        if self.store is None or self.refresh_interval is None:
+            return False
+        now = self._clock()
+        if now < self._next_check:
+            return False
+        self._next_check = now + self.refresh_interval
+        try:
+            if self.store.version(self.model_name) == self.version:
+                return False
+            replaced = self.refresh()
+        except Exception as exc:  # a locked, damaged or missing store must not fail the message
+            log.warning("could not read the live model %r, scoring with version %d: %s",
+                        self.model_name, self.version, exc)  # fmt: skip
+            return False
+        if replaced:
+            log.info("live model %r reloaded at version %d", self.model_name, self.version)
+        return replaced
 
     def score(self, raw: bytes) -> ContentVerdict:
         """Rate ``raw`` (the message as received, any line endings); never raises for bad MIME."""

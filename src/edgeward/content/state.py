@@ -8,6 +8,8 @@ The store holds opaque blobs (the model's ``.npz`` bytes) under a name, each wit
 grows by one per write. :meth:`ModelStateStore.put` takes the version the caller read: if another
 writer got there first it raises :class:`StaleModelError` and the caller re-reads and retries
 (optimistic concurrency: learning is rare, scoring is frequent, so nobody holds a lock).
+:meth:`ModelStateStore.version` is the cheap question a running gateway asks every few seconds
+to learn whether another process (``spam learn``, a quarantine release) taught the model.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class ModelStateStore(Protocol):
         """Store ``blob`` if the current version is ``expected_version`` (0: absent); new version."""
         ...
 
+    def version(self, name: str) -> int:
+        """The current version of ``name`` (0: absent), without reading the blob."""
+        ...
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS content_model (
@@ -69,6 +75,10 @@ class SqliteModelStateStore:
         if row is None:
             return None
         return StoredModel(bytes(row[0]), int(row[1]))
+
+    def version(self, name: str) -> int:
+        row = self._conn.execute("SELECT version FROM content_model WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else int(row[0])
 
     def put(self, name: str, blob: bytes, expected_version: int) -> int:
         conn = self._conn

@@ -9,6 +9,9 @@ Not scored (SCL -1, as Exchange stamps it): sessions with the ``bypass_antispam`
 (authenticated users, domain-secure partners, trusted servers), messages whose recipients are
 all bypassed, bypassed senders and sender domains, and messages over ``max_size``.
 
+Learning done elsewhere (``edgeward spam learn``, a quarantine release) reaches the running
+gateway within ``refresh_interval``: the classifier is asked to refresh before each message.
+
 Stamps: ``X-Edgeward-SCL`` and ``X-Edgeward-Antispam-Report`` (SCL, PCL, probability, top
 findings). The session removes any such header a client sent, so a stamp is always ours.
 """
@@ -65,6 +68,8 @@ class ContentFilter:
         if reason:
             finding = Finding("CONTENT_BYPASSED", self.name, reason)
             return Outcome(Action.CONTINUE, findings=(finding,), headers=((SCL_HEADER, "-1"),))
+        # Here, on the loop's thread, as the store's connection wants; cheap unless it changed.
+        self.classifier.refresh_if_due()
         if len(ctx.data) > INLINE_LIMIT:
             verdict = await asyncio.to_thread(self.classifier.score, ctx.data)
         else:
