@@ -16,7 +16,7 @@ def test_put_get_list_delete_expire(tmp_path: Path) -> None:
     assert (entry.qid, entry.scl, entry.size, data) == (qid, 9, 3, b"x\r\n")
     assert [e.qid for e in store.list()] == [qid]
     assert (tmp_path / "q" / f"{qid}.eml").stat().st_mode & 0o777 == 0o600
-    assert store.expire(older_than=entry.quarantined_at + 1) == 1
+    assert [e.qid for e in store.expire(older_than=entry.quarantined_at + 1)] == [qid]
     assert store.list() == []
     with pytest.raises(KeyError):
         store.delete(qid)

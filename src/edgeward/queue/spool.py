@@ -22,18 +22,29 @@ adds one to its ``crash_count`` and parks it in ``hold/`` (reason ``poison``) at
 A rename survives a process crash (the case a poison message causes) without an fsync, so
 claiming costs no disk flush.
 
+Unreadable entries (Mailman's "bad" queue): a record that does not parse, names another id, or
+cannot be opened (say a root-owned 0600 file an administrator's command left behind) is moved
+to ``corrupt/`` the moment a scan or a claim meets it, logged, and reported through
+``on_corrupt`` (the gateway writes a CORRUPT tracking event); so is a message whose data file
+cannot be read (:meth:`Spool.set_aside`). One bad file therefore never stops the scan that
+finds the others, and nothing is deleted: the folder, not the file's owner, decides whether it
+can be moved, so even a file the gateway cannot read is moved aside.
+
 Several processes share the spool (the gateway and the CLI). Every change of state is an atomic
 rename; an operator action first renames the file somewhere the queue manager never looks
 (``hold/`` or ``tmp/``) and only then rewrites it, so the two never write the same file. A file
 that vanished between listing and acting is reported as ``KeyError`` or skipped.
 
 Security: message files are private (0600 in 0700 folders), created with ``O_EXCL`` and
-``O_NOFOLLOW``; ids from outside are validated before they become file names.
+``O_NOFOLLOW``; ids from outside are validated before they become file names. Run as root (an
+administrator's command), the spool gives every file and folder it creates to the owner of the
+spool folder before publishing it (``config.ownership``), so the gateway can always read it.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import secrets
 from collections.abc import Callable
@@ -41,6 +52,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
+from edgeward.config.ownership import service_owner
 from edgeward.errors import QueueError
 from edgeward.ports import Clock, SystemClock
 from edgeward.queue.commit import GroupCommitter
@@ -57,6 +69,8 @@ from edgeward.queue.recovery import RecoveryReport, recover_spool
 
 __all__ = ["RecoveryReport", "Spool"]
 
+log = logging.getLogger(__name__)
+
 # The order load() looks in: the folders a message passes through, in the order it does.
 _SEARCH = (QueueState.INCOMING, QueueState.ACTIVE, QueueState.DEFERRED, QueueState.HOLD, QueueState.CORRUPT)
 
@@ -72,9 +86,13 @@ class Spool:
         clock: Clock | None = None,
         poison_threshold: int = 2,
         on_commit: Callable[[int], None] | None = None,
+        on_corrupt: Callable[[str, str], None] | None = None,
     ) -> None:
-        """``on_commit`` is called (in the worker thread) with the size of each group commit."""
+        """``on_commit`` is called (in the worker thread) with the size of each group commit;
+        ``on_corrupt`` with the id and the reason of each entry moved to ``corrupt/``."""
         self.root = Path(root)
+        self.on_corrupt = on_corrupt
+        self._owner = service_owner(self.root)
         self._sync = fsync
         self._clock = clock if clock is not None else SystemClock()
         self._poison_threshold = poison_threshold
@@ -82,13 +100,14 @@ class Spool:
         self._tmp = self.root / "tmp"
         self._data = self.root / "data"
         self._dirs = {s: self.root / s.value for s in QueueState}
-        make_dirs(self._tmp, self._data, *self._dirs.values())
+        make_dirs(self.root, self._tmp, self._data, *self._dirs.values(), owner=self._owner)
         self._committer = GroupCommitter(
             tmp=self._tmp,
             data=self._data,
             incoming=self._dirs[QueueState.INCOMING],
             sync=fsync,
             on_commit=on_commit,
+            owner=self._owner,
         )
         self._cache: dict[tuple[QueueState, str], tuple[tuple[int, int, int], MessageRecord]] = {}
 
@@ -129,19 +148,29 @@ class Spool:
     # -- reading -------------------------------------------------------------------------------
 
     def _read(self, state: QueueState, msg_id: str) -> MessageRecord:
-        """Read one record (FileNotFoundError if it moved); unreadable ones come back as CORRUPT."""
+        """Read one record (FileNotFoundError if it moved); unreadable ones come back as CORRUPT.
+
+        Other ``OSError``s (EMFILE, EIO) propagate: they say nothing about the file itself, so
+        they must not get a good message moved aside.
+        """
         path = self._meta(state, msg_id)
-        raw = path.read_bytes()
         try:
-            return decode_record(raw, state)
+            raw = path.read_bytes()
+        except (PermissionError, IsADirectoryError) as exc:
+            return self._placeholder(msg_id, f"unreadable: {exc.strerror}")
+        try:
+            record = decode_record(raw, state)
         except ValueError as exc:
             return self._placeholder(msg_id, f"corrupt: {exc}")
+        if record.id != msg_id:
+            return self._placeholder(msg_id, f"corrupt: the record names id {record.id}")
+        return record
 
     def _placeholder(self, msg_id: str, reason: str) -> MessageRecord:
         try:
             st = self._data_path(msg_id).stat()
             size, when = st.st_size, st.st_mtime
-        except FileNotFoundError:
+        except (OSError, ValueError):  # gone, or a name no data file can have
             size, when = 0, 0.0
         return MessageRecord(msg_id, "", (), when, size, hold_reason=reason, state=QueueState.CORRUPT)
 
@@ -177,8 +206,38 @@ class Spool:
     def export(self, msg_id: str) -> bytes:
         return self.read_data(msg_id)
 
+    def set_aside(self, msg_id: str, state: QueueState, reason: str) -> bool:
+        """Move the metadata of ``msg_id`` from ``state`` to ``corrupt/``, log and report it.
+
+        Returns False if the file had moved on already. Never overwrites an earlier corrupt
+        entry of the same name: the newcomer gets a suffix.
+        """
+        src = self._meta(state, msg_id)
+        dst = self._meta(QueueState.CORRUPT, msg_id)
+        if dst.exists():
+            # A dot is never part of an id, so recovery still ties this file to its data.
+            dst = self._dirs[QueueState.CORRUPT] / f"{msg_id}.{secrets.token_hex(4)}.json"
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            return False
+        self._cache.pop((state, msg_id), None)
+        if self._sync:
+            sync_dir(self._dirs[QueueState.CORRUPT])
+        log.error("queue entry %s moved from %s/ to corrupt/: %s", msg_id, state.value, reason)
+        if self.on_corrupt is not None:
+            try:
+                self.on_corrupt(msg_id, f"{state.value}: {reason}")
+            except Exception:
+                log.exception("reporting corrupt entry %s failed", msg_id)
+        return True
+
     def _scan(self, state: QueueState) -> list[MessageRecord]:
-        """Records of one folder; unchanged files come from a cache keyed by inode, mtime and size."""
+        """Records of one folder; unchanged files come from a cache keyed by inode, mtime and size.
+
+        An unusable entry outside ``corrupt/`` is moved there and left out; an error that says
+        nothing about the entry (EMFILE, EIO) skips it for this scan only, with a warning.
+        """
         out: list[MessageRecord] = []
         seen: set[str] = set()
         try:
@@ -195,6 +254,12 @@ class Spool:
                 cached = self._cache.get((state, msg_id))
                 record = cached[1] if cached and cached[0] == key else self._read(state, msg_id)
             except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("cannot read queue entry %s/%s now: %s", state.value, entry.name, exc)
+                continue
+            if record.state is QueueState.CORRUPT and state is not QueueState.CORRUPT:
+                self.set_aside(msg_id, state, record.hold_reason)
                 continue
             self._cache[(state, msg_id)] = (key, record)
             seen.add(msg_id)
@@ -242,9 +307,14 @@ class Spool:
                 os.rename(self._meta(src, msg_id), active)
             except FileNotFoundError:
                 continue
-            record = self._read(QueueState.ACTIVE, msg_id)
+            try:
+                record = self._read(QueueState.ACTIVE, msg_id)
+            except OSError as exc:
+                # Not the file's fault (EMFILE, EIO): give it back for a later scan.
+                os.rename(active, self._meta(src, msg_id))
+                raise KeyError(f"{msg_id} cannot be read now: {exc}") from None
             if record.state is QueueState.CORRUPT:
-                os.rename(active, self._meta(QueueState.CORRUPT, msg_id))
+                self.set_aside(msg_id, QueueState.ACTIVE, record.hold_reason)
                 raise KeyError(f"{msg_id} has unreadable metadata; moved to corrupt/")
             return record
         raise KeyError(msg_id)
@@ -252,7 +322,7 @@ class Spool:
     def _rewrite(self, record: MessageRecord, state: QueueState) -> None:
         """Durably replace the metadata file of ``record`` in the folder ``state``."""
         tmp = self._tmp_path(record.id, "upd")
-        write_new(tmp, encode_record(record), sync=self._sync)
+        write_new(tmp, encode_record(record), sync=self._sync, owner=self._owner)
         try:
             os.replace(tmp, self._meta(state, record.id))
         except OSError:
@@ -312,6 +382,10 @@ class Spool:
             except FileNotFoundError:
                 continue
             record = self._read(QueueState.HOLD, msg_id)
+            if record.state is QueueState.CORRUPT:
+                # Rewriting the placeholder would destroy what is left of the record.
+                self.set_aside(msg_id, QueueState.HOLD, record.hold_reason)
+                raise QueueError(f"message {msg_id} has unreadable metadata; moved to corrupt/")
             self._rewrite(replace(record, hold_reason=reason, state=QueueState.HOLD), QueueState.HOLD)
             return
         raise KeyError(msg_id)
@@ -326,9 +400,10 @@ class Spool:
         src = self._locate(msg_id)
         if src not in (QueueState.HOLD, QueueState.CORRUPT):
             raise QueueError(f"message {msg_id} is not held (it is {src.value})")
-        raw = self._meta(src, msg_id).read_bytes()
         try:
-            record = decode_record(raw, src)
+            record = decode_record(self._meta(src, msg_id).read_bytes(), src)
+        except OSError as exc:
+            raise QueueError(f"message {msg_id} cannot be read ({exc.strerror})") from None
         except ValueError as exc:
             raise QueueError(
                 f"message {msg_id} has unreadable metadata ({exc}); export and remove it"
@@ -373,6 +448,8 @@ class Spool:
                 record = replace(decode_record(grabbed.read_bytes(), src), state=src)
             except ValueError as exc:
                 record = self._placeholder(msg_id, f"corrupt: {exc}")
+            except OSError as exc:
+                record = self._placeholder(msg_id, f"unreadable: {exc.strerror}")
             os.unlink(grabbed)
             unlink_quiet(self._data_path(msg_id))
             if self._sync:
