@@ -29,15 +29,17 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from edgeward.config.ownership import make_private_dirs, service_owner
 from edgeward.errors import EdgewardError
+from edgeward.headers import parse_headers, sanitize
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
+from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, decode_record
 
-__all__ = ["CORRUPT_DIR", "QuarantineEntry", "QuarantineError", "QuarantineStore"]
+__all__ = ["CORRUPT_DIR", "QuarantineEntry", "QuarantineError", "QuarantineStore", "release_record"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,9 @@ class QuarantineEntry:
     client_ip: str = ""
     size: int = 0
     quarantined_at: float = field(default_factory=time.time)
+    # The queue record the message would have had (queue.model's JSON form), so a release
+    # re-queues it with its Message-ID, client, connector and DSN parameters intact.
+    queue_record: dict[str, Any] | None = None
 
 
 class QuarantineStore:
@@ -173,6 +178,35 @@ class QuarantineStore:
                     continue  # released or deleted meanwhile
                 gone.append(entry)
         return gone
+
+
+def release_record(entry: QuarantineEntry, data: bytes, *, msg_id: str, now: float) -> MessageRecord:
+    """The queue record of a released message: everything it arrived with, a new id and time.
+
+    ``received_at`` is the release, not the arrival: the queue's expiry must not count the
+    days the message spent in quarantine. An entry stored before the queue record was kept
+    gets what the entry has, and its Message-ID from the message's own header.
+    """
+    record: MessageRecord | None = None
+    if entry.queue_record is not None:
+        try:
+            raw = json.dumps({**entry.queue_record, "id": msg_id}).encode()
+            record = decode_record(raw, QueueState.INCOMING)
+        except (TypeError, ValueError):
+            record = None
+    if record is None:
+        message_id = sanitize(parse_headers(data).get("Message-ID").strip(), 500)
+        record = MessageRecord(
+            id=msg_id, mail_from=entry.mail_from,
+            recipients=tuple(RecipientRecord(address=r) for r in entry.recipients),
+            received_at=now, size=len(data), client_ip=entry.client_ip, message_id=message_id,
+            connector="quarantine",
+        )  # fmt: skip
+    fresh = tuple(RecipientRecord(r.address, notify=r.notify, orcpt=r.orcpt) for r in record.recipients)
+    return replace(
+        record, recipients=fresh, received_at=now, size=len(data), attempts=0, first_attempt_at=None,
+        next_attempt_at=0.0, delay_notified=False, crash_count=0, hold_reason="",
+    )  # fmt: skip
 
 
 class _Unusable(ValueError):
