@@ -64,7 +64,7 @@ class TaskSupervisor:
                     pause = self.first_pause
                 self.restarts[name] += 1
                 log.exception(
-                    "background task %s died (restart %d); starting it again in %.1fs",
+                    "background task %s died (restart %d); starting it again in %gs",
                     name, self.restarts[name], pause,
                 )  # fmt: skip
                 await asyncio.sleep(pause)
