@@ -55,6 +55,7 @@ from typing import BinaryIO
 from edgeward.config.ownership import service_owner
 from edgeward.errors import QueueError
 from edgeward.ports import Clock, SystemClock
+from edgeward.queue import actions
 from edgeward.queue.commit import GroupCommitter
 from edgeward.queue.files import make_dirs, sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import (
@@ -370,92 +371,19 @@ class Spool:
 
     def hold(self, msg_id: str, reason: str = "admin") -> None:
         """Hold a waiting message (Exchange's Suspend-Message). Not while it is being delivered."""
-        for _ in range(3):
-            src = self._locate(msg_id)
-            if src is QueueState.ACTIVE:
-                raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
-            if src is QueueState.CORRUPT:
-                raise QueueError(f"message {msg_id} has unreadable metadata and cannot be held")
-            try:
-                # Rename first: once in hold/ the queue manager never touches the file.
-                self._move(msg_id, src, QueueState.HOLD)
-            except FileNotFoundError:
-                continue
-            record = self._read(QueueState.HOLD, msg_id)
-            if record.state is QueueState.CORRUPT:
-                # Rewriting the placeholder would destroy what is left of the record.
-                self.set_aside(msg_id, QueueState.HOLD, record.hold_reason)
-                raise QueueError(f"message {msg_id} has unreadable metadata; moved to corrupt/")
-            self._rewrite(replace(record, hold_reason=reason, state=QueueState.HOLD), QueueState.HOLD)
-            return
-        raise KeyError(msg_id)
+        actions.hold(self, msg_id, reason)
 
     def release(self, msg_id: str) -> None:
-        """HOLD -> DEFERRED, due now. A CORRUPT message is released only if its metadata now
-        reads (an administrator repaired it) and its data exists; otherwise ``QueueError``.
-
-        ``crash_count`` is kept: a released poison message that crashes again is parked again
-        at once, rather than being allowed to crash the gateway ``poison_threshold`` more times.
-        """
-        src = self._locate(msg_id)
-        if src not in (QueueState.HOLD, QueueState.CORRUPT):
-            raise QueueError(f"message {msg_id} is not held (it is {src.value})")
-        try:
-            record = decode_record(self._meta(src, msg_id).read_bytes(), src)
-        except OSError as exc:
-            raise QueueError(f"message {msg_id} cannot be read ({exc.strerror})") from None
-        except ValueError as exc:
-            raise QueueError(
-                f"message {msg_id} has unreadable metadata ({exc}); export and remove it"
-            ) from None
-        if not self._data_path(msg_id).exists():
-            raise QueueError(f"message {msg_id} has no data file; remove it")
-        now = self._clock.now()
-        self._rewrite(replace(record, hold_reason="", next_attempt_at=now), src)
-        self._move(msg_id, src, QueueState.DEFERRED)
+        """HOLD (or repaired CORRUPT) -> DEFERRED, due now; see ``queue.actions.release``."""
+        actions.release(self, msg_id)
 
     def retry(self, msg_id: str | None = None) -> int:
-        """Make one or all DEFERRED messages due now by moving them to INCOMING (always due).
-
-        A plain rename: it races with nothing, and a retry lost in a power cut costs only a wait.
-        """
-        ids = [msg_id] if msg_id is not None else [r.id for r in self._scan(QueueState.DEFERRED)]
-        count = 0
-        for one in ids:
-            self._check(one)
-            try:
-                os.rename(self._meta(QueueState.DEFERRED, one), self._meta(QueueState.INCOMING, one))
-            except FileNotFoundError:
-                if msg_id is not None:
-                    self._locate(one)  # KeyError if it does not exist at all
-                continue
-            count += 1
-        return count
+        """Make one or all DEFERRED messages due now; returns how many."""
+        return actions.retry(self, msg_id)
 
     def remove(self, msg_id: str) -> MessageRecord:
         """Delete a message that is not being delivered; returns its record (e.g. for an NDR)."""
-        for _ in range(3):
-            src = self._locate(msg_id)
-            if src is QueueState.ACTIVE:
-                raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
-            grabbed = self._tmp_path(msg_id, "rm")
-            try:
-                # Into tmp/ first: a crash from here on leaves only what recover() deletes.
-                os.rename(self._meta(src, msg_id), grabbed)
-            except FileNotFoundError:
-                continue
-            try:
-                record = replace(decode_record(grabbed.read_bytes(), src), state=src)
-            except ValueError as exc:
-                record = self._placeholder(msg_id, f"corrupt: {exc}")
-            except OSError as exc:
-                record = self._placeholder(msg_id, f"unreadable: {exc.strerror}")
-            os.unlink(grabbed)
-            unlink_quiet(self._data_path(msg_id))
-            if self._sync:
-                sync_dir(self._dirs[src])
-            return record
-        raise KeyError(msg_id)
+        return actions.remove(self, msg_id)
 
     # -- start-up ------------------------------------------------------------------------------
 
