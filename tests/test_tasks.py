@@ -81,3 +81,13 @@ async def test_one_task_per_name() -> None:
     with pytest.raises(RuntimeError, match="already runs"):
         tasks.start("worker", work)
     await tasks.cancel()
+
+
+async def test_a_run_that_lasted_starts_the_pauses_afresh(caplog: pytest.LogCaptureFixture) -> None:
+    tasks = TaskSupervisor(first_pause=0.001, max_pause=1.0, healthy_after=0)
+    work = Flaky(deaths=3)
+    with caplog.at_level(logging.ERROR, logger="edgeward.tasks"):
+        tasks.start("worker", work)
+        await asyncio.wait_for(work.running.wait(), 30)
+    assert [r.getMessage().rsplit(" ", 1)[1] for r in caplog.records] == ["0.001s"] * 3
+    await tasks.cancel()
