@@ -72,6 +72,14 @@ def plant(spool: Spool, state: QueueState, kind: str) -> str:
     path = spool.root / state.value / f"{msg_id}.json"
     if kind == "directory":
         path.mkdir()  # unreadable as a file, even for root
+    elif kind == "fifo":
+        os.mkfifo(path)  # reading it would block the event loop for good
+    elif kind == "symlink":
+        elsewhere = spool.root.parent / f"{msg_id}.elsewhere"
+        elsewhere.write_bytes(
+            bad_bytes("wrong-id", msg_id, spool).replace(b"SOMEONEELSE0000000", msg_id.encode())
+        )
+        path.symlink_to(elsewhere)
     else:
         path.write_bytes(bad_bytes(kind, msg_id, spool))
     (spool.root / "data" / f"{msg_id}.eml").write_bytes(BODY)
@@ -92,7 +100,7 @@ def spool(tmp_path: Path, reported: Reported) -> Spool:
     return Spool(tmp_path / "spool", fsync=False, on_corrupt=reported)
 
 
-KINDS = ["garbage", "truncated", "empty", "wrong-id", "no-recipients", "directory"]
+KINDS = ["garbage", "truncated", "empty", "wrong-id", "no-recipients", "directory", "fifo", "symlink"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -128,8 +136,8 @@ async def test_due_skips_bad_entries_in_incoming_and_deferred(
 
 async def test_recovery_moves_bad_entries_of_every_folder(spool: Spool, reported: Reported) -> None:
     good = await spool.accept(good_record(spool), BODY)
-    bad = {plant(spool, s, k) for s in (QueueState.ACTIVE, QueueState.INCOMING, QueueState.DEFERRED,
-                                          QueueState.HOLD) for k in ("garbage", "directory")}  # fmt: skip
+    folders = (QueueState.ACTIVE, QueueState.INCOMING, QueueState.DEFERRED, QueueState.HOLD)
+    bad = {plant(spool, s, k) for s in folders for k in ("garbage", "directory", "fifo")}
     report = spool.recover()
     assert set(report.corrupt) == bad == reported.ids() == corrupt_names(spool)
     assert report.orphans_removed == 0  # the data of corrupt entries is kept

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -214,6 +215,8 @@ class _Unusable(ValueError):
 
 
 def _read(path: Path) -> QuarantineEntry:
+    if not stat.S_ISREG(path.lstat().st_mode):
+        raise _Unusable("not a regular file")  # a FIFO would block the read, a link lead elsewhere
     try:
         raw = path.read_bytes()
     except (PermissionError, IsADirectoryError) as exc:

@@ -18,6 +18,7 @@ This module is the spool's friend: it works on ``Spool``'s folders through its p
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +97,8 @@ def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
 def _unusable(spool: Spool, path: Path, state: QueueState, msg_id: str) -> MessageRecord | str | None:
     """The record at ``path``; or why it cannot be used; or None if the file is gone."""
     try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return "not a regular file"  # a FIFO would block the read, a link lead elsewhere
         record = decode_record(path.read_bytes(), state)
     except FileNotFoundError:
         return None

@@ -47,6 +47,7 @@ import builtins
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -155,6 +156,8 @@ class Spool:
         they must not get a good message moved aside.
         """
         path = self._meta(state, msg_id)
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return self._placeholder(msg_id, "not a regular file")  # a FIFO would block the read
         try:
             raw = path.read_bytes()
         except (PermissionError, IsADirectoryError) as exc:
@@ -250,7 +253,7 @@ class Spool:
                 continue
             msg_id = entry.name[:-5]
             try:
-                st = entry.stat()
+                st = entry.stat(follow_symlinks=False)
                 key = (st.st_ino, st.st_mtime_ns, st.st_size)
                 cached = self._cache.get((state, msg_id))
                 record = cached[1] if cached and cached[0] == key else self._read(state, msg_id)
