@@ -4,7 +4,9 @@ This is the only module that picks implementations (the file spool, the DNS reso
 SMTP delivery client) and wires them together. Everything below it receives its collaborators
 as arguments, which is what lets tests assemble the same parts with fakes or real servers.
 
-Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners;
+Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners
+(the background loops, queue manager, certificate upkeep and quarantine retention, run under a
+``TaskSupervisor`` that logs and restarts any that dies);
 ``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
 touching running ones; ``stop`` (SIGTERM) stops accepting, lets sessions and deliveries
 finish within the grace period, and returns. Bindings are fixed at start: changing them
@@ -14,7 +16,6 @@ needs a restart, which ``reload`` reports.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import socket
@@ -47,11 +48,13 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
-from edgeward.quarantine.store import QuarantineStore
+from edgeward.quarantine.retention import run_retention
+from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
 from edgeward.state.sqlite import DB_FILENAME, StateStore
+from edgeward.tasks import TaskSupervisor
 from edgeward.tls.context import server_context
 from edgeward.tls.store import CertificateStore
 from edgeward.tls.upkeep import check_certificates
@@ -152,6 +155,7 @@ class Gateway:
         self.tracking = TrackingLog(
             paths["log"], config.logging, name=LOG_NAME if receive else DELIVERY_LOG_NAME
         )
+        self.spool.on_corrupt = self._spool_corrupt
         self.agent_log = AgentLog(paths["log"], config.logging)
         self.dispatcher = self._new_dispatcher(config)
         self._background: set[asyncio.Task[None]] = set()
@@ -169,8 +173,7 @@ class Gateway:
             self.state.connect()
             self.users = UserStore(self.state)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
-        self._manager_task: asyncio.Task[None] | None = None
-        self._upkeep_task: asyncio.Task[None] | None = None
+        self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
 
     @staticmethod
@@ -200,7 +203,7 @@ class Gateway:
             tracking=self.tracking,
             tls_contexts=tls_contexts(config),
             handshake_timeout=config.tls.handshake_timeout,
-            quarantine=QuarantineStore(self.paths["quarantine"], fsync=config.queue.fsync),
+            quarantine=self._quarantine_store(config),
             on_queued=self._notify,
             protocol_logs=protocol_logs,
             postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
@@ -208,6 +211,23 @@ class Gateway:
             throttles=self._throttles(config),
         )
         return env, ConnectorTable(config.receive_connectors)
+
+    def _quarantine_store(self, config: Config) -> QuarantineStore:
+        return QuarantineStore(
+            self.paths["quarantine"], fsync=config.queue.fsync, on_corrupt=self._quarantine_corrupt
+        )
+
+    def _spool_corrupt(self, msg_id: str, reason: str) -> None:
+        self.tracking.event("CORRUPT", msg_id=msg_id, detail=f"queue {reason}")
+
+    def _quarantine_corrupt(self, name: str, reason: str) -> None:
+        self.tracking.event("CORRUPT", msg_id=name, detail=f"quarantine: {reason}")
+
+    def _quarantine_expired(self, entry: QuarantineEntry) -> None:
+        self.tracking.event(
+            "EXPIRE", msg_id=entry.qid, sender=entry.mail_from, recipients=entry.recipients,
+            client_ip=entry.client_ip, size=entry.size, detail="quarantine retention",
+        )  # fmt: skip
 
     def _throttles(self, config: Config) -> dict[str, Throttle]:
         """One failed-AUTH throttle per connector, kept across reloads so a reload is no amnesty."""
@@ -247,10 +267,19 @@ class Gateway:
             report = self.spool.recover(active_only=not self.receive)
             log.info("spool recovered: %s", report)
         if self.deliver:
-            self._manager_task = asyncio.create_task(self.manager.run(), name="queue-manager")
+            self.tasks.start("queue-manager", self.manager.run)
         if self.receive:
             await self.listener.start(sockets)
-            self._upkeep_task = asyncio.create_task(self._certificate_upkeep(), name="certificate-upkeep")
+            self.tasks.start("certificate-upkeep", self._certificate_upkeep)
+            retention_store = self._quarantine_store(self.config)
+            self.tasks.start(
+                "quarantine-retention",
+                lambda: run_retention(
+                    retention_store,
+                    lambda: self.config.agents.content_filter.quarantine_retention,
+                    self._quarantine_expired,
+                ),
+            )
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
 
     @property
@@ -312,15 +341,15 @@ class Gateway:
 
     async def stop(self) -> None:
         grace = self.config.server.shutdown_grace
-        if self._upkeep_task is not None:
-            self._upkeep_task.cancel()
+        self.tasks.retire()
+        await self.tasks.cancel("certificate-upkeep", "quarantine-retention")
         if self.receive:
             await self.listener.stop_accepting()
             await self.listener.drain(grace)
         await self.manager.stop(grace)
-        if self._manager_task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._manager_task, timeout=grace + 5)
+        if not await self.tasks.wait("queue-manager", grace + 5):
+            log.error("the queue manager did not stop within the grace period; cancelling it")
+        await self.tasks.cancel()
         await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()

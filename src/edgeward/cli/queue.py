@@ -2,7 +2,9 @@
 
 ``list``, ``show``, ``retry``, ``hold``, ``release``, ``remove`` and ``export`` act on the spool
 directly, so they work whether or not the gateway runs: every spool operation is an atomic
-rename, and the running queue manager rescans its folders.
+rename, and the running queue manager rescans its folders. Run as root, every file they write
+is given to the spool's owner (the service user), and ``hold``, ``release`` and ``remove`` write
+HOLD, RELEASE and REMOVE events to the tracking log (``cli.adminlog``).
 
 Security: everything shown comes from mail senders; control characters are escaped before they
 reach the terminal and nothing is interpreted as Rich markup. ``export`` writes a new 0600 file
@@ -25,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from edgeward.cli.adminlog import track_admin, track_record
 from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
@@ -90,15 +93,28 @@ def duration(seconds: float) -> str:
 # -- commands ----------------------------------------------------------------------------------
 
 
+def tracking_config(config_path: Path, spool_dir: Path | None) -> Config | None:
+    """The configuration naming the tracking log, if there is one (``--spool`` may go without)."""
+    if spool_dir is None or config_path.exists():
+        return load(config_path)
+    return None
+
+
 def open_spool(config_path: Path, spool_dir: Path | None) -> Spool:
     fsync, threshold = True, 2
-    if spool_dir is None:
-        config = load(config_path)
-        spool_dir = config.resolve(Path("queue"))
+    config = tracking_config(config_path, spool_dir)
+    if config is not None:
         fsync, threshold = config.queue.fsync, config.queue.poison_threshold
+    if spool_dir is None:
+        assert config is not None
+        spool_dir = config.resolve(Path("queue"))
     if not spool_dir.is_dir():
         fail(f"no queue at {spool_dir}")
-    return Spool(spool_dir, fsync=fsync, poison_threshold=threshold)
+
+    def corrupt(msg_id: str, reason: str) -> None:
+        track_admin(config, "CORRUPT", msg_id=msg_id, detail=f"queue {reason}")
+
+    return Spool(spool_dir, fsync=fsync, poison_threshold=threshold, on_corrupt=corrupt)
 
 
 def _unknown(msg_id: str) -> NoReturn:
@@ -248,15 +264,22 @@ def retry(
     typer.echo(f"{count} message(s) will be retried now")
 
 
-def _act(action: str, msg_id: str, config: Path, spool_dir: Path | None, **kw: str) -> Spool:
+def _act(action: str, msg_id: str, config: Path, spool_dir: Path | None, **kw: str) -> MessageRecord:
+    """Run ``Spool.<action>`` and return the record as it is afterwards (or was, if removed)."""
     spool = open_spool(config, spool_dir)
     try:
-        getattr(spool, action)(msg_id, **kw)
+        before = spool.load(msg_id)
+        result = getattr(spool, action)(msg_id, **kw)
     except KeyError:
         _unknown(msg_id)
     except QueueError as exc:
         fail(str(exc), code=1)
-    return spool
+    if isinstance(result, MessageRecord):
+        return result
+    try:
+        return spool.load(msg_id)
+    except KeyError:
+        return before  # already delivered or moved on by the running gateway
 
 
 @queue_app.command()
@@ -267,7 +290,8 @@ def hold(
     spool_dir: SpoolOption = None,
 ) -> None:
     """Hold a message: it is not delivered until released."""
-    _act("hold", msg_id, config, spool_dir, reason=reason)
+    record = _act("hold", msg_id, config, spool_dir, reason=reason)
+    track_record(tracking_config(config, spool_dir), "HOLD", record, detail=f"by administrator: {reason}")
     typer.echo(f"held {msg_id}")
 
 
@@ -276,7 +300,8 @@ def release(
     msg_id: IdArgument, config: ConfigOption = DEFAULT_CONFIG_PATH, spool_dir: SpoolOption = None
 ) -> None:
     """Release a held (or repaired corrupt) message for delivery now."""
-    _act("release", msg_id, config, spool_dir)
+    record = _act("release", msg_id, config, spool_dir)
+    track_record(tracking_config(config, spool_dir), "RELEASE", record, detail="by administrator")
     typer.echo(f"released {msg_id}")
 
 
@@ -290,8 +315,10 @@ def remove(
     spool_dir: SpoolOption = None,
 ) -> None:
     """Delete a message from the queue (with --ndr, tell the sender it was not delivered)."""
+    settings = tracking_config(config, spool_dir)
     if not ndr:
-        _act("remove", msg_id, config, spool_dir)
+        record = _act("remove", msg_id, config, spool_dir)
+        track_record(settings, "REMOVE", record, detail="by administrator, no report")
         typer.echo(f"removed {msg_id}")
         return
     spool = open_spool(config, spool_dir)
@@ -304,10 +331,12 @@ def remove(
         fail(str(exc), code=1)
     typer.echo(f"removed {msg_id}")
     if not record.mail_from:
+        track_record(settings, "REMOVE", record, detail="by administrator; no report to a null sender")
         typer.echo("no report: the sender is null")
         return
-    hostname = load(config).server.hostname if config.exists() else "localhost"
+    hostname = settings.server.hostname if settings is not None else "localhost"
     dsn_id = asyncio.run(_removal_ndr(spool, record, data, hostname))
+    track_record(settings, "REMOVE", record, detail=f"by administrator; failure notice queued as {dsn_id}")
     typer.echo(f"non-delivery report queued as {dsn_id}")
 
 

@@ -365,6 +365,9 @@ class ContentFilterConfig(_Section):
         False, description="Quarantine messages at or above quarantine_threshold"
     )
     quarantine_threshold: int = Field(9, ge=0, le=9, description="SCL at which messages are quarantined")
+    quarantine_retention: Duration = Field(
+        30 * 86400.0, description="Delete quarantined messages older than this; 0 keeps them forever"
+    )
     good_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 0")
     bad_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 9")
     bypassed_recipients: tuple[str, ...] = Field((), max_length=100, description="Recipients never filtered")

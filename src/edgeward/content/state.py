@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from edgeward.config.ownership import hand_over, make_private_dirs, service_owner
+
 __all__ = ["ModelStateStore", "SqliteModelStateStore", "StaleModelError", "StoredModel"]
 
 
@@ -62,9 +64,12 @@ class SqliteModelStateStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.path.parent, owner=service_owner(self.path.parent))
             # Learned statistics reveal what the site's mail looks like: owner-only.
             self.path.touch(mode=0o600)
+        # Made by root (spam learn, quarantine release): the gateway must still write it.
+        # SQLite gives its -wal and -shm files the owner of the database file.
+        hand_over(self.path)
         self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")

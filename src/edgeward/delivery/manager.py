@@ -18,6 +18,13 @@ A DSN is queued through ``Spool.accept`` with the null sender, so it is as durab
 message and is never bounced itself. DSNs are queued before the record is updated: a crash in
 between may send a DSN twice, never lose one.
 
+Unusable entries: a message whose data file is missing or cannot be read is moved to
+``corrupt/`` (``Spool.set_aside``, which the spool also does for unreadable metadata it meets
+while scanning), so one bad file is reported once and never blocks the others.
+
+The loop itself survives every exception (logged with its traceback, then the next scan
+follows as usual); the runtime's ``TaskSupervisor`` restarts the task should it die anyway.
+
 Crashes (Mailman's poison parking, Exchange's PoisonThreshold): an exception while delivering
 one message is logged and never stops the loop. The message's ``crash_count`` goes up by one
 and it is deferred, or parked in HOLD with reason ``poison`` at ``queue.poison_threshold``,
@@ -131,7 +138,12 @@ class QueueManager:
         """Deliver until :meth:`stop`."""
         while not self._stopping:
             self._wake.clear()
-            self.dispatch_due()
+            try:
+                self.dispatch_due()
+            except Exception:
+                # A scan that fails (a spool folder gone, a full file table) must not end
+                # delivery: say so loudly and look again at the next interval.
+                log.exception("queue scan failed; trying again in %.1fs", self._cfg.scan_interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._cfg.scan_interval)
 
@@ -190,11 +202,35 @@ class QueueManager:
 
     async def _process(self, msg_id: str) -> None:
         try:
+            await self._process_one(msg_id)
+        except Exception:
+            # Even recording a failure failed (the spool's folders unwritable): the message is
+            # left where it is, for the next scan or recover(); the loop carries on.
+            log.exception("handling %s failed; it is left in the spool as it is", msg_id)
+
+    async def _process_one(self, msg_id: str) -> None:
+        try:
             record = self._spool.claim(msg_id)
         except KeyError:
             return  # gone, held or corrupt since it was listed
+        except Exception:
+            log.exception("cannot claim %s; it stays where it is for the next scan", msg_id)
+            return
         try:
-            await self._attempt(record)
+            data = await asyncio.to_thread(self._spool.read_data, record.id)
+        except KeyError:
+            self._spool.set_aside(record.id, QueueState.ACTIVE, "the data file is missing")
+            return
+        except (PermissionError, IsADirectoryError) as exc:
+            reason = f"the data file cannot be read: {exc.strerror}"
+            self._spool.set_aside(record.id, QueueState.ACTIVE, reason)
+            return
+        except Exception as exc:
+            log.exception("cannot read the data of %s", msg_id)
+            self._crashed(record, exc)
+            return
+        try:
+            await self._attempt(record, data)
         except asyncio.CancelledError:
             # Shutdown: the attempt did not finish; make it due again, this was no crash.
             self._put_back(record)
@@ -225,8 +261,7 @@ class QueueManager:
         except Exception:
             log.exception("cannot record the crash of %s; it stays active for recover()", record.id)
 
-    async def _attempt(self, record: MessageRecord) -> None:
-        data = await asyncio.to_thread(self._spool.read_data, record.id)
+    async def _attempt(self, record: MessageRecord, data: bytes) -> None:
         open_rcpts = [r for r in record.recipients if not r.done]
         results: dict[str, RecipientResult] = {}
         routes: dict[str, tuple[Route, list[RecipientRecord]]] = {}

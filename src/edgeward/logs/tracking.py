@@ -30,6 +30,8 @@ LOG_NAME = "tracking"
 # The delivery process writes its own file (one writer per file, so rotation never races);
 # search() reads both and merges them by time.
 DELIVERY_LOG_NAME = "tracking-delivery"
+# Administrators' commands (queue hold/release/remove, quarantine release/delete) write theirs.
+ADMIN_LOG_NAME = "tracking-admin"
 
 
 class TrackingEvent(enum.Enum):
@@ -47,6 +49,7 @@ class TrackingEvent(enum.Enum):
     DISCARD = "DISCARD"  # accepted, then dropped by an agent's decision
     QUARANTINE = "QUARANTINE"  # accepted into quarantine
     REJECT = "REJECT"  # refused during the SMTP transaction
+    CORRUPT = "CORRUPT"  # an unreadable queue or quarantine entry was moved to corrupt/
 
 
 _EVENTS = frozenset(e.value for e in TrackingEvent)
@@ -106,7 +109,7 @@ def search(
     since: datetime | None = None,
     until: datetime | None = None,
     event: str | TrackingEvent | None = None,
-    name: str | tuple[str, ...] = (LOG_NAME, DELIVERY_LOG_NAME),
+    name: str | tuple[str, ...] = (LOG_NAME, DELIVERY_LOG_NAME, ADMIN_LOG_NAME),
 ) -> Iterator[dict[str, Any]]:
     """Entries of the current and rotated tracking files matching every criterion given, in order.
 

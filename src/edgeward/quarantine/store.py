@@ -6,25 +6,50 @@ the metadata last, so a listed entry always has its message. The quarantine mana
 web UI builds on ``list``/``get``/``release``/``delete``; releasing gives the message back to
 the caller, which re-queues it (and may teach the classifier it was not spam).
 
+An entry that cannot be used (metadata that does not parse, or a file the gateway may not read)
+is moved with its message to ``<root>/corrupt/`` when a listing meets it, logged and reported
+through ``on_corrupt``; it is never deleted and never hides the entries after it. Retention
+(:meth:`QuarantineStore.expire`) deletes entries older than a cut-off and returns them, so the
+caller can log and track each one (``quarantine.retention`` runs it in the gateway).
+
+Run as root (an administrator's command), files and folders the store creates are given to the
+owner of the quarantine folder (``config.ownership``).
+
 Security: quarantined content is never interpreted here; ids are checked before they become
 file names, so no id can reach outside the folder.
 """
 
 from __future__ import annotations
 
+import builtins
 import json
+import logging
 import os
 import re
 import secrets
+import stat
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgeward.config.ownership import make_private_dirs, service_owner
+from edgeward.errors import EdgewardError
+from edgeward.headers import parse_headers, sanitize
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
+from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, decode_record
+
+__all__ = ["CORRUPT_DIR", "QuarantineEntry", "QuarantineError", "QuarantineStore", "release_record"]
+
+log = logging.getLogger(__name__)
 
 _QID = re.compile(r"^[0-9a-z]{8,40}$")
+CORRUPT_DIR = "corrupt"
+
+
+class QuarantineError(EdgewardError):
+    """A quarantine entry exists but cannot be used (it has been moved to ``corrupt/``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +64,23 @@ class QuarantineEntry:
     client_ip: str = ""
     size: int = 0
     quarantined_at: float = field(default_factory=time.time)
+    # The queue record the message would have had (queue.model's JSON form), so a release
+    # re-queues it with its Message-ID, client, connector and DSN parameters intact.
+    queue_record: dict[str, Any] | None = None
 
 
 class QuarantineStore:
     """Quarantined messages in one folder."""
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, fsync: bool = True, on_corrupt: Callable[[str, str], None] | None = None
+    ) -> None:
+        """``on_corrupt`` is called with the name and the reason of each entry moved aside."""
         self.root = root
         self._sync = fsync
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.on_corrupt = on_corrupt
+        self._owner = service_owner(root)
+        make_private_dirs(root, owner=self._owner)
 
     def _path(self, qid: str, suffix: str) -> Path:
         if not _QID.match(qid):
@@ -59,8 +92,8 @@ class QuarantineStore:
         qid = f"{int(time.time() * 1000):x}{secrets.token_hex(5)}"
         meta = json.dumps({**asdict(entry), "qid": qid, "size": len(data)}).encode()
         tmp_data, tmp_meta = self.root / f".{qid}.eml.tmp", self.root / f".{qid}.json.tmp"
-        write_new(tmp_data, data, sync=self._sync)
-        write_new(tmp_meta, meta, sync=self._sync)
+        write_new(tmp_data, data, sync=self._sync, owner=self._owner)
+        write_new(tmp_meta, meta, sync=self._sync, owner=self._owner)
         os.rename(tmp_data, self._path(qid, ".eml"))
         os.rename(tmp_meta, self._path(qid, ".json"))
         if self._sync:
@@ -68,22 +101,64 @@ class QuarantineStore:
         return qid
 
     def get(self, qid: str) -> tuple[QuarantineEntry, bytes]:
+        """The entry and its message; ``KeyError`` if there is none, ``QuarantineError`` if it
+        cannot be used (it is then moved aside)."""
+        meta_path = self._path(qid, ".json")
         try:
-            meta = json.loads(self._path(qid, ".json").read_bytes())
+            entry = _read(meta_path)
             data = self._path(qid, ".eml").read_bytes()
         except FileNotFoundError:
+            if meta_path.exists():
+                self.set_aside(qid, "the message file is missing")
+                raise QuarantineError(f"quarantined message {qid} has no message file; set aside") from None
             raise KeyError(qid) from None
-        return _entry(meta), data
+        except _Unusable as exc:
+            self.set_aside(qid, str(exc))
+            raise QuarantineError(f"quarantined message {qid} cannot be used ({exc}); set aside") from None
+        except (PermissionError, IsADirectoryError) as exc:
+            self.set_aside(qid, f"the message file cannot be read: {exc.strerror}")
+            raise QuarantineError(f"quarantined message {qid} cannot be read; moved to corrupt/") from None
+        return entry, data
 
     def list(self) -> list[QuarantineEntry]:
         return sorted(self._entries(), key=lambda e: e.quarantined_at)
 
-    def _entries(self) -> Iterator[QuarantineEntry]:  # unreadable entries are skipped, not fatal
+    def _entries(self) -> Iterator[QuarantineEntry]:
         for path in self.root.glob("*.json"):
             try:
-                yield _entry(json.loads(path.read_bytes()))
-            except (OSError, ValueError, TypeError):
+                yield _read(path)
+            except FileNotFoundError:
+                continue  # released or deleted while we looked
+            except _Unusable as exc:
+                self.set_aside(path.name[: -len(".json")], str(exc))
+            except OSError as exc:  # not the entry's fault (EMFILE, EIO): look again next time
+                log.warning("cannot read quarantine entry %s now: %s", path.name, exc)
+
+    def set_aside(self, name: str, reason: str) -> None:
+        """Move entry ``name`` (metadata and message) to ``corrupt/``; log and report it."""
+        corrupt = self.root / CORRUPT_DIR
+        make_private_dirs(corrupt, owner=self._owner)
+        moved = False
+        for suffix in (".json", ".eml"):
+            src = self.root / f"{name}{suffix}"
+            dst = corrupt / f"{name}{suffix}"
+            if dst.exists():
+                dst = corrupt / f"{name}.{secrets.token_hex(4)}{suffix}"
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
                 continue
+            moved = True
+        if not moved:
+            return
+        if self._sync:
+            sync_dir(corrupt)
+        log.error("quarantine entry %s moved to %s/: %s", name, CORRUPT_DIR, reason)
+        if self.on_corrupt is not None:
+            try:
+                self.on_corrupt(name, reason)
+            except Exception:
+                log.exception("reporting corrupt quarantine entry %s failed", name)
 
     def delete(self, qid: str) -> None:
         meta, data = self._path(qid, ".json"), self._path(qid, ".eml")
@@ -93,14 +168,63 @@ class QuarantineStore:
         if self._sync:
             sync_dir(self.root)
 
-    def expire(self, older_than: float) -> int:
-        """Delete entries quarantined before ``older_than`` (epoch seconds); return how many."""
-        gone = 0
+    def expire(self, older_than: float) -> builtins.list[QuarantineEntry]:
+        """Delete entries quarantined before ``older_than`` (epoch seconds); return them."""
+        gone: list[QuarantineEntry] = []
         for entry in self.list():
             if entry.quarantined_at < older_than:
-                self.delete(entry.qid)
-                gone += 1
+                try:
+                    self.delete(entry.qid)
+                except KeyError:
+                    continue  # released or deleted meanwhile
+                gone.append(entry)
         return gone
+
+
+def release_record(entry: QuarantineEntry, data: bytes, *, msg_id: str, now: float) -> MessageRecord:
+    """The queue record of a released message: everything it arrived with, a new id and time.
+
+    ``received_at`` is the release, not the arrival: the queue's expiry must not count the
+    days the message spent in quarantine. An entry stored before the queue record was kept
+    gets what the entry has, and its Message-ID from the message's own header.
+    """
+    record: MessageRecord | None = None
+    if entry.queue_record is not None:
+        try:
+            raw = json.dumps({**entry.queue_record, "id": msg_id}).encode()
+            record = decode_record(raw, QueueState.INCOMING)
+        except (TypeError, ValueError):
+            record = None
+    if record is None:
+        message_id = sanitize(parse_headers(data).get("Message-ID").strip(), 500)
+        record = MessageRecord(
+            id=msg_id, mail_from=entry.mail_from,
+            recipients=tuple(RecipientRecord(address=r) for r in entry.recipients),
+            received_at=now, size=len(data), client_ip=entry.client_ip, message_id=message_id,
+            connector="quarantine",
+        )  # fmt: skip
+    fresh = tuple(RecipientRecord(r.address, notify=r.notify, orcpt=r.orcpt) for r in record.recipients)
+    return replace(
+        record, recipients=fresh, received_at=now, size=len(data), attempts=0, first_attempt_at=None,
+        next_attempt_at=0.0, delay_notified=False, crash_count=0, hold_reason="",
+    )  # fmt: skip
+
+
+class _Unusable(ValueError):
+    """The metadata file was read but is no quarantine entry."""
+
+
+def _read(path: Path) -> QuarantineEntry:
+    if not stat.S_ISREG(path.lstat().st_mode):
+        raise _Unusable("not a regular file")  # a FIFO would block the read, a link lead elsewhere
+    try:
+        raw = path.read_bytes()
+    except (PermissionError, IsADirectoryError) as exc:
+        raise _Unusable(f"unreadable: {exc.strerror}") from None
+    try:
+        return _entry(json.loads(raw))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise _Unusable(f"corrupt: {exc}") from None
 
 
 def _entry(meta: dict[str, Any]) -> QuarantineEntry:
@@ -108,4 +232,7 @@ def _entry(meta: dict[str, Any]) -> QuarantineEntry:
     values = {k: v for k, v in meta.items() if k in known}
     for key in ("recipients", "findings"):
         values[key] = tuple(values.get(key) or ())
-    return QuarantineEntry(**values)
+    entry = QuarantineEntry(**values)
+    if not _QID.match(str(entry.qid)) or not isinstance(entry.quarantined_at, (int, float)):
+        raise ValueError("not a quarantine entry")
+    return entry

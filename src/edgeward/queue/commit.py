@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeward.config.ownership import Owner
 from edgeward.errors import QueueError
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
 
@@ -47,8 +48,10 @@ class GroupCommitter:
         incoming: Path,
         sync: bool,
         on_commit: Callable[[int], None] | None = None,
+        owner: Owner | None = None,
     ) -> None:
         self._tmp, self._data, self._incoming = tmp, data, incoming
+        self._owner = owner
         self._sync = sync
         self._on_commit = on_commit
         self._pending: list[_Pending] = []
@@ -105,9 +108,9 @@ class GroupCommitter:
         data_path = self._data / f"{item.msg_id}.eml"
         tmp = self._tmp / f"{item.msg_id}.new.{secrets.token_hex(4)}"
         try:
-            write_new(data_path, item.data, sync=self._sync)
+            write_new(data_path, item.data, sync=self._sync, owner=self._owner)
             try:
-                write_new(tmp, item.meta, sync=self._sync)
+                write_new(tmp, item.meta, sync=self._sync, owner=self._owner)
             except OSError:
                 unlink_quiet(data_path)
                 raise

@@ -12,19 +12,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgeward.config.ownership import Owner, give_fd, make_private_dirs
+
 _CREATE = os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 # fdatasync flushes the data and the metadata needed to read it back (the size of a new file),
 # which is all a freshly written spool file needs; it skips timestamps. Not on every platform.
 _datasync = getattr(os, "fdatasync", os.fsync)
 
 
-def write_new(path: Path, data: bytes, *, sync: bool) -> None:
+def write_new(path: Path, data: bytes, *, sync: bool, owner: Owner | None = None) -> None:
     """Create ``path`` (which must not exist) holding ``data``; flushed to disk if ``sync``.
 
-    On failure the partial file is removed before the error propagates.
+    ``owner`` (an administrator's command running as root) gets the file before it is written,
+    so it is the service's by the time any rename publishes it. On failure the partial file is
+    removed before the error propagates.
     """
     fd = os.open(path, _CREATE, 0o600)
     try:
+        give_fd(fd, owner)
         view = memoryview(data)
         while view:
             # os.write may write less than asked (signals, some file systems): loop until done.
@@ -56,6 +61,5 @@ def unlink_quiet(path: Path) -> bool:
     return True
 
 
-def make_dirs(*paths: Path) -> None:
-    for path in paths:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+def make_dirs(*paths: Path, owner: Owner | None = None) -> None:
+    make_private_dirs(*paths, owner=owner)

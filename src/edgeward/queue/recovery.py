@@ -6,8 +6,9 @@ Run once by the gateway before it accepts or delivers anything (``Spool.recover(
 - ACTIVE records were mid-delivery when the process died: ``crash_count`` goes up by one and
   the message goes back to INCOMING, or to HOLD with reason ``poison`` once the count reaches
   the threshold (Exchange's PoisonThreshold, 2 by default; Mailman's shunt queue).
-- Records that do not parse, or whose data file is missing, move to CORRUPT. They are never
-  deleted: an administrator decides (``queue show``, ``queue export``, ``queue remove``).
+- Records that do not parse, cannot be opened, or whose data file is missing, move to CORRUPT
+  (``Spool.set_aside``: logged and reported). They are never deleted: an administrator decides
+  (``queue show``, ``queue export``, ``queue remove``).
 - Data files without metadata anywhere are orphans (a crash before the commit rename, or after
   a removal unlinked the metadata) and are deleted.
 
@@ -17,7 +18,9 @@ This module is the spool's friend: it works on ``Spool``'s folders through its p
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeward.queue.files import sync_dir, unlink_quiet
@@ -65,20 +68,20 @@ def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
     for state in (QueueState.ACTIVE, QueueState.INCOMING, QueueState.DEFERRED, QueueState.HOLD):
         for msg_id in _ids(spool._dirs[state], ".json"):
             path = spool._meta(state, msg_id)
-            try:
-                record = decode_record(path.read_bytes(), state)
-                ok = valid_id(msg_id) and record.id == msg_id and spool._data_path(msg_id).exists()
-            except ValueError:
-                ok = False
-            if not ok:
-                os.rename(path, spool._meta(QueueState.CORRUPT, msg_id))
-                corrupt.append(msg_id)
+            reason = _unusable(spool, path, state, msg_id)
+            if isinstance(reason, str):
+                if spool.set_aside(msg_id, state, reason):
+                    corrupt.append(msg_id)
                 known.add(msg_id)
                 continue
+            if reason is None:
+                continue  # moved by someone else meanwhile
+            record = reason
             known.add(msg_id)
             if state is QueueState.ACTIVE:
                 (poisoned if _requeue(spool, record) is QueueState.HOLD else requeued).append(msg_id)
-    known.update(_ids(spool._dirs[QueueState.CORRUPT], ".json"))
+    # "<id>.<suffix>.json" is a second corrupt entry of the same id (see Spool.set_aside).
+    known.update(name.partition(".")[0] for name in _ids(spool._dirs[QueueState.CORRUPT], ".json"))
 
     orphans = 0
     for msg_id in _ids(spool._data, ".eml"):
@@ -89,6 +92,28 @@ def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
         for folder in (spool._tmp, spool._data, *spool._dirs.values()):
             sync_dir(folder)
     return RecoveryReport(tuple(requeued), tuple(poisoned), tuple(corrupt), tmp_removed, orphans)
+
+
+def _unusable(spool: Spool, path: Path, state: QueueState, msg_id: str) -> MessageRecord | str | None:
+    """The record at ``path``; or why it cannot be used; or None if the file is gone."""
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return "not a regular file"  # a FIFO would block the read, a link lead elsewhere
+        record = decode_record(path.read_bytes(), state)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
+    except ValueError as exc:
+        return f"corrupt: {exc}"
+    if not valid_id(msg_id) or record.id != msg_id:
+        return f"corrupt: the record names id {record.id}"
+    try:
+        if not spool._data_path(msg_id).exists():
+            return "the data file is missing"
+    except OSError as exc:
+        return f"the data file cannot be checked: {exc.strerror}"
+    return record
 
 
 def _requeue(spool: Spool, record: MessageRecord) -> QueueState:
@@ -110,13 +135,14 @@ def _requeue_active(spool: Spool) -> RecoveryReport:
     corrupt: list[str] = []
     for msg_id in _ids(spool._dirs[QueueState.ACTIVE], ".json"):
         path = spool._meta(QueueState.ACTIVE, msg_id)
-        try:
-            record = decode_record(path.read_bytes(), QueueState.ACTIVE)
-        except (ValueError, FileNotFoundError):
-            if path.exists():
-                os.rename(path, spool._meta(QueueState.CORRUPT, msg_id))
+        reason = _unusable(spool, path, QueueState.ACTIVE, msg_id)
+        if reason is None:
+            continue
+        if isinstance(reason, str):
+            if spool.set_aside(msg_id, QueueState.ACTIVE, reason):
                 corrupt.append(msg_id)
             continue
+        record = reason
         (poisoned if _requeue(spool, record) is QueueState.HOLD else requeued).append(msg_id)
     if spool._sync:
         for state in (QueueState.ACTIVE, QueueState.INCOMING, QueueState.HOLD):

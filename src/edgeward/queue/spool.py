@@ -22,27 +22,41 @@ adds one to its ``crash_count`` and parks it in ``hold/`` (reason ``poison``) at
 A rename survives a process crash (the case a poison message causes) without an fsync, so
 claiming costs no disk flush.
 
+Unreadable entries (Mailman's "bad" queue): a record that does not parse, names another id, or
+cannot be opened (say a root-owned 0600 file an administrator's command left behind) is moved
+to ``corrupt/`` the moment a scan or a claim meets it, logged, and reported through
+``on_corrupt`` (the gateway writes a CORRUPT tracking event); so is a message whose data file
+cannot be read (:meth:`Spool.set_aside`). One bad file therefore never stops the scan that
+finds the others, and nothing is deleted: the folder, not the file's owner, decides whether it
+can be moved, so even a file the gateway cannot read is moved aside.
+
 Several processes share the spool (the gateway and the CLI). Every change of state is an atomic
 rename; an operator action first renames the file somewhere the queue manager never looks
 (``hold/`` or ``tmp/``) and only then rewrites it, so the two never write the same file. A file
 that vanished between listing and acting is reported as ``KeyError`` or skipped.
 
 Security: message files are private (0600 in 0700 folders), created with ``O_EXCL`` and
-``O_NOFOLLOW``; ids from outside are validated before they become file names.
+``O_NOFOLLOW``; ids from outside are validated before they become file names. Run as root (an
+administrator's command), the spool gives every file and folder it creates to the owner of the
+spool folder before publishing it (``config.ownership``), so the gateway can always read it.
 """
 
 from __future__ import annotations
 
 import builtins
+import logging
 import os
 import secrets
+import stat
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
+from edgeward.config.ownership import service_owner
 from edgeward.errors import QueueError
 from edgeward.ports import Clock, SystemClock
+from edgeward.queue import actions
 from edgeward.queue.commit import GroupCommitter
 from edgeward.queue.files import make_dirs, sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import (
@@ -56,6 +70,8 @@ from edgeward.queue.model import (
 from edgeward.queue.recovery import RecoveryReport, recover_spool
 
 __all__ = ["RecoveryReport", "Spool"]
+
+log = logging.getLogger(__name__)
 
 # The order load() looks in: the folders a message passes through, in the order it does.
 _SEARCH = (QueueState.INCOMING, QueueState.ACTIVE, QueueState.DEFERRED, QueueState.HOLD, QueueState.CORRUPT)
@@ -72,9 +88,13 @@ class Spool:
         clock: Clock | None = None,
         poison_threshold: int = 2,
         on_commit: Callable[[int], None] | None = None,
+        on_corrupt: Callable[[str, str], None] | None = None,
     ) -> None:
-        """``on_commit`` is called (in the worker thread) with the size of each group commit."""
+        """``on_commit`` is called (in the worker thread) with the size of each group commit;
+        ``on_corrupt`` with the id and the reason of each entry moved to ``corrupt/``."""
         self.root = Path(root)
+        self.on_corrupt = on_corrupt
+        self._owner = service_owner(self.root)
         self._sync = fsync
         self._clock = clock if clock is not None else SystemClock()
         self._poison_threshold = poison_threshold
@@ -82,13 +102,14 @@ class Spool:
         self._tmp = self.root / "tmp"
         self._data = self.root / "data"
         self._dirs = {s: self.root / s.value for s in QueueState}
-        make_dirs(self._tmp, self._data, *self._dirs.values())
+        make_dirs(self.root, self._tmp, self._data, *self._dirs.values(), owner=self._owner)
         self._committer = GroupCommitter(
             tmp=self._tmp,
             data=self._data,
             incoming=self._dirs[QueueState.INCOMING],
             sync=fsync,
             on_commit=on_commit,
+            owner=self._owner,
         )
         self._cache: dict[tuple[QueueState, str], tuple[tuple[int, int, int], MessageRecord]] = {}
 
@@ -129,19 +150,31 @@ class Spool:
     # -- reading -------------------------------------------------------------------------------
 
     def _read(self, state: QueueState, msg_id: str) -> MessageRecord:
-        """Read one record (FileNotFoundError if it moved); unreadable ones come back as CORRUPT."""
+        """Read one record (FileNotFoundError if it moved); unreadable ones come back as CORRUPT.
+
+        Other ``OSError``s (EMFILE, EIO) propagate: they say nothing about the file itself, so
+        they must not get a good message moved aside.
+        """
         path = self._meta(state, msg_id)
-        raw = path.read_bytes()
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return self._placeholder(msg_id, "not a regular file")  # a FIFO would block the read
         try:
-            return decode_record(raw, state)
+            raw = path.read_bytes()
+        except (PermissionError, IsADirectoryError) as exc:
+            return self._placeholder(msg_id, f"unreadable: {exc.strerror}")
+        try:
+            record = decode_record(raw, state)
         except ValueError as exc:
             return self._placeholder(msg_id, f"corrupt: {exc}")
+        if record.id != msg_id:
+            return self._placeholder(msg_id, f"corrupt: the record names id {record.id}")
+        return record
 
     def _placeholder(self, msg_id: str, reason: str) -> MessageRecord:
         try:
             st = self._data_path(msg_id).stat()
             size, when = st.st_size, st.st_mtime
-        except FileNotFoundError:
+        except (OSError, ValueError):  # gone, or a name no data file can have
             size, when = 0, 0.0
         return MessageRecord(msg_id, "", (), when, size, hold_reason=reason, state=QueueState.CORRUPT)
 
@@ -177,8 +210,38 @@ class Spool:
     def export(self, msg_id: str) -> bytes:
         return self.read_data(msg_id)
 
+    def set_aside(self, msg_id: str, state: QueueState, reason: str) -> bool:
+        """Move the metadata of ``msg_id`` from ``state`` to ``corrupt/``, log and report it.
+
+        Returns False if the file had moved on already. Never overwrites an earlier corrupt
+        entry of the same name: the newcomer gets a suffix.
+        """
+        src = self._meta(state, msg_id)
+        dst = self._meta(QueueState.CORRUPT, msg_id)
+        if dst.exists():
+            # A dot is never part of an id, so recovery still ties this file to its data.
+            dst = self._dirs[QueueState.CORRUPT] / f"{msg_id}.{secrets.token_hex(4)}.json"
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            return False
+        self._cache.pop((state, msg_id), None)
+        if self._sync:
+            sync_dir(self._dirs[QueueState.CORRUPT])
+        log.error("queue entry %s moved from %s/ to corrupt/: %s", msg_id, state.value, reason)
+        if self.on_corrupt is not None:
+            try:
+                self.on_corrupt(msg_id, f"{state.value}: {reason}")
+            except Exception:
+                log.exception("reporting corrupt entry %s failed", msg_id)
+        return True
+
     def _scan(self, state: QueueState) -> list[MessageRecord]:
-        """Records of one folder; unchanged files come from a cache keyed by inode, mtime and size."""
+        """Records of one folder; unchanged files come from a cache keyed by inode, mtime and size.
+
+        An unusable entry outside ``corrupt/`` is moved there and left out; an error that says
+        nothing about the entry (EMFILE, EIO) skips it for this scan only, with a warning.
+        """
         out: list[MessageRecord] = []
         seen: set[str] = set()
         try:
@@ -190,11 +253,17 @@ class Spool:
                 continue
             msg_id = entry.name[:-5]
             try:
-                st = entry.stat()
+                st = entry.stat(follow_symlinks=False)
                 key = (st.st_ino, st.st_mtime_ns, st.st_size)
                 cached = self._cache.get((state, msg_id))
                 record = cached[1] if cached and cached[0] == key else self._read(state, msg_id)
             except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("cannot read queue entry %s/%s now: %s", state.value, entry.name, exc)
+                continue
+            if record.state is QueueState.CORRUPT and state is not QueueState.CORRUPT:
+                self.set_aside(msg_id, state, record.hold_reason)
                 continue
             self._cache[(state, msg_id)] = (key, record)
             seen.add(msg_id)
@@ -242,9 +311,14 @@ class Spool:
                 os.rename(self._meta(src, msg_id), active)
             except FileNotFoundError:
                 continue
-            record = self._read(QueueState.ACTIVE, msg_id)
+            try:
+                record = self._read(QueueState.ACTIVE, msg_id)
+            except OSError as exc:
+                # Not the file's fault (EMFILE, EIO): give it back for a later scan.
+                os.rename(active, self._meta(src, msg_id))
+                raise KeyError(f"{msg_id} cannot be read now: {exc}") from None
             if record.state is QueueState.CORRUPT:
-                os.rename(active, self._meta(QueueState.CORRUPT, msg_id))
+                self.set_aside(msg_id, QueueState.ACTIVE, record.hold_reason)
                 raise KeyError(f"{msg_id} has unreadable metadata; moved to corrupt/")
             return record
         raise KeyError(msg_id)
@@ -252,7 +326,7 @@ class Spool:
     def _rewrite(self, record: MessageRecord, state: QueueState) -> None:
         """Durably replace the metadata file of ``record`` in the folder ``state``."""
         tmp = self._tmp_path(record.id, "upd")
-        write_new(tmp, encode_record(record), sync=self._sync)
+        write_new(tmp, encode_record(record), sync=self._sync, owner=self._owner)
         try:
             os.replace(tmp, self._meta(state, record.id))
         except OSError:
@@ -300,85 +374,19 @@ class Spool:
 
     def hold(self, msg_id: str, reason: str = "admin") -> None:
         """Hold a waiting message (Exchange's Suspend-Message). Not while it is being delivered."""
-        for _ in range(3):
-            src = self._locate(msg_id)
-            if src is QueueState.ACTIVE:
-                raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
-            if src is QueueState.CORRUPT:
-                raise QueueError(f"message {msg_id} has unreadable metadata and cannot be held")
-            try:
-                # Rename first: once in hold/ the queue manager never touches the file.
-                self._move(msg_id, src, QueueState.HOLD)
-            except FileNotFoundError:
-                continue
-            record = self._read(QueueState.HOLD, msg_id)
-            self._rewrite(replace(record, hold_reason=reason, state=QueueState.HOLD), QueueState.HOLD)
-            return
-        raise KeyError(msg_id)
+        actions.hold(self, msg_id, reason)
 
     def release(self, msg_id: str) -> None:
-        """HOLD -> DEFERRED, due now. A CORRUPT message is released only if its metadata now
-        reads (an administrator repaired it) and its data exists; otherwise ``QueueError``.
-
-        ``crash_count`` is kept: a released poison message that crashes again is parked again
-        at once, rather than being allowed to crash the gateway ``poison_threshold`` more times.
-        """
-        src = self._locate(msg_id)
-        if src not in (QueueState.HOLD, QueueState.CORRUPT):
-            raise QueueError(f"message {msg_id} is not held (it is {src.value})")
-        raw = self._meta(src, msg_id).read_bytes()
-        try:
-            record = decode_record(raw, src)
-        except ValueError as exc:
-            raise QueueError(
-                f"message {msg_id} has unreadable metadata ({exc}); export and remove it"
-            ) from None
-        if not self._data_path(msg_id).exists():
-            raise QueueError(f"message {msg_id} has no data file; remove it")
-        now = self._clock.now()
-        self._rewrite(replace(record, hold_reason="", next_attempt_at=now), src)
-        self._move(msg_id, src, QueueState.DEFERRED)
+        """HOLD (or repaired CORRUPT) -> DEFERRED, due now; see ``queue.actions.release``."""
+        actions.release(self, msg_id)
 
     def retry(self, msg_id: str | None = None) -> int:
-        """Make one or all DEFERRED messages due now by moving them to INCOMING (always due).
-
-        A plain rename: it races with nothing, and a retry lost in a power cut costs only a wait.
-        """
-        ids = [msg_id] if msg_id is not None else [r.id for r in self._scan(QueueState.DEFERRED)]
-        count = 0
-        for one in ids:
-            self._check(one)
-            try:
-                os.rename(self._meta(QueueState.DEFERRED, one), self._meta(QueueState.INCOMING, one))
-            except FileNotFoundError:
-                if msg_id is not None:
-                    self._locate(one)  # KeyError if it does not exist at all
-                continue
-            count += 1
-        return count
+        """Make one or all DEFERRED messages due now; returns how many."""
+        return actions.retry(self, msg_id)
 
     def remove(self, msg_id: str) -> MessageRecord:
         """Delete a message that is not being delivered; returns its record (e.g. for an NDR)."""
-        for _ in range(3):
-            src = self._locate(msg_id)
-            if src is QueueState.ACTIVE:
-                raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
-            grabbed = self._tmp_path(msg_id, "rm")
-            try:
-                # Into tmp/ first: a crash from here on leaves only what recover() deletes.
-                os.rename(self._meta(src, msg_id), grabbed)
-            except FileNotFoundError:
-                continue
-            try:
-                record = replace(decode_record(grabbed.read_bytes(), src), state=src)
-            except ValueError as exc:
-                record = self._placeholder(msg_id, f"corrupt: {exc}")
-            os.unlink(grabbed)
-            unlink_quiet(self._data_path(msg_id))
-            if self._sync:
-                sync_dir(self._dirs[src])
-            return record
-        raise KeyError(msg_id)
+        return actions.remove(self, msg_id)
 
     # -- start-up ------------------------------------------------------------------------------
 

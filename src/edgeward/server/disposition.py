@@ -16,6 +16,7 @@ from edgeward.filters.base import SessionInfo
 from edgeward.filters.pipeline import StageResult
 from edgeward.headers import HeaderBlock, sanitize
 from edgeward.quarantine.store import QuarantineEntry
+from edgeward.queue.model import record_to_dict
 from edgeward.server.receipt import Transaction, queue_record
 from edgeward.types import Reply
 
@@ -80,6 +81,7 @@ async def quarantine(
         findings=tuple(f.name for f in outcome.findings),
         subject=sanitize(headers.get("Subject"), 200),
         client_ip=info.peer.ip,
+        queue_record=record_to_dict(queue_record(msg_id, tx, data, headers, info)),
     )
     try:
         qid = await asyncio.to_thread(store.put, entry, data)

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from edgeward.config.ownership import hand_over
 from edgeward.errors import EdgewardError
 
 __all__ = [
@@ -302,8 +303,4 @@ def _statements(script: str) -> Iterator[str]:
 
 def _give_to_parent_owner(path: Path) -> None:
     """As root, hand a newly created file or folder to the owner of its parent folder."""
-    if not hasattr(os, "geteuid") or os.geteuid() != 0:
-        return
-    parent = path.parent.stat()
-    if parent.st_uid != 0:
-        os.chown(path, parent.st_uid, parent.st_gid)
+    hand_over(path)
