@@ -386,7 +386,8 @@ class ServerConnection:
         self._chunk_last = last
         self._chunk_refusal = refusal
         self._chunk_discard = False
-        if refusal is None and self._bdat is not None and self._bdat.size + size > self.limits.max_message_size:
+        bdat = self._bdat
+        if refusal is None and bdat is not None and bdat.size + size > self.limits.max_message_size:
             # The size is known from the command: answer now, then drop the bytes as they come.
             self._chunk_discard = True
             return self._emit(ProtocolViolation(r.MESSAGE_TOO_BIG), kind)
