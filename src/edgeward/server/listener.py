@@ -138,13 +138,13 @@ class Listener:
         self.slots = SlotTable()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
-        self._log_limit = RateLimitFilter()
+        self.log_limit = RateLimitFilter()
         self._stopping = False
 
     async def start(self, sockets: Sequence[socket.socket]) -> None:
         _, table = self._env_factory()
         raise_open_files(sum(c.max_connections for c in table.connectors) + 256)
-        log.addFilter(self._log_limit)
+        log.addFilter(self.log_limit)
         for sock in sockets:
             self._servers.append(await asyncio.start_server(self._accept, sock=sock, limit=1 << 20))
 
@@ -158,7 +158,7 @@ class Listener:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
-        log.removeFilter(self._log_limit)
+        log.removeFilter(self.log_limit)
 
     async def drain(self, grace: float) -> None:
         """Shut the sessions down (see the module docstring); returns when all have ended."""
