@@ -59,7 +59,11 @@ class DeliveryProcess:
 
     def notify(self, msg_id: str) -> None:
         # Never block a session on the pipe: if it is full the periodic scan finds the message.
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        # Sessions still finish messages while the child stops (the two drain in parallel);
+        # their ids are not needed, the spool keeps the messages for the next start.
+        if self.stopping:
+            return
+        with contextlib.suppress(OSError):
             os.write(self.write_fd, msg_id.encode("ascii", "replace") + b"\n")
 
     def signal(self, sig: int) -> None:
