@@ -26,7 +26,9 @@ MESSAGE = b"Subject: through\r\nMessage-ID: <through@remote.test>\r\n\r\nhello\r
 
 
 @contextmanager
-def _gateway(workdir: Path, server: dict[str, Any] | None = None, **connector: Any) -> Iterator[InProcessGateway]:
+def _gateway(
+    workdir: Path, server: dict[str, Any] | None = None, **connector: Any
+) -> Iterator[InProcessGateway]:
     port = free_port()
     extra: dict[str, Any] = {}
     if server:

@@ -33,7 +33,11 @@ def test_repeats_past_the_burst_are_dropped_then_counted(caplog: pytest.LogCaptu
     finally:
         logger.removeFilter(limit)
     lines = [r.getMessage() for r in caplog.records]
-    assert lines[:3] == ["limit reached for 192.0.2.0", "limit reached for 192.0.2.1", "limit reached for 192.0.2.2"]
+    assert lines[:3] == [
+        "limit reached for 192.0.2.0",
+        "limit reached for 192.0.2.1",
+        "limit reached for 192.0.2.2",
+    ]
     assert lines[3] == "another line"  # another template has its own allowance
     assert lines[4] == "limit reached for 198.51.100.1 (97 similar messages suppressed)"
     assert len(lines) == 5

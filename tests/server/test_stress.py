@@ -11,7 +11,9 @@ def _connector(**kw: object) -> ReceiveConnectorConfig:
     return ReceiveConnectorConfig.model_validate({"name": "internet", **kw})
 
 
-def _idle(table: SlotTable, connector: ReceiveConnectorConfig, ip: str, *, in_transaction: bool = False) -> Slot:
+def _idle(
+    table: SlotTable, connector: ReceiveConnectorConfig, ip: str, *, in_transaction: bool = False
+) -> Slot:
     slot = table.admit(connector, ip)
     assert isinstance(slot, Slot)
     slot.guard = ReadGuard(connector)
