@@ -159,6 +159,8 @@ class Listener:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         log.removeFilter(self.log_limit)
+        if self.log_limit.suppressed():
+            log.warning("%d repeated log lines were suppressed", self.log_limit.suppressed())
 
     async def drain(self, grace: float) -> None:
         """Shut the sessions down (see the module docstring); returns when all have ended."""
