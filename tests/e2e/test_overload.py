@@ -100,6 +100,11 @@ def test_under_stress_idle_timeout_and_error_limit_shrink(workdir: Path) -> None
             assert second.reply().startswith("220")
             assert second.command("FOO").startswith("500")
             assert second.command("BAR").startswith("421 4.7.0")
+            with Wire(port, "127.0.9.3") as chatty:
+                # Junk commands between messages: one is allowed under stress.
+                assert chatty.reply().startswith("220")
+                assert chatty.command("NOOP").startswith("250")
+                assert chatty.command("RSET").startswith("421 4.7.0")
             # An idle session is closed after the stress timeout, not the configured 120 s.
             assert first.reply().startswith("421 4.4.2")
 

@@ -92,3 +92,15 @@ async def test_at_the_end_of_the_grace_a_body_is_cut_too() -> None:
     assert guard.interrupt(SHUTTING_DOWN, anytime=True)
     with pytest.raises(SessionEnd):
         await task
+
+
+async def test_junk_commands_are_counted_between_messages() -> None:
+    guard = ReadGuard(_connector(max_junk_commands=2))
+    assert not guard.junk_command()
+    assert not guard.junk_command()
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"body")
+    await guard.read(reader, "DATA")  # a message resets the count
+    assert not guard.junk_command()
+    assert not guard.junk_command()
+    assert guard.junk_command()

@@ -220,7 +220,12 @@ class ReceiveConnectorConfig(_Section):
         ),
     )
     stress_idle_timeout: Duration = Field(10.0, description="Idle and command timeout under stress")
-    stress_max_protocol_errors: int = Field(1, ge=1, description="Bad commands allowed under stress")
+    stress_max_protocol_errors: int = Field(
+        1, ge=1, description="Bad commands, and junk commands between messages, allowed under stress"
+    )
+    max_junk_commands: int = Field(
+        100, ge=1, description="NOOP, RSET, VRFY and HELP between two messages before 421 4.7.0"
+    )
     min_data_rate: Size = Field(
         500, description="Bytes per second a client must average in DATA/BDAT (421 4.4.2); 0: no minimum"
     )

@@ -11,6 +11,9 @@ the session with a reply (``SessionEnd``) instead of letting a wait run on:
   by the time since, fall below ``min_data_rate`` is cut with ``421 4.4.2``. That is a deadline,
   not a clock tick: with ``b`` bytes received the client is too slow from
   ``start + max(grace, b / rate)`` on, so each read simply waits no longer than that;
+- junk commands (NOOP, RSET, VRFY, HELP: Postfix's ``smtpd_junk_command_limit``) are counted
+  between messages; past ``max_junk_commands`` (under stress, ``stress_max_protocol_errors``)
+  the session is closed with ``421 4.7.0``, so a client cannot hold a slot by chattering;
 - ``interrupt`` ends the session from outside (shutdown, eviction) with its reply. A session
   waiting between commands is woken at once; one in DATA/BDAT only when ``anytime`` is set,
   so a message on its way is given the chance to finish. A session busy with its own work
@@ -34,6 +37,7 @@ IDLE_TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
 DATA_TOO_SLOW = Reply(421, "4.4.2", "Data rate too low, closing connection")
 SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down, closing transmission channel")
 EVICTED = Reply(421, "4.7.0", "Server busy, closing idle connection")
+TOO_MUCH_JUNK = Reply(421, "4.7.0", "Too many commands without mail, closing transmission channel")
 
 _IN_DATA = frozenset({"DATA", "BDAT"})
 _IN_TRANSACTION = frozenset({"MAIL", "RCPT", "DATA", "BDAT"})
@@ -71,6 +75,7 @@ class ReadGuard:
         self._end_anytime = False
         self._task: asyncio.Task[object] | None = None
         self._interrupting = False
+        self._junk = 0
 
     @property
     def ending(self) -> Reply | None:
@@ -84,7 +89,7 @@ class ReadGuard:
         if not self.in_data:
             self._data_start = None
         elif self._data_start is None:
-            self._data_start, self.data_bytes = now, 0
+            self._data_start, self.data_bytes, self._junk = now, 0, 0
         if self._end is not None and (self._end_anytime or not self.in_data):
             raise SessionEnd(self._end)
         limit, too_slow = self._limit(now)
@@ -123,6 +128,11 @@ class ReadGuard:
         if slow_at - now < limit:
             return slow_at - now, True
         return limit, False
+
+    def junk_command(self) -> bool:
+        """Count one junk command; True when the session has sent too many."""
+        self._junk += 1
+        return self._junk > self.connector.max_junk_commands
 
     def interrupt(self, reply: Reply, *, anytime: bool = False) -> bool:
         """End the session with ``reply``; True when it was waiting and is woken now."""

@@ -220,10 +220,11 @@ class Listener:
             await _refuse(writer, TOO_MANY)
             return
         if stressed:
-            connector = connector.model_copy(
-                update={"max_protocol_errors": min(connector.max_protocol_errors,
-                                                   connector.stress_max_protocol_errors)}
-            )  # fmt: skip
+            strict = connector.stress_max_protocol_errors
+            connector = connector.model_copy(update={
+                "max_protocol_errors": min(connector.max_protocol_errors, strict),
+                "max_junk_commands": min(connector.max_junk_commands, strict),
+            })  # fmt: skip
         name = connector.name
         guard = ReadGuard(
             connector,

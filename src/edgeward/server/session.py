@@ -37,7 +37,7 @@ from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
 from edgeward.server.budget import BUDGET_FULL, ByteBudget, Reservation
 from edgeward.server.disposition import enqueue, quarantine, track
-from edgeward.server.guard import ReadGuard, SessionEnd
+from edgeward.server.guard import TOO_MUCH_JUNK, ReadGuard, SessionEnd
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
 from edgeward.server.receipt import Transaction, received_header
 from edgeward.smtp import events as ev
@@ -218,6 +218,8 @@ class Session:
 
     async def _answer(self, event: object) -> tuple[Reply, bool]:
         match event:
+            case ev.Noop() | ev.Rset() | ev.Vrfy() | ev.Help() if self.guard.junk_command():
+                return TOO_MUCH_JUNK, True
             case ev.Helo():
                 return await self._helo(event), False
             case ev.MailFrom():
