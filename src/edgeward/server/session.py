@@ -49,6 +49,7 @@ log = logging.getLogger("edgeward.session")
 INTERNAL_HEADER_PREFIXES = (b"x-edgeward-",)
 
 GOODBYE = Reply(221, "2.0.0", "Bye")
+TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
 SESSION_TOO_LONG = Reply(421, "4.4.2", "Connection time limit exceeded, closing connection")
 TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
