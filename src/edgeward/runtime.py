@@ -8,8 +8,9 @@ Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and th
 (the background loops, queue manager, certificate upkeep and quarantine retention, run under a
 ``TaskSupervisor`` that logs and restarts any that dies);
 ``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
-touching running ones; ``stop`` (SIGTERM) stops accepting, lets sessions and deliveries
-finish within the grace period, and returns. Bindings are fixed at start: changing them
+touching running ones; ``stop`` (SIGTERM) stops accepting, tells idle sessions ``421 4.3.2``,
+lets messages on their way and deliveries finish within one grace period (the two drain in
+parallel), and returns. Bindings are fixed at start: changing them
 needs a restart, which ``reload`` reports.
 """
 
@@ -51,6 +52,7 @@ from edgeward.net.dns import DnsResolver
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
+from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
 from edgeward.state.sqlite import DB_FILENAME, StateStore
@@ -165,6 +167,8 @@ class Gateway:
         )  # fmt: skip
         self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
         self.listener = Listener(self._session_env)
+        # One budget for the process, kept across reloads (a reload must not forget what is held).
+        self.budget = ByteBudget(config.server.max_bytes_in_flight)
         self._throttle_by_name: dict[str, Throttle] = {}
         self.state: StateStore | None = None
         self.users: UserStore | None = None
@@ -209,7 +213,9 @@ class Gateway:
             postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
             users=self.users,
             throttles=self._throttles(config),
+            budget=self.budget,
         )
+        self.budget.limit = config.server.max_bytes_in_flight
         return env, ConnectorTable(config.receive_connectors)
 
     def _quarantine_store(self, config: Config) -> QuarantineStore:
@@ -345,10 +351,9 @@ class Gateway:
         await self.tasks.cancel("certificate-upkeep", "quarantine-retention")
         if self.receive:
             await self.listener.stop_accepting()
-            await self.listener.drain(grace)
-        await self.manager.stop(grace)
-        if not await self.tasks.wait("queue-manager", grace + 5):
-            log.error("the queue manager did not stop within the grace period; cancelling it")
+        # Receiving and delivering drain side by side, so a stop takes one grace period, not two.
+        await asyncio.gather(self.listener.drain(grace) if self.receive else asyncio.sleep(0),
+                             self._stop_delivery(grace))  # fmt: skip
         await self.tasks.cancel()
         await self.dispatcher.close()
         self.tracking.close()
@@ -356,6 +361,11 @@ class Gateway:
         if self.state is not None:
             self.state.close()
         self._stopped.set()
+
+    async def _stop_delivery(self, grace: float) -> None:
+        await self.manager.stop(grace)
+        if not await self.tasks.wait("queue-manager", grace + 5):
+            log.error("the queue manager did not stop within the grace period; cancelling it")
 
     async def serve_until_signalled(
         self,

@@ -9,8 +9,9 @@ privileges:
   once; a full pipe loses nothing, as the delivery process also scans the spool periodically;
 - a delivery process that dies is started again after a pause; the new one puts the messages
   the dead one held in ``active/`` back in the queue (poison counting applies);
-- SIGHUP is passed on; SIGTERM drains sessions first, then stops the delivery process and waits
-  for it within the grace period.
+- SIGHUP is passed on; SIGTERM is passed on at once, so sessions here and deliveries there
+  drain side by side within one grace period; messages accepted meanwhile stay in the spool
+  for the next start.
 
 Security: the delivery process inherits no listening socket and no privilege; the pipe carries
 only queue ids.
@@ -58,7 +59,11 @@ class DeliveryProcess:
 
     def notify(self, msg_id: str) -> None:
         # Never block a session on the pipe: if it is full the periodic scan finds the message.
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+        # Sessions still finish messages while the child stops (the two drain in parallel);
+        # their ids are not needed, the spool keeps the messages for the next start.
+        if self.stopping:
+            return
+        with contextlib.suppress(OSError):
             os.write(self.write_fd, msg_id.encode("ascii", "replace") + b"\n")
 
     def signal(self, sig: int) -> None:
@@ -99,12 +104,20 @@ async def serve_split(config: Config, config_path: Path, sockets: Sequence[socke
     gateway.spool.recover()  # once, before either process touches the spool
     child.start()
     watcher = asyncio.create_task(child.watch(), name="delivery-watch")
+    stopped = asyncio.Event()
+
+    async def stop_child_on_signal() -> int:
+        await stopped.wait()
+        return await child.stop(config.server.shutdown_grace)
+
+    child_stop = asyncio.create_task(stop_child_on_signal(), name="delivery-stop")
     try:
         await gateway.serve_until_signalled(
-            sockets, recover=False, on_reload=lambda: child.signal(signal.SIGHUP)
+            sockets, recover=False, on_reload=lambda: child.signal(signal.SIGHUP), stopped=stopped
         )
     finally:
-        rc = await child.stop(config.server.shutdown_grace)
+        stopped.set()
+        rc = await child_stop
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher

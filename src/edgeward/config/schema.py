@@ -104,6 +104,13 @@ class ServerConfig(_Section):
     delivery_process: bool = Field(
         True, description="Deliver from a second process, so receiving and delivering each get a core"
     )
+    max_bytes_in_flight: Size = Field(
+        256 * 1024 * 1024,
+        description=(
+            "Message bytes all sessions may hold at once (declared SIZE or max_message_size from MAIL,"
+            " actual bytes in DATA); beyond it MAIL or the message gets 452 4.3.1; 0: no cap"
+        ),
+    )
 
 
 class TlsConfig(_Section):
@@ -200,6 +207,31 @@ class ReceiveConnectorConfig(_Section):
     max_hop_count: int = Field(30, ge=1, le=500, description="Received headers before a loop is assumed")
     max_connections: int = Field(5000, ge=1, description="Concurrent connections on this connector")
     max_connections_per_source: int = Field(100, ge=1, description="Concurrent connections per client IP")
+    max_connections_per_network: int = Field(
+        200, ge=1, description="Concurrent connections per client /24 (IPv4) or /64 (IPv6)"
+    )
+    stress_threshold: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description=(
+            "Share of max_connections at which the connector is under stress: shorter idle timeout, error"
+            " limit stress_max_protocol_errors, and a full connector closes idle slot holders for newcomers"
+        ),
+    )
+    stress_idle_timeout: Duration = Field(10.0, description="Idle and command timeout under stress")
+    stress_max_protocol_errors: int = Field(
+        1, ge=1, description="Bad commands, and junk commands between messages, allowed under stress"
+    )
+    max_junk_commands: int = Field(
+        100, ge=1, description="NOOP, RSET, VRFY and HELP between two messages before 421 4.7.0"
+    )
+    min_data_rate: Size = Field(
+        500, description="Bytes per second a client must average in DATA/BDAT (421 4.4.2); 0: no minimum"
+    )
+    min_data_rate_grace: Duration = Field(
+        30.0, description="Seconds of DATA/BDAT before min_data_rate is enforced"
+    )
     connection_timeout: Duration = Field(300.0, description="Longest a session may last")
     idle_timeout: Duration = Field(60.0, description="Longest wait for the next command")
     data_timeout: Duration = Field(180.0, description="Longest wait for more DATA bytes")

@@ -6,8 +6,15 @@ the connectors bound to the address and port the client reached, the one whose r
 holding the client's address is the most specific wins. A client no connector serves is told
 so and disconnected.
 
-Security: connection counts are bounded per connector and per source address
-(``421 4.3.2``), before any agent or TLS work is spent on the client.
+Security: connection counts are bounded per connector, per source address and per source
+network (``421 4.3.2``), before any agent or TLS work is spent on the client; slots, stress and
+eviction are ``server/stress.py``. Refusals are logged through a rate limit, so a flood of
+them cannot flood the log. The number of open files is raised to what the connectors need.
+
+Shutdown (``shutdown``): sessions waiting for a command get ``421 4.3.2`` at once; sessions in
+DATA/BDAT get the grace period to finish their message, then ``421 4.3.2``; a session still
+busy after that (an agent, the spool) is cancelled, quietly: a cancelled connection task is
+never left for asyncio to report.
 """
 
 from __future__ import annotations
@@ -18,13 +25,16 @@ import ipaddress
 import itertools
 import logging
 import os
+import resource
 import socket
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edgeward.config.schema import ReceiveConnectorConfig, split_hostport
+from edgeward.logs.ratelimit import RateLimitFilter
+from edgeward.server.guard import SHUTTING_DOWN, ReadGuard
 from edgeward.server.session import Session, SessionEnv
+from edgeward.server.stress import Refusal, SlotTable
 from edgeward.types import Peer, Reply
 
 log = logging.getLogger("edgeward.listener")
@@ -124,13 +134,17 @@ class Listener:
         # while running ones keep the configuration they started with.
         self._env_factory = env_factory
         self._servers: list[asyncio.Server] = []
-        self._sessions: set[asyncio.Task[None]] = set()
-        self._per_connector: Counter[str] = Counter()
-        self._per_source: Counter[tuple[str, str]] = Counter()
+        self._sessions: dict[asyncio.Task[None], ReadGuard | None] = {}
+        self.slots = SlotTable()
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
+        self.log_limit = RateLimitFilter()
+        self._stopping = False
 
     async def start(self, sockets: Sequence[socket.socket]) -> None:
+        _, table = self._env_factory()
+        raise_open_files(sum(c.max_connections for c in table.connectors) + 256)
+        log.addFilter(self.log_limit)
         for sock in sockets:
             self._servers.append(await asyncio.start_server(self._accept, sock=sock, limit=1 << 20))
 
@@ -144,26 +158,49 @@ class Listener:
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
+        log.removeFilter(self.log_limit)
+        if self.log_limit.suppressed():
+            log.warning("%d repeated log lines were suppressed", self.log_limit.suppressed())
 
     async def drain(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for running sessions, then cancel the rest."""
-        if self._sessions:
-            _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending, timeout=5)
+        """Shut the sessions down (see the module docstring); returns when all have ended."""
+        self._stopping = True
+        for guard in list(self._sessions.values()):
+            if guard is not None:
+                guard.interrupt(SHUTTING_DOWN)
+        if not self._sessions:
+            return
+        _, pending = await asyncio.wait(set(self._sessions), timeout=grace)
+        if not pending:
+            return
+        for task in pending:
+            guard = self._sessions.get(task)
+            if guard is not None:
+                guard.interrupt(SHUTTING_DOWN, anytime=True)
+        # Whoever is not reading is doing its own work (an agent, the spool), bounded by the
+        # agent timeout; a few seconds more, then it is cut.
+        _, pending = await asyncio.wait(pending, timeout=5)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._sessions.add(task)
+        self._sessions[task] = None
         try:
-            await self._serve(reader, writer)
+            await self._serve(reader, writer, task)
+        except asyncio.CancelledError:
+            # Only shutdown cancels a connection task; the session has closed its socket in
+            # its own finally. Ending normally keeps asyncio from logging a traceback.
+            writer.transport.abort()
         finally:
-            self._sessions.discard(task)
+            self._sessions.pop(task, None)
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, task: asyncio.Task[None]
+    ) -> None:
         remote = writer.get_extra_info("peername") or ("0.0.0.0", 0)
         local = writer.get_extra_info("sockname") or ("0.0.0.0", 0)
         sock = writer.get_extra_info("socket")
@@ -173,27 +210,45 @@ class Listener:
         peer = Peer(str(_plain(remote[0])), int(remote[1]), str(_plain(local[0])), int(local[1]))
         env, table = self._env_factory()
         connector = table.select(peer.local_ip, peer.local_port, peer.ip)
-        if connector is None:
-            await _refuse(writer, NO_CONNECTOR)
+        if connector is None or self._stopping:
+            await _refuse(writer, NO_CONNECTOR if connector is None else SHUTTING_DOWN)
             return
-        source = (connector.name, peer.ip)
-        if (
-            self._per_connector[connector.name] >= connector.max_connections
-            or self._per_source[source] >= connector.max_connections_per_source
-        ):
-            log.warning("connection limit reached on %s for %s", connector.name, peer.ip)
+        stressed = self.slots.stressed(connector)
+        slot = self.slots.admit(connector, peer.ip)
+        if isinstance(slot, Refusal):
+            log.warning("connection limit (%s) reached on %s for %s", slot.limit, connector.name, peer.ip)
             await _refuse(writer, TOO_MANY)
             return
-        self._per_connector[connector.name] += 1
-        self._per_source[source] += 1
+        if stressed:
+            strict = connector.stress_max_protocol_errors
+            connector = connector.model_copy(update={
+                "max_protocol_errors": min(connector.max_protocol_errors, strict),
+                "max_junk_commands": min(connector.max_junk_commands, strict),
+            })  # fmt: skip
+        name = connector.name
+        guard = ReadGuard(
+            connector,
+            stressed=lambda: self.slots.held(name) >= connector.stress_threshold * connector.max_connections,
+            on_wait=lambda: self.slots.touch(slot),
+        )
+        slot.guard = guard
+        self._sessions[task] = guard
         try:
             session_id = f"{self._prefix}{next(self._ids):08x}"
-            await Session(env, connector, reader, writer, peer, session_id).run()
+            await Session(env, connector, reader, writer, peer, session_id, guard=guard).run()
         finally:
-            self._per_connector[connector.name] -= 1
-            self._per_source[source] -= 1
-            if self._per_source[source] <= 0:
-                del self._per_source[source]
+            self.slots.release(slot)
+
+
+def raise_open_files(needed: int) -> None:
+    """Raise the soft limit on open files towards ``needed`` (as far as the hard limit allows)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < needed:
+            log.warning("open files limited to %d; the connectors allow %d connections", hard, needed)
 
 
 async def _refuse(writer: asyncio.StreamWriter, reply: Reply) -> None:

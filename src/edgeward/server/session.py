@@ -35,7 +35,9 @@ from edgeward.logs.tracking import TrackingLog
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
+from edgeward.server.budget import BUDGET_FULL, ByteBudget, Reservation
 from edgeward.server.disposition import enqueue, quarantine, track
+from edgeward.server.guard import TOO_MUCH_JUNK, ReadGuard, SessionEnd
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
 from edgeward.server.receipt import Transaction, received_header
 from edgeward.smtp import events as ev
@@ -72,6 +74,7 @@ class SessionEnv:
     # Where "RCPT TO:<Postmaster>" (no domain, RFC 5321 §4.5.1) goes; empty: refuse it.
     postmaster: str = ""
     protocol_logs: Mapping[str, ProtocolLog] = field(default_factory=dict)  # by connector name
+    budget: ByteBudget | None = None  # message bytes in flight, shared by all sessions
 
 
 class Session:
@@ -85,8 +88,12 @@ class Session:
         writer: asyncio.StreamWriter,
         peer: Peer,
         session_id: str,
+        guard: ReadGuard | None = None,
     ) -> None:
         self.env = env
+        # Read timeouts, the minimum data rate and shutdown/eviction live in the guard.
+        self.guard = guard or ReadGuard(connector)
+        self.reservation: Reservation | None = None
         self.connector = connector
         self.reader = reader
         self.writer = writer
@@ -137,9 +144,9 @@ class Session:
     async def _read(self) -> bytes:
         await self.writer.drain()
         in_data = self.conn.state.name in ("DATA", "BDAT")
-        limit = self.connector.data_timeout if in_data else self.connector.idle_timeout
-        async with asyncio.timeout(limit):
-            data = await self.reader.read(65536)
+        data = await self.guard.read(self.reader, self.conn.state.name)
+        if in_data and self.reservation is not None:
+            self.reservation.cover(self.guard.data_bytes)
         if self.plog is not None and data and not in_data:
             for line in data.splitlines():
                 self.plog.received(line)
@@ -154,7 +161,13 @@ class Session:
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("session %s: connection lost: %s", self.info.session_id, exc)
         finally:
+            self._release()
             await self._close()
+
+    def _release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+            self.reservation = None
 
     def _close_with(self, reply: Reply) -> None:
         with contextlib.suppress(ConnectionError, OSError, RuntimeError):
@@ -187,8 +200,8 @@ class Session:
             if isinstance(event, ev.NeedData):
                 try:
                     data = await self._read()
-                except TimeoutError:
-                    self._close_with(TIMEOUT)
+                except SessionEnd as end:
+                    self._close_with(end.reply)
                     return
                 self.conn.receive_data(data)
                 continue
@@ -196,6 +209,8 @@ class Session:
                 return
             reply, close = await self._answer(event)
             self._write(self.conn.send(reply))
+            if self.conn.state.name not in ("MAIL", "RCPT", "DATA", "BDAT"):
+                self._release()  # the transaction is over, however it ended
             if isinstance(event, ev.StartTls) and reply.code == 220:
                 await self._start_tls()
             elif close:
@@ -204,6 +219,8 @@ class Session:
 
     async def _answer(self, event: object) -> tuple[Reply, bool]:
         match event:
+            case ev.Noop() | ev.Rset() | ev.Vrfy() | ev.Help() if self.guard.junk_command():
+                return TOO_MUCH_JUNK, True
             case ev.Helo():
                 return await self._helo(event), False
             case ev.MailFrom():
@@ -268,6 +285,10 @@ class Session:
         if verdict.action.is_final and verdict.outcome.reply is not None:
             await self._tarpit(verdict.outcome.reply)
             return verdict.outcome.reply
+        if self.env.budget is not None:
+            self.reservation = self.env.budget.reserve(event.size or self.connector.max_message_size)
+            if self.reservation is None:
+                return BUDGET_FULL
         self.tx = tx
         return Reply(250, "2.1.0", "Sender OK")
 
@@ -326,6 +347,9 @@ class Session:
         if event.violation is not None:
             track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation))
             return event.violation
+        if self.reservation is not None and self.reservation.exceeded:
+            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(BUDGET_FULL))
+            return BUDGET_FULL
         data = event.data
         if "keep_internal_headers" not in self.info.rights:
             data = remove_fields(data, INTERNAL_HEADER_PREFIXES)

@@ -27,7 +27,14 @@ Security:
   after the STARTTLS line is dropped, and so is anything fed before ``tls_started()``;
   ``tls_started()`` forgets the HELO and the transaction.
 * BDAT: the chunk that follows a BDAT command is always consumed, even when the command is
-  refused, so that message bytes are never read as commands.
+  refused, so that message bytes are never read as commands. A chunk whose declared size is
+  more than the message may still grow is refused with ``552 5.3.4`` as soon as the command
+  line is read, and its bytes are then discarded unread into memory: RFC 3030 §2 has the
+  client send the chunk right behind the command without waiting for a reply, so the bytes
+  are on their way whatever we answer, and closing instead would break RFC 5321 §3.8 (close
+  only after QUIT or 421). The early reply lets a pipelining client stop after this chunk
+  (RFC 3030 §2: no further BDAT after a failed one); the minimum data rate and the DATA
+  timeout bound how long discarding may take.
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ class ServerConnection:
         self._chunk_size = 0
         self._chunk_last = False
         self._chunk_refusal: Reply | None = None
+        self._chunk_discard = False  # refused early: the chunk's bytes are read and dropped
         self._mail: MailFrom | None = None
         self._recipients = 0
         self._bdat: MessageBuffer | None = None
@@ -377,11 +385,17 @@ class ServerConnection:
         self._chunk_left = self._chunk_size = size
         self._chunk_last = last
         self._chunk_refusal = refusal
+        self._chunk_discard = False
+        bdat = self._bdat
+        if refusal is None and bdat is not None and bdat.size + size > self.limits.max_message_size:
+            # The size is known from the command: answer now, then drop the bytes as they come.
+            self._chunk_discard = True
+            return self._emit(ProtocolViolation(r.MESSAGE_TOO_BIG), kind)
         return self._read_chunk()
 
     def _read_chunk(self) -> Event | NeedData:
         take = min(self._chunk_left, len(self._buf) - self._pos)
-        if take and self._chunk_refusal is None and self._bdat is not None:
+        if take and self._chunk_refusal is None and self._bdat is not None and not self._chunk_discard:
             with memoryview(self._buf) as whole, whole[self._pos : self._pos + take] as view:
                 self._bdat.append(view)
         self._pos += take
@@ -389,6 +403,9 @@ class ServerConnection:
         if self._chunk_left:
             return NEED_DATA
         self._mode = _Mode.LINE
+        if self._chunk_discard:  # already answered when the command was read
+            self._chunk_discard = False
+            return self._read_line()
         if self._chunk_refusal is not None or self._bdat is None:
             return self._refuse(self._chunk_refusal or r.BAD_SEQUENCE)
         if self._chunk_last:

@@ -1,0 +1,69 @@
+"""The global budget of message bytes held in memory by the receiving process.
+
+A message is held whole in memory while it is read, checked and spooled, so without a cap a
+hundred sessions sending 10 MB each would need gigabytes. Each transaction reserves, at MAIL,
+the size the client declared (RFC 1870 SIZE) or else the connector's ``max_message_size``;
+during DATA/BDAT the reservation follows the bytes actually received when they pass it (a
+client may send less than it declared, never more than the limit). The reservation is given
+back when the transaction ends, whichever way.
+
+Decisions: a MAIL that does not fit gets ``452 4.3.1`` (RFC 3463: mail system full), so the
+client retries later; bytes that outgrow the budget during DATA are still read (the core bounds
+them by the message size) and the message then gets ``452 4.3.1`` instead of ``250``. Nothing
+is dropped after ``250`` and nothing crashes. The count is of message bytes, once; the
+process's peak memory is about three times the budget (read buffer, the message, its stamped
+copy on its way to the spool).
+"""
+
+from __future__ import annotations
+
+from edgeward.types import Reply
+
+BUDGET_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+
+
+class ByteBudget:
+    """Bytes reserved by open transactions, against ``limit`` (0: no cap)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+        self.refused = 0  # reservations refused, for the figures
+
+    def reserve(self, size: int) -> Reservation | None:
+        """A reservation of ``size`` bytes, or None when it does not fit."""
+        if not self._fits(size):
+            self.refused += 1
+            return None
+        self.in_use += size
+        return Reservation(self, size)
+
+    def _fits(self, extra: int) -> bool:
+        return self.limit <= 0 or self.in_use + extra <= self.limit
+
+
+class Reservation:
+    """One transaction's share of the budget."""
+
+    __slots__ = ("_budget", "exceeded", "size")
+
+    def __init__(self, budget: ByteBudget, size: int) -> None:
+        self._budget = budget
+        self.size = size
+        self.exceeded = False  # the message outgrew what the budget could give it
+
+    def cover(self, total: int) -> None:
+        """The message has ``total`` bytes so far: grow the reservation to hold them."""
+        extra = total - self.size
+        if extra <= 0 or self.exceeded:
+            return
+        if self._budget._fits(extra):
+            self._budget.in_use += extra
+            self.size = total
+        else:
+            self.exceeded = True
+            self._budget.refused += 1
+
+    def release(self) -> None:
+        self._budget.in_use -= self.size
+        self.size = 0

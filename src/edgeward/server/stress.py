@@ -1,0 +1,141 @@
+"""Connection slots: who holds them, the limits, stress, and eviction of idle slot holders.
+
+Each connection holds one slot of its connector, counted three ways: per connector
+(``max_connections``), per client address (``max_connections_per_source``) and per client
+network, the /24 of an IPv4 address or the /64 of an IPv6 one (``max_connections_per_network``),
+since one attacker rarely has one address but usually has one network.
+
+Stress (after Postfix's STRESS_README): a connector holding ``stress_threshold`` of its
+``max_connections`` is under stress. Its sessions then wait at most ``stress_idle_timeout`` for
+the client, and sessions that start under stress are allowed ``stress_max_protocol_errors``
+bad commands (the guard and the listener apply these).
+
+Eviction: a connector that is full does not simply refuse. It looks, longest idle first, for
+a session that is waiting for a command and has not started a transaction, whose address
+holds more slots than the newcomer's would (``victim > newcomer + 1``), closes it with
+``421 4.7.0`` and gives its slot to the newcomer. So a client from a new address gets in past
+a crowd of idle connections, while an address that already holds its share cannot push
+others out. Only the oldest ``EVICTION_SCAN`` entries are looked at, which keeps an accept
+O(1) however full the connector is.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.server.guard import EVICTED, ReadGuard
+
+EVICTION_SCAN = 64
+
+
+def network_of(ip: str) -> str:
+    """The /24 (IPv4) or /64 (IPv6) holding ``ip``."""
+    prefix = 24 if ":" not in ip else 64
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False))
+
+
+@dataclass(eq=False, slots=True)
+class Slot:
+    connector: str
+    source: str
+    network: str
+    guard: ReadGuard | None = None
+    released: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a connection got no slot: ``limit`` names the limit that was reached."""
+
+    limit: str
+
+
+@dataclass
+class SlotFigures:
+    admitted: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # by limit
+    evicted: int = 0
+
+
+class SlotTable:
+    """The slots of every connector of one listener."""
+
+    def __init__(self) -> None:
+        self._per_connector: Counter[str] = Counter()
+        self._per_source: Counter[tuple[str, str]] = Counter()
+        self._per_network: Counter[tuple[str, str]] = Counter()
+        # Per connector, slots by the time their session last started waiting (oldest first).
+        self._idle: dict[str, OrderedDict[Slot, None]] = {}
+        self.figures = SlotFigures()
+
+    def held(self, connector: str) -> int:
+        return self._per_connector[connector]
+
+    def stressed(self, connector: ReceiveConnectorConfig) -> bool:
+        return self._per_connector[connector.name] >= connector.stress_threshold * connector.max_connections
+
+    def admit(self, connector: ReceiveConnectorConfig, ip: str) -> Slot | Refusal:
+        """A slot for a client at ``ip``, evicting an idle holder if the connector is full."""
+        name = connector.name
+        slot = Slot(name, ip, network_of(ip))
+        if self._per_source[(name, ip)] >= connector.max_connections_per_source:
+            return self._refuse("per source")
+        if self._per_network[(name, slot.network)] >= connector.max_connections_per_network:
+            return self._refuse("per network")
+        if self._per_connector[name] >= connector.max_connections:
+            victim = self._victim(name, self._per_source[(name, ip)])
+            if victim is None:
+                return self._refuse("per connector")
+            assert victim.guard is not None
+            victim.guard.interrupt(EVICTED)
+            self.release(victim)
+            self.figures.evicted += 1
+        self._per_connector[name] += 1
+        self._per_source[(name, ip)] += 1
+        self._per_network[(name, slot.network)] += 1
+        self._idle.setdefault(name, OrderedDict())[slot] = None
+        self.figures.admitted += 1
+        return slot
+
+    def _refuse(self, limit: str) -> Refusal:
+        self.figures.refused[limit] += 1
+        return Refusal(limit)
+
+    def _victim(self, name: str, newcomer_holds: int) -> Slot | None:
+        for slot in islice(self._idle.get(name, OrderedDict()), EVICTION_SCAN):
+            guard = slot.guard
+            if guard is None or not guard.waiting or guard.in_transaction or guard.ending is not None:
+                continue
+            if self._per_source[(name, slot.source)] > newcomer_holds + 1:
+                return slot
+        return None
+
+    def touch(self, slot: Slot) -> None:
+        """The slot's session starts waiting for its client: it is now the most recently idle."""
+        idle = self._idle.get(slot.connector)
+        if idle is not None and slot in idle:
+            idle.move_to_end(slot)
+
+    def release(self, slot: Slot) -> None:
+        if slot.released:
+            return
+        slot.released = True
+        name = slot.connector
+        self._idle.get(name, OrderedDict()).pop(slot, None)
+        _drop(self._per_connector, name)
+        _drop(self._per_source, (name, slot.source))
+        _drop(self._per_network, (name, slot.network))
+
+    def guards(self) -> list[ReadGuard]:
+        return [s.guard for idle in self._idle.values() for s in idle if s.guard is not None]
+
+
+def _drop(counter: Counter[Any], key: object) -> None:
+    counter[key] -= 1
+    if counter[key] <= 0:
+        del counter[key]

@@ -1,0 +1,106 @@
+"""The read guard: time limits, the minimum data rate as a deadline, and interrupts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.server.guard import DATA_TOO_SLOW, IDLE_TIMEOUT, SHUTTING_DOWN, ReadGuard, SessionEnd
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _connector(**kw: object) -> ReceiveConnectorConfig:
+    return ReceiveConnectorConfig.model_validate({"name": "internet", **kw})
+
+
+async def test_a_body_below_the_minimum_rate_is_cut_once_past_the_grace() -> None:
+    clock = _Clock()
+    guard = ReadGuard(_connector(min_data_rate=100, min_data_rate_grace=5), clock=clock)
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"x" * 400)
+    assert await guard.read(reader, "DATA") == b"x" * 400  # the body starts at t=100
+    clock.now = 104.0  # within the grace
+    reader.feed_data(b"y" * 50)
+    assert await guard.read(reader, "DATA") == b"y" * 50
+    # 450 bytes cover 4.5 s at 100 B/s, the grace 5 s: at t=106 the average is too low.
+    clock.now = 106.0
+    reader.feed_data(b"z")
+    with pytest.raises(SessionEnd) as end:
+        await guard.read(reader, "DATA")
+    assert end.value.reply == DATA_TOO_SLOW
+
+
+async def test_the_rate_applies_per_body_and_only_in_data() -> None:
+    clock = _Clock()
+    guard = ReadGuard(_connector(min_data_rate=100, min_data_rate_grace=1), clock=clock)
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"x")
+    await guard.read(reader, "DATA")
+    clock.now += 50  # a long pause between commands is the idle timeout's business
+    reader.feed_data(b"NOOP\r\n")
+    await guard.read(reader, "GREETED")
+    reader.feed_data(b"x")
+    assert await guard.read(reader, "DATA") == b"x"  # a new body, a new start
+
+
+async def test_stress_shortens_the_wait() -> None:
+    guard = ReadGuard(_connector(stress_idle_timeout=0.01, idle_timeout=60), stressed=lambda: True)
+    with pytest.raises(SessionEnd) as end:
+        await guard.read(asyncio.StreamReader(), "GREETED")
+    assert end.value.reply == IDLE_TIMEOUT
+
+
+async def test_an_interrupt_wakes_a_session_between_commands_and_leaves_no_cancellation() -> None:
+    guard = ReadGuard(_connector())
+    reader = asyncio.StreamReader()
+    task = asyncio.create_task(guard.read(reader, "GREETED"))
+    await asyncio.sleep(0)
+    assert guard.waiting
+    assert guard.interrupt(SHUTTING_DOWN)
+    with pytest.raises(SessionEnd) as end:
+        await task
+    assert end.value.reply == SHUTTING_DOWN
+    assert task.cancelling() == 0
+
+
+async def test_a_body_on_its_way_is_left_to_finish_then_the_session_ends() -> None:
+    guard = ReadGuard(_connector())
+    reader = asyncio.StreamReader()
+    task = asyncio.create_task(guard.read(reader, "DATA"))
+    await asyncio.sleep(0)
+    assert not guard.interrupt(SHUTTING_DOWN)  # anytime=False: not woken in DATA
+    reader.feed_data(b"rest of body\r\n.\r\n")
+    assert await task == b"rest of body\r\n.\r\n"
+    with pytest.raises(SessionEnd):
+        await guard.read(reader, "GREETED")  # the next command is not waited for
+
+
+async def test_at_the_end_of_the_grace_a_body_is_cut_too() -> None:
+    guard = ReadGuard(_connector())
+    task = asyncio.create_task(guard.read(asyncio.StreamReader(), "DATA"))
+    await asyncio.sleep(0)
+    guard.interrupt(SHUTTING_DOWN)
+    assert guard.interrupt(SHUTTING_DOWN, anytime=True)
+    with pytest.raises(SessionEnd):
+        await task
+
+
+async def test_junk_commands_are_counted_between_messages() -> None:
+    guard = ReadGuard(_connector(max_junk_commands=2))
+    assert not guard.junk_command()
+    assert not guard.junk_command()
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"body")
+    await guard.read(reader, "DATA")  # a message resets the count
+    assert not guard.junk_command()
+    assert not guard.junk_command()
+    assert guard.junk_command()
