@@ -209,11 +209,7 @@ class Gateway:
         """One failed-AUTH throttle per connector, kept across reloads so a reload is no amnesty."""
         for c in config.receive_connectors:
             if c.name not in self._throttle_by_name:
-                self._throttle_by_name[c.name] = Throttle(
-                    max_failures=c.max_logon_failures,
-                    lockout=c.auth_lockout,
-                    auth_tarpit=c.auth_tarpit_interval,
-                )
+                self._throttle_by_name[c.name] = Throttle.for_connector(c)
         return self._throttle_by_name
 
     def _session_env(self) -> tuple[SessionEnv, ConnectorTable]:

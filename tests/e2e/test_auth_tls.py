@@ -69,7 +69,7 @@ def test_auth_is_refused_before_starttls_and_works_after(workdir: Path, sink: Sm
 def test_wrong_passwords_lock_the_source_out(workdir: Path, sink: SmtpSink) -> None:
     _with_user(workdir)
     port = free_port()
-    with InProcessGateway(_auth_config(workdir, port, sink)):
+    with InProcessGateway(_auth_config(workdir, port, sink, max_logon_failures=3)):
         with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
             c.starttls(context=insecure_context())
             c.ehlo("client.test")

@@ -171,7 +171,12 @@ class ReceiveConnectorConfig(_Section):
     implicit_tls: bool = Field(
         False, description="TLS from the first byte (port 465, RFC 8314) instead of STARTTLS"
     )
-    max_logon_failures: int = Field(3, ge=1, le=10, description="Failed AUTH from one address before lockout")
+    max_logon_failures: int = Field(
+        10, ge=1, le=1000, description="Failed AUTH from one address (IPv6: its /64) before it is locked out"
+    )
+    max_account_logon_failures: int = Field(
+        5, ge=1, le=1000, description="Failed AUTH for one account, from any address, before it is locked"
+    )
     message_rate_limit: int = Field(
         0,
         ge=0,
@@ -179,7 +184,7 @@ class ReceiveConnectorConfig(_Section):
     )
     auth_tarpit_interval: Duration = Field(5.0, description="Delay before answering a failed AUTH")
     auth_lockout: Duration = Field(
-        900.0, description="How long an address that failed too often may not AUTH"
+        900.0, description="How long an address or account that failed too often may not AUTH"
     )
     client_ca: Path | None = Field(
         None, description="CA bundle that client certificates must chain to (domain security, server auth)"

@@ -97,11 +97,7 @@ class Session:
         )
         throttle = env.throttles.get(connector.name)
         if throttle is None:  # not "or": an empty Throttle is falsy (it has a length)
-            throttle = Throttle(
-                max_failures=connector.max_logon_failures,
-                lockout=connector.auth_lockout,
-                auth_tarpit=connector.auth_tarpit_interval,
-            )
+            throttle = Throttle.for_connector(connector)
         self.auth = AuthExchange(connector, env.users, throttle, peer.ip)
         self.conn = ServerConnection(
             ProtocolLimits(
@@ -139,11 +135,7 @@ class Session:
         in_data = self.conn.state.name in ("DATA", "BDAT")
         limit = self.connector.data_timeout if in_data else self.connector.idle_timeout
         async with asyncio.timeout(limit):
-            data = await self.reader.read(65536)
-        if self.plog is not None and data and not in_data:
-            for line in data.splitlines():
-                self.plog.received(line)
-        return data
+            return await self.reader.read(65536)
 
     async def run(self) -> None:
         try:
@@ -194,6 +186,8 @@ class Session:
                 continue
             if isinstance(event, ev.ConnectionClosed):
                 return
+            if self.plog is not None:  # per parsed command, never per read (CWE-532)
+                self.plog.command(event, self.conn.pending_chunk)
             reply, close = await self._answer(event)
             self._write(self.conn.send(reply))
             if isinstance(event, ev.StartTls) and reply.code == 220:
