@@ -158,6 +158,7 @@ class Gateway:
         self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
         self.listener = Listener(self._session_env)
         self._throttle_by_name: dict[str, Throttle] = {}
+        self._protocol_logs: dict[str, ProtocolLog] = {}
         self.state: StateStore | None = None
         self.users: UserStore | None = None
         if any(c.auth_mechanisms for c in config.receive_connectors):
@@ -185,9 +186,7 @@ class Gateway:
             observer=self._observe,
         )
         protocol_logs = {
-            c.name: ProtocolLog(self.paths["log"], config.logging, c.name)
-            for c in config.receive_connectors
-            if c.protocol_log
+            c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
         }
         env = SessionEnv(
             hostname=config.server.hostname,
@@ -204,6 +203,13 @@ class Gateway:
             throttles=self._throttles(config),
         )
         return env, ConnectorTable(config.receive_connectors)
+
+    def _protocol_log(self, config: Config, connector: str) -> ProtocolLog:
+        """One writer per connector's file, kept across reloads (sessions still running write to
+        it) and closed at stop."""
+        if connector not in self._protocol_logs:
+            self._protocol_logs[connector] = ProtocolLog(self.paths["log"], config.logging, connector)
+        return self._protocol_logs[connector]
 
     def _throttles(self, config: Config) -> dict[str, Throttle]:
         """One failed-AUTH throttle per connector, kept across reloads so a reload is no amnesty."""
@@ -314,6 +320,8 @@ class Gateway:
         await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()
+        for plog in self._protocol_logs.values():
+            plog.close()
         if self.state is not None:
             self.state.close()
         self._stopped.set()
