@@ -228,7 +228,7 @@ class Gateway:
         self.agent_log.record(
             session_id=ctx.session.session_id,
             client_ip=ctx.session.peer.ip,
-            msg_id="",
+            msg_id=ctx.msg_id,
             sender=str(ctx.mail_from) if ctx.mail_from else "",
             recipients=[str(ctx.recipient)] if ctx.recipient else [str(r) for r in ctx.recipients],
             agent=agent,

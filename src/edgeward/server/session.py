@@ -35,7 +35,7 @@ from edgeward.logs.tracking import TrackingLog
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
-from edgeward.server.disposition import enqueue, quarantine, track
+from edgeward.server.disposition import enqueue, quarantine, track, track_refusal
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
 from edgeward.server.receipt import Transaction, received_header
 from edgeward.smtp import events as ev
@@ -201,13 +201,17 @@ class Session:
             case ev.Helo():
                 return await self._helo(event), False
             case ev.MailFrom():
-                return await self._mail(event), False
+                reply = await self._mail(event)
+                return track_refusal(self.env, self.info, "MAIL", reply, event.address), False
             case ev.RcptTo():
-                return await self._rcpt(event), False
-            case ev.Data():
-                return await self._data_start(), False
-            case ev.BdatChunk():
-                return await self._bdat(event), False
+                sender = self.tx.mail_from if self.tx else None
+                reply = await self._rcpt(event)
+                return track_refusal(self.env, self.info, "RCPT", reply, sender, [event.address]), False
+            case ev.Data() | ev.BdatChunk():
+                tx = self.tx
+                reply = await (self._data_start() if isinstance(event, ev.Data) else self._bdat(event))
+                sender, rcpts = (tx.mail_from, tx.rcpts) if tx else (None, [])
+                return track_refusal(self.env, self.info, "DATA", reply, sender, rcpts), False
             case ev.MessageData():
                 return await self._message(event), False
             case ev.Rset():
@@ -318,22 +322,25 @@ class Session:
         if tx is None or not tx.rcpts:
             return Reply(554, "5.5.1", "No valid recipients")
         if event.violation is not None:
-            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation))
+            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation),
+                  detail="at EOD")  # fmt: skip
             return event.violation
         data = event.data
         if "keep_internal_headers" not in self.info.rights:
             data = remove_fields(data, INTERNAL_HEADER_PREFIXES)
         headers = parse_headers(data)
+        # Allocated before the agents run, so the agent log and a REJECT name the same id.
+        msg_id = self.env.spool.new_id()
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
-            recipients=tuple(tx.rcpts), data=data, headers=headers,
+            recipients=tuple(tx.rcpts), data=data, headers=headers, msg_id=msg_id,
         )  # fmt: skip
         verdict = await self.env.pipeline.run(Stage.EOD, ctx)
         outcome = verdict.outcome
         if outcome.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT) and outcome.reply:
-            track(self.env, "REJECT", "", tx, self.info, len(data), reply=str(outcome.reply))
+            track(self.env, "REJECT", msg_id, tx, self.info, len(data), reply=str(outcome.reply),
+                  detail=f"at EOD by {verdict.decided_by}")  # fmt: skip
             return outcome.reply
-        msg_id = self.env.spool.new_id()
         if outcome.action is Action.DISCARD:
             track(self.env, "DISCARD", msg_id, tx, self.info, len(data), detail=verdict.decided_by)
             return Reply(250, "2.0.0", f"OK queued as {msg_id}")
