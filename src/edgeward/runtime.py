@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from edgeward.auth.addresses import AccountAddresses
 from edgeward.auth.throttle import Throttle
 from edgeward.auth.users import UserStore
 from edgeward.config.load import load_config
@@ -34,11 +35,13 @@ from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
 from edgeward.filters.agents.content import ContentFilter
+from edgeward.filters.agents.from_header import FromHeader
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.rate import MessageRateLimit
 from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.sender import SenderAuthority
+from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
 from edgeward.logs.agentlog import AgentLog
@@ -84,19 +87,32 @@ def build_classifier(config: Config) -> SpamClassifier:
     return SpamClassifier.load(model, store=store, words=words, learning=cfg.learning)
 
 
-def build_agents(config: Config, spool: Spool, classifier: SpamClassifier | None = None) -> list[Agent]:
+async def _no_addresses(_login: str) -> frozenset[str]:
+    return frozenset()
+
+
+def build_agents(
+    config: Config,
+    spool: Spool,
+    classifier: SpamClassifier | None = None,
+    *,
+    addresses: AccountAddresses | None = None,
+) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
         MessageRateLimit(),
         MessageSize(),
         SenderAuthority(config.accepted_domains),
+        SenderLogin(addresses.owned if addresses is not None else _no_addresses),
         RelayControl(config.accepted_domains),
     ]
     local = config.agents.local_recipients
     if local.enabled:
         agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
     agents.append(HopCount())
+    if config.agents.from_header != "off":
+        agents.append(FromHeader(config.agents.from_header))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(ContentFilter(classifier or build_classifier(config), config.agents.content_filter))
     return [a for a in agents if a.name not in config.agents.disabled]
@@ -161,10 +177,12 @@ class Gateway:
         self._protocol_logs: dict[str, ProtocolLog] = {}
         self.state: StateStore | None = None
         self.users: UserStore | None = None
+        self.addresses: AccountAddresses | None = None
         if any(c.auth_mechanisms for c in config.receive_connectors):
             self.state = StateStore(paths["state"] / DB_FILENAME)
             self.state.connect()
             self.users = UserStore(self.state)
+            self.addresses = AccountAddresses(self.state)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self._manager_task: asyncio.Task[None] | None = None
         self._upkeep_task: asyncio.Task[None] | None = None
@@ -180,7 +198,7 @@ class Gateway:
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
         pipeline = Pipeline(
-            build_agents(config, self.spool),
+            build_agents(config, self.spool, addresses=self.addresses),
             timeout=config.agents.timeout,
             observe_only=config.agents.observe_only,
             observer=self._observe,

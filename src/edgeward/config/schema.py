@@ -168,6 +168,14 @@ class ReceiveConnectorConfig(_Section):
         False, description="Offer AUTH before TLS (insecure; flagged by config check)"
     )
     require_auth: bool = Field(False, description="Refuse MAIL until the client authenticates (submission)")
+    sender_login_match: bool = Field(
+        True,
+        description=(
+            "Authenticated clients may use only their account's addresses as sender (553 5.7.1 otherwise;"
+            " Postfix reject_sender_login_mismatch)"
+        ),
+    )
+    auth_null_sender: bool = Field(False, description="Allow the null sender <> from authenticated clients")
     implicit_tls: bool = Field(
         False, description="TLS from the first byte (port 465, RFC 8314) instead of STARTTLS"
     )
@@ -385,6 +393,13 @@ class AgentsConfig(_Section):
     observe_only: bool = Field(False, description="Log what agents would do without acting on it")
     timeout: Duration = Field(30.0, description="Time an agent may take per stage before 451 4.3.0")
     disabled: tuple[str, ...] = Field((), description="Agent names to leave out of the pipeline")
+    from_header: Literal["reject", "quarantine", "off"] = Field(
+        "reject",
+        description=(
+            "Mail without exactly one well-formed From field (RFC 5322 3.6): reject (550 5.6.0),"
+            " quarantine, or off"
+        ),
+    )
     local_recipients: LocalRecipientsConfig = LocalRecipientsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()
 
