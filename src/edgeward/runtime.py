@@ -174,6 +174,9 @@ class Gateway:
         self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
         self.listener = Listener(self._session_env)
         self._throttle_by_name: dict[str, Throttle] = {}
+        # One ledger of failed AUTH per account for every connector: a limit per account that
+        # each port counted apart would multiply with the ports that offer AUTH.
+        self._account_failures = Throttle.shared_accounts(config.receive_connectors)
         self._protocol_logs: dict[str, ProtocolLog] = {}
         self.state: StateStore | None = None
         self.users: UserStore | None = None
@@ -230,10 +233,11 @@ class Gateway:
         return self._protocol_logs[connector]
 
     def _throttles(self, config: Config) -> dict[str, Throttle]:
-        """One failed-AUTH throttle per connector, kept across reloads so a reload is no amnesty."""
+        """One failed-AUTH throttle per connector (their account ledger shared), kept across reloads
+        so a reload is no amnesty."""
         for c in config.receive_connectors:
             if c.name not in self._throttle_by_name:
-                self._throttle_by_name[c.name] = Throttle.for_connector(c)
+                self._throttle_by_name[c.name] = Throttle.for_connector(c, self._account_failures)
         return self._throttle_by_name
 
     def _session_env(self) -> tuple[SessionEnv, ConnectorTable]:

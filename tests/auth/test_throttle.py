@@ -8,6 +8,7 @@ from edgeward.auth.sasl import AUTH_INVALID
 from edgeward.auth.throttle import (
     AUTH_LOCKED_OUT,
     AUTH_TOO_MANY_FAILURES,
+    FailureLedger,
     FailureVerdict,
     Throttle,
     source_key,
@@ -228,3 +229,14 @@ def test_account_memory_is_bounded(clock: FakeClock) -> None:
     for i in range(500):
         throttle.failed(IP, f"user{i}")
     assert len(throttle) <= 50 + 1  # the accounts' lockouts plus the one source
+
+
+def test_connectors_can_share_one_account_ledger(clock: FakeClock) -> None:
+    accounts = FailureLedger(clock, limit=3, window=900, lockout=900, max_tracked=100)
+    port25 = Throttle(clock, max_failures=10, accounts=accounts)
+    port587 = Throttle(clock, max_failures=10, accounts=accounts)
+    port25.failed(IP, "alice")
+    port587.failed(IP, "alice")
+    assert not port25.account_blocked("alice")
+    port587.failed("198.51.100.1", "alice")
+    assert port25.account_blocked("alice") and port587.account_blocked("alice")

@@ -18,7 +18,10 @@ pytestmark = pytest.mark.e2e
 PASSWORD = "correct horse battery staple"
 
 
-def _config(workdir: Path, port: int, sink: SmtpSink, **connector: Any) -> Any:
+AUTH = {"auth_mechanisms": ["PLAIN"], "auth_tarpit_interval": 0}
+
+
+def _add_users(workdir: Path) -> None:
     state = StateStore(default_db_path(workdir))
     state.connect()
     try:
@@ -26,10 +29,11 @@ def _config(workdir: Path, port: int, sink: SmtpSink, **connector: Any) -> Any:
             UserStore(state).add(name, PASSWORD)
     finally:
         state.close()
-    settings = {
-        "auth_mechanisms": ["PLAIN"], "permission_groups": ["anonymous", "users"],
-        "auth_tarpit_interval": 0, **connector,
-    }  # fmt: skip
+
+
+def _config(workdir: Path, port: int, sink: SmtpSink, **connector: Any) -> Any:
+    _add_users(workdir)
+    settings = {**AUTH, "permission_groups": ["anonymous", "users"], **connector}
     return gateway_config(workdir, port=port, sink_port=sink.port, connector=settings)
 
 
@@ -72,3 +76,20 @@ def test_the_source_limit_still_closes_and_locks_a_guessing_address(workdir: Pat
         assert codes == [535, 535, 535, 421]
         assert _auth(port, source, "bob", PASSWORD)[0] == 454  # locked out before any exchange
         assert _auth(port, "127.0.0.41", "bob", PASSWORD)[0] == 235
+
+
+def test_the_account_limit_holds_across_connectors(workdir: Path, sink: SmtpSink) -> None:
+    port = free_port()
+    # 127.0.0.1 reaches the "relay" connector, other addresses the "internet" one: same port,
+    # separate connectors, one count per account.
+    _add_users(workdir)
+    config = gateway_config(
+        workdir, port=port, sink_port=sink.port, relay={**AUTH, "permission_groups": ["users"]},
+        connector={**AUTH, "permission_groups": ["anonymous", "users"]},
+    )  # fmt: skip
+    with InProcessGateway(config):
+        assert [_auth(port, "127.0.0.1", "alice", f"g{i}")[0] for i in range(3)] == [535] * 3
+        assert [_auth(port, "127.0.0.50", "alice", f"h{i}")[0] for i in range(2)] == [535] * 2
+        assert _auth(port, "127.0.0.1", "alice", PASSWORD)[0] == 535
+        assert _auth(port, "127.0.0.51", "alice", PASSWORD)[0] == 535
+        assert _auth(port, "127.0.0.1", "bob", PASSWORD)[0] == 235

@@ -49,6 +49,7 @@ from __future__ import annotations
 import ipaddress
 import unicodedata
 from collections import OrderedDict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgeward.auth.sasl import AUTH_INVALID
@@ -60,6 +61,7 @@ from edgeward.types import Reply
 __all__ = [
     "AUTH_LOCKED_OUT",
     "AUTH_TOO_MANY_FAILURES",
+    "FailureLedger",
     "FailureVerdict",
     "Throttle",
     "account_key",
@@ -104,7 +106,7 @@ def account_key(name: str) -> str:
         return unicodedata.normalize("NFKC", name).casefold()[:256]
 
 
-class _Ledger:
+class FailureLedger:
     """Failure times and lockouts for one kind of key, bounded in time and space."""
 
     def __init__(self, clock: Clock, limit: int, window: float, lockout: float, max_tracked: int) -> None:
@@ -196,7 +198,10 @@ class Throttle:
         max_tracked: int = 10_000,
         ipv6_prefix: int = 64,
         reset_on_success: bool = True,
+        accounts: FailureLedger | None = None,
     ) -> None:
+        """``accounts``: a ledger shared with the throttles of other connectors, so that an
+        account's limit holds across every port that offers AUTH; by default one of its own."""
         if max_failures < 1 or max_account_failures < 1:
             raise ValueError("max_failures and max_account_failures must be at least 1")
         if window <= 0 or lockout < 0 or auth_tarpit < 0:
@@ -214,18 +219,40 @@ class Throttle:
         self.max_tracked = max_tracked
         self.ipv6_prefix = ipv6_prefix
         self.reset_on_success = reset_on_success
-        self._sources = _Ledger(self._clock, max_failures, window, lockout, max_tracked)
-        self._accounts = _Ledger(self._clock, max_account_failures, window, lockout, max_tracked)
+        self._sources = FailureLedger(self._clock, max_failures, window, lockout, max_tracked)
+        # Not "or": an empty ledger is falsy (it has a length).
+        self._accounts = (
+            accounts
+            if accounts is not None
+            else FailureLedger(self._clock, max_account_failures, window, lockout, max_tracked)
+        )
 
     @classmethod
-    def for_connector(cls, connector: ReceiveConnectorConfig, clock: Clock | None = None) -> Throttle:
-        """The throttle a receive connector's settings describe."""
+    def for_connector(
+        cls, connector: ReceiveConnectorConfig, accounts: FailureLedger | None = None
+    ) -> Throttle:
+        """The throttle a receive connector's settings describe (``accounts``: see ``__init__``)."""
         return cls(
-            clock,
             max_failures=connector.max_logon_failures,
             max_account_failures=connector.max_account_logon_failures,
             lockout=connector.auth_lockout,
             auth_tarpit=connector.auth_tarpit_interval,
+            accounts=accounts,
+        )
+
+    @staticmethod
+    def shared_accounts(
+        connectors: Iterable[ReceiveConnectorConfig], clock: Clock | None = None
+    ) -> FailureLedger:
+        """One account ledger for all ``connectors``: the strictest limit and longest lockout."""
+        given = list(connectors)
+        offering = [c for c in given if c.auth_mechanisms] or given
+        return FailureLedger(
+            clock or SystemClock(),
+            min((c.max_account_logon_failures for c in offering), default=5),
+            900.0,
+            max((c.auth_lockout for c in offering), default=900.0),
+            10_000,
         )
 
     def blocked(self, ip: str) -> bool:
