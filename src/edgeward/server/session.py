@@ -170,7 +170,7 @@ class Session:
         verdict = await self.env.pipeline.run(Stage.CONNECT, StageContext(Stage.CONNECT, self.info))
         if verdict.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
             reply = verdict.outcome.reply or Reply(554, "5.7.1", "Access denied")
-            self._write(self.conn.greeting(reply))
+            self._write(self.conn.greeting(track_refusal(self.env, self.info, "CONNECT", reply, None)))
             return
         banner = self.connector.banner or "ESMTP ready"
         self._write(self.conn.greeting(Reply(220, None, f"{self.fqdn} {banner}")))
@@ -199,7 +199,7 @@ class Session:
     async def _answer(self, event: object) -> tuple[Reply, bool]:
         match event:
             case ev.Helo():
-                return await self._helo(event), False
+                return track_refusal(self.env, self.info, "HELO", await self._helo(event), None), False
             case ev.MailFrom():
                 reply = await self._mail(event)
                 return track_refusal(self.env, self.info, "MAIL", reply, event.address), False
