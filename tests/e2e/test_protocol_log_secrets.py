@@ -62,6 +62,12 @@ class Client:
     def close(self) -> None:
         self.sock.close()
 
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _config(workdir: Path, port: int, sink: SmtpSink) -> Any:
     state = StateStore(default_db_path(workdir))
@@ -82,57 +88,63 @@ def _log(workdir: Path) -> tuple[str, list[dict[str, Any]]]:
     return text, [json.loads(line) for line in text.splitlines()]
 
 
-def test_pipelined_secrets_and_content_stay_out_of_the_protocol_log(workdir: Path, sink: SmtpSink) -> None:
+BODY = b"From: x@remote.test\r\nSubject: DATA-SECRET\r\n\r\nDATA-SECRET in the body\r\n"
+CHUNK = b"From: x@remote.test\r\nSubject: BDAT-SECRET\r\n\r\nBDAT-SECRET in the chunk\r\n"
+TRANSACTION = b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"
+# case: (STARTTLS first, the one write, replies expected, secrets, lines the log must hold)
+CASES: dict[str, tuple[bool, bytes, list[int], tuple[str, ...], tuple[str, ...]]] = {
+    "auth-login-pipelined": (
+        True, f"AUTH LOGIN\r\n{B64_USER}\r\n{B64_PASSWORD}\r\nQUIT\r\n".encode(), [334, 334, 235, 221],
+        (B64_USER, B64_PASSWORD), ("AUTH LOGIN", "****", "****", "QUIT"),
+    ),
+    "auth-plain-initial-response": (
+        True, f"AUTH PLAIN {B64_PLAIN}\r\nQUIT\r\n".encode(), [235, 221],
+        (B64_PLAIN,), ("AUTH PLAIN ****", "QUIT"),
+    ),
+    "body-before-354": (
+        False, TRANSACTION + b"DATA\r\n" + BODY + b".\r\nQUIT\r\n", [250, 250, 354, 250, 221],
+        ("DATA-SECRET",), ("MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.test>", "DATA", "QUIT"),
+    ),
+    "bdat-last-with-chunk": (
+        False, TRANSACTION + b"BDAT %d LAST\r\n" % len(CHUNK) + CHUNK + b"QUIT\r\n", [250, 250, 250, 221],
+        ("BDAT-SECRET",), ("MAIL FROM:<x@remote.test>", "RCPT TO:<bob@example.test>",
+                           f"BDAT {len(CHUNK)} LAST", "QUIT"),
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_pipelined_secrets_and_content_stay_out_of_the_protocol_log(
+    workdir: Path, sink: SmtpSink, case: str
+) -> None:
+    tls, write, codes, secrets, expected = CASES[case]
     port = free_port()
-    body = b"Subject: DATA-SECRET\r\n\r\nDATA-SECRET in the body\r\n"
-    chunk = b"Subject: BDAT-SECRET\r\n\r\nBDAT-SECRET in the chunk\r\n"
     with InProcessGateway(_config(workdir, port, sink)):
-        # 1. AUTH LOGIN with the username and password in the same write.
-        c = Client(port)
-        c.starttls()
-        login = f"AUTH LOGIN\r\n{B64_USER}\r\n{B64_PASSWORD}\r\nQUIT\r\n".encode()
-        assert c.send(login, 4) == [334, 334, 235, 221]
-        c.close()
-        # 2. AUTH PLAIN with its initial response.
-        c = Client(port)
-        c.starttls()
-        assert c.send(f"AUTH PLAIN {B64_PLAIN}\r\nQUIT\r\n".encode(), 2) == [235, 221]
-        c.close()
-        # 3. A body pipelined right behind DATA, before the 354.
-        c = Client(port)
-        assert c.send(b"EHLO client.test\r\n", 1) == [250]
-        transaction = b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\n"
-        assert c.send(transaction + body + b".\r\nQUIT\r\n", 5) == [250, 250, 354, 250, 221]
-        c.close()
-        # 4. BDAT n LAST with its chunk in the same segment.
-        c = Client(port)
-        assert c.send(b"EHLO client.test\r\n", 1) == [250]
-        transaction = b"MAIL FROM:<x@remote.test>\r\nRCPT TO:<bob@example.test>\r\n"
-        bdat = b"BDAT %d LAST\r\n" % len(chunk)
-        assert c.send(transaction + bdat + chunk + b"QUIT\r\n", 4) == [250, 250, 250, 221]
-        c.close()
-        assert len(sink.wait_for(2)) == 2
+        with Client(port) as c:
+            if tls:
+                c.starttls()
+            else:
+                assert c.send(b"EHLO client.test\r\n", 1) == [250]
+            assert c.send(write, len(codes)) == codes
+        if not tls:
+            assert len(sink.wait_for(1)) == 1  # the message itself went through
     text, entries = _log(workdir)
-    for secret in (B64_USER, B64_PASSWORD, B64_PLAIN, PASSWORD, "DATA-SECRET", "BDAT-SECRET"):
+    for secret in (*secrets, PASSWORD):
         assert secret not in text, secret
     received = [e["data"] for e in entries if e["dir"] == "<"]
-    assert received.count("AUTH LOGIN") == 1 and received.count("****") == 2
-    assert "AUTH PLAIN ****" in received
-    assert "DATA" in received and f"BDAT {len(chunk)} LAST" in received
-    assert "MAIL FROM:<x@remote.test>" in received and received.count("QUIT") == 4
-    # Replies are still logged in order, and each command comes before its reply.
-    first = next(i for i, e in enumerate(entries) if e["data"] == "AUTH LOGIN")
-    assert entries[first + 1]["data"].startswith("334 ")
+    assert tuple(received[-len(expected) :]) == expected
+    # Each command is logged before its reply.
+    first = next(i for i, e in enumerate(entries) if e["data"] == expected[0])
+    assert entries[first + 1]["dir"] == ">" and entries[first + 1]["data"][:3] == str(codes[0])
 
 
 def test_a_password_pipelined_behind_a_refused_auth_is_not_logged(workdir: Path, sink: SmtpSink) -> None:
     port = free_port()
     with InProcessGateway(_config(workdir, port, sink)):
-        c = Client(port)  # no STARTTLS: AUTH is refused, and the next lines are read as commands
-        assert c.send(b"EHLO client.test\r\n", 1) == [250]
-        codes = c.send(f"AUTH LOGIN\r\n{B64_USER}\r\n{B64_PASSWORD}\r\nQUIT\r\n".encode(), 4)
+        with Client(port) as c:  # no STARTTLS: AUTH is refused, the next lines read as commands
+            assert c.send(b"EHLO client.test\r\n", 1) == [250]
+            codes = c.send(f"AUTH LOGIN\r\n{B64_USER}\r\n{B64_PASSWORD}\r\nQUIT\r\n".encode(), 4)
         assert codes[0] == 530 and codes[1] >= 500 and codes[-1] == 221
-        c.close()
     text, entries = _log(workdir)
     assert B64_USER not in text and B64_PASSWORD not in text
     assert [e["data"] for e in entries if e["dir"] == "*"] == ["input refused by the protocol core"] * 2
