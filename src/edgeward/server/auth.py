@@ -102,7 +102,7 @@ class AuthExchange:
             return AuthStep(AUTH_SUCCEEDED, identity=account)
         verdict = self.throttle.failed(self.peer_ip, account)
         log.warning(
-            "AUTH failed from %s (%d failures from there%s)",
+            "AUTH failed from %s (%d failures from that address%s)",
             self.peer_ip, verdict.failures, "; account locked" if locked else "",
         )  # fmt: skip
         return AuthStep(verdict.reply, tarpit=verdict.tarpit, disconnect=verdict.disconnect)
