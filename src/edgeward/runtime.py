@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from edgeward.auth.addresses import AccountAddresses
 from edgeward.auth.throttle import Throttle
 from edgeward.auth.users import UserStore
 from edgeward.config.check import audit, errors
@@ -38,11 +39,13 @@ from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
 from edgeward.errors import ConfigError
 from edgeward.filters.agents.content import ContentFilter
+from edgeward.filters.agents.from_header import FromHeader
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.rate import MessageRateLimit
 from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.sender import SenderAuthority
+from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
 from edgeward.logs.agentlog import AgentLog
@@ -93,19 +96,32 @@ def build_classifier(config: Config) -> SpamClassifier:
     )
 
 
-def build_agents(config: Config, spool: Spool, classifier: SpamClassifier | None = None) -> list[Agent]:
+async def _no_addresses(_login: str) -> frozenset[str]:
+    return frozenset()
+
+
+def build_agents(
+    config: Config,
+    spool: Spool,
+    classifier: SpamClassifier | None = None,
+    *,
+    addresses: AccountAddresses | None = None,
+) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
         MessageRateLimit(),
         MessageSize(),
         SenderAuthority(config.accepted_domains),
+        SenderLogin(addresses.owned if addresses is not None else _no_addresses),
         RelayControl(config.accepted_domains),
     ]
     local = config.agents.local_recipients
     if local.enabled:
         agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
     agents.append(HopCount())
+    if config.agents.from_header != "off":
+        agents.append(FromHeader(config.agents.from_header))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(ContentFilter(classifier or build_classifier(config), config.agents.content_filter))
     return [a for a in agents if a.name not in config.agents.disabled]
@@ -170,12 +186,18 @@ class Gateway:
         # One budget for the process, kept across reloads (a reload must not forget what is held).
         self.budget = ByteBudget(config.server.max_bytes_in_flight)
         self._throttle_by_name: dict[str, Throttle] = {}
+        # One ledger of failed AUTH per account for every connector: a limit per account that
+        # each port counted apart would multiply with the ports that offer AUTH.
+        self._account_failures = Throttle.shared_accounts(config.receive_connectors)
+        self._protocol_logs: dict[str, ProtocolLog] = {}
         self.state: StateStore | None = None
         self.users: UserStore | None = None
+        self.addresses: AccountAddresses | None = None
         if any(c.auth_mechanisms for c in config.receive_connectors):
             self.state = StateStore(paths["state"] / DB_FILENAME)
             self.state.connect()
             self.users = UserStore(self.state)
+            self.addresses = AccountAddresses(self.state)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
@@ -190,15 +212,13 @@ class Gateway:
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
         pipeline = Pipeline(
-            build_agents(config, self.spool),
+            build_agents(config, self.spool, addresses=self.addresses),
             timeout=config.agents.timeout,
             observe_only=config.agents.observe_only,
             observer=self._observe,
         )
         protocol_logs = {
-            c.name: ProtocolLog(self.paths["log"], config.logging, c.name)
-            for c in config.receive_connectors
-            if c.protocol_log
+            c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
         }
         env = SessionEnv(
             hostname=config.server.hostname,
@@ -234,16 +254,19 @@ class Gateway:
             "EXPIRE", msg_id=entry.qid, sender=entry.mail_from, recipients=entry.recipients,
             client_ip=entry.client_ip, size=entry.size, detail="quarantine retention",
         )  # fmt: skip
+    def _protocol_log(self, config: Config, connector: str) -> ProtocolLog:
+        """One writer per connector's file, kept across reloads (sessions still running write to
+        it) and closed at stop."""
+        if connector not in self._protocol_logs:
+            self._protocol_logs[connector] = ProtocolLog(self.paths["log"], config.logging, connector)
+        return self._protocol_logs[connector]
 
     def _throttles(self, config: Config) -> dict[str, Throttle]:
-        """One failed-AUTH throttle per connector, kept across reloads so a reload is no amnesty."""
+        """One failed-AUTH throttle per connector (their account ledger shared), kept across reloads
+        so a reload is no amnesty."""
         for c in config.receive_connectors:
             if c.name not in self._throttle_by_name:
-                self._throttle_by_name[c.name] = Throttle(
-                    max_failures=c.max_logon_failures,
-                    lockout=c.auth_lockout,
-                    auth_tarpit=c.auth_tarpit_interval,
-                )
+                self._throttle_by_name[c.name] = Throttle.for_connector(c, self._account_failures)
         return self._throttle_by_name
 
     def _session_env(self) -> tuple[SessionEnv, ConnectorTable]:
@@ -256,7 +279,7 @@ class Gateway:
         self.agent_log.record(
             session_id=ctx.session.session_id,
             client_ip=ctx.session.peer.ip,
-            msg_id="",
+            msg_id=ctx.msg_id,
             sender=str(ctx.mail_from) if ctx.mail_from else "",
             recipients=[str(ctx.recipient)] if ctx.recipient else [str(r) for r in ctx.recipients],
             agent=agent,
@@ -358,6 +381,8 @@ class Gateway:
         await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()
+        for plog in self._protocol_logs.values():
+            plog.close()
         if self.state is not None:
             self.state.close()
         self._stopped.set()

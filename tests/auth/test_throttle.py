@@ -8,6 +8,7 @@ from edgeward.auth.sasl import AUTH_INVALID
 from edgeward.auth.throttle import (
     AUTH_LOCKED_OUT,
     AUTH_TOO_MANY_FAILURES,
+    FailureLedger,
     FailureVerdict,
     Throttle,
     source_key,
@@ -166,3 +167,76 @@ def test_expired_entries_are_dropped(clock: FakeClock) -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         Throttle(**kwargs)  # type: ignore[arg-type]
+
+
+# -- per account -----------------------------------------------------------------------------
+
+
+def test_guesses_spread_over_many_sources_lock_the_account(clock: FakeClock) -> None:
+    throttle = Throttle(clock, max_failures=3, max_account_failures=5)
+    for i in range(5):
+        verdict = throttle.failed(f"198.51.100.{i}", "Alice")
+        # Each source failed once: no source is locked and no connection is closed ...
+        assert verdict == FailureVerdict(AUTH_INVALID, 5.0, False, 1)
+    # ... but the account is, from every address, under any spelling of its name.
+    assert throttle.account_blocked("alice") and throttle.account_blocked("ALICE")
+    assert not throttle.account_blocked("bob")
+    assert not any(throttle.blocked(f"198.51.100.{i}") for i in range(5))
+    clock.advance(900)
+    assert not throttle.account_blocked("alice")
+
+
+def test_attempts_during_an_account_lockout_do_not_extend_it(clock: FakeClock) -> None:
+    throttle = Throttle(clock, max_failures=100, max_account_failures=2, lockout=60)
+    throttle.failed(IP, "alice")
+    throttle.failed(IP, "alice")
+    clock.advance(59)
+    throttle.failed(IP, "alice")
+    clock.advance(1)
+    assert not throttle.account_blocked("alice")
+
+
+def test_users_behind_one_address_do_not_lock_each_other_out(clock: FakeClock) -> None:
+    # The connector defaults: 10 per source, 5 per account.
+    throttle = Throttle(clock, max_failures=10, max_account_failures=5)
+    for _ in range(5):
+        throttle.failed(IP, "alice")  # alice mistypes five times and locks only herself
+    assert throttle.account_blocked("alice")
+    assert not throttle.blocked(IP) and not throttle.account_blocked("bob")
+    throttle.succeeded(IP, "bob")
+    assert throttle.failures(IP) == 0
+
+
+def test_the_source_limit_still_applies_across_accounts(clock: FakeClock) -> None:
+    throttle = Throttle(clock, max_failures=4, max_account_failures=5)
+    verdicts = [throttle.failed(IP, f"user{i}") for i in range(4)]
+    assert [v.disconnect for v in verdicts] == [False, False, False, True]
+    assert throttle.blocked(IP)
+    assert throttle.failed(IP, "user9").disconnect  # a source already locked is closed again
+
+
+def test_unknown_and_malformed_names_are_counted_like_real_ones(clock: FakeClock) -> None:
+    throttle = Throttle(clock, max_failures=100, max_account_failures=2)
+    for name in ("nobody", "bad\u200bname", " "):
+        throttle.failed(IP, name)
+        throttle.failed(IP, name)
+        assert throttle.account_blocked(name)
+    assert throttle.account_failures("someone-else") == 0
+
+
+def test_account_memory_is_bounded(clock: FakeClock) -> None:
+    throttle = Throttle(clock, max_failures=10**6, max_account_failures=1, max_tracked=50)
+    for i in range(500):
+        throttle.failed(IP, f"user{i}")
+    assert len(throttle) <= 50 + 1  # the accounts' lockouts plus the one source
+
+
+def test_connectors_can_share_one_account_ledger(clock: FakeClock) -> None:
+    accounts = FailureLedger(clock, limit=3, window=900, lockout=900, max_tracked=100)
+    port25 = Throttle(clock, max_failures=10, accounts=accounts)
+    port587 = Throttle(clock, max_failures=10, accounts=accounts)
+    port25.failed(IP, "alice")
+    port587.failed(IP, "alice")
+    assert not port25.account_blocked("alice")
+    port587.failed("198.51.100.1", "alice")
+    assert port25.account_blocked("alice") and port587.account_blocked("alice")

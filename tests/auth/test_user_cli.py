@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from edgeward.auth.addresses import AccountAddresses
 from edgeward.auth.users import UserStore
 from edgeward.cli.user import user_app
 from edgeward.state.sqlite import StateStore
@@ -143,3 +144,40 @@ def test_unreadable_configuration_is_exit_2(tmp_path: Path) -> None:
     result = runner.invoke(user_app, ["list", "--config", str(tmp_path / "missing.toml")])
     assert result.exit_code == 2
     assert "cannot read" in result.stderr
+
+
+def _addresses(db: Path, name: str) -> list[str]:
+    with StateStore(db) as state:
+        return AccountAddresses(state).list(name)
+
+
+def test_add_with_addresses_and_manage_them(db: Path) -> None:
+    code, out, _ = run(
+        db, "add", "alice", "--address", "Alice@Example.TEST", "-a", "@sales.example.test",
+        "--password-stdin", input="pw\n",
+    )  # fmt: skip
+    assert code == 0, out
+    assert _addresses(db, "alice") == ["@sales.example.test", "alice@example.test"]
+    code, out, _ = run(db, "address", "add", "ALICE", "a.smith@example.test")
+    assert code == 0 and "alice may send as a.smith@example.test" in out.replace("ALICE", "alice")
+    code, out, _ = run(db, "address", "list", "alice")
+    assert out.split() == ["@sales.example.test", "a.smith@example.test", "alice@example.test"]
+    assert run(db, "address", "remove", "alice", "@SALES.example.test")[0] == 0
+    code, _, err = run(db, "address", "remove", "alice", "@sales.example.test")
+    assert code == 2 and "has no address" in err
+
+
+@pytest.mark.parametrize("bad", ["not an address", "alice@", "<a@b.test>", "@", "a@b@c.test"])
+def test_a_bad_address_is_exit_2_and_adds_no_account(db: Path, bad: str) -> None:
+    code, _, err = run(db, "add", "alice", "--address", bad, "--password-stdin", input="pw\n")
+    assert code == 2 and err.startswith("error:")
+    code, out, _ = run(db, "list", "--json")
+    assert json.loads(out) == []
+
+
+def test_addresses_of_an_unknown_user_are_clear_errors(db: Path) -> None:
+    run(db, "add", "alice", "--password-stdin", input="pw\n")
+    code, _, err = run(db, "address", "add", "ghost", "g@example.test")
+    assert code == 2 and "no user" in err
+    code, _, err = run(db, "address", "list", "ghost")
+    assert code == 2 and "no user" in err

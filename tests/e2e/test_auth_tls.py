@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trustme
 
+from edgeward.auth.addresses import AccountAddresses
 from edgeward.auth.users import UserStore
 from edgeward.logs.tracking import search
 from edgeward.state.sqlite import StateStore, default_db_path
@@ -19,7 +20,7 @@ from tests.e2e.harness import SWAKS, InProcessGateway, SmtpSink, free_port, gate
 
 pytestmark = pytest.mark.e2e
 
-MESSAGE = b"Subject: authenticated\r\n\r\nhello\r\n"
+MESSAGE = b"From: alice@example.test\r\nSubject: authenticated\r\n\r\nhello\r\n"
 
 
 def _with_user(workdir: Path) -> None:
@@ -27,6 +28,7 @@ def _with_user(workdir: Path) -> None:
     state.connect()
     try:
         UserStore(state).add("alice", "correct horse battery staple")
+        AccountAddresses(state).add("alice", "alice@example.test")
     finally:
         state.close()
 
@@ -58,7 +60,7 @@ def test_auth_is_refused_before_starttls_and_works_after(workdir: Path, sink: Sm
             c.ehlo("client.test")
             assert c.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
             c.login("alice", "correct horse battery staple")
-            # Authenticated users may relay and send as any sender.
+            # Authenticated users may relay, as their own address.
             c.mail("alice@example.test")
             assert c.rcpt("bob@elsewhere.test")[0] == 250
             assert c.data(MESSAGE)[0] == 250
@@ -69,7 +71,7 @@ def test_auth_is_refused_before_starttls_and_works_after(workdir: Path, sink: Sm
 def test_wrong_passwords_lock_the_source_out(workdir: Path, sink: SmtpSink) -> None:
     _with_user(workdir)
     port = free_port()
-    with InProcessGateway(_auth_config(workdir, port, sink)):
+    with InProcessGateway(_auth_config(workdir, port, sink, max_logon_failures=3)):
         with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
             c.starttls(context=insecure_context())
             c.ehlo("client.test")

@@ -66,7 +66,8 @@ def _gateway_a(root: Path, port: int, b_port: int, ca_path: Path, **send: Any) -
 def _send_via_a(port: int) -> None:
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
         c.ehlo("app.a.test")
-        c.sendmail("orders@a.test", ["buyer@b.test"], b"Subject: purchase order\r\n\r\n42 widgets\r\n")
+        order = b"From: orders@a.test\r\nSubject: purchase order\r\n\r\n42 widgets\r\n"
+        c.sendmail("orders@a.test", ["buyer@b.test"], order)
 
 
 def _wait_deferred(config: Config, timeout: float = 30) -> str:

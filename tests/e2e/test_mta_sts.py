@@ -79,8 +79,9 @@ def test_enforced_policy_keeps_mail_from_a_clear_text_mx_testing_policy_does_not
     try:
         with InProcessGateway(config):
             with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
-                c.sendmail("ops@a.test", ["u@enforce.sts.test"], b"Subject: enforced\r\n\r\nsecret\r\n")
-                c.sendmail("ops@a.test", ["u@testing.sts.test"], b"Subject: testing\r\n\r\nhello\r\n")
+                head = b"From: ops@a.test\r\nSubject: "
+                c.sendmail("ops@a.test", ["u@enforce.sts.test"], head + b"enforced\r\n\r\nsecret\r\n")
+                c.sendmail("ops@a.test", ["u@testing.sts.test"], head + b"testing\r\n\r\nhello\r\n")
             [delivered] = sink.wait_for(1)
             spool = Spool(config.resolve(Path("queue")), fsync=False)
             deadline = time.monotonic() + 30

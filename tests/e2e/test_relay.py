@@ -159,7 +159,8 @@ def test_smuggled_end_of_data_never_splits_a_message(workdir: Path, sink: SmtpSi
         raw.sendall(b"MAIL FROM:<a@remote.test>\r\nRCPT TO:<b@example.test>\r\nDATA\r\n")
         replies = [f.readline() for _ in range(3)]
         assert replies[2].startswith(b"354")
-        raw.sendall(b"Subject: first\r\n\r\nhello" + fake_end + smuggled + b"\r\n.\r\n")
+        first = b"From: a@remote.test\r\nSubject: first\r\n\r\nhello"
+        raw.sendall(first + fake_end + smuggled + b"\r\n.\r\n")
         final = f.readline()
         raw.sendall(b"QUIT\r\n")
         rest = f.read()

@@ -49,7 +49,8 @@ def _send(port: int, n: int, tag: str) -> str:
         c.mail("a@remote.test")
         c.rcpt("b@example.test")
         code, text = c.data(
-            f"Subject: {tag}-{n}\r\nMessage-ID: <{tag}-{n}@remote.test>\r\n\r\nmessage {n}\r\n"
+            f"From: a@remote.test\r\nSubject: {tag}-{n}\r\n"
+            f"Message-ID: <{tag}-{n}@remote.test>\r\n\r\nmessage {n}\r\n"
         )
         assert code == 250
         return text.decode()
@@ -214,7 +215,7 @@ def test_sighup_reloads_and_sigterm_drains(workdir: Path, sink: SmtpSink) -> Non
                 assert c.rcpt("x@other.test")[0] == 250
             open_session.mail("a@remote.test")
             open_session.rcpt("b@example.test")
-            assert open_session.data(b"Subject: across-reload\r\n\r\nx\r\n")[0] == 250
+            assert open_session.data(b"From: a@remote.test\r\nSubject: across-reload\r\n\r\nx\r\n")[0] == 250
         assert any(b"Subject: across-reload" in m for m in sink.wait_for(1))
     finally:
         # SIGTERM drains and exits cleanly, the delivery process with it.

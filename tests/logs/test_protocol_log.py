@@ -6,8 +6,10 @@ import base64
 from pathlib import Path
 
 from edgeward.config.schema import LoggingConfig
-from edgeward.logs.protocol import REDACTED, ProtocolLog, redact
+from edgeward.logs.protocol import REDACTED, ProtocolLog, command_text, redact
 from edgeward.logs.rotating import read_entries
+from edgeward.smtp import events as ev
+from edgeward.types import Address, Reply
 
 SECRET = base64.b64encode(b"\0alice\0hunter2").decode()
 
@@ -61,3 +63,32 @@ def test_long_lines_are_cut(tmp_path: Path) -> None:
     log.close()
     (entry,) = read_entries(tmp_path, "protocol-c")
     assert len(entry["data"]) < 1100
+
+
+def test_commands_are_rendered_from_events_with_secrets_redacted() -> None:
+    assert command_text(ev.Helo("client.test", True)) == "EHLO client.test"
+    assert command_text(ev.Helo("client.test", False)) == "HELO client.test"
+    mail = ev.MailFrom(Address("a", "example.org"), (("SIZE", "10"), ("SMTPUTF8", None)))
+    assert command_text(mail) == "MAIL FROM:<a@example.org> SIZE=10 SMTPUTF8"
+    assert command_text(ev.MailFrom(Address.null())) == "MAIL FROM:<>"
+    assert command_text(ev.RcptTo(Address("b", "example.test"))) == "RCPT TO:<b@example.test>"
+    assert command_text(ev.Auth("PLAIN", SECRET)) == f"AUTH PLAIN {REDACTED}"
+    assert command_text(ev.Auth("LOGIN")) == "AUTH LOGIN"
+    assert command_text(ev.AuthResponse(SECRET)) == REDACTED
+    assert command_text(ev.Data()) == "DATA"
+    assert command_text(ev.MessageData(b"Subject: secret\r\n\r\nbody\r\n")) is None
+    assert command_text(ev.BdatChunk(5), (5, False)) == "BDAT 5"
+    assert command_text(ev.MessageData(b"secret"), (6, True)) == "BDAT 6 LAST"
+    assert command_text(ev.ProtocolViolation(Reply(500, "5.5.2", "x"))) is None
+    assert [command_text(e) for e in (ev.Rset(), ev.Noop(), ev.Quit(), ev.StartTls())] == [
+        "RSET", "NOOP", "QUIT", "STARTTLS",
+    ]  # fmt: skip
+    assert command_text(ev.Vrfy("root")) == "VRFY root" and command_text(ev.Help()) == "HELP"
+
+
+def test_refused_input_is_logged_as_a_fact_not_as_its_text(tmp_path: Path) -> None:
+    log = ProtocolLog(tmp_path, LoggingConfig(), "c")
+    log.session("S", "::1").command(ev.ProtocolViolation(Reply(500, "5.5.2", "Syntax error")))
+    log.close()
+    (entry,) = read_entries(tmp_path, "protocol-c")
+    assert (entry["dir"], entry["data"]) == ("*", "input refused by the protocol core")

@@ -185,7 +185,7 @@ class UserStore:
     ) -> None:
         if max_concurrent_verifies < 1:
             raise ValueError("max_concurrent_verifies must be at least 1")
-        self._state = state
+        self.state = state
         self._hasher = hasher or default_hasher()
         self._clock = clock or SystemClock()
         self._slots = asyncio.Semaphore(max_concurrent_verifies)
@@ -207,7 +207,7 @@ class UserStore:
             except sqlite3.IntegrityError:
                 raise UserExistsError(f"user {key!r} exists") from None
 
-        self._state.run(insert, write=True)
+        self.state.run(insert, write=True)
         return UserInfo(key, False, now, now)
 
     def remove(self, name: str) -> None:
@@ -229,7 +229,7 @@ class UserStore:
 
     def get(self, name: str) -> UserInfo | None:
         key = username_key(name)
-        row = self._state.run(
+        row = self.state.run(
             lambda c: c.execute(
                 "SELECT name, disabled, created, updated FROM users WHERE name = ?", (key,)
             ).fetchone()
@@ -237,7 +237,7 @@ class UserStore:
         return None if row is None else UserInfo(str(row[0]), bool(row[1]), float(row[2]), float(row[3]))
 
     def list(self) -> builtins.list[UserInfo]:
-        rows = self._state.run(
+        rows = self.state.run(
             lambda c: c.execute("SELECT name, disabled, created, updated FROM users ORDER BY name").fetchall()
         )
         return [UserInfo(str(r[0]), bool(r[1]), float(r[2]), float(r[3])) for r in rows]
@@ -267,7 +267,7 @@ class UserStore:
             secret = None
         row = None
         if key is not None:
-            row = self._state.run(
+            row = self.state.run(
                 lambda c: c.execute("SELECT hash, disabled FROM users WHERE name = ?", (key,)).fetchone()
             )
         real = row is not None and not row[1] and secret is not None
@@ -298,7 +298,7 @@ class UserStore:
     def _rehash(self, key: str, old: str, secret: bytes) -> None:
         new = self._hasher.hash(secret)
         # Only replace the hash we verified: a password changed meanwhile must win.
-        self._state.run(
+        self.state.run(
             lambda c: c.execute(
                 "UPDATE users SET hash = ?, updated = ? WHERE name = ? AND hash = ?",
                 (new, self._clock.now(), key, old),
@@ -317,6 +317,6 @@ class UserStore:
         )
 
     def _change(self, key: str, sql: str, params: tuple[object, ...]) -> None:
-        count = self._state.run(lambda c: c.execute(sql, params).rowcount, write=True)
+        count = self.state.run(lambda c: c.execute(sql, params).rowcount, write=True)
         if count == 0:
             raise UnknownUserError(f"no user {key!r}")

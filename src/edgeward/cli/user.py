@@ -1,4 +1,5 @@
-"""``edgeward user``: the accounts that may use SMTP AUTH (add, remove, list, passwd, disable, enable).
+"""``edgeward user``: the accounts that may use SMTP AUTH (add, remove, list, passwd, disable, enable)
+and the sender addresses each may use (``user address add|remove|list``; see ``auth.addresses``).
 
 The commands act on the state database directly (``<data_dir>/state/edgeward.db`` from the
 configuration, or ``--state``), so they work whether or not the gateway runs: SQLite's WAL mode
@@ -27,6 +28,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from edgeward.auth.addresses import AccountAddresses, normalize_address
 from edgeward.auth.users import UserError, UserInfo, UserStore
 from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
@@ -36,6 +38,8 @@ from edgeward.state.sqlite import DB_FILENAME, StateStore, StateStoreError
 __all__ = ["user_app"]
 
 user_app = typer.Typer(help="Accounts for SMTP AUTH.", no_args_is_help=True)
+address_app = typer.Typer(help="The sender addresses an account may use after AUTH.", no_args_is_help=True)
+user_app.add_typer(address_app, name="address")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")]
 StateOption = Annotated[
@@ -43,6 +47,13 @@ StateOption = Annotated[
     typer.Option("--state", help="State database (default: <data_dir>/state/edgeward.db)."),
 ]
 NameArgument = Annotated[str, typer.Argument(help="User name (compared case-insensitively).")]
+AddressOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--address", "-a", help="A sender address (or @domain) the account may use; repeat for more."
+    ),
+]
+AddressArgument = Annotated[str, typer.Argument(help="An address (local@domain) or @domain.")]
 StdinOption = Annotated[
     bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
 ]
@@ -102,17 +113,67 @@ def _read_password(from_stdin: bool) -> str:
 @user_app.command("add")
 def add(
     name: NameArgument,
+    address: AddressOption = None,
     password_stdin: StdinOption = False,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     state: StateOption = None,
 ) -> None:
-    """Add an account (the state database is created if needed)."""
+    """Add an account (the state database is created if needed).
+
+    It may send as its name when the name is an address, and as each --address.
+    """
     with _users(config, state, create=True) as users:
-        # Check the name before asking for a password the operator would type in vain.
+        # Check the name and addresses before asking for a password typed in vain.
         if users.get(name) is not None:
             _fail(f"user {_clean(name)!r} exists")
+        for value in address or ():
+            normalize_address(value)
         info = users.add(name, _read_password(password_stdin))
+        addresses = AccountAddresses(users.state)
+        for value in address or ():
+            addresses.add(info.name, value)
     _say(f"added user {_clean(info.name)}")
+
+
+@address_app.command("add")
+def address_add(
+    name: NameArgument,
+    address: AddressArgument,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    state: StateOption = None,
+) -> None:
+    """Let an account send as an address (or as any address of @domain)."""
+    with _users(config, state) as users:
+        stored = AccountAddresses(users.state).add(name, address)
+    _say(f"{_clean(name)} may send as {_clean(stored)}")
+
+
+@address_app.command("remove")
+def address_remove(
+    name: NameArgument,
+    address: AddressArgument,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    state: StateOption = None,
+) -> None:
+    """Take an address away from an account."""
+    with _users(config, state) as users:
+        AccountAddresses(users.state).remove(name, address)
+    _say(f"{_clean(name)} may no longer send as {_clean(address)}")
+
+
+@address_app.command("list")
+def address_list(
+    name: NameArgument, config: ConfigOption = DEFAULT_CONFIG_PATH, state: StateOption = None
+) -> None:
+    """The addresses an account may send as (its name too, when that is an address)."""
+    with _users(config, state) as users:
+        if users.get(name) is None:
+            _fail(f"no user {_clean(name)!r}")
+        added = AccountAddresses(users.state).list(name)
+    for value in added:
+        _say(_clean(value))
+    if not added:
+        _say("no addresses added")
 
 
 @user_app.command("remove")

@@ -175,10 +175,23 @@ class ReceiveConnectorConfig(_Section):
         False, description="Offer AUTH before TLS (insecure; flagged by config check)"
     )
     require_auth: bool = Field(False, description="Refuse MAIL until the client authenticates (submission)")
+    sender_login_match: bool = Field(
+        True,
+        description=(
+            "Authenticated clients may use only their account's addresses as sender (553 5.7.1 otherwise;"
+            " Postfix reject_sender_login_mismatch)"
+        ),
+    )
+    auth_null_sender: bool = Field(False, description="Allow the null sender <> from authenticated clients")
     implicit_tls: bool = Field(
         False, description="TLS from the first byte (port 465, RFC 8314) instead of STARTTLS"
     )
-    max_logon_failures: int = Field(3, ge=1, le=10, description="Failed AUTH from one address before lockout")
+    max_logon_failures: int = Field(
+        10, ge=1, le=1000, description="Failed AUTH from one address (IPv6: its /64) before it is locked out"
+    )
+    max_account_logon_failures: int = Field(
+        5, ge=1, le=1000, description="Failed AUTH for one account, from any address, before it is locked"
+    )
     message_rate_limit: int = Field(
         0,
         ge=0,
@@ -186,7 +199,7 @@ class ReceiveConnectorConfig(_Section):
     )
     auth_tarpit_interval: Duration = Field(5.0, description="Delay before answering a failed AUTH")
     auth_lockout: Duration = Field(
-        900.0, description="How long an address that failed too often may not AUTH"
+        900.0, description="How long an address or account that failed too often may not AUTH"
     )
     client_ca: Path | None = Field(
         None, description="CA bundle that client certificates must chain to (domain security, server auth)"
@@ -416,8 +429,8 @@ class ContentFilterConfig(_Section):
 
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
 AGENT_NAMES = (
-    "back-pressure", "message-rate", "message-size", "sender-authority", "relay-control",
-    "local-recipients", "hop-count", "content-filter",
+    "back-pressure", "message-rate", "message-size", "sender-authority", "sender-login",
+    "relay-control", "local-recipients", "hop-count", "from-header", "content-filter",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -429,6 +442,13 @@ class AgentsConfig(_Section):
     timeout: Duration = Field(30.0, description="Time an agent may take per stage before 451 4.3.0")
     disabled: tuple[str, ...] = Field(
         (), description="Agent names to leave out of the pipeline (relay-control cannot be disabled)"
+    )
+    from_header: Literal["reject", "quarantine", "off"] = Field(
+        "reject",
+        description=(
+            "Mail without exactly one well-formed From field (RFC 5322 3.6): reject (550 5.6.0),"
+            " quarantine, or off"
+        ),
     )
     local_recipients: LocalRecipientsConfig = LocalRecipientsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()

@@ -69,6 +69,7 @@ class StageContext:
     recipients: tuple[Address, ...] = ()  # recipients accepted so far
     data: bytes = b""  # the whole message at EOD (CRLF line endings)
     headers: HeaderBlock | None = None  # parsed header block at EOD
+    msg_id: str = ""  # the queue id at EOD (allocated before the agents run); empty before
 
 
 @runtime_checkable

@@ -4,11 +4,17 @@ Modelled on Exchange's protocol log (off by default; events ``+`` connect, ``-``
 ``<`` received, ``>`` sent, ``*`` information). Each connector that sets ``protocol_log``
 writes ``<dir>/protocol-<connector>.log``; the session decides whether to call it at all.
 
-Security: secrets never reach the log. :func:`redact` drops the initial response of
-``AUTH <mechanism> <response>`` (RFC 4954 §4), and a :class:`ProtocolSession` replaces every
-line the client sends while an AUTH exchange is open (after a ``334`` challenge) with
-``****``: those lines carry passwords, base64-encoded. Message content (DATA) is never passed
-here; only the DATA command and its replies are. Lines are cut to a bounded length.
+What the client sent is logged per command, as the SMTP core parsed it
+(:meth:`ProtocolSession.command`, rendered by :func:`command_text`), never as the bytes of a
+socket read: a read can hold a command, the AUTH response pipelined behind it and the message
+body pipelined behind DATA, and only the parser knows where one ends and the next begins.
+
+Security (CWE-532): secrets and content never reach the log. ``AUTH`` is logged with its
+mechanism only (an initial response, RFC 4954 §4, becomes ``****``); every AUTH response line
+is ``****``; DATA and BDAT content is never logged (``BDAT n [LAST]`` is the command); input
+the core refused is logged as the fact of a refusal, not its text, since it may be a password
+pipelined behind an AUTH that was refused. :func:`redact` and :meth:`ProtocolSession.received`
+remain for raw lines from elsewhere. Lines are cut to a bounded length.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from pathlib import Path
 from edgeward.config.schema import LoggingConfig
 from edgeward.logs.rotating import RotatingJsonLog, iso_time
 from edgeward.ports import Clock, SystemClock
+from edgeward.smtp import events as ev
 
-__all__ = ["ProtocolLog", "ProtocolSession", "redact"]
+__all__ = ["ProtocolLog", "ProtocolSession", "command_text", "redact"]
 
 REDACTED = "****"
 MAX_LINE = 1000  # RFC 5321 §4.5.3.1.4: a command line is at most 512 octets; replies are short too
@@ -33,6 +40,39 @@ def redact(line: str) -> str:
     if m and m.group("rest"):
         return f"{m.group('verb')}{m.group('sp1')}{m.group('mech')} {REDACTED}"
     return line
+
+
+def _params(params: ev.Params) -> str:
+    return "".join(f" {k}" if v is None else f" {k}={v}" for k, v in params)
+
+
+def command_text(event: object, chunk: tuple[int, bool] | None = None) -> str | None:
+    """The client's command behind ``event``, secrets redacted; None for a DATA body's end.
+
+    ``chunk`` is the (size, last) the core reports for a BDAT event.
+    """
+    if chunk is not None and isinstance(event, ev.MessageData | ev.BdatChunk | ev.ProtocolViolation):
+        return f"BDAT {chunk[0]}{' LAST' if chunk[1] else ''}"
+    match event:
+        case ev.Helo(name=name, esmtp=esmtp):
+            return f"{'EHLO' if esmtp else 'HELO'} {name}"
+        case ev.MailFrom(address=address, params=params):
+            return f"MAIL FROM:{address.bracketed()}{_params(params)}"
+        case ev.RcptTo(address=address, params=params):
+            return f"RCPT TO:{address.bracketed()}{_params(params)}"
+        case ev.Auth(mechanism=mechanism, initial=initial):
+            return f"AUTH {mechanism}" + ("" if initial is None else f" {REDACTED}")
+        case ev.AuthResponse():
+            return REDACTED
+        case ev.Vrfy(argument=argument):
+            return f"VRFY {argument}"
+        case ev.Help(argument=argument):
+            return f"HELP {argument}".rstrip()
+        case ev.MessageData() | ev.ProtocolViolation() | ev.ConnectionClosed():
+            return None
+    return {
+        ev.Data: "DATA", ev.Rset: "RSET", ev.Noop: "NOOP", ev.Quit: "QUIT", ev.StartTls: "STARTTLS",
+    }.get(type(event))  # fmt: skip
 
 
 def _text(line: str | bytes) -> str:
@@ -101,6 +141,14 @@ class ProtocolSession:
 
     def info(self, detail: str) -> None:
         self._write("*", _text(detail))
+
+    def command(self, event: object, chunk: tuple[int, bool] | None = None) -> None:
+        """The command the core parsed into ``event`` (see :func:`command_text`)."""
+        text = command_text(event, chunk)
+        if text is not None:
+            self._write("<", _text(text))
+        elif isinstance(event, ev.ProtocolViolation):
+            self._write("*", "input refused by the protocol core")
 
     def received(self, line: str | bytes) -> None:
         """A line from the client: a command, or a response inside an AUTH exchange."""

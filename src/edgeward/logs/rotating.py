@@ -13,7 +13,12 @@ would put a disk flush on the path of every accepted message for no gain in mail
 One writer per file: a lock makes it safe across threads; processes use different names.
 
 Security: files are created 0600 in a 0700 folder (they hold addresses and IPs). Entries are
-JSON-encoded, so a client cannot forge a line break or terminal escape in the log.
+JSON-encoded, so a client cannot forge a line break or terminal escape in the log. JSON itself
+escapes only C0 controls; :func:`encode_entry` also escapes DEL, the C1 controls (U+0080-U+009F,
+which some terminals read as CSI and OSC introducers), U+2028/U+2029 (line breaks to many
+viewers), the bidirectional overrides (CVE-2021-42574, "Trojan Source") and lone surrogates
+(which UTF-8 cannot encode), as JSON ``\\u`` escapes: a reader decodes the same string, a terminal shows
+nothing active.
 """
 
 from __future__ import annotations
@@ -30,9 +35,18 @@ from typing import Any, TextIO
 from edgeward.config.schema import LoggingConfig
 from edgeward.ports import Clock, SystemClock
 
-__all__ = ["RotatingJsonLog", "iso_time", "log_files", "read_entries", "utc_timestamp"]
+__all__ = ["RotatingJsonLog", "encode_entry", "iso_time", "log_files", "read_entries", "utc_timestamp"]
 
+# Characters JSON leaves raw that a terminal or viewer acts on (module docstring).
+_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 _ROTATED = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)(?:-(?P<n>\d+))?\.log$")
+
+
+def encode_entry(entry: Mapping[str, Any]) -> str:
+    """One log line: ``entry`` as compact JSON with every control character escaped, and a newline."""
+    text = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str)
+    # Outside strings JSON text is ASCII, so each match is inside a string and may be escaped there.
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n"
 
 
 def iso_time(when: float) -> str:
@@ -86,7 +100,7 @@ class RotatingJsonLog:
         return fh
 
     def write(self, entry: Mapping[str, Any]) -> None:
-        line = json.dumps(entry, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        line = encode_entry(entry)
         size = len(line.encode("utf-8")) if not line.isascii() else len(line)
         with self._lock:
             if self._file is None:

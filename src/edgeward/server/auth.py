@@ -6,8 +6,11 @@ and, on success, who the client now is.
 
 Security:
 - AUTH is refused before TLS (``530 5.7.0``) unless the connector says otherwise;
-- a source that failed ``max_logon_failures`` times is locked out for ``auth_lockout``; every
-  failure is answered after ``auth_tarpit_interval`` and the last one closes the connection;
+- a source that failed ``max_logon_failures`` times is locked out for ``auth_lockout`` (the
+  failure that reaches the limit closes the connection); an account that failed
+  ``max_account_logon_failures`` times, from any sources, is locked as long, and every attempt
+  on it meanwhile is answered exactly as a wrong password (``auth.throttle``); every failure is
+  answered after ``auth_tarpit_interval``;
 - a failure of the user store answers ``454 4.7.0``, never success;
 - credentials are never logged: only the outcome and the account name.
 """
@@ -84,15 +87,22 @@ class AuthExchange:
         if isinstance(step, Failure):
             return AuthStep(step.reply)
         assert self.users is not None
+        account = step.authcid
         try:
-            ok = await self.users.verify(step.authcid, step.password)
+            # Verified even for a locked account, so a lockout costs the same time as a wrong
+            # password and cannot be told apart from one.
+            ok = await self.users.verify(account, step.password)
         except Exception:
             log.exception("user store failed during AUTH from %s", self.peer_ip)
             return AuthStep(AUTH_TEMPFAIL)
-        if ok:
-            self.throttle.succeeded(self.peer_ip)
-            log.info("AUTH succeeded for %s from %s", step.authcid, self.peer_ip)
-            return AuthStep(AUTH_SUCCEEDED, identity=step.authcid)
-        verdict = self.throttle.failed(self.peer_ip)
-        log.warning("AUTH failed from %s (%d failures)", self.peer_ip, verdict.failures)
+        locked = self.throttle.account_blocked(account)
+        if ok and not locked:
+            self.throttle.succeeded(self.peer_ip, account)
+            log.info("AUTH succeeded for %s from %s", account, self.peer_ip)
+            return AuthStep(AUTH_SUCCEEDED, identity=account)
+        verdict = self.throttle.failed(self.peer_ip, account)
+        log.warning(
+            "AUTH failed from %s (%d failures from that address%s)",
+            self.peer_ip, verdict.failures, "; account locked" if locked else "",
+        )  # fmt: skip
         return AuthStep(verdict.reply, tarpit=verdict.tarpit, disconnect=verdict.disconnect)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from edgeward.filters.base import SessionInfo
@@ -18,7 +19,7 @@ from edgeward.headers import HeaderBlock, sanitize
 from edgeward.quarantine.store import QuarantineEntry
 from edgeward.queue.model import record_to_dict
 from edgeward.server.receipt import Transaction, queue_record
-from edgeward.types import Reply
+from edgeward.types import Address, Reply
 
 if TYPE_CHECKING:
     from edgeward.server.session import SessionEnv
@@ -36,6 +37,30 @@ def track(
         event, msg_id=msg_id, sender=str(tx.mail_from), recipients=[str(r) for r in tx.rcpts],
         client_ip=info.peer.ip, connector=info.connector.name, size=size, **extra,
     )  # fmt: skip
+
+
+def track_refusal(
+    env: SessionEnv,
+    info: SessionInfo,
+    stage: str,
+    reply: Reply,
+    sender: Address | None,
+    recipients: Iterable[Address] = (),
+    msg_id: str = "",
+) -> Reply:
+    """A REJECT line when ``reply`` refuses something at ``stage``; returns ``reply`` unchanged.
+
+    Every refusal is tracked, whoever made it (an agent, the session's own TLS, AUTH and domain
+    security rules, the core's limits), so ``edgeward track`` explains a sender's bounce without
+    the protocol log.
+    """
+    if reply.code >= 400:
+        env.tracking.event(
+            "REJECT", msg_id=msg_id, sender=str(sender) if sender is not None else "",
+            recipients=[str(r) for r in recipients], client_ip=info.peer.ip, connector=info.connector.name,
+            reply=str(reply), detail=f"at {stage}",
+        )  # fmt: skip
+    return reply
 
 
 async def enqueue(

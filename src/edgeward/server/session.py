@@ -36,7 +36,7 @@ from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
 from edgeward.server.budget import BUDGET_FULL, ByteBudget, Reservation
-from edgeward.server.disposition import enqueue, quarantine, track
+from edgeward.server.disposition import enqueue, quarantine, track, track_refusal
 from edgeward.server.guard import TOO_MUCH_JUNK, ReadGuard, SessionEnd
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
 from edgeward.server.receipt import Transaction, received_header
@@ -104,11 +104,7 @@ class Session:
         )
         throttle = env.throttles.get(connector.name)
         if throttle is None:  # not "or": an empty Throttle is falsy (it has a length)
-            throttle = Throttle(
-                max_failures=connector.max_logon_failures,
-                lockout=connector.auth_lockout,
-                auth_tarpit=connector.auth_tarpit_interval,
-            )
+            throttle = Throttle.for_connector(connector)
         self.auth = AuthExchange(connector, env.users, throttle, peer.ip)
         self.conn = ServerConnection(
             ProtocolLimits(
@@ -147,9 +143,6 @@ class Session:
         data = await self.guard.read(self.reader, self.conn.state.name)
         if in_data and self.reservation is not None:
             self.reservation.cover(self.guard.data_bytes)
-        if self.plog is not None and data and not in_data:
-            for line in data.splitlines():
-                self.plog.received(line)
         return data
 
     async def run(self) -> None:
@@ -191,7 +184,7 @@ class Session:
         verdict = await self.env.pipeline.run(Stage.CONNECT, StageContext(Stage.CONNECT, self.info))
         if verdict.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
             reply = verdict.outcome.reply or Reply(554, "5.7.1", "Access denied")
-            self._write(self.conn.greeting(reply))
+            self._write(self.conn.greeting(track_refusal(self.env, self.info, "CONNECT", reply, None)))
             return
         banner = self.connector.banner or "ESMTP ready"
         self._write(self.conn.greeting(Reply(220, None, f"{self.fqdn} {banner}")))
@@ -207,6 +200,8 @@ class Session:
                 continue
             if isinstance(event, ev.ConnectionClosed):
                 return
+            if self.plog is not None:  # per parsed command, never per read (CWE-532)
+                self.plog.command(event, self.conn.pending_chunk)
             reply, close = await self._answer(event)
             self._write(self.conn.send(reply))
             if self.conn.state.name not in ("MAIL", "RCPT", "DATA", "BDAT"):
@@ -222,15 +217,19 @@ class Session:
             case ev.Noop() | ev.Rset() | ev.Vrfy() | ev.Help() if self.guard.junk_command():
                 return TOO_MUCH_JUNK, True
             case ev.Helo():
-                return await self._helo(event), False
+                return track_refusal(self.env, self.info, "HELO", await self._helo(event), None), False
             case ev.MailFrom():
-                return await self._mail(event), False
+                reply = await self._mail(event)
+                return track_refusal(self.env, self.info, "MAIL", reply, event.address), False
             case ev.RcptTo():
-                return await self._rcpt(event), False
-            case ev.Data():
-                return await self._data_start(), False
-            case ev.BdatChunk():
-                return await self._bdat(event), False
+                sender = self.tx.mail_from if self.tx else None
+                reply = await self._rcpt(event)
+                return track_refusal(self.env, self.info, "RCPT", reply, sender, [event.address]), False
+            case ev.Data() | ev.BdatChunk():
+                tx = self.tx
+                reply = await (self._data_start() if isinstance(event, ev.Data) else self._bdat(event))
+                sender, rcpts = (tx.mail_from, tx.rcpts) if tx else (None, [])
+                return track_refusal(self.env, self.info, "DATA", reply, sender, rcpts), False
             case ev.MessageData():
                 return await self._message(event), False
             case ev.Rset():
@@ -345,25 +344,29 @@ class Session:
         if tx is None or not tx.rcpts:
             return Reply(554, "5.5.1", "No valid recipients")
         if event.violation is not None:
-            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation))
+            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation),
+                  detail="at EOD")  # fmt: skip
             return event.violation
         if self.reservation is not None and self.reservation.exceeded:
-            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(BUDGET_FULL))
+            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(BUDGET_FULL),
+                  detail="at EOD")  # fmt: skip
             return BUDGET_FULL
         data = event.data
         if "keep_internal_headers" not in self.info.rights:
             data = remove_fields(data, INTERNAL_HEADER_PREFIXES)
         headers = parse_headers(data)
+        # Allocated before the agents run, so the agent log and a REJECT name the same id.
+        msg_id = self.env.spool.new_id()
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
-            recipients=tuple(tx.rcpts), data=data, headers=headers,
+            recipients=tuple(tx.rcpts), data=data, headers=headers, msg_id=msg_id,
         )  # fmt: skip
         verdict = await self.env.pipeline.run(Stage.EOD, ctx)
         outcome = verdict.outcome
         if outcome.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT) and outcome.reply:
-            track(self.env, "REJECT", "", tx, self.info, len(data), reply=str(outcome.reply))
+            track(self.env, "REJECT", msg_id, tx, self.info, len(data), reply=str(outcome.reply),
+                  detail=f"at EOD by {verdict.decided_by}")  # fmt: skip
             return outcome.reply
-        msg_id = self.env.spool.new_id()
         if outcome.action is Action.DISCARD:
             track(self.env, "DISCARD", msg_id, tx, self.info, len(data), detail=verdict.decided_by)
             return Reply(250, "2.0.0", f"OK queued as {msg_id}")

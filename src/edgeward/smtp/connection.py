@@ -140,6 +140,16 @@ class ServerConnection:
         return self._authenticated
 
     @property
+    def pending_chunk(self) -> tuple[int, bool] | None:
+        """(size, last) of the BDAT chunk whose event awaits an answer, else None.
+
+        The event for ``BDAT n LAST`` is the message itself; the protocol log needs ``n``.
+        """
+        if self._pending is not None and self._pending[1] in (Input.CHUNK, Input.LAST_CHUNK):
+            return self._chunk_size, self._chunk_last
+        return None
+
+    @property
     def closed(self) -> bool:
         """True once QUIT or a 421 was answered, a fatal violation was answered, or the peer
         closed (``ConnectionClosed``): the session should close the socket."""

@@ -94,6 +94,17 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        3,
+        "the sender addresses each AUTH account may use",
+        """
+        CREATE TABLE user_addresses (
+            name    TEXT NOT NULL COLLATE NOCASE REFERENCES users (name) ON DELETE CASCADE,
+            address TEXT NOT NULL,
+            PRIMARY KEY (name, address)
+        );
+        """,
+    ),
 )
 
 
