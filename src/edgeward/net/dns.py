@@ -35,10 +35,11 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.rdatatype
 import dns.resolver
 import dns.reversename
 
-from edgeward.ports import MxHost, ResolverError
+from edgeward.ports import DnsAnswer, DnsError, DnsFailure, MxHost, ResolverError
 
 __all__ = ["DnsResolver", "NullMxError", "TlsaAnswer", "TlsaRecord"]
 
@@ -108,6 +109,24 @@ class DnsResolver:
         except dns.exception.DNSException as exc:
             raise _failure(name, rdtype, exc) from None
         return list(answer)
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        """One question (:class:`edgeward.ports.DnsLookup`): the records as presentation strings."""
+        try:
+            qname = dns.name.from_text(name)
+        except (dns.exception.DNSException, ValueError) as exc:
+            raise DnsError(f"invalid name {name!r}: {exc}", DnsFailure.INVALID) from None
+        try:
+            answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
+        except dns.resolver.NXDOMAIN:
+            raise DnsError(f"{name}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN) from None
+        except dns.resolver.YXDOMAIN:
+            raise DnsError(f"{name}: name too long after substitution", DnsFailure.INVALID) from None
+        except dns.resolver.LifetimeTimeout:
+            raise DnsError(f"{name}/{rdtype}: DNS timeout", DnsFailure.TIMEOUT) from None
+        except dns.exception.DNSException as exc:
+            raise DnsError(f"{name}/{rdtype}: DNS server failure ({exc})", DnsFailure.SERVFAIL) from None
+        return DnsAnswer(tuple(_presentation(r) for r in answer), _authenticated(answer.response))
 
     async def _secure_query(self, name: str, rdtype: str) -> tuple[list[Any], bool]:
         """The records of ``name`` (none for NXDOMAIN or NODATA) and the answer's AD flag."""
@@ -224,6 +243,18 @@ def _make_resolver(
     resolver.timeout = timeout
     resolver.lifetime = timeout
     return resolver
+
+
+def _presentation(rdata: Any) -> str:
+    """The string form :class:`edgeward.ports.DnsAnswer` promises for one record."""
+    rdtype = rdata.rdtype
+    if rdtype == dns.rdatatype.TXT:
+        return b"".join(rdata.strings).decode("utf-8", "replace")
+    if rdtype == dns.rdatatype.MX:
+        return f"{int(rdata.preference)} {rdata.exchange.to_text(omit_final_dot=True).lower()}"
+    if rdtype in (dns.rdatatype.PTR, dns.rdatatype.CNAME, dns.rdatatype.NS):
+        return str(rdata.target.to_text(omit_final_dot=True).lower())
+    return str(rdata.to_text())
 
 
 def _qname(name: str) -> dns.name.Name:

@@ -1,0 +1,78 @@
+"""A DNS fake: zones held in memory, answering :class:`edgeward.ports.DnsLookup` questions.
+
+Records are given in the presentation form :class:`~edgeward.ports.DnsAnswer` uses. A name
+exists when it holds any record or has a name below it (RFC 8020: an empty non-terminal is not
+NXDOMAIN); a missing type at an existing name is NODATA. CNAMEs are followed, as a recursive
+resolver does, up to a bound. Names can be marked to time out or to fail, which is what the
+conformance suites (OpenSPF's ``TIMEOUT`` zone entries) and fault tests need.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from edgeward.ports import DnsAnswer, DnsError, DnsFailure
+
+_MAX_CNAME_CHAIN = 8
+
+
+def _norm(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+class FakeResolver:
+    """In-memory zones; ``queries`` records every question asked, in order."""
+
+    def __init__(
+        self,
+        records: Mapping[tuple[str, str], Iterable[str]] | None = None,
+        *,
+        timeouts: Iterable[str] = (),
+        failures: Iterable[str] = (),
+        authenticated: bool = False,
+    ) -> None:
+        self._records: dict[tuple[str, str], list[str]] = {}
+        self._timeouts = {_norm(n) for n in timeouts}
+        self._failures = {_norm(n) for n in failures}
+        self.authenticated = authenticated
+        self.queries: list[tuple[str, str]] = []
+        for (name, rdtype), values in (records or {}).items():
+            for value in values:
+                self.add(name, rdtype, value)
+
+    def add(self, name: str, rdtype: str, value: str) -> None:
+        self._records.setdefault((_norm(name), rdtype.upper()), []).append(value)
+
+    def time_out(self, name: str) -> None:
+        self._timeouts.add(_norm(name))
+
+    def fail(self, name: str) -> None:
+        self._failures.add(_norm(name))
+
+    def _exists(self, name: str) -> bool:
+        suffix = "." + name
+        return any(n == name or n.endswith(suffix) for n, _ in self._records)
+
+    async def query(self, name: str, rdtype: str) -> DnsAnswer:
+        rdtype = rdtype.upper()
+        current = _norm(name)
+        labels = current.split(".")
+        if not current or len(current) > 253 or any(len(label) > 63 or not label for label in labels):
+            raise DnsError(f"invalid name {name!r}", DnsFailure.INVALID)
+        self.queries.append((current, rdtype))
+        for _ in range(_MAX_CNAME_CHAIN):
+            if current in self._timeouts:
+                raise DnsError(f"{current}/{rdtype}: DNS timeout", DnsFailure.TIMEOUT)
+            if current in self._failures:
+                raise DnsError(f"{current}/{rdtype}: DNS server failure", DnsFailure.SERVFAIL)
+            found = self._records.get((current, rdtype))
+            if found is not None:
+                return DnsAnswer(tuple(found), self.authenticated)
+            alias = self._records.get((current, "CNAME"))
+            if alias and rdtype != "CNAME":
+                current = _norm(alias[0])
+                continue
+            if not self._exists(current):
+                raise DnsError(f"{current}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN)
+            return DnsAnswer((), self.authenticated)
+        raise DnsError(f"{name}: CNAME chain too long", DnsFailure.SERVFAIL)
