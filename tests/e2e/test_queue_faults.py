@@ -38,7 +38,8 @@ def send(port: int, rcpt: str, tag: str) -> str:
         c.ehlo("client.example.test")
         c.mail("a@example.test")
         c.rcpt(rcpt)
-        code, text = c.data(f"From: <a@remote.test>\r\nSubject: {tag}\r\nMessage-ID: <{tag}@example.test>\r\n\r\n{tag}\r\n".encode())
+        head = f"From: <a@remote.test>\r\nSubject: {tag}\r\nMessage-ID: <{tag}@example.test>\r\n"
+        code, text = c.data(f"{head}\r\n{tag}\r\n".encode())
         assert code == 250, text
         return text.decode().rsplit(" ", 1)[-1]
 
