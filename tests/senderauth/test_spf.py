@@ -184,7 +184,7 @@ async def test_time_limit_covers_the_whole_check() -> None:
         SpfStatus.TEMPERROR, SpfIdentity.MAILFROM, "example.org",
     )  # fmt: skip
     assert result.problem == "SPF evaluation exceeded its time limit"
-    assert silent.asked == 1
+    assert silent.asked <= 1  # the limit may be spent before the worker even asks
 
 
 class Broken:
