@@ -6,6 +6,8 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from edgeward.ports import DnsAnswer
 from edgeward.senderauth.spf import (
@@ -225,3 +227,29 @@ async def test_as_dict_carries_every_field() -> None:
     doc = result.as_dict()
     assert doc["result"] == "fail" and doc["finding"] == "SPF_FAIL" and doc["mechanism"] == "-all"
     assert doc["dns_lookups"] == 0 and doc["dns_queries"] == 1
+
+
+_TERMS = st.sampled_from(
+    ["a", "mx", "ptr", "-all", "~all", "?all", "include:x.example", "redirect=x.example",
+     "exists:%{i}.x.example", "ip4:192.0.2.0/24", "ip6:2001:db8::/32", "exp=%{l}.x.example", "a:%{d2}",
+     "%{p}", "%{zz}", "=bad", "a//129", "include:%{s}", "mx:%{h}/24//64", "ptr:%{ir}.%{v}", "v=spf1"]
+)  # fmt: skip
+_NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=80)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    record=st.lists(_TERMS, max_size=12).map(lambda terms: " ".join(["v=spf1", *terms])),
+    other=st.lists(_TERMS, max_size=6).map(lambda terms: " ".join(["v=spf1", *terms])),
+    local=_NAMES,
+    helo=_NAMES,
+)
+async def test_any_record_and_envelope_gives_a_result(record: str, other: str, local: str, helo: str) -> None:
+    dns = zone(example_org=record, x_example=other)
+    dns.add("example.org", "A", IP)
+    dns.add("example.org", "MX", "10 example.org")
+    dns.add("10.2.0.192.in-addr.arpa", "PTR", "example.org")
+    for sender in (f"{local}@example.org", local, ""):
+        result = await check_spf(dns, IP, sender, helo or "example.org")
+        assert result.status in SpfStatus
+        assert result.dns_lookups <= 11 and result.void_lookups <= 3
