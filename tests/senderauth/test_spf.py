@@ -83,6 +83,8 @@ async def test_null_sender_checks_the_helo_identity() -> None:
     )
     helo = await check_helo(dns, "192.0.2.99", "mx.example.net")
     assert (helo.status, helo.identity) == (SpfStatus.FAIL, SpfIdentity.HELO)
+    nothing = await check_spf(dns, IP, "", "")
+    assert (nothing.status, nothing.identity) == (SpfStatus.NONE, SpfIdentity.HELO)
     mailfrom = await check_spf(dns, IP, "a@example.org", "mx.example.net")
     assert (mailfrom.status, mailfrom.identity) == (SpfStatus.FAIL, SpfIdentity.MAILFROM)
 

@@ -18,6 +18,7 @@ from edgeward.cli.main import app
 from edgeward.net.dns import DnsResolver
 from edgeward.senderauth.spf import SpfStatus, check_spf
 from tests.dnsserver import NSD, Nsd, start_nsd
+from tests.ports import free_port
 
 ZONE = """$ORIGIN spf.test.
 $TTL 60
@@ -154,3 +155,18 @@ def test_cli_missing_configuration_is_a_clear_error(tmp_path: Path) -> None:
         ["antispam", "spf", "--ip", "192.0.2.1", "--sender", "a@spf.test", "-c", str(tmp_path / "none.toml")],
     )
     assert out.exit_code == 2 and "none.toml" in out.stderr
+
+
+def test_cli_with_an_unreachable_resolver_prints_temperror(tmp_path: Path) -> None:
+    config = tmp_path / "edgeward.toml"
+    config.write_text(
+        'accepted_domains = ["example.org"]\n[server]\ndata_dir = "."\n'
+        f'[dns]\nservers = ["127.0.0.1"]\nport = {free_port()}\ntimeout = 0.5\n'
+    )
+    out = CliRunner().invoke(
+        app, ["antispam", "spf", "--json", "--ip", "192.0.2.1", "--sender", "a@spf.test", "-c", str(config)]
+    )
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert (doc["result"], doc["finding"]) == ("temperror", "SPF_TEMPERROR")
+    assert "spf.test" in doc["problem"]

@@ -241,7 +241,8 @@ class _Bridge:
 
     def evaluate(self, ip: str, sender: str, helo: str, receiver: str) -> SpfResult:
         query = _PortQuery(self, ip, sender, helo, receiver)
-        identity = SpfIdentity(query.ident)
+        # pyspf calls an empty sender with an empty HELO "mailfrom"; it is the HELO identity.
+        identity = SpfIdentity.MAILFROM if sender else SpfIdentity.HELO
         domain = str(query.d or "")
         try:
             status, _code, text = query.check()
