@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edgeward import __version__
+from edgeward.cli.antispam import antispam_app
 from edgeward.cli.cert import cert_app
 from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.quarantine import quarantine_app
@@ -39,6 +40,7 @@ app.add_typer(agents_app, name="agents")
 app.add_typer(
     queue_app, name="queue", help="The queue viewer: list, show, retry, hold, release, remove, export."
 )
+app.add_typer(antispam_app, name="antispam", help="Query the anti-spam checks: spf.")
 app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, list, enable, remove, renew.")
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")

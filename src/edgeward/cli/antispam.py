@@ -1,0 +1,108 @@
+"""``edgeward antispam``: ask the anti-spam checks the questions the gateway asks, from a shell.
+
+Owns the command-line face of the sender-authentication checks; decisions live in
+:mod:`edgeward.senderauth`, this module parses options, builds the resolver the gateway would
+use (``[dns]`` of the configuration) and prints.
+
+* ``spf --ip IP --sender ADDR [--helo NAME] [-c CONFIG] [--json]``: the SPF result (RFC 7208)
+  for a client at IP sending as ADDR (``""`` or ``<>`` for the null sender, which checks the
+  HELO name), its explanation, the term that decided, the lookups it took, and the
+  ``Received-SPF`` field the gateway would write.
+
+Exit codes: 0 a result was printed (whatever it is: ``temperror`` is an answer too),
+2 bad input (an address that is not an IP, a malformed sender, an unreadable configuration).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import re
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgeward.cli.queue import clean, fail, load
+from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.net.dns import DnsResolver
+from edgeward.senderauth.received_spf import received_spf
+from edgeward.senderauth.spf import SpfResult, check_spf
+
+antispam_app = typer.Typer(
+    name="antispam",
+    help="Query the anti-spam checks: spf.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")]
+# What a MAIL FROM path may hold here: no spaces or controls, at most the RFC 5321 path length.
+_SENDER = re.compile(r"[^\x00-\x20\x7f<>]{1,256}\Z")
+_HELO = re.compile(r"[^\x00-\x20\x7f]{1,255}\Z")
+
+
+def _ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value.strip().removeprefix("[").removesuffix("]")))
+    except ValueError:
+        fail(f"--ip: {clean(value)!r} is not an IPv4 or IPv6 address")
+
+
+def _sender(value: str) -> str:
+    sender = value.strip().removeprefix("<").removesuffix(">")
+    if sender and not _SENDER.match(sender):
+        fail(
+            f"--sender: {clean(value)!r} is not an envelope address (user@domain, or '' for the null sender)"
+        )
+    return sender
+
+
+@antispam_app.command("spf")
+def spf(
+    ip: Annotated[str, typer.Option("--ip", help="Address of the SMTP client.")],
+    sender: Annotated[
+        str, typer.Option("--sender", help="MAIL FROM address; '' or '<>' for the null sender.")
+    ],
+    helo: Annotated[str | None, typer.Option("--helo", help="HELO/EHLO name the client gave.")] = None,
+    config: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
+) -> None:
+    """Evaluate SPF for a client address and sender, with the gateway's DNS resolvers."""
+    address = _ip(ip)
+    mail_from = _sender(sender)
+    if helo is not None and not _HELO.match(helo):
+        fail(f"--helo: {clean(helo)!r} is not a host name")
+    if not mail_from and not helo:
+        fail("a null sender is checked by its HELO name: give --helo")
+    cfg = load(config)
+    dns = cfg.dns
+    resolver = DnsResolver(dns.servers or None, port=dns.port, timeout=dns.timeout)
+    receiver = cfg.server.hostname
+    result = asyncio.run(check_spf(resolver, address, mail_from, helo or "unknown", receiver=receiver))
+    header = received_spf(result, receiver=receiver)
+    if as_json:
+        typer.echo(json.dumps({**result.as_dict(), "received_spf": header.removesuffix("\r\n")}, indent=2))
+        return
+    for line in _text(result):
+        typer.echo(clean(line))
+    for n, line in enumerate(header.removesuffix("\r\n").split("\r\n\t")):
+        typer.echo(("\t" if n else "") + clean(line))
+
+
+def _text(result: SpfResult) -> list[str]:
+    lines = [
+        f"spf: {result.status.value} ({result.finding_name()}; identity {result.identity.value},"
+        f" domain {result.domain or '-'})",
+        f"  {result.description()}",
+    ]
+    if result.explanation:
+        lines.append(f"  explanation: {result.explanation}")
+    if result.mechanism:
+        lines.append(f"  mechanism: {result.mechanism}")
+    lines.append(
+        f"  DNS terms {result.dns_lookups} of 10, void lookups {result.void_lookups} of 2,"
+        f" queries sent {result.dns_queries}"
+    )
+    return lines
