@@ -2,8 +2,9 @@
 
 Records are given in the presentation form :class:`~edgeward.ports.DnsAnswer` uses. A name
 exists when it holds any record or has a name below it (RFC 8020: an empty non-terminal is not
-NXDOMAIN); a missing type at an existing name is NODATA. CNAMEs are followed, as a recursive
-resolver does, up to a bound. Names can be marked to time out or to fail, which is what the
+NXDOMAIN); a missing type at an existing name is NODATA. A name that does not exist is answered
+from a wildcard (``*.zone``) at its closest encloser, as an authoritative server does (RFC 4592).
+CNAMEs are followed, as a recursive resolver does, up to a bound. Names can be marked to time out or to fail, which is what the
 conformance suites (OpenSPF's ``TIMEOUT`` zone entries) and fault tests need.
 """
 
@@ -53,6 +54,19 @@ class FakeResolver:
         suffix = "." + name
         return any(n == name or n.endswith(suffix) for n, _ in self._records)
 
+    def _owner(self, name: str) -> str | None:
+        """The name whose records answer for ``name``: itself if it exists, else the wildcard
+        at its closest encloser (RFC 4592 §3.3.1), else None (NXDOMAIN)."""
+        if self._exists(name):
+            return name
+        labels = name.split(".")
+        for i in range(1, len(labels)):
+            encloser = ".".join(labels[i:])
+            if self._exists(encloser):
+                wildcard = "*." + encloser
+                return wildcard if self._exists(wildcard) else None
+        return None
+
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         rdtype = rdtype.upper()
         current = _norm(name)
@@ -65,14 +79,15 @@ class FakeResolver:
                 raise DnsError(f"{current}/{rdtype}: DNS timeout", DnsFailure.TIMEOUT)
             if current in self._failures:
                 raise DnsError(f"{current}/{rdtype}: DNS server failure", DnsFailure.SERVFAIL)
-            found = self._records.get((current, rdtype))
+            owner = self._owner(current)
+            if owner is None:
+                raise DnsError(f"{current}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN)
+            found = self._records.get((owner, rdtype))
             if found is not None:
                 return DnsAnswer(tuple(found), self.authenticated)
-            alias = self._records.get((current, "CNAME"))
+            alias = self._records.get((owner, "CNAME"))
             if alias and rdtype != "CNAME":
                 current = _norm(alias[0])
                 continue
-            if not self._exists(current):
-                raise DnsError(f"{current}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN)
             return DnsAnswer((), self.authenticated)
         raise DnsError(f"{name}: CNAME chain too long", DnsFailure.SERVFAIL)
