@@ -4,7 +4,8 @@ Records are given in the presentation form :class:`~edgeward.ports.DnsAnswer` us
 exists when it holds any record or has a name below it (RFC 8020: an empty non-terminal is not
 NXDOMAIN); a missing type at an existing name is NODATA. A name that does not exist is answered
 from a wildcard (``*.zone``) at its closest encloser, as an authoritative server does (RFC 4592).
-CNAMEs are followed, as a recursive resolver does, up to a bound. Names can be marked to time out or to fail, which is what the
+CNAMEs are followed, as a recursive resolver does, up to a bound (a loop is SERVFAIL, as it is
+from a real resolver). Names can be marked to time out or to fail, which is what the
 conformance suites (OpenSPF's ``TIMEOUT`` zone entries) and fault tests need.
 """
 
