@@ -5,16 +5,18 @@ can hand in the fakes of ``edgeward.testing`` and production code the adapters o
 ``edgeward.net`` and ``edgeward.state``. ``runtime`` is the one place that picks
 implementations.
 
-==================  ===================================  =====================================
-port                real implementation                   fake (``edgeward.testing``)
-==================  ===================================  =====================================
-:class:`Clock`      :class:`SystemClock`                  ``clock.FakeClock``
-:class:`DnsLookup`  ``net.dns.DnsResolver``               ``dns.FakeResolver``
-:class:`Resolver`   ``net.dns.DnsResolver``               (tests use nsd; routing needs MX logic)
-:class:`PolicyStore` ``state.policy.SqlitePolicyStore``   ``policystore.MemoryPolicyStore``
-==================  ===================================  =====================================
+Each port, its real implementation and the fake shipped in ``edgeward.testing``:
 
-The fakes pass the same conformance suites as the real implementations (``tests/testing/``).
+- :class:`Clock`: :class:`SystemClock`; ``testing.clock.FakeClock``.
+- :class:`DnsLookup` (one DNS question, for the anti-spam checks): ``net.dns.DnsResolver``;
+  ``testing.dns.FakeResolver``.
+- :class:`PolicyStore` (reputation, greylisting, rate counters, lists):
+  ``state.policy.SqlitePolicyStore``; ``testing.policystore.MemoryPolicyStore``.
+- :class:`Resolver` (mail routing's MX and address lookups): ``net.dns.DnsResolver``; no fake,
+  its tests run against nsd on loopback.
+
+Each fake passes the same conformance suite as its real implementation (``tests/testing/``),
+so a component test that uses a fake meets the behaviour production code will meet.
 """
 
 from __future__ import annotations

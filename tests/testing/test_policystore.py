@@ -132,6 +132,32 @@ async def test_concurrent_increments_are_not_lost(store: PolicyStore) -> None:
     assert sorted(results) == list(range(1, 51))
 
 
+async def test_a_failing_call_among_concurrent_ones_is_undone_alone(store: PolicyStore) -> None:
+    await store.set("text", "not a number")
+    results = await asyncio.gather(
+        store.incr("rate:a", window=60),
+        store.incr("text", window=60),
+        store.set("other", "kept"),
+        store.incr("rate:a", window=60),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[3] == 2 and results[2] is None
+    assert isinstance(results[1], ValueError)
+    assert await store.get("text") == "not a number"
+    assert await store.get("other") == "kept"
+
+
+async def test_a_caller_cancelled_after_asking_does_not_stop_the_others(store: PolicyStore) -> None:
+    waiting = [asyncio.ensure_future(store.incr("rate:x", window=60)) for _ in range(10)]
+    await asyncio.sleep(0)  # every call has been made
+    waiting[3].cancel()
+    done = await asyncio.gather(*waiting, return_exceptions=True)
+    counts = sorted(r for r in done if isinstance(r, int))
+    assert len(counts) >= 9 and len(set(counts)) == len(counts)
+    # A call already made runs to the end, as a command already sent to a server does.
+    assert await store.get("rate:x") == "10"
+
+
 async def test_scan_by_prefix_in_key_order(store: PolicyStore, clock: FakeClock) -> None:
     await store.set("rep:b", "2")
     await store.set("rep:a", "1", ttl=100)
