@@ -47,6 +47,8 @@ x.y.ent  A   192.0.2.9
 *.wild   TXT "wildcard"
 here.wild A  192.0.2.10
 loop1    CNAME loop2
+xn--bcher-kva A 192.0.2.5
+_dmarc   TXT "v=DMARC1; p=reject"
 loop2    CNAME loop1
 """
 
@@ -77,6 +79,8 @@ RECORDS: dict[tuple[str, str], list[str]] = {
     ("*.wild.conf.test", "TXT"): ["wildcard"],
     ("here.wild.conf.test", "A"): ["192.0.2.10"],
     ("loop1.conf.test", "CNAME"): ["loop2.conf.test"],
+    ("xn--bcher-kva.conf.test", "A"): ["192.0.2.5"],
+    ("_dmarc.conf.test", "TXT"): ["v=DMARC1; p=reject"],
     ("loop2.conf.test", "CNAME"): ["loop1.conf.test"],
     ("2.0.192.in-addr.arpa", "SOA"): ["ns.conf.test. hostmaster.conf.test. 1 3600 600 86400 300"],
     ("2.0.192.in-addr.arpa", "NS"): ["ns.conf.test"],
@@ -120,6 +124,13 @@ CASES: list[tuple[str, str, Answer]] = [
     ("a" * 64 + ".conf.test", "A", DnsFailure.INVALID),
     (".".join(["abcdefghi"] * 26), "A", DnsFailure.INVALID),  # 259 octets: over 255 on the wire
     ("a..conf.test", "A", DnsFailure.INVALID),
+    ("bücher.conf.test", "A", ("192.0.2.5",)),  # IDNA: asked as its A-label
+    ("xn--bcher-kva.conf.test", "A", ("192.0.2.5",)),
+    ("_dmarc.conf.test", "TXT", ("v=DMARC1; p=reject",)),  # underscore labels (RFC 8552)
+    ("_DMARC.Conf.Test", "TXT", ("v=DMARC1; p=reject",)),
+    ("", "A", DnsFailure.INVALID),  # an empty domain from an envelope is not a question
+    (".", "A", DnsFailure.INVALID),
+    ("sp ace.conf.test", "A", DnsFailure.NXDOMAIN),
 ]
 
 

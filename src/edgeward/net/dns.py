@@ -116,6 +116,10 @@ class DnsResolver:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError) as exc:
             raise DnsError(f"invalid name {name!r}: {exc}", DnsFailure.INVALID) from None
+        if qname == dns.name.root:
+            # An empty name (an empty domain from an envelope) would ask about the root: input
+            # to refuse, not a server failure to retry.
+            raise DnsError(f"invalid name {name!r}: empty", DnsFailure.INVALID)
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:

@@ -13,13 +13,25 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import dns.exception
+import dns.name
+
 from edgeward.ports import DnsAnswer, DnsError, DnsFailure
 
 _MAX_CNAME_CHAIN = 8
 
 
 def _norm(name: str) -> str:
-    return name.rstrip(".").lower()
+    """The name as the real resolver asks it: IDNA A-labels, escapes, lower case, no final dot.
+
+    Raises ``ValueError`` for a name that cannot be asked (the same rules as dnspython's)."""
+    try:
+        parsed = dns.name.from_text(name)
+    except (dns.exception.DNSException, ValueError) as exc:
+        raise ValueError(f"invalid name {name!r}: {exc}") from None
+    if parsed == dns.name.root:
+        raise ValueError("the root name is no question a mail check asks")
+    return str(parsed.to_text(omit_final_dot=True)).lower()
 
 
 class FakeResolver:
@@ -43,6 +55,7 @@ class FakeResolver:
                 self.add(name, rdtype, value)
 
     def add(self, name: str, rdtype: str, value: str) -> None:
+        """Add one record; ``name`` is normalised as a query is (``bücher.test``: ``xn--bcher-kva.test``)."""
         self._records.setdefault((_norm(name), rdtype.upper()), []).append(value)
 
     def time_out(self, name: str) -> None:
@@ -70,10 +83,10 @@ class FakeResolver:
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         rdtype = rdtype.upper()
-        current = _norm(name)
-        labels = current.split(".")
-        if not current or len(current) > 253 or any(len(label) > 63 or not label for label in labels):
-            raise DnsError(f"invalid name {name!r}", DnsFailure.INVALID)
+        try:
+            current = _norm(name)
+        except ValueError as exc:
+            raise DnsError(str(exc), DnsFailure.INVALID) from None
         self.queries.append((current, rdtype))
         for _ in range(_MAX_CNAME_CHAIN):
             if current in self._timeouts:
