@@ -390,3 +390,19 @@ async def test_the_file_is_private_and_survives_reopening(tmp_path: Path, clock:
         assert await again.get("rep:x") == "kept"
         entry = await again.list_get("ip-allow", "192.0.2.0/24")
         assert entry is not None and entry.comment == "office"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand files to the service user")
+async def test_a_file_created_by_root_is_handed_to_the_service_user(tmp_path: Path) -> None:
+    import pwd
+
+    service = pwd.getpwnam("edgeward")
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, service.pw_uid, service.pw_gid)
+    # An administrator's CLI command (as root) is the first to open the store.
+    async with SqlitePolicyStore(data / "state" / "policy.db") as store:
+        await store.list_add("ip-block", "198.51.100.7", comment="added by an administrator")
+        files = [data / "state", *(data / "state").iterdir()]
+        assert {f.name for f in files} >= {"state", "policy.db", "policy.db-wal", "policy.db-shm"}
+        assert {(f.name, f.stat().st_uid) for f in files} == {(f.name, service.pw_uid) for f in files}
