@@ -55,6 +55,9 @@ class BatchRunner:
         """``fn(conn)`` in a transaction shared with the calls queued beside it; its result."""
         loop = asyncio.get_running_loop()
         call = _Call(fn, write, loop.create_future())
+        # A caller cancelled while its call runs never reads the outcome; mark it read so a
+        # failure is not reported again as "exception was never retrieved".
+        call.future.add_done_callback(_consume)
         self._pending.append(call)
         if self._drain is None or self._drain.done():
             self._drain = loop.create_task(self._run_pending())
@@ -71,12 +74,15 @@ class BatchRunner:
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
             try:
                 outcomes = await asyncio.to_thread(self._run_batch, batch)
-            except BaseException as exc:  # the database failed: every call in the batch fails
+            except asyncio.CancelledError:  # the loop is shutting down: nobody will wait
+                for call in batch + self._pending:
+                    call.future.cancel()
+                self._pending = []
+                raise
+            except Exception as exc:  # the database failed: every call in the batch fails
                 for call in batch:
                     if not call.future.done():
                         call.future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise
                 continue
             for call, (ok, value) in zip(batch, outcomes, strict=True):
                 if call.future.done():
@@ -107,3 +113,8 @@ class BatchRunner:
 
         self._db.run(body, write=any(call.write for call in batch))
         return outcomes
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
