@@ -213,3 +213,75 @@ async def test_the_fake_reports_the_ad_flag_it_was_given() -> None:
     assert (await resolver.query("a.conf.test", "A")).authenticated is True
     assert (await resolver.query("v6only.conf.test", "A")).authenticated is True
     assert resolver.queries == [("a.conf.test", "A"), ("v6only.conf.test", "A")]
+
+
+# -- the AD flag, through a validating resolver ----------------------------------------------------
+
+DNSSEC_SOA = "@ IN SOA ns.{o}. admin.{o}. 1 3600 600 86400 60\n@ IN NS ns.{o}.\nns IN A 127.0.0.1\n"
+SIGNED_BODY = 'a IN A 192.0.2.1\n_dmarc IN TXT "v=DMARC1; p=reject"\n'
+SECURE_RECORDS = {
+    ("a.signed.test", "A"): ["192.0.2.1"],
+    ("_dmarc.signed.test", "TXT"): ["v=DMARC1; p=reject"],
+    ("a.plain.test", "A"): ["192.0.2.1"],
+}
+# (name, type, (sorted records, authenticated) or the failure)
+SECURE_CASES: list[tuple[str, str, tuple[tuple[str, ...], bool] | DnsFailure]] = [
+    ("a.signed.test", "A", (("192.0.2.1",), True)),
+    ("_dmarc.signed.test", "TXT", (("v=DMARC1; p=reject",), True)),
+    ("a.signed.test", "TXT", ((), True)),  # an authenticated denial of the type
+    ("nope.signed.test", "A", DnsFailure.NXDOMAIN),
+    ("a.plain.test", "A", (("192.0.2.1",), False)),  # an unsigned zone is answered, not vouched for
+    ("a.bogus.test", "A", DnsFailure.SERVFAIL),  # bogus data is a server failure (RFC 4035 §5.5)
+]
+
+
+@pytest.fixture(scope="module")
+def validating_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tests.dnssec import missing_servers, signed_zone, start_validating_resolver, unsigned_zone
+
+    why = missing_servers()
+    if why is not None:
+        pytest.skip(why)
+    signed = signed_zone("signed.test", DNSSEC_SOA.format(o="signed.test") + SIGNED_BODY)
+    bogus = signed_zone(
+        "bogus.test",
+        DNSSEC_SOA.format(o="bogus.test") + SIGNED_BODY,
+        anchor_key=ec.generate_private_key(ec.SECP256R1()),
+    )
+    plain = unsigned_zone("plain.test", DNSSEC_SOA.format(o="plain.test") + SIGNED_BODY)
+    server = start_validating_resolver(
+        tmp_path_factory.mktemp("dnssec"),
+        {"signed.test": signed.text, "bogus.test": bogus.text, "plain.test": plain},
+        anchors=[signed.anchor, bogus.anchor],
+        insecure=["plain.test"],
+    )
+    try:
+        yield server.port
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["unbound", "fake"])
+def validating(request: pytest.FixtureRequest) -> DnsLookup:
+    if request.param == "fake":
+        resolver = FakeResolver(SECURE_RECORDS, secure_zones=["signed.test"])
+        resolver.fail("a.bogus.test")
+        return resolver
+    port: int = request.getfixturevalue("validating_port")
+    return DnsResolver(["127.0.0.1"], port=port, timeout=5.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "expected"), SECURE_CASES, ids=[f"{n}/{t}" for n, t, _ in SECURE_CASES]
+)
+async def test_the_ad_flag_of_a_validating_resolver(
+    validating: DnsLookup, name: str, rdtype: str, expected: tuple[tuple[str, ...], bool] | DnsFailure
+) -> None:
+    try:
+        result = await validating.query(name, rdtype)
+    except DnsError as exc:
+        assert exc.failure == expected
+        return
+    assert (tuple(sorted(result.records)), result.authenticated) == expected

@@ -90,6 +90,10 @@ class DnsResolver:
         rng: random.Random | None = None,
     ) -> None:
         self._resolver = _make_resolver(nameservers, port, timeout)
+        # The AD bit in the query asks a validating resolver to say whether it validated the
+        # answer (RFC 6840 §5.7) without the DO bit's signatures; without it the AD flag of
+        # DnsAnswer would always be false.
+        self._resolver.flags = dns.flags.RD | dns.flags.AD
         # A second resolver for the DNSSEC questions, so the ordinary lookups keep sending
         # plain queries and getting the smaller answers without signatures.
         self._dnssec = _make_resolver(nameservers, port, timeout)

@@ -35,7 +35,11 @@ def _norm(name: str) -> str:
 
 
 class FakeResolver:
-    """In-memory zones; ``queries`` records every question asked, in order."""
+    """In-memory zones; ``queries`` records every question asked, in order.
+
+    ``authenticated`` sets the AD flag on every answer; ``secure_zones`` only on answers for
+    names in those zones, as a validating resolver does for signed zones beside unsigned ones.
+    """
 
     def __init__(
         self,
@@ -44,11 +48,13 @@ class FakeResolver:
         timeouts: Iterable[str] = (),
         failures: Iterable[str] = (),
         authenticated: bool = False,
+        secure_zones: Iterable[str] = (),
     ) -> None:
         self._records: dict[tuple[str, str], list[str]] = {}
         self._timeouts = {_norm(n) for n in timeouts}
         self._failures = {_norm(n) for n in failures}
         self.authenticated = authenticated
+        self._secure = {_norm(z) for z in secure_zones}
         self.queries: list[tuple[str, str]] = []
         for (name, rdtype), values in (records or {}).items():
             for value in values:
@@ -81,6 +87,10 @@ class FakeResolver:
                 return wildcard if self._exists(wildcard) else None
         return None
 
+    def _vouched(self, name: str) -> bool:
+        """The AD flag: set for every answer, or for answers inside a ``secure_zones`` zone."""
+        return self.authenticated or any(name == z or name.endswith("." + z) for z in self._secure)
+
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         rdtype = rdtype.upper()
         try:
@@ -98,10 +108,10 @@ class FakeResolver:
                 raise DnsError(f"{current}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN)
             found = self._records.get((owner, rdtype))
             if found is not None:
-                return DnsAnswer(tuple(found), self.authenticated)
+                return DnsAnswer(tuple(found), self._vouched(current))
             alias = self._records.get((owner, "CNAME"))
             if alias and rdtype != "CNAME":
                 current = _norm(alias[0])
                 continue
-            return DnsAnswer((), self.authenticated)
+            return DnsAnswer((), self._vouched(current))
         raise DnsError(f"{name}: CNAME chain too long", DnsFailure.SERVFAIL)
