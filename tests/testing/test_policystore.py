@@ -406,3 +406,13 @@ async def test_a_file_created_by_root_is_handed_to_the_service_user(tmp_path: Pa
         files = [data / "state", *(data / "state").iterdir()]
         assert {f.name for f in files} >= {"state", "policy.db", "policy.db-wal", "policy.db-shm"}
         assert {(f.name, f.stat().st_uid) for f in files} == {(f.name, service.pw_uid) for f in files}
+
+
+async def test_the_fake_can_be_repaired(clock: FakeClock) -> None:
+    store = MemoryPolicyStore(clock)
+    await store.set("k", "v")
+    store.break_down("database is locked")
+    with pytest.raises(PolicyStoreError, match="locked"):
+        await store.get("k")
+    store.repair()
+    assert await store.get("k") == "v"
