@@ -2,7 +2,21 @@
 
 Code above this layer asks for these interfaces, never for a concrete client, so that a test
 can hand in the fakes of ``edgeward.testing`` and production code the adapters of
-``edgeward.net``. ``runtime`` is the one place that picks implementations.
+``edgeward.net`` and ``edgeward.state``. ``runtime`` is the one place that picks
+implementations.
+
+Each port, its real implementation and the fake shipped in ``edgeward.testing``:
+
+- :class:`Clock`: :class:`SystemClock`; ``testing.clock.FakeClock``.
+- :class:`DnsLookup` (one DNS question, for the anti-spam checks): ``net.dns.DnsResolver``;
+  ``testing.dns.FakeResolver``.
+- :class:`PolicyStore` (reputation, greylisting, rate counters, lists):
+  ``state.policy.SqlitePolicyStore``; ``testing.policystore.MemoryPolicyStore``.
+- :class:`Resolver` (mail routing's MX and address lookups): ``net.dns.DnsResolver``; no fake,
+  its tests run against nsd on loopback.
+
+Each fake passes the same conformance suite as its real implementation (``tests/testing/``),
+so a component test that uses a fake meets the behaviour production code will meet.
 """
 
 from __future__ import annotations
@@ -13,12 +27,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from edgeward.errors import EdgewardError
+
 
 @runtime_checkable
 class Clock(Protocol):
-    """Wall-clock time in seconds since the epoch; schedules are pure functions of it."""
+    """The one source of time for logic that schedules or expires things.
+
+    ``now()`` is wall-clock time in seconds since the epoch: what is stored, shared between
+    processes and shown (retry times, list expiry, log stamps). ``monotonic()`` never goes
+    back, has an arbitrary origin and means nothing outside this process: what in-process
+    deadlines and windows use (read deadlines, idle pools, log suppression), so a step of the
+    system clock neither frees a rate-limited client nor cuts a session short.
+    """
 
     def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
 
 
 class SystemClock:
@@ -26,6 +51,9 @@ class SystemClock:
 
     def now(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,3 +127,86 @@ class DnsLookup(Protocol):
     """
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer: ...
+
+
+class PolicyStoreError(EdgewardError):
+    """The policy store cannot answer: unreadable, locked past its busy timeout, corrupt, or down.
+
+    The one exception every :class:`PolicyStore` raises for a fault of the store itself (not
+    for a caller's mistake, which is ``ValueError``). An agent turns it into ``451 4.3.0`` or,
+    where it was configured to fail open, into a finding; it never means "not listed".
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredValue:
+    """One key of a :class:`PolicyStore`; ``expires_at`` is wall-clock seconds, None for never."""
+
+    key: str
+    value: str
+    expires_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListEntry:
+    """One member of a named list (an IP block list entry, a safe sender), with its comment."""
+
+    member: str
+    comment: str
+    added_at: float
+    expires_at: float | None
+
+
+class PolicyStore(Protocol):
+    """State the anti-spam agents share across sessions and processes: reputation, greylisting
+    triplets, rate counters, allow/block and safe-sender lists, each with expiry.
+
+    Shaped after Redis primitives so a shared store for several gateways can implement it
+    without any agent changing: string values under string keys (``SET key value EX ttl``),
+    an atomic counter in a fixed window (``INCR`` + ``EXPIRE NX``), named lists whose members
+    expire one by one (a sorted set scored by expiry beside a hash of comments), and a scan by
+    key prefix (``SCAN MATCH prefix*``). Agents namespace keys by prefix (``grey:``, ``rep:``,
+    ``rate:``). Structured values are the caller's JSON.
+
+    Times are the store's injected :class:`Clock` (``now()``: wall-clock, because other
+    processes read the same entries); ``ttl`` and ``window`` are seconds from now and must be
+    positive. An expired key or member is absent for every method at once, whether or not it
+    has been purged yet. Faults of the store raise :class:`PolicyStoreError`; an empty key or
+    member, a non-positive ``ttl`` or ``incr`` on a value that is not an integer raise
+    ``ValueError``.
+    """
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        """Store ``value``, replacing any old value and its expiry."""
+
+    async def add(self, key: str, value: str, *, ttl: float | None = None) -> bool:
+        """Store ``value`` only if ``key`` is absent (``SET NX``); whether it was stored."""
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key``; whether it was there."""
+
+    async def incr(self, key: str, *, window: float, amount: int = 1) -> int:
+        """Add ``amount`` to the counter at ``key`` and return the new count, atomically.
+
+        A counter that is absent or expired starts at ``amount`` and expires ``window``
+        seconds later; later increments keep that expiry (a fixed window, as Redis gives).
+        """
+
+    async def scan(self, prefix: str, *, limit: int | None = None) -> list[StoredValue]:
+        """The live keys that start with ``prefix``, in key order."""
+
+    async def list_add(self, name: str, member: str, *, comment: str = "", ttl: float | None = None) -> None:
+        """Add ``member`` to list ``name`` or replace its comment and expiry."""
+
+    async def list_remove(self, name: str, member: str) -> bool:
+        """Remove ``member`` from list ``name``; whether it was there."""
+
+    async def list_get(self, name: str, member: str) -> ListEntry | None: ...
+
+    async def list_members(self, name: str) -> list[ListEntry]:
+        """The live members of list ``name``, in member order."""
+
+    async def purge_expired(self) -> int:
+        """Drop what has expired (housekeeping only: reads never see it); how many were dropped."""

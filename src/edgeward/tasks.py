@@ -18,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
+
+from edgeward.ports import Clock, SystemClock
 
 __all__ = ["TaskSupervisor"]
 
@@ -30,8 +31,14 @@ class TaskSupervisor:
     """Starts named background tasks and restarts the ones that die. See the module docstring."""
 
     def __init__(
-        self, *, first_pause: float = 1.0, max_pause: float = 300.0, healthy_after: float = 600.0
+        self,
+        *,
+        first_pause: float = 1.0,
+        max_pause: float = 300.0,
+        healthy_after: float = 600.0,
+        clock: Clock | None = None,
     ) -> None:
+        self._clock = clock if clock is not None else SystemClock()
         self.first_pause = first_pause
         self.max_pause = max_pause
         self.healthy_after = healthy_after
@@ -51,7 +58,7 @@ class TaskSupervisor:
     async def _watch(self, name: str, factory: Callable[[], Awaitable[None]]) -> None:
         pause = self.first_pause
         while True:
-            started = time.monotonic()
+            started = self._clock.monotonic()
             try:
                 await factory()
             except asyncio.CancelledError:
@@ -60,7 +67,7 @@ class TaskSupervisor:
                 if self._retired:
                     log.exception("background task %s failed while stopping", name)
                     return
-                if time.monotonic() - started >= self.healthy_after:
+                if self._clock.monotonic() - started >= self.healthy_after:
                     pause = self.first_pause
                 self.restarts[name] += 1
                 log.exception(

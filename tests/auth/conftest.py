@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,19 +10,7 @@ from argon2 import PasswordHasher, Type
 
 from edgeward.auth.users import UserStore
 from edgeward.state.sqlite import StateStore
-
-
-@dataclass
-class FakeClock:
-    """A Clock (edgeward.ports) that moves only when told."""
-
-    t: float = 1_700_000_000.0
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+from edgeward.testing.clock import FakeClock
 
 
 def cheap_hasher(time_cost: int = 1, memory_cost: int = 8) -> PasswordHasher:

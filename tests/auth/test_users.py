@@ -92,7 +92,7 @@ def test_bad_passwords_are_refused(password: str | bytes) -> None:
 
 async def test_add_and_verify(users: UserStore, clock: FakeClock) -> None:
     info = users.add("Alice", "correct horse")
-    assert info == UserInfo("alice", False, clock.t, clock.t)
+    assert info == UserInfo("alice", False, clock.now(), clock.now())
     assert await users.verify("alice", "correct horse")
     assert await users.verify("ALICE", "correct horse")
     assert not await users.verify("alice", "wrong horse")

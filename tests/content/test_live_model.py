@@ -10,16 +10,9 @@ import pytest
 
 from edgeward.content import SpamClassifier, SqliteModelStateStore
 from edgeward.content.state import StoredModel
+from edgeward.testing.clock import FakeClock
 
 from .conftest import read
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def _live(store: SqliteModelStateStore, clock: FakeClock, interval: float) -> SpamClassifier:
@@ -41,14 +34,14 @@ def test_a_model_taught_elsewhere_is_picked_up_within_the_interval(tmp_path: Pat
         taught = teacher.score(raw).probability
         assert taught > before
 
-        clock.t += 4.9
+        clock.advance(4.9)
         assert gateway.refresh_if_due() is False  # not asked yet: at most once per interval
         assert gateway.score(raw).probability == before
-        clock.t += 0.1
+        clock.advance(0.1)
         assert gateway.refresh_if_due() is True
         assert gateway.version == teacher.version
         assert gateway.score(raw).probability == pytest.approx(taught)
-        clock.t += 5.0
+        clock.advance(5.0)
         assert gateway.refresh_if_due() is False  # asked again, nothing new
 
 

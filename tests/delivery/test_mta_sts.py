@@ -33,6 +33,7 @@ from edgeward.delivery.mta_sts import (
 from edgeward.net.dns import DnsResolver
 from edgeward.ports import MxHost
 from edgeward.state import MIGRATIONS, StateStore, default_db_path
+from edgeward.testing.clock import FakeClock
 from tests.dnsserver import NSD, start_nsd
 from tests.ports import free_port
 
@@ -343,14 +344,6 @@ class Lab:
         return self.server.hits[f"mta-sts.{label}.sts.test"]
 
 
-@dataclass
-class FakeClock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class RecordingResolver:
     """The real resolver, noting every name asked for."""
 
@@ -431,7 +424,7 @@ async def test_policy_is_fetched_then_served_from_the_cache(lab: Lab) -> None:
     assert headers["User-Agent"] == "Edgeward"
     assert headers["Connection"] == "close"
     # The same domain in another spelling, later but within max_age: no second fetch.
-    lab.clock.now += 86_000
+    lab.clock.advance(86_000)
     assert await sts.policy("A.STS.Test.") == EXPECTED
     assert lab.hits("a") == before + 1
 
@@ -440,7 +433,7 @@ async def test_expired_policy_is_fetched_again(lab: Lab) -> None:
     sts = lab.sts()
     before = lab.hits("a")
     await sts.policy("a.sts.test")
-    lab.clock.now += 86_400
+    lab.clock.advance(86_400)
     assert await sts.policy("a.sts.test") == EXPECTED
     assert lab.hits("a") == before + 2
 
@@ -448,28 +441,28 @@ async def test_expired_policy_is_fetched_again(lab: Lab) -> None:
 async def test_changed_txt_id_triggers_a_fetch(lab: Lab) -> None:
     cache = MemoryStsCache()
     old = StsPolicy("testing", ("old.example.sts.test",), 86400, OLD_ID)
-    cache.put("a.sts.test", old, lab.clock.now - 60)
+    cache.put("a.sts.test", old, lab.clock.now() - 60)
     before = lab.hits("a")
     assert await lab.sts(cache).policy("a.sts.test") == EXPECTED
     assert lab.hits("a") == before + 1
-    assert cache.get("a.sts.test") == (EXPECTED, lab.clock.now)
+    assert cache.get("a.sts.test") == (EXPECTED, lab.clock.now())
 
 
 async def test_failed_fetch_keeps_the_unexpired_cached_policy(lab: Lab) -> None:
     cache = MemoryStsCache()
     old = StsPolicy("enforce", ("mx.failing.sts.test",), 86400, OLD_ID)
-    cache.put("failing.sts.test", old, lab.clock.now - 60)
+    cache.put("failing.sts.test", old, lab.clock.now() - 60)
     sts = lab.sts(cache)
     before = lab.hits("failing")
     assert await sts.policy("failing.sts.test") == old
     assert lab.hits("failing") == before + 1
-    assert cache.get("failing.sts.test") == (old, lab.clock.now - 60)
+    assert cache.get("failing.sts.test") == (old, lab.clock.now() - 60)
 
 
 async def test_expired_cache_and_failed_fetch_mean_no_policy(lab: Lab) -> None:
     cache = MemoryStsCache()
     old = StsPolicy("enforce", ("mx.failing.sts.test",), 86400, OLD_ID)
-    cache.put("failing.sts.test", old, lab.clock.now - 86_400)
+    cache.put("failing.sts.test", old, lab.clock.now() - 86_400)
     assert await lab.sts(cache).policy("failing.sts.test") is None
 
 
@@ -477,10 +470,10 @@ async def test_failed_fetch_is_not_retried_for_five_minutes(lab: Lab) -> None:
     sts = lab.sts()
     before = lab.hits("failing")
     assert await sts.policy("failing.sts.test") is None
-    lab.clock.now += 299
+    lab.clock.advance(299)
     assert await sts.policy("failing.sts.test") is None
     assert lab.hits("failing") == before + 1
-    lab.clock.now += 1
+    lab.clock.advance(1)
     assert await sts.policy("failing.sts.test") is None
     assert lab.hits("failing") == before + 2
 
@@ -493,10 +486,10 @@ async def test_no_txt_record_means_no_policy(lab: Lab) -> None:
 
 async def test_no_txt_record_keeps_the_unexpired_cached_policy(lab: Lab) -> None:
     cache = MemoryStsCache()
-    cache.put("notxt.sts.test", EXPECTED, lab.clock.now)
+    cache.put("notxt.sts.test", EXPECTED, lab.clock.now())
     sts = lab.sts(cache)
     assert await sts.policy("notxt.sts.test") == EXPECTED
-    lab.clock.now += 86_400
+    lab.clock.advance(86_400)
     assert await sts.policy("notxt.sts.test") is None
     assert lab.hits("notxt") == 0
 
@@ -629,7 +622,7 @@ async def test_sqlite_cache_survives_reopening_the_store(lab: Lab, tmp_path: Pat
         assert lab.hits("store") == before + 1
     with StateStore(path) as store:
         cache = SqliteStsCache(store)
-        assert cache.get("store.sts.test") == (EXPECTED, lab.clock.now)
+        assert cache.get("store.sts.test") == (EXPECTED, lab.clock.now())
         assert await lab.sts(cache).policy("store.sts.test") == EXPECTED
         assert lab.hits("store") == before + 1
         newer = StsPolicy("testing", ("a.example", "*.b.example"), 60, "2")

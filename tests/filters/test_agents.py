@@ -10,6 +10,7 @@ from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl, domain_matches
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.headers import parse_headers
+from edgeward.testing.clock import FakeClock
 from edgeward.types import Action, Address, Peer
 
 
@@ -125,14 +126,14 @@ async def test_sender_authority_refuses_spoofed_accepted_domain_from_anonymous()
 async def test_message_rate_limit_per_source() -> None:
     from edgeward.filters.agents.rate import MessageRateLimit
 
-    now = [0.0]
-    agent = MessageRateLimit(clock=lambda: now[0])
+    clock = FakeClock()
+    agent = MessageRateLimit(clock=clock)
     ctx = StageContext(Stage.MAIL, info(message_rate_limit=2), mail_from=Address("a", "remote.test"))
     assert (await agent.check(Stage.MAIL, ctx)).action is Action.CONTINUE
     assert (await agent.check(Stage.MAIL, ctx)).action is Action.CONTINUE
     out = await agent.check(Stage.MAIL, ctx)
     assert out.action is Action.TEMPFAIL and out.reply is not None and out.reply.enhanced == "4.7.1"
-    now[0] = 61.0  # the window slides
+    clock.advance(61)  # the window slides
     assert (await agent.check(Stage.MAIL, ctx)).action is Action.CONTINUE
     relay = StageContext(Stage.MAIL, info(message_rate_limit=1, permissions=("relay",)))
     for _ in range(3):

@@ -7,18 +7,11 @@ import logging
 import pytest
 
 from edgeward.logs.ratelimit import RateLimitFilter
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
+from edgeward.testing.clock import FakeClock
 
 
 def test_repeats_past_the_burst_are_dropped_then_counted(caplog: pytest.LogCaptureFixture) -> None:
-    clock = _Clock()
+    clock = FakeClock(monotonic_start=0.0)
     logger = logging.getLogger("edgeward.test-ratelimit")
     limit = RateLimitFilter(burst=3, interval=10, clock=clock)
     logger.addFilter(limit)
@@ -28,7 +21,7 @@ def test_repeats_past_the_burst_are_dropped_then_counted(caplog: pytest.LogCaptu
                 logger.warning("limit reached for %s", f"192.0.2.{i}")
             logger.warning("another line")
             assert limit.suppressed() == 97
-            clock.now = 10.0
+            clock.advance(10)
             logger.warning("limit reached for %s", "198.51.100.1")
     finally:
         logger.removeFilter(limit)

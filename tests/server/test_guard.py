@@ -8,14 +8,7 @@ import pytest
 
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.server.guard import DATA_TOO_SLOW, IDLE_TIMEOUT, SHUTTING_DOWN, ReadGuard, SessionEnd
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from edgeward.testing.clock import FakeClock
 
 
 def _connector(**kw: object) -> ReceiveConnectorConfig:
@@ -23,16 +16,16 @@ def _connector(**kw: object) -> ReceiveConnectorConfig:
 
 
 async def test_a_body_below_the_minimum_rate_is_cut_once_past_the_grace() -> None:
-    clock = _Clock()
+    clock = FakeClock(monotonic_start=100.0)
     guard = ReadGuard(_connector(min_data_rate=100, min_data_rate_grace=5), clock=clock)
     reader = asyncio.StreamReader()
     reader.feed_data(b"x" * 400)
     assert await guard.read(reader, "DATA") == b"x" * 400  # the body starts at t=100
-    clock.now = 104.0  # within the grace
+    clock.advance(4)  # within the grace
     reader.feed_data(b"y" * 50)
     assert await guard.read(reader, "DATA") == b"y" * 50
     # 450 bytes cover 4.5 s at 100 B/s, the grace 5 s: at t=106 the average is too low.
-    clock.now = 106.0
+    clock.advance(2)
     reader.feed_data(b"z")
     with pytest.raises(SessionEnd) as end:
         await guard.read(reader, "DATA")
@@ -40,12 +33,12 @@ async def test_a_body_below_the_minimum_rate_is_cut_once_past_the_grace() -> Non
 
 
 async def test_the_rate_applies_per_body_and_only_in_data() -> None:
-    clock = _Clock()
+    clock = FakeClock()
     guard = ReadGuard(_connector(min_data_rate=100, min_data_rate_grace=1), clock=clock)
     reader = asyncio.StreamReader()
     reader.feed_data(b"x")
     await guard.read(reader, "DATA")
-    clock.now += 50  # a long pause between commands is the idle timeout's business
+    clock.advance(50)  # a long pause between commands is the idle timeout's business
     reader.feed_data(b"NOOP\r\n")
     await guard.read(reader, "GREETED")
     reader.feed_data(b"x")

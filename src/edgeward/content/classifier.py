@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import bisect
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -46,6 +44,7 @@ from edgeward.content.model import LinearModel, feature_slots
 from edgeward.content.phishing import PHISH_WEIGHTS, pcl_from_cues
 from edgeward.content.state import ModelStateStore, StaleModelError
 from edgeward.content.words import CustomWords
+from edgeward.ports import Clock, SystemClock
 
 __all__ = ["SCL_CUTS", "ContentVerdict", "SpamClassifier", "default_model_path", "scl_from_probability"]
 
@@ -98,7 +97,7 @@ class SpamClassifier:
         learning: bool = True,
         version: int = 0,
         refresh_interval: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.model = model
         self.words = words or CustomWords()
@@ -107,8 +106,8 @@ class SpamClassifier:
         self.learning = learning
         self.version = version
         self.refresh_interval = refresh_interval
-        self._clock = clock
-        self._next_check = clock() + (refresh_interval or 0.0)
+        self._clock = clock if clock is not None else SystemClock()
+        self._next_check = self._clock.monotonic() + (refresh_interval or 0.0)
 
     @classmethod
     def load(
@@ -150,7 +149,7 @@ class SpamClassifier:
         """Reload the live model if the store's version moved; asks at most every refresh_interval."""
         if self.store is None or self.refresh_interval is None:
             return False
-        now = self._clock()
+        now = self._clock.monotonic()
         if now < self._next_check:
             return False
         self._next_check = now + self.refresh_interval

@@ -26,15 +26,14 @@ import json
 import logging
 import re
 import ssl
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, cast
 
 from edgeward.errors import EdgewardError
 from edgeward.net import http1
-from edgeward.ports import Resolver, ResolverError
+from edgeward.ports import Clock, Resolver, ResolverError, SystemClock
 from edgeward.state.sqlite import StateStore
 
 __all__ = [
@@ -260,13 +259,13 @@ class MtaSts:
         https_port: int = 443,
         ca_file: Path | None = None,
         timeout: float = 10.0,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | None = None,
     ) -> None:
         self._resolver = resolver
         self._cache = cache
         self._port = https_port
         self._timeout = timeout
-        self._clock = clock
+        self._clock = clock if clock is not None else SystemClock()
         try:
             self._tls = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
         except OSError as exc:  # ssl.SSLError is one
@@ -286,7 +285,7 @@ class MtaSts:
         except StsError as exc:
             log.warning("MTA-STS: %s", exc)
             return None
-        now = self._clock()
+        now = self._clock.now()
         cached = await self._cache_get(name)
         valid = cached[0] if cached is not None and cached[1] + cached[0].max_age > now else None
         try:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
+from edgeward.ports import Clock, SystemClock
+
 # Host name, address, port, TLS attempted, and the TLS level the session was secured to.
 PoolKey = tuple[str, str, int, bool, str]
 
@@ -32,7 +34,10 @@ class _Idle:
 
 
 class ConnectionPool:
-    def __init__(self, max_messages: int, idle_timeout: float = IDLE_TIMEOUT) -> None:
+    def __init__(
+        self, max_messages: int, idle_timeout: float = IDLE_TIMEOUT, *, clock: Clock | None = None
+    ) -> None:
+        self._clock = clock if clock is not None else SystemClock()
         self.max_messages = max_messages
         self.idle_timeout = idle_timeout
         self._idle: dict[PoolKey, list[_Idle]] = {}
@@ -41,7 +46,7 @@ class ConnectionPool:
     def take(self, key: PoolKey) -> tuple[aiosmtplib.SMTP, int, str] | None:
         """A connected session for ``key``, how many messages it carried and how it is secured."""
         stack = self._idle.get(key)
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while stack:
             entry = stack.pop()
             if entry.smtp.is_connected and now - entry.since < self.idle_timeout:
@@ -54,12 +59,12 @@ class ConnectionPool:
         """Keep ``smtp`` for reuse; False when it has carried enough (the caller closes it)."""
         if sent >= self.max_messages:
             return False
-        self._idle.setdefault(key, []).append(_Idle(smtp, sent, time.monotonic(), detail))
+        self._idle.setdefault(key, []).append(_Idle(smtp, sent, self._clock.monotonic(), detail))
         return True
 
     def expired(self) -> Iterator[aiosmtplib.SMTP]:
         """Remove and yield the idle connections past ``idle_timeout`` (the caller closes them)."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         while self._stale:
             yield self._stale.pop()
         for key in list(self._idle):

@@ -11,26 +11,24 @@ were suppressed since, so nothing is silently lost from the picture.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
+
+from edgeward.ports import Clock, SystemClock
 
 
 class RateLimitFilter(logging.Filter):
     """At most ``burst`` records per ``interval`` seconds per (logger, level, template)."""
 
-    def __init__(
-        self, burst: int = 10, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, burst: int = 10, interval: float = 10.0, clock: Clock | None = None) -> None:
         super().__init__()
         self.burst = burst
         self.interval = interval
-        self._clock = clock
+        self._clock = clock if clock is not None else SystemClock()
         # key -> [window start, passed in window, suppressed since the last record let through]
         self._groups: dict[tuple[str, int, str], list[float]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         key = (record.name, record.levelno, str(record.msg))
-        now = self._clock()
+        now = self._clock.monotonic()
         group = self._groups.get(key)
         if group is None:
             if len(self._groups) > 1000:  # templates are few; this only bounds a misuse

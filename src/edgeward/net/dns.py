@@ -90,6 +90,10 @@ class DnsResolver:
         rng: random.Random | None = None,
     ) -> None:
         self._resolver = _make_resolver(nameservers, port, timeout)
+        # The AD bit in the query asks a validating resolver to say whether it validated the
+        # answer (RFC 6840 §5.7) without the DO bit's signatures; without it the AD flag of
+        # DnsAnswer would always be false.
+        self._resolver.flags = dns.flags.RD | dns.flags.AD
         # A second resolver for the DNSSEC questions, so the ordinary lookups keep sending
         # plain queries and getting the smaller answers without signatures.
         self._dnssec = _make_resolver(nameservers, port, timeout)
@@ -116,6 +120,10 @@ class DnsResolver:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError) as exc:
             raise DnsError(f"invalid name {name!r}: {exc}", DnsFailure.INVALID) from None
+        if qname == dns.name.root:
+            # An empty name (an empty domain from an envelope) would ask about the root: input
+            # to refuse, not a server failure to retry.
+            raise DnsError(f"invalid name {name!r}: empty", DnsFailure.INVALID)
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:

@@ -27,10 +27,10 @@ no ``CancelledError`` escapes into the server's callback.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 
 from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.ports import Clock, SystemClock
 from edgeward.types import Reply
 
 IDLE_TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
@@ -60,12 +60,12 @@ class ReadGuard:
         *,
         stressed: Callable[[], bool] = lambda: False,
         on_wait: Callable[[], None] = lambda: None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock | None = None,
     ) -> None:
         self.connector = connector
         self._stressed = stressed
         self._on_wait = on_wait  # the listener's "this session is idle from now" hook
-        self._clock = clock
+        self._clock = clock if clock is not None else SystemClock()
         self.waiting = False
         self.in_data = False
         self.in_transaction = False
@@ -83,7 +83,7 @@ class ReadGuard:
 
     async def read(self, reader: asyncio.StreamReader, state: str) -> bytes:
         """Up to 64 KiB from the client; ``state`` is the SMTP core's state name."""
-        now = self._clock()
+        now = self._clock.monotonic()
         self.in_data = state in _IN_DATA
         self.in_transaction = state in _IN_TRANSACTION
         if not self.in_data:

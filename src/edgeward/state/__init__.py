@@ -1,12 +1,14 @@
-"""Shared state that outlives a connection: user accounts now; reputation, greylisting and learned
-spam statistics later.
+"""Shared state that outlives a connection, in SQLite files under ``DATA_DIR/state``.
 
-``sqlite`` is the single-machine store (one file under ``DATA_DIR/state``); a store shared by
-several gateways can offer the same operations later.
+``sqlite`` is the accounts database (``edgeward.db``) and the migration mechanism every file
+here uses; ``policy`` is the anti-spam agents' :class:`edgeward.ports.PolicyStore`
+(``policy.db``: reputation, greylisting, rate counters, lists). A store shared by several
+gateways (Redis) implements the same port.
 """
 
 from __future__ import annotations
 
+from edgeward.state.policy import POLICY_MIGRATIONS, SqlitePolicyStore, default_policy_path
 from edgeward.state.sqlite import (
     DB_FILENAME,
     MIGRATIONS,
@@ -19,8 +21,11 @@ from edgeward.state.sqlite import (
 __all__ = [
     "DB_FILENAME",
     "MIGRATIONS",
+    "POLICY_MIGRATIONS",
     "Migration",
+    "SqlitePolicyStore",
     "StateStore",
     "StateStoreError",
     "default_db_path",
+    "default_policy_path",
 ]

@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from edgeward.filters.base import Stage, StageContext
+from edgeward.ports import Clock, SystemClock
 from edgeward.types import Finding, Outcome, Reply
 
 TOO_BIG = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
@@ -63,17 +63,20 @@ class BackPressure:
     stages = frozenset({Stage.MAIL})
     fail_open = False
 
-    def __init__(self, free_bytes: Callable[[], int], threshold: int, recheck: float = 1.0) -> None:
+    def __init__(
+        self, free_bytes: Callable[[], int], threshold: int, recheck: float = 1.0, clock: Clock | None = None
+    ) -> None:
+        self._clock = clock if clock is not None else SystemClock()
         self._free_bytes = free_bytes
         self.threshold = threshold
         # statvfs is cheap but not free; at thousands of MAIL commands a second, once a second
         # is plenty to notice a disk filling up.
         self._recheck = recheck
-        self._checked_at = 0.0
+        self._checked_at = float("-inf")
         self._free = 0
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._checked_at >= self._recheck:
             self._free = self._free_bytes()
             self._checked_at = now

@@ -9,11 +9,10 @@ tracked, the least recently seen forgotten first.
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
 
 from edgeward.filters.base import Stage, StageContext
+from edgeward.ports import Clock, SystemClock
 from edgeward.types import Finding, Outcome, Reply
 
 RATE_EXCEEDED = Reply(450, "4.7.1", "Message rate limit exceeded, try again later")
@@ -27,8 +26,8 @@ class MessageRateLimit:
     stages = frozenset({Stage.MAIL})
     fail_open = False
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic, max_sources: int = 100_000) -> None:
-        self._clock = clock
+    def __init__(self, clock: Clock | None = None, max_sources: int = 100_000) -> None:
+        self._clock = clock if clock is not None else SystemClock()
         self._max_sources = max_sources
         self._seen: OrderedDict[tuple[str, str], deque[float]] = OrderedDict()
 
@@ -37,7 +36,7 @@ class MessageRateLimit:
         if limit <= 0 or ctx.session.may_relay or ctx.session.authenticated:
             return Outcome.proceed()
         key = (ctx.session.connector.name, ctx.session.peer.ip)
-        now = self._clock()
+        now = self._clock.monotonic()
         times = self._seen.pop(key, None) or deque()
         while times and now - times[0] >= WINDOW:
             times.popleft()
