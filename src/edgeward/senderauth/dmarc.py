@@ -176,6 +176,10 @@ def author_domain(from_fields: Sequence[str]) -> str:
             raise ValueError(f"From domain {domain!r} is not a domain name") from None
         if not _HOSTNAME.match(ascii_domain):
             raise ValueError(f"From domain {domain!r} is not a domain name")
+        if "@" + domain.lower() not in from_fields[0].lower():
+            # The parser repaired the field ("a@exa mple.com" reads as example.com); a mail
+            # reader may show something else, so the author is ambiguous.
+            raise ValueError(f"From field does not name {domain!r} as written")
         domains.add(ascii_domain)
     if len(domains) != 1:
         raise ValueError("no From address" if not domains else "authors of several domains in From")
