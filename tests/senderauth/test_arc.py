@@ -4,6 +4,8 @@ tampering breaks it, and key lookups behave as DKIM's do."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeward.senderauth import authresults
 from edgeward.senderauth.arc import ArcResult, ArcStatus, verify_arc
@@ -141,3 +143,31 @@ def test_bad_key_is_an_error() -> None:
             private_key=b"not a key",
             authserv_id="us.example",
         )
+
+
+_PIECES = [
+    b"ARC-Seal:",
+    b"ARC-Message-Signature:",
+    b"ARC-Authentication-Results:",
+    b" i=1;",
+    b" i=2;",
+    b" cv=none;",
+    b" cv=pass;",
+    b" d=lists.example.org;",
+    b" s=arc;",
+    b" a=rsa-sha256;",
+    b" b=AAAA;",
+    b" bh=AA==;",
+    b" h=from;",
+    b"\r\n",
+    b"\r\n ",
+    b"From: a@example.com\r\n",
+    b"\xff",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES) | st.binary(max_size=8), max_size=40))
+async def test_no_input_raises(pieces: list[bytes]) -> None:
+    result = await verify_arc(b"".join(pieces), FakeResolver())
+    assert result.status in ArcStatus and result.findings()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeward.senderauth.dkim import DkimStatus, verify_dkim
 from edgeward.testing.dns import FakeResolver
@@ -205,3 +207,42 @@ async def test_lf_line_endings_verify_too(rsa2048: SigningKey) -> None:
     lf = sign(rsa2048).replace(b"\r\n", b"\n") + MESSAGE.replace(b"\r\n", b"\n")
     [sig] = (await verify_dkim(lf, resolver(s1=rsa2048))).signatures
     assert sig.status is DkimStatus.PASS
+
+
+_PIECES = [
+    b"DKIM-Signature:",
+    b" v=1;",
+    b" a=rsa-sha256;",
+    b" a=ed25519-sha256;",
+    b" d=example.com;",
+    b" s=s1;",
+    b" h=from;",
+    b" bh=AA==;",
+    b" b=AAAA;",
+    b" l=5;",
+    b" c=relaxed/relaxed;",
+    b" x=1;",
+    b"\r\n",
+    b"\r\n ",
+    b"From: a@example.com\r\n",
+    b"\xff",
+    b";",
+    b"=",
+    b" i=@example.com;",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES) | st.binary(max_size=8), max_size=40))
+async def test_no_input_raises(pieces: list[bytes]) -> None:
+    dns = FakeResolver({("s1._domainkey.example.com", "TXT"): ["v=DKIM1; k=rsa; p=MIIB"]})
+    result = await verify_dkim(b"".join(pieces), dns)
+    assert all(s.status in DkimStatus for s in result.signatures)
+    assert result.findings()
+
+
+async def test_leading_continuation_line_is_not_a_crash() -> None:
+    # dkimpy's own parser raises IndexError on this; the check must answer all the same.
+    assert (await verify_dkim(b" leading\r\nFrom: a@example.com\r\n\r\n", FakeResolver())).findings() == (
+        "DKIM_NONE",
+    )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeward.senderauth.dkim import DkimResult, DkimStatus, SignatureResult
 from edgeward.senderauth.dmarc import (
@@ -15,10 +17,12 @@ from edgeward.senderauth.dmarc import (
 )
 from edgeward.testing.dns import FakeResolver
 
+_ORG = OrganizationalDomains()
+
 
 @pytest.fixture(scope="module")
 def org() -> OrganizationalDomains:
-    return OrganizationalDomains()
+    return _ORG
 
 
 def dkim_pass(*domains: str, status: DkimStatus = DkimStatus.PASS) -> DkimResult:
@@ -209,3 +213,11 @@ def test_record_parsing_defaults_and_fallbacks() -> None:
     for bad in ("v=DMARC1", "p=reject; v=DMARC1", "v=DMARC2; p=reject", "v=DMARC1; p=" + "x" * 3000):
         with pytest.raises(DmarcRecordError):
             parse_record(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=60), max_size=3))
+async def test_any_from_field_gets_a_result(from_fields: list[str]) -> None:
+    dmarc = DmarcChecker(FakeResolver({("_dmarc.example.com", "TXT"): ["v=DMARC1; p=reject"]}), _ORG)
+    result = await dmarc.check(from_fields, None, "pass", "example.com")
+    assert result.status in DmarcStatus and result.findings()

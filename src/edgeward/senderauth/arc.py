@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import dkim as dkimpy
 
+from edgeward.headers import header_end
 from edgeward.ports import DnsLookup
 from edgeward.senderauth.keys import KeyStatus, QuietLogger, dnsfunc, fetch_keys, key_name
 
@@ -118,8 +119,10 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
     """Validate the ARC chain of ``message`` (RFC 8617 §5.2), keys through ``dns``."""
     try:
         arc = dkimpy.ARC(message, logger=_dkimpy_log, minkey=min_rsa_bits)
-    except dkimpy.DKIMException as exc:
-        return ArcResult(ArcStatus.FAIL, f"message not readable: {exc}")
+    except Exception as exc:  # dkimpy's header parser raises IndexError on a leading continuation
+        if b"arc-" not in message[: header_end(message)].lower():
+            return ArcResult(ArcStatus.NONE, "no ARC sets")
+        return ArcResult(ArcStatus.FAIL, f"message not readable: {exc!r}")
     if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):
         return ArcResult(ArcStatus.NONE, "no ARC sets")
     names, error = _key_names(arc.headers)
@@ -134,7 +137,7 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
     except dkimpy.DKIMException as exc:
         return ArcResult(ArcStatus.FAIL, str(exc))
     except Exception as exc:  # dkimpy parses attacker input; no surprise may stop the check
-        _log.warning("arc verification raised %r", exc)
+        _log.info("arc verification raised %r", exc)
         return ArcResult(ArcStatus.FAIL, "ARC chain could not be evaluated")
     # dkimpy answers None for a chain a sealer already marked failed: RFC 8617 §5.2 says fail.
     status = {dkimpy.CV_Pass: ArcStatus.PASS, dkimpy.CV_None: ArcStatus.NONE}.get(cv, ArcStatus.FAIL)

@@ -33,6 +33,7 @@ from typing import Any
 import dkim as dkimpy
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 
+from edgeward.headers import header_end
 from edgeward.ports import DnsLookup
 from edgeward.senderauth.keys import (
     KeyLookup,
@@ -189,7 +190,7 @@ def _verify_one(
     except dkimpy.DKIMException as exc:
         return _set(result, DkimStatus.PERMERROR, str(exc))
     except Exception as exc:  # dkimpy parses attacker input; no surprise may stop the check
-        _log.warning("dkim verification of d=%s s=%s raised %r", result.domain, result.selector, exc)
+        _log.info("dkim verification of d=%s s=%s raised %r", result.domain, result.selector, exc)
         return dataclasses.replace(
             result, status=DkimStatus.PERMERROR, reason="signature could not be evaluated"
         )
@@ -208,8 +209,10 @@ async def verify_dkim(
     """Verify every DKIM signature of ``message`` (CRLF or LF line endings), keys via ``dns``."""
     try:
         verifier = dkimpy.DKIM(message, logger=_dkimpy_log, minkey=min_rsa_bits)
-    except dkimpy.DKIMException as exc:
-        unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {exc}")
+    except Exception as exc:  # dkimpy's header parser raises IndexError on a leading continuation
+        if b"dkim-signature" not in message[: header_end(message)].lower():
+            return DkimResult(())
+        unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {exc!r}")
         return DkimResult((unreadable,))
     fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
     skipped = max(0, len(fields) - max_signatures)
