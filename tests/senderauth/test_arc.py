@@ -13,7 +13,7 @@ from edgeward.senderauth.arcseal import ArcSealError, seal
 from edgeward.senderauth.authresults import SpfReport
 from edgeward.testing.dns import FakeResolver
 
-from .keys import SigningKey, rsa_key
+from .dkimkeys import SigningKey, rsa_key
 
 MESSAGE = (
     b"From: Alice <alice@example.com>\r\n"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from edgeward.senderauth.dkim import DkimStatus, verify_dkim
 from edgeward.testing.dns import FakeResolver
 
-from .keys import SigningKey, ed25519_key, rsa_key, weak_rsa_key
+from .dkimkeys import SigningKey, ed25519_key, rsa_key, weak_rsa_key
 
 MESSAGE = (
     b"From: Alice <alice@example.com>\r\n"
@@ -246,3 +246,22 @@ async def test_leading_continuation_line_is_not_a_crash() -> None:
     assert (await verify_dkim(b" leading\r\nFrom: a@example.com\r\n\r\n", FakeResolver())).findings() == (
         "DKIM_NONE",
     )
+
+
+@pytest.mark.parametrize(
+    ("tags", "identity", "status"),
+    [
+        ("h=sha256; ", None, DkimStatus.PASS),
+        ("h=sha1; ", None, DkimStatus.PERMERROR),
+        ("t=s; ", b"@example.com", DkimStatus.PASS),
+        ("t=y:s; ", b"@mail.example.com", DkimStatus.PERMERROR),
+        ("t=y; ", b"@mail.example.com", DkimStatus.PASS),
+    ],
+)
+async def test_key_restrictions(
+    rsa2048: SigningKey, tags: str, identity: bytes | None, status: DkimStatus
+) -> None:
+    record = rsa2048.record.replace("k=rsa; ", "k=rsa; " + tags)
+    dns = FakeResolver({("s1._domainkey.example.com", "TXT"): [record]})
+    [sig] = (await verify_dkim(sign(rsa2048, identity=identity) + MESSAGE, dns)).signatures
+    assert sig.status is status, sig.reason

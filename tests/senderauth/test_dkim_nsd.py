@@ -15,7 +15,7 @@ from edgeward.senderauth.dmarc import DmarcChecker, DmarcStatus, Policy
 from tests.dnsserver import NSD, Nsd, start_nsd
 from tests.ports import free_port
 
-from .keys import SigningKey, ed25519_key, rsa_key
+from .dkimkeys import SigningKey, ed25519_key, rsa_key
 
 MESSAGE = b"From: news@mail.dkim.test\r\nTo: reader@example.net\r\nSubject: issue 12\r\n\r\nNews.\r\n"
 

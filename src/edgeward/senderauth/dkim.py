@@ -170,6 +170,13 @@ def _verify_one(
         return dataclasses.replace(
             result, status=DkimStatus.PERMERROR, reason=f"{key.kind} key for an {result.algorithm} signature"
         )
+    if key.hashes and result.algorithm.rsplit("-", 1)[-1] not in key.hashes:
+        # RFC 6376 §3.6.1: h= lists the hash algorithms the key may be used with.
+        return _set(result, DkimStatus.PERMERROR, f"key allows only {':'.join(key.hashes)}")
+    identity = result.identity.rpartition("@")[2].lower()
+    if key.strict_identity and identity and identity != result.domain:
+        # t=s: the i= domain must be d= itself, not a subdomain (RFC 6376 §3.6.1).
+        return _set(result, DkimStatus.PERMERROR, "key forbids a subdomain identity (t=s)")
     if key.kind == "rsa" and key.bits < min_rsa_bits:
         return dataclasses.replace(
             result,

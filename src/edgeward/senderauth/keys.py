@@ -101,10 +101,13 @@ def dnsfunc(keys: Mapping[str, KeyLookup]) -> Callable[..., bytes | None]:
 
 @dataclass(frozen=True, slots=True)
 class PublicKey:
-    """What a key record says: its type (``rsa`` or ``ed25519``) and size in bits."""
+    """What a key record says: its type (``rsa`` or ``ed25519``), size in bits, the hash
+    algorithms it allows (``h=``, empty for any) and whether ``t=s`` forbids subdomain identities."""
 
     kind: str
     bits: int
+    hashes: tuple[str, ...] = ()
+    strict_identity: bool = False
 
 
 def evaluate_key(lookup: KeyLookup) -> PublicKey | str:
@@ -126,7 +129,11 @@ def evaluate_key(lookup: KeyLookup) -> PublicKey | str:
         return f"malformed key record: {exc}"
     if ktag is None or bits is None:
         return "unusable key record"
-    return PublicKey(ktag.decode("ascii"), int(bits))
+    hashes = tuple(
+        h.strip().decode("ascii", "replace").lower() for h in tags.get(b"h", b"").split(b":") if h.strip()
+    )
+    flags = {f.strip() for f in tags.get(b"t", b"").split(b":")}
+    return PublicKey(ktag.decode("ascii"), int(bits), hashes, b"s" in flags)
 
 
 class QuietLogger(logging.LoggerAdapter[logging.Logger]):
