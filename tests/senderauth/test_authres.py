@@ -139,3 +139,14 @@ def test_own_results_reads_what_build_wrote() -> None:
         "spf=pass smtp.mailfrom=a@example.com;\r\n\tarc=none"
     ]
     assert own_results([" mx.edge.example; none"], OURS) == []
+
+
+def test_long_names_are_folded_under_the_line_limit() -> None:
+    long = "a" * 63 + "." + "b" * 63 + "." + "c" * 63 + ".example"
+    sig = SignatureResult(long, "s" * 300, "rsa-sha256", DkimStatus.FAIL, reason="r" * 300)
+    field = build(OURS, spf=SpfReport("pass", "x" * 64 + "@" + long, long), dkim=DkimResult((sig,)))
+    lines = field.split("\r\n")
+    assert max(len(line) for line in lines) < 300
+    assert "\tsmtp.helo=" + long + ";" in lines and f"\theader.d={long}" in lines
+    [(_, value)] = parse_headers((field + "\r\n").encode()).fields
+    assert own_results([value], OURS)[0].startswith("spf=pass smtp.mailfrom=")

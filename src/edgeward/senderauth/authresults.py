@@ -37,6 +37,7 @@ _ADDRESS = re.compile(
     r"^(?:[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)?@[A-Za-z0-9.-]+$"
 )
 _MAX_VALUE = 256
+_SHORT_LINE = 100  # a result longer than this is folded between its properties
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,10 +59,17 @@ def _value(text: str) -> str:
 
 def _comment(text: str) -> str:
     cleaned = "".join(ch for ch in text if ch.isprintable() and ch not in "()\\")[:_MAX_VALUE]
-    return f" ({cleaned})" if cleaned else ""
+    return f"({cleaned})"
 
 
-def _spf(spf: SpfReport) -> str:
+def _line(parts: list[str]) -> str:
+    """One result: on one line when short, else one property per folded line, so no line can
+    pass RFC 5322's 998 octets however long the sender made its names."""
+    joined = " ".join(parts)
+    return joined if len(joined) <= _SHORT_LINE else "\r\n\t".join(parts)
+
+
+def _spf(spf: SpfReport) -> list[str]:
     result = spf.result.strip().lower()
     if result not in SPF_RESULTS:
         result = "permerror"
@@ -70,52 +78,49 @@ def _spf(spf: SpfReport) -> str:
         parts.append(f"smtp.mailfrom={_value(spf.mailfrom)}")
     if spf.helo:
         parts.append(f"smtp.helo={_value(spf.helo)}")
-    return " ".join(parts)
+    return parts
 
 
-def _dkim(dkim: DkimResult) -> list[str]:
+def _dkim(dkim: DkimResult) -> list[list[str]]:
     if not dkim.signatures:
-        return ["dkim=none"]
-    lines = []
+        return [["dkim=none"]]
+    results = []
     for sig in dkim.signatures:
-        line = f"dkim={sig.status.value}"
+        parts = [f"dkim={sig.status.value}"]
         if sig.key_bits:
-            line += _comment(f"{sig.key_bits}-bit key")
+            parts.append(_comment(f"{sig.key_bits}-bit key"))
         if sig.status is not DkimStatus.PASS and sig.reason:
-            line += f" reason={_value(sig.reason)}"
-        if sig.domain:
-            line += f" header.d={_value(sig.domain)}"
-        if sig.selector:
-            line += f" header.s={_value(sig.selector)}"
-        if sig.algorithm:
-            line += f" header.a={_value(sig.algorithm)}"
+            parts.append(f"reason={_value(sig.reason)}")
+        for name, value in (("d", sig.domain), ("s", sig.selector), ("a", sig.algorithm)):
+            if value:
+                parts.append(f"header.{name}={_value(value)}")
         if sig.signature:
-            line += f" header.b={_value(sig.signature)}"  # RFC 6008: tells signatures apart
-        lines.append(line)
-    return lines
+            parts.append(f"header.b={_value(sig.signature)}")  # RFC 6008: tells signatures apart
+        results.append(parts)
+    return results
 
 
-def _dmarc(dmarc: DmarcResult) -> str:
-    line = f"dmarc={dmarc.status.value}"
+def _dmarc(dmarc: DmarcResult) -> list[str]:
+    parts = [f"dmarc={dmarc.status.value}"]
     if dmarc.record is not None:
         details = f"p={dmarc.record.policy.value}"
         if dmarc.record.subdomain_policy is not None:
             details += f" sp={dmarc.record.subdomain_policy.value}"
         if dmarc.status is DmarcStatus.FAIL:
             details += f" dis={dmarc.applied.value}"
-        line += _comment(details)
+        parts.append(_comment(details))
     elif dmarc.reason and dmarc.status is not DmarcStatus.PASS:
-        line += f" reason={_value(dmarc.reason)}"
+        parts.append(f"reason={_value(dmarc.reason)}")
     if dmarc.from_domain:
-        line += f" header.from={_value(dmarc.from_domain)}"
-    return line
+        parts.append(f"header.from={_value(dmarc.from_domain)}")
+    return parts
 
 
-def _arc(arc: ArcResult) -> str:
-    line = f"arc={arc.status.value}"
+def _arc(arc: ArcResult) -> list[str]:
+    parts = [f"arc={arc.status.value}"]
     if arc.sets:
-        line += _comment(f"i={arc.sets[0].instance} d={arc.sets[0].sealer}")
-    return line
+        parts.append(_comment(f"i={arc.sets[0].instance} d={arc.sets[0].sealer}"))
+    return parts
 
 
 def build(
@@ -134,7 +139,7 @@ def build(
     head = f"{FIELD}: {_value(authserv_id)}"
     if not results:
         return f"{head}; none\r\n"
-    return head + "".join(f";\r\n\t{r}" for r in results) + "\r\n"
+    return head + "".join(f";\r\n\t{_line(r)}" for r in results) + "\r\n"
 
 
 def _skip_cfws(text: str, pos: int) -> int:
