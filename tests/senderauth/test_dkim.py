@@ -265,3 +265,14 @@ async def test_key_restrictions(
     dns = FakeResolver({("s1._domainkey.example.com", "TXT"): [record]})
     [sig] = (await verify_dkim(sign(rsa2048, identity=identity) + MESSAGE, dns)).signatures
     assert sig.status is status, sig.reason
+
+
+async def test_a_large_message_is_verified_off_the_event_loop(rsa2048: SigningKey) -> None:
+    body = b"0123456789" * 40_000 + b"\r\n"  # over INLINE_LIMIT
+    big = MESSAGE + body
+    signed = bytes(dkim.sign(big, b"s1", b"example.com", rsa2048.private)) + big
+    [sig] = (await verify_dkim(signed, resolver(s1=rsa2048))).signatures
+    assert sig.status is DkimStatus.PASS
+    tampered = signed[:-3] + b"X\r\n"
+    [sig] = (await verify_dkim(tampered, resolver(s1=rsa2048))).signatures
+    assert sig.status is DkimStatus.FAIL

@@ -27,7 +27,7 @@ import dkim as dkimpy
 
 from edgeward.headers import header_end
 from edgeward.ports import DnsLookup
-from edgeward.senderauth.keys import KeyStatus, QuietLogger, dnsfunc, fetch_keys, key_name
+from edgeward.senderauth.keys import KeyLookup, KeyStatus, QuietLogger, dnsfunc, fetch_keys, key_name, offload
 
 __all__ = ["ArcResult", "ArcSet", "ArcStatus", "verify_arc"]
 
@@ -115,23 +115,14 @@ def _sets(data: Sequence[dict[str, object]]) -> tuple[ArcSet, ...]:
     )
 
 
-async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024) -> ArcResult:
-    """Validate the ARC chain of ``message`` (RFC 8617 §5.2), keys through ``dns``."""
+def _reader(message: bytes, min_rsa_bits: int) -> dkimpy.ARC | Exception:
     try:
-        arc = dkimpy.ARC(message, logger=_dkimpy_log, minkey=min_rsa_bits)
+        return dkimpy.ARC(message, logger=_dkimpy_log, minkey=min_rsa_bits)
     except Exception as exc:  # dkimpy's header parser raises IndexError on a leading continuation
-        if b"arc-" not in message[: header_end(message)].lower():
-            return ArcResult(ArcStatus.NONE, "no ARC sets")
-        return ArcResult(ArcStatus.FAIL, f"message not readable: {exc!r}")
-    if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):
-        return ArcResult(ArcStatus.NONE, "no ARC sets")
-    names, error = _key_names(arc.headers)
-    if error is not None:
-        return ArcResult(ArcStatus.FAIL, error)
-    keys = await fetch_keys(dns, names)
-    transient = [k.reason for k in keys.values() if k.status is KeyStatus.TEMPERROR]
-    if transient:
-        return ArcResult(ArcStatus.TEMPERROR, transient[0])
+        return exc
+
+
+def _validate(arc: dkimpy.ARC, keys: dict[str, KeyLookup]) -> ArcResult:
     try:
         cv, data, reason = arc.verify(dnsfunc=dnsfunc(keys))
     except dkimpy.DKIMException as exc:
@@ -142,3 +133,22 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
     # dkimpy answers None for a chain a sealer already marked failed: RFC 8617 §5.2 says fail.
     status = {dkimpy.CV_Pass: ArcStatus.PASS, dkimpy.CV_None: ArcStatus.NONE}.get(cv, ArcStatus.FAIL)
     return ArcResult(status, _text(reason), _sets(data))
+
+
+async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024) -> ArcResult:
+    """Validate the ARC chain of ``message`` (RFC 8617 §5.2), keys through ``dns``."""
+    arc = await offload(len(message), _reader, message, min_rsa_bits)
+    if isinstance(arc, Exception):
+        if b"arc-" not in message[: header_end(message)].lower():
+            return ArcResult(ArcStatus.NONE, "no ARC sets")
+        return ArcResult(ArcStatus.FAIL, f"message not readable: {arc!r}")
+    if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):
+        return ArcResult(ArcStatus.NONE, "no ARC sets")
+    names, error = _key_names(arc.headers)
+    if error is not None:
+        return ArcResult(ArcStatus.FAIL, error)
+    keys = await fetch_keys(dns, names)
+    transient = [k.reason for k in keys.values() if k.status is KeyStatus.TEMPERROR]
+    if transient:
+        return ArcResult(ArcStatus.TEMPERROR, transient[0])
+    return await offload(len(message), _validate, arc, keys)

@@ -44,6 +44,7 @@ from edgeward.senderauth.keys import (
     evaluate_key,
     fetch_keys,
     key_name,
+    offload,
 )
 
 __all__ = ["MAX_SIGNATURES", "MIN_RSA_BITS", "DkimResult", "DkimStatus", "SignatureResult", "verify_dkim"]
@@ -206,6 +207,37 @@ def _verify_one(
     return _set(result, DkimStatus.PASS, "")
 
 
+def _judge(
+    verifier: dkimpy.DKIM,
+    parsed: list[tuple[_Parsed, str | None]],
+    keys: dict[str, KeyLookup],
+    min_rsa_bits: int,
+) -> list[SignatureResult]:
+    results: list[SignatureResult] = []
+    for sig, error in parsed:
+        if error is not None or sig.key is None:
+            results.append(_set(sig.result, DkimStatus.PERMERROR, error or "no key name"))
+            continue
+        lookup = keys[sig.key]
+        if lookup.status is not KeyStatus.FOUND:
+            status = DkimStatus.TEMPERROR if lookup.status is KeyStatus.TEMPERROR else DkimStatus.PERMERROR
+            results.append(_set(sig.result, status, lookup.reason))
+            continue
+        key = evaluate_key(lookup)
+        if isinstance(key, str):
+            results.append(_set(sig.result, DkimStatus.PERMERROR, key))
+            continue
+        results.append(_verify_one(verifier, sig, key, keys, min_rsa_bits))
+    return results
+
+
+def _reader(message: bytes, min_rsa_bits: int) -> dkimpy.DKIM | Exception:
+    try:
+        return dkimpy.DKIM(message, logger=_dkimpy_log, minkey=min_rsa_bits)
+    except Exception as exc:  # dkimpy's header parser raises IndexError on a leading continuation
+        return exc
+
+
 async def verify_dkim(
     message: bytes,
     dns: DnsLookup,
@@ -214,34 +246,15 @@ async def verify_dkim(
     min_rsa_bits: int = MIN_RSA_BITS,
 ) -> DkimResult:
     """Verify every DKIM signature of ``message`` (CRLF or LF line endings), keys via ``dns``."""
-    try:
-        verifier = dkimpy.DKIM(message, logger=_dkimpy_log, minkey=min_rsa_bits)
-    except Exception as exc:  # dkimpy's header parser raises IndexError on a leading continuation
+    verifier = await offload(len(message), _reader, message, min_rsa_bits)
+    if isinstance(verifier, Exception):
         if b"dkim-signature" not in message[: header_end(message)].lower():
             return DkimResult(())
-        unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {exc!r}")
+        unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {verifier!r}")
         return DkimResult((unreadable,))
     fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
     skipped = max(0, len(fields) - max_signatures)
     parsed = [_parse(index, value) for index, value in enumerate(fields[:max_signatures])]
     keys = await fetch_keys(dns, (p.key for p, error in parsed if error is None and p.key))
-    results: list[SignatureResult] = []
-    for sig, error in parsed:
-        if error is not None or sig.key is None:
-            results.append(
-                _set(sig.result, DkimStatus.PERMERROR, error or "no key name")
-            )
-            continue
-        lookup = keys[sig.key]
-        if lookup.status is KeyStatus.TEMPERROR:
-            results.append(_set(sig.result, DkimStatus.TEMPERROR, lookup.reason))
-            continue
-        if lookup.status is KeyStatus.PERMERROR:
-            results.append(_set(sig.result, DkimStatus.PERMERROR, lookup.reason))
-            continue
-        key = evaluate_key(lookup)
-        if isinstance(key, str):
-            results.append(_set(sig.result, DkimStatus.PERMERROR, key))
-            continue
-        results.append(_verify_one(verifier, sig, key, keys, min_rsa_bits))
+    results = await offload(len(message), _judge, verifier, parsed, keys, min_rsa_bits)
     return DkimResult(tuple(results), skipped)
