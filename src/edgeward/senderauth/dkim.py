@@ -11,10 +11,14 @@ fetched. The result of each signature is one of RFC 8601 §2.7.1's words:
   :data:`MIN_RSA_BITS` (RFC 8301 §3.2: such signatures MUST NOT be treated as valid);
 - ``temperror``: the key lookup timed out or the server failed, so a retry may pass;
 - ``permerror``: the signature or key record is malformed, the key is missing or revoked, the
-  algorithm is not acceptable (``rsa-sha1``, RFC 8301 §3.1) or the key type does not match it.
+  algorithm is not acceptable (``rsa-sha1``, RFC 8301 §3.1), the key type does not match it,
+  or the key's own restrictions (``h=`` hashes, ``t=s`` identity, RFC 6376 §3.6.1) rule it out.
 
 ``l=`` (a signature over only the first bytes of the body) verifies as usual but is reported as
 ``DKIM_LENGTH_LIMITED``: anything after those bytes was added by someone else (RFC 6376 §8.2).
+
+dkimpy is synchronous: messages over :data:`~.keys.INLINE_LIMIT` are verified in a worker thread
+so a large body does not stall the other sessions of the process.
 
 Security: the message is attacker-controlled. Signatures beyond the bound are not evaluated (and
 say so), keys are bounded as :mod:`.keys` describes, and no exception from dkimpy escapes: each
