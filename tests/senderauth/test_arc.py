@@ -171,3 +171,15 @@ _PIECES = [
 async def test_no_input_raises(pieces: list[bytes]) -> None:
     result = await verify_arc(b"".join(pieces), FakeResolver())
     assert result.status in ArcStatus and result.findings()
+
+
+def test_a_non_ascii_selector_is_an_error(key: SigningKey) -> None:
+    header = authresults.build("us.example", spf=SpfReport("pass")).encode()
+    with pytest.raises(ArcSealError):
+        seal(
+            header + MESSAGE,
+            selector="sélecteur",
+            domain="us.example",
+            private_key=key.private,
+            authserv_id="us.example",
+        )

@@ -86,7 +86,7 @@ class _Sealer(dkimpy.ARC):  # type: ignore[misc]
             for n, v in self.headers
             if n.lower() == FIELD.lower().encode()
         ]
-        results = own_results(values, srv_id.decode("ascii"))
+        results = own_results(values, srv_id.decode("utf-8"))
         if not results:
             return []
         cv = _chain_status(results)
@@ -184,5 +184,5 @@ def seal(
             include,
             stamp,
         )
-    except dkimpy.DKIMException as exc:
+    except (dkimpy.DKIMException, UnicodeError) as exc:
         raise ArcSealError(str(exc)) from exc
