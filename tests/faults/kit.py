@@ -205,7 +205,8 @@ def run_kills(
                     old = kill_delivery(gw)
                     while gw.children() in ([], [old]):
                         time.sleep(0.05)
-                result.cycles.append(CycleResult(n + 1, kind, before, restart_seconds=time.monotonic() - started))
+                elapsed = time.monotonic() - started
+                result.cycles.append(CycleResult(n + 1, kind, before, restart_seconds=elapsed))
             load.wait_for(5)
         result.acked = len(load.acked)
         result.refused = dict(load.refused)
