@@ -116,7 +116,9 @@ def sink_factory(workdir: Path) -> Iterator[Any]:
         s.stop()
 
 
-def test_a_next_hop_at_one_byte_a_second_is_deferred_and_blocks_nothing(workdir: Path, sink: SmtpSink) -> None:
+def test_a_next_hop_at_one_byte_a_second_is_deferred_and_blocks_nothing(
+    workdir: Path, sink: SmtpSink
+) -> None:
     port = free_port()
     with Trickle() as slow:
         slow_route = {"name": "slow", "address_spaces": ["slow.test"], "tls": "none",
