@@ -150,7 +150,8 @@ class QueueManager:
             self._saturated = room <= 0
             return 0
         busy = set(self._tasks) | (skip or set())
-        due = [r for r in self._spool.due(self._clock.now(), room + len(busy)) if r.id not in busy]
+        found = self._spool.due(self._clock.now(), room + len(busy), horizon=self._cfg.max_retry_interval)
+        due = [r for r in found if r.id not in busy]
         for record in due[:room]:
             task = asyncio.create_task(self._process(record.id), name=f"deliver-{record.id}")
             self._tasks[record.id] = task
