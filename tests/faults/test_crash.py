@@ -1,0 +1,113 @@
+"""A part of the gateway failing: the classifier, its learning database, the state store.
+
+What must hold (DESIGN §3, §6): mail the failed part should have judged gets ``451 4.3.0``,
+never ``250``; the failure is logged under the part's name; the gateway keeps serving, so
+sessions, other mail and deliveries go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgeward.config.schema import ContentFilterConfig, ReceiveConnectorConfig
+from edgeward.content.classifier import SpamClassifier
+from edgeward.filters.agents.content import UnloadedContentFilter
+from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.pipeline import Pipeline
+from edgeward.headers import parse_headers
+from edgeward.types import Peer
+from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
+from tests.faults.kit import init_gateway
+
+pytestmark = pytest.mark.e2e
+
+MESSAGE = b"Subject: judged\r\nMessage-ID: <judged@remote.test>\r\n\r\nhello\r\n"
+
+
+def _transaction(port: int) -> tuple[int, bytes]:
+    with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
+        c.ehlo("client.remote.test")
+        assert c.mail("a@remote.test")[0] == 250
+        assert c.rcpt("b@example.test")[0] == 250
+        try:
+            return c.data(MESSAGE)
+        except smtplib.SMTPDataError as exc:
+            return exc.smtp_code, exc.smtp_error
+
+
+def _assert_451_by_name(port: int, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        for _ in range(2):  # the first failure does not break the next session
+            code, text = _transaction(port)
+            assert (code, text[:5]) == (451, b"4.3.0")
+    assert any("content-filter" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("broken", ["learning-database", "model-file"])
+def test_a_classifier_that_cannot_load_answers_451_and_the_gateway_serves(
+    workdir: Path, sink: SmtpSink, caplog: pytest.LogCaptureFixture, broken: str
+) -> None:
+    (workdir / "state").mkdir(mode=0o700)
+    extra = {}
+    if broken == "learning-database":
+        (workdir / "state" / "content-model.db").write_bytes(b"not sqlite " * 1000)
+    else:
+        (workdir / "model.npz").write_bytes(b"\x93NUMPY garbage")
+        extra = {"agents": {"content_filter": {"model": str(workdir / "model.npz")}}}
+    port = free_port()
+    with InProcessGateway(gateway_config(workdir, port=port, sink_port=sink.port, **extra)):
+        _assert_451_by_name(port, caplog)
+        with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
+            assert c.noop()[0] == 250
+    assert sink.messages() == []
+
+
+async def test_a_repaired_classifier_is_picked_up_without_a_restart() -> None:
+    attempts: list[int] = []
+
+    def load() -> SpamClassifier:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise sqlite3.DatabaseError("database is locked")
+        return SpamClassifier.load()
+
+    agent = UnloadedContentFilter(load, ContentFilterConfig(), "file is not a database", retry_interval=0)
+    pipeline = Pipeline([agent], timeout=10)
+    connector = ReceiveConnectorConfig(name="internet")
+    session = SessionInfo("s1", Peer("192.0.2.1", 1234), connector, rights=frozenset(connector.permissions))
+    ctx = StageContext(Stage.EOD, session, data=MESSAGE, headers=parse_headers(MESSAGE))
+    first = await pipeline.run(Stage.EOD, ctx)
+    assert first.outcome.reply is not None and first.outcome.reply.code == 451
+    second = await pipeline.run(Stage.EOD, ctx)
+    assert second.outcome.reply is None
+    assert any(f.name.startswith("SCL_") for f in second.outcome.findings), "the message was rated"
+    assert len(attempts) == 2
+
+
+def test_a_corrupt_state_database_stops_serve_with_a_clear_error(workdir: Path) -> None:
+    config = init_gateway(workdir, free_port(), free_port())
+    submission = (
+        '\n[[receive_connectors]]\nname = "submission"\n'
+        f'bindings = ["127.0.0.1:{free_port()}"]\nrequire_tls = true\nrequire_auth = true\n'
+        'auth_mechanisms = ["PLAIN"]\npermission_groups = ["anonymous", "users"]\n'
+    )
+    text = config.read_text()
+    at = text.index("[[send_connectors]]")
+    config.write_text(text[:at] + submission + "\n" + text[at:])
+    state = config.parent / "state"
+    state.mkdir(exist_ok=True)
+    (state / "edgeward.db").write_bytes(b"not sqlite " * 1000)
+    out = subprocess.run(
+        [sys.executable, "-m", "edgeward", "serve", "--config", str(config)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "edgeward.db" in out.stderr and "not a database" in out.stderr
+    assert "Traceback" not in out.stderr
