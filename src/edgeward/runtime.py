@@ -331,6 +331,9 @@ class Gateway:
         await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()
+        if self._env is not None:  # sessions are drained: nobody writes these any more
+            for protocol_log in self._env[0].protocol_logs.values():
+                protocol_log.close()
         if self.state is not None:
             self.state.close()
         self._stopped.set()
