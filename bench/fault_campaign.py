@@ -16,7 +16,7 @@ stdout, and with ``--markdown FILE`` into a Markdown file with the machine and t
     python bench/fault_campaign.py --cycles 5 --kinds whole --seed 7
 
 Run as root (the gateway drops to its ``edgeward`` user, smtp-sink to ``nobody``). Exits 1 if
-any acknowledged message was lost.
+any acknowledged message was not delivered (lost, or still in the spool once the drain stalled).
 """
 
 from __future__ import annotations
@@ -47,16 +47,18 @@ def _machine() -> str:
 
 def _table(results: list[CampaignResult]) -> list[str]:
     lines = [
-        "| kill | cycles | acknowledged (250) | delivered | lost | duplicates | refused replies |"
-        " restart s (median / max) | drain s |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| kill | cycles | acknowledged (250) | delivered | still queued | lost | duplicates |"
+        " refused replies | restart s (median / max) | drain s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         restarts = [c.restart_seconds for c in r.cycles]
         refused = ", ".join(f"{k} x{v}" for k, v in sorted(r.refused.items())) or "none"
+        queued = ", ".join(f"{v} in {k}/" for k, v in sorted(r.undelivered.items())) or "0"
         lines.append(
-            f"| {r.kind} | {len(r.cycles)} | {r.acked} | {r.delivered} | {len(r.lost)} | {r.duplicates} |"
-            f" {refused} | {statistics.median(restarts):.2f} / {max(restarts):.2f} | {r.drain_seconds:.1f} |"
+            f"| {r.kind} | {len(r.cycles)} | {r.acked} | {r.delivered} | {queued} | {len(r.lost)} |"
+            f" {r.duplicates} | {refused} | {statistics.median(restarts):.2f} / {max(restarts):.2f} |"
+            f" {r.drain_seconds:.1f} |"
         )
     return lines
 
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
         args.markdown.write_text("\n".join(text))
-    return 1 if any(r.lost for r in results) else 0
+    return 1 if any(r.lost or r.undelivered for r in results) else 0
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgeward.queue.spool import Spool
 from tests.e2e.harness import GatewayProcess, SmtpSink
 
 _MESSAGE_ID = re.compile(rb"^Message-ID: <([^>]+)>", re.MULTILINE | re.IGNORECASE)
@@ -73,16 +74,24 @@ def delivered(sink: SmtpSink) -> collections.Counter[str]:
     return found
 
 
-def wait_delivered(sink: SmtpSink, wanted: set[str], timeout: float) -> collections.Counter[str]:
-    """Wait until every id in ``wanted`` reached the sink, or ``timeout``; returns the counts."""
-    deadline = time.monotonic() + timeout
+def wait_delivered(sink: SmtpSink, wanted: set[str], stall: float) -> collections.Counter[str]:
+    """Wait until every id in ``wanted`` reached the sink, or nothing new arrived for ``stall``
+    seconds (a backlog drains at its own pace; only a drain that stopped is given up on)."""
+    seen, progress_at = -1, time.monotonic()
     while True:
         counts = delivered(sink)
-        if wanted <= set(counts) or time.monotonic() > deadline:
+        if len(counts) != seen:
+            seen, progress_at = len(counts), time.monotonic()
+        if wanted <= set(counts) or time.monotonic() - progress_at > stall:
             # A dump is written while the message arrives: read again once none grows.
             time.sleep(0.2)
             return delivered(sink)
-        time.sleep(0.1)
+        time.sleep(0.2)
+
+
+def spool_states(queue: Path) -> dict[str, str]:
+    """Message-ID (without brackets) -> the queue folder it is in, for what the spool holds."""
+    return {r.message_id.strip("<>"): r.state.value for r in Spool(queue).list()}
 
 
 class Load:
@@ -174,13 +183,15 @@ class CampaignResult:
     acked: int = 0
     delivered: int = 0
     lost: set[str] = field(default_factory=set)
+    # Acknowledged, not delivered, but still in the spool, by folder (hold = parked as poison).
+    undelivered: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     drain_seconds: float = 0.0
 
 
 def run_kills(
-    workdir: Path, port: int, sink: SmtpSink, *, kind: str, cycles: int, seed: int, drain_timeout: float = 120
+    workdir: Path, port: int, sink: SmtpSink, *, kind: str, cycles: int, seed: int, drain_stall: float = 30
 ) -> CampaignResult:
     """``cycles`` kill -9s at random moments under load, then a drain; what was lost or doubled.
 
@@ -211,11 +222,14 @@ def run_kills(
         result.acked = len(load.acked)
         result.refused = dict(load.refused)
         started = time.monotonic()
-        counts = wait_delivered(sink, load.acked, drain_timeout)
+        counts = wait_delivered(sink, load.acked, drain_stall)
         result.drain_seconds = time.monotonic() - started
     finally:
         gw.stop()
-    result.lost = load.acked - set(counts)
+    missing = load.acked - set(counts)
+    held = spool_states(config.parent / "queue")
+    result.undelivered = dict(collections.Counter(held[i] for i in missing if i in held))
+    result.lost = {i for i in missing if i not in held}
     result.delivered = len(load.acked & set(counts))
     result.duplicates = sum(c - 1 for i, c in counts.items() if i in load.acked and c > 1)
     return result
