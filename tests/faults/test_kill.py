@@ -16,6 +16,7 @@ def test_kill_9_of_the_whole_gateway_loses_no_acknowledged_message(workdir: Path
     result = run_kills(workdir, free_port(), sink, kind="whole", cycles=3, seed=1)
     assert result.acked > 0 and len(result.cycles) == 3
     assert result.lost == set(), f"acknowledged but never delivered: {sorted(result.lost)[:10]}"
+    assert result.undelivered == {}, "acknowledged messages left in the spool"
     assert result.delivered == result.acked
 
 
@@ -23,4 +24,5 @@ def test_kill_9_of_the_delivery_process_loses_no_acknowledged_message(workdir: P
     result = run_kills(workdir, free_port(), sink, kind="delivery", cycles=3, seed=2)
     assert result.acked > 0 and len(result.cycles) == 3
     assert result.lost == set(), f"acknowledged but never delivered: {sorted(result.lost)[:10]}"
+    assert result.undelivered == {}, "acknowledged messages left in the spool"
     assert result.delivered == result.acked
