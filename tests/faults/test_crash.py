@@ -1,5 +1,8 @@
 """A part of the gateway failing: the classifier, its learning database, the state store.
 
+The AUTH state database is the one part whose loss at start stops ``serve`` (with a clear
+error); failing while the gateway runs, it gives ``454 4.7.0`` to AUTH and nothing else.
+
 What must hold (DESIGN §3, §6): mail the failed part should have judged gets ``451 4.3.0``,
 never ``250``; the failure is logged under the part's name; the gateway keeps serving, so
 sessions, other mail and deliveries go on.
@@ -7,6 +10,7 @@ sessions, other mail and deliveries go on.
 
 from __future__ import annotations
 
+import base64
 import logging
 import smtplib
 import sqlite3
@@ -16,14 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from edgeward.auth.users import UserStore
 from edgeward.config.schema import ContentFilterConfig, ReceiveConnectorConfig
 from edgeward.content.classifier import SpamClassifier
 from edgeward.filters.agents.content import UnloadedContentFilter
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.pipeline import Pipeline
 from edgeward.headers import parse_headers
+from edgeward.state.sqlite import StateStore
 from edgeward.types import Peer
-from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
+from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config, insecure_context
 from tests.faults.kit import init_gateway
 
 pytestmark = pytest.mark.e2e
@@ -111,3 +117,49 @@ def test_a_corrupt_state_database_stops_serve_with_a_clear_error(workdir: Path) 
     assert out.returncode == 2
     assert "edgeward.db" in out.stderr and "not a database" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def _auth_session(port: int) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
+    """AUTH as alice after STARTTLS, then a MAIL: both replies."""
+    with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
+        c.ehlo("client.remote.test")
+        c.starttls(context=insecure_context())
+        c.ehlo("client.remote.test")
+        auth = c.docmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0correct horse").decode())
+        return auth, c.mail("a@remote.test")
+
+
+@pytest.mark.parametrize("fault", ["held-by-a-writer", "corrupted-while-running"])
+def test_a_failing_state_store_never_authenticates_wrongly_and_the_session_goes_on(
+    workdir: Path, sink: SmtpSink, caplog: pytest.LogCaptureFixture, fault: str
+) -> None:
+    state = workdir / "state"
+    state.mkdir(mode=0o700)
+    store = StateStore(state / "edgeward.db")
+    store.connect()
+    UserStore(store).add("alice", "correct horse")
+    store.close()
+    port = free_port()
+    connector = {"auth_mechanisms": ["PLAIN"], "permission_groups": ["anonymous", "users"],
+                 "auth_tarpit_interval": 0}  # fmt: skip
+    with InProcessGateway(gateway_config(workdir, port=port, sink_port=sink.port, connector=connector)):
+        assert _auth_session(port)[0][0] == 235
+        if fault == "held-by-a-writer":
+            writer = sqlite3.connect(state / "edgeward.db", isolation_level=None)
+            writer.execute("BEGIN EXCLUSIVE")  # WAL: readers go on, writers wait
+            try:
+                auth, mail = _auth_session(port)
+            finally:
+                writer.execute("ROLLBACK")
+                writer.close()
+            assert auth[0] == 235
+        else:
+            for part in state.iterdir():
+                part.write_bytes(b"not sqlite " * 4000)
+            with caplog.at_level(logging.ERROR):
+                auth, mail = _auth_session(port)
+            # RFC 4954 §6: a temporary failure, never a success and never "wrong password",
+            # which would count towards the lockout of a user who did nothing wrong.
+            assert (auth[0], auth[1][:5]) == (454, b"4.7.0")
+            assert any("user store" in r.getMessage() for r in caplog.records)
+        assert mail[0] == 250
