@@ -60,7 +60,8 @@ def send_one(port: int, message_id: str, timeout: float = 15.0) -> tuple[int, by
         c.ehlo("load.remote.test")
         c.mail("a@remote.test")
         c.rcpt("b@example.test")
-        body = f"Subject: {message_id}\r\nMessage-ID: <{message_id}>\r\n\r\nfault injection\r\n"
+        head = f"From: a@remote.test\r\nSubject: {message_id}\r\nMessage-ID: <{message_id}>\r\n"
+        body = head + "\r\nfault injection\r\n"
         return c.data(body)
 
 

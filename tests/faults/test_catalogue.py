@@ -117,7 +117,8 @@ class Raw:
 
 
 def _message(tag: str, body: bytes = b"hello") -> bytes:
-    return b"Subject: " + tag.encode() + b"\r\nMessage-ID: <" + tag.encode() + b"@remote.test>\r\n\r\n" + body
+    head = b"From: a@remote.test\r\nSubject: " + tag.encode()
+    return head + b"\r\nMessage-ID: <" + tag.encode() + b"@remote.test>\r\n\r\n" + body
 
 
 def _arrived(gw: Gw, tag: str, timeout: float = 30) -> list[bytes]:

@@ -34,7 +34,7 @@ from tests.faults.kit import init_gateway
 
 pytestmark = pytest.mark.e2e
 
-MESSAGE = b"Subject: judged\r\nMessage-ID: <judged@remote.test>\r\n\r\nhello\r\n"
+MESSAGE = b"From: a@remote.test\r\nSubject: judged\r\nMessage-ID: <judged@remote.test>\r\n\r\nhello\r\n"
 
 
 def _transaction(port: int) -> tuple[int, bytes]:

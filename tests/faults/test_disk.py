@@ -73,7 +73,8 @@ def _send(port: int, n: int) -> tuple[int, bytes]:
         if code != 250:
             return code, text
         c.rcpt("b@example.test")
-        body = f"Subject: disk-{n}\r\nMessage-ID: <disk-{n}@remote.test>\r\n\r\n" + "x" * 8000 + "\r\n"
+        head = f"From: a@remote.test\r\nSubject: disk-{n}\r\nMessage-ID: <disk-{n}@remote.test>\r\n"
+        body = head + "\r\n" + "x" * 8000 + "\r\n"
         return c.data(body)
 
 

@@ -75,7 +75,8 @@ def _send(port: int, rcpt: str, tag: str, source: str = "127.0.0.1") -> None:
         c.ehlo("client.remote.test")
         c.mail("a@remote.test")
         assert c.rcpt(rcpt)[0] == 250
-        assert c.data(f"Subject: {tag}\r\nMessage-ID: <{tag}@remote.test>\r\n\r\nx\r\n")[0] == 250
+        head = f"From: a@remote.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}@remote.test>\r\n"
+        assert c.data(head + "\r\nx\r\n")[0] == 250
 
 
 def _deferred(root: Path, tag: str, timeout: float = 60) -> MessageRecord:

@@ -32,7 +32,8 @@ def _send(port: int, tag: str, *, tls: bool = False) -> str:
             c.ehlo("client.remote.test")
         c.mail("a@remote.test")
         c.rcpt("b@example.test")
-        code, text = c.data(f"Subject: {tag}\r\nMessage-ID: <{tag}@remote.test>\r\n\r\nx\r\n")
+        head = f"From: a@remote.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}@remote.test>\r\n"
+        code, text = c.data(head + "\r\nx\r\n")
         assert code == 250
         return text.decode().rsplit(" ", 1)[-1]
 
