@@ -268,7 +268,8 @@ def test_bdat_with_an_impossible_size_is_refused(gw: Gw, command: bytes, expecte
         assert _code(reply) in expected
         if reply.startswith(b"421"):
             assert c.closed()
-        else:
+        elif reply.startswith(b"501"):
+            # A size that is no number announces no chunk: the next command is a command.
             assert c.cmd(b"NOOP").startswith(b"250")
 
 
@@ -514,23 +515,33 @@ def test_idle_connections_are_bounded_per_source(gw: Gw) -> None:
 
 
 def test_cr_lf_and_ansi_escapes_never_reach_a_log_raw(gw: Gw) -> None:
+    # One session per trick: refusals count as errors, and enough of them end a session.
     with Raw(gw.port) as c:
         c.ehlo(b"evil\x1b[31m.test")
+    with Raw(gw.port) as c:
+        c.ehlo()
         c.cmd(b'MAIL FROM:<"x\x1b]0;pwned\x07"@remote.test>')
-        c.cmd(b"RSET")
+    with Raw(gw.port) as c:
+        c.ehlo()
         c.cmd(b"MAIL FROM:<a@remote.test>")
         c.cmd(b"RCPT TO:<b@example.test>")
         c.cmd(b"DATA")
         c.send(_message("log-inject\x1b[2J") + b"\r\n.\r\n")
         c.reply()
-        with contextlib.suppress(OSError):  # hanging up on a bare CR in a command is fair too
-            c.cmd(b"HELP \x1b[2J\rFAKE 250 injected")
-    logs = [p for p in (gw.root / "log").rglob("*") if p.is_file()]
+    with Raw(gw.port) as c, contextlib.suppress(OSError):  # hanging up on a bare CR is fair too
+        c.ehlo()
+        c.cmd(b"HELP \x1b[2J\rFAKE 250 injected")
+
+    def logs() -> list[bytes]:
+        return [p.read_bytes() for p in (gw.root / "log").rglob("*") if p.is_file()]
+
     deadline = time.monotonic() + 10
-    while not any(b"log-inject" in p.read_bytes() for p in logs) and time.monotonic() < deadline:
+    while not any(b"log-inject" in data for data in logs()):
+        if time.monotonic() > deadline:
+            break
         time.sleep(0.1)  # the logs are written by the gateway's loop: wait until they are
-    assert any(b"log-inject" in p.read_bytes() for p in logs), "the session was logged"
-    for path in logs:
-        data = path.read_bytes()
-        assert b"\x1b" not in data and b"\x07" not in data, path
-        assert b"\rFAKE" not in data and b"\nFAKE" not in data, path
+    # The message was logged (tracking), the sessions too (the protocol log is on here), escaped.
+    assert any(b"log-inject" in data for data in logs())
+    for data in logs():
+        assert b"\x1b" not in data and b"\x07" not in data
+        assert b"\rFAKE" not in data and b"\nFAKE" not in data

@@ -120,13 +120,13 @@ def test_a_corrupt_state_database_stops_serve_with_a_clear_error(workdir: Path) 
 
 
 def _auth_session(port: int) -> tuple[tuple[int, bytes], tuple[int, bytes]]:
-    """AUTH as alice after STARTTLS, then a MAIL: both replies."""
+    """AUTH as alice after STARTTLS, then a MAIL as whoever the session then is: both replies."""
     with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
         c.ehlo("client.remote.test")
         c.starttls(context=insecure_context())
         c.ehlo("client.remote.test")
-        auth = c.docmd("AUTH PLAIN " + base64.b64encode(b"\0alice\0correct horse").decode())
-        return auth, c.mail("a@remote.test")
+        auth = c.docmd("AUTH PLAIN " + base64.b64encode(b"\0alice@example.test\0correct horse").decode())
+        return auth, c.mail("alice@example.test" if auth[0] == 235 else "a@remote.test")
 
 
 @pytest.mark.parametrize("fault", ["held-by-a-writer", "corrupted-while-running"])
@@ -137,7 +137,7 @@ def test_a_failing_state_store_never_authenticates_wrongly_and_the_session_goes_
     state.mkdir(mode=0o700)
     store = StateStore(state / "edgeward.db")
     store.connect()
-    UserStore(store).add("alice", "correct horse")
+    UserStore(store).add("alice@example.test", "correct horse")
     store.close()
     port = free_port()
     connector = {"auth_mechanisms": ["PLAIN"], "permission_groups": ["anonymous", "users"],
