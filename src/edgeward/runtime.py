@@ -17,6 +17,7 @@ needs a restart, which ``reload`` reports.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 import socket
@@ -38,7 +39,7 @@ from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
 from edgeward.errors import ConfigError
-from edgeward.filters.agents.content import ContentFilter
+from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.rate import MessageRateLimit
@@ -123,8 +124,20 @@ def build_agents(
     if config.agents.from_header != "off":
         agents.append(FromHeader(config.agents.from_header))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
-        agents.append(ContentFilter(classifier or build_classifier(config), config.agents.content_filter))
+        agents.append(_content_filter(config, classifier))
     return [a for a in agents if a.name not in config.agents.disabled]
+
+
+def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
+    """The content filter; one whose classifier cannot load answers 451 instead of stopping serve."""
+    cfg = config.agents.content_filter
+    if classifier is not None:
+        return ContentFilter(classifier, cfg)
+    try:
+        return ContentFilter(build_classifier(config), cfg)
+    except Exception as exc:
+        log.error("content-filter: cannot load the classifier (%s); mail gets 451 4.3.0 until it loads", exc)
+        return UnloadedContentFilter(functools.partial(build_classifier, config), cfg, str(exc))
 
 
 def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:

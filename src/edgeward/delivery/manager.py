@@ -29,7 +29,9 @@ Crashes (Mailman's poison parking, Exchange's PoisonThreshold): an exception whi
 one message is logged and never stops the loop. The message's ``crash_count`` goes up by one
 and it is deferred, or parked in HOLD with reason ``poison`` at ``queue.poison_threshold``,
 exactly as ``Spool.recover`` does for a message left ACTIVE by a process that died; a failure
-to record even that leaves it ACTIVE for ``recover``. :meth:`stop` lets running deliveries end
+to record even that leaves it ACTIVE for ``recover``. A spool that refuses to store an
+attempt's outcome (full, read-only) is no crash: the outcome is written again every
+``queue.scan_interval`` until it is stored. :meth:`stop` lets running deliveries end
 within a grace period and puts any still running back as due, without counting a crash.
 
 Security: DSN text built from envelopes and remote replies is sanitised in ``delivery.dsn``;
@@ -42,7 +44,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from edgeward.config.schema import Config
@@ -51,6 +53,7 @@ from edgeward.delivery.dsn import DsnKind, build_dsn, expiry_reply, wants_dsn
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult, reply_line
 from edgeward.delivery.routing import Route, Router
 from edgeward.delivery.tracker import DeliveryTracker, Tracking
+from edgeward.errors import QueueError
 from edgeward.ports import Clock, SystemClock
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, RecipientStatus
 from edgeward.queue.schedule import is_expired, needs_delay_notice, next_attempt
@@ -115,6 +118,8 @@ class QueueManager:
         self._wake = asyncio.Event()
         self._stopping = False
         self._saturated = False
+        # Attempt outcomes the spool refused to store; left in ACTIVE for recover() on stop.
+        self._pending_writes: set[asyncio.TimerHandle] = set()
 
     def reconfigure(self, router: Router, config: Config, deliver: Deliver) -> None:
         """New routes, retry settings and transports for attempts that start from now on.
@@ -157,7 +162,8 @@ class QueueManager:
             self._saturated = room <= 0
             return 0
         busy = set(self._tasks) | (skip or set())
-        due = [r for r in self._spool.due(self._clock.now(), room + len(busy)) if r.id not in busy]
+        found = self._spool.due(self._clock.now(), room + len(busy), horizon=self._cfg.max_retry_interval)
+        due = [r for r in found if r.id not in busy]
         for record in due[:room]:
             task = asyncio.create_task(self._process(record.id), name=f"deliver-{record.id}")
             self._tasks[record.id] = task
@@ -189,6 +195,9 @@ class QueueManager:
         """Stop taking messages; give running deliveries ``grace`` seconds, then cancel them."""
         self._stopping = True
         self._wake.set()
+        for handle in self._pending_writes:
+            handle.cancel()
+        self._pending_writes.clear()
         grace = self._config.server.shutdown_grace if grace is None else grace
         running = list(self._tasks.values())
         if running:
@@ -340,12 +349,41 @@ class QueueManager:
             record = replace(record, delay_notified=True)
 
         if all(r.done for r in record.recipients):
-            await asyncio.to_thread(self._spool.finish, record.id)
+            await self._record(functools.partial(self._spool.finish, record.id), record.id)
         else:
             later = next_attempt(self._cfg, record.attempts, now)
-            await asyncio.to_thread(
+            update = functools.partial(
                 self._spool.update, replace(record, next_attempt_at=later), QueueState.DEFERRED
             )
+            await self._record(update, record.id)
+
+    async def _record(self, write: Callable[[], None], msg_id: str) -> None:
+        """Write the outcome of an attempt; if the spool refuses (full, read-only), keep trying.
+
+        Such a refusal is no crash of this message: counting it would park good mail as poison
+        during a disk-full spell, and leaving the record in ACTIVE would strand it there until
+        the next restart. The attempt's outcome is kept and written once the spool takes it.
+        """
+        try:
+            await asyncio.to_thread(write)
+        except QueueError as exc:
+            log.error("cannot record the attempt on %s (%s); retrying every scan", msg_id, exc)
+            self._record_later(write, msg_id)
+
+    def _record_later(self, write: Callable[[], None], msg_id: str) -> None:
+        def again() -> None:
+            self._pending_writes.discard(handle)
+            try:
+                write()
+            except KeyError:
+                return  # removed by an administrator meanwhile
+            except QueueError:
+                self._record_later(write, msg_id)
+                return
+            self.notify(msg_id)
+
+        handle = asyncio.get_running_loop().call_later(self._cfg.scan_interval, again)
+        self._pending_writes.add(handle)
 
     async def _send_dsn(
         self,

@@ -16,6 +16,7 @@ Security: files are created through :func:`edgeward.queue.files.write_new` (0600
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -23,10 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.config.ownership import Owner
-from edgeward.errors import QueueError
+from edgeward.errors import InsufficientStorage, QueueError
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
 
 __all__ = ["GroupCommitter"]
+
+# A full or read-only spool is the sender's "try later" of RFC 3463 (4.3.1), not a local fault:
+# the client keeps the message and the condition clears when space or write access returns.
+_NO_STORAGE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def _store_error(msg_id: str, exc: OSError) -> QueueError:
+    kind = InsufficientStorage if exc.errno in _NO_STORAGE else QueueError
+    return kind(f"cannot store message {msg_id}: {exc}")
 
 
 @dataclass(slots=True)
@@ -98,7 +108,7 @@ class GroupCommitter:
             failure = await asyncio.to_thread(self._publish, [paths for _, paths in staged])
             if failure is not None:
                 for i, _ in staged:
-                    errors[i] = QueueError(f"cannot store message {batch[i].msg_id}: {failure}")
+                    errors[i] = _store_error(batch[i].msg_id, failure)
             elif self._on_commit is not None:
                 self._on_commit(len(staged))
         return errors
@@ -115,7 +125,7 @@ class GroupCommitter:
                 unlink_quiet(data_path)
                 raise
         except OSError as exc:
-            return QueueError(f"cannot store message {item.msg_id}: {exc}")
+            return _store_error(item.msg_id, exc)
         return data_path, tmp, self._incoming / f"{item.msg_id}.json"
 
     def _publish(self, staged: list[tuple[Path, Path, Path]]) -> OSError | None:

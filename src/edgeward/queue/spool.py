@@ -277,13 +277,19 @@ class Spool:
         records = [r for s in states for r in self._scan(s)]
         return sorted(records, key=lambda r: r.id)
 
-    def due(self, now: float, limit: int) -> builtins.list[MessageRecord]:
-        """INCOMING (always due) and DEFERRED messages whose time has come, oldest first."""
+    def due(self, now: float, limit: int, *, horizon: float | None = None) -> builtins.list[MessageRecord]:
+        """INCOMING (always due) and DEFERRED messages whose time has come, oldest first.
+
+        A retry time more than ``horizon`` seconds ahead (the longest retry interval) was set by
+        a clock that has since stepped back: such a message is due now, not after the step.
+        """
+        latest = None if horizon is None else now + horizon
         ready = [r for r in self._scan(QueueState.INCOMING) if r.state is QueueState.INCOMING]
         ready += [
             r
             for r in self._scan(QueueState.DEFERRED)
-            if r.state is QueueState.DEFERRED and r.next_attempt_at <= now
+            if r.state is QueueState.DEFERRED
+            and (r.next_attempt_at <= now or (latest is not None and r.next_attempt_at > latest))
         ]
         ready.sort(key=lambda r: (r.received_at, r.id))
         return ready[:limit]

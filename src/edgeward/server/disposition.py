@@ -1,7 +1,8 @@
 """Where an accepted message goes once the agents have spoken: the queue or the quarantine.
 
 Both write the message durably before the client hears ``250``: the spool with its group
-commit, the quarantine store in a worker thread. Either failing answers ``451 4.3.0``, so the
+commit, the quarantine store in a worker thread. Either failing answers ``451 4.3.0`` (a full or
+read-only spool ``452 4.3.1``), so the
 client keeps the message and tries again; nothing is acknowledged that is not on disk. Every
 outcome, refusals included, is written to the message tracking log.
 """
@@ -13,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from edgeward.errors import QueueError
 from edgeward.filters.base import SessionInfo
 from edgeward.filters.pipeline import StageResult
 from edgeward.headers import HeaderBlock, sanitize
@@ -69,6 +71,10 @@ async def enqueue(
     record = queue_record(msg_id, tx, data, headers, info)
     try:
         await env.spool.accept(record, data)
+    except QueueError as exc:
+        # The error knows its reply: a full or read-only spool is 452 4.3.1, not 451 4.3.0.
+        log.error("session %s: spool refused message: %s", info.session_id, exc)
+        return exc.reply
     except Exception:
         log.exception("session %s: spool refused message", info.session_id)
         return SERVICE_ERROR

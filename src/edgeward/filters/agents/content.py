@@ -19,6 +19,8 @@ findings). The session removes any such header a client sent, so a stamp is alwa
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 from edgeward.config.schema import ContentFilterConfig
 from edgeward.content.classifier import ContentVerdict, SpamClassifier
@@ -93,3 +95,44 @@ def report(verdict: ContentVerdict) -> str:
     """The anti-spam report header value: ``SCL:8;PCL:4;P:0.9950;F:GTUBE,LINK_MISMATCH``."""
     names = ",".join(name for name, _ in verdict.findings[:6])
     return f"SCL:{verdict.scl};PCL:{verdict.pcl};P:{verdict.probability:.4f};F:{names}"
+
+
+class UnloadedContentFilter:
+    """The content filter while its classifier cannot be loaded (an unreadable model file, a
+    corrupt or locked learning database).
+
+    Each message raises, which the pipeline answers with ``451 4.3.0`` and logs under this
+    agent's name: unscanned mail is never accepted, and the rest of the gateway (other agents,
+    sessions, deliveries) keeps running. The load is tried again, at most every
+    ``retry_interval`` seconds and in a worker thread, so a repaired file brings filtering back
+    without a restart.
+    """
+
+    name = "content-filter"
+    stages = frozenset({Stage.EOD})
+    fail_open = False
+
+    def __init__(
+        self,
+        load: Callable[[], SpamClassifier],
+        cfg: ContentFilterConfig,
+        error: str,
+        retry_interval: float = 10.0,
+    ) -> None:
+        self._load = load
+        self.cfg = cfg
+        self._error = error
+        self._retry_interval = retry_interval
+        self._tried_at = time.monotonic()
+        self._agent: ContentFilter | None = None
+
+    async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
+        if self._agent is None and time.monotonic() - self._tried_at >= self._retry_interval:
+            self._tried_at = time.monotonic()
+            try:
+                self._agent = ContentFilter(await asyncio.to_thread(self._load), self.cfg)
+            except Exception as exc:
+                self._error = str(exc)
+        if self._agent is None:
+            raise RuntimeError(f"the classifier cannot be loaded: {self._error}")
+        return await self._agent.check(stage, ctx)
