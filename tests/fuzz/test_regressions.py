@@ -6,6 +6,7 @@ test imports.
 
 from __future__ import annotations
 
+from edgeward.content.mime import parse_message
 from edgeward.headers import parse_headers, remove_fields
 
 # --- header reader ------------------------------------------------------------------------------
@@ -28,3 +29,15 @@ def test_internal_header_behind_a_bare_lf_is_removed() -> None:
     assert remove_fields(data, (b"x-edgeward-",)) == b"Subject: x\r\n\r\nbody"
     data = b"Subject: x\rX-Edgeward-SCL: -1\r\n folded\nTo: y\r\n\r\n\nbody\nX-Edgeward-Keep: 1"
     assert remove_fields(data, (b"x-edgeward-",)) == b"Subject: x\nTo: y\r\n\r\n\nbody\nX-Edgeward-Keep: 1"
+
+
+# --- MIME walker --------------------------------------------------------------------------------
+
+
+def test_padded_base64_text_keeps_its_last_bytes() -> None:
+    """test_fuzz_mime: the text ``0000`` sent as base64 (``MDAwMA==``) was read as ``000``:
+    stripping junk also stripped the padding, and the body was then cut to a multiple of 4."""
+    raw = b"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\nMDAwMA==\n"
+    assert [p.text for p in parse_message(raw).texts] == ["0000"]
+    raw = b"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGk\n"
+    assert [p.text for p in parse_message(raw).texts] == ["hi"]
