@@ -1,6 +1,7 @@
 """Hypothesis settings for the fuzz package: a bounded "ci" run and an on-demand "long" run.
 
-The profile is picked by ``EDGEWARD_FUZZ`` (``ci`` by default, ``long`` for long runs). The
+The profile is picked by ``EDGEWARD_FUZZ`` (``ci`` by default, ``long`` for long runs), and
+``EDGEWARD_FUZZ_EXAMPLES=N`` sets the number of examples of either outright. The
 settings are applied per test through :func:`fuzz_settings` rather than loaded as the global
 profile, so collecting this package never changes how the rest of the suite's properties run.
 
@@ -45,6 +46,9 @@ settings.register_profile(
 
 PROFILE = "edgeward-fuzz-long" if os.environ.get("EDGEWARD_FUZZ", "ci").lower() == "long" else "edgeward-fuzz-ci"
 BASE = settings.get_profile(PROFILE)
+if os.environ.get("EDGEWARD_FUZZ_EXAMPLES", "").isdigit():
+    # A run of any length on demand: the examples of a weight-1 target.
+    BASE = settings(BASE, max_examples=int(os.environ["EDGEWARD_FUZZ_EXAMPLES"]))
 
 
 def fuzz_settings(weight: float = 1.0) -> settings:

@@ -7,7 +7,9 @@ test imports.
 from __future__ import annotations
 
 from edgeward.content.mime import parse_message
+from edgeward.delivery.dsn import DsnKind, build_dsn
 from edgeward.headers import parse_headers, remove_fields
+from edgeward.queue.model import MessageRecord, RecipientRecord
 
 # --- header reader ------------------------------------------------------------------------------
 
@@ -41,3 +43,29 @@ def test_padded_base64_text_keeps_its_last_bytes() -> None:
     assert [p.text for p in parse_message(raw).texts] == ["0000"]
     raw = b"Content-Type: text/plain\nContent-Transfer-Encoding: base64\n\naGk\n"
     assert [p.text for p in parse_message(raw).texts] == ["hi"]
+
+
+# --- DSN writer ---------------------------------------------------------------------------------
+
+
+def _status_of(reply: str, kind: DsnKind = "failure") -> str:
+    record = MessageRecord("Q0", "a@src.test", (RecipientRecord("b@dst.test"),), 1_800_000_000.0, 0)
+    raw = build_dsn(record, [(record.recipients[0], reply)], kind, b"Subject: x\r\n\r\n", "mx.test", 1_800_000_000.0)
+    fields = [line for line in raw.split(b"\r\n") if line.startswith(b"Status: ")]
+    assert len(fields) == 1
+    return fields[0][len(b"Status: ") :].decode("utf-8")
+
+
+def test_success_reply_never_gives_a_success_status() -> None:
+    """test_fuzz_dsn: a stored reply ``200`` gave ``Status: 2.0.0`` next to ``Action: failed``."""
+    assert _status_of("200") == "5.0.0"
+    assert _status_of("250 2.1.5 ok") == "5.0.0"
+    assert _status_of("250 2.1.5 ok", "delay") == "4.0.0"
+
+
+def test_status_digits_are_ascii() -> None:
+    """test_fuzz_dsn: a remote's ``550 5.\u0667.1`` (Arabic-Indic seven, matched by ``\\d``)
+    became ``Status: 5.\u0667.1``; RFC 3464 §2.3.4 allows only ASCII digits."""
+    assert _status_of("550 5.\u0667.1 no") == "5.0.0"
+    assert _status_of("5\u0661\u0661 5.1.1 no") == "5.1.1"
+    assert _status_of("451 4.4.7 Message expired") == "4.4.7"
