@@ -6,8 +6,14 @@ test imports.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+from edgeward.config.load import load_config
 from edgeward.content.mime import parse_message
 from edgeward.delivery.dsn import DsnKind, build_dsn
+from edgeward.errors import ConfigError
 from edgeward.headers import parse_headers, remove_fields
 from edgeward.queue.model import MessageRecord, RecipientRecord
 
@@ -69,3 +75,59 @@ def test_status_digits_are_ascii() -> None:
     assert _status_of("550 5.\u0667.1 no") == "5.0.0"
     assert _status_of("5\u0661\u0661 5.1.1 no") == "5.1.1"
     assert _status_of("451 4.4.7 Message expired") == "4.4.7"
+
+
+# --- configuration loader -----------------------------------------------------------------------
+
+
+def _config_error(tmp_path: Path, text: str) -> ConfigError:
+    path = tmp_path / "edgeward.toml"
+    path.write_text(text, "utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    return info.value
+
+
+def test_size_past_float_range(tmp_path: Path) -> None:
+    """test_fuzz_config: ``max_message_size = "999…9"`` (400 digits) raised OverflowError."""
+    error = _config_error(tmp_path, f'[[receive_connectors]]\nname = "a"\nmax_message_size = "{"9" * 400}"\n')
+    assert [p[0] for p in error.problems] == ["receive_connectors.0.max_message_size"]
+
+
+def test_duration_past_float_range(tmp_path: Path) -> None:
+    """test_fuzz_config: ``handshake_timeout = 0xfff…f`` (a 1200-bit integer) raised OverflowError."""
+    error = _config_error(tmp_path, f"[tls]\nhandshake_timeout = 0x{'f' * 300}\n")
+    assert [p[0] for p in error.problems] == ["tls.handshake_timeout"]
+
+
+def test_integer_too_long_to_print(tmp_path: Path) -> None:
+    """test_fuzz_config: a hex integer past 4300 decimal digits made repr() raise ValueError
+    while the error was being described."""
+    error = _config_error(tmp_path, f"[dns]\nport = 0x{'f' * 5000}\n")
+    assert error.problems[0][0] == "dns.port"
+    assert error.problems[0][2] == "an integer of 20000 bits"
+
+
+def test_decimal_integer_too_long_to_read(tmp_path: Path) -> None:
+    """test_fuzz_config: tomllib let int() raise a plain ValueError for 5000 decimal digits."""
+    error = _config_error(tmp_path, f"[dns]\nport = {'9' * 5000}\n")
+    assert "not valid TOML" in str(error)
+
+
+def test_deeply_nested_toml(tmp_path: Path) -> None:
+    """test_fuzz_config: 5000 nested arrays made tomllib raise RecursionError."""
+    error = _config_error(tmp_path, "x = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert "nested too deeply" in str(error)
+
+
+def test_domain_that_is_not_a_string(tmp_path: Path) -> None:
+    """test_fuzz_config: ``accepted_domains = [false]`` raised AttributeError in the validator."""
+    error = _config_error(tmp_path, "accepted_domains = [false]\n")
+    assert [p[0] for p in error.problems] == ["accepted_domains.0"]
+
+
+def test_nul_in_data_dir(tmp_path: Path) -> None:
+    """test_fuzz_config: ``data_dir = "a\\u0000b"`` made Path.resolve() raise ValueError."""
+    error = _config_error(tmp_path, '[server]\ndata_dir = "a\\u0000b"\n')
+    assert [p[0] for p in error.problems] == ["server.data_dir"]
