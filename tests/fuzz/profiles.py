@@ -27,7 +27,7 @@ _SUPPRESSED = [
 
 settings.register_profile(
     "edgeward-fuzz-ci",
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     database=None,
     derandomize=False,
@@ -44,7 +44,9 @@ settings.register_profile(
     print_blob=True,
 )
 
-PROFILE = "edgeward-fuzz-long" if os.environ.get("EDGEWARD_FUZZ", "ci").lower() == "long" else "edgeward-fuzz-ci"
+PROFILE = (
+    "edgeward-fuzz-long" if os.environ.get("EDGEWARD_FUZZ", "ci").lower() == "long" else "edgeward-fuzz-ci"
+)
 BASE = settings.get_profile(PROFILE)
 if os.environ.get("EDGEWARD_FUZZ_EXAMPLES", "").isdigit():
     # A run of any length on demand: the examples of a weight-1 target.

@@ -4,7 +4,8 @@ Seeds come from three places: the shared parser-test corpora (``<repo>/../shared
 MIME and RFC 822 messages from other parsers' test suites, read straight out of their
 ``.tar.gz``), the shared SMTP corpora (smuggling end-of-data sequences, open-relay address
 forms), and the project's own golden transcripts. The shared folder is optional: tests that
-need it skip with the reason when it is absent (``EDGEWARD_CORPORA`` names another folder), and every target also has generated inputs.
+need it skip with the reason when it is absent (``EDGEWARD_CORPORA`` names another folder),
+and every target also has generated inputs.
 
 Mutations are the classic byte-level ones (flip, insert, delete, duplicate, truncate, splice
 two seeds) plus insertion of the bytes that matter to these parsers: CR, LF, NUL, DEL, 8-bit

@@ -23,6 +23,8 @@ from edgeward.types import Address
 from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 
+pytestmark = pytest.mark.fuzz
+
 POLICY = ParamPolicy(auth=True, requiretls=True)
 _ADDRESS_CODES = {501, 553, 550}
 
@@ -120,7 +122,9 @@ def test_valid_addresses_are_accepted_in_canonical_form(
 # --- mutated corpus forms and arbitrary text ------------------------------------------------------
 
 _FORMS = seeds.relay_addresses()
-_ALPHABET = st.sampled_from([*'abAB09.-_@%!"\\[]:,<> \t\x00\x7f+=/é\uff20\u3002\u2024', "IPv6:", "::1", "\ufe6b"])
+_ALPHABET = st.sampled_from(
+    [*'abAB09.-_@%!"\\[]:,<> \t\x00\x7f+=/é\uff20\u3002\u2024', "IPv6:", "::1", "\ufe6b"]
+)
 
 
 @pytest.mark.skipif(not _FORMS, reason=seeds.corpus_reason(seeds.SMTP_CORPORA))
@@ -135,7 +139,11 @@ def test_mutated_relay_forms(data: st.DataObject, utf8: bool, sender: bool) -> N
 
 
 @fuzz_settings(3)
-@given(st.one_of(st.text(max_size=80), st.lists(_ALPHABET, max_size=40).map("".join)), st.booleans(), st.booleans())
+@given(
+    st.one_of(st.text(max_size=80), st.lists(_ALPHABET, max_size=40).map("".join)),
+    st.booleans(),
+    st.booleans(),
+)
 def test_arbitrary_text(text: str, utf8: bool, sender: bool) -> None:
     address = _parse_or_refuse(text, utf8=utf8, sender=sender)
     if address is not None:
@@ -144,7 +152,9 @@ def test_arbitrary_text(text: str, utf8: bool, sender: bool) -> None:
 
 _PARAM_TEXT = st.lists(
     st.one_of(
-        st.sampled_from(["SIZE=1", "BODY=8BITMIME", "SMTPUTF8", "RET=HDRS", "ENVID=x", "AUTH=<>", "REQUIRETLS"]),
+        st.sampled_from(
+            ["SIZE=1", "BODY=8BITMIME", "SMTPUTF8", "RET=HDRS", "ENVID=x", "AUTH=<>", "REQUIRETLS"]
+        ),
         st.sampled_from(["NOTIFY=NEVER", "NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;a+40b"]),
         st.text(max_size=12),
     ),

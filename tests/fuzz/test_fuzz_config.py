@@ -28,6 +28,8 @@ from edgeward.errors import ConfigError
 from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 
+pytestmark = pytest.mark.fuzz
+
 TEMPLATE = render(
     hostname="mx.example.net",
     listen=["0.0.0.0:25"],
@@ -35,7 +37,9 @@ TEMPLATE = render(
     relay_from=["192.0.2.0/24"],
     smart_host="10.0.0.5:2525",
 )
-FULL = TEMPLATE + """
+FULL = (
+    TEMPLATE
+    + """
 [dns]
 servers = ["127.0.0.1"]
 port = 53
@@ -49,6 +53,7 @@ mta_sts = true
 tls = "verify_hostname"
 max_message_size = "25MB"
 """
+)
 SEEDS = (TEMPLATE.encode(), FULL.encode())
 
 
@@ -58,7 +63,9 @@ def _fields(model: type[BaseModel]) -> dict[str, Any]:
     for name, info in model.model_fields.items():
         annotation = info.annotation
         args = getattr(annotation, "__args__", ())
-        inner = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        inner = next(
+            (a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), None
+        )
         out[name] = sorted(inner.model_fields) if inner is not None else None
     return out
 
@@ -128,7 +135,10 @@ def _config_dict(draw: st.DrawFn) -> dict[str, Any]:
         keys = SCHEMA.get(section)
         if section in _NESTED:
             data[section] = [
-                {k: draw(_value()) for k in draw(st.lists(st.sampled_from(_NESTED[section]), max_size=6, unique=True))}
+                {
+                    k: draw(_value())
+                    for k in draw(st.lists(st.sampled_from(_NESTED[section]), max_size=6, unique=True))
+                }
                 for _ in range(draw(st.integers(0, 2)))
             ]
         elif keys:

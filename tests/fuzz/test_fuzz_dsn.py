@@ -31,6 +31,8 @@ from edgeward.queue.model import MessageRecord, RecipientRecord
 from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 
+pytestmark = pytest.mark.fuzz
+
 _STATUS = re.compile(r"^[245]\.[0-9]{1,3}\.[0-9]{1,3}$")
 _OWN_FIELDS = {
     "From",
@@ -75,7 +77,9 @@ _REPLY = st.one_of(
 _MESSAGES = seeds.message_seeds()
 _ORIGINAL = st.one_of(
     st.binary(max_size=300),
-    st.sampled_from(_MESSAGES).flatmap(lambda m: st.just(m[:4000])) if _MESSAGES else st.just(b"Subject: x\r\n\r\nbody"),
+    st.sampled_from(_MESSAGES).flatmap(lambda m: st.just(m[:4000]))
+    if _MESSAGES
+    else st.just(b"Subject: x\r\n\r\nbody"),
     seeds.mutated(_MESSAGES) if _MESSAGES else st.just(b"Subject: x\n\nbody\r"),
 )
 
@@ -172,7 +176,9 @@ def test_reply_text_parser(text: str) -> None:
 # --- DSNs we receive --------------------------------------------------------------------------
 
 _FIELD_VALUE = st.one_of(
-    st.sampled_from(["rfc822; a@b.example", "failed", "delayed", "5.1.1", "smtp; 550 5.1.1 no", "dns; mx.example"]),
+    st.sampled_from(
+        ["rfc822; a@b.example", "failed", "delayed", "5.1.1", "smtp; 550 5.1.1 no", "dns; mx.example"]
+    ),
     st.text(max_size=30).map(lambda t: t.replace("\r", "").replace("\n", " ")),
 )
 _FIELD_NAME = st.sampled_from(
@@ -205,7 +211,11 @@ def _inbound_dsn(draw: st.DrawFn) -> bytes:
     parts = [
         b"Content-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n",
         b"Content-Type: message/delivery-status\r\n\r\n" + status.encode("utf-8", "surrogatepass"),
-        draw(st.sampled_from([b"Content-Type: message/rfc822\r\n\r\n", b"Content-Type: text/rfc822-headers\r\n\r\n"]))
+        draw(
+            st.sampled_from(
+                [b"Content-Type: message/rfc822\r\n\r\n", b"Content-Type: text/rfc822-headers\r\n\r\n"]
+            )
+        )
         + returned,
     ]
     body = b"".join(f"--{boundary}\r\n".encode() + p + b"\r\n" for p in parts)

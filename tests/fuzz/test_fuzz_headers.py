@@ -19,6 +19,8 @@ from edgeward.headers import HeaderBlock, header_end, parse_headers, remove_fiel
 from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 
+pytestmark = pytest.mark.fuzz
+
 _FTEXT = re.compile(r"^[\x21-\x39\x3b-\x7e]+$")
 _LINE = re.compile(rb"\r\n|\r|\n")
 _MESSAGES = tuple(_LINE.sub(b"\r\n", m) for m in seeds.message_seeds())
@@ -51,7 +53,9 @@ def _check_removal(data: bytes) -> None:
 
 _NAME = st.one_of(
     st.sampled_from(["Subject", "Received", "X-Edgeward-Score", "x-edgeward-a", "From", "To", "X-Spam"]),
-    st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"), min_size=1, max_size=12),
+    st.text(
+        st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters=":"), min_size=1, max_size=12
+    ),
     st.text(max_size=6),
 )
 _VALUE = st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))

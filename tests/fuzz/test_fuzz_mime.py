@@ -22,8 +22,12 @@ from edgeward.content.mime import ParsedMessage, ParseLimits, decode_rfc2047, pa
 from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 
+pytestmark = pytest.mark.fuzz
+
 _MESSAGES = seeds.message_seeds()
-SMALL = ParseLimits(max_message_bytes=20_000, max_text_bytes_per_part=300, max_parts=6, max_depth=3, max_headers=8)
+SMALL = ParseLimits(
+    max_message_bytes=20_000, max_text_bytes_per_part=300, max_parts=6, max_depth=3, max_headers=8
+)
 _CHARSETS = sorted({*encodings.aliases.aliases.values(), *encodings.aliases.aliases})
 
 
@@ -137,7 +141,9 @@ class _Writer:
             body = binascii.b2a_qp(raw)
         else:
             body = raw
-        head = f"Content-Type: {node.ctype}; charset={node.charset}\nContent-Transfer-Encoding: {node.cte}\n\n"
+        head = (
+            f"Content-Type: {node.ctype}; charset={node.charset}\nContent-Transfer-Encoding: {node.cte}\n\n"
+        )
         return head.encode() + body
 
 
@@ -182,7 +188,11 @@ def test_generated_trees_read_back(tree: Node, crlf: bool) -> None:
 
 
 @fuzz_settings(1)
-@given(st.sampled_from(_CHARSETS), st.binary(max_size=80), st.sampled_from(["7bit", "base64", "quoted-printable"]))
+@given(
+    st.sampled_from(_CHARSETS),
+    st.binary(max_size=80),
+    st.sampled_from(["7bit", "base64", "quoted-printable"]),
+)
 def test_any_declared_charset(charset: str, body: bytes, cte: str) -> None:
     """Whatever charset a part or an encoded word names, decoding never raises."""
     encoded = base64.encodebytes(body) if cte == "base64" else body

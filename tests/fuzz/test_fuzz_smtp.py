@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -20,6 +21,8 @@ from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 from tests.fuzz.smtp_driver import check_run, run_core
 from tests.smtp.smtp_transcript import DEFAULT_EXTENSIONS
+
+pytestmark = pytest.mark.fuzz
 
 _TRANSCRIPTS = seeds.golden_transcripts()
 _STREAMS = tuple(seeds.client_stream(t) for t in _TRANSCRIPTS)
@@ -85,11 +88,13 @@ def test_random_bytes(stream: bytes, data: st.DataObject) -> None:
 _ATOM = st.text("abcXYZ019-._+=%!#$&'*/?^`{|}~", min_size=1, max_size=12)
 _DOMAIN = st.one_of(
     st.lists(st.text("abz09-", min_size=1, max_size=10), min_size=1, max_size=4).map(".".join),
-    st.sampled_from(["[127.0.0.1]", "[IPv6:::1]", "[ipv6:2001:db8::1]", "[300.1.1.1]", "example.net", "é.test"]),
+    st.sampled_from(
+        ["[127.0.0.1]", "[IPv6:::1]", "[ipv6:2001:db8::1]", "[300.1.1.1]", "example.net", "é.test"]
+    ),
 )
 _LOCAL = st.one_of(
     _ATOM,
-    st.text(" \"\\@<>abc,:;é\x7f\t", max_size=10).map(lambda s: '"' + s + '"'),
+    st.text(' "\\@<>abc,:;é\x7f\t', max_size=10).map(lambda s: '"' + s + '"'),
 )
 _PATH = st.one_of(
     st.just(""),
@@ -127,14 +132,13 @@ _PARAM = st.one_of(
 )
 
 
+_VERBS = ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "HELP"]
+_VERBS += ["STARTTLS", "AUTH", "EXPN", "GET", "mail", "ehlo", "XYZZY"]
+
+
 @st.composite
 def _command(draw: st.DrawFn) -> bytes:
-    verb = draw(
-        st.sampled_from(
-            ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "QUIT", "VRFY", "HELP"]
-            + ["STARTTLS", "AUTH", "EXPN", "GET", "mail", "ehlo", "XYZZY"]
-        )
-    )
+    verb = draw(st.sampled_from(_VERBS))
     if verb.upper() == "MAIL":
         params = draw(st.lists(_PARAM, max_size=3))
         arg = f"FROM:<{draw(_PATH)}>" + "".join(" " + p for p in params)
@@ -162,7 +166,9 @@ def _command(draw: st.DrawFn) -> bytes:
 @st.composite
 def _body(draw: st.DrawFn) -> bytes:
     messages = seeds.message_seeds()
-    base = draw(seeds.mutated(messages)) if messages and draw(st.booleans()) else draw(st.binary(max_size=200))
+    base = (
+        draw(seeds.mutated(messages)) if messages and draw(st.booleans()) else draw(st.binary(max_size=200))
+    )
     sequences = seeds.smuggling_sequences() or (b"\n.\n",)
     for _ in range(draw(st.integers(0, 2))):
         pos = draw(st.integers(0, len(base)))

@@ -56,7 +56,9 @@ def test_padded_base64_text_keeps_its_last_bytes() -> None:
 
 def _status_of(reply: str, kind: DsnKind = "failure") -> str:
     record = MessageRecord("Q0", "a@src.test", (RecipientRecord("b@dst.test"),), 1_800_000_000.0, 0)
-    raw = build_dsn(record, [(record.recipients[0], reply)], kind, b"Subject: x\r\n\r\n", "mx.test", 1_800_000_000.0)
+    raw = build_dsn(
+        record, [(record.recipients[0], reply)], kind, b"Subject: x\r\n\r\n", "mx.test", 1_800_000_000.0
+    )
     fields = [line for line in raw.split(b"\r\n") if line.startswith(b"Status: ")]
     assert len(fields) == 1
     return fields[0][len(b"Status: ") :].decode("utf-8")

@@ -25,7 +25,11 @@ def _describe(value: Any) -> str:
     except (ValueError, RecursionError):
         # repr() refuses integers past sys.get_int_max_str_digits() (4300 digits by default)
         # and very deep nesting; the problem must still be reported, with its key.
-        text = f"an integer of {value.bit_length()} bits" if isinstance(value, int) else f"a {type(value).__name__}"
+        text = (
+            f"an integer of {value.bit_length()} bits"
+            if isinstance(value, int)
+            else f"a {type(value).__name__}"
+        )
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -52,7 +56,9 @@ def parse_config(data: dict[str, Any], *, source: str = "<config>", base: Path |
             # A NUL in the path (ValueError) or a symlink loop (RuntimeError) is the file's fault.
             found = _describe(str(config.server.data_dir))
             problem = ("server.data_dir", f"a usable folder ({exc})", found)
-            raise ConfigError(f"{source}: server.data_dir: {problem[1]} (found {found})", (problem,)) from None
+            raise ConfigError(
+                f"{source}: server.data_dir: {problem[1]} (found {found})", (problem,)
+            ) from None
         server = config.server.model_copy(update={"data_dir": data_dir})
         config = config.model_copy(update={"server": server})
     return config
