@@ -13,14 +13,21 @@ from dataclasses import dataclass, field
 
 from edgeward.smtp import (
     Auth,
+    BdatChunk,
     ConnectionClosed,
+    Data,
     Event,
     Extensions,
+    Helo,
+    MailFrom,
     MessageData,
     NeedData,
     ProtocolLimits,
     ProtocolViolation,
+    RcptTo,
+    Rset,
     ServerConnection,
+    StartTls,
 )
 from edgeward.smtp.events import AuthResponse
 from edgeward.types import Reply
@@ -107,9 +114,32 @@ def check_violation(event: ProtocolViolation) -> None:
         assert reply.code == 421 or reply.code >= 500, reply
 
 
+def check_envelope_order(events: list[Event]) -> None:
+    """The state machine's promise: no recipient without a sender, no message without both.
+
+    The stand-in session accepts every command, so each accepted event moves the transaction.
+    The core may also end a transaction itself (a refused chunk); that only makes this check
+    more lenient, never wrong.
+    """
+    mail = rcpt = False
+    for event in events:
+        if isinstance(event, Helo | Rset | StartTls):
+            mail = rcpt = False
+        elif isinstance(event, MailFrom):
+            mail, rcpt = True, False
+        elif isinstance(event, RcptTo):
+            assert mail, events
+            rcpt = True
+        elif isinstance(event, Data | BdatChunk | MessageData):
+            assert mail and rcpt, events
+            if isinstance(event, MessageData):
+                mail = rcpt = False
+
+
 def check_run(run: Run, limits: ProtocolLimits) -> None:
     for wire in run.writes:
         check_wire_reply(wire)
+    check_envelope_order(run.events)
     for i, event in enumerate(run.events):
         assert not isinstance(event, NeedData)
         if isinstance(event, ConnectionClosed):
