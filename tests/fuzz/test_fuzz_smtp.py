@@ -16,7 +16,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edgeward.errors import ProtocolError
 from edgeward.smtp import Extensions, ProtocolLimits
+from edgeward.smtp.parse import parse_auth, parse_bdat, parse_helo
 from tests.fuzz import seeds
 from tests.fuzz.profiles import fuzz_settings
 from tests.fuzz.smtp_driver import check_run, run_core
@@ -202,3 +204,29 @@ def test_fixed_size_reads_match_one_read(stream: bytes, size: int) -> None:
     """The transcripts' 1-, 2-, 3- and 7-byte replay, on generated sessions."""
     limits = replace(ProtocolLimits(), max_protocol_errors=50)
     _same_however_split(stream, list(range(size, len(stream), size)), limits, DEFAULT_EXTENSIONS)
+
+
+# --- the argument parsers of the other commands ---------------------------------------------------
+
+
+@fuzz_settings(1)
+@given(st.one_of(st.text(max_size=30), st.sampled_from(["0", "10 LAST", "10 last", "1 LAST x", " 1", "١"])))
+def test_other_command_arguments(arg: str) -> None:
+    """HELO, BDAT and AUTH arguments: a value, or ProtocolError with a 5xx syntax reply."""
+    for parse in (parse_helo, parse_bdat, parse_auth):
+        try:
+            value = parse(arg)
+        except ProtocolError as exc:
+            assert exc.reply.code == 501 and exc.reply.enhanced == "5.5.4", exc.reply
+            continue
+        if parse is parse_bdat:
+            size, last = value  # type: ignore[misc]
+            assert parse_bdat(f"{size} LAST" if last else str(size)) == value
+        elif parse is parse_helo:
+            assert value == arg.strip(" ") and value
+
+
+@fuzz_settings(1)
+@given(st.integers(0, 10**15 - 1), st.booleans())
+def test_bdat_sizes_read_back(size: int, last: bool) -> None:
+    assert parse_bdat(f"{size} LAST" if last else str(size)) == (size, last)
