@@ -41,8 +41,11 @@ def _check_removal(data: bytes) -> None:
     out = remove_fields(data, _PREFIXES)
     body = data[header_end(data) :]
     assert out.endswith(body)
-    if not _LINE.sub(b"", data[: header_end(data)]).count(b"\r") and data.count(b"\n") == data.count(b"\r\n"):
-        # Without bare line ends no empty line can come first once fields are dropped.
+    head = data[: header_end(data)]
+    if head.count(b"\r") == head.count(b"\n") == head.count(b"\r\n"):
+        # Without bare line ends no empty line can come first once fields are dropped. (With
+        # them the block is ambiguous already: "\rX-A: 1" is an empty header to a reader that
+        # ends lines at CR, and stays so.)
         assert header_end(out) == len(out) - len(body), (data, out)
     for name, _ in parse_headers(out).fields:
         assert not name.lower().encode().startswith(_PREFIXES), (name, out)
