@@ -27,7 +27,7 @@ _SUPPRESSED = [
 
 settings.register_profile(
     "edgeward-fuzz-ci",
-    max_examples=300,
+    max_examples=500,
     deadline=None,
     database=None,
     derandomize=False,

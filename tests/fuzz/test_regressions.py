@@ -16,6 +16,10 @@ from edgeward.delivery.dsn import DsnKind, build_dsn
 from edgeward.errors import ConfigError
 from edgeward.headers import parse_headers, remove_fields
 from edgeward.queue.model import MessageRecord, RecipientRecord
+from edgeward.smtp import MessageData, ProtocolLimits
+from edgeward.types import Reply
+from tests.fuzz.smtp_driver import run_core
+from tests.smtp.smtp_transcript import DEFAULT_EXTENSIONS
 
 # --- header reader ------------------------------------------------------------------------------
 
@@ -133,3 +137,31 @@ def test_nul_in_data_dir(tmp_path: Path) -> None:
     """test_fuzz_config: ``data_dir = "a\\u0000b"`` made Path.resolve() raise ValueError."""
     error = _config_error(tmp_path, '[server]\ndata_dir = "a\\u0000b"\n')
     assert [p[0] for p in error.problems] == ["server.data_dir"]
+
+
+# --- SMTP core ----------------------------------------------------------------------------------
+
+
+def _eod_violation(stream: bytes, cuts: list[int]) -> Reply | None:
+    limits = ProtocolLimits(max_message_size=64, max_header_size=32)
+    run = run_core(stream, cuts, limits, DEFAULT_EXTENSIONS)
+    (message,) = [e for e in run.events if isinstance(e, MessageData)]
+    return message.violation
+
+
+def test_the_limit_passed_first_is_reported_however_the_body_is_split() -> None:
+    """test_fuzz_smtp: a body over both the header and the size limit got ``552 5.3.4 Message
+    size exceeds ...`` when read at once and ``552 5.3.4 Message header size exceeds limit``
+    when the header arrived in an earlier read."""
+    stream = (
+        b"EHLO client.example\r\nMAIL FROM:<a@client.example>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
+        b"Subject: a header line that is long\r\n\r\n" + b"0123456789" * 6 + b"\r\n.\r\nQUIT\r\n"
+    )
+    at_once = _eod_violation(stream, [])
+    assert at_once is not None and at_once.text == "Message header size exceeds limit"
+    for cut in range(1, len(stream)):
+        assert _eod_violation(stream, [cut]) == at_once, cut
+    # Over the size limit only: still the size refusal.
+    small_header = stream.replace(b"Subject: a header line that is long", b"Subject: x")
+    assert _eod_violation(small_header, [])
+    assert _eod_violation(small_header, []).text.startswith("Message size exceeds")  # type: ignore[union-attr]
