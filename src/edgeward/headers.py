@@ -15,6 +15,11 @@ import re
 from dataclasses import dataclass
 
 _FIELD_NAME = re.compile(rb"^[\x21-\x39\x3b-\x7e]+$")  # RFC 5322 §3.6.8 ftext
+# BODY=BINARYMIME messages reach us as sent, so a header block may hold bare LF or bare CR.
+# Many next hops end a line at either; reading only CRLF as a line end would let
+# "Subject: x\nX-Edgeward-SCL: -1" pass as one Subject field and survive remove_fields.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_LINE_END_KEPT = re.compile(rb"(\r\n|\r|\n)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,13 +52,16 @@ def header_end(data: bytes) -> int:
 
 
 def parse_headers(data: bytes, max_fields: int = 10000) -> HeaderBlock:
-    """Split the header block of ``data`` (CRLF line endings) into unfolded fields."""
+    """Split the header block of ``data`` into unfolded fields.
+
+    The block ends at the first CRLF CRLF; inside it a bare LF or CR also ends a line.
+    """
     end = header_end(data)
     fields: list[tuple[str, str]] = []
     malformed = 0
     name: bytes | None = None
     value: list[bytes] = []
-    for line in data[:end].split(b"\r\n"):
+    for line in _LINE_END.split(data[:end]):
         if not line:
             continue
         if line[:1] in (b" ", b"\t"):
@@ -99,14 +107,16 @@ def remove_fields(data: bytes, prefixes: tuple[bytes, ...]) -> bytes:
     head, body = data[:end], data[end:]
     if not any(p in head.lower() for p in prefixes):
         return data
-    out: list[bytes] = []
+    # Lines are cut at any line end (see _LINE_END) and kept with the end they had. A dropped
+    # line hands its end to the line before, so the block still ends with the ends it had.
+    parts = _LINE_END_KEPT.split(head)
+    out: list[list[bytes]] = []
     dropping = False
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and line:
-            if not dropping:
-                out.append(line)
-            continue
-        dropping = line.lower().startswith(prefixes) and b":" in line
+    for line, sep in zip(parts[0::2], [*parts[1::2], b""], strict=True):
+        if not (line[:1] in (b" ", b"\t") and line):
+            dropping = line.lower().startswith(prefixes) and b":" in line
         if not dropping:
-            out.append(line)
-    return b"\r\n".join(out) + body
+            out.append([line, sep])
+        elif out:
+            out[-1][1] = sep
+    return b"".join(line + sep for line, sep in out) + body

@@ -12,6 +12,7 @@ Security: no default grants relay. The only relay right is ``relay`` in a receiv
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Literal
@@ -29,7 +30,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float range; pydantic would pass it on raw
+            raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'") from None
     if isinstance(value, str) and (m := _DURATION.match(value)):
         return float(m.group(1)) * _UNITS[m.group(2)]
     raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
@@ -43,7 +47,10 @@ def parse_size(value: object) -> int:
         return value
     if isinstance(value, str) and (m := _SIZE.match(value)):
         unit = m.group(2).lower() if m.group(2) else None
-        return int(float(m.group(1)) * _SIZES[unit])
+        number = float(m.group(1)) * _SIZES[unit]
+        if math.isinf(number):  # "9" * 400: int(inf) would raise OverflowError, which pydantic passes on
+            raise ValueError("expected a size such as 10485760, '64KB' or '10MB'")
+        return int(number)
     raise ValueError("expected a size such as 10485760, '64KB' or '10MB'")
 
 
@@ -55,7 +62,9 @@ _DOMAIN = re.compile(
 )
 
 
-def _domain(value: str) -> str:
+def _domain(value: object) -> str:
+    if not isinstance(value, str):  # a BeforeValidator sees raw TOML; AttributeError is not reported
+        raise ValueError(f"expected a domain name, found {type(value).__name__}")
     value = value.strip().lower().rstrip(".")
     if value == "*":
         return value

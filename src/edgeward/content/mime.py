@@ -161,7 +161,11 @@ def _content_type(value: str) -> tuple[str, dict[str, str]]:
 def _decode_transfer(body: bytes, cte: str, anomalies: set[str]) -> bytes:
     if cte == "base64":
         cleaned = _B64_JUNK.sub(b"", body)
-        cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
+        # The junk pattern also takes the "=" padding away; cutting to a multiple of four then
+        # lost the last one or two bytes of every padded body. Pad again instead, dropping
+        # only a lone final character, which cannot hold a whole byte.
+        extra = len(cleaned) % 4
+        cleaned = cleaned[:-1] if extra == 1 else cleaned + b"=" * ((4 - extra) % 4)
         try:
             return binascii.a2b_base64(cleaned)
         except binascii.Error:

@@ -34,6 +34,7 @@ DsnKind = Literal["failure", "delay"]
 MAX_RETURNED = 10 * 1024 * 1024
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _LINE = re.compile(rb"\r\n|\n|\r")
+_STATUS = re.compile(r"[45]\.[0-9]{1,3}\.[0-9]{1,3}", re.ASCII)
 
 
 def wants_dsn(record: MessageRecord, rcpt: RecipientRecord, kind: DsnKind) -> bool:
@@ -65,7 +66,12 @@ def _address_type(address: str) -> str:
 def _status(reply_text: str, kind: DsnKind) -> tuple[str, str]:
     """(Status, Diagnostic-Code) for a stored reply line."""
     reply = parse_reply_text(reply_text)
-    status = reply.enhanced or f"{str(reply.code)[0]}.0.0"
+    status = reply.enhanced or ""
+    if not _STATUS.fullmatch(status):
+        # RFC 3464 §2.3.4: Status is class 4 or 5 with ASCII digits. A stored reply without
+        # one, with a success class, or with another script's digits (a remote's text is
+        # matched by \d) is reported by its failure class alone.
+        status = "4.0.0" if 400 <= reply.code < 500 else "5.0.0"
     if kind == "delay" and status.startswith("5"):
         status = "4.0.0"  # a delayed recipient is by definition in a transient state
     line = " ".join(p for p in (str(reply.code), reply.enhanced or "", reply.text) if p)

@@ -62,12 +62,16 @@ class MessageBuffer:
         self.size += len(data)
         if self.violation is not None:
             return
-        if self.size > self._max_size:
-            self._refuse(r.MESSAGE_TOO_BIG)
-            return
+        over = self.size > self._max_size
+        if over:
+            # Measure the header on the bytes up to the size limit first, so the limit the
+            # stream passes first is the one reported, however the stream was split into reads.
+            data = data[: len(data) - (self.size - self._max_size)]
         self._buf += data
         if not self._header_done:
             self._measure_header()
+        if over and self.violation is None:
+            self._refuse(r.MESSAGE_TOO_BIG)
 
     def _measure_header(self) -> None:
         start = max(0, self._scan - 2)
