@@ -208,7 +208,11 @@ class Gateway:
         self.addresses: AccountAddresses | None = None
         if any(c.auth_mechanisms for c in config.receive_connectors):
             self.state = StateStore(paths["state"] / DB_FILENAME)
-            self.state.connect()
+            problem = self.state.open_later()
+            if problem is not None:
+                # Only AUTH depends on it: the other connectors keep taking mail (AUTH answers
+                # 454 4.7.0 until the file is repaired, which is picked up without a restart).
+                log.error("AUTH is unavailable: %s", problem)
             self.users = UserStore(self.state)
             self.addresses = AccountAddresses(self.state)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None

@@ -22,6 +22,7 @@ from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult
 from edgeward.delivery.routing import Route, Router
+from edgeward.errors import InsufficientStorage
 from edgeward.queue import MessageRecord, QueueState, RecipientRecord, RecipientStatus, Spool
 from edgeward.types import Reply
 from tests.delivery.conftest import free_port
@@ -418,3 +419,31 @@ async def test_stop_puts_unfinished_delivery_back(spool: Spool, clock: Clock) ->
     await manager.stop(grace=0)
     rec = spool.load(msg_id)
     assert rec.state is QueueState.DEFERRED and rec.crash_count == 0 and rec.next_attempt_at == T0
+
+
+async def test_a_notice_the_full_spool_refuses_is_owed_not_a_crash(
+    spool: Spool, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure DSN that cannot be queued (disk full) keeps the recipient open and the message
+    out of poison; once the spool takes mail again the next attempt queues the notice."""
+    deliver = Scripted({"b@dst.test": Failed(Reply(550, "5.1.1", "No such user"))})
+    manager = make(spool, clock, config(poison_threshold=1), deliver)
+    msg_id = await accept(spool, "b@dst.test")
+    real_accept = spool.accept
+
+    async def full(record: MessageRecord, data: bytes) -> str:
+        raise InsufficientStorage("no space left on device")
+
+    monkeypatch.setattr(spool, "accept", full)
+    await manager.run_once()
+    [held] = spool.list()
+    assert held.id == msg_id and held.state is QueueState.DEFERRED and held.crash_count == 0
+    assert [r.status for r in held.recipients] == [RecipientStatus.DEFERRED]
+    assert deliver.sent_dsns == []
+
+    monkeypatch.setattr(spool, "accept", real_accept)
+    clock.t = held.next_attempt_at + 1
+    await manager.run_once()
+    assert spool.list() == []
+    [(dsn, _)] = deliver.sent_dsns
+    assert [r.address for r in dsn.recipients] == ["a@src.test"]

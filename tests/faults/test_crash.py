@@ -1,7 +1,7 @@
 """A part of the gateway failing: the classifier, its learning database, the state store.
 
-The AUTH state database is the one part whose loss at start stops ``serve`` (with a clear
-error); failing while the gateway runs, it gives ``454 4.7.0`` to AUTH and nothing else.
+The AUTH state database, unusable at start or failing while the gateway runs, gives
+``454 4.7.0`` to AUTH and nothing else; a repaired file is used without a restart.
 
 What must hold (DESIGN §3, §6): mail the failed part should have judged gets ``451 4.3.0``,
 never ``250``; the failure is logged under the part's name; the gateway keeps serving, so
@@ -14,8 +14,6 @@ import base64
 import logging
 import smtplib
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,7 +28,6 @@ from edgeward.headers import parse_headers
 from edgeward.state.sqlite import StateStore
 from edgeward.types import Peer
 from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config, insecure_context
-from tests.faults.kit import init_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -97,26 +94,30 @@ async def test_a_repaired_classifier_is_picked_up_without_a_restart() -> None:
     assert len(attempts) == 2
 
 
-def test_a_corrupt_state_database_stops_serve_with_a_clear_error(workdir: Path) -> None:
-    config = init_gateway(workdir, free_port(), free_port())
-    submission = (
-        '\n[[receive_connectors]]\nname = "submission"\n'
-        f'bindings = ["127.0.0.1:{free_port()}"]\nrequire_tls = true\nrequire_auth = true\n'
-        'auth_mechanisms = ["PLAIN"]\npermission_groups = ["anonymous", "users"]\n'
-    )
-    text = config.read_text()
-    at = text.index("[[send_connectors]]")
-    config.write_text(text[:at] + submission + "\n" + text[at:])
-    state = config.parent / "state"
-    state.mkdir(exist_ok=True)
+def test_a_corrupt_state_database_at_start_fails_only_auth_until_repaired(
+    workdir: Path, sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = workdir / "state"
+    state.mkdir(mode=0o700)
     (state / "edgeward.db").write_bytes(b"not sqlite " * 1000)
-    out = subprocess.run(
-        [sys.executable, "-m", "edgeward", "serve", "--config", str(config)],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert out.returncode == 2
-    assert "edgeward.db" in out.stderr and "not a database" in out.stderr
-    assert "Traceback" not in out.stderr
+    port = free_port()
+    connector = {"auth_mechanisms": ["PLAIN"], "permission_groups": ["anonymous", "users"],
+                 "auth_tarpit_interval": 0}  # fmt: skip
+    config = gateway_config(workdir, port=port, sink_port=sink.port, connector=connector)
+    with caplog.at_level(logging.ERROR), InProcessGateway(config):
+        assert any("AUTH is unavailable" in r.getMessage() and "edgeward.db" in r.getMessage()
+                   for r in caplog.records)  # fmt: skip
+        auth, mail = _auth_session(port)
+        assert (auth[0], auth[1][:5]) == (454, b"4.7.0")
+        assert mail[0] == 250, "mail that needs no AUTH is still taken"
+        # The administrator replaces the file: the running gateway uses it at the next AUTH.
+        (state / "edgeward.db").unlink()
+        repaired = StateStore(state / "edgeward.db")
+        repaired.connect()
+        UserStore(repaired).add("alice@example.test", "correct horse")
+        repaired.close()
+        auth, mail = _auth_session(port)
+        assert auth[0] == 235 and mail[0] == 250
 
 
 def _auth_session(port: int) -> tuple[tuple[int, bytes], tuple[int, bytes]]:

@@ -341,12 +341,18 @@ class QueueManager:
                     gone.append(rcpt)
                 record = replace(record, recipients=tuple(gone))
 
-        if failed:
-            await self._send_dsn(record, failed, "failure", data, now)
+        if failed and not await self._try_dsn(record, failed, "failure", data, now):
+            # The sender must hear of the failure: keep those recipients open, so the next attempt
+            # fails them again (or expires them again) and queues the notice then.
+            untold = {r.address for r, _ in failed}
+            record = replace(record, recipients=tuple(
+                replace(r, status=RecipientStatus.DEFERRED) if r.address in untold else r
+                for r in record.recipients
+            ))  # fmt: skip
         if needs_delay_notice(self._cfg, record, now):
             waiting = [(r, r.last_reply) for r in record.recipients if r.status is RecipientStatus.DEFERRED]
-            await self._send_dsn(record, waiting, "delay", data, now)
-            record = replace(record, delay_notified=True)
+            if await self._try_dsn(record, waiting, "delay", data, now):
+                record = replace(record, delay_notified=True)
 
         if all(r.done for r in record.recipients):
             await self._record(functools.partial(self._spool.finish, record.id), record.id)
@@ -384,6 +390,27 @@ class QueueManager:
 
         handle = asyncio.get_running_loop().call_later(self._cfg.scan_interval, again)
         self._pending_writes.add(handle)
+
+    async def _try_dsn(
+        self,
+        record: MessageRecord,
+        about: Sequence[tuple[RecipientRecord, str]],
+        kind: DsnKind,
+        data: bytes,
+        now: float,
+    ) -> bool:
+        """Queue a notice; False if the spool refused it (full or read-only disk).
+
+        Such a refusal is no crash of the message: counting it would park it as poison during a
+        disk-full spell. The caller keeps the notice owed, so it is queued at a later attempt.
+        """
+        try:
+            await self._send_dsn(record, about, kind, data, now)
+        except QueueError as exc:
+            log.error("cannot queue the %s notice about %s (%s); it is sent at a later attempt",
+                      kind, record.id, exc)  # fmt: skip
+            return False
+        return True
 
     async def _send_dsn(
         self,

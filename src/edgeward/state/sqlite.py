@@ -141,7 +141,9 @@ class StateStore:
         self._busy_timeout = busy_timeout
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
+        self._connect_lock = threading.Lock()
         self._owner: int | None = None
+        self._reopen = False  # set by open_later(): reconnect on use instead of failing
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -175,8 +177,22 @@ class StateStore:
             self._conn = None
             raise
 
+    def open_later(self) -> StateStoreError | None:
+        """Connect now if the database can be used; otherwise keep trying at each use.
+
+        Returns the error that kept it closed (for the caller to log), or None. Meanwhile every
+        transaction raises :class:`StateStoreError`, which the AUTH exchange answers ``454``.
+        """
+        self._reopen = True
+        try:
+            self.connect()
+        except StateStoreError as exc:
+            return exc
+        return None
+
     def close(self) -> None:
         """Close the connection; the store may be connected again later."""
+        self._reopen = False
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
@@ -205,6 +221,12 @@ class StateStore:
         """
         if self._owner == threading.get_ident():
             raise RuntimeError("StateStore transactions do not nest")
+        if self._conn is None and self._reopen:
+            # A database that could not be opened at start (corrupt, unreadable) is tried again
+            # at each use, so an administrator's repair takes effect without a restart.
+            with self._connect_lock:
+                if self._conn is None:
+                    self.connect()
         with self._lock:
             conn = self._conn
             if conn is None:
