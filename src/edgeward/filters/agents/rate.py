@@ -25,6 +25,7 @@ class MessageRateLimit:
 
     name = "message-rate"
     stages = frozenset({Stage.MAIL})
+    antispam = False
     fail_open = False
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_sources: int = 100_000) -> None:

@@ -35,6 +35,7 @@ class LocalRecipients:
 
     name = "local-recipients"
     stages = frozenset({Stage.RCPT})
+    antispam = False
     fail_open = False
 
     def __init__(self, accepted_domains: Iterable[str], recipients: frozenset[str]) -> None:
