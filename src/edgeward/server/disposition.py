@@ -81,7 +81,7 @@ async def dispose(
     why = {"findings": verdict.findings, "decided_by": verdict.decided_by}
     if verdict.refused and verdict.reply is not None:
         track(env, "REJECT", msg_id, tx, info, len(data), reply=str(verdict.reply),
-              detail=f"at EOD by {verdict.decided_by}", **why)  # fmt: skip
+              detail=f"at EOD by {verdict.decided_by.removeprefix('agent ')}", **why)  # fmt: skip
         return verdict.reply
     if verdict.action is Action.DISCARD:
         track(env, "DISCARD", msg_id, tx, info, len(data), detail=verdict.decided_by, **why)
@@ -137,7 +137,7 @@ async def quarantine(
         qid="",
         mail_from=str(tx.mail_from),
         recipients=tuple(str(r) for r in tx.rcpts),
-        reason=verdict.decided_by,
+        reason=verdict.decided_by.removeprefix("agent "),
         scl=int(scl) if scl.lstrip("-").isdigit() else -1,
         findings=tuple(f.name for f in verdict.findings),
         subject=sanitize(headers.get("Subject"), 200),
