@@ -28,7 +28,7 @@ class ScoreDefinition(NamedTuple):
     description: str
 
 
-_HARD = "hard decision of {}; explains the refusal, never adds to the total"
+_HARD = "hard decision of {}: the finding explains the refusal"
 
 _TABLE: dict[str, ScoreDefinition] = {
     "AGENT_FAILURE": ScoreDefinition(0.0, "an agent raised or timed out (451 4.3.0 unless it is fail-open)"),

@@ -78,7 +78,8 @@ async def dispose(
     info: SessionInfo,
 ) -> Reply:
     """Carry out the end-of-data verdict: refuse, drop, quarantine or queue, and track it."""
-    why = {"findings": verdict.findings, "decided_by": verdict.decided_by}
+    message_id = sanitize(headers.get("Message-ID").strip(), 500)
+    why = {"findings": verdict.findings, "decided_by": verdict.decided_by, "message_id": message_id}
     if verdict.refused and verdict.reply is not None:
         track(env, "REJECT", msg_id, tx, info, len(data), reply=str(verdict.reply),
               detail=f"at EOD by {verdict.decided_by.removeprefix('agent ')}", **why)  # fmt: skip
@@ -150,5 +151,6 @@ async def quarantine(
         log.exception("session %s: quarantine refused message", info.session_id)
         return SERVICE_ERROR
     track(env, "QUARANTINE", msg_id, tx, info, len(data), detail=f"{verdict.decided_by} {qid}",
-          findings=verdict.findings, decided_by=verdict.decided_by)  # fmt: skip
+          findings=verdict.findings, decided_by=verdict.decided_by,
+          message_id=sanitize(headers.get("Message-ID").strip(), 500))  # fmt: skip
     return Reply(250, "2.0.0", f"OK queued as {msg_id}")
