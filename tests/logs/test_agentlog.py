@@ -64,7 +64,10 @@ def test_a_rejection_is_logged_with_its_findings(tmp_path: Path) -> None:
         "reply": "550 5.7.1 Listed at zen.example",
         "findings": [
             {
-                "name": "DNSBL_LISTED", "agent": "connection_filter", "stage": "rcpt", "score": 4.0,
+                "name": "DNSBL_LISTED",
+                "agent": "connection_filter",
+                "stage": "rcpt",
+                "score": 4.0,
                 "detail": "zen.example 127.0.0.2",
             }
         ],

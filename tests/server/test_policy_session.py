@@ -218,3 +218,37 @@ async def test_disconnect_at_mail_sends_the_reply_and_closes(gateway: tuple[Serv
         "at MAIL", "agent disconnector", "bad@remote.test",
     )  # fmt: skip
     assert [f["name"] for f in refusal["findings"]] == ["RATE_LIMITED"]
+
+
+class StageDisconnector:
+    """DISCONNECT at one stage, with no reply of its own."""
+
+    name = "stage-disconnector"
+    antispam = False
+    fail_open = False
+
+    def __init__(self, stage: Stage) -> None:
+        self.stages = frozenset({stage})
+
+    async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
+        return Outcome(Action.DISCONNECT, None, (Finding("AGENT_FAILURE", self.name, stage.value),))
+
+
+@pytest.mark.parametrize(
+    ("stage", "answered"),
+    [(Stage.HELO, 1), (Stage.MAIL, 2), (Stage.RCPT, 3), (Stage.DATA, 4), (Stage.EOD, 5)],
+)
+async def test_disconnect_closes_at_every_stage(
+    gateway: tuple[Serve, Path, Spool], stage: Stage, answered: int
+) -> None:
+    serve, log, _ = gateway
+    port = await serve([StageDisconnector(stage)], Config(accepted_domains=("example.test",)))
+    replies = await _talk(
+        port, b"HELO client.test\r\n", b"MAIL FROM:<s@remote.test>\r\n", b"RCPT TO:<user@example.test>\r\n",
+        b"DATA\r\n", MESSAGE, b"NOOP\r\n",
+    )  # fmt: skip
+    assert replies[answered] == b"421 4.7.0 Closing connection\r\n"
+    assert replies[answered + 1 :] == [b""]
+    [refusal] = search(log, event="REJECT")
+    assert refusal["decided_by"] == "agent stage-disconnector"
+    assert refusal["findings"][0]["stage"] == stage.value
