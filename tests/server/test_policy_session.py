@@ -252,3 +252,27 @@ async def test_disconnect_closes_at_every_stage(
     [refusal] = search(log, event="REJECT")
     assert refusal["decided_by"] == "agent stage-disconnector"
     assert refusal["findings"][0]["stage"] == stage.value
+
+
+async def test_a_refused_recipients_findings_do_not_weigh_on_the_message(
+    gateway: tuple[Serve, Path, Spool],
+) -> None:
+    serve, log, _ = gateway
+
+    class Picky(Blocker):
+        async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
+            if ctx.recipient is not None and ctx.recipient.local == "trap":
+                return Outcome.reject(LISTED, Finding("DNSBL_LISTED", self.name, "trap"))
+            return Outcome.proceed()
+
+    config = Config(accepted_domains=("example.test",), scores={"DNSBL_LISTED": 9.0})
+    port = await serve([Picky()], config)
+    replies = await _talk(
+        port, b"HELO client.test\r\n", b"MAIL FROM:<s@remote.test>\r\n", b"RCPT TO:<trap@example.test>\r\n",
+        b"RCPT TO:<user@example.test>\r\n", b"DATA\r\n", MESSAGE, b"QUIT\r\n",
+    )  # fmt: skip
+    assert replies[3].startswith(b"550 5.7.1") and replies[6].startswith(b"250 2.0.0 OK queued as ")
+    [refusal] = search(log, event="REJECT")
+    assert [f["name"] for f in refusal["findings"]] == ["DNSBL_LISTED"]
+    [receive] = search(log, event="RECEIVE")
+    assert receive["findings"] == [] and receive["decided_by"] == "no threshold (total 0)"

@@ -72,15 +72,16 @@ class Policy:
         """Run the agents of a stage before end of data."""
         ctx = replace(ctx, exempt=self.exemption(ctx))
         result = await self.pipeline.run(ctx.stage, ctx)
-        ledger.add(ctx.stage, result)
         action = result.action
         if action not in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
+            ledger.add(ctx.stage, result)
             return StageDecision(findings=ledger.findings)
+        # The findings of a refused command explain that refusal (tracked with it) and are not
+        # carried on: a recipient refused at RCPT must not weigh on the message to the others.
+        findings = (*ledger.findings, *result.findings)
         default = ACCESS_DENIED if ctx.stage is Stage.CONNECT else CLOSING
         reply = result.outcome.reply or default
-        return StageDecision(
-            reply, action is Action.DISCONNECT, f"agent {result.decided_by}", ledger.findings
-        )
+        return StageDecision(reply, action is Action.DISCONNECT, f"agent {result.decided_by}", findings)
 
     async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
         """Run the EOD agents and decide the message over everything the session found."""

@@ -4,6 +4,8 @@
 count in every transaction of it (a new EHLO replaces the HELO ones); MAIL, RCPT, DATA and EOD
 findings belong to the transaction, which RSET, a new MAIL or a finished message ends. Headers
 agents ask to stamp are kept the same way, so an SPF result at MAIL is both counted and stamped.
+Findings of a command that was refused are tracked with that refusal and not kept
+(``filters.policy``): a recipient refused at RCPT does not weigh on the message to the others.
 
 ``decide`` turns the end of data into a ``Verdict``, by the first rule that applies:
 
