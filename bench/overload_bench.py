@@ -39,7 +39,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-MESSAGE = b"Subject: normal client\r\nMessage-ID: <normal@remote.test>\r\n\r\nhello through the crowd\r\n"
+MESSAGE = (
+    b"From: <a@remote.test>\r\nSubject: normal client\r\nMessage-ID: <normal@remote.test>\r\n"
+    b"\r\nhello through the crowd\r\n"
+)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from tests.e2e.smtpwire import Wire
 
 pytestmark = pytest.mark.e2e
 
-MESSAGE = b"Subject: through\r\nMessage-ID: <through@remote.test>\r\n\r\nhello\r\n"
+MESSAGE = b"From: <a@remote.test>\r\nSubject: through\r\nMessage-ID: <through@remote.test>\r\n\r\nhello\r\n"
 
 
 @contextmanager
@@ -137,7 +137,8 @@ def test_the_byte_budget_refuses_at_mail_and_after_data_and_is_given_back(workdi
             assert b.command("RCPT TO:<c@example.test>").startswith("250")
             assert b.command("DATA").startswith("354")
             # More than it declared, and more than the budget has: refused, not 250.
-            b.send(b"Subject: big\r\n\r\n" + b"x" * 78 + b"\r\n" + (b"y" * 98 + b"\r\n") * 30 + b".\r\n")
+            head = b"From: <a@remote.test>\r\nSubject: big\r\n\r\n"
+            b.send(head + b"x" * 78 + b"\r\n" + (b"y" * 98 + b"\r\n") * 30 + b".\r\n")
             assert b.reply().startswith("452 4.3.1")
             assert b.command("MAIL FROM:<b@remote.test> SIZE=100").startswith("250")
             assert b.command("RCPT TO:<c@example.test>").startswith("250")

@@ -30,7 +30,7 @@ from tests.e2e.harness import GatewayProcess, InProcessGateway, SmtpSink, free_p
 
 pytestmark = pytest.mark.e2e
 
-BODY = b"Subject: planted\r\nMessage-ID: <planted@remote.test>\r\n\r\nplanted\r\n"
+BODY = b"From: <a@remote.test>\r\nSubject: planted\r\nMessage-ID: <planted@remote.test>\r\n\r\nplanted\r\n"
 
 
 def send(port: int, rcpt: str, tag: str) -> str:
@@ -38,7 +38,8 @@ def send(port: int, rcpt: str, tag: str) -> str:
         c.ehlo("client.example.test")
         c.mail("a@example.test")
         c.rcpt(rcpt)
-        code, text = c.data(f"Subject: {tag}\r\nMessage-ID: <{tag}@example.test>\r\n\r\n{tag}\r\n".encode())
+        head = f"From: <a@remote.test>\r\nSubject: {tag}\r\nMessage-ID: <{tag}@example.test>\r\n"
+        code, text = c.data(f"{head}\r\n{tag}\r\n".encode())
         assert code == 250, text
         return text.decode().rsplit(" ", 1)[-1]
 

@@ -23,7 +23,10 @@ from tests.e2e.test_serve import _edgeward
 
 pytestmark = pytest.mark.e2e
 
-HEAD = b"Subject: during-shutdown\r\nMessage-ID: <during-shutdown@remote.test>\r\n\r\n"
+HEAD = (
+    b"From: <a@remote.test>\r\nSubject: during-shutdown\r\n"
+    b"Message-ID: <during-shutdown@remote.test>\r\n\r\n"
+)
 
 
 def _config(workdir: Path, port: int, smart_host_port: int, grace: float) -> Path:
