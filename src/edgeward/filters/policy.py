@@ -4,7 +4,8 @@ The session drives the protocol and asks ``Policy``; ``Policy`` fills in the exe
 (``filters.exemptions``), runs the pipeline, keeps the findings in the session's ``Ledger``,
 and answers with a ``StageDecision`` (before end of data) or a ``Verdict`` (at end of data).
 It also owns the small rules the session used to hold: where ``RCPT TO:<Postmaster>`` goes, how
-long a refusal is tarpitted, and domain security's certificate rule for partner senders.
+long a refusal is tarpitted, and the connector's preconditions for MAIL (TLS and AUTH when
+required, domain security's certificate rule for partner senders).
 
 Actions mean the same at every stage: ``REJECT`` and ``TEMPFAIL`` refuse the command,
 ``DISCONNECT`` sends the agent's reply (``421 4.7.0`` when it gave none) and closes the
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
 from edgeward.filters.pipeline import Pipeline
@@ -27,6 +27,8 @@ from edgeward.types import Action, Address, Finding, Reply
 CLOSING = Reply(421, "4.7.0", "Closing connection")
 ACCESS_DENIED = Reply(554, "5.7.1", "Access denied")
 NO_POSTMASTER = Reply(550, "5.1.1", "No postmaster mailbox here")
+TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,15 +115,21 @@ class Policy:
         return 0.0
 
 
-def domain_security(
-    connector: ReceiveConnectorConfig, sender: Address, tls_active: bool, peer_names: tuple[str, ...]
-) -> Reply | None:
-    """A sender from a domain-secure partner domain must have shown that partner's certificate."""
+def mail_admission(info: SessionInfo, sender: Address, tls_active: bool) -> Reply | None:
+    """The connector's preconditions for MAIL: TLS and AUTH when required, and domain security.
+
+    A sender from a domain-secure partner domain must have shown that partner's certificate.
+    """
+    connector = info.connector
+    if connector.require_tls and not tls_active:
+        return TLS_REQUIRED
+    if connector.require_auth and not info.authenticated:
+        return AUTH_REQUIRED
     domain = sender.domain.lower()
     if not domain or domain not in connector.domain_secure_partners:
         return None
     if not tls_active:
         return Reply(530, "5.7.0", f"Domain security requires STARTTLS for {domain}")
-    if domain not in peer_names:
+    if domain not in info.peer_names:
         return Reply(454, "4.7.0", f"No valid TLS certificate for partner domain {domain}")
     return None

@@ -32,7 +32,7 @@ from edgeward.config.permissions import rights_for
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.message import MessageView
-from edgeward.filters.policy import CLOSING, Policy, StageDecision, domain_security
+from edgeward.filters.policy import CLOSING, Policy, StageDecision, mail_admission
 from edgeward.filters.transforms import Accepted
 from edgeward.filters.verdict import Ledger
 from edgeward.headers import parse_headers, sanitize
@@ -55,10 +55,8 @@ log = logging.getLogger("edgeward.session")
 GOODBYE = Reply(221, "2.0.0", "Bye")
 TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
 SESSION_TOO_LONG = Reply(421, "4.4.2", "Connection time limit exceeded, closing connection")
-TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
 TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
-AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,12 +294,7 @@ class Session:
         return Reply(250, None, f"{self.fqdn} Hello {self.info.helo} [{self.info.peer.ip}]")
 
     async def _mail(self, event: ev.MailFrom) -> Reply | StageDecision:
-        if self.connector.require_tls and not self.conn.tls_active:
-            return TLS_REQUIRED
-        if self.connector.require_auth and not self.info.authenticated:
-            return AUTH_REQUIRED
-        refusal = domain_security(self.connector, event.address, self.conn.tls_active, self.info.peer_names)
-        if refusal is not None:
+        if refusal := mail_admission(self.info, event.address, self.conn.tls_active):
             return refusal
         tx = Transaction(event)
         self.ledger.new_transaction()
