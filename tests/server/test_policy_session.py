@@ -276,3 +276,21 @@ async def test_a_refused_recipients_findings_do_not_weigh_on_the_message(
     assert [f["name"] for f in refusal["findings"]] == ["DNSBL_LISTED"]
     [receive] = search(log, event="RECEIVE")
     assert receive["findings"] == [] and receive["decided_by"] == "no threshold (total 0)"
+
+
+async def test_a_refusal_by_the_session_itself_carries_the_findings_so_far(
+    gateway: tuple[Serve, Path, Spool],
+) -> None:
+    serve, log, _ = gateway
+    port = await serve([Observer()], Config(scores=SCORES))  # no accepted domain: no postmaster either
+    replies = await _talk(
+        port,
+        b"HELO client.test\r\n",
+        b"MAIL FROM:<s@remote.test>\r\n",
+        b"RCPT TO:<Postmaster>\r\n",
+        b"QUIT\r\n",
+    )
+    assert replies[3] == b"550 5.1.1 No postmaster mailbox here\r\n"
+    [refusal] = search(log, event="REJECT")
+    assert (refusal["detail"], refusal["decided_by"]) == ("at RCPT", "session")
+    assert [(f["name"], f["stage"]) for f in refusal["findings"]] == [("DNSBL_LISTED", "connect")]

@@ -262,10 +262,11 @@ class Session:
         sender: Address | None,
         rcpts: list[Address] | None = None,
     ) -> tuple[Reply, bool]:
-        """Track a refusal (with the findings so far when an agent made it) and say whether to close."""
-        decision = reply if isinstance(reply, StageDecision) else None
-        answer = reply if isinstance(reply, Reply) else (reply.reply or CLOSING)
-        track_refusal(self.env, self.info, stage, answer, sender, rcpts or (), decision=decision)
+        """Track a refusal with the findings so far and who made it; say whether to close."""
+        if isinstance(reply, Reply):  # the session's own rules: TLS, AUTH, limits, postmaster
+            reply = StageDecision(reply, False, "session", self.ledger.findings)
+        answer = reply.reply or CLOSING
+        track_refusal(self.env, self.info, stage, answer, sender, rcpts or (), decision=reply)
         return answer, self._closing
 
     def _end_transaction(self) -> None:
