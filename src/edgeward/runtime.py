@@ -131,6 +131,23 @@ def build_agents(
     return [a for a in agents if a.name not in config.agents.disabled]
 
 
+def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
+    """A server context per TLS connector: its own binding (or the smtp default), SNI by FQDN."""
+    store = CertificateStore(config.resolve(config.tls.store))
+    store.ensure_default(config.server.hostname)
+    # SNI: a client naming one connector's FQDN gets that connector's certificate, whichever
+    # listener it reached.
+    sni = {c.fqdn: store.binding_for("smtp", c.name) for c in config.receive_connectors if c.fqdn and c.tls}
+    contexts: dict[str, ssl.SSLContext] = {}
+    for connector in config.receive_connectors:
+        if not connector.tls:
+            continue
+        cert, key = store.binding_for("smtp", connector.name)
+        client_ca = config.resolve(connector.client_ca) if connector.client_ca else None
+        contexts[connector.name] = server_context(cert, key, sni=sni or None, client_ca=client_ca)
+    return contexts
+
+
 def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObserver | None = None) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
     pipeline = Pipeline(
@@ -147,23 +164,6 @@ def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObse
         Transforms(),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
     )
-
-
-def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
-    """A server context per TLS connector: its own binding (or the smtp default), SNI by FQDN."""
-    store = CertificateStore(config.resolve(config.tls.store))
-    store.ensure_default(config.server.hostname)
-    # SNI: a client naming one connector's FQDN gets that connector's certificate, whichever
-    # listener it reached.
-    sni = {c.fqdn: store.binding_for("smtp", c.name) for c in config.receive_connectors if c.fqdn and c.tls}
-    contexts: dict[str, ssl.SSLContext] = {}
-    for connector in config.receive_connectors:
-        if not connector.tls:
-            continue
-        cert, key = store.binding_for("smtp", connector.name)
-        client_ca = config.resolve(connector.client_ca) if connector.client_ca else None
-        contexts[connector.name] = server_context(cert, key, sni=sni or None, client_ca=client_ca)
-    return contexts
 
 
 class Gateway:
