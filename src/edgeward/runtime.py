@@ -48,7 +48,11 @@ from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.base import Agent, Stage, StageContext
-from edgeward.filters.pipeline import Pipeline
+from edgeward.filters.exemptions import Exemptions
+from edgeward.filters.pipeline import AgentObserver, Pipeline
+from edgeward.filters.policy import Policy
+from edgeward.filters.scoring import ScoreTable, Thresholds
+from edgeward.filters.transforms import Transforms
 from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
@@ -157,6 +161,24 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
+def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObserver | None = None) -> Policy:
+    """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
+    pipeline = Pipeline(
+        agents,
+        timeout=config.agents.timeout,
+        observe_only=config.agents.observe_only,
+        observer=observer,
+        scores=ScoreTable(config.scores),
+    )
+    return Policy(
+        pipeline,
+        Thresholds.from_config(config),
+        Exemptions.from_config(config),
+        Transforms(),
+        postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
+    )
+
+
 class Gateway:
     """One running Edgeward: listeners, sessions, spool and queue manager."""
 
@@ -228,18 +250,15 @@ class Gateway:
         return Dispatcher(config, resolver)
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
-        pipeline = Pipeline(
-            build_agents(config, self.spool, addresses=self.addresses),
-            timeout=config.agents.timeout,
-            observe_only=config.agents.observe_only,
-            observer=self._observe,
+        policy = build_policy(
+            config, build_agents(config, self.spool, addresses=self.addresses), observer=self._observe
         )
         protocol_logs = {
             c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
         }
         env = SessionEnv(
             hostname=config.server.hostname,
-            pipeline=pipeline,
+            policy=policy,
             spool=self.spool,
             tracking=self.tracking,
             tls_contexts=tls_contexts(config),
@@ -247,7 +266,6 @@ class Gateway:
             quarantine=self._quarantine_store(config),
             on_queued=self._notify,
             protocol_logs=protocol_logs,
-            postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
             users=self.users,
             throttles=self._throttles(config),
             budget=self.budget,
@@ -271,6 +289,7 @@ class Gateway:
             "EXPIRE", msg_id=entry.qid, sender=entry.mail_from, recipients=entry.recipients,
             client_ip=entry.client_ip, size=entry.size, detail="quarantine retention",
         )  # fmt: skip
+
     def _protocol_log(self, config: Config, connector: str) -> ProtocolLog:
         """One writer per connector's file, kept across reloads (sessions still running write to
         it) and closed at stop."""

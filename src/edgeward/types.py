@@ -156,11 +156,24 @@ class Action(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """A named observation made by an agent, e.g. ``RCPT_RELAY_DENIED`` or ``SPF_FAIL``."""
+    """A named observation made by an agent, e.g. ``RCPT_RELAY_DENIED`` or ``SPF_FAIL``.
+
+    Agents fill ``name``, ``agent`` and ``detail``; the pipeline fills ``stage`` and ``score``
+    from the score table, so an agent never decides what its observation weighs.
+    """
 
     name: str
     agent: str
     detail: str = ""
+    score: float = 0.0
+    stage: str = ""
+
+    def to_dict(self) -> dict[str, str | float]:
+        """The form written to the agent and tracking logs."""
+        return {
+            "name": self.name, "agent": self.agent, "stage": self.stage, "score": self.score,
+            "detail": self.detail,
+        }  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,3 +97,27 @@ async def test_a_broken_observer_does_not_change_the_verdict() -> None:
 
     result = await Pipeline([Fixed("a", Outcome.proceed())], observer=explode).run(Stage.RCPT, ctx())
     assert result.action is Action.CONTINUE
+
+
+class AntiSpam(Fixed):
+    antispam = True
+
+
+async def test_an_exempt_context_skips_anti_spam_agents_but_never_hard_controls() -> None:
+    spam = AntiSpam("dnsbl", Outcome.proceed(Finding("DNSBL_LISTED", "dnsbl")))
+    hard = Fixed("relay", Outcome.reject(REJECT, Finding("RCPT_RELAY_DENIED", "relay")))
+    exempt = StageContext(Stage.RCPT, ctx().session, exempt="client on the IP allow list")
+    result = await Pipeline([spam, hard]).run(Stage.RCPT, exempt)
+    assert spam.calls == 0 and hard.calls == 1 and result.action is Action.REJECT
+    await Pipeline([spam]).run(Stage.RCPT, ctx())
+    assert spam.calls == 1
+
+
+async def test_the_pipeline_gives_each_finding_its_stage_and_its_weight() -> None:
+    from edgeward.filters.scoring import ScoreTable
+
+    agent = AntiSpam("dnsbl", Outcome.proceed(Finding("DNSBL_LISTED", "dnsbl", "zen")))
+    result = await Pipeline([agent], scores=ScoreTable({"DNSBL_LISTED": 2.5})).run(Stage.RCPT, ctx())
+    [finding] = result.findings
+    assert (finding.name, finding.stage, finding.score) == ("DNSBL_LISTED", "rcpt", 2.5)
+    assert finding.detail == "zen"

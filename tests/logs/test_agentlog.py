@@ -34,7 +34,7 @@ def test_a_rejection_is_logged_with_its_findings(tmp_path: Path) -> None:
         stage=Stage.RCPT,
         action=Action.REJECT,
         reply=Reply(550, "5.7.1", "Listed at zen.example"),
-        findings=[Finding("DNSBL_LISTED", "connection_filter", "zen.example 127.0.0.2")],
+        findings=[Finding("DNSBL_LISTED", "connection_filter", "zen.example 127.0.0.2", 4.0, "rcpt")],
     )
     log.record(
         session_id="S2",
@@ -63,7 +63,13 @@ def test_a_rejection_is_logged_with_its_findings(tmp_path: Path) -> None:
         "action": "reject",
         "reply": "550 5.7.1 Listed at zen.example",
         "findings": [
-            {"name": "DNSBL_LISTED", "agent": "connection_filter", "detail": "zen.example 127.0.0.2"}
+            {
+                "name": "DNSBL_LISTED",
+                "agent": "connection_filter",
+                "stage": "rcpt",
+                "score": 4.0,
+                "detail": "zen.example 127.0.0.2",
+            }
         ],
     }
     assert other["reply"] == "" and other["stage"] == "mail"

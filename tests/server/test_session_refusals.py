@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from edgeward.config.schema import LoggingConfig, ReceiveConnectorConfig
+from edgeward.config.schema import Config, LoggingConfig, ReceiveConnectorConfig
 from edgeward.filters.base import Stage, StageContext
-from edgeward.filters.pipeline import Pipeline
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
+from edgeward.runtime import build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.types import Finding, Outcome, Peer, Reply
 
@@ -40,7 +40,8 @@ async def server(tmp_path: Path) -> AsyncIterator[tuple[int, Refuser, Path]]:
     refuser = Refuser()
     tracking = TrackingLog(tmp_path / "log", LoggingConfig())
     env = SessionEnv(
-        hostname="mx.test", pipeline=Pipeline([refuser]), spool=Spool(tmp_path / "queue", fsync=False),
+        hostname="mx.test", policy=build_policy(Config(), [refuser]),
+        spool=Spool(tmp_path / "queue", fsync=False),
         tracking=tracking, tls_contexts={}, handshake_timeout=5, on_queued=lambda _id: None,
     )  # fmt: skip
     connector = ReceiveConnectorConfig(name="test", tls=False, tarpit_interval=0)

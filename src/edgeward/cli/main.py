@@ -239,7 +239,8 @@ def agents_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text")] = False,
 ) -> None:
     """Print the effective agent pipeline in the order it runs."""
-    from edgeward.filters.base import Stage, describe
+    from edgeward.filters.base import Stage, describe, is_antispam
+    from edgeward.filters.scoring import Thresholds
     from edgeward.queue.spool import Spool
     from edgeward.runtime import build_agents
 
@@ -256,15 +257,40 @@ def agents_list(
                     "name": a.name,
                     "stages": [s.value for s in Stage if s in a.stages],
                     "fail_open": a.fail_open,
+                    "exemptible": is_antispam(a),
                 }
                 for a in agents
             ],
+            "thresholds": Thresholds.from_config(config).values,
+            "scores": {n: {"weight": w, "description": d} for n, w, _, d in _score_rows(config)},
         }
         typer.echo(json.dumps(doc, indent=2))
         return
     for i, agent in enumerate(agents, 1):
         typer.echo(f"{i:>2}. {describe(agent)}")
     typer.echo(f"mode: {mode}; per-stage timeout {config.agents.timeout:g}s (451 4.3.0 on timeout or error)")
+    typer.echo("anti-spam agents are skipped for exempt clients, senders and recipients; hard ones never")
+    typer.echo("")
+    typer.echo("thresholds (total score -> action): " + _thresholds_line(config))
+    typer.echo("score table ('*' overridden in [scores]):")
+    for name, weight, marker, description in _score_rows(config):
+        typer.echo(f"  {name:<30} {weight:>6g}{marker} {description}")
+
+
+def _thresholds_line(config: Config) -> str:
+    from edgeward.filters.scoring import Thresholds
+
+    values = Thresholds.from_config(config).values
+    return ", ".join(f"{n} {'off' if v is None else f'{v:g}'}" for n, v in values.items())
+
+
+def _score_rows(config: Config) -> list[tuple[str, float, str, str]]:
+    from edgeward.config.scores import SCORE_TABLE
+
+    return [
+        (name, config.scores.get(name, d.weight), "*" if name in config.scores else " ", d.description)
+        for name, d in SCORE_TABLE.items()
+    ]
 
 
 def _describe_defaults() -> dict[str, object]:
@@ -281,4 +307,11 @@ def _describe_defaults() -> dict[str, object]:
                 out[name] = {"default": dumped, "description": field.description or ""}
         return out
 
-    return walk(Config, Config())
+    from edgeward.config.scores import SCORE_TABLE
+
+    out = walk(Config, Config())
+    # The score table is code, not a default of the schema's empty override mapping: print it whole.
+    out["scores"] = {
+        name: {"default": d.weight, "description": d.description} for name, d in SCORE_TABLE.items()
+    }
+    return out

@@ -14,7 +14,7 @@ import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -26,7 +26,7 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.logs.tracking import TrackingEvent, search
 from edgeward.ports import Clock, SystemClock
 
-__all__ = ["parse_when", "track", "track_app"]
+__all__ = ["explain", "findings_cell", "parse_when", "track", "track_app", "why"]
 
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -63,6 +63,7 @@ def _event(value: str | None) -> TrackingEvent | None:
 
 @track_app.callback(invoke_without_command=True)
 def track(
+    ctx: typer.Context,
     sender: Annotated[str | None, typer.Option("--sender", help="Envelope sender.")] = None,
     recipient: Annotated[str | None, typer.Option("--recipient", help="One of the recipients.")] = None,
     message_id: Annotated[str | None, typer.Option("--message-id", help="Message-ID header value.")] = None,
@@ -77,7 +78,9 @@ def track(
         Path | None, typer.Option("--log-dir", help="Log folder (default: logging.dir).")
     ] = None,
 ) -> None:
-    """Search the message tracking log, oldest entries first."""
+    """Search the message tracking log, oldest entries first (``track why`` explains one message)."""
+    if ctx.invoked_subcommand is not None:
+        return
     wanted_event = _event(event)
     since_dt = parse_when(since) if since else None
     until_dt = parse_when(until) if until else None
@@ -111,7 +114,7 @@ def track(
         return
     table = Table("Time", "Event")
     add_id_column(table, "ID")
-    for column in ("Sender", "Recipients", "Reply / detail"):
+    for column in ("Sender", "Recipients", "Reply / detail", "Findings"):
         table.add_column(column, overflow="fold")
     for e in rows:
         reply = " ".join(str(x) for x in (e.get("reply"), e.get("detail"), e.get("next_hop")) if x)
@@ -122,6 +125,73 @@ def track(
             str(e.get("sender", "")) or "<>",
             ", ".join(str(r) for r in e.get("recipients") or ()),
             reply,
+            findings_cell(e),
         )
         table.add_row(*(Text(clean(c)) for c in cells))
     print_table(console(), table, keep=[clean(str(e.get("msg_id", ""))) for e in rows])
+
+
+def findings_cell(entry: dict[str, Any]) -> str:
+    """``NAME=score`` of every finding an entry carries, then the rule that decided."""
+    found = entry.get("findings") or []
+    names = ", ".join(f"{f.get('name', '')}={_num(f.get('score'))}" for f in found if isinstance(f, dict))
+    rule = str(entry.get("decided_by") or "")
+    return "; ".join(x for x in (names, rule) if x)
+
+
+def _num(value: object) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value or 0)
+
+
+def explain(entries: list[dict[str, Any]]) -> list[str]:
+    """The lines of ``track why``: per verdict event, every finding and the rule that decided."""
+    lines: list[str] = []
+    for e in entries:
+        if "findings" not in e and "decided_by" not in e:
+            continue
+        rcpts = ", ".join(str(r) for r in e.get("recipients") or ())
+        lines.append(
+            f"{e.get('time', '')} {e.get('event', '')} {e.get('msg_id', '') or '-'}"
+            f" from <{e.get('sender', '')}> to {rcpts or '-'}"
+            + (f": {e.get('reply')}" if e.get("reply") else "")
+        )
+        found = [f for f in e.get("findings") or [] if isinstance(f, dict)]
+        if found:
+            lines.append(f"  {'STAGE':<8} {'AGENT':<20} {'FINDING':<30} {'SCORE':>6}  DETAIL")
+        for f in found:
+            lines.append(
+                f"  {f.get('stage', '') or '-':<8} {f.get('agent', ''):<20} {f.get('name', ''):<30}"
+                f" {_num(f.get('score')):>6}  {f.get('detail', '')}"
+            )
+        total = sum(float(f.get("score") or 0) for f in found)
+        lines.append(f"  total {total:g}; decided by: {e.get('decided_by') or 'unknown'}")
+    return [clean(line) for line in lines]
+
+
+@track_app.command("why")
+def why(
+    msg_id: Annotated[str | None, typer.Argument(help="Queue id.")] = None,
+    message_id: Annotated[str | None, typer.Option("--message-id", help="Message-ID header value.")] = None,
+    config: Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")] = DEFAULT_CONFIG_PATH,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="Log folder (default: logging.dir).")
+    ] = None,
+) -> None:
+    """Why a message was received, quarantined or refused: every finding, its agent, stage and
+    score, and the rule that decided (a threshold and the total, or an agent's hard decision)."""
+    if (msg_id is None) == (message_id is None):
+        raise typer.BadParameter("give a queue id or --message-id, not both")
+    if log_dir is None:
+        cfg = load(config)
+        log_dir = cfg.resolve(cfg.logging.dir)
+    if not log_dir.is_dir():
+        fail(f"no log folder at {log_dir}")
+    found = list(search(log_dir, msg_id=msg_id, message_id=message_id))
+    if message_id is not None:  # the queue ids it had, so the events without a Message-ID count too
+        ids = {str(e.get("msg_id")) for e in found if e.get("msg_id")}
+        found = [e for i in sorted(ids) for e in search(log_dir, msg_id=i)] or found
+    lines = explain(found)
+    if not lines:
+        fail(f"no verdict for {msg_id or message_id} in the tracking log")
+    for line in lines:
+        typer.echo(line)

@@ -17,7 +17,17 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|k|mb|m|gb|g)?\s*$", re.IGNORECASE)
@@ -477,6 +487,61 @@ class AgentsConfig(_Section):
         return v
 
 
+# A threshold of [policy]: a score, "off", or unset (for reject, quarantine and discard: take the
+# content filter's SCL setting, so configurations written before the score table keep working).
+Threshold = float | Literal["off"] | None
+
+
+class PolicyConfig(_Section):
+    """Thresholds turning the total of a transaction's findings into an action; exemptions."""
+
+    stamp: Threshold = Field(None, description="Total at which X-Edgeward-Spam-Flag: YES is added")
+    quarantine: Threshold = Field(
+        None, description="Total at which the message is quarantined; unset: content_filter's quarantine SCL"
+    )
+    reject: Threshold = Field(
+        None, description="Total at which the message gets 550 5.7.1; unset: content_filter's reject SCL (7)"
+    )
+    discard: Threshold = Field(
+        None, description="Total at which the message is accepted and dropped; unset: content_filter's delete"
+    )
+    tempfail: Threshold = Field(None, description="Total at which the message gets 451 4.7.1; unset: off")
+    rejection_response: str | None = Field(
+        None, max_length=240, description="Text of the threshold's 550 5.7.1; unset: content_filter's"
+    )
+    ip_allow: tuple[str, ...] = Field(
+        (), max_length=1000, description="Client networks (CIDR) exempt from anti-spam agents"
+    )
+    bypassed_recipients: tuple[str, ...] = Field(
+        (), max_length=1000, description="Recipients exempt from anti-spam agents (with content_filter's)"
+    )
+    bypassed_senders: tuple[str, ...] = Field(
+        (), max_length=1000, description="Senders exempt from anti-spam agents (with content_filter's)"
+    )
+    bypassed_sender_domains: tuple[str, ...] = Field(
+        (), max_length=1000, description="Sender domains exempt from anti-spam ('*.example.org' allowed)"
+    )
+
+    @field_validator("ip_allow")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not an IP network: {net!r}") from None
+        return v
+
+
+def _known_scores(v: dict[str, float]) -> dict[str, float]:
+    if unknown := unknown_names(v):
+        raise ValueError(
+            f"unknown finding name(s) {', '.join(unknown)}; see 'edgeward agents list' for the"
+            f" {len(SCORE_TABLE)} names"
+        )
+    return v
+
+
 class LoggingConfig(_Section):
     dir: Path = Field(Path("log"), description="Folder of the tracking, agent and protocol logs")
     level: Literal["debug", "info", "warning", "error"] = Field(
@@ -506,6 +571,11 @@ class Config(_Section):
     dns: DnsConfig = DnsConfig()
     mta_sts: MtaStsConfig = MtaStsConfig()
     agents: AgentsConfig = AgentsConfig()
+    policy: PolicyConfig = PolicyConfig()
+    scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
+        default_factory=dict,
+        description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",
+    )
     logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from edgeward.content.facts import MessageFacts, extract_facts
 from edgeward.content.features import message_features
-from edgeward.content.mime import ParseLimits, parse_message
+from edgeward.content.mime import ParsedMessage, ParseLimits, parse_message
 from edgeward.content.phishing import phishing_cues
 
 __all__ = ["GTUBE", "Analysis", "analyze"]
@@ -27,9 +27,9 @@ class Analysis:
     gtube: bool
 
 
-def analyze(raw: bytes, limits: ParseLimits | None = None) -> Analysis:
-    """Analyse ``raw``; never raises for any byte string."""
-    facts = extract_facts(parse_message(raw, limits))
+def analyze(raw: bytes, limits: ParseLimits | None = None, parsed: ParsedMessage | None = None) -> Analysis:
+    """Analyse ``raw`` (or its ``parsed`` form, when a caller parsed it already); never raises."""
+    facts = extract_facts(parsed if parsed is not None else parse_message(raw, limits))
     cues = phishing_cues(facts)
     features = message_features(facts, cues)
     # GTUBE is searched in the raw bytes too: it must fire even inside an encoded part.

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeward.content.analyze import analyze
+from edgeward.content.mime import ParsedMessage
 from edgeward.content.model import LinearModel, feature_slots
 from edgeward.content.phishing import PHISH_WEIGHTS, pcl_from_cues
 from edgeward.content.state import ModelStateStore, StaleModelError
@@ -165,9 +166,12 @@ class SpamClassifier:
             log.info("live model %r reloaded at version %d", self.model_name, self.version)
         return replaced
 
-    def score(self, raw: bytes) -> ContentVerdict:
-        """Rate ``raw`` (the message as received, any line endings); never raises for bad MIME."""
-        analysis = analyze(raw)
+    def score(self, raw: bytes, parsed: ParsedMessage | None = None) -> ContentVerdict:
+        """Rate ``raw`` (the message as received, any line endings); never raises for bad MIME.
+
+        ``parsed`` is ``raw`` already parsed (the gateway parses a message once at end of data).
+        """
+        analysis = analyze(raw, parsed=parsed)
         pcl, _ = pcl_from_cues(list(analysis.cues))
         phish = tuple((cue, PHISH_WEIGHTS[cue]) for cue in analysis.cues)
         if analysis.gtube:

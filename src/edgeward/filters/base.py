@@ -3,8 +3,15 @@
 Agents decide before the ``250``; they never change a message. An agent is called at each
 ``Stage`` it registered for, in protocol order (Haraka's hooks, Exchange's SMTP events), and
 answers with one ``Outcome``: continue, or a final action with the reply to send, plus named
-findings that explain the verdict. Agents that want a header stamped on an accepted message
-return it in ``Outcome.headers``; the session adds it when the message is queued.
+findings that explain the verdict. Hard controls (relay, size, sender login ...) decide on the
+spot; anti-spam agents (``antispam = True``) report findings, which the score table weighs and
+the policy decides on at end of data (``filters.verdict``). Anti-spam agents are not called for
+a context the exemptions mark exempt (``StageContext.exempt``). Agents that want a header
+stamped on an accepted message return it in ``Outcome.headers``, at any stage; the stamps
+transform adds it when the message is accepted.
+
+Collaborators (a resolver, the state store, a clock) reach an agent through its constructor,
+built in ``runtime``; never through module globals.
 
 Security: an agent sees the session only through ``StageContext``, a read-only view. It cannot
 write to the socket, so it cannot break the protocol's state machine or answer twice.
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.filters.message import MessageView
 from edgeward.headers import HeaderBlock
 from edgeward.types import Address, Outcome, Peer
 
@@ -70,6 +78,8 @@ class StageContext:
     data: bytes = b""  # the whole message at EOD (CRLF line endings)
     headers: HeaderBlock | None = None  # parsed header block at EOD
     msg_id: str = ""  # the queue id at EOD (allocated before the agents run); empty before
+    message: MessageView | None = None  # the message at EOD, parsed once for every agent
+    exempt: str = ""  # why anti-spam does not apply here (filters.exemptions); empty: it does
 
 
 @runtime_checkable
@@ -78,15 +88,22 @@ class Agent(Protocol):
 
     name: str
     stages: frozenset[Stage]
+    # Anti-spam agents are skipped where an exemption applies; hard controls never are.
+    antispam: bool
     # A dependency outage in a fail-open agent lets mail through instead of answering 451.
     fail_open: bool
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome: ...
 
 
+def is_antispam(agent: Agent) -> bool:
+    return bool(getattr(agent, "antispam", False))
+
+
 def describe(agent: Agent) -> str:
     """One line for ``edgeward agents list``."""
     stages = ", ".join(s.value for s in Stage if s in agent.stages)
+    kind = "anti-spam" if is_antispam(agent) else "hard"
     doc = (type(agent).__doc__ or "").strip().splitlines()
     summary = doc[0] if doc else ""
-    return f"{agent.name:<20} [{stages}] {summary}"
+    return f"{agent.name:<20} {kind:<9} [{stages}] {summary}"

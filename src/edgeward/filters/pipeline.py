@@ -4,7 +4,9 @@ Rules, in the spirit of Haraka and Exchange's transport pipeline:
 
 - agents run one after another in configured order; the first final outcome wins and later
   agents at that stage are not asked;
-- findings of every agent that ran are collected, so a rejection is explained;
+- findings of every agent that ran are collected, so a rejection is explained, and each is
+  given its stage and its weight from the score table (agents never weigh their own findings);
+- anti-spam agents are skipped when the context is exempt (``filters.exemptions``);
 - an agent that raises or runs past its time limit gives ``451 4.3.0`` (never ``250``) and is
   logged by name, unless it is fail-open, in which case the stage goes on without it;
 - in observe-only mode every outcome is logged and none is enforced.
@@ -20,7 +22,8 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from edgeward.filters.base import Agent, Stage, StageContext
+from edgeward.filters.base import Agent, Stage, StageContext, is_antispam
+from edgeward.filters.scoring import ScoreTable
 from edgeward.types import Action, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.pipeline")
@@ -42,6 +45,10 @@ class StageResult:
     def action(self) -> Action:
         return self.outcome.action
 
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return self.outcome.findings
+
 
 class Pipeline:
     """Runs the configured agents stage by stage."""
@@ -53,8 +60,10 @@ class Pipeline:
         timeout: float = 30.0,
         observe_only: bool = False,
         observer: AgentObserver | None = None,
+        scores: ScoreTable | None = None,
     ) -> None:
         self.agents = tuple(agents)
+        self.scores = scores or ScoreTable()
         self.timeout = timeout
         self.observe_only = observe_only
         self._observer = observer
@@ -67,7 +76,12 @@ class Pipeline:
         findings: list[Finding] = []
         headers: list[tuple[str, str]] = []
         for agent in self._by_stage[stage]:
+            if ctx.exempt and is_antispam(agent):
+                continue
             outcome = await self._call(agent, stage, ctx)
+            if outcome.findings:
+                scored = tuple(self.scores.scored(f, stage.value) for f in outcome.findings)
+                outcome = Outcome(outcome.action, outcome.reply, scored, outcome.headers)
             findings.extend(outcome.findings)
             headers.extend(outcome.headers)
             if self._observer is not None:

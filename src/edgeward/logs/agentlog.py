@@ -68,7 +68,7 @@ class AgentLog(LogWriter):
                 "stage": _name(stage),
                 "action": _name(action),
                 "reply": "" if reply is None else str(reply),
-                "findings": [{"name": f.name, "agent": f.agent, "detail": f.detail} for f in findings],
+                "findings": [f.to_dict() for f in findings],
             }
         )
 

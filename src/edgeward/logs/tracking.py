@@ -23,6 +23,7 @@ from typing import Any
 from edgeward.config.schema import LoggingConfig
 from edgeward.logs.rotating import LogWriter, iso_time, read_entries, utc_timestamp
 from edgeward.ports import Clock
+from edgeward.types import Finding
 
 __all__ = ["TrackingEvent", "TrackingLog", "search"]
 
@@ -77,26 +78,32 @@ class TrackingLog(LogWriter):
         reply: str = "",
         detail: str = "",
         next_hop: str = "",
+        findings: Iterable[Finding] | None = None,
+        decided_by: str = "",
     ) -> None:
+        """One line; ``findings`` and ``decided_by`` explain a RECEIVE, QUARANTINE or REJECT
+        (``edgeward track why``) and are written only for events that carry a verdict."""
         name = event.value if isinstance(event, TrackingEvent) else event
         if name not in _EVENTS:
             raise ValueError(f"unknown tracking event {name!r}")
-        self._log.write(
-            {
-                "time": iso_time(self._clock.now()),
-                "event": name,
-                "msg_id": msg_id,
-                "message_id": message_id,
-                "sender": sender,
-                "recipients": list(recipients),
-                "client_ip": client_ip,
-                "connector": connector,
-                "size": size,
-                "reply": reply,
-                "detail": detail,
-                "next_hop": next_hop,
-            }
-        )
+        entry: dict[str, object] = {
+            "time": iso_time(self._clock.now()),
+            "event": name,
+            "msg_id": msg_id,
+            "message_id": message_id,
+            "sender": sender,
+            "recipients": list(recipients),
+            "client_ip": client_ip,
+            "connector": connector,
+            "size": size,
+            "reply": reply,
+            "detail": detail,
+            "next_hop": next_hop,
+        }
+        if findings is not None:
+            entry["findings"] = [f.to_dict() for f in findings]
+            entry["decided_by"] = decided_by
+        self._log.write(entry)
 
 
 def search(

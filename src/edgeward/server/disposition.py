@@ -1,4 +1,4 @@
-"""Where an accepted message goes once the agents have spoken: the queue or the quarantine.
+"""Where a message goes once the policy has spoken: refused, dropped, the quarantine or the queue.
 
 Both write the message durably before the client hears ``250``: the spool with its group
 commit, the quarantine store in a worker thread. Either failing answers ``451 4.3.0`` (a full or
@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from edgeward.errors import QueueError
 from edgeward.filters.base import SessionInfo
-from edgeward.filters.pipeline import StageResult
+from edgeward.filters.policy import StageDecision
+from edgeward.filters.verdict import Verdict
 from edgeward.headers import HeaderBlock, sanitize
 from edgeward.quarantine.store import QuarantineEntry
 from edgeward.queue.model import record_to_dict
 from edgeward.server.receipt import Transaction, queue_record
-from edgeward.types import Address, Reply
+from edgeward.types import Action, Address, Reply
 
 if TYPE_CHECKING:
     from edgeward.server.session import SessionEnv
@@ -49,24 +50,58 @@ def track_refusal(
     sender: Address | None,
     recipients: Iterable[Address] = (),
     msg_id: str = "",
+    *,
+    decision: StageDecision | None = None,
 ) -> Reply:
     """A REJECT line when ``reply`` refuses something at ``stage``; returns ``reply`` unchanged.
 
     Every refusal is tracked, whoever made it (an agent, the session's own TLS, AUTH and domain
     security rules, the core's limits), so ``edgeward track`` explains a sender's bounce without
-    the protocol log.
+    the protocol log. A refusal by an agent carries the session's findings so far and the agent.
     """
     if reply.code >= 400:
+        findings = decision.findings if decision is not None else ()
+        decided_by = decision.decided_by if decision is not None else "session"
         env.tracking.event(
             "REJECT", msg_id=msg_id, sender=str(sender) if sender is not None else "",
             recipients=[str(r) for r in recipients], client_ip=info.peer.ip, connector=info.connector.name,
-            reply=str(reply), detail=f"at {stage}",
+            reply=str(reply), detail=f"at {stage}", findings=findings, decided_by=decided_by,
         )  # fmt: skip
     return reply
 
 
+async def dispose(
+    env: SessionEnv,
+    verdict: Verdict,
+    msg_id: str,
+    tx: Transaction,
+    data: bytes,
+    headers: HeaderBlock,
+    info: SessionInfo,
+) -> Reply:
+    """Carry out the end-of-data verdict: refuse, drop, quarantine or queue, and track it."""
+    message_id = sanitize(headers.get("Message-ID").strip(), 500)
+    why = {"findings": verdict.findings, "decided_by": verdict.decided_by, "message_id": message_id}
+    if verdict.refused and verdict.reply is not None:
+        track(env, "REJECT", msg_id, tx, info, len(data), reply=str(verdict.reply),
+              detail=f"at EOD by {verdict.decided_by.removeprefix('agent ')}", **why)  # fmt: skip
+        return verdict.reply
+    if verdict.action is Action.DISCARD:
+        track(env, "DISCARD", msg_id, tx, info, len(data), detail=verdict.decided_by, **why)
+        return Reply(250, "2.0.0", f"OK queued as {msg_id}")
+    if verdict.action is Action.QUARANTINE:
+        return await quarantine(env, msg_id, tx, data, headers, info, verdict)
+    return await enqueue(env, msg_id, tx, data, headers, info, verdict)
+
+
 async def enqueue(
-    env: SessionEnv, msg_id: str, tx: Transaction, data: bytes, headers: HeaderBlock, info: SessionInfo
+    env: SessionEnv,
+    msg_id: str,
+    tx: Transaction,
+    data: bytes,
+    headers: HeaderBlock,
+    info: SessionInfo,
+    verdict: Verdict | None = None,
 ) -> Reply:
     record = queue_record(msg_id, tx, data, headers, info)
     try:
@@ -83,8 +118,11 @@ async def enqueue(
         detail += f"; client certificate={','.join(info.peer_names)}"
     if info.authenticated:
         detail += f"; authenticated={info.authenticated}"
+    why: dict[str, Any] = {}
+    if verdict is not None:
+        why = {"findings": verdict.findings, "decided_by": verdict.decided_by}
     track(env, "RECEIVE", msg_id, tx, info, record.size, message_id=record.message_id, reply="250 2.0.0",
-          detail=detail)  # fmt: skip
+          detail=detail, **why)  # fmt: skip
     env.on_queued(msg_id)
     return Reply(250, "2.0.0", f"OK queued as {msg_id}")
 
@@ -96,20 +134,19 @@ async def quarantine(
     data: bytes,
     headers: HeaderBlock,
     info: SessionInfo,
-    verdict: StageResult,
+    verdict: Verdict,
 ) -> Reply:
     store = env.quarantine
     if store is None:  # no store configured: refusing for now is safer than delivering spam
         return SERVICE_ERROR
-    outcome = verdict.outcome
-    scl = next((v for n, v in outcome.headers if n == "X-Edgeward-SCL"), "-1")
+    scl = next((v for n, v in verdict.headers if n == "X-Edgeward-SCL"), "-1")
     entry = QuarantineEntry(
         qid="",
         mail_from=str(tx.mail_from),
         recipients=tuple(str(r) for r in tx.rcpts),
-        reason=verdict.decided_by,
+        reason=verdict.decided_by.removeprefix("agent "),
         scl=int(scl) if scl.lstrip("-").isdigit() else -1,
-        findings=tuple(f.name for f in outcome.findings),
+        findings=tuple(f.name for f in verdict.findings),
         subject=sanitize(headers.get("Subject"), 200),
         client_ip=info.peer.ip,
         queue_record=record_to_dict(queue_record(msg_id, tx, data, headers, info)),
@@ -119,5 +156,7 @@ async def quarantine(
     except OSError:
         log.exception("session %s: quarantine refused message", info.session_id)
         return SERVICE_ERROR
-    track(env, "QUARANTINE", msg_id, tx, info, len(data), detail=f"{verdict.decided_by} {qid}")
+    track(env, "QUARANTINE", msg_id, tx, info, len(data), detail=f"{verdict.decided_by} {qid}",
+          findings=verdict.findings, decided_by=verdict.decided_by,
+          message_id=sanitize(headers.get("Message-ID").strip(), 500))  # fmt: skip
     return Reply(250, "2.0.0", f"OK queued as {msg_id}")

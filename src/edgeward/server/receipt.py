@@ -9,10 +9,9 @@ into the headers or the queue metadata.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
 from edgeward.filters.base import SessionInfo
+from edgeward.filters.transforms.stamps import trace_header
 from edgeward.headers import HeaderBlock, sanitize
 from edgeward.queue.model import MessageRecord, RecipientRecord
 from edgeward.smtp import events as ev
@@ -34,24 +33,8 @@ class Transaction:
 
 
 def received_header(msg_id: str, tx: Transaction, info: SessionInfo, fqdn: str, tls_active: bool) -> str:
-    """The trace header (RFC 5321 §4.4), with the protocol names of RFC 3848 / RFC 6531."""
-    proto = "UTF8SMTP" if tx.smtputf8 else ("ESMTP" if info.esmtp else "SMTP")
-    if tls_active:
-        proto += "S"
-    if info.authenticated:
-        proto += "A"
-    tls = f"\r\n\t(using {info.tls})" if info.tls else ""
-    if info.peer_names:  # RFC 8314 §4.3 style: say which verified client certificate was shown
-        tls += f"\r\n\t(client certificate for {sanitize(', '.join(info.peer_names), 200)} verified)"
-    who = f"for {tx.rcpts[0].bracketed()}; " if len(tx.rcpts) == 1 else ""
-    helo = info.helo or "unknown"
-    ip = info.peer.ip
-    literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
-    date = format_datetime(datetime.now(UTC))
-    return (
-        f"Received: from {helo} ({literal})\r\n\tby {fqdn} (Edgeward) with {proto} id {msg_id}{tls}"
-        f"\r\n\t{who}{date}\r\n"
-    )
+    """The trace header of ``tx`` (assembled by the stamps transform)."""
+    return trace_header(msg_id, info, fqdn, tls_active=tls_active, smtputf8=tx.smtputf8, rcpts=tx.rcpts)
 
 
 def queue_record(

@@ -9,9 +9,12 @@ Security:
 - bytes the client pipelined behind STARTTLS are thrown away, both those the core holds and
   those still in the stream's buffer, and all state is reset after the handshake;
 - every wait on the client is bounded (idle, DATA and whole-connection time limits);
-- a message is on disk, fsync'd, before ``250`` is sent; a spool error answers ``451``;
-- headers with Edgeward's own prefix are removed from incoming mail, so no client can forge a
-  verdict stamp.
+- a message is on disk, fsync'd, before ``250`` is sent; a spool error answers ``451``.
+
+Policy lives elsewhere: the agents' verdicts, exemptions, the postmaster rewrite and the tarpit
+in ``filters.policy``, header changes in ``filters.transforms``, where an accepted message goes in
+``server.disposition``. The session keeps the findings of its stages in a ``Ledger`` and hands
+it to the policy with each question.
 """
 
 from __future__ import annotations
@@ -28,33 +31,32 @@ from edgeward.auth.users import UserStore
 from edgeward.config.permissions import rights_for
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
-from edgeward.filters.pipeline import Pipeline
-from edgeward.headers import parse_headers, remove_fields, sanitize
+from edgeward.filters.message import MessageView
+from edgeward.filters.policy import CLOSING, Policy, StageDecision, mail_admission
+from edgeward.filters.transforms import Accepted
+from edgeward.filters.verdict import Ledger
+from edgeward.headers import parse_headers, sanitize
 from edgeward.logs.protocol import ProtocolLog, ProtocolSession
 from edgeward.logs.tracking import TrackingLog
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
 from edgeward.server.budget import BUDGET_FULL, ByteBudget, Reservation
-from edgeward.server.disposition import enqueue, quarantine, track, track_refusal
+from edgeward.server.disposition import dispose, track, track_refusal
 from edgeward.server.guard import TOO_MUCH_JUNK, ReadGuard, SessionEnd
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
-from edgeward.server.receipt import Transaction, received_header
+from edgeward.server.receipt import Transaction
 from edgeward.smtp import events as ev
 from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
 from edgeward.types import Action, Address, Peer, Reply
 
 log = logging.getLogger("edgeward.session")
 
-INTERNAL_HEADER_PREFIXES = (b"x-edgeward-",)
-
 GOODBYE = Reply(221, "2.0.0", "Bye")
 TIMEOUT = Reply(421, "4.4.2", "Idle timeout, closing connection")
 SESSION_TOO_LONG = Reply(421, "4.4.2", "Connection time limit exceeded, closing connection")
-TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to temporary reason")
 TLS_READY = Reply(220, "2.0.0", "Ready to start TLS")
-AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +64,7 @@ class SessionEnv:
     """What a session needs from the running gateway; built by ``runtime``."""
 
     hostname: str
-    pipeline: Pipeline
+    policy: Policy
     spool: Spool
     tracking: TrackingLog
     tls_contexts: Mapping[str, ssl.SSLContext]  # by connector name; none: no TLS on it
@@ -71,8 +73,6 @@ class SessionEnv:
     quarantine: QuarantineStore | None = None
     users: UserStore | None = None
     throttles: Mapping[str, Throttle] = field(default_factory=dict)  # failed AUTH, by connector
-    # Where "RCPT TO:<Postmaster>" (no domain, RFC 5321 §4.5.1) goes; empty: refuse it.
-    postmaster: str = ""
     protocol_logs: Mapping[str, ProtocolLog] = field(default_factory=dict)  # by connector name
     budget: ByteBudget | None = None  # message bytes in flight, shared by all sessions
 
@@ -126,6 +126,8 @@ class Session:
             ),
         )
         self.tx: Transaction | None = None
+        self.ledger = Ledger()
+        self._closing = False  # an agent asked to DISCONNECT: send its reply, then close
         plog = env.protocol_logs.get(connector.name)
         self.plog: ProtocolSession | None = plog.session(session_id, peer.ip) if plog else None
 
@@ -181,10 +183,10 @@ class Session:
             if self.tls_context is None:
                 return
             await self._handshake()
-        verdict = await self.env.pipeline.run(Stage.CONNECT, StageContext(Stage.CONNECT, self.info))
-        if verdict.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
-            reply = verdict.outcome.reply or Reply(554, "5.7.1", "Access denied")
-            self._write(self.conn.greeting(track_refusal(self.env, self.info, "CONNECT", reply, None)))
+        decision = await self.env.policy.stage(StageContext(Stage.CONNECT, self.info), self.ledger)
+        if decision.reply is not None:
+            refusal = track_refusal(self.env, self.info, "CONNECT", decision.reply, None, decision=decision)
+            self._write(self.conn.greeting(refusal))
             return
         banner = self.connector.banner or "ESMTP ready"
         self._write(self.conn.greeting(Reply(220, None, f"{self.fqdn} {banner}")))
@@ -217,23 +219,21 @@ class Session:
             case ev.Noop() | ev.Rset() | ev.Vrfy() | ev.Help() if self.guard.junk_command():
                 return TOO_MUCH_JUNK, True
             case ev.Helo():
-                return track_refusal(self.env, self.info, "HELO", await self._helo(event), None), False
+                return self._refused("HELO", await self._helo(event), None)
             case ev.MailFrom():
-                reply = await self._mail(event)
-                return track_refusal(self.env, self.info, "MAIL", reply, event.address), False
+                return self._refused("MAIL", await self._mail(event), event.address)
             case ev.RcptTo():
                 sender = self.tx.mail_from if self.tx else None
-                reply = await self._rcpt(event)
-                return track_refusal(self.env, self.info, "RCPT", reply, sender, [event.address]), False
+                return self._refused("RCPT", await self._rcpt(event), sender, [event.address])
             case ev.Data() | ev.BdatChunk():
                 tx = self.tx
                 reply = await (self._data_start() if isinstance(event, ev.Data) else self._bdat(event))
                 sender, rcpts = (tx.mail_from, tx.rcpts) if tx else (None, [])
-                return track_refusal(self.env, self.info, "DATA", reply, sender, rcpts), False
+                return self._refused("DATA", reply, sender, rcpts)
             case ev.MessageData():
-                return await self._message(event), False
+                return await self._message(event), self._closing
             case ev.Rset():
-                self.tx = None
+                self._end_transaction()
                 return Reply(250, "2.0.0", "Flushed"), False
             case ev.Noop():
                 return Reply(250, "2.0.0", "OK"), False
@@ -255,35 +255,53 @@ class Session:
                 return event.reply, event.fatal
         raise TypeError(f"unexpected protocol event {event!r}")
 
-    async def _tarpit(self, reply: Reply) -> None:
-        if reply.is_permanent and not self.info.authenticated and self.connector.tarpit_interval > 0:
+    def _refused(
+        self,
+        stage: str,
+        reply: Reply | StageDecision,
+        sender: Address | None,
+        rcpts: list[Address] | None = None,
+    ) -> tuple[Reply, bool]:
+        """Track a refusal with the findings so far and who made it; say whether to close."""
+        if isinstance(reply, Reply):  # the session's own rules: TLS, AUTH, limits, postmaster
+            reply = StageDecision(reply, False, "session", self.ledger.findings)
+        answer = reply.reply or CLOSING
+        track_refusal(self.env, self.info, stage, answer, sender, rcpts or (), decision=reply)
+        return answer, self._closing
+
+    def _end_transaction(self) -> None:
+        self.tx = None
+        self.ledger.new_transaction()
+
+    async def _ask(self, ctx: StageContext) -> StageDecision | None:
+        """The policy's answer at a stage before end of data: a refusal, or ``None`` to go on."""
+        decision = await self.env.policy.stage(ctx, self.ledger)
+        if decision.reply is None:
+            return None
+        self._closing = decision.disconnect
+        if delay := self.env.policy.tarpit(decision.reply, self.info):
             await self.writer.drain()
-            await asyncio.sleep(self.connector.tarpit_interval)
+            await asyncio.sleep(delay)
+        return decision
 
     # -- commands ---------------------------------------------------------------------------
 
-    async def _helo(self, event: ev.Helo) -> Reply:
+    async def _helo(self, event: ev.Helo) -> Reply | StageDecision:
         self.tx = None
+        self.ledger.new_helo()
         self.info = replace(self.info, helo=sanitize(event.name, 255), esmtp=event.esmtp)
-        verdict = await self.env.pipeline.run(Stage.HELO, StageContext(Stage.HELO, self.info))
-        if verdict.action.is_final and verdict.outcome.reply is not None:
-            return verdict.outcome.reply
+        if decision := await self._ask(StageContext(Stage.HELO, self.info)):
+            return decision
         return Reply(250, None, f"{self.fqdn} Hello {self.info.helo} [{self.info.peer.ip}]")
 
-    async def _mail(self, event: ev.MailFrom) -> Reply:
-        if self.connector.require_tls and not self.conn.tls_active:
-            return TLS_REQUIRED
-        if self.connector.require_auth and not self.info.authenticated:
-            return AUTH_REQUIRED
-        refusal = self._domain_security(event.address)
-        if refusal is not None:
+    async def _mail(self, event: ev.MailFrom) -> Reply | StageDecision:
+        if refusal := mail_admission(self.info, event.address, self.conn.tls_active):
             return refusal
         tx = Transaction(event)
+        self.ledger.new_transaction()
         ctx = StageContext(Stage.MAIL, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params)
-        verdict = await self.env.pipeline.run(Stage.MAIL, ctx)
-        if verdict.action.is_final and verdict.outcome.reply is not None:
-            await self._tarpit(verdict.outcome.reply)
-            return verdict.outcome.reply
+        if decision := await self._ask(ctx):
+            return decision
         if self.env.budget is not None:
             self.reservation = self.env.budget.reserve(event.size or self.connector.max_message_size)
             if self.reservation is None:
@@ -291,15 +309,14 @@ class Session:
         self.tx = tx
         return Reply(250, "2.1.0", "Sender OK")
 
-    async def _rcpt(self, event: ev.RcptTo) -> Reply:
+    async def _rcpt(self, event: ev.RcptTo) -> Reply | StageDecision:
         tx = self.tx
         if tx is None:  # the core orders commands; this guards a bug, not a client
             return Reply(503, "5.5.1", "Need MAIL command")
-        if not event.address.domain:
-            if not self.env.postmaster:
-                return Reply(550, "5.1.1", "No postmaster mailbox here")
-            local, _, domain = self.env.postmaster.rpartition("@")
-            event = replace(event, address=Address(local, domain))
+        address = self.env.policy.recipient(event.address)
+        if isinstance(address, Reply):
+            return address
+        event = replace(event, address=address)
         ctx = StageContext(
             Stage.RCPT,
             self.info,
@@ -308,29 +325,24 @@ class Session:
             recipient=event.address,
             recipients=tuple(tx.rcpts),
         )
-        verdict = await self.env.pipeline.run(Stage.RCPT, ctx)
-        if verdict.action.is_final and verdict.outcome.reply is not None:
-            await self._tarpit(verdict.outcome.reply)
-            return verdict.outcome.reply
+        if refusal := await self._ask(ctx):
+            return refusal
         tx.rcpts.append(event.address)
         tx.rcpt_params.append({k.upper(): v for k, v in event.params})
         return Reply(250, "2.1.5", "Recipient OK")
 
-    async def _data_stage(self) -> Reply | None:
+    async def _data_stage(self) -> Reply | StageDecision | None:
         tx = self.tx
         if tx is None or not tx.rcpts:
             return Reply(554, "5.5.1", "No valid recipients")
         ctx = StageContext(Stage.DATA, self.info, mail_from=tx.mail_from, recipients=tuple(tx.rcpts))
-        verdict = await self.env.pipeline.run(Stage.DATA, ctx)
-        if verdict.action.is_final and verdict.outcome.reply is not None:
-            return verdict.outcome.reply
-        return None
+        return await self._ask(ctx)
 
-    async def _data_start(self) -> Reply:
+    async def _data_start(self) -> Reply | StageDecision:
         refusal = await self._data_stage()
         return refusal or Reply(354, None, "End data with <CR><LF>.<CR><LF>")
 
-    async def _bdat(self, event: ev.BdatChunk) -> Reply:
+    async def _bdat(self, event: ev.BdatChunk) -> Reply | StageDecision:
         tx = self.tx
         if tx is not None and not tx.bdat_started:
             tx.bdat_started = True
@@ -343,39 +355,30 @@ class Session:
         tx, self.tx = self.tx, None
         if tx is None or not tx.rcpts:
             return Reply(554, "5.5.1", "No valid recipients")
-        if event.violation is not None:
-            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(event.violation),
-                  detail="at EOD")  # fmt: skip
-            return event.violation
-        if self.reservation is not None and self.reservation.exceeded:
-            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(BUDGET_FULL),
-                  detail="at EOD")  # fmt: skip
-            return BUDGET_FULL
-        data = event.data
-        if "keep_internal_headers" not in self.info.rights:
-            data = remove_fields(data, INTERNAL_HEADER_PREFIXES)
+        if event.violation is not None or (self.reservation is not None and self.reservation.exceeded):
+            reply = event.violation or BUDGET_FULL
+            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(reply), detail="at EOD",
+                  findings=self.ledger.findings, decided_by="protocol limit")  # fmt: skip
+            self.ledger.new_transaction()
+            return reply
+        policy = self.env.policy
+        data = policy.transforms.inbound(event.data, self.info)
         headers = parse_headers(data)
         # Allocated before the agents run, so the agent log and a REJECT name the same id.
         msg_id = self.env.spool.new_id()
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
             recipients=tuple(tx.rcpts), data=data, headers=headers, msg_id=msg_id,
+            message=MessageView(data, headers),
         )  # fmt: skip
-        verdict = await self.env.pipeline.run(Stage.EOD, ctx)
-        outcome = verdict.outcome
-        if outcome.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT) and outcome.reply:
-            track(self.env, "REJECT", msg_id, tx, self.info, len(data), reply=str(outcome.reply),
-                  detail=f"at EOD by {verdict.decided_by}")  # fmt: skip
-            return outcome.reply
-        if outcome.action is Action.DISCARD:
-            track(self.env, "DISCARD", msg_id, tx, self.info, len(data), detail=verdict.decided_by)
-            return Reply(250, "2.0.0", f"OK queued as {msg_id}")
-        stamp = received_header(msg_id, tx, self.info, self.fqdn, self.conn.tls_active)
-        stamps = "".join(f"{sanitize(n, 76)}: {sanitize(v, 900)}\r\n" for n, v in outcome.headers)
-        final = stamp.encode("utf-8", "surrogateescape") + stamps.encode("utf-8", "surrogateescape") + data
-        if outcome.action is Action.QUARANTINE:
-            return await quarantine(self.env, msg_id, tx, final, headers, self.info, verdict)
-        return await enqueue(self.env, msg_id, tx, final, headers, self.info)
+        verdict = await policy.end_of_data(ctx, self.ledger)
+        self.ledger.new_transaction()
+        self._closing = verdict.action is Action.DISCONNECT
+        accepted = Accepted(
+            msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8
+        )
+        final = data if verdict.refused else policy.transforms.accepted(data, accepted)
+        return await dispose(self.env, verdict, msg_id, tx, final, headers, self.info)
 
     # -- STARTTLS ---------------------------------------------------------------------------
 
@@ -385,6 +388,7 @@ class Session:
         self.conn.tls_started()
         self.conn.extensions = replace(self.conn.extensions, starttls=False)
         self.tx = None
+        self.ledger.new_helo()
 
     async def _handshake(self) -> None:
         assert self.tls_context is not None
@@ -414,14 +418,3 @@ class Session:
             rights = rights_for(self.connector, groups)
             self.info = replace(self.info, authenticated=step.identity, groups=groups, rights=rights)
         return step.reply, step.disconnect
-
-    def _domain_security(self, sender: Address) -> Reply | None:
-        """A sender from a domain-secure partner domain must have shown that partner's certificate."""
-        domain = sender.domain.lower()
-        if not domain or domain not in self.connector.domain_secure_partners:
-            return None
-        if not self.conn.tls_active:
-            return Reply(530, "5.7.0", f"Domain security requires STARTTLS for {domain}")
-        if domain not in self.info.peer_names:
-            return Reply(454, "4.7.0", f"No valid TLS certificate for partner domain {domain}")
-        return None

@@ -1,19 +1,23 @@
-"""Content filtering at end of data: a spam confidence level for every message, and its action.
+"""Content filtering at end of data: a spam confidence level (SCL 0-9) for every message.
 
-The classifier (``edgeward.content``) rates the message; this agent stamps the verdict and acts
-on Exchange's thresholds, checked from the most severe down: delete (silently, ``250`` and
-dropped), reject (``550 5.7.1`` with the configured text), quarantine (``250`` and held). Each is
-enabled separately; Exchange's defaults enable only reject, at SCL 7.
+The classifier (``edgeward.content``) rates the message; this agent reports the rating as one
+finding, ``SCL_<n>``, whose weight the score table gives (``n`` by default), and the policy
+decides on the total with every other finding (``filters.verdict``). The thresholds of
+``[agents.content_filter]`` (reject, quarantine, delete at an SCL) are the defaults of
+``[policy]``'s thresholds, so they keep working.
 
-Not scored (SCL -1, as Exchange stamps it): sessions with the ``bypass_antispam`` right
-(authenticated users, domain-secure partners, trusted servers), messages whose recipients are
-all bypassed, bypassed senders and sender domains, and messages over ``max_size``.
+Exemptions (``bypass_antispam`` sessions, bypassed senders and recipients, the IP allow list)
+are decided by ``filters.exemptions``; the pipeline does not call this agent for an exempt
+message, and the stamps transform marks it SCL -1, as Exchange does. Messages over
+``max_size`` are not scanned either (SCL -1, ``CONTENT_BYPASSED``).
 
-Learning done elsewhere (``edgeward spam learn``, a quarantine release) reaches the running
-gateway within ``refresh_interval``: the classifier is asked to refresh before each message.
+The message is parsed once at end of data (``StageContext.message``); the classifier reads that
+parse. Learning done elsewhere (``edgeward spam learn``, a quarantine release) reaches the
+running gateway within ``refresh_interval``: the classifier is asked to refresh before each
+message.
 
-Stamps: ``X-Edgeward-SCL`` and ``X-Edgeward-Antispam-Report`` (SCL, PCL, probability, top
-findings). The session removes any such header a client sent, so a stamp is always ours.
+Stamps: ``X-Edgeward-SCL`` and the content part of ``X-Edgeward-Antispam-Report`` (SCL, PCL,
+probability, top classifier cues), which the stamps transform completes with every finding.
 """
 
 from __future__ import annotations
@@ -24,9 +28,9 @@ from collections.abc import Callable
 
 from edgeward.config.schema import ContentFilterConfig
 from edgeward.content.classifier import ContentVerdict, SpamClassifier
-from edgeward.filters.agents.relay import domain_matches
 from edgeward.filters.base import Stage, StageContext
-from edgeward.types import Action, Finding, Outcome, Reply
+from edgeward.filters.message import MessageView
+from edgeward.types import Action, Finding, Outcome
 
 SCL_HEADER = "X-Edgeward-SCL"
 REPORT_HEADER = "X-Edgeward-Antispam-Report"
@@ -36,59 +40,37 @@ INLINE_LIMIT = 256 * 1024
 
 
 class ContentFilter:
-    """Rate messages with an SCL and act on the configured thresholds."""
+    """Rate messages with a spam confidence level; the policy acts on it."""
 
     name = "content-filter"
     stages = frozenset({Stage.EOD})
+    antispam = True
     fail_open = False
 
     def __init__(self, classifier: SpamClassifier, cfg: ContentFilterConfig) -> None:
         self.classifier = classifier
         self.cfg = cfg
-        self._recipients = frozenset(r.lower() for r in cfg.bypassed_recipients)
-        self._senders = frozenset(s.lower() for s in cfg.bypassed_senders)
-        self._domains = frozenset(d.lower() for d in cfg.bypassed_sender_domains)
-
-    def _bypassed(self, ctx: StageContext) -> str:
-        if ctx.session.bypass_antispam:
-            return "session"
-        sender = ctx.mail_from
-        if (
-            sender is not None
-            and not sender.is_null
-            and (str(sender).lower() in self._senders or domain_matches(sender.domain, self._domains))
-        ):
-            return "sender"
-        if ctx.recipients and all(str(r).lower() in self._recipients for r in ctx.recipients):
-            return "recipients"
-        if len(ctx.data) > self.cfg.max_size:
-            return "size"
-        return ""
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
-        reason = self._bypassed(ctx)
-        if reason:
-            finding = Finding("CONTENT_BYPASSED", self.name, reason)
+        if len(ctx.data) > self.cfg.max_size:
+            finding = Finding("CONTENT_BYPASSED", self.name, "size")
             return Outcome(Action.CONTINUE, findings=(finding,), headers=((SCL_HEADER, "-1"),))
         # Here, on the loop's thread, as the store's connection wants; cheap unless it changed.
         self.classifier.refresh_if_due()
+        message = ctx.message
         if len(ctx.data) > INLINE_LIMIT:
-            verdict = await asyncio.to_thread(self.classifier.score, ctx.data)
+            # The parse moves to the worker thread too: it is the larger part of the work.
+            verdict = await asyncio.to_thread(self._score, ctx.data, message)
         else:
-            verdict = self.classifier.score(ctx.data)
-        findings = (
-            Finding(f"SCL_{verdict.scl}", self.name, f"p={verdict.probability:.4f} pcl={verdict.pcl}"),
-            *(Finding(name, self.name, f"{weight:+.2f}") for name, weight in verdict.findings),
-        )
+            verdict = self._score(ctx.data, message)
+        cues = ",".join(name for name, _ in verdict.findings[:6])
+        detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")
+        finding = Finding(f"SCL_{verdict.scl}", self.name, detail)
         headers = ((SCL_HEADER, str(verdict.scl)), (REPORT_HEADER, report(verdict)))
-        cfg = self.cfg
-        if cfg.delete_enabled and verdict.scl >= cfg.delete_threshold:
-            return Outcome(Action.DISCARD, None, findings, headers)
-        if cfg.reject_enabled and verdict.scl >= cfg.reject_threshold:
-            return Outcome(Action.REJECT, Reply(550, "5.7.1", cfg.rejection_response), findings, headers)
-        if cfg.quarantine_enabled and verdict.scl >= cfg.quarantine_threshold:
-            return Outcome(Action.QUARANTINE, None, findings, headers)
-        return Outcome(Action.CONTINUE, None, findings, headers)
+        return Outcome(Action.CONTINUE, None, (finding,), headers)
+
+    def _score(self, data: bytes, message: MessageView | None) -> ContentVerdict:
+        return self.classifier.score(data, message.mime if message is not None else None)
 
 
 def report(verdict: ContentVerdict) -> str:

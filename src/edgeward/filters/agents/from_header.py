@@ -64,6 +64,7 @@ class FromHeader:
 
     name = "from-header"
     stages = frozenset({Stage.EOD})
+    antispam = False
     fail_open = False
 
     def __init__(self, mode: FromMode = "reject") -> None:

@@ -26,6 +26,7 @@ class MessageSize:
 
     name = "message-size"
     stages = frozenset({Stage.MAIL, Stage.EOD})
+    antispam = False
     fail_open = False
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
@@ -44,6 +45,7 @@ class HopCount:
 
     name = "hop-count"
     stages = frozenset({Stage.EOD})
+    antispam = False
     fail_open = False
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
@@ -61,6 +63,7 @@ class BackPressure:
 
     name = "back-pressure"
     stages = frozenset({Stage.MAIL})
+    antispam = False
     fail_open = False
 
     def __init__(

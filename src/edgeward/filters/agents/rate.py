@@ -24,6 +24,7 @@ class MessageRateLimit:
 
     name = "message-rate"
     stages = frozenset({Stage.MAIL})
+    antispam = False
     fail_open = False
 
     def __init__(self, clock: Clock | None = None, max_sources: int = 100_000) -> None:

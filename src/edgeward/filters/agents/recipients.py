@@ -2,8 +2,8 @@
 
 With it on, a recipient in an accepted domain must be listed in the recipients file, one
 address or ``@domain`` (whole domain) per line; ``#`` starts a comment. Unknown recipients get
-``550 5.1.1`` and the session tarpits the reply, which slows directory harvesting. Recipients
-outside accepted domains are the relay agent's business and pass here.
+``550 5.1.1``, tarpitted by the policy (``filters.policy``), which slows directory harvesting.
+Recipients outside accepted domains are the relay agent's business and pass here.
 
 The file is read once when the gateway starts or reloads, so a lookup is a set membership test.
 """
@@ -35,6 +35,7 @@ class LocalRecipients:
 
     name = "local-recipients"
     stages = frozenset({Stage.RCPT})
+    antispam = False
     fail_open = False
 
     def __init__(self, accepted_domains: Iterable[str], recipients: frozenset[str]) -> None:

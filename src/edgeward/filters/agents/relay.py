@@ -37,6 +37,7 @@ class RelayControl:
 
     name = "relay-control"
     stages = frozenset({Stage.RCPT})
+    antispam = False
     fail_open = False
 
     def __init__(self, accepted_domains: Iterable[str]) -> None:

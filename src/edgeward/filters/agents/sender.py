@@ -23,6 +23,7 @@ class SenderAuthority:
 
     name = "sender-authority"
     stages = frozenset({Stage.MAIL})
+    antispam = False
     fail_open = False
 
     def __init__(self, accepted_domains: Iterable[str]) -> None:

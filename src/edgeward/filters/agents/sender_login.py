@@ -38,6 +38,7 @@ class SenderLogin:
 
     name = "sender-login"
     stages = frozenset({Stage.MAIL})
+    antispam = False
     fail_open = False
 
     def __init__(self, owned: Callable[[str], Awaitable[frozenset[str]]]) -> None:

@@ -1,0 +1,71 @@
+"""The catalogue of finding names: every name an agent can emit, its default weight and meaning.
+
+This is the score table the operator reads (``edgeward agents list``, ``config show
+--defaults``) and overrides per name (``[scores] SPF_FAIL = 3.0``); a name not listed here is a
+configuration error, so a typo cannot silently score nothing. It lives with the configuration
+because the schema validates overrides against it, and agents sit above the configuration.
+
+Weights follow rspamd's split of findings from scores: a finding says what was seen, the table
+what it weighs, the thresholds of ``[policy]`` what the total does. Findings of hard controls
+(relay denied, size, hop count ...) weigh 0: those agents decide on the spot and their finding
+only explains the refusal. The content classifier's finding is ``SCL_<n>`` and weighs ``n``, so
+with the default thresholds (reject at 7) a message is rejected exactly where the content
+filter rejected it before the score table existed, and a message of SCL 5 with an SPF fail
+(3.0) is rejected too.
+
+A new agent adds its names here, with a weight and one line of meaning, in the same change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import MappingProxyType
+from typing import NamedTuple
+
+
+class ScoreDefinition(NamedTuple):
+    weight: float
+    description: str
+
+
+_HARD = "hard decision of {}: the finding explains the refusal"
+
+_TABLE: dict[str, ScoreDefinition] = {
+    "AGENT_FAILURE": ScoreDefinition(0.0, "an agent raised or timed out (451 4.3.0 unless it is fail-open)"),
+    "BACK_PRESSURE_DISK": ScoreDefinition(0.0, _HARD.format("back-pressure (452 4.3.1)")),
+    "RATE_LIMITED": ScoreDefinition(0.0, _HARD.format("message-rate (450 4.7.1)")),
+    "SIZE_DECLARED_TOO_BIG": ScoreDefinition(0.0, _HARD.format("message-size at MAIL (552 5.3.4)")),
+    "SIZE_TOO_BIG": ScoreDefinition(0.0, _HARD.format("message-size at end of data (552 5.3.4)")),
+    "SENDER_SPOOFS_ACCEPTED_DOMAIN": ScoreDefinition(0.0, _HARD.format("sender-authority (550 5.7.1)")),
+    "SENDER_LOGIN_NULL": ScoreDefinition(0.0, _HARD.format("sender-login (553 5.7.1)")),
+    "SENDER_LOGIN_MISMATCH": ScoreDefinition(0.0, _HARD.format("sender-login (553 5.7.1)")),
+    "RCPT_RELAY_DENIED": ScoreDefinition(0.0, _HARD.format("relay-control (550 5.7.1)")),
+    "RCPT_ROUTING_TRICK": ScoreDefinition(0.0, _HARD.format("relay-control (550 5.7.1)")),
+    "RCPT_UNKNOWN": ScoreDefinition(0.0, _HARD.format("local-recipients (550 5.1.1)")),
+    "HOP_COUNT_EXCEEDED": ScoreDefinition(0.0, _HARD.format("hop-count (554 5.4.6)")),
+    "FROM_MISSING": ScoreDefinition(0.0, _HARD.format("from-header (550 5.6.0)")),
+    "FROM_MULTIPLE": ScoreDefinition(0.0, _HARD.format("from-header (550 5.6.0)")),
+    "FROM_MALFORMED": ScoreDefinition(0.0, _HARD.format("from-header (550 5.6.0)")),
+    "CONTENT_BYPASSED": ScoreDefinition(0.0, "the content classifier did not rate the message (too big)"),
+    **{
+        f"SCL_{n}": ScoreDefinition(float(n), f"the content classifier rated the message SCL {n}")
+        for n in range(10)
+    },
+    # Sender authentication (issue 8 §2.4-5); the agents that emit them plug in behind this table.
+    "SPF_PASS": ScoreDefinition(0.0, "SPF pass for the MAIL FROM or HELO identity"),
+    "SPF_FAIL": ScoreDefinition(3.0, "SPF fail: the client is not allowed to send for the domain"),
+    "SPF_SOFTFAIL": ScoreDefinition(1.0, "SPF softfail: the domain says the client is probably not allowed"),
+    "SPF_NEUTRAL": ScoreDefinition(0.0, "SPF neutral: the domain makes no assertion"),
+    "SPF_NONE": ScoreDefinition(0.5, "SPF none: the domain publishes no SPF record"),
+    "SPF_TEMPERROR": ScoreDefinition(0.0, "SPF temperror: DNS failed during the check"),
+    "SPF_PERMERROR": ScoreDefinition(1.0, "SPF permerror: the domain's SPF record is broken"),
+    "DNSBL_LISTED": ScoreDefinition(4.0, "the client's address is listed by a DNS block list provider"),
+    "DNSBL_TEMPERROR": ScoreDefinition(0.0, "a DNS block list query failed (never a listing)"),
+}
+
+SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)
+
+
+def unknown_names(names: Iterable[str]) -> list[str]:
+    """Names in ``names`` that no agent emits, for the configuration error."""
+    return sorted(n for n in names if n not in SCORE_TABLE)

@@ -1,0 +1,135 @@
+"""The policy layer as the session sees it: one question per stage, one verdict per message.
+
+The session drives the protocol and asks ``Policy``; ``Policy`` fills in the exemption
+(``filters.exemptions``), runs the pipeline, keeps the findings in the session's ``Ledger``,
+and answers with a ``StageDecision`` (before end of data) or a ``Verdict`` (at end of data).
+It also owns the small rules the session used to hold: where ``RCPT TO:<Postmaster>`` goes, how
+long a refusal is tarpitted, and the connector's preconditions for MAIL (TLS and AUTH when
+required, domain security's certificate rule for partner senders).
+
+Actions mean the same at every stage: ``REJECT`` and ``TEMPFAIL`` refuse the command,
+``DISCONNECT`` sends the agent's reply (``421 4.7.0`` when it gave none) and closes the
+connection, at CONNECT, HELO, MAIL, RCPT, DATA and EOD alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.exemptions import Exemptions
+from edgeward.filters.pipeline import Pipeline
+from edgeward.filters.scoring import Thresholds
+from edgeward.filters.transforms import Transforms
+from edgeward.filters.verdict import Ledger, Verdict, decide
+from edgeward.types import Action, Address, Finding, Reply
+
+CLOSING = Reply(421, "4.7.0", "Closing connection")
+ACCESS_DENIED = Reply(554, "5.7.1", "Access denied")
+NO_POSTMASTER = Reply(550, "5.1.1", "No postmaster mailbox here")
+TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+
+
+@dataclass(frozen=True, slots=True)
+class StageDecision:
+    """The answer to one command: a refusal (and whether to close), or go on."""
+
+    reply: Reply | None = None
+    disconnect: bool = False
+    decided_by: str = ""
+    findings: tuple[Finding, ...] = ()
+
+
+class Policy:
+    """Asks the agents at each stage and decides; built by ``runtime``."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        thresholds: Thresholds,
+        exemptions: Exemptions | None = None,
+        transforms: Transforms | None = None,
+        *,
+        postmaster: str = "",
+    ) -> None:
+        self.pipeline = pipeline
+        self.thresholds = thresholds
+        self.exemptions = exemptions or Exemptions()
+        self.transforms = transforms or Transforms()
+        self.postmaster = postmaster
+
+    def exemption(self, ctx: StageContext) -> str:
+        ex = self.exemptions
+        session = ex.session(ctx.session.peer, ctx.session.bypass_antispam)
+        if ctx.stage in (Stage.CONNECT, Stage.HELO) or session:
+            return session
+        if ctx.stage is Stage.MAIL:
+            return ex.sender(ctx.mail_from)
+        if ctx.stage is Stage.RCPT and ctx.recipient is not None:
+            return ex.sender(ctx.mail_from) or ex.recipient(ctx.mail_from, ctx.recipient)
+        return ex.message(session, ctx.mail_from, ctx.recipients)
+
+    async def stage(self, ctx: StageContext, ledger: Ledger) -> StageDecision:
+        """Run the agents of a stage before end of data."""
+        ctx = replace(ctx, exempt=self.exemption(ctx))
+        result = await self.pipeline.run(ctx.stage, ctx)
+        action = result.action
+        if action not in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
+            ledger.add(ctx.stage, result)
+            return StageDecision(findings=ledger.findings)
+        # The findings of a refused command explain that refusal (tracked with it) and are not
+        # carried on: a recipient refused at RCPT must not weigh on the message to the others.
+        findings = (*ledger.findings, *result.findings)
+        default = ACCESS_DENIED if ctx.stage is Stage.CONNECT else CLOSING
+        reply = result.outcome.reply or default
+        return StageDecision(reply, action is Action.DISCONNECT, f"agent {result.decided_by}", findings)
+
+    async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
+        """Run the EOD agents and decide the message over everything the session found."""
+        exempt = self.exemption(ctx)
+        ctx = replace(ctx, exempt=exempt)
+        result = await self.pipeline.run(Stage.EOD, ctx)
+        ledger.add(Stage.EOD, result)
+        verdict = decide(
+            ledger, result, self.thresholds, exempt=exempt, observe_only=self.pipeline.observe_only
+        )
+        if verdict.action is Action.DISCONNECT and verdict.reply is None:
+            verdict = replace(verdict, reply=CLOSING)
+        return verdict
+
+    def recipient(self, address: Address) -> Address | Reply:
+        """``RCPT TO:<Postmaster>`` (no domain, RFC 5321 §4.5.1) goes to the configured mailbox."""
+        if address.domain:
+            return address
+        if not self.postmaster:
+            return NO_POSTMASTER
+        local, _, domain = self.postmaster.rpartition("@")
+        return Address(local, domain)
+
+    @staticmethod
+    def tarpit(reply: Reply, info: SessionInfo) -> float:
+        """Seconds to wait before a refusal: permanent ones to anonymous clients slow harvesting."""
+        if reply.is_permanent and not info.authenticated:
+            return info.connector.tarpit_interval
+        return 0.0
+
+
+def mail_admission(info: SessionInfo, sender: Address, tls_active: bool) -> Reply | None:
+    """The connector's preconditions for MAIL: TLS and AUTH when required, and domain security.
+
+    A sender from a domain-secure partner domain must have shown that partner's certificate.
+    """
+    connector = info.connector
+    if connector.require_tls and not tls_active:
+        return TLS_REQUIRED
+    if connector.require_auth and not info.authenticated:
+        return AUTH_REQUIRED
+    domain = sender.domain.lower()
+    if not domain or domain not in connector.domain_secure_partners:
+        return None
+    if not tls_active:
+        return Reply(530, "5.7.0", f"Domain security requires STARTTLS for {domain}")
+    if domain not in info.peer_names:
+        return Reply(454, "4.7.0", f"No valid TLS certificate for partner domain {domain}")
+    return None

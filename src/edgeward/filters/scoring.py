@@ -1,0 +1,99 @@
+"""Scores and thresholds: what a finding weighs, and what a total does.
+
+``ScoreTable`` is the shipped catalogue (``config/scores.py``) with the operator's ``[scores]``
+overrides laid over it. ``Thresholds`` turns a total into an action, checked from the most
+severe down: discard, reject, tempfail, quarantine, stamp. Each is off unless set.
+
+The ``[policy]`` thresholds reject, quarantine and discard default to the content filter's SCL
+settings (``reject_threshold`` when ``reject_enabled``, and so on): the classifier's ``SCL_<n>``
+finding weighs ``n``, so a configuration written before the score table keeps its behaviour.
+Setting a ``[policy]`` threshold (a number, or ``"off"``) takes over from the content filter's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from edgeward.config.schema import Config, Threshold
+from edgeward.config.scores import SCORE_TABLE
+from edgeward.types import Action, Finding, Reply
+
+TEMPFAILED = Reply(451, "4.7.1", "Message deferred by policy, try again later")
+# Actions a threshold can take, from the most severe down; "stamp" only adds the spam flag.
+ORDER = ("discard", "reject", "tempfail", "quarantine", "stamp")
+_ACTIONS = {
+    "discard": Action.DISCARD,
+    "reject": Action.REJECT,
+    "tempfail": Action.TEMPFAIL,
+    "quarantine": Action.QUARANTINE,
+    "stamp": Action.CONTINUE,
+}
+
+
+class ScoreTable:
+    """Weights by finding name: the shipped defaults with the configuration's overrides."""
+
+    def __init__(self, overrides: Mapping[str, float] | None = None) -> None:
+        self.weights = {name: d.weight for name, d in SCORE_TABLE.items()}
+        self.overridden = frozenset(overrides or ())
+        self.weights.update(overrides or {})
+
+    def weight(self, name: str) -> float:
+        # A name missing from the catalogue is a bug in the agent, not a reason to lose mail.
+        return self.weights.get(name, 0.0)
+
+    def scored(self, finding: Finding, stage: str) -> Finding:
+        return replace(finding, score=self.weight(finding.name), stage=finding.stage or stage)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdHit:
+    """The rule a total crossed: its name, its value, and the action it takes."""
+
+    name: str
+    value: float
+    action: Action
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """The effective thresholds, by action name; ``None`` is off."""
+
+    values: Mapping[str, float | None]
+    rejection: Reply
+
+    @classmethod
+    def from_config(cls, config: Config) -> Thresholds:
+        policy, cf = config.policy, config.agents.content_filter
+        inherited: dict[str, float | None] = {
+            "discard": float(cf.delete_threshold) if cf.delete_enabled else None,
+            "reject": float(cf.reject_threshold) if cf.reject_enabled else None,
+            "quarantine": float(cf.quarantine_threshold) if cf.quarantine_enabled else None,
+            "tempfail": None,
+            "stamp": None,
+        }
+        values = {name: _resolve(getattr(policy, name), inherited[name]) for name in ORDER}
+        text = policy.rejection_response or cf.rejection_response
+        return cls(values, Reply(550, "5.7.1", text))
+
+    def hit(self, total: float) -> ThresholdHit | None:
+        """The most severe threshold ``total`` reaches, or ``None``."""
+        for name in ORDER:
+            value = self.values.get(name)
+            if value is not None and total >= value:
+                return ThresholdHit(name, value, _ACTIONS[name])
+        return None
+
+    def flagged(self, total: float) -> bool:
+        """Whether the spam flag is stamped: the stamp threshold, when set, is reached."""
+        value = self.values.get("stamp")
+        return value is not None and total >= value
+
+
+def _resolve(value: Threshold, inherited: float | None) -> float | None:
+    if value == "off":
+        return None
+    if value is None:
+        return inherited
+    return float(value)

@@ -1,0 +1,39 @@
+"""Transforms: what changes a message, once the agents have decided (DESIGN §3: agents decide,
+transforms change; two kinds, two names).
+
+- ``internal``: before the agents, headers with Edgeward's own prefix are removed from the mail
+  of clients without the ``keep_internal_headers`` right, so no client can forge a stamp;
+- ``stamps``: after acceptance, the trace header (``Received``), the headers agents asked for at
+  any stage (``Received-SPF`` ...), ``X-Edgeward-SCL``, the ``X-Edgeward-Antispam-Report`` with
+  every finding and its score, and ``X-Edgeward-Spam-Flag`` when the stamp threshold is reached.
+
+A later transform (Authentication-Results, ARC seal, subject tag, disclaimer, attachment
+stripping) is one more ``Transform`` in the chain ``runtime`` builds; the session only calls
+``Transforms.inbound`` and ``Transforms.accepted``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from edgeward.filters.base import SessionInfo
+from edgeward.filters.transforms.base import Accepted, Transform
+from edgeward.filters.transforms.internal import strip_internal
+from edgeward.filters.transforms.stamps import Stamps
+
+__all__ = ["Accepted", "Transform", "Transforms"]
+
+
+class Transforms:
+    """The transform chain, in order; the stamps come first so they sit on top."""
+
+    def __init__(self, chain: Sequence[Transform] | None = None) -> None:
+        self.chain: tuple[Transform, ...] = tuple(chain) if chain is not None else (Stamps(),)
+
+    def inbound(self, data: bytes, info: SessionInfo) -> bytes:
+        return strip_internal(data, info)
+
+    def accepted(self, data: bytes, accepted: Accepted) -> bytes:
+        for transform in self.chain:
+            data = transform.apply(data, accepted)
+        return data

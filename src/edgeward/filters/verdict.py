@@ -1,0 +1,117 @@
+"""One verdict per transaction, built over the whole session.
+
+``Ledger`` keeps what the stages found. CONNECT and HELO findings belong to the session and
+count in every transaction of it (a new EHLO replaces the HELO ones); MAIL, RCPT, DATA and EOD
+findings belong to the transaction, which RSET, a new MAIL or a finished message ends. Headers
+agents ask to stamp are kept the same way, so an SPF result at MAIL is both counted and stamped.
+Findings of a command that was refused are tracked with that refusal and not kept
+(``filters.policy``): a recipient refused at RCPT does not weigh on the message to the others.
+
+``decide`` turns the end of data into a ``Verdict``, by the first rule that applies:
+
+1. a final outcome of an EOD agent (a hard control such as size or hop count, or an agent's own
+   quarantine): ``decided_by = "agent <name>"``;
+2. an exempt message (``filters.exemptions``): delivered, ``"exempt: <reason>"``;
+3. the total of every finding's score against the thresholds, most severe first:
+   ``"threshold reject 7 (total 8.5)"``; none reached: ``"no threshold (total 2)"``.
+
+In observe-only mode rule 3 is logged as what would have happened and not enforced, as the
+pipeline does for agents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgeward.filters.base import Stage
+from edgeward.filters.pipeline import StageResult
+from edgeward.filters.scoring import TEMPFAILED, Thresholds
+from edgeward.types import Action, Finding, Reply
+
+_SESSION_STAGES = (Stage.CONNECT, Stage.HELO)
+
+
+@dataclass(slots=True)
+class _Part:
+    findings: list[Finding] = field(default_factory=list)
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, result: StageResult) -> None:
+        self.findings.extend(result.outcome.findings)
+        self.headers.extend(result.outcome.headers)
+
+
+class Ledger:
+    """The findings and stamps of one session and its open transaction."""
+
+    def __init__(self) -> None:
+        self._session = {stage: _Part() for stage in _SESSION_STAGES}
+        self._tx = _Part()
+
+    def add(self, stage: Stage, result: StageResult) -> None:
+        if stage in _SESSION_STAGES:
+            self._session[stage].add(result)
+        else:
+            self._tx.add(result)
+
+    def new_helo(self) -> None:
+        """A new EHLO (after STARTTLS, or repeated) replaces what the last one found."""
+        self._session[Stage.HELO] = _Part()
+        self._tx = _Part()
+
+    def new_transaction(self) -> None:
+        self._tx = _Part()
+
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        parts = (*self._session.values(), self._tx)
+        return tuple(f for p in parts for f in p.findings)
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        parts = (*self._session.values(), self._tx)
+        return tuple(h for p in parts for h in p.headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What happens to one message, and why."""
+
+    action: Action
+    reply: Reply | None
+    findings: tuple[Finding, ...]
+    headers: tuple[tuple[str, str], ...]
+    total: float
+    decided_by: str
+    exempt: str = ""
+    flagged: bool = False  # the stamp threshold was reached: X-Edgeward-Spam-Flag: YES
+
+    @property
+    def refused(self) -> bool:
+        return self.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT)
+
+
+def total(findings: tuple[Finding, ...]) -> float:
+    return round(sum(f.score for f in findings), 3)
+
+
+def decide(
+    ledger: Ledger, eod: StageResult, thresholds: Thresholds, *, exempt: str = "", observe_only: bool = False
+) -> Verdict:
+    """The verdict at end of data; ``eod`` must already be in ``ledger``."""
+    findings, headers = ledger.findings, ledger.headers
+    score = total(findings)
+    if eod.action.is_final:
+        action, reply = eod.action, eod.outcome.reply
+        return Verdict(action, reply, findings, headers, score, f"agent {eod.decided_by}", exempt)
+    if exempt:
+        return Verdict(Action.CONTINUE, None, findings, headers, score, f"exempt: {exempt}", exempt)
+    hit = thresholds.hit(score)
+    if hit is None:
+        return Verdict(Action.CONTINUE, None, findings, headers, score, f"no threshold (total {score:g})")
+    rule = f"threshold {hit.name} {hit.value:g} (total {score:g})"
+    if observe_only:
+        return Verdict(Action.CONTINUE, None, findings, headers, score, f"observe-only: would {rule}")
+    flagged = thresholds.flagged(score)
+    reply = {Action.REJECT: thresholds.rejection, Action.TEMPFAIL: TEMPFAILED}.get(hit.action)
+    return Verdict(hit.action, reply, findings, headers, score, rule, flagged=flagged)
