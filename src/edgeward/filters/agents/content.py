@@ -92,6 +92,7 @@ class UnloadedContentFilter:
 
     name = "content-filter"
     stages = frozenset({Stage.EOD})
+    antispam = True  # exempt sessions skip it, as they skip the loaded filter
     fail_open = False
 
     def __init__(
