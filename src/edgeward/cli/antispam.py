@@ -24,6 +24,7 @@ from typing import Annotated
 
 import typer
 
+from edgeward.cli.antispam_ip import ip_app, test_ip
 from edgeward.cli.queue import clean, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.net.dns import DnsResolver
@@ -106,3 +107,8 @@ def _text(result: SpfResult) -> list[str]:
         f" queries sent {result.dns_queries}"
     )
     return lines
+
+
+# Connection filtering: the IP lists and the test of an address (edgeward.cli.antispam_ip).
+antispam_app.add_typer(ip_app, name="ip")
+antispam_app.command("test-ip")(test_ip)
