@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeward.state.policy import default_policy_path
 from tests.dnsserver import NSD, Nsd, start_nsd
 from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
 
@@ -70,7 +71,11 @@ def test_listed_clients_are_refused_at_rcpt_and_the_lists_change_live(
     )  # fmt: skip
     cli_config = workdir / "cli.toml"
     cli_config.write_text(f"[server]\ndata_dir = '{workdir}'\n")
-    with InProcessGateway(config):
+    with InProcessGateway(config) as running:
+        gw = running.gateway
+        assert gw is not None and gw.policy_store is not None
+        assert gw.policy_store.path == default_policy_path(workdir) and gw.policy_store.path.exists()
+        assert {"policy-store-purge", "ip-allow-list-refresh"} <= set(gw.tasks._watchers)
         # Listed: refused at RCPT with the provider's text; postmaster@ still gets the mail.
         code, text = _send(port, "127.0.0.2", "user@example.test")
         assert (code, text) == (550, b"5.7.1 Client 127.0.0.2 on internet is listed by testbl")
@@ -86,5 +91,9 @@ def test_listed_clients_are_refused_at_rcpt_and_the_lists_change_live(
         code, text = _send(port, "127.0.0.4", "user@example.test")
         assert code == 550 and text.startswith(b"5.7.1 External client with IP address 127.0.0.4")
         assert _send(port, "127.0.0.4", "abuse@example.test")[0] == 250
+        # The gateway's store and the CLI's are the same file.
+        blocked = running.call(gw.policy_store.list_members("ip-block"))
+        assert [(e.member, e.expires_at is not None) for e in blocked] == [("127.0.0.4/32", True)]
         # Five accepted: postmaster, the error answer, allow-listed, before the block, abuse@.
         assert len(sink.wait_for(5)) == 5
+    assert gw.policy_store._closed  # closed at stop
