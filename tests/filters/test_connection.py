@@ -201,6 +201,10 @@ async def test_a_store_outage_is_a_temperror_finding_not_a_refusal() -> None:
 def test_rejection_text_placeholders_are_checked() -> None:
     with pytest.raises(ValueError, match="unknown placeholder"):
         DnsListProvider(name="x", zone=ZONE, rejection_response="{ip} {sender}")
+    with pytest.raises(ValueError, match="printable"):
+        DnsListProvider(name="x", zone=ZONE, rejection_response="listed\r\n250 OK")
+    with pytest.raises(ValueError, match="pattern"):
+        DnsListProvider(name="bad\nname", zone=ZONE)
     with pytest.raises(ValueError, match="duplicate"):
         ConnectionFilterConfig(block_providers=[BL], allow_providers=[BL])
 

@@ -549,6 +549,8 @@ _REJECTION_FIELDS = frozenset({"ip", "connector", "provider"})
 
 
 def _rejection_text(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a rejection text is one line of printable characters")
     try:
         names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
     except ValueError as exc:
@@ -566,7 +568,9 @@ RejectionText = Annotated[str, Field(min_length=1, max_length=240), AfterValidat
 class DnsListProvider(_Section):
     """One DNS block or allow list (DNSBL/DNSWL), asked for the client's reversed address."""
 
-    name: str = Field(..., min_length=1, max_length=64, description="Name used in findings and replies")
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Name used in findings and replies"
+    )
     zone: Annotated[str, BeforeValidator(_domain)] = Field(
         ..., description="Lookup zone, e.g. zen.spamhaus.org"
     )
