@@ -142,6 +142,10 @@ def build_agents(
 
 def _connection_filter(config: Config, ip_lists: IpLists) -> ConnectionFilter:
     cfg = config.connection_filter
+    if cfg.lookup_timeout >= config.agents.timeout:
+        # Lookups outliving the agent's time limit would turn a slow DNSBL into 451 for all mail.
+        log.warning("connection_filter.lookup_timeout is not below agents.timeout; using half of the latter")
+        cfg = cfg.model_copy(update={"lookup_timeout": config.agents.timeout / 2})
     dns: DnsLookup | None = None
     if cfg.block_providers or cfg.allow_providers:
         d = config.dns
