@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from edgeward.config.schema import ConnectionFilterConfig, DnsListProvider, ReceiveConnectorConfig
+from edgeward.config.schema import Config, ConnectionFilterConfig, DnsListProvider, ReceiveConnectorConfig
 from edgeward.filters.agents.connection import (
     ALLOW_LIST,
     BLOCK_LIST,
@@ -15,6 +17,8 @@ from edgeward.filters.agents.connection import (
 from edgeward.filters.agents.dnsbl import ask_all, classify, query_name
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
+from edgeward.queue.spool import Spool
+from edgeward.runtime import build_agents
 from edgeward.testing.clock import FakeClock
 from edgeward.testing.dns import FakeResolver
 from edgeward.testing.policystore import MemoryPolicyStore
@@ -214,3 +218,17 @@ async def test_per_session_state_is_bounded() -> None:
     for n in range(5):
         await f.check(Stage.CONNECT, ctx(Stage.CONNECT, "192.0.2.1", sid=f"s{n}"))
     assert len(f._sessions) == 2
+
+
+def test_runtime_builds_the_agent_on_the_given_store_within_the_agent_time_limit(tmp_path: Path) -> None:
+    provider = {"name": "testbl", "zone": ZONE}
+    config = Config.model_validate(
+        {
+            "agents": {"timeout": 10},
+            "connection_filter": {"lookup_timeout": 20, "block_providers": [provider]},
+        }
+    )
+    store = MemoryPolicyStore()
+    agents = build_agents(config, Spool(tmp_path / "queue", fsync=False), policy_store=store)
+    [f] = [a for a in agents if isinstance(a, ConnectionFilter)]
+    assert f.lists.store is store and f.dns is not None and f.config.lookup_timeout == 5
