@@ -224,6 +224,7 @@ def test_runtime_builds_the_agent_on_the_given_store_within_the_agent_time_limit
     provider = {"name": "testbl", "zone": ZONE}
     config = Config.model_validate(
         {
+            "server": {"data_dir": str(tmp_path)},
             "agents": {"timeout": 10},
             "connection_filter": {"lookup_timeout": 20, "block_providers": [provider]},
         }
