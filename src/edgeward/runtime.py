@@ -39,6 +39,7 @@ from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
 from edgeward.errors import ConfigError
+from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
@@ -57,12 +58,14 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
+from edgeward.ports import DnsLookup, PolicyStore, PolicyStoreError
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
+from edgeward.state.policy import SqlitePolicyStore, default_policy_path
 from edgeward.state.sqlite import DB_FILENAME, StateStore
 from edgeward.tasks import TaskSupervisor
 from edgeward.tls.context import server_context
@@ -73,6 +76,7 @@ from edgeward.types import Outcome
 log = logging.getLogger("edgeward.runtime")
 
 CERTIFICATE_CHECK_INTERVAL = 12 * 3600.0
+POLICY_PURGE_INTERVAL = 600.0
 
 
 def data_paths(config: Config) -> dict[str, Path]:
@@ -111,6 +115,8 @@ def build_agents(
     classifier: SpamClassifier | None = None,
     *,
     addresses: AccountAddresses | None = None,
+    policy_store: PolicyStore | None = None,
+    ip_lists: IpLists | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
     agents: list[Agent] = [
@@ -119,8 +125,10 @@ def build_agents(
         MessageSize(),
         SenderAuthority(config.accepted_domains),
         SenderLogin(addresses.owned if addresses is not None else _no_addresses),
-        RelayControl(config.accepted_domains),
     ]
+    if config.connection_filter.enabled:
+        agents.append(_connection_filter(config, ip_lists or IpLists(policy_store)))
+    agents.append(RelayControl(config.accepted_domains))
     local = config.agents.local_recipients
     if local.enabled:
         agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
@@ -130,6 +138,19 @@ def build_agents(
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     return [a for a in agents if a.name not in config.agents.disabled]
+
+
+def _connection_filter(config: Config, ip_lists: IpLists) -> ConnectionFilter:
+    cfg = config.connection_filter
+    if cfg.lookup_timeout >= config.agents.timeout:
+        # Lookups outliving the agent's time limit would turn a slow DNSBL into 451 for all mail.
+        log.warning("connection_filter.lookup_timeout is not below agents.timeout; using half of the latter")
+        cfg = cfg.model_copy(update={"lookup_timeout": config.agents.timeout / 2})
+    dns: DnsLookup | None = None
+    if cfg.block_providers or cfg.allow_providers:
+        d = config.dns
+        dns = DnsResolver(d.servers or None, port=d.port, timeout=min(d.timeout, cfg.lookup_timeout))
+    return ConnectionFilter(cfg, config.accepted_domains, lists=ip_lists, dns=dns)
 
 
 def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
@@ -161,7 +182,13 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
-def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObserver | None = None) -> Policy:
+def build_policy(
+    config: Config,
+    agents: Sequence[Agent],
+    *,
+    observer: AgentObserver | None = None,
+    allow_list: Callable[[str], bool] | None = None,
+) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
     pipeline = Pipeline(
         agents,
@@ -173,7 +200,7 @@ def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObse
     return Policy(
         pipeline,
         Thresholds.from_config(config),
-        Exemptions.from_config(config),
+        Exemptions.from_config(config, allow_list=allow_list),
         Transforms(),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
     )
@@ -237,6 +264,12 @@ class Gateway:
                 log.error("AUTH is unavailable: %s", problem)
             self.users = UserStore(self.state)
             self.addresses = AccountAddresses(self.state)
+        # Reputation, greylisting, rate counters and the IP lists; the CLI changes it live.
+        self.policy_store: SqlitePolicyStore | None = None
+        self.ip_lists: IpLists | None = None
+        if receive:
+            self.policy_store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
+            self.ip_lists = IpLists(self.policy_store)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
@@ -250,9 +283,15 @@ class Gateway:
         return Dispatcher(config, resolver)
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
-        policy = build_policy(
-            config, build_agents(config, self.spool, addresses=self.addresses), observer=self._observe
+        agents = build_agents(
+            config,
+            self.spool,
+            addresses=self.addresses,
+            policy_store=self.policy_store,
+            ip_lists=self.ip_lists,
         )
+        allow_list = self.ip_lists.allowed_ip if self.ip_lists is not None else None
+        policy = build_policy(config, agents, observer=self._observe, allow_list=allow_list)
         protocol_logs = {
             c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
         }
@@ -334,6 +373,7 @@ class Gateway:
         if self.deliver:
             self.tasks.start("queue-manager", self.manager.run)
         if self.receive:
+            await self._open_policy_store()
             await self.listener.start(sockets)
             self.tasks.start("certificate-upkeep", self._certificate_upkeep)
             retention_store = self._quarantine_store(self.config)
@@ -346,6 +386,39 @@ class Gateway:
                 ),
             )
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
+
+    async def _open_policy_store(self) -> None:
+        """Open the policy store and start its upkeep; a store that cannot open is retried on
+        each call (its agents give temperror findings meanwhile), so serve still starts."""
+        if self.policy_store is None:
+            return
+        try:
+            await self.policy_store.open()
+        except PolicyStoreError as exc:
+            log.error("policy store unavailable: %s", exc)
+        self.tasks.start("policy-store-purge", self._purge_policy_store)
+        self.tasks.start("ip-allow-list-refresh", self._refresh_ip_lists)
+
+    async def _purge_policy_store(self) -> None:
+        assert self.policy_store is not None
+        while True:
+            try:
+                purged = await self.policy_store.purge_expired()
+                if purged:
+                    log.info("policy store: %d expired entries purged", purged)
+            except PolicyStoreError as exc:
+                log.warning("policy store purge failed: %s", exc)
+            await asyncio.sleep(POLICY_PURGE_INTERVAL)
+
+    async def _refresh_ip_lists(self) -> None:
+        """Keep the allow list snapshot of the exemptions fresh: removals take effect this way."""
+        assert self.ip_lists is not None
+        while True:
+            try:
+                await self.ip_lists.refresh()
+            except PolicyStoreError as exc:
+                log.warning("IP allow list refresh failed, keeping the last one: %s", exc)
+            await asyncio.sleep(self.config.connection_filter.list_refresh)
 
     @property
     def role(self) -> str:
@@ -407,7 +480,9 @@ class Gateway:
     async def stop(self) -> None:
         grace = self.config.server.shutdown_grace
         self.tasks.retire()
-        await self.tasks.cancel("certificate-upkeep", "quarantine-retention")
+        await self.tasks.cancel(
+            "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh"
+        )
         if self.receive:
             await self.listener.stop_accepting()
         # Receiving and delivering drain side by side, so a stop takes one grace period, not two.
@@ -421,6 +496,8 @@ class Gateway:
             plog.close()
         if self.state is not None:
             self.state.close()
+        if self.policy_store is not None:
+            await self.policy_store.close()
         self._stopped.set()
 
     async def _stop_delivery(self, grace: float) -> None:

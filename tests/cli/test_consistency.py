@@ -25,6 +25,7 @@ WITHOUT_CONFIG = {"init", "spam train", "spam eval"}
 LISTINGS = {
     "agents list", "cert list", "queue list", "queue show", "quarantine list", "spam classify",
     "spam eval", "track", "user list",
+    "antispam ip allow list", "antispam ip block list", "antispam test-ip",
 }  # fmt: skip
 
 

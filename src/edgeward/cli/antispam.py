@@ -9,6 +9,9 @@ use (``[dns]`` of the configuration) and prints.
   HELO name), its explanation, the term that decided, the lookups it took, and the
   ``Received-SPF`` field the gateway would write.
 
+The connection filter's commands (``ip allow|block add|remove|list``, ``test-ip``) are in
+:mod:`edgeward.cli.antispam_ip`.
+
 Exit codes: 0 a result was printed (whatever it is: ``temperror`` is an answer too),
 2 bad input (an address that is not an IP, a malformed sender, an unreadable configuration).
 """
@@ -24,6 +27,7 @@ from typing import Annotated
 
 import typer
 
+from edgeward.cli.antispam_ip import ip_app, test_ip
 from edgeward.cli.queue import clean, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.net.dns import DnsResolver
@@ -32,7 +36,7 @@ from edgeward.senderauth.spf import SpfResult, check_spf
 
 antispam_app = typer.Typer(
     name="antispam",
-    help="Query the anti-spam checks: spf.",
+    help="Query the anti-spam checks: spf, test-ip; change the IP lists: ip.",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -106,3 +110,8 @@ def _text(result: SpfResult) -> list[str]:
         f" queries sent {result.dns_queries}"
     )
     return lines
+
+
+# Connection filtering: the IP lists and the test of an address (edgeward.cli.antispam_ip).
+antispam_app.add_typer(ip_app, name="ip")
+antispam_app.command("test-ip")(test_ip)

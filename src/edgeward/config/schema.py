@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+import string
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -449,7 +450,8 @@ class ContentFilterConfig(_Section):
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
 AGENT_NAMES = (
     "back-pressure", "message-rate", "message-size", "sender-authority", "sender-login",
-    "relay-control", "local-recipients", "hop-count", "from-header", "content-filter",
+    "connection-filter", "relay-control", "local-recipients", "hop-count", "from-header",
+    "content-filter",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -542,6 +544,98 @@ def _known_scores(v: dict[str, float]) -> dict[str, float]:
     return v
 
 
+# Connection filtering (issue 8 §2.1): the placeholders a rejection text may use.
+_REJECTION_FIELDS = frozenset({"ip", "connector", "provider"})
+
+
+def _rejection_text(value: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("a rejection text is one line of printable characters")
+    try:
+        names = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"bad rejection text {value!r}: {exc}") from None
+    if unknown := sorted(names - _REJECTION_FIELDS):
+        raise ValueError(
+            f"unknown placeholder(s) {unknown} in {value!r}; use {{ip}}, {{connector}}, {{provider}}"
+        )
+    return value
+
+
+RejectionText = Annotated[str, Field(min_length=1, max_length=240), AfterValidator(_rejection_text)]
+
+
+class DnsListProvider(_Section):
+    """One DNS block or allow list (DNSBL/DNSWL), asked for the client's reversed address."""
+
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", description="Name used in findings and replies"
+    )
+    zone: Annotated[str, BeforeValidator(_domain)] = Field(
+        ..., description="Lookup zone, e.g. zen.spamhaus.org"
+    )
+    match: Literal["any", "addresses", "bitmask"] = Field(
+        "addresses", description="Listed on any answer, on one of 'addresses', or on 'bitmask' of 127.0.0.x"
+    )
+    addresses: tuple[str, ...] = Field(
+        ("127.0.0.2",), description="Answers that mean listed (match = addresses)"
+    )
+    bitmask: int = Field(
+        0, ge=0, le=255, description="Bits of the last octet that mean listed (match = bitmask)"
+    )
+    priority: int = Field(
+        0, ge=0, description="Lower is asked first and names the rejection when several list"
+    )
+    rejection_response: RejectionText = Field(
+        "Client {ip} is listed by {provider}",
+        description="Text of the 550 5.7.1 at RCPT; placeholders {ip} {connector} {provider}",
+    )
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for a in v:
+            try:
+                ipaddress.IPv4Address(a)
+            except ValueError:
+                raise ValueError(f"not an IPv4 answer: {a!r}") from None
+        return v
+
+
+class ConnectionFilterConfig(_Section):
+    """IP allow/block lists (live, in the policy store) and DNS list providers."""
+
+    enabled: bool = Field(True, description="Check clients against the IP lists and DNS list providers")
+    block_providers: tuple[DnsListProvider, ...] = Field((), max_length=20, description="DNSBL providers")
+    allow_providers: tuple[DnsListProvider, ...] = Field(
+        (),
+        max_length=20,
+        description="DNSWL providers: a listing suppresses the DNSBL refusal and scores DNSWL_LISTED",
+    )
+    lookup_timeout: Duration = Field(
+        5.0, gt=0, description="Time all provider lookups, started at CONNECT, may take together"
+    )
+    ip_block_response: RejectionText = Field(
+        "External client with IP address {ip} does not have permissions to submit to this server.",
+        description="Text of the 550 5.7.1 at RCPT for the IP block list; placeholders {ip} {connector}",
+    )
+    bypassed_recipients: tuple[str, ...] = Field(
+        ("postmaster", "abuse"),
+        max_length=100,
+        description="Recipients a blocked client still reaches: local part (any accepted domain) or address",
+    )
+    list_refresh: Duration = Field(
+        5.0, gt=0, description="How often the gateway re-reads the IP allow list for exemptions"
+    )
+
+    @model_validator(mode="after")
+    def _unique_providers(self) -> ConnectionFilterConfig:
+        names = [p.name for p in (*self.allow_providers, *self.block_providers)]
+        if dup := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"duplicate DNS list provider names: {', '.join(dup)}")
+        return self
+
+
 class LoggingConfig(_Section):
     dir: Path = Field(Path("log"), description="Folder of the tracking, agent and protocol logs")
     level: Literal["debug", "info", "warning", "error"] = Field(
@@ -572,6 +666,7 @@ class Config(_Section):
     mta_sts: MtaStsConfig = MtaStsConfig()
     agents: AgentsConfig = AgentsConfig()
     policy: PolicyConfig = PolicyConfig()
+    connection_filter: ConnectionFilterConfig = ConnectionFilterConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",

@@ -59,8 +59,15 @@ _TABLE: dict[str, ScoreDefinition] = {
     "SPF_NONE": ScoreDefinition(0.5, "SPF none: the domain publishes no SPF record"),
     "SPF_TEMPERROR": ScoreDefinition(0.0, "SPF temperror: DNS failed during the check"),
     "SPF_PERMERROR": ScoreDefinition(1.0, "SPF permerror: the domain's SPF record is broken"),
-    "DNSBL_LISTED": ScoreDefinition(4.0, "the client's address is listed by a DNS block list provider"),
+    # 0 by default: connection-filter already refuses a listed client at RCPT, so the weight would
+    # only fall on mail to its bypassed recipients (postmaster@, abuse@), which must get through.
+    "DNSBL_LISTED": ScoreDefinition(0.0, "listed by a DNS block list provider (550 5.7.1 at RCPT)"),
     "DNSBL_TEMPERROR": ScoreDefinition(0.0, "a DNS block list query failed (never a listing)"),
+    # Connection filtering (issue 8 §2.1).
+    "IP_BLOCKED": ScoreDefinition(0.0, _HARD.format("connection-filter (550 5.7.1 at RCPT)")),
+    "IP_LIST_TEMPERROR": ScoreDefinition(0.0, "the IP allow/block lists could not be read (never a listing)"),
+    "DNSBL_ERROR": ScoreDefinition(0.0, "a DNS list provider gave an error answer such as 127.255.255.x"),
+    "DNSWL_LISTED": ScoreDefinition(-3.0, "the client's address is listed by a DNS allow list provider"),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

@@ -7,8 +7,9 @@ anti-spam agent, so no agent decides bypass on its own.
 
 What exempts, and at which granularity:
 
-- per session (CONNECT onwards): a client address in the IP allow list (``[policy] ip_allow``;
-  the live list of the state store plugs in behind ``allow_list``), or a session holding the
+- per session (CONNECT onwards): a client address in the IP allow list (``[policy] ip_allow``,
+  and the live list of the policy store, ``edgeward antispam ip allow``, behind ``allow_list``),
+  or a session holding the
   ``bypass_antispam`` right (authenticated users, domain-secure partners, trusted servers);
 - per transaction (MAIL onwards): a bypassed sender or sender domain;
 - per recipient (RCPT): a bypassed recipient, or a sender on the recipient's safe-sender list
@@ -64,11 +65,18 @@ class Exemptions:
         self.sender_domains = frozenset(d.lower().rstrip(".") for d in sender_domains)
         self.recipients = frozenset(r.lower() for r in recipients)
         self.safe_senders: SafeSenders = safe_senders or NoSafeSenders()
-        # The live allow list of the state store (connection filtering) answers here later.
+        # The live allow list of the policy store (``filters.agents.connection.IpLists``): a
+        # synchronous snapshot, because every stage asks before its agents run.
         self.allow_list = allow_list
 
     @classmethod
-    def from_config(cls, config: Config, *, safe_senders: SafeSenders | None = None) -> Exemptions:
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        safe_senders: SafeSenders | None = None,
+        allow_list: Callable[[str], bool] | None = None,
+    ) -> Exemptions:
         policy, cf = config.policy, config.agents.content_filter
         return cls(
             allow=policy.ip_allow,
@@ -76,6 +84,7 @@ class Exemptions:
             sender_domains=(*policy.bypassed_sender_domains, *cf.bypassed_sender_domains),
             recipients=(*policy.bypassed_recipients, *cf.bypassed_recipients),
             safe_senders=safe_senders,
+            allow_list=allow_list,
         )
 
     def session(self, peer: Peer, bypass_antispam: bool) -> str:
