@@ -43,9 +43,12 @@ from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.rate import MessageRateLimit
-from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
+from edgeward.filters.agents.rate_limits import RateLimits
+from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
 from edgeward.filters.agents.sender import SenderAuthority
+from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
@@ -57,6 +60,7 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
+from edgeward.ports import PolicyStore
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
@@ -111,19 +115,33 @@ def build_agents(
     classifier: SpamClassifier | None = None,
     *,
     addresses: AccountAddresses | None = None,
+    policy_store: PolicyStore | None = None,
 ) -> list[Agent]:
-    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
-    agents: list[Agent] = [
-        BackPressure(spool.free_bytes, config.queue.min_free_disk),
-        MessageRateLimit(),
+    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
+
+    Without ``policy_store`` the store-backed parts (live lists, rate limits, per-recipient
+    blocked senders) are off, and that is logged; the configured lists still apply.
+    """
+    cfg = config.agents
+    agents: list[Agent] = [BackPressure(spool.free_bytes, config.queue.min_free_disk), MessageRateLimit()]
+    if policy_store is not None:
+        agents.append(RateLimits(cfg.rate_limits, policy_store))
+    else:
+        log.info("no policy store: rate-limits, live sender/recipient block lists and safe senders are off")
+    agents += [
         MessageSize(),
         SenderAuthority(config.accepted_domains),
         SenderLogin(addresses.owned if addresses is not None else _no_addresses),
+        SenderFilter(cfg.sender_filter, policy_store),
         RelayControl(config.accepted_domains),
+        RecipientFilter(cfg.recipient_filter.blocked_recipients, policy_store),
     ]
-    local = config.agents.local_recipients
+    local = cfg.local_recipients
     if local.enabled:
-        agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
+        source = FileRecipients.read(config.resolve(local.file))
+        agents.append(LocalRecipients(config.accepted_domains, source))
+    if policy_store is not None:
+        agents.append(RecipientBlockedSenders(policy_store))
     agents.append(HopCount())
     if config.agents.from_header != "off":
         agents.append(FromHeader(config.agents.from_header))
@@ -161,8 +179,15 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
-def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObserver | None = None) -> Policy:
+def build_policy(
+    config: Config,
+    agents: Sequence[Agent],
+    *,
+    observer: AgentObserver | None = None,
+    policy_store: PolicyStore | None = None,
+) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
+    safe = StoreSafeSenders(policy_store) if policy_store is not None else None
     pipeline = Pipeline(
         agents,
         timeout=config.agents.timeout,
@@ -173,7 +198,7 @@ def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObse
     return Policy(
         pipeline,
         Thresholds.from_config(config),
-        Exemptions.from_config(config),
+        Exemptions.from_config(config, safe_senders=safe),
         Transforms(),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
     )
@@ -190,6 +215,7 @@ class Gateway:
         receive: bool = True,
         deliver: bool = True,
         notify: Callable[[str], None] | None = None,
+        policy_store: PolicyStore | None = None,
     ) -> None:
         """``receive``: run listeners and sessions; ``deliver``: run the queue manager.
 
@@ -198,6 +224,7 @@ class Gateway:
         """
         self.config = config
         self.config_path = config_path
+        self.policy_store = policy_store
         self.receive = receive
         self.deliver = deliver
         paths = data_paths(config)
@@ -250,9 +277,9 @@ class Gateway:
         return Dispatcher(config, resolver)
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
-        policy = build_policy(
-            config, build_agents(config, self.spool, addresses=self.addresses), observer=self._observe
-        )
+        store = self.policy_store
+        agents = build_agents(config, self.spool, addresses=self.addresses, policy_store=store)
+        policy = build_policy(config, agents, observer=self._observe, policy_store=store)
         protocol_logs = {
             c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
         }
