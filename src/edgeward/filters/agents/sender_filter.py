@@ -44,7 +44,7 @@ def sender_entry(text: str) -> str:
         domain = entry[1:]
     else:
         local, at, domain = entry.rpartition("@")
-        if not at or not local:
+        if not at or not local or "@" in local or " " in local:
             raise ValueError(f"{text!r}: give user@domain, @domain or *.domain")
     if not domain or "@" in domain or " " in domain or domain.startswith(".") or "*" in domain:
         raise ValueError(f"{text!r}: not a valid domain")
