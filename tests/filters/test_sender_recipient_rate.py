@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from edgeward.config.schema import RateLimitsConfig, ReceiveConnectorConfig, SenderFilterConfig
+from edgeward.errors import ConfigError
 from edgeward.filters.agents.rate_limits import RateLimits
 from edgeward.filters.agents.recipient_filter import (
     RECIPIENT_BLOCK_LIST,
@@ -108,6 +109,8 @@ async def test_the_live_list_applies_without_a_restart_and_a_broken_store_is_451
 def test_a_sender_entry_that_could_never_match_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         sender_entry(bad)
+    with pytest.raises(ConfigError, match=r"agents\.sender_filter"):
+        SenderFilter(SenderFilterConfig(blocked_senders=(bad,)))
 
 
 # -- recipient filtering -----------------------------------------------------------------------

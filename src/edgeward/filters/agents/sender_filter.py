@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 
 from edgeward.config.schema import SenderFilterConfig
+from edgeward.errors import ConfigError
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import PolicyStore, PolicyStoreError
 from edgeward.types import Address, Finding, Outcome, Reply
@@ -71,11 +72,14 @@ class SenderFilter:
     def __init__(self, config: SenderFilterConfig, store: PolicyStore | None = None) -> None:
         self.action = config.action
         self.blank = config.block_blank_sender
-        members = [
-            *(sender_entry(s) for s in config.blocked_senders),
-            *(sender_entry("@" + d.removeprefix("@")) for d in config.blocked_domains),
-            *(sender_entry("*." + d.removeprefix("*.")) for d in config.blocked_domains_and_subdomains),
-        ]
+        try:
+            members = [
+                *(sender_entry(s) for s in config.blocked_senders),
+                *(sender_entry("@" + d.removeprefix("@")) for d in config.blocked_domains),
+                *(sender_entry("*." + d.removeprefix("*.")) for d in config.blocked_domains_and_subdomains),
+            ]
+        except ValueError as exc:
+            raise ConfigError(f"agents.sender_filter: {exc}") from None
         self.static = frozenset(members)
         self.store = store
 
