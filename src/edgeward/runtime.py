@@ -127,7 +127,11 @@ def build_agents(
     if policy_store is not None:
         agents.append(RateLimits(cfg.rate_limits, policy_store))
     else:
-        log.info("no policy store: rate-limits, live sender/recipient block lists and safe senders are off")
+        configured = any(limit > 0 for limit in cfg.rate_limits.model_dump().values())
+        log.log(
+            logging.WARNING if configured else logging.INFO,
+            "no policy store: rate-limits, live sender/recipient block lists and safe senders are off",
+        )
     agents += [
         MessageSize(),
         SenderAuthority(config.accepted_domains),

@@ -1,11 +1,13 @@
-"""The tarpit and the recipient agents in a real session over loopback.
+"""The tarpit and the sender and recipient agents in a real session over loopback.
 
 - an unknown recipient of an accepted domain gets ``550 5.1.1`` only after the connector's
   tarpit: the injected sleep is asked for exactly ``tarpit_interval`` and the reply comes after
   it (ordering, not a stopwatch);
 - a known recipient and a temporary refusal (``451``) are not tarpitted; a relay refusal is;
 - a blocked recipient gets ``550 5.1.1`` too (nothing for a harvester to tell apart), and a
-  recipient's blocked sender refuses that recipient alone with ``550 5.7.1``.
+  recipient's blocked sender refuses that recipient alone with ``550 5.7.1``;
+- a sender blocked in stamp mode is accepted, and its MAIL finding is weighed in the verdict
+  at end of data and tracked with the message.
 """
 
 from __future__ import annotations
@@ -16,12 +18,19 @@ from pathlib import Path
 
 import pytest
 
-from edgeward.config.schema import Config, LoggingConfig, ReceiveConnectorConfig
+from edgeward.config.schema import (
+    Config,
+    LoggingConfig,
+    PolicyConfig,
+    ReceiveConnectorConfig,
+    SenderFilterConfig,
+)
 from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.safe_senders import BLOCKED_LIST, RecipientBlockedSenders
+from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.base import Agent
-from edgeward.logs.tracking import TrackingLog
+from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
 from edgeward.runtime import build_policy
 from edgeward.server.session import Session, SessionEnv
@@ -29,7 +38,8 @@ from edgeward.testing.policystore import MemoryPolicyStore
 from edgeward.types import Peer
 
 TARPIT = 0.25
-Serve = Callable[[list[Agent]], Awaitable[int]]
+PLAIN = Config(accepted_domains=("example.test",))
+Serve = Callable[..., Awaitable[int]]
 
 
 class Transcript:
@@ -58,14 +68,14 @@ class Transcript:
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Serve, Transcript]]:
+    """A server for the agents given; the transcript also records the tarpit's sleeps."""
     tracking = TrackingLog(tmp_path / "log", LoggingConfig())
     spool = Spool(tmp_path / "queue", fsync=False)
     transcript = Transcript()
     servers: list[asyncio.Server] = []
     connector = ReceiveConnectorConfig(name="internet", tls=False, tarpit_interval=TARPIT)
-    config = Config(accepted_domains=("example.test",))
 
-    async def serve(agents: list[Agent]) -> int:
+    async def serve(agents: list[Agent], config: Config = PLAIN) -> int:
         env = SessionEnv(
             hostname="mx.test", policy=build_policy(config, agents), spool=spool, tracking=tracking,
             tls_contexts={}, handshake_timeout=5, on_queued=lambda _id: None, sleep=transcript.sleep,
@@ -135,3 +145,20 @@ async def test_blocked_recipients_and_a_recipients_blocked_sender(served: tuple[
     assert replies[3].startswith(b"550 5.1.1 User unknown")
     assert replies[4].startswith(b"550 5.7.1 Sender blocked by the recipient")
     assert replies[5].startswith(b"250 ")
+
+
+async def test_a_stamped_blocked_sender_is_weighed_at_end_of_data(
+    served: tuple[Serve, Transcript], tmp_path: Path
+) -> None:
+    serve, transcript = served
+    stamp = SenderFilter(SenderFilterConfig(blocked_domains=("pest.test",), action="stamp"))
+    config = Config(accepted_domains=("example.test",), policy=PolicyConfig(stamp=5))
+    port = await serve([stamp, RelayControl(("example.test",))], config)
+    replies = await transcript.talk(
+        port, b"HELO c.test\r\n", b"MAIL FROM:<ann@pest.test>\r\n", b"RCPT TO:<user@example.test>\r\n",
+        b"DATA\r\n", b"From: ann@pest.test\r\nSubject: hi\r\n\r\nhello\r\n.\r\n",
+    )  # fmt: skip
+    assert [r[:3] for r in replies[1:]] == [b"250", b"250", b"250", b"354", b"250"]
+    [received] = search(tmp_path / "log", event="RECEIVE")
+    assert received["decided_by"] == "threshold stamp 5 (total 6)"
+    assert [(f["name"], f["stage"]) for f in received["findings"]] == [("SENDER_BLOCKED", "mail")]
