@@ -44,9 +44,12 @@ from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
 from edgeward.filters.agents.rate import MessageRateLimit
-from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
+from edgeward.filters.agents.rate_limits import RateLimits
+from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
 from edgeward.filters.agents.sender import SenderAuthority
+from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
@@ -118,20 +121,39 @@ def build_agents(
     policy_store: PolicyStore | None = None,
     ip_lists: IpLists | None = None,
 ) -> list[Agent]:
-    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
-    agents: list[Agent] = [
-        BackPressure(spool.free_bytes, config.queue.min_free_disk),
-        MessageRateLimit(),
+    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
+
+    Without ``policy_store`` the store-backed parts (live lists, rate limits, per-recipient
+    blocked senders) are off, and that is logged; the configured lists still apply.
+    """
+    cfg = config.agents
+    agents: list[Agent] = [BackPressure(spool.free_bytes, config.queue.min_free_disk), MessageRateLimit()]
+    if policy_store is not None:
+        agents.append(RateLimits(cfg.rate_limits, policy_store))
+    else:
+        configured = any(limit > 0 for limit in cfg.rate_limits.model_dump().values())
+        log.log(
+            logging.WARNING if configured else logging.INFO,
+            "no policy store: rate-limits, live sender/recipient block lists and safe senders are off",
+        )
+    agents += [
         MessageSize(),
         SenderAuthority(config.accepted_domains),
         SenderLogin(addresses.owned if addresses is not None else _no_addresses),
+        SenderFilter(cfg.sender_filter, policy_store),
     ]
     if config.connection_filter.enabled:
         agents.append(_connection_filter(config, ip_lists or IpLists(policy_store)))
-    agents.append(RelayControl(config.accepted_domains))
-    local = config.agents.local_recipients
+    agents += [
+        RelayControl(config.accepted_domains),
+        RecipientFilter(cfg.recipient_filter.blocked_recipients, policy_store),
+    ]
+    local = cfg.local_recipients
     if local.enabled:
-        agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
+        source = FileRecipients.read(config.resolve(local.file))
+        agents.append(LocalRecipients(config.accepted_domains, source))
+    if policy_store is not None:
+        agents.append(RecipientBlockedSenders(policy_store))
     agents.append(HopCount())
     if config.agents.from_header != "off":
         agents.append(FromHeader(config.agents.from_header))
@@ -188,8 +210,10 @@ def build_policy(
     *,
     observer: AgentObserver | None = None,
     allow_list: Callable[[str], bool] | None = None,
+    policy_store: PolicyStore | None = None,
 ) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
+    safe = StoreSafeSenders(policy_store) if policy_store is not None else None
     pipeline = Pipeline(
         agents,
         timeout=config.agents.timeout,
@@ -200,7 +224,7 @@ def build_policy(
     return Policy(
         pipeline,
         Thresholds.from_config(config),
-        Exemptions.from_config(config, allow_list=allow_list),
+        Exemptions.from_config(config, allow_list=allow_list, safe_senders=safe),
         Transforms(),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
     )
@@ -291,7 +315,9 @@ class Gateway:
             ip_lists=self.ip_lists,
         )
         allow_list = self.ip_lists.allowed_ip if self.ip_lists is not None else None
-        policy = build_policy(config, agents, observer=self._observe, allow_list=allow_list)
+        policy = build_policy(
+            config, agents, observer=self._observe, allow_list=allow_list, policy_store=self.policy_store
+        )
         protocol_logs = {
             c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
         }

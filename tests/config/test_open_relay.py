@@ -16,6 +16,7 @@ from edgeward.config.schema import AGENT_NAMES, Config
 from edgeward.errors import ConfigError
 from edgeward.queue.spool import Spool
 from edgeward.runtime import Gateway, build_agents
+from edgeward.testing.policystore import MemoryPolicyStore
 
 runner = CliRunner()
 
@@ -49,10 +50,11 @@ def test_every_other_agent_may_be_disabled_and_the_names_match_the_pipeline(tmp_
     )
     (tmp_path / "recipients.txt").write_text("user@example.org\n")
     spool = Spool(tmp_path / "queue", fsync=False)
-    assert tuple(a.name for a in build_agents(everything, spool)) == AGENT_NAMES
+    store = MemoryPolicyStore()  # the store-backed agents are built only with a store
+    assert tuple(a.name for a in build_agents(everything, spool, policy_store=store)) == AGENT_NAMES
     optional = [n for n in AGENT_NAMES if n != "relay-control"]
     config = parse_config({"server": {"data_dir": str(tmp_path)}, "agents": {"disabled": optional}})
-    assert [a.name for a in build_agents(config, spool)] == ["relay-control"]
+    assert [a.name for a in build_agents(config, spool, policy_store=store)] == ["relay-control"]
 
 
 @pytest.mark.parametrize(

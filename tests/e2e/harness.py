@@ -147,8 +147,9 @@ def gateway_config(root: Path, *, port: int, sink_port: int | None = None, **ext
 class InProcessGateway:
     """A Gateway on its own loop in a background thread."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, **gateway: Any) -> None:
         self.config = config
+        self.gateway_options = gateway  # keyword arguments of Gateway (policy_store=...)
         self.loop = asyncio.new_event_loop()
         self.gateway: Gateway | None = None
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -158,7 +159,7 @@ class InProcessGateway:
         sockets = bind_sockets(self.config.receive_connectors)
 
         async def start() -> Gateway:
-            gw = Gateway(self.config)
+            gw = Gateway(self.config, **self.gateway_options)
             await gw.start(sockets)
             return gw
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydantic import ValidationError
 
@@ -113,16 +115,17 @@ def test_exemptions_per_session_sender_recipient_and_message() -> None:
     assert ex.sender(Address.null()) == ""
     abuse, user = Address("abuse", "example.test"), Address("user", "example.test")
     stranger = Address("s", "remote.test")
-    assert ex.recipient(stranger, abuse) == "bypassed recipient" and ex.recipient(stranger, user) == ""
-    assert ex.message("", stranger, [abuse, user]) == ""
-    assert ex.message("", stranger, [abuse]) == "every recipient exempt"
+    assert asyncio.run(ex.recipient(stranger, abuse)) == "bypassed recipient"
+    assert asyncio.run(ex.recipient(stranger, user)) == ""
+    assert asyncio.run(ex.message("", stranger, [abuse, user])) == ""
+    assert asyncio.run(ex.message("", stranger, [abuse])) == "every recipient exempt"
 
 
 def test_content_filter_bypass_settings_are_exemptions_now() -> None:
     config = Config(agents={"content_filter": {"bypassed_recipients": ["abuse@example.test"]}},
                     policy={"bypassed_senders": ["ok@remote.test"]})  # fmt: skip
     ex = Exemptions.from_config(config)
-    assert ex.recipient(None, Address("abuse", "example.test")) == "bypassed recipient"
+    assert asyncio.run(ex.recipient(None, Address("abuse", "example.test"))) == "bypassed recipient"
     assert ex.sender(Address("ok", "remote.test")) == "bypassed sender"
     with pytest.raises(ValidationError, match="not an IP network"):
         Config(policy={"ip_allow": ["300.1.2.3/8"]})

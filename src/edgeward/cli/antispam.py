@@ -28,6 +28,7 @@ from typing import Annotated
 import typer
 
 from edgeward.cli.antispam_ip import ip_app, test_ip
+from edgeward.cli.antispam_lists import register as register_lists
 from edgeward.cli.queue import clean, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.net.dns import DnsResolver
@@ -36,10 +37,11 @@ from edgeward.senderauth.spf import SpfResult, check_spf
 
 antispam_app = typer.Typer(
     name="antispam",
-    help="Query the anti-spam checks: spf, test-ip; change the IP lists: ip.",
+    help="Query the anti-spam checks (spf, test-ip); change the IP, sender, recipient and safe-sender lists.",
     no_args_is_help=True,
     add_completion=False,
 )
+register_lists(antispam_app)  # sender|recipient block, safelist, blocklist
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file.")]
 # What a MAIL FROM path may hold here: no spaces or controls, at most the RFC 5321 path length.

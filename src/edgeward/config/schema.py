@@ -414,6 +414,46 @@ class LocalRecipientsConfig(_Section):
     file: Path = Field(Path("recipients.txt"), description="One address (or @domain) per line")
 
 
+class SenderFilterConfig(_Section):
+    """Blocked senders at MAIL (the live list: 'edgeward antispam sender block')."""
+
+    blocked_senders: tuple[str, ...] = Field((), max_length=800, description="Sender addresses refused")
+    blocked_domains: tuple[str, ...] = Field(
+        (), max_length=800, description="Sender domains refused, exactly (not their subdomains)"
+    )
+    blocked_domains_and_subdomains: tuple[str, ...] = Field(
+        (), max_length=800, description="Sender domains refused with all their subdomains"
+    )
+    block_blank_sender: bool = Field(
+        False, description="Refuse the blank sender <> (off: delivery reports travel with it)"
+    )
+    action: Literal["reject", "stamp"] = Field(
+        "reject", description="reject (554 5.1.0 Sender denied) or stamp (a SENDER_BLOCKED finding, scored)"
+    )
+
+
+class RecipientFilterConfig(_Section):
+    """Blocked recipients at RCPT (the live list: 'edgeward antispam recipient block')."""
+
+    blocked_recipients: tuple[str, ...] = Field(
+        (), max_length=800, description="Recipient addresses refused with 550 5.1.1"
+    )
+
+
+class RateLimitsConfig(_Section):
+    """Per-minute limits counted in the policy store; 0 means no limit; over one: 450 4.7.1."""
+
+    connections_per_ip: int = Field(0, ge=0, description="Connections per minute from one client address")
+    messages_per_ip: int = Field(0, ge=0, description="Messages per minute from one client address")
+    messages_per_user: int = Field(0, ge=0, description="Messages per minute from one authenticated user")
+    messages_per_sender_domain: int = Field(0, ge=0, description="Messages per minute from one sender domain")
+    recipients_per_ip: int = Field(0, ge=0, description="Recipients per minute from one client address")
+    recipients_per_user: int = Field(0, ge=0, description="Recipients per minute from one authenticated user")
+    recipients_per_sender_domain: int = Field(
+        0, ge=0, description="Recipients per minute from one sender domain"
+    )
+
+
 class ContentFilterConfig(_Section):
     enabled: bool = Field(True, description="Rate every message with a spam confidence level (SCL 0-9)")
     model: Path | None = Field(None, description="Model file; empty means the model shipped with Edgeward")
@@ -449,9 +489,9 @@ class ContentFilterConfig(_Section):
 
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
 AGENT_NAMES = (
-    "back-pressure", "message-rate", "message-size", "sender-authority", "sender-login",
-    "connection-filter", "relay-control", "local-recipients", "hop-count", "from-header",
-    "content-filter",
+    "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
+    "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
+    "safe-senders", "hop-count", "from-header", "content-filter",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -472,6 +512,9 @@ class AgentsConfig(_Section):
         ),
     )
     local_recipients: LocalRecipientsConfig = LocalRecipientsConfig()
+    sender_filter: SenderFilterConfig = SenderFilterConfig()
+    recipient_filter: RecipientFilterConfig = RecipientFilterConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()
 
     @field_validator("disabled")

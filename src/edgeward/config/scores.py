@@ -46,6 +46,16 @@ _TABLE: dict[str, ScoreDefinition] = {
     "FROM_MISSING": ScoreDefinition(0.0, _HARD.format("from-header (550 5.6.0)")),
     "FROM_MULTIPLE": ScoreDefinition(0.0, _HARD.format("from-header (550 5.6.0)")),
     "FROM_MALFORMED": ScoreDefinition(0.0, _HARD.format("from-header (550 5.6.0)")),
+    "POLICY_STORE_TEMPERROR": ScoreDefinition(0.0, "the policy store could not answer a list lookup (451)"),
+    "RATE_LIMIT_EXCEEDED": ScoreDefinition(0.0, _HARD.format("rate-limits (450 4.7.1; 421 at connect)")),
+    "RATE_TEMPERROR": ScoreDefinition(0.0, "rate-limits could not count (policy store down): not limited"),
+    "SENDER_BLOCKED": ScoreDefinition(6.0, "sender-filter: the sender, its domain or a parent is blocked"),
+    "SENDER_BLANK": ScoreDefinition(6.0, "sender-filter: the blank sender <> with block_blank_sender on"),
+    "RCPT_BLOCKED": ScoreDefinition(0.0, _HARD.format("recipient-filter (550 5.1.1)")),
+    "RCPT_LOOKUP_TEMPERROR": ScoreDefinition(0.0, "local-recipients: the recipient source failed (451)"),
+    "SENDER_BLOCKED_BY_RECIPIENT": ScoreDefinition(
+        0.0, "safe-senders: the recipient blocked the sender (550 5.7.1 for that recipient)"
+    ),
     "CONTENT_BYPASSED": ScoreDefinition(0.0, "the content classifier did not rate the message (too big)"),
     **{
         f"SCL_{n}": ScoreDefinition(float(n), f"the content classifier rated the message SCL {n}")

@@ -13,7 +13,7 @@ What exempts, and at which granularity:
   ``bypass_antispam`` right (authenticated users, domain-secure partners, trusted servers);
 - per transaction (MAIL onwards): a bypassed sender or sender domain;
 - per recipient (RCPT): a bypassed recipient, or a sender on the recipient's safe-sender list
-  (``SafeSenders``, an interface until the safe-senders agent ships). A recipient-specific
+  (``SafeSenders``: the store's lists, ``filters.agents.safe_senders``). A recipient-specific
   decision is made here because RCPT answers one recipient at a time;
 - per message (DATA, EOD): one reply covers every recipient, so the message is exempt only when
   the session or sender is, or every recipient is. A message for one exempt and one ordinary
@@ -37,13 +37,13 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 class SafeSenders(Protocol):
     """Per-recipient safe senders: whether ``recipient`` trusts ``sender`` (address or domain)."""
 
-    def trusts(self, recipient: Address, sender: Address) -> bool: ...
+    async def trusts(self, recipient: Address, sender: Address) -> bool: ...
 
 
 class NoSafeSenders:
-    """No recipient has a safe-sender list (until the safe-senders agent ships one)."""
+    """No recipient has a safe-sender list (a gateway without a policy store)."""
 
-    def trusts(self, recipient: Address, sender: Address) -> bool:
+    async def trusts(self, recipient: Address, sender: Address) -> bool:
         return False
 
 
@@ -109,19 +109,22 @@ class Exemptions:
             return "bypassed sender domain"
         return ""
 
-    def recipient(self, sender: Address | None, recipient: Address) -> str:
+    async def recipient(self, sender: Address | None, recipient: Address) -> str:
         if str(recipient).lower() in self.recipients:
             return "bypassed recipient"
-        if sender is not None and not sender.is_null and self.safe_senders.trusts(recipient, sender):
+        if sender is not None and not sender.is_null and await self.safe_senders.trusts(recipient, sender):
             return "safe sender of the recipient"
         return ""
 
-    def message(self, session: str, sender: Address | None, recipients: Sequence[Address]) -> str:
+    async def message(self, session: str, sender: Address | None, recipients: Sequence[Address]) -> str:
         """The per-message answer (DATA, EOD): session or sender, else every recipient."""
         if session:
             return session
         if reason := self.sender(sender):
             return reason
-        if recipients and all(self.recipient(sender, r) for r in recipients):
-            return "every recipient exempt"
-        return ""
+        if not recipients:
+            return ""
+        for rcpt in recipients:
+            if not await self.recipient(sender, rcpt):
+                return ""
+        return "every recipient exempt"

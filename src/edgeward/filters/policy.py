@@ -59,7 +59,7 @@ class Policy:
         self.transforms = transforms or Transforms()
         self.postmaster = postmaster
 
-    def exemption(self, ctx: StageContext) -> str:
+    async def exemption(self, ctx: StageContext) -> str:
         ex = self.exemptions
         session = ex.session(ctx.session.peer, ctx.session.bypass_antispam)
         if ctx.stage in (Stage.CONNECT, Stage.HELO) or session:
@@ -67,12 +67,12 @@ class Policy:
         if ctx.stage is Stage.MAIL:
             return ex.sender(ctx.mail_from)
         if ctx.stage is Stage.RCPT and ctx.recipient is not None:
-            return ex.sender(ctx.mail_from) or ex.recipient(ctx.mail_from, ctx.recipient)
-        return ex.message(session, ctx.mail_from, ctx.recipients)
+            return ex.sender(ctx.mail_from) or await ex.recipient(ctx.mail_from, ctx.recipient)
+        return await ex.message(session, ctx.mail_from, ctx.recipients)
 
     async def stage(self, ctx: StageContext, ledger: Ledger) -> StageDecision:
         """Run the agents of a stage before end of data."""
-        ctx = replace(ctx, exempt=self.exemption(ctx))
+        ctx = replace(ctx, exempt=await self.exemption(ctx))
         result = await self.pipeline.run(ctx.stage, ctx)
         action = result.action
         if action not in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
@@ -87,7 +87,7 @@ class Policy:
 
     async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
         """Run the EOD agents and decide the message over everything the session found."""
-        exempt = self.exemption(ctx)
+        exempt = await self.exemption(ctx)
         ctx = replace(ctx, exempt=exempt)
         result = await self.pipeline.run(Stage.EOD, ctx)
         ledger.add(Stage.EOD, result)

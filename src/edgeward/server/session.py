@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from edgeward.auth.throttle import Throttle
@@ -75,6 +75,8 @@ class SessionEnv:
     throttles: Mapping[str, Throttle] = field(default_factory=dict)  # failed AUTH, by connector
     protocol_logs: Mapping[str, ProtocolLog] = field(default_factory=dict)  # by connector name
     budget: ByteBudget | None = None  # message bytes in flight, shared by all sessions
+    # How a tarpit waits; a test hands in one that records the delay instead of taking it.
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 class Session:
@@ -281,7 +283,7 @@ class Session:
         self._closing = decision.disconnect
         if delay := self.env.policy.tarpit(decision.reply, self.info):
             await self.writer.drain()
-            await asyncio.sleep(delay)
+            await self.env.sleep(delay)
         return decision
 
     # -- commands ---------------------------------------------------------------------------
