@@ -99,14 +99,13 @@ def _labelled(paths: list[Path], ham: list[Path], spam: list[Path]) -> list[tupl
     return labelled
 
 
-def _corpus_split(root: Path, split: str) -> list[tuple[bytes, bool]]:
-    from edgeward.content.corpora import corpus_sets
+def _corpus_train(root: Path) -> list[tuple[bytes, bool, float]]:
+    from edgeward.content.corpora import training_items
 
     try:
-        sets = corpus_sets(root)
+        return training_items(root)
     except (OSError, ValueError) as exc:
         raise _fail(str(exc)) from exc
-    return [(raw, spam) for item in sets if item.split == split for _, raw, spam in item.messages]
 
 
 @spam_app.command()
@@ -130,14 +129,14 @@ def train(
 
     labelled = _labelled(paths or [], ham or [], spam or [])
     _check_paths([p for p, _ in labelled])
-    extra = _corpus_split(corpora, "train") if corpora is not None else []
+    extra = _corpus_train(corpora) if corpora is not None else []
     if not labelled and not extra:
         raise _fail("nothing to train on: give --ham and --spam paths or --corpora")
     console = Console(stderr=True)
     counts = [count_messages(p) for p, _ in labelled]
     total = None if None in counts else sum(n for n in counts if n is not None) + len(extra)
 
-    def messages() -> Iterator[tuple[bytes, bool]]:
+    def messages() -> Iterator[tuple[bytes, bool] | tuple[bytes, bool, float]]:
         yield from extra
         for path, is_spam in labelled:
             for _, raw in iter_messages(path):
