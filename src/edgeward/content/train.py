@@ -13,7 +13,10 @@ term scaled by :data:`BAYES_MIX` = 0.01 beat both on both (AUC 0.9993, recall at
 0.67); see ``bench/README-spam.md``. The regularisation (:data:`DEFAULT_C` = 300) and hash
 size (:data:`DEFAULT_BITS` = 20) were chosen by 5-fold cross-validation on the training split
 (pooled out-of-fold ROC AUC 0.9978 and recall 0.920 at 0.15 % FP, against 0.9957 and 0.896 for
-C = 30 over 2^18 slots); C = 1000 measured the same, so the choice sits on a plateau. The
+C = 30 over 2^18 slots); C = 1000 measured the same, so the choice sits on a plateau. With the
+modern corpora (``edgeward spam train --corpora``) messages carry sample weights
+(:data:`edgeward.content.corpora.MODERN_WEIGHT`, chosen the same way; ``docs/content-model.md``),
+used by the regression, the Bayes term and the calibration alike. The
 fitted weights are a plain vector, so online learning after deployment is an SGD step on that
 vector (:meth:`LinearModel.learn`) and needs no scikit-learn.
 """
