@@ -4,15 +4,15 @@ Owns the command-line face of :mod:`edgeward.content`; decisions live there, thi
 options, reads messages (files, folders, mbox files, ``.tar.gz`` archives) and prints.
 
 * ``train PATH... [--ham P] [--spam P] [--out MODEL]``: labels come from ``--ham``/``--spam``, or
-  for positional paths from the path naming "ham" or "spam". Deterministic for the same input.
-  The shipped model is rebuilt with::
+  for positional paths from the path naming "ham" or "spam"; ``--corpora DIR`` adds the train
+  split of the shared corpora (:mod:`edgeward.content.corpora`). Deterministic for the same
+  input. The shipped model is rebuilt with::
 
-      edgeward spam train --ham ../shared/corpora/spamassassin/spamassassin-train-ham.tar.gz \\
-          --spam ../shared/corpora/spamassassin/spamassassin-train-spam.tar.gz \\
-          --out src/edgeward/content/data/default-model.npz
+      edgeward spam train --corpora ../shared/corpora --out src/edgeward/content/data/default-model.npz
 
 * ``eval --ham P --spam P [--model M] [--roc-png FILE]``: precision, recall and FP rate at the
   reject threshold (SCL >= 7), ROC AUC, recall at 0.1 % and 1 % FP, counts per SCL.
+  ``eval --corpora DIR``: the same per source on the dev split (SCL >= 7 and >= 4, ROC AUC).
 * ``classify PATH... [--json] [-c CONFIG]``: one line per message: name, SCL, PCL, probability,
   findings; with ``-c`` rated as that gateway rates (its live model and custom words).
 * ``learn --spam|--ham PATH... [--state DB]``: update the live model in the state store.
@@ -49,6 +49,13 @@ REJECT_SCL = 7
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="Model file (.npz); default: the model shipped in the package.")
+]
+CorporaOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--corpora",
+        help="The shared corpora folder: use its SpamAssassin split and the seeded split of modern/.",
+    ),
 ]
 PathList = Annotated[list[Path] | None, typer.Option(help="File, folder, mbox or .tar.gz (repeatable).")]
 
@@ -92,6 +99,15 @@ def _labelled(paths: list[Path], ham: list[Path], spam: list[Path]) -> list[tupl
     return labelled
 
 
+def _corpus_train(root: Path) -> list[tuple[bytes, bool, float]]:
+    from edgeward.content.corpora import training_items
+
+    try:
+        return training_items(root)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+
+
 @spam_app.command()
 def train(
     paths: Annotated[
@@ -106,19 +122,22 @@ def train(
     bits: Annotated[
         int, typer.Option("--bits", help="log2 of the hashed feature space.", min=12, max=24)
     ] = 20,
+    corpora: CorporaOption = None,
 ) -> None:
     """Train a model from labelled messages (deterministic)."""
     from edgeward.content.train import train_model
 
     labelled = _labelled(paths or [], ham or [], spam or [])
     _check_paths([p for p, _ in labelled])
-    if not labelled:
-        raise _fail("nothing to train on: give --ham and --spam paths")
+    extra = _corpus_train(corpora) if corpora is not None else []
+    if not labelled and not extra:
+        raise _fail("nothing to train on: give --ham and --spam paths or --corpora")
     console = Console(stderr=True)
     counts = [count_messages(p) for p, _ in labelled]
-    total = None if None in counts else sum(n for n in counts if n is not None)
+    total = None if None in counts else sum(n for n in counts if n is not None) + len(extra)
 
-    def messages() -> Iterator[tuple[bytes, bool]]:
+    def messages() -> Iterator[tuple[bytes, bool] | tuple[bytes, bool, float]]:
+        yield from extra
         for path, is_spam in labelled:
             for _, raw in iter_messages(path):
                 yield raw, is_spam
@@ -149,15 +168,25 @@ def _score_all(
 
 @spam_app.command("eval")
 def evaluate(
-    ham: Annotated[list[Path], typer.Option(help="Ham input (repeatable).")],
-    spam: Annotated[list[Path], typer.Option(help="Spam input (repeatable).")],
+    ham: Annotated[list[Path] | None, typer.Option(help="Ham input (repeatable).")] = None,
+    spam: Annotated[list[Path] | None, typer.Option(help="Spam input (repeatable).")] = None,
     model: ModelOption = None,
+    corpora: Annotated[
+        Path | None,
+        typer.Option("--corpora", help="Report per source on the dev split of this corpora folder."),
+    ] = None,
     roc_png: Annotated[Path | None, typer.Option("--roc-png", help="Write the ROC curve here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Measure a model on labelled messages."""
+    ham, spam = ham or [], spam or []
     _check_paths([*ham, *spam])
     classifier = _load(model)
+    if corpora is not None:
+        _dev_report(classifier, corpora, as_json)
+        return
+    if not ham or not spam:
+        raise _fail("give --ham and --spam, or --corpora")
     console = Console(stderr=True)
     with _progress(console) as progress:
         ham_results = _score_all(classifier, ham, progress, "ham")
@@ -198,6 +227,40 @@ def evaluate(
     for level, (n_ham, n_spam) in report.scl_table.items():
         table.add_row(str(level), str(n_ham), str(n_spam))
     out.print(table)
+
+
+def _dev_report(classifier: SpamClassifier, root: Path, as_json: bool) -> None:
+    from edgeward.content.corpora import corpus_sets
+    from edgeward.content.devreport import QUARANTINE_SCL, dev_report
+
+    try:
+        sets = corpus_sets(root)
+    except (OSError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+
+    def scorer(raw: bytes) -> tuple[float, int]:
+        verdict = classifier.score(raw)
+        return verdict.scl + verdict.probability, verdict.scl
+
+    figures = dev_report(sets, scorer)
+    rows = [
+        {
+            "source": f.source,
+            "label": "spam" if f.is_spam else "ham",
+            "messages": f.count,
+            f"share_scl>={REJECT_SCL}": round(f.at_reject, 4),
+            f"share_scl>={QUARANTINE_SCL}": round(f.at_quarantine, 4),
+            "roc_auc": round(f.roc_auc, 5),
+        }
+        for f in figures
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, sort_keys=True))
+        return
+    table = Table(*rows[0].keys(), title="dev split (ham: false-positive rate; spam: recall)")
+    for row in rows:
+        table.add_row(*(str(v) for v in row.values()))
+    Console().print(table)
 
 
 @spam_app.command()

@@ -12,7 +12,8 @@ Public API (what the gateway's content-filter agent calls)::
 
 Module map: ``mime`` (bounded parser), ``htmltext`` (HTML reading), ``facts`` (what is read and
 what is ignored), ``phishing`` (cues, PCL), ``features`` (model vocabulary), ``analyze`` (one pass),
-``model`` (hashed linear model, safe file format), ``train`` / ``evaluate`` (offline), ``state``
+``model`` (hashed linear model, safe file format), ``train`` / ``evaluate`` (offline), ``corpora``
+/ ``devreport`` (the training and dev sets and per-source dev figures), ``state``
 (live model store), ``words`` (custom good/bad phrases), ``sources`` (reading files, mbox, tar.gz),
 ``classifier`` (the API above).
 """

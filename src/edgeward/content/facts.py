@@ -7,13 +7,20 @@ text, URLs and hosts, and header anomalies. It also owns what the classifier mus
 * headers added by the receiving path rather than the sender (``Received``, ``Delivered-To``,
   ``Return-Path``, ``X-Spam-*``, ``X-Virus-*``, ``X-Razor*``, ``X-Pyzor``, ``X-Authentication-Warning``
   (added by the receiving sendmail, so it describes the corpus's relays), and mailing-list headers
-  (``List-*``, ``X-Mailman-*``, ``X-Beenthere``, ``Precedence``, ``Sender``, ``Errors-To``) and
-  list subject tags like ``[ILUG]``). Only an explicit set of originator headers is read at all.
+  (``List-*`` except the unsubscribe pair below, ``X-Mailman-*``, ``X-Beenthere``, ``Sender``,
+  ``Errors-To``) and list subject tags like ``[ILUG]``). Only an explicit set of originator
+  headers is read at all.
 * recipients (``To``, ``Cc``): a model must not learn who the mail was for.
 * e-mail addresses in text: they are replaced by a placeholder, so a corpus that rewrote them
   (``zzzz@``, ``spamassassin.taint.org``, ``example.sourceforge.net``) scores like one that did not.
 
-``Authentication-Results`` is read (when present) for spf/dkim/dmarc verdicts only.
+Bulk-mail conventions are read from the sender's own headers: ``List-Unsubscribe``,
+``List-Unsubscribe-Post`` (RFC 8058 one-click), ``Feedback-ID``, ``Precedence``, and the ``d=`` of
+every ``DKIM-Signature`` (presence and alignment with the From domain only: a signature is not
+verified here, so it proves nothing by itself).
+
+``Authentication-Results`` is **not** read: a client can write any verdict into it. ``auth`` holds
+results only when the receiving gateway's own checks supply them.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ _BARE = re.compile(r"[^\s<>()\",;:]+@[^\s<>()\",;:]+")
 _PAREN = re.compile(r"\(([^()]*)\)")
 _LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+=-")
 _LIST_TAG = re.compile(r"^\s*(?:(?:re|fwd?|aw)\s*:\s*)*\[[^\]]{1,40}\]\s*", re.I)
-_AUTH = re.compile(r"\b(spf|dkim|dmarc)\s*=\s*([a-z]+)", re.I)
+_DKIM_D = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)", re.I)
 _SECOND_LEVEL = frozenset({"co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go"})
 
 
@@ -59,6 +66,15 @@ class MessageFacts:
     tag_counts: dict[str, int] = field(default_factory=dict)
     password_inputs: int = 0
     hidden_text: int = 0
+    tracking_pixels: int = 0
+    # Characters of HTML source and of the text it shows (for the text-to-markup ratio).
+    html_chars: int = 0
+    html_text_chars: int = 0
+    list_unsubscribe: bool = False
+    one_click_unsubscribe: bool = False
+    feedback_id: bool = False
+    precedence: str = ""
+    dkim_domains: list[str] = field(default_factory=list)
     auth: dict[str, str] = field(default_factory=dict)
     header_flags: set[str] = field(default_factory=set)
     parsed: ParsedMessage = field(default_factory=ParsedMessage)
@@ -169,6 +185,22 @@ def _header_flags(msg: ParsedMessage) -> set[str]:
     return flags
 
 
+def _bulk_headers(msg: ParsedMessage, facts: MessageFacts) -> None:
+    for name, value in msg.headers:
+        if name == "list-unsubscribe":
+            facts.list_unsubscribe = True
+        elif name == "list-unsubscribe-post":
+            facts.one_click_unsubscribe = "one-click" in value.lower()
+        elif name == "feedback-id":
+            facts.feedback_id = True
+        elif name == "precedence":
+            facts.precedence = value.strip().lower()[:16]
+        elif name == "dkim-signature" and len(facts.dkim_domains) < 8:
+            match = _DKIM_D.search(value)
+            if match is not None:
+                facts.dkim_domains.append(match.group(1).lower().strip(".")[:255])
+
+
 def extract_facts(msg: ParsedMessage) -> MessageFacts:
     """Collect the classifier-relevant facts; bounded by :data:`MAX_URLS` and :data:`MAX_TEXT_CHARS`."""
     facts = MessageFacts(parsed=msg)
@@ -178,10 +210,7 @@ def extract_facts(msg: ParsedMessage) -> MessageFacts:
     facts.from_domain = address.rpartition("@")[2].lower().strip(">. ")[:255]
     facts.reply_to_domain = split_address(msg.header("reply-to"))[1].rpartition("@")[2].lower()[:255]
     facts.header_flags = _header_flags(msg)
-    for name, value in msg.headers:
-        if name == "authentication-results":
-            for method, result in _AUTH.findall(value):
-                facts.auth.setdefault(method.lower(), result.lower())
+    _bulk_headers(msg, facts)
     chunks: list[str] = []
     urls: list[str] = []
     for part in msg.texts:
@@ -193,6 +222,9 @@ def extract_facts(msg: ParsedMessage) -> MessageFacts:
                 facts.tag_counts[tag] = facts.tag_counts.get(tag, 0) + count
             facts.password_inputs += summary.password_inputs
             facts.hidden_text += summary.hidden_text
+            facts.tracking_pixels += summary.tracking_pixels
+            facts.html_chars += len(part.text)
+            facts.html_text_chars += len(summary.text.strip())
             text = summary.text
             urls.extend(link.href for link in summary.links)
         else:

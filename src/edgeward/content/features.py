@@ -4,10 +4,16 @@ This module owns the vocabulary the model sees. A message becomes a set of short
 one-letter namespace, each later hashed into a fixed-size weight vector:
 
 * ``w:`` body words, ``b:`` adjacent word pairs, ``s:`` subject words, ``d:`` From display-name words;
-* ``u:`` URL facts: registrable domains, top-level domains, IP literals, counts;
-* ``h:`` HTML structure (HTML-only, tag counts in buckets, hidden text);
+* ``u:`` URL facts: registrable domains, top-level domains, IP literals, punycode hosts,
+  shorteners, counts of URLs and of distinct domains;
+* ``h:`` HTML structure (HTML-only, tag counts in buckets, hidden text, shown-text-to-markup
+  ratio, images with almost no text, tracking pixels);
 * ``m:`` MIME structure, charsets, transfer encodings, attachment types, parser anomalies;
-* ``x:`` header facts (missing Date/Message-ID, reply, priority, sender TLD, auth results);
+* ``x:`` header facts (missing Date/Message-ID, reply, priority, auth results of the gateway's own
+  checks), header consistency (an address of another domain in the From display name, a
+  free-mail Reply-To under a company From);
+* ``k:`` bulk-mail conventions (List-Unsubscribe, RFC 8058 one-click, Feedback-ID, Precedence,
+  a DKIM-Signature and whether its ``d=`` aligns with the From domain);
 * ``p:`` phishing cues (see :mod:`edgeward.content.phishing`).
 
 What is deliberately *not* here is listed in :mod:`edgeward.content.facts`. Host names that exist
@@ -33,6 +39,17 @@ _CORPUS_WORDS = ("spamassassin", "taint.org", "zzzz")
 # was rare in the 2002 ham of the training corpus; as features they would teach "modern = spam".
 _COMMON_TYPES = frozenset({"text/plain", "text/html", "multipart/alternative", "multipart/mixed"})
 _COMMON_CHARSETS = frozenset({"us-ascii", "utf-8", "iso-8859-1", "iso-8859-15", "windows-1252"})
+SHORTENERS = frozenset({
+    "bit.ly", "tinyurl.com", "t.co", "goo.gl", "ow.ly", "is.gd", "buff.ly", "rebrand.ly", "cutt.ly",
+    "shorturl.at", "rb.gy", "tiny.cc", "t.ly", "bl.ink", "lnkd.in", "s.id", "v.gd", "shorte.st",
+})  # fmt: skip
+FREEMAIL = frozenset({
+    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "hotmail.com", "outlook.com",
+    "live.com", "msn.com", "aol.com", "icloud.com", "me.com", "mail.com", "gmx.com", "gmx.de",
+    "gmx.net", "web.de", "yandex.com", "yandex.ru", "mail.ru", "proton.me", "protonmail.com",
+    "zoho.com", "qq.com", "163.com", "126.com", "inbox.com",
+})  # fmt: skip
+_DISPLAY_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 
 
 def _bucket(n: int) -> str:
@@ -71,6 +88,7 @@ def _text_features(facts: MessageFacts, feats: set[str]) -> None:
 
 def _url_features(facts: MessageFacts, feats: set[str]) -> None:
     feats.add("u:count:" + _bucket(facts.url_count))
+    domains: set[str] = set()
     for host in facts.hosts:
         if host.endswith(_OBFUSCATION_SUFFIXES):
             continue
@@ -78,9 +96,15 @@ def _url_features(facts: MessageFacts, feats: set[str]) -> None:
             feats.add("u:ip")
             continue
         domain = registered_domain(host)
+        domains.add(domain)
         feats.add("u:d:" + domain)
         feats.add("u:tld:" + domain.rsplit(".", 1)[-1])
+        if "xn--" in host:
+            feats.add("u:punycode")
+        if domain in SHORTENERS or host in SHORTENERS:
+            feats.add("u:shortener")
     feats.add("u:hosts:" + _bucket(len(facts.hosts)))
+    feats.add("u:domains:" + _bucket(len(domains)))
 
 
 def _structure_features(facts: MessageFacts, feats: set[str]) -> None:
@@ -92,6 +116,14 @@ def _structure_features(facts: MessageFacts, feats: set[str]) -> None:
             feats.add(f"h:{tag}:{_bucket(count)}")
         if facts.hidden_text:
             feats.add("h:hidden_text")
+        if facts.tracking_pixels:
+            feats.add("h:tracking_pixel")
+        # Tenths of shown text per markup character, capped: a newsletter is mostly markup, a
+        # hand-written HTML mail mostly text; both ends and the middle say something.
+        ratio = facts.html_text_chars / max(1, facts.html_chars)
+        feats.add("h:text_ratio:" + str(min(5, int(ratio * 10))))
+        if facts.tag_counts.get("img", 0) and facts.html_text_chars < 200 and not facts.has_plain:
+            feats.add("h:images_only")
     feats.add("m:parts:" + _bucket(len(msg.structure)))
     feats.update("m:t:" + ctype for ctype in msg.structure[:16] if ctype not in _COMMON_TYPES)
     feats.update("m:cs:" + cs for cs in msg.charsets[:8] if cs not in _COMMON_CHARSETS)
@@ -106,6 +138,35 @@ def _header_features(facts: MessageFacts, feats: set[str]) -> None:
     if not facts.from_domain:
         feats.add("x:from_no_domain")
     feats.update(f"x:auth:{method}={result}" for method, result in facts.auth.items())
+    from_domain = registered_domain(facts.from_domain) if facts.from_domain else ""
+    if "@" in facts.from_display:
+        shown = _DISPLAY_ADDRESS.search(facts.from_display)
+        if shown is not None and registered_domain(shown.group(1)) != from_domain:
+            feats.add("x:display_address_other_domain")
+    if facts.reply_to_domain:
+        reply_to = registered_domain(facts.reply_to_domain)
+        if reply_to != from_domain:
+            feats.add("x:reply_to_other_domain")
+            if reply_to in FREEMAIL and from_domain not in FREEMAIL:
+                feats.add("x:reply_to_freemail_company_from")
+
+
+def _bulk_features(facts: MessageFacts, feats: set[str]) -> None:
+    if facts.list_unsubscribe:
+        feats.add("k:list_unsubscribe")
+        if facts.one_click_unsubscribe:
+            feats.add("k:one_click_unsubscribe")
+    if facts.feedback_id:
+        feats.add("k:feedback_id")
+    if facts.precedence in ("bulk", "list", "junk"):
+        feats.add("k:precedence:" + facts.precedence)
+    if facts.dkim_domains:
+        feats.add("k:dkim_signature")
+        # Without a From domain there is nothing to align with; x:from_no_domain says that.
+        if facts.from_domain:
+            from_domain = registered_domain(facts.from_domain)
+            aligned = any(registered_domain(d) == from_domain for d in facts.dkim_domains)
+            feats.add("k:dkim_aligned" if aligned else "k:dkim_unaligned")
 
 
 def message_features(facts: MessageFacts, cues: list[str]) -> list[str]:
@@ -115,5 +176,6 @@ def message_features(facts: MessageFacts, cues: list[str]) -> list[str]:
     _url_features(facts, feats)
     _structure_features(facts, feats)
     _header_features(facts, feats)
+    _bulk_features(facts, feats)
     feats.update("p:" + cue for cue in cues)
     return list(feats)

@@ -33,6 +33,8 @@ class HtmlSummary:
     tag_counts: dict[str, int] = field(default_factory=dict)
     password_inputs: int = 0
     hidden_text: int = 0
+    # Images of at most 2x2 pixels (width or height attribute, or CSS): open-tracking beacons.
+    tracking_pixels: int = 0
 
 
 _DROP = re.compile(r"<(script|style|head|title)\b[^>]*>.*?</\1\s*>|<!--.*?-->", re.I | re.S)
@@ -49,6 +51,7 @@ _HIDDEN = (
     re.compile(r"font-size\s*:\s*[01](?:px|pt)?\b"),
     re.compile(r"<font[^>]*size\s*=\s*[\"']?[01]\b"),
 )
+_PIXEL = re.compile(r"<img\b[^>]*?\b(?:width|height)\s*[=:]\s*[\"']?[012](?:px)?[\"';\s/>]")
 _BLOCK = re.compile(r"<\s*(?:br|p|div|tr|li|h[1-6])\b[^>]*>", re.I)
 _SPACE = re.compile(r"[ \t\r\f\v]+")
 
@@ -73,6 +76,8 @@ def read_html(source: str, max_links: int = 200) -> HtmlSummary:
         summary.password_inputs = len(_PASSWORD.findall(lowered))
     if "size" in lowered or "display" in lowered or "visibility" in lowered:
         summary.hidden_text = sum(len(pattern.findall(lowered)) for pattern in _HIDDEN)
+    if "<img" in lowered:
+        summary.tracking_pixels = len(_PIXEL.findall(lowered))
     body = _DROP.sub(" ", source)
     for match in _ANCHOR.finditer(body):
         if len(summary.links) >= max_links:

@@ -10,7 +10,8 @@ Cues: link text naming a different domain than its href, IP-literal URLs, punyco
 brand look-alike hosts (digit/letter swaps, brand inside an unrelated domain), a brand in the
 From display name with an unrelated sender domain, credential forms (password inputs), credential
 and urgency wording, ``user@host`` URLs, a Reply-To on another domain, and failed
-spf/dkim/dmarc results in ``Authentication-Results``.
+spf/dkim/dmarc results of the gateway's own checks (never a client-sent header; see
+:mod:`edgeward.content.facts`).
 """
 
 from __future__ import annotations

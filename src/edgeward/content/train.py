@@ -13,7 +13,10 @@ term scaled by :data:`BAYES_MIX` = 0.01 beat both on both (AUC 0.9993, recall at
 0.67); see ``bench/README-spam.md``. The regularisation (:data:`DEFAULT_C` = 300) and hash
 size (:data:`DEFAULT_BITS` = 20) were chosen by 5-fold cross-validation on the training split
 (pooled out-of-fold ROC AUC 0.9978 and recall 0.920 at 0.15 % FP, against 0.9957 and 0.896 for
-C = 30 over 2^18 slots); C = 1000 measured the same, so the choice sits on a plateau. The
+C = 30 over 2^18 slots); C = 1000 measured the same, so the choice sits on a plateau. With the
+modern corpora (``edgeward spam train --corpora``) messages carry sample weights
+(:data:`edgeward.content.corpora.MODERN_WEIGHT`, chosen the same way; ``docs/content-model.md``),
+used by the regression, the Bayes term and the calibration alike. The
 fitted weights are a plain vector, so online learning after deployment is an SGD step on that
 vector (:meth:`LinearModel.learn`) and needs no scikit-learn.
 """
@@ -30,7 +33,7 @@ from scipy import sparse
 from edgeward.content.analyze import analyze
 from edgeward.content.model import LinearModel, feature_slots
 
-__all__ = ["DEFAULT_BITS", "DEFAULT_C", "SEED", "fit_platt", "train_model"]
+__all__ = ["DEFAULT_BITS", "DEFAULT_C", "SEED", "features_matrix", "fit_platt", "train_model"]
 
 DEFAULT_BITS = 20
 DEFAULT_C = 300.0
@@ -48,16 +51,19 @@ def _matrix(slot_lists: list[npt.NDArray[np.int64]], bits: int) -> sparse.csr_ma
 
 
 def _fit(
-    matrix: sparse.csr_matrix, labels: npt.NDArray[np.int8], c: float
+    matrix: sparse.csr_matrix,
+    labels: npt.NDArray[np.int8],
+    c: float,
+    weights: npt.NDArray[np.float64] | None = None,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], float]:
     """(logistic weights, scaled Bayes log-likelihood ratios, bias) for the sum model."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import MultinomialNB
 
     model = LogisticRegression(C=c, solver="liblinear", max_iter=5000)
-    model.fit(matrix, labels)
+    model.fit(matrix, labels, sample_weight=weights)
     binary = (matrix > 0).astype(np.float64)
-    bayes = MultinomialNB(alpha=BAYES_ALPHA).fit(binary, labels)
+    bayes = MultinomialNB(alpha=BAYES_ALPHA).fit(binary, labels, sample_weight=weights)
     ratios = (bayes.feature_log_prob_[1] - bayes.feature_log_prob_[0]) * BAYES_MIX
     # Slots no training message used keep weight 0: unseen tokens are not evidence.
     ratios[np.asarray(binary.sum(axis=0)).ravel() == 0] = 0.0
@@ -69,48 +75,70 @@ def _fit(
     )
 
 
-def fit_platt(scores: npt.NDArray[np.float64], labels: npt.NDArray[np.int8]) -> tuple[float, float]:
+def fit_platt(
+    scores: npt.NDArray[np.float64],
+    labels: npt.NDArray[np.int8],
+    weights: npt.NDArray[np.float64] | None = None,
+) -> tuple[float, float]:
     """Platt scaling ``p = sigmoid(a*s + c)`` by a lightly regularised 1-D logistic fit."""
     from sklearn.linear_model import LogisticRegression
 
     fit = LogisticRegression(C=1.0, solver="lbfgs")
-    fit.fit(scores.reshape(-1, 1), labels)
+    fit.fit(scores.reshape(-1, 1), labels, sample_weight=weights)
     return float(fit.coef_[0][0]), float(fit.intercept_[0])
 
 
+def features_matrix(
+    messages: Iterable[tuple[bytes, bool] | tuple[bytes, bool, float]],
+    bits: int,
+    progress: Callable[[], None] | None = None,
+) -> tuple[sparse.csr_matrix, npt.NDArray[np.int8], npt.NDArray[np.float64]]:
+    """(hashed feature matrix, labels, sample weights) of ``(raw, is_spam[, weight])`` items."""
+    slot_lists: list[npt.NDArray[np.int64]] = []
+    label_list: list[int] = []
+    weight_list: list[float] = []
+    for item in messages:
+        slot_lists.append(feature_slots(analyze(item[0]).features, bits))
+        label_list.append(1 if item[1] else 0)
+        weight_list.append(item[2] if len(item) == 3 else 1.0)
+        if progress is not None:
+            progress()
+    return (
+        _matrix(slot_lists, bits),
+        np.asarray(label_list, dtype=np.int8),
+        np.asarray(weight_list, dtype=np.float64),
+    )
+
+
 def train_model(
-    messages: Iterable[tuple[bytes, bool]],
+    messages: Iterable[tuple[bytes, bool] | tuple[bytes, bool, float]],
     *,
     bits: int = DEFAULT_BITS,
     c: float = DEFAULT_C,
     folds: int = 5,
     progress: Callable[[], None] | None = None,
 ) -> LinearModel:
-    """Train a calibrated model from ``(raw, is_spam)`` pairs; deterministic for the same input."""
-    slot_lists: list[npt.NDArray[np.int64]] = []
-    label_list: list[int] = []
-    for raw, is_spam in messages:
-        features = analyze(raw).features
-        slot_lists.append(feature_slots(features, bits))
-        label_list.append(1 if is_spam else 0)
-        if progress is not None:
-            progress()
-    labels = np.asarray(label_list, dtype=np.int8)
+    """Train a calibrated model from ``(raw, is_spam)`` pairs, or ``(raw, is_spam, weight)``
+    triples where a message should count more or less than once; deterministic for the same input."""
+    matrix, labels, sample_weights = features_matrix(messages, bits, progress)
     if labels.size < 2 * folds or labels.min() == labels.max():
         raise ValueError(f"need at least {folds} ham and {folds} spam messages to train")
-    matrix = _matrix(slot_lists, bits)
-    weights, bayes, bias = _fit(matrix, labels, c)
+    uniform = bool((sample_weights == 1.0).all())
+    sw = None if uniform else sample_weights
+    weights, bayes, bias = _fit(matrix, labels, c, sw)
     binary = (matrix > 0).astype(np.float64)
     from sklearn.model_selection import StratifiedKFold
 
     out_of_fold = np.zeros(labels.size, dtype=np.float64)
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
     for train_idx, test_idx in splitter.split(np.zeros(labels.size), labels):
-        fold_w, fold_v, fold_b = _fit(matrix[train_idx], labels[train_idx], c)
+        fold_w, fold_v, fold_b = _fit(
+            matrix[train_idx], labels[train_idx], c, None if sw is None else sw[train_idx]
+        )
         out_of_fold[test_idx] = (
             matrix[test_idx] @ fold_w.astype(np.float64)
             + binary[test_idx] @ fold_v.astype(np.float64)
             + fold_b
         )
-    platt_a, platt_c = fit_platt(out_of_fold, labels)
+    platt_a, platt_c = fit_platt(out_of_fold, labels, sw)
     return LinearModel(bits, weights, bayes, bias=bias, platt_a=platt_a, platt_c=platt_c)
