@@ -50,8 +50,9 @@ def test_bad_from_can_be_quarantined_or_let_through(workdir: Path, sink: SmtpSin
     held = QuarantineStore(workdir / "quarantine").list()
     assert len(held) == 3 and {e.reason for e in held} == {"from-header"}
     port = free_port()
-    with InProcessGateway(
-        gateway_config(workdir, port=port, sink_port=sink.port, agents={"from_header": "off"})
-    ):
-        assert _send(port, BAD["none"])[0] == 250
+    # The content filter rates a message this bare as spam; what is tested is the From rule alone.
+    agents = {"from_header": "off", "disabled": ["content-filter"]}
+    with InProcessGateway(gateway_config(workdir, port=port, sink_port=sink.port, agents=agents)):
+        reply = _send(port, BAD["none"])
+        assert reply[0] == 250, reply
         assert len(sink.wait_for(1)) == 1
