@@ -47,6 +47,8 @@ from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_login import SenderLogin
+from edgeward.filters.agents.senderauth import SenderAuth
+from edgeward.filters.agents.spf import SpfAgent
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
 from edgeward.filters.pipeline import AgentObserver, Pipeline
@@ -57,6 +59,7 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
+from edgeward.ports import DnsLookup
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
@@ -111,8 +114,15 @@ def build_agents(
     classifier: SpamClassifier | None = None,
     *,
     addresses: AccountAddresses | None = None,
+    dns: DnsLookup | None = None,
 ) -> list[Agent]:
-    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
+    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
+
+    ``dns`` answers the sender-authentication agents (a test passes a fake); unset, a resolver
+    is made from ``[dns]``, as delivery makes one.
+    """
+    if dns is None and (config.spf.enabled or config.dmarc.enabled):
+        dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
         MessageRateLimit(),
@@ -124,12 +134,33 @@ def build_agents(
     local = config.agents.local_recipients
     if local.enabled:
         agents.append(LocalRecipients(config.accepted_domains, read_recipients(config.resolve(local.file))))
+    if config.spf.enabled and dns is not None:
+        agents.append(_spf_agent(config, dns))
     agents.append(HopCount())
     if config.agents.from_header != "off":
         agents.append(FromHeader(config.agents.from_header))
+    if config.dmarc.enabled and dns is not None:
+        agents.append(_sender_auth_agent(config, dns))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     return [a for a in agents if a.name not in config.agents.disabled]
+
+
+def _spf_agent(config: Config, dns: DnsLookup) -> Agent:
+    spf = config.spf
+    return SpfAgent(
+        dns, config.server.hostname, fail_action=spf.fail_action, temperror_action=spf.temperror_action,
+        time_limit=spf.time_limit,
+    )  # fmt: skip
+
+
+def _sender_auth_agent(config: Config, dns: DnsLookup) -> Agent:
+    dmarc = config.dmarc
+    return SenderAuth(
+        dns, config.server.hostname, reject_action=dmarc.reject_action,
+        quarantine_action=dmarc.quarantine_action, temperror_action=dmarc.temperror_action,
+        trusted_sealers=config.arc.trusted_sealers,
+    )  # fmt: skip
 
 
 def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
@@ -174,7 +205,7 @@ def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObse
         pipeline,
         Thresholds.from_config(config),
         Exemptions.from_config(config),
-        Transforms(),
+        Transforms(authserv_id=config.server.hostname),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
     )
 
