@@ -9,7 +9,8 @@ import dkim
 import pytest
 
 from edgeward.config.schema import ReceiveConnectorConfig
-from edgeward.filters.agents.senderauth import SenderAuth
+from edgeward.content.analyze import analyze
+from edgeward.filters.agents.senderauth import SenderAuth, auth_results
 from edgeward.filters.agents.spf import SpfAgent
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.message import MessageView
@@ -22,7 +23,7 @@ from edgeward.headers import parse_headers
 from edgeward.senderauth import authresults
 from edgeward.senderauth.arcseal import seal
 from edgeward.testing.dns import FakeResolver
-from edgeward.types import Action, Address, Finding, Peer, Reply
+from edgeward.types import Action, Address, Finding, Outcome, Peer, Reply
 from tests.senderauth.dkimkeys import SigningKey, ed25519_key, rsa_key
 
 US = "gw.example.net"
@@ -192,3 +193,35 @@ def test_our_folded_results_are_stamped_on_acceptance() -> None:
     )
     # A bare CRLF inside a value can never start a field of its own.
     assert b"\r\n header.from" not in head and b"?? header.from=evil" in head
+
+
+CLAIMS = b"Authentication-Results: mx.google.com; spf=fail; dkim=fail; dmarc=fail\r\n" + message(
+    "bank.example"
+)
+
+
+def test_the_classifier_reads_our_results_never_the_clients() -> None:
+    # Learning from a corpus reads the receiving servers' fields ...
+    assert analyze(CLAIMS).facts.auth == {"spf": "fail", "dkim": "fail", "dmarc": "fail"}
+    # ... while at the gateway only what our agents found counts.
+    assert analyze(CLAIMS, auth={}).facts.auth == {}
+    assert analyze(CLAIMS, auth={"spf": "pass"}).facts.auth == {"spf": "pass"}
+
+
+async def test_later_agents_of_a_stage_see_earlier_findings(key: SigningKey, arc_key: SigningKey) -> None:
+    seen: list[dict[str, str]] = []
+
+    class Reader:
+        name = "reader"
+        stages = frozenset({Stage.EOD})
+        antispam = True
+        fail_open = False
+
+        async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
+            seen.append(auth_results(ctx.earlier))
+            return Outcome.proceed()
+
+    spf = Finding("SPF_FAIL", "spf", "mailfrom=strict.example fail not permitted")
+    pipeline = Pipeline([SenderAuth(resolver(key, arc_key), US, reject_action="score"), Reader()])
+    await pipeline.run(Stage.EOD, eod(CLAIMS.replace(b"bank.example", b"strict.example"), (spf,)))
+    assert seen == [{"spf": "fail", "dkim": "none", "dmarc": "fail"}]

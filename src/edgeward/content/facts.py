@@ -13,13 +13,18 @@ text, URLs and hosts, and header anomalies. It also owns what the classifier mus
 * e-mail addresses in text: they are replaced by a placeholder, so a corpus that rewrote them
   (``zzzz@``, ``spamassassin.taint.org``, ``example.sourceforge.net``) scores like one that did not.
 
-``Authentication-Results`` is read (when present) for spf/dkim/dmarc verdicts only.
+``Authentication-Results`` is read (when present) for spf/dkim/dmarc verdicts only, and only when
+the caller has no results of its own: a corpus being learnt from carries the results of the
+servers that received it, while at the gateway every such field came from the client (ours is
+written after the verdict), so the gateway passes the results it found (``auth``) and the
+message's fields are not read at all.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -169,8 +174,12 @@ def _header_flags(msg: ParsedMessage) -> set[str]:
     return flags
 
 
-def extract_facts(msg: ParsedMessage) -> MessageFacts:
-    """Collect the classifier-relevant facts; bounded by :data:`MAX_URLS` and :data:`MAX_TEXT_CHARS`."""
+def extract_facts(msg: ParsedMessage, auth: Mapping[str, str] | None = None) -> MessageFacts:
+    """Collect the classifier-relevant facts; bounded by :data:`MAX_URLS` and :data:`MAX_TEXT_CHARS`.
+
+    ``auth`` (method: result, e.g. ``{"spf": "pass"}``) replaces what the message's
+    Authentication-Results fields say, which are then not trusted.
+    """
     facts = MessageFacts(parsed=msg)
     facts.subject = _LIST_TAG.sub("", msg.header("subject"))[:500]
     display, address = split_address(msg.header("from"))
@@ -178,7 +187,9 @@ def extract_facts(msg: ParsedMessage) -> MessageFacts:
     facts.from_domain = address.rpartition("@")[2].lower().strip(">. ")[:255]
     facts.reply_to_domain = split_address(msg.header("reply-to"))[1].rpartition("@")[2].lower()[:255]
     facts.header_flags = _header_flags(msg)
-    for name, value in msg.headers:
+    if auth is not None:
+        facts.auth.update({method.lower(): result.lower() for method, result in auth.items()})
+    for name, value in msg.headers if auth is None else ():
         if name == "authentication-results":
             for method, result in _AUTH.findall(value):
                 facts.auth.setdefault(method.lower(), result.lower())

@@ -29,7 +29,7 @@ removed before any agent looked (``filters.transforms.authresults``).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
 from edgeward.filters.agents.spf import spf_from_findings
 from edgeward.filters.base import Stage, StageContext
@@ -40,7 +40,7 @@ from edgeward.senderauth.dkim import DkimResult, verify_dkim
 from edgeward.senderauth.dmarc import DmarcChecker, DmarcResult, DmarcStatus, Policy
 from edgeward.types import Action, Finding, Outcome, Reply
 
-__all__ = ["DMARC_TEMPERROR", "SenderAuth"]
+__all__ = ["DMARC_TEMPERROR", "SenderAuth", "auth_results"]
 
 AGENT = "sender-auth"
 DMARC_TEMPERROR = Reply(451, "4.4.3", "DMARC check failed temporarily, try again later")
@@ -50,6 +50,28 @@ _FAIL_NAMES = {
     Policy.REJECT: "DMARC_FAIL_REJECT",
 }
 _ACTIONS = {"reject": Action.REJECT, "quarantine": Action.QUARANTINE}
+
+
+def auth_results(findings: Iterable[Finding]) -> dict[str, str]:
+    """The SPF, DKIM and DMARC results this gateway found, by method (``{"spf": "pass", ...}``),
+    for the content classifier; a method that was not checked is absent."""
+    found = list(findings)
+    out: dict[str, str] = {}
+    spf = spf_from_findings(found)
+    if spf is not None:
+        out["spf"] = spf.result
+    ours = [f.name for f in found if f.agent == AGENT]
+    dkim = [n.removeprefix("DKIM_").lower() for n in ours if n.startswith("DKIM_")]
+    for result in ("pass", "fail", "permerror", "temperror", "none"):
+        if result in dkim:
+            out["dkim"] = result
+            break
+    dmarc = [n for n in ours if n.startswith("DMARC_") and n != "DMARC_FROM_INVALID"]
+    if dmarc:
+        out["dmarc"] = (
+            "fail" if dmarc[0].startswith("DMARC_FAIL") else dmarc[0].removeprefix("DMARC_").lower()
+        )
+    return out
 
 
 def _dmarc_rejection(domain: str) -> Reply:
