@@ -225,3 +225,22 @@ async def test_later_agents_of_a_stage_see_earlier_findings(key: SigningKey, arc
     pipeline = Pipeline([SenderAuth(resolver(key, arc_key), US, reject_action="score"), Reader()])
     await pipeline.run(Stage.EOD, eod(CLAIMS.replace(b"bank.example", b"strict.example"), (spf,)))
     assert seen == [{"spf": "fail", "dkim": "none", "dmarc": "fail"}]
+
+
+async def test_relaying_and_authenticated_clients_are_not_judged(
+    key: SigningKey, arc_key: SigningKey
+) -> None:
+    dns = resolver(key, arc_key)
+    agent = SenderAuth(dns, US)
+    for info in (
+        replace(eod(b"").session, rights=frozenset({"submit", "relay"})),
+        replace(eod(b"").session, authenticated="alice"),
+    ):
+        ctx = replace(eod(message("strict.example")), session=info)
+        outcome = await agent.check(Stage.EOD, ctx)
+        assert outcome.action is Action.CONTINUE and outcome.findings == () and outcome.headers == ()
+        spf = await SpfAgent(dns, US).check(
+            Stage.MAIL, replace(ctx, stage=Stage.MAIL, mail_from=Address("a", "strict.example"))
+        )
+        assert spf.findings == ()
+    assert dns.queries == []

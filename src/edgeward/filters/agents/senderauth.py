@@ -22,6 +22,9 @@ Forwarded mail: when DMARC fails and the ARC chain passed with a newest sealer l
 original), the failure is overridden: ``ARC_OVERRIDE`` instead of ``DMARC_FAIL_*``, and no
 direct action, as RFC 8617 §7.2 describes a receiver's local policy.
 
+Authenticated and relaying clients are not checked, as at MAIL (``spf.not_checked``): their
+own domain's p=reject would otherwise refuse the organisation's outbound mail.
+
 The ``Authentication-Results`` field (RFC 8601) with our authserv-id is returned as a header,
 so it is stamped only on accepted mail; fields a client sent under our name were already
 removed before any agent looked (``filters.transforms.authresults``).
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from edgeward.filters.agents.spf import spf_from_findings
+from edgeward.filters.agents.spf import not_checked, spf_from_findings
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import DnsLookup
 from edgeward.senderauth import authresults
@@ -107,6 +110,8 @@ class SenderAuth:
         self.trusted_sealers = tuple(trusted_sealers)
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
+        if not_checked(ctx):
+            return Outcome.proceed()
         data = ctx.data
         dkim = await verify_dkim(data, self.dns)
         arc = await verify_arc(data, self.dns)

@@ -11,7 +11,8 @@ accepted. Two results can decide on the spot, when configured to (``[spf]``):
 - ``temperror_action = "tempfail"``: ``451 4.4.3`` (RFC 7208 §8.6 asks for a 4xx; 4.4.3 is
   "directory server failure"). The default ``"stamp"`` keeps a DNS outage from delaying mail.
 
-Authenticated sessions are not checked: their address says nothing about the sender domain.
+Authenticated sessions and clients with the ``relay`` right are not checked (:func:`not_checked`):
+they send the organisation's own mail outwards, from addresses no SPF record names.
 
 The finding's ``detail`` starts with ``<identity>=<domain> <result>``, which
 :func:`spf_from_findings` reads back at end of data, so DMARC uses the very result the client
@@ -57,6 +58,12 @@ def spf_from_findings(findings: Iterable[Finding]) -> SpfSeen | None:
     return None
 
 
+def not_checked(ctx: StageContext) -> bool:
+    """Authenticated and relaying clients send the organisation's own mail outwards: the address
+    they connect from is not the domain's published sender, so SPF and DMARC do not apply."""
+    return bool(ctx.session.authenticated) or ctx.session.may_relay
+
+
 class SpfAgent:
     """SPF (RFC 7208) for MAIL FROM, or HELO for the null sender; stamps Received-SPF."""
 
@@ -82,7 +89,7 @@ class SpfAgent:
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
         sender = ctx.mail_from
-        if sender is None or ctx.session.authenticated:
+        if sender is None or not_checked(ctx):
             return Outcome.proceed()
         result = await check_spf(
             self.dns, ctx.session.peer.ip, "" if sender.is_null else str(sender), ctx.session.helo,
