@@ -54,7 +54,9 @@ from edgeward.filters.exemptions import Exemptions
 from edgeward.filters.pipeline import AgentObserver, Pipeline
 from edgeward.filters.policy import Policy
 from edgeward.filters.scoring import ScoreTable, Thresholds
-from edgeward.filters.transforms import Transforms
+from edgeward.filters.transforms import Transform, Transforms
+from edgeward.filters.transforms.arcseal import ArcSeal
+from edgeward.filters.transforms.stamps import Stamps
 from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
@@ -192,6 +194,21 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
+def _transforms(config: Config) -> list[Transform]:
+    """The stamps, then the ARC seal when ``[arc]`` configures one (it seals what the stamps wrote)."""
+    chain: list[Transform] = [Stamps()]
+    arc = config.arc
+    if arc.seal_domain and arc.seal_key is not None:
+        try:
+            key = config.resolve(arc.seal_key).read_bytes()
+        except OSError as exc:
+            # Mail keeps flowing unsealed rather than stopping on a missing key.
+            log.error("arc-seal: cannot read the sealing key (%s); accepted mail is not sealed", exc)
+            return chain
+        chain.append(ArcSeal(arc.seal_domain, arc.seal_selector, key, config.server.hostname))
+    return chain
+
+
 def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObserver | None = None) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
     pipeline = Pipeline(
@@ -205,7 +222,7 @@ def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObse
         pipeline,
         Thresholds.from_config(config),
         Exemptions.from_config(config),
-        Transforms(authserv_id=config.server.hostname),
+        Transforms(_transforms(config), authserv_id=config.server.hostname),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
     )
 

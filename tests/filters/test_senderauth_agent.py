@@ -4,11 +4,13 @@ DMARC reads the SPF result found at MAIL, its actions, the ARC override, Authent
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import dkim
 import pytest
+from pydantic import ValidationError
 
-from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.config.schema import ArcConfig, ReceiveConnectorConfig
 from edgeward.content.analyze import analyze
 from edgeward.filters.agents.senderauth import SenderAuth, auth_results
 from edgeward.filters.agents.spf import SpfAgent
@@ -18,9 +20,12 @@ from edgeward.filters.pipeline import Pipeline
 from edgeward.filters.policy import Policy
 from edgeward.filters.scoring import Thresholds
 from edgeward.filters.transforms import Accepted, Transforms
+from edgeward.filters.transforms.arcseal import ArcSeal
+from edgeward.filters.transforms.stamps import Stamps
 from edgeward.filters.verdict import Ledger, Verdict
 from edgeward.headers import parse_headers
 from edgeward.senderauth import authresults
+from edgeward.senderauth.arc import ArcStatus, verify_arc
 from edgeward.senderauth.arcseal import seal
 from edgeward.testing.dns import FakeResolver
 from edgeward.types import Action, Address, Finding, Outcome, Peer, Reply
@@ -244,3 +249,27 @@ async def test_relaying_and_authenticated_clients_are_not_judged(
         )
         assert spf.findings == ()
     assert dns.queries == []
+
+
+async def test_accepted_mail_is_arc_sealed_over_our_results(key: SigningKey, arc_key: SigningKey) -> None:
+    dns = resolver(key, arc_key)
+    dns.add("edge._domainkey.example.net", "TXT", arc_key.record)
+    data = signed(message("signed.example"), key, "signed.example")
+    outcome = await SenderAuth(dns, US).check(Stage.EOD, eod(data))
+    verdict = Verdict(Action.CONTINUE, None, outcome.findings, outcome.headers, 0.0, "no threshold")
+    accepted = Accepted("id1", session(), US, (Address("reader", "example.net"),), verdict)
+    chain = Transforms([Stamps(), ArcSeal("example.net", "edge", arc_key.private, US)])
+    out = chain.accepted(data, accepted)
+    assert out.startswith(b"ARC-Seal: ") and b" i=1;" in out.split(b"\r\nARC-Message-Signature", 1)[0]
+    result = await verify_arc(out, dns)
+    assert result.status is ArcStatus.PASS and result.sets[0].sealer == "example.net"
+    assert "dkim=pass" in result.sets[0].results and result.sets[0].results.startswith(f"i=1; {US}")
+    # Without our Authentication-Results (an exempt message) nothing is sealed.
+    bare = Verdict(Action.CONTINUE, None, (), (), 0.0, "exempt: ip allow list", exempt="ip allow list")
+    assert not chain.accepted(data, replace(accepted, verdict=bare)).startswith(b"ARC-Seal")
+
+
+def test_the_seal_settings_come_together() -> None:
+    with pytest.raises(ValidationError, match="set together"):
+        ArcConfig(seal_domain="example.net")
+    assert ArcConfig(seal_domain="example.net", seal_selector="edge", seal_key=Path("arc.pem")).seal_key

@@ -490,6 +490,21 @@ class ArcConfig(_Section):
             "Domains (ARC-Seal d=) whose passing ARC chain overrides a DMARC failure of forwarded mail"
         ),
     )
+    seal_domain: str = Field(
+        "", description="Seal accepted mail with an ARC set as this domain (d=); empty: off"
+    )
+    seal_selector: str = Field(
+        "", description="Selector of the sealing key, published at <selector>._domainkey"
+    )
+    seal_key: Path | None = Field(None, description="PEM RSA private key for the ARC seal (RFC 8617 4.1.3)")
+
+    @model_validator(mode="after")
+    def _seal(self) -> ArcConfig:
+        if bool(self.seal_domain) != bool(self.seal_selector) or bool(self.seal_domain) != bool(
+            self.seal_key
+        ):
+            raise ValueError("seal_domain, seal_selector and seal_key are set together, or none of them")
+        return self
 
 
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
