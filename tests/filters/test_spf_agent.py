@@ -100,3 +100,11 @@ async def test_authenticated_sessions_are_not_checked() -> None:
 def test_spf_from_findings_ignores_other_agents() -> None:
     assert spf_from_findings([Finding("SPF_PASS", "someone-else", "mailfrom=x.example pass")]) is None
     assert spf_from_findings([]) is None
+
+
+async def test_a_helo_with_white_space_cannot_confuse_the_result_read_back() -> None:
+    outcome = await run(SpfAgent(dns(), "gw"), ctx(Address.null(), "192.0.2.1", "pass mx.example.com"))
+    seen = spf_from_findings(outcome.findings)
+    [finding] = outcome.findings
+    assert seen is not None and seen.result == finding.name.removeprefix("SPF_").lower()
+    assert seen.domain == "passmx.example.com" and seen.result != "pass"

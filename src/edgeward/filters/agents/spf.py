@@ -14,7 +14,7 @@ accepted. Two results can decide on the spot, when configured to (``[spf]``):
 Authenticated sessions and clients with the ``relay`` right are not checked (:func:`not_checked`):
 they send the organisation's own mail outwards, from addresses no SPF record names.
 
-The finding's ``detail`` starts with ``<identity>=<domain> <result>``, which
+The finding's ``detail`` starts with ``<identity>=<domain>`` (its name gives the result), which
 :func:`spf_from_findings` reads back at end of data, so DMARC uses the very result the client
 was judged on at MAIL through the policy layer's ledger, not state kept by this agent.
 """
@@ -51,10 +51,9 @@ def spf_from_findings(findings: Iterable[Finding]) -> SpfSeen | None:
     for finding in findings:
         if finding.agent != AGENT or not finding.name.startswith("SPF_"):
             continue
-        head = finding.detail.split(" ", 2)
-        identity, eq, domain = head[0].partition("=")
-        if eq and len(head) >= 2:
-            return SpfSeen(head[1], identity, domain)
+        identity, eq, domain = finding.detail.split(" ", 1)[0].partition("=")
+        if eq:
+            return SpfSeen(finding.name.removeprefix("SPF_").lower(), identity, domain)
     return None
 
 
@@ -96,7 +95,9 @@ class SpfAgent:
             receiver=self.receiver, time_limit=self.time_limit,
         )  # fmt: skip
         domain = result.domain or (ctx.session.helo if result.identity is SpfIdentity.HELO else sender.domain)
-        detail = f"{result.identity.value}={domain} {result.status.value} {result.description()}"
+        # The HELO name is the client's free text: no white space may end the first word early.
+        token = "".join(domain.split()) or "-"
+        detail = f"{result.identity.value}={token} {result.status.value}: {result.description()}"
         finding = Finding(result.finding_name(), self.name, detail[:300])
         header = (FIELD_NAME, received_spf_value(result, receiver=self.receiver))
         if result.status is SpfStatus.FAIL and self.fail_action == "reject":
