@@ -487,11 +487,72 @@ class ContentFilterConfig(_Section):
     )
 
 
+class SpfConfig(_Section):
+    """The SPF agent at MAIL (RFC 7208); results are findings weighed by the score table."""
+
+    enabled: bool = Field(True, description="Check SPF for MAIL FROM (HELO for the null sender)")
+    fail_action: Literal["score", "reject"] = Field(
+        "score",
+        description=(
+            "SPF fail: 'score' (SPF_FAIL counts towards [policy] thresholds; forwarded mail often"
+            " fails SPF) or 'reject' (550 5.7.23 at MAIL, RFC 7372)"
+        ),
+    )
+    temperror_action: Literal["stamp", "tempfail"] = Field(
+        "stamp", description="SPF temperror: 'stamp' (a finding only) or 'tempfail' (451 4.4.3 at MAIL)"
+    )
+    time_limit: Duration = Field(20.0, description="Time allowed for one whole SPF check (RFC 7208 4.6.4)")
+
+
+class DmarcConfig(_Section):
+    """The sender-auth agent at end of data: DKIM, ARC and DMARC (RFC 6376, 8617, 7489)."""
+
+    enabled: bool = Field(True, description="Verify DKIM and ARC and evaluate DMARC at end of data")
+    reject_action: Literal["reject", "quarantine", "score"] = Field(
+        "reject",
+        description=(
+            "DMARC fail under p=reject: 'reject' (550 5.7.1, the domain owner's request), 'quarantine',"
+            " or 'score' (DMARC_FAIL_REJECT counts towards [policy] thresholds)"
+        ),
+    )
+    quarantine_action: Literal["reject", "quarantine", "score"] = Field(
+        "quarantine", description="DMARC fail under p=quarantine: 'quarantine', 'reject' or 'score'"
+    )
+    temperror_action: Literal["stamp", "tempfail"] = Field(
+        "stamp", description="DMARC temperror: 'stamp' (a finding only) or 'tempfail' (451 4.4.3)"
+    )
+
+
+class ArcConfig(_Section):
+    trusted_sealers: tuple[str, ...] = Field(
+        (),
+        max_length=100,
+        description=(
+            "Domains (ARC-Seal d=) whose passing ARC chain overrides a DMARC failure of forwarded mail"
+        ),
+    )
+    seal_domain: str = Field(
+        "", description="Seal accepted mail with an ARC set as this domain (d=); empty: off"
+    )
+    seal_selector: str = Field(
+        "", description="Selector of the sealing key, published at <selector>._domainkey"
+    )
+    seal_key: Path | None = Field(None, description="PEM RSA private key for the ARC seal (RFC 8617 4.1.3)")
+
+    @model_validator(mode="after")
+    def _seal(self) -> ArcConfig:
+        if bool(self.seal_domain) != bool(self.seal_selector) or bool(self.seal_domain) != bool(
+            self.seal_key
+        ):
+            raise ValueError("seal_domain, seal_selector and seal_key are set together, or none of them")
+        return self
+
+
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
-    "safe-senders", "hop-count", "from-header", "content-filter",
+    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -710,6 +771,9 @@ class Config(_Section):
     agents: AgentsConfig = AgentsConfig()
     policy: PolicyConfig = PolicyConfig()
     connection_filter: ConnectionFilterConfig = ConnectionFilterConfig()
+    spf: SpfConfig = SpfConfig()
+    dmarc: DmarcConfig = DmarcConfig()
+    arc: ArcConfig = ArcConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",

@@ -69,6 +69,28 @@ _TABLE: dict[str, ScoreDefinition] = {
     "SPF_NONE": ScoreDefinition(0.5, "SPF none: the domain publishes no SPF record"),
     "SPF_TEMPERROR": ScoreDefinition(0.0, "SPF temperror: DNS failed during the check"),
     "SPF_PERMERROR": ScoreDefinition(1.0, "SPF permerror: the domain's SPF record is broken"),
+    "DKIM_NONE": ScoreDefinition(0.0, "DKIM: the message carries no signature"),
+    "DKIM_PASS": ScoreDefinition(0.0, "DKIM: a signature verified"),
+    "DKIM_FAIL": ScoreDefinition(1.0, "DKIM: a signature did not verify (changed or forged)"),
+    "DKIM_TEMPERROR": ScoreDefinition(0.0, "DKIM: the key lookup failed temporarily"),
+    "DKIM_PERMERROR": ScoreDefinition(0.5, "DKIM: a signature or its key is malformed, or the key too weak"),
+    "DKIM_LENGTH_LIMITED": ScoreDefinition(0.5, "DKIM: a passing signature covers only part of the body"),
+    "DKIM_TOO_MANY_SIGNATURES": ScoreDefinition(0.5, "DKIM: more signatures than are evaluated"),
+    "DMARC_PASS": ScoreDefinition(0.0, "DMARC pass: DKIM or SPF aligned with the From domain"),
+    "DMARC_NONE": ScoreDefinition(0.0, "DMARC none: the From domain publishes no DMARC record"),
+    "DMARC_FAIL": ScoreDefinition(1.0, "DMARC fail under p=none (or sampled out by pct)"),
+    "DMARC_FAIL_QUARANTINE": ScoreDefinition(4.0, "DMARC fail under p=quarantine ([dmarc])"),
+    "DMARC_FAIL_REJECT": ScoreDefinition(7.0, "DMARC fail under p=reject ([dmarc] reject_action)"),
+    "DMARC_FROM_INVALID": ScoreDefinition(0.0, "DMARC: no single readable From author (counted as p=reject)"),
+    "DMARC_TEMPERROR": ScoreDefinition(0.0, "DMARC temperror: a DNS lookup failed during the check"),
+    "DMARC_PERMERROR": ScoreDefinition(0.5, "DMARC permerror: the domain's DMARC record is malformed"),
+    "ARC_NONE": ScoreDefinition(0.0, "ARC: the message carries no ARC chain"),
+    "ARC_PASS": ScoreDefinition(0.0, "ARC: the chain validated"),
+    "ARC_FAIL": ScoreDefinition(0.5, "ARC: the chain is broken or forged"),
+    "ARC_TEMPERROR": ScoreDefinition(0.0, "ARC: a key lookup failed temporarily"),
+    "ARC_OVERRIDE": ScoreDefinition(
+        0.0, "a trusted ARC sealer's passing chain overrode the DMARC failure of forwarded mail"
+    ),
     # 0 by default: connection-filter already refuses a listed client at RCPT, so the weight would
     # only fall on mail to its bypassed recipients (postmaster@, abuse@), which must get through.
     "DNSBL_LISTED": ScoreDefinition(0.0, "listed by a DNS block list provider (550 5.7.1 at RCPT)"),

@@ -72,7 +72,7 @@ class Policy:
 
     async def stage(self, ctx: StageContext, ledger: Ledger) -> StageDecision:
         """Run the agents of a stage before end of data."""
-        ctx = replace(ctx, exempt=await self.exemption(ctx))
+        ctx = replace(ctx, exempt=await self.exemption(ctx), earlier=ledger.findings)
         result = await self.pipeline.run(ctx.stage, ctx)
         action = result.action
         if action not in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
@@ -88,7 +88,7 @@ class Policy:
     async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
         """Run the EOD agents and decide the message over everything the session found."""
         exempt = await self.exemption(ctx)
-        ctx = replace(ctx, exempt=exempt)
+        ctx = replace(ctx, exempt=exempt, earlier=ledger.findings)
         result = await self.pipeline.run(Stage.EOD, ctx)
         ledger.add(Stage.EOD, result)
         verdict = decide(
