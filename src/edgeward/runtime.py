@@ -41,10 +41,13 @@ from edgeward.delivery.routing import Router
 from edgeward.errors import ConfigError
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
+from edgeward.filters.agents.greylist import Greylisting
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
+from edgeward.filters.agents.protocol import ProtocolAnalysis
 from edgeward.filters.agents.rate import MessageRateLimit
 from edgeward.filters.agents.recipients import LocalRecipients, read_recipients
 from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.reputation import SenderReputation
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.base import Agent, Stage, StageContext
@@ -57,6 +60,7 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
+from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
@@ -111,8 +115,15 @@ def build_agents(
     classifier: SpamClassifier | None = None,
     *,
     addresses: AccountAddresses | None = None,
+    policy_store: PolicyStore | None = None,
+    dns: DnsLookup | None = None,
+    clock: Clock | None = None,
 ) -> list[Agent]:
-    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out."""
+    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
+
+    Agents that keep state across sessions (sender reputation, greylisting) need
+    ``policy_store``; without one they are left out, and the log says so.
+    """
     agents: list[Agent] = [
         BackPressure(spool.free_bytes, config.queue.min_free_disk),
         MessageRateLimit(),
@@ -129,7 +140,33 @@ def build_agents(
         agents.append(FromHeader(config.agents.from_header))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
+    agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
     return [a for a in agents if a.name not in config.agents.disabled]
+
+
+def _edge_agents(
+    config: Config, store: PolicyStore | None, dns: DnsLookup | None, clock: Clock
+) -> list[Agent]:
+    """Protocol analysis, sender reputation and greylisting, as configured."""
+    cfg, agents = config.agents, list[Agent]()
+    if cfg.protocol.enabled:
+        agents.append(ProtocolAnalysis(cfg.protocol))
+    switches = (("sender-reputation", cfg.reputation.enabled), ("greylisting", cfg.greylist.enabled))
+    wanted = [name for name, on in switches if on and name not in cfg.disabled]
+    if store is None:
+        if wanted:
+            log.warning("%s: off, no policy store to keep state in", ", ".join(wanted))
+        return agents
+    if "sender-reputation" in wanted:
+        if dns is None:
+            d = config.dns
+            dns = DnsResolver(d.servers or None, port=d.port, timeout=d.timeout)
+        own = (config.server.hostname, *(c.fqdn for c in config.receive_connectors if c.fqdn),
+               *config.accepted_domains)  # fmt: skip
+        agents.append(SenderReputation(store, dns, cfg.reputation, own))
+    if "greylisting" in wanted:
+        agents.append(Greylisting(store, clock, cfg.greylist))
+    return agents
 
 
 def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
@@ -176,6 +213,8 @@ def build_policy(config: Config, agents: Sequence[Agent], *, observer: AgentObse
         Exemptions.from_config(config),
         Transforms(),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
+        tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
+        listeners=[a for a in agents if isinstance(a, SenderReputation)],
     )
 
 
@@ -251,7 +290,11 @@ class Gateway:
 
     def _build_env(self, config: Config) -> tuple[SessionEnv, ConnectorTable]:
         policy = build_policy(
-            config, build_agents(config, self.spool, addresses=self.addresses), observer=self._observe
+            config,
+            build_agents(
+                config, self.spool, addresses=self.addresses, policy_store=getattr(self, "policy_store", None)
+            ),
+            observer=self._observe,
         )
         protocol_logs = {
             c.name: self._protocol_log(config, c.name) for c in config.receive_connectors if c.protocol_log
