@@ -106,3 +106,9 @@ def _text(result: SpfResult) -> list[str]:
         f" queries sent {result.dns_queries}"
     )
     return lines
+
+
+from edgeward.cli.antispam_reputation import greylist_app, reputation_app  # noqa: E402
+
+antispam_app.add_typer(reputation_app)
+antispam_app.add_typer(greylist_app)
