@@ -142,3 +142,9 @@ async def test_a_broken_store_is_a_temperror_never_a_block(store: MemoryPolicySt
         "REPUTATION_TEMPERROR"
     ]
     await rep.learned(StageContext(Stage.EOD, info()), verdict("SCL_9"))  # logged, not raised
+
+
+async def test_a_client_on_this_host_is_not_asked_about(store: MemoryPolicyStore) -> None:
+    dns = FakeResolver()
+    outcome = await agent(store, dns).check(Stage.CONNECT, StageContext(Stage.CONNECT, info("127.0.0.2")))
+    assert outcome.findings == () and dns.queries == []

@@ -118,8 +118,13 @@ class SenderReputation:
         return Outcome(Action.CONTINUE, None, tuple(findings), headers)
 
     async def _rdns(self, ip: str) -> Finding | None:
-        """The reverse-DNS finding for ``ip``; None when its PTR is forward-confirmed."""
+        """The reverse-DNS finding for ``ip``; None when its PTR is forward-confirmed.
+
+        A client on this host (loopback, link-local) has no PTR worth asking anyone about.
+        """
         address = ipaddress.ip_address(ip)
+        if address.is_loopback or address.is_link_local:
+            return None
         try:
             names = (await self.dns.query(address.reverse_pointer, "PTR")).records
             if not names:
