@@ -85,7 +85,7 @@ def show(
     out.print(f"address   {address}")
     out.print(f"messages  {n}")
     for key, label in (("scl", "SCL sum"), ("helo", "HELO findings"), ("rdns", "rDNS findings"),
-                       ("proto", "protocol findings")):  # fmt: skip
+                       ("proto", "protocol findings"), ("proxy", "open proxy")):  # fmt: skip
         out.print(f"{label:<9} {counts.get(key, 0)}")
     if n >= min_messages:
         srl = rating(

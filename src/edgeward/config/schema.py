@@ -471,6 +471,19 @@ class ReputationConfig(_Section):
     min_messages: int = Field(20, ge=1, description="Messages seen from an address before it is rated")
     block_threshold: int = Field(7, ge=1, le=9, description="SRL at or above which the address is blocked")
     block_time: Duration = Field(86400.0, description="How long an address at the threshold stays blocked")
+    open_proxy_test: bool = Field(
+        False, description="Connect back to new clients on proxy ports and try to reach this gateway"
+    )
+    open_proxy_http_ports: tuple[int, ...] = Field(
+        (80, 3128, 8080), description="Ports tried with HTTP CONNECT"
+    )
+    open_proxy_socks_ports: tuple[int, ...] = Field((1080,), description="Ports tried with SOCKS5")
+    open_proxy_timeout: Duration = Field(
+        5.0, description="Longest the whole open-proxy test of one client may take"
+    )
+    open_proxy_cache: Duration = Field(
+        86400.0, description="How long the open-proxy result for an address is kept"
+    )
     history: Duration = Field(
         30 * 86400.0, description="Window of an address's history, from its first message"
     )

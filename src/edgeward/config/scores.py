@@ -79,6 +79,7 @@ _TABLE: dict[str, ScoreDefinition] = {
         f"SRL_{n}": ScoreDefinition(0.0, f"sender reputation rates the client address SRL {n}")
         for n in range(10)
     },
+    "OPEN_PROXY": ScoreDefinition(4.0, "the client's address relayed to this gateway as an open proxy"),
     "REPUTATION_BLOCKED": ScoreDefinition(0.0, _HARD.format("sender-reputation (550 5.7.1)")),
     "REPUTATION_TEMPERROR": ScoreDefinition(0.0, "the policy store failed: reputation not read or counted"),
     "GREYLIST_DEFERRED": ScoreDefinition(0.0, _HARD.format("greylisting (451 4.7.1)")),

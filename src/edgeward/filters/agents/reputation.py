@@ -25,7 +25,9 @@ recipients are logged and a bypassed recipient still gets mail). Counters are fi
 ``history`` seconds from their first increment (the store's ``incr``), so old behaviour ages out
 without a sweep. A store failure is a ``REPUTATION_TEMPERROR`` finding, never a block.
 
-The open-proxy test of the issue is not implemented.
+With ``open_proxy_test`` (off by default: it connects out to every new client), CONNECT also
+tries the client's proxy ports (``net.openproxy``), at most once per ``open_proxy_cache`` per
+address; an open proxy is an ``OPEN_PROXY`` finding and rates SRL 9 once rated at all.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from collections.abc import Iterable
 from edgeward.config.schema import ReputationConfig
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.verdict import Verdict
+from edgeward.net import openproxy
 from edgeward.ports import DnsError, DnsFailure, DnsLookup, PolicyStore, PolicyStoreError
 from edgeward.types import Action, Finding, Outcome, Reply
 
@@ -47,8 +50,10 @@ _RDNS = frozenset({"RDNS_NONE", "RDNS_UNCONFIRMED"})
 _MAX_PTR = 3  # forward-confirm at most this many PTR names: a client controls its PTR set
 
 
-def rating(n: int, scl: int, helo: int, rdns: int, proto: int) -> int:
+def rating(n: int, scl: int, helo: int, rdns: int, proto: int, proxy: int = 0) -> int:
     """The SRL of an address from its counters (see the module docstring)."""
+    if proxy:
+        return 9
     points = 0.6 * scl / n + 2 * helo / n + 2 * rdns / n + min(3.0, 3 * proto / n)
     return max(0, min(9, round(points)))
 
@@ -111,6 +116,8 @@ class SenderReputation:
             return Outcome.proceed(Finding("REPUTATION_TEMPERROR", self.name, str(exc)))
         rdns = await self._rdns(ip)
         findings = [rdns] if rdns is not None else []
+        if self.config.open_proxy_test and (proxy := await self._open_proxy(ctx, ip)):
+            findings.append(proxy)
         headers: tuple[tuple[str, str], ...] = ()
         if srl is not None:
             findings.append(Finding(f"SRL_{srl}", self.name))
@@ -145,6 +152,29 @@ class SenderReputation:
                 return Finding("RDNS_NONE", self.name, "no PTR record")
             return Finding("RDNS_TEMPERROR", self.name, str(exc))
 
+    async def _open_proxy(self, ctx: StageContext, ip: str) -> Finding | None:
+        """Test ``ip`` as an open proxy once per ``open_proxy_cache``; the result is cached, and
+        so is "testing" while it runs, so the test's own connection back to us is not tested."""
+        peer, cfg, key = ctx.session.peer, self.config, f"rep:proxy:{ip}"
+        if not peer.local_ip or not peer.local_port:
+            return None
+        try:
+            if await self.store.add(key, "testing", ttl=cfg.open_proxy_cache):
+                found = await openproxy.probe(
+                    ip, (peer.local_ip, peer.local_port), http_ports=cfg.open_proxy_http_ports,
+                    socks_ports=cfg.open_proxy_socks_ports, limit=cfg.open_proxy_timeout,
+                )  # fmt: skip
+                await self.store.set(key, found or "no", ttl=cfg.open_proxy_cache)
+                if found:
+                    log.warning("sender reputation: %s is an open proxy (%s)", ip, found)
+            else:
+                found = await self.store.get(key) or ""
+        except PolicyStoreError as exc:
+            return Finding("REPUTATION_TEMPERROR", self.name, str(exc))
+        if found in ("", "no", "testing"):
+            return None
+        return Finding("OPEN_PROXY", self.name, found)
+
     async def learned(self, ctx: StageContext, verdict: Verdict) -> None:
         """Count one message into its address's history and rate the address."""
         if verdict.exempt or ctx.session.authenticated:
@@ -162,6 +192,7 @@ class SenderReputation:
             "helo": int(any(n.startswith("HELO_") for n in names)),
             "rdns": int(any(n in _RDNS for n in names)),
             "proto": sum(n.startswith("PROTOCOL_") for n in names),
+            "proxy": int("OPEN_PROXY" in names),
         }
         try:
             totals = {
