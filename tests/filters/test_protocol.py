@@ -72,3 +72,9 @@ def test_the_tarpit_grows_with_protocol_signals_up_to_its_maximum() -> None:
     assert policy.tarpit(Reply(451, "4.7.1", "later"), many) == 0
     off = build_policy(Config.model_validate({"agents": {"protocol": {"enabled": False}}}), [])
     assert off.tarpit(refusal, many) == 5
+
+
+def test_junk_commands_alone_do_not_lengthen_the_tarpit() -> None:
+    policy = build_policy(Config(), [])
+    chatty = SessionInfo("S1", Peer("192.0.2.1", 1), CONNECTOR, protocol=ProtocolSignals(junk=12))
+    assert policy.tarpit(Reply(550, "5.1.1", "unknown"), chatty) == 5

@@ -33,7 +33,9 @@ class ProtocolSignals:
 
     @property
     def total(self) -> int:
-        return self.pregreet + self.pipelining + self.bare_lf + self.errors + self.junk
+        """Misbehaviour so far. Junk commands are left out: RSET and NOOP are ordinary in
+        moderation, and only the protocol agent's threshold says when they stop being so."""
+        return self.pregreet + self.pipelining + self.bare_lf + self.errors
 
 
 def signals_of(event: object, buffered: int, esmtp: bool) -> tuple[Signal, ...]:
