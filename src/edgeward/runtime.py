@@ -42,11 +42,14 @@ from edgeward.errors import ConfigError
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
+from edgeward.filters.agents.greylist import Greylisting
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
+from edgeward.filters.agents.protocol import ProtocolAnalysis
 from edgeward.filters.agents.rate import MessageRateLimit
 from edgeward.filters.agents.rate_limits import RateLimits
 from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.reputation import SenderReputation
 from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_filter import SenderFilter
@@ -65,7 +68,7 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
-from edgeward.ports import DnsLookup, PolicyStore, PolicyStoreError
+from edgeward.ports import Clock, DnsLookup, PolicyStore, PolicyStoreError, SystemClock
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
@@ -125,6 +128,7 @@ def build_agents(
     policy_store: PolicyStore | None = None,
     ip_lists: IpLists | None = None,
     dns: DnsLookup | None = None,
+    clock: Clock | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
@@ -172,6 +176,7 @@ def build_agents(
         agents.append(_sender_auth_agent(config, dns))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
+    agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
     return [a for a in agents if a.name not in config.agents.disabled]
 
 
@@ -203,6 +208,31 @@ def _sender_auth_agent(config: Config, dns: DnsLookup) -> Agent:
         quarantine_action=dmarc.quarantine_action, temperror_action=dmarc.temperror_action,
         trusted_sealers=config.arc.trusted_sealers,
     )  # fmt: skip
+
+
+def _edge_agents(
+    config: Config, store: PolicyStore | None, dns: DnsLookup | None, clock: Clock
+) -> list[Agent]:
+    """Protocol analysis, sender reputation and greylisting, as configured."""
+    cfg, agents = config.agents, list[Agent]()
+    if cfg.protocol.enabled:
+        agents.append(ProtocolAnalysis(cfg.protocol))
+    switches = (("sender-reputation", cfg.reputation.enabled), ("greylisting", cfg.greylist.enabled))
+    wanted = [name for name, on in switches if on and name not in cfg.disabled]
+    if store is None:
+        if wanted:
+            log.warning("%s: off, no policy store to keep state in", ", ".join(wanted))
+        return agents
+    if "sender-reputation" in wanted:
+        if dns is None:
+            d = config.dns
+            dns = DnsResolver(d.servers or None, port=d.port, timeout=d.timeout)
+        own = (config.server.hostname, *(c.fqdn for c in config.receive_connectors if c.fqdn),
+               *config.accepted_domains)  # fmt: skip
+        agents.append(SenderReputation(store, dns, cfg.reputation, own))
+    if "greylisting" in wanted:
+        agents.append(Greylisting(store, clock, cfg.greylist))
+    return agents
 
 
 def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
@@ -272,6 +302,8 @@ def build_policy(
         Exemptions.from_config(config, allow_list=allow_list, safe_senders=safe),
         Transforms(_transforms(config), authserv_id=config.server.hostname),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
+        tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
+        listeners=[a for a in agents if isinstance(a, SenderReputation)],
     )
 
 

@@ -271,6 +271,13 @@ class ReceiveConnectorConfig(_Section):
     max_protocol_errors: int = Field(5, ge=1, description="Bad commands before the session is closed")
     max_commands: int = Field(1000, ge=10, description="Commands in one session before it is closed")
     tarpit_interval: Duration = Field(5.0, description="Delay before 5xx replies to unauthenticated clients")
+    greet_pause: Duration = Field(
+        0.0,
+        description=(
+            "Seconds to wait before the banner; a client that talks first is pregreeting (a protocol"
+            " finding). 0: off, since every honest client waits too; 1-3 on an internet connector"
+        ),
+    )
     bare_lf: Literal["reject", "normalize"] = Field(
         "reject", description="Bare LF or CR in DATA: reject the message, or normalise it to CRLF"
     )
@@ -548,11 +555,62 @@ class ArcConfig(_Section):
         return self
 
 
+class ProtocolAnalysisConfig(_Section):
+    enabled: bool = Field(
+        True, description="Report protocol misbehaviour (pregreet, pipelining ...) as findings"
+    )
+    errors: int = Field(3, ge=1, description="Refused commands in a session before PROTOCOL_ERRORS")
+    junk_commands: int = Field(
+        20, ge=1, description="NOOP, RSET, VRFY and HELP in a session before PROTOCOL_JUNK is reported"
+    )
+    tarpit_max: Duration = Field(
+        30.0, description="Longest tarpit; each protocol finding adds one tarpit_interval up to this"
+    )
+
+
+class ReputationConfig(_Section):
+    enabled: bool = Field(True, description="Rate client addresses SRL 0-9 (needs the policy store)")
+    min_messages: int = Field(20, ge=1, description="Messages seen from an address before it is rated")
+    block_threshold: int = Field(7, ge=1, le=9, description="SRL at or above which the address is blocked")
+    block_time: Duration = Field(86400.0, description="How long an address at the threshold stays blocked")
+    open_proxy_test: bool = Field(
+        False, description="Connect back to new clients on proxy ports and try to reach this gateway"
+    )
+    open_proxy_http_ports: tuple[int, ...] = Field(
+        (80, 3128, 8080), description="Ports tried with HTTP CONNECT"
+    )
+    open_proxy_socks_ports: tuple[int, ...] = Field((1080,), description="Ports tried with SOCKS5")
+    open_proxy_timeout: Duration = Field(
+        5.0, description="Longest the whole open-proxy test of one client may take"
+    )
+    open_proxy_cache: Duration = Field(
+        86400.0, description="How long the open-proxy result for an address is kept"
+    )
+    history: Duration = Field(
+        30 * 86400.0, description="Window of an address's history, from its first message"
+    )
+
+
+class GreylistConfig(_Section):
+    enabled: bool = Field(False, description="Defer the first message of each (network, sender, recipient)")
+    min_delay: Duration = Field(300.0, description="A retry sooner than this is deferred again")
+    max_delay: Duration = Field(86400.0, description="A retry later than this starts over")
+    pass_lifetime: Duration = Field(36 * 86400.0, description="How long a passed triplet is remembered")
+    auto_allow_after: int = Field(
+        5, ge=0, description="Passes from a network after which it is no longer greylisted; 0: never"
+    )
+    auto_allow_lifetime: Duration = Field(36 * 86400.0, description="How long a network stays auto-allowed")
+    good_srl: int = Field(
+        3, ge=0, le=9, description="SPF pass from an address of SRL <= this skips greylisting"
+    )
+
+
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
     "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
+    "protocol-analysis", "sender-reputation", "greylisting",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -577,6 +635,9 @@ class AgentsConfig(_Section):
     recipient_filter: RecipientFilterConfig = RecipientFilterConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()
+    protocol: ProtocolAnalysisConfig = ProtocolAnalysisConfig()
+    reputation: ReputationConfig = ReputationConfig()
+    greylist: GreylistConfig = GreylistConfig()
 
     @field_validator("disabled")
     @classmethod

@@ -26,6 +26,7 @@ from typing import Protocol, runtime_checkable
 
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.message import MessageView
+from edgeward.filters.signals import ProtocolSignals
 from edgeward.headers import HeaderBlock
 from edgeward.types import Address, Finding, Outcome, Peer
 
@@ -55,6 +56,7 @@ class SessionInfo:
     groups: frozenset[str] = frozenset()  # permission groups proven: users, partners, servers
     rights: frozenset[str] = frozenset()  # see edgeward.config.permissions
     peer_names: tuple[str, ...] = ()  # names in a verified client certificate
+    protocol: ProtocolSignals = field(default_factory=ProtocolSignals)  # what the session noticed
 
     @property
     def may_relay(self) -> bool:
