@@ -42,26 +42,33 @@ from edgeward.errors import ConfigError
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
+from edgeward.filters.agents.greylist import Greylisting
 from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
+from edgeward.filters.agents.protocol import ProtocolAnalysis
 from edgeward.filters.agents.rate import MessageRateLimit
 from edgeward.filters.agents.rate_limits import RateLimits
 from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.reputation import SenderReputation
 from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.agents.sender_login import SenderLogin
+from edgeward.filters.agents.senderauth import SenderAuth
+from edgeward.filters.agents.spf import SpfAgent
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
 from edgeward.filters.pipeline import AgentObserver, Pipeline
 from edgeward.filters.policy import Policy
 from edgeward.filters.scoring import ScoreTable, Thresholds
-from edgeward.filters.transforms import Transforms
+from edgeward.filters.transforms import Transform, Transforms
+from edgeward.filters.transforms.arcseal import ArcSeal
+from edgeward.filters.transforms.stamps import Stamps
 from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
-from edgeward.ports import DnsLookup, PolicyStore, PolicyStoreError
+from edgeward.ports import Clock, DnsLookup, PolicyStore, PolicyStoreError, SystemClock
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
@@ -120,12 +127,18 @@ def build_agents(
     addresses: AccountAddresses | None = None,
     policy_store: PolicyStore | None = None,
     ip_lists: IpLists | None = None,
+    dns: DnsLookup | None = None,
+    clock: Clock | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
     Without ``policy_store`` the store-backed parts (live lists, rate limits, per-recipient
-    blocked senders) are off, and that is logged; the configured lists still apply.
+    blocked senders) are off, and that is logged; the configured lists still apply. ``dns``
+    answers the sender-authentication agents (a test passes a fake); unset, a resolver is made
+    from ``[dns]``, as delivery makes one.
     """
+    if dns is None and (config.spf.enabled or config.dmarc.enabled):
+        dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
     cfg = config.agents
     agents: list[Agent] = [BackPressure(spool.free_bytes, config.queue.min_free_disk), MessageRateLimit()]
     if policy_store is not None:
@@ -154,11 +167,16 @@ def build_agents(
         agents.append(LocalRecipients(config.accepted_domains, source))
     if policy_store is not None:
         agents.append(RecipientBlockedSenders(policy_store))
+    if config.spf.enabled and dns is not None:
+        agents.append(_spf_agent(config, dns))
     agents.append(HopCount())
     if config.agents.from_header != "off":
         agents.append(FromHeader(config.agents.from_header))
+    if config.dmarc.enabled and dns is not None:
+        agents.append(_sender_auth_agent(config, dns))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
+    agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
     return [a for a in agents if a.name not in config.agents.disabled]
 
 
@@ -173,6 +191,48 @@ def _connection_filter(config: Config, ip_lists: IpLists) -> ConnectionFilter:
         d = config.dns
         dns = DnsResolver(d.servers or None, port=d.port, timeout=min(d.timeout, cfg.lookup_timeout))
     return ConnectionFilter(cfg, config.accepted_domains, lists=ip_lists, dns=dns)
+
+
+def _spf_agent(config: Config, dns: DnsLookup) -> Agent:
+    spf = config.spf
+    return SpfAgent(
+        dns, config.server.hostname, fail_action=spf.fail_action, temperror_action=spf.temperror_action,
+        time_limit=spf.time_limit,
+    )  # fmt: skip
+
+
+def _sender_auth_agent(config: Config, dns: DnsLookup) -> Agent:
+    dmarc = config.dmarc
+    return SenderAuth(
+        dns, config.server.hostname, reject_action=dmarc.reject_action,
+        quarantine_action=dmarc.quarantine_action, temperror_action=dmarc.temperror_action,
+        trusted_sealers=config.arc.trusted_sealers,
+    )  # fmt: skip
+
+
+def _edge_agents(
+    config: Config, store: PolicyStore | None, dns: DnsLookup | None, clock: Clock
+) -> list[Agent]:
+    """Protocol analysis, sender reputation and greylisting, as configured."""
+    cfg, agents = config.agents, list[Agent]()
+    if cfg.protocol.enabled:
+        agents.append(ProtocolAnalysis(cfg.protocol))
+    switches = (("sender-reputation", cfg.reputation.enabled), ("greylisting", cfg.greylist.enabled))
+    wanted = [name for name, on in switches if on and name not in cfg.disabled]
+    if store is None:
+        if wanted:
+            log.warning("%s: off, no policy store to keep state in", ", ".join(wanted))
+        return agents
+    if "sender-reputation" in wanted:
+        if dns is None:
+            d = config.dns
+            dns = DnsResolver(d.servers or None, port=d.port, timeout=d.timeout)
+        own = (config.server.hostname, *(c.fqdn for c in config.receive_connectors if c.fqdn),
+               *config.accepted_domains)  # fmt: skip
+        agents.append(SenderReputation(store, dns, cfg.reputation, own))
+    if "greylisting" in wanted:
+        agents.append(Greylisting(store, clock, cfg.greylist))
+    return agents
 
 
 def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
@@ -204,6 +264,21 @@ def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
     return contexts
 
 
+def _transforms(config: Config) -> list[Transform]:
+    """The stamps, then the ARC seal when ``[arc]`` configures one (it seals what the stamps wrote)."""
+    chain: list[Transform] = [Stamps()]
+    arc = config.arc
+    if arc.seal_domain and arc.seal_key is not None:
+        try:
+            key = config.resolve(arc.seal_key).read_bytes()
+        except OSError as exc:
+            # Mail keeps flowing unsealed rather than stopping on a missing key.
+            log.error("arc-seal: cannot read the sealing key (%s); accepted mail is not sealed", exc)
+            return chain
+        chain.append(ArcSeal(arc.seal_domain, arc.seal_selector, key, config.server.hostname))
+    return chain
+
+
 def build_policy(
     config: Config,
     agents: Sequence[Agent],
@@ -225,8 +300,10 @@ def build_policy(
         pipeline,
         Thresholds.from_config(config),
         Exemptions.from_config(config, allow_list=allow_list, safe_senders=safe),
-        Transforms(),
+        Transforms(_transforms(config), authserv_id=config.server.hostname),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
+        tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
+        listeners=[a for a in agents if isinstance(a, SenderReputation)],
     )
 
 

@@ -16,6 +16,7 @@ from edgeward.config.schema import AGENT_NAMES, Config
 from edgeward.errors import ConfigError
 from edgeward.queue.spool import Spool
 from edgeward.runtime import Gateway, build_agents
+from edgeward.testing.dns import FakeResolver
 from edgeward.testing.policystore import MemoryPolicyStore
 
 runner = CliRunner()
@@ -45,13 +46,13 @@ def test_relay_control_cannot_be_disabled() -> None:
 
 
 def test_every_other_agent_may_be_disabled_and_the_names_match_the_pipeline(tmp_path: Path) -> None:
-    everything = parse_config(
-        {"server": {"data_dir": str(tmp_path)}, "agents": {"local_recipients": {"enabled": True}}}
-    )
+    agents = {"local_recipients": {"enabled": True}, "greylist": {"enabled": True}}
+    everything = parse_config({"server": {"data_dir": str(tmp_path)}, "agents": agents})
     (tmp_path / "recipients.txt").write_text("user@example.org\n")
     spool = Spool(tmp_path / "queue", fsync=False)
-    store = MemoryPolicyStore()  # the store-backed agents are built only with a store
-    assert tuple(a.name for a in build_agents(everything, spool, policy_store=store)) == AGENT_NAMES
+    store, dns = MemoryPolicyStore(), FakeResolver()
+    built = build_agents(everything, spool, policy_store=store, dns=dns)
+    assert tuple(a.name for a in built) == AGENT_NAMES
     optional = [n for n in AGENT_NAMES if n != "relay-control"]
     config = parse_config({"server": {"data_dir": str(tmp_path)}, "agents": {"disabled": optional}})
     assert [a.name for a in build_agents(config, spool, policy_store=store)] == ["relay-control"]

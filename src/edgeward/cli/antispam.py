@@ -117,3 +117,7 @@ def _text(result: SpfResult) -> list[str]:
 # Connection filtering: the IP lists and the test of an address (edgeward.cli.antispam_ip).
 antispam_app.add_typer(ip_app, name="ip")
 antispam_app.command("test-ip")(test_ip)
+from edgeward.cli.antispam_reputation import greylist_app, reputation_app  # noqa: E402
+
+antispam_app.add_typer(reputation_app)
+antispam_app.add_typer(greylist_app)

@@ -271,6 +271,13 @@ class ReceiveConnectorConfig(_Section):
     max_protocol_errors: int = Field(5, ge=1, description="Bad commands before the session is closed")
     max_commands: int = Field(1000, ge=10, description="Commands in one session before it is closed")
     tarpit_interval: Duration = Field(5.0, description="Delay before 5xx replies to unauthenticated clients")
+    greet_pause: Duration = Field(
+        0.0,
+        description=(
+            "Seconds to wait before the banner; a client that talks first is pregreeting (a protocol"
+            " finding). 0: off, since every honest client waits too; 1-3 on an internet connector"
+        ),
+    )
     bare_lf: Literal["reject", "normalize"] = Field(
         "reject", description="Bare LF or CR in DATA: reject the message, or normalise it to CRLF"
     )
@@ -487,11 +494,123 @@ class ContentFilterConfig(_Section):
     )
 
 
+class SpfConfig(_Section):
+    """The SPF agent at MAIL (RFC 7208); results are findings weighed by the score table."""
+
+    enabled: bool = Field(True, description="Check SPF for MAIL FROM (HELO for the null sender)")
+    fail_action: Literal["score", "reject"] = Field(
+        "score",
+        description=(
+            "SPF fail: 'score' (SPF_FAIL counts towards [policy] thresholds; forwarded mail often"
+            " fails SPF) or 'reject' (550 5.7.23 at MAIL, RFC 7372)"
+        ),
+    )
+    temperror_action: Literal["stamp", "tempfail"] = Field(
+        "stamp", description="SPF temperror: 'stamp' (a finding only) or 'tempfail' (451 4.4.3 at MAIL)"
+    )
+    time_limit: Duration = Field(20.0, description="Time allowed for one whole SPF check (RFC 7208 4.6.4)")
+
+
+class DmarcConfig(_Section):
+    """The sender-auth agent at end of data: DKIM, ARC and DMARC (RFC 6376, 8617, 7489)."""
+
+    enabled: bool = Field(True, description="Verify DKIM and ARC and evaluate DMARC at end of data")
+    reject_action: Literal["reject", "quarantine", "score"] = Field(
+        "reject",
+        description=(
+            "DMARC fail under p=reject: 'reject' (550 5.7.1, the domain owner's request), 'quarantine',"
+            " or 'score' (DMARC_FAIL_REJECT counts towards [policy] thresholds)"
+        ),
+    )
+    quarantine_action: Literal["reject", "quarantine", "score"] = Field(
+        "quarantine", description="DMARC fail under p=quarantine: 'quarantine', 'reject' or 'score'"
+    )
+    temperror_action: Literal["stamp", "tempfail"] = Field(
+        "stamp", description="DMARC temperror: 'stamp' (a finding only) or 'tempfail' (451 4.4.3)"
+    )
+
+
+class ArcConfig(_Section):
+    trusted_sealers: tuple[str, ...] = Field(
+        (),
+        max_length=100,
+        description=(
+            "Domains (ARC-Seal d=) whose passing ARC chain overrides a DMARC failure of forwarded mail"
+        ),
+    )
+    seal_domain: str = Field(
+        "", description="Seal accepted mail with an ARC set as this domain (d=); empty: off"
+    )
+    seal_selector: str = Field(
+        "", description="Selector of the sealing key, published at <selector>._domainkey"
+    )
+    seal_key: Path | None = Field(None, description="PEM RSA private key for the ARC seal (RFC 8617 4.1.3)")
+
+    @model_validator(mode="after")
+    def _seal(self) -> ArcConfig:
+        if bool(self.seal_domain) != bool(self.seal_selector) or bool(self.seal_domain) != bool(
+            self.seal_key
+        ):
+            raise ValueError("seal_domain, seal_selector and seal_key are set together, or none of them")
+        return self
+
+
+class ProtocolAnalysisConfig(_Section):
+    enabled: bool = Field(
+        True, description="Report protocol misbehaviour (pregreet, pipelining ...) as findings"
+    )
+    errors: int = Field(3, ge=1, description="Refused commands in a session before PROTOCOL_ERRORS")
+    junk_commands: int = Field(
+        20, ge=1, description="NOOP, RSET, VRFY and HELP in a session before PROTOCOL_JUNK is reported"
+    )
+    tarpit_max: Duration = Field(
+        30.0, description="Longest tarpit; each protocol finding adds one tarpit_interval up to this"
+    )
+
+
+class ReputationConfig(_Section):
+    enabled: bool = Field(True, description="Rate client addresses SRL 0-9 (needs the policy store)")
+    min_messages: int = Field(20, ge=1, description="Messages seen from an address before it is rated")
+    block_threshold: int = Field(7, ge=1, le=9, description="SRL at or above which the address is blocked")
+    block_time: Duration = Field(86400.0, description="How long an address at the threshold stays blocked")
+    open_proxy_test: bool = Field(
+        False, description="Connect back to new clients on proxy ports and try to reach this gateway"
+    )
+    open_proxy_http_ports: tuple[int, ...] = Field(
+        (80, 3128, 8080), description="Ports tried with HTTP CONNECT"
+    )
+    open_proxy_socks_ports: tuple[int, ...] = Field((1080,), description="Ports tried with SOCKS5")
+    open_proxy_timeout: Duration = Field(
+        5.0, description="Longest the whole open-proxy test of one client may take"
+    )
+    open_proxy_cache: Duration = Field(
+        86400.0, description="How long the open-proxy result for an address is kept"
+    )
+    history: Duration = Field(
+        30 * 86400.0, description="Window of an address's history, from its first message"
+    )
+
+
+class GreylistConfig(_Section):
+    enabled: bool = Field(False, description="Defer the first message of each (network, sender, recipient)")
+    min_delay: Duration = Field(300.0, description="A retry sooner than this is deferred again")
+    max_delay: Duration = Field(86400.0, description="A retry later than this starts over")
+    pass_lifetime: Duration = Field(36 * 86400.0, description="How long a passed triplet is remembered")
+    auto_allow_after: int = Field(
+        5, ge=0, description="Passes from a network after which it is no longer greylisted; 0: never"
+    )
+    auto_allow_lifetime: Duration = Field(36 * 86400.0, description="How long a network stays auto-allowed")
+    good_srl: int = Field(
+        3, ge=0, le=9, description="SPF pass from an address of SRL <= this skips greylisting"
+    )
+
+
 # The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
-    "safe-senders", "hop-count", "from-header", "content-filter",
+    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
+    "protocol-analysis", "sender-reputation", "greylisting",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -516,6 +635,9 @@ class AgentsConfig(_Section):
     recipient_filter: RecipientFilterConfig = RecipientFilterConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     content_filter: ContentFilterConfig = ContentFilterConfig()
+    protocol: ProtocolAnalysisConfig = ProtocolAnalysisConfig()
+    reputation: ReputationConfig = ReputationConfig()
+    greylist: GreylistConfig = GreylistConfig()
 
     @field_validator("disabled")
     @classmethod
@@ -710,6 +832,9 @@ class Config(_Section):
     agents: AgentsConfig = AgentsConfig()
     policy: PolicyConfig = PolicyConfig()
     connection_filter: ConnectionFilterConfig = ConnectionFilterConfig()
+    spf: SpfConfig = SpfConfig()
+    dmarc: DmarcConfig = DmarcConfig()
+    arc: ArcConfig = ArcConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",

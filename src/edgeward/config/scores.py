@@ -69,6 +69,28 @@ _TABLE: dict[str, ScoreDefinition] = {
     "SPF_NONE": ScoreDefinition(0.5, "SPF none: the domain publishes no SPF record"),
     "SPF_TEMPERROR": ScoreDefinition(0.0, "SPF temperror: DNS failed during the check"),
     "SPF_PERMERROR": ScoreDefinition(1.0, "SPF permerror: the domain's SPF record is broken"),
+    "DKIM_NONE": ScoreDefinition(0.0, "DKIM: the message carries no signature"),
+    "DKIM_PASS": ScoreDefinition(0.0, "DKIM: a signature verified"),
+    "DKIM_FAIL": ScoreDefinition(1.0, "DKIM: a signature did not verify (changed or forged)"),
+    "DKIM_TEMPERROR": ScoreDefinition(0.0, "DKIM: the key lookup failed temporarily"),
+    "DKIM_PERMERROR": ScoreDefinition(0.5, "DKIM: a signature or its key is malformed, or the key too weak"),
+    "DKIM_LENGTH_LIMITED": ScoreDefinition(0.5, "DKIM: a passing signature covers only part of the body"),
+    "DKIM_TOO_MANY_SIGNATURES": ScoreDefinition(0.5, "DKIM: more signatures than are evaluated"),
+    "DMARC_PASS": ScoreDefinition(0.0, "DMARC pass: DKIM or SPF aligned with the From domain"),
+    "DMARC_NONE": ScoreDefinition(0.0, "DMARC none: the From domain publishes no DMARC record"),
+    "DMARC_FAIL": ScoreDefinition(1.0, "DMARC fail under p=none (or sampled out by pct)"),
+    "DMARC_FAIL_QUARANTINE": ScoreDefinition(4.0, "DMARC fail under p=quarantine ([dmarc])"),
+    "DMARC_FAIL_REJECT": ScoreDefinition(7.0, "DMARC fail under p=reject ([dmarc] reject_action)"),
+    "DMARC_FROM_INVALID": ScoreDefinition(0.0, "DMARC: no single readable From author (counted as p=reject)"),
+    "DMARC_TEMPERROR": ScoreDefinition(0.0, "DMARC temperror: a DNS lookup failed during the check"),
+    "DMARC_PERMERROR": ScoreDefinition(0.5, "DMARC permerror: the domain's DMARC record is malformed"),
+    "ARC_NONE": ScoreDefinition(0.0, "ARC: the message carries no ARC chain"),
+    "ARC_PASS": ScoreDefinition(0.0, "ARC: the chain validated"),
+    "ARC_FAIL": ScoreDefinition(0.5, "ARC: the chain is broken or forged"),
+    "ARC_TEMPERROR": ScoreDefinition(0.0, "ARC: a key lookup failed temporarily"),
+    "ARC_OVERRIDE": ScoreDefinition(
+        0.0, "a trusted ARC sealer's passing chain overrode the DMARC failure of forwarded mail"
+    ),
     # 0 by default: connection-filter already refuses a listed client at RCPT, so the weight would
     # only fall on mail to its bypassed recipients (postmaster@, abuse@), which must get through.
     "DNSBL_LISTED": ScoreDefinition(0.0, "listed by a DNS block list provider (550 5.7.1 at RCPT)"),
@@ -78,6 +100,31 @@ _TABLE: dict[str, ScoreDefinition] = {
     "IP_LIST_TEMPERROR": ScoreDefinition(0.0, "the IP allow/block lists could not be read (never a listing)"),
     "DNSBL_ERROR": ScoreDefinition(0.0, "a DNS list provider gave an error answer such as 127.255.255.x"),
     "DNSWL_LISTED": ScoreDefinition(-3.0, "the client's address is listed by a DNS allow list provider"),
+    # Protocol analysis, sender reputation, greylisting (issue 8 §2.6-2.8).
+    "PROTOCOL_PREGREET": ScoreDefinition(2.0, "the client spoke before the banner (greet_pause)"),
+    "PROTOCOL_PIPELINING": ScoreDefinition(
+        1.5, "the client pipelined commands without being offered PIPELINING"
+    ),
+    "PROTOCOL_BARE_LF": ScoreDefinition(1.0, "the client ended lines with a bare LF (refused)"),
+    "PROTOCOL_ERRORS": ScoreDefinition(1.0, "the client sent several commands the server refused"),
+    "PROTOCOL_JUNK": ScoreDefinition(0.5, "the client sent many NOOP, RSET, VRFY or HELP commands"),
+    "HELO_INVALID": ScoreDefinition(0.5, "the HELO/EHLO name is neither a domain nor an address literal"),
+    "HELO_LITERAL_MISMATCH": ScoreDefinition(1.0, "the HELO address literal is not the client's address"),
+    "HELO_FORGED": ScoreDefinition(2.0, "the HELO name is this gateway's own name or an accepted domain"),
+    "RDNS_NONE": ScoreDefinition(1.0, "the client's address has no reverse DNS (PTR)"),
+    "RDNS_UNCONFIRMED": ScoreDefinition(0.5, "the client's PTR name does not resolve back to its address"),
+    "RDNS_TEMPERROR": ScoreDefinition(0.0, "the reverse DNS lookup failed (never held against the client)"),
+    **{
+        f"SRL_{n}": ScoreDefinition(0.0, f"sender reputation rates the client address SRL {n}")
+        for n in range(10)
+    },
+    "OPEN_PROXY": ScoreDefinition(4.0, "the client's address relayed to this gateway as an open proxy"),
+    "REPUTATION_BLOCKED": ScoreDefinition(0.0, _HARD.format("sender-reputation (550 5.7.1)")),
+    "REPUTATION_TEMPERROR": ScoreDefinition(0.0, "the policy store failed: reputation not read or counted"),
+    "GREYLIST_DEFERRED": ScoreDefinition(0.0, _HARD.format("greylisting (451 4.7.1)")),
+    "GREYLIST_PASSED": ScoreDefinition(0.0, "a greylisted triplet retried in time and passed"),
+    "GREYLIST_SKIPPED": ScoreDefinition(0.0, "greylisting did not apply; the detail says why"),
+    "GREYLIST_TEMPERROR": ScoreDefinition(0.0, "the policy store failed; the recipient was not greylisted"),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

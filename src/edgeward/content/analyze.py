@@ -6,6 +6,7 @@ learning, so that the three can never disagree about what a message's features a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from edgeward.content.facts import MessageFacts, extract_facts
@@ -27,9 +28,17 @@ class Analysis:
     gtube: bool
 
 
-def analyze(raw: bytes, limits: ParseLimits | None = None, parsed: ParsedMessage | None = None) -> Analysis:
-    """Analyse ``raw`` (or its ``parsed`` form, when a caller parsed it already); never raises."""
-    facts = extract_facts(parsed if parsed is not None else parse_message(raw, limits))
+def analyze(
+    raw: bytes,
+    limits: ParseLimits | None = None,
+    parsed: ParsedMessage | None = None,
+    auth: Mapping[str, str] | None = None,
+) -> Analysis:
+    """Analyse ``raw`` (or its ``parsed`` form, when a caller parsed it already); never raises.
+
+    ``auth``: the sender-authentication results the gateway found (``facts.extract_facts``).
+    """
+    facts = extract_facts(parsed if parsed is not None else parse_message(raw, limits), auth)
     cues = phishing_cues(facts)
     features = message_features(facts, cues)
     # GTUBE is searched in the raw bytes too: it must fire even inside an encoded part.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -166,12 +167,16 @@ class SpamClassifier:
             log.info("live model %r reloaded at version %d", self.model_name, self.version)
         return replaced
 
-    def score(self, raw: bytes, parsed: ParsedMessage | None = None) -> ContentVerdict:
+    def score(
+        self, raw: bytes, parsed: ParsedMessage | None = None, auth: Mapping[str, str] | None = None
+    ) -> ContentVerdict:
         """Rate ``raw`` (the message as received, any line endings); never raises for bad MIME.
 
-        ``parsed`` is ``raw`` already parsed (the gateway parses a message once at end of data).
+        ``parsed`` is ``raw`` already parsed (the gateway parses a message once at end of data);
+        ``auth`` the gateway's own SPF/DKIM/DMARC results, trusted instead of the message's
+        Authentication-Results fields (which a client wrote).
         """
-        analysis = analyze(raw, parsed=parsed)
+        analysis = analyze(raw, parsed=parsed, auth=auth)
         pcl, _ = pcl_from_cues(list(analysis.cues))
         phish = tuple((cue, PHISH_WEIGHTS[cue]) for cue in analysis.cues)
         if analysis.gtube:

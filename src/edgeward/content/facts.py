@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -201,8 +202,12 @@ def _bulk_headers(msg: ParsedMessage, facts: MessageFacts) -> None:
                 facts.dkim_domains.append(match.group(1).lower().strip(".")[:255])
 
 
-def extract_facts(msg: ParsedMessage) -> MessageFacts:
-    """Collect the classifier-relevant facts; bounded by :data:`MAX_URLS` and :data:`MAX_TEXT_CHARS`."""
+def extract_facts(msg: ParsedMessage, auth: Mapping[str, str] | None = None) -> MessageFacts:
+    """Collect the classifier-relevant facts; bounded by :data:`MAX_URLS` and :data:`MAX_TEXT_CHARS`.
+
+    ``auth`` (method: result, e.g. ``{"spf": "pass"}``) are the gateway's own results; the
+    message's Authentication-Results fields are never read.
+    """
     facts = MessageFacts(parsed=msg)
     facts.subject = _LIST_TAG.sub("", msg.header("subject"))[:500]
     display, address = split_address(msg.header("from"))
@@ -211,6 +216,8 @@ def extract_facts(msg: ParsedMessage) -> MessageFacts:
     facts.reply_to_domain = split_address(msg.header("reply-to"))[1].rpartition("@")[2].lower()[:255]
     facts.header_flags = _header_flags(msg)
     _bulk_headers(msg, facts)
+    if auth is not None:
+        facts.auth.update({method.lower(): result.lower() for method, result in auth.items()})
     chunks: list[str] = []
     urls: list[str] = []
     for part in msg.texts:

@@ -26,8 +26,9 @@ from typing import Protocol, runtime_checkable
 
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.message import MessageView
+from edgeward.filters.signals import ProtocolSignals
 from edgeward.headers import HeaderBlock
-from edgeward.types import Address, Outcome, Peer
+from edgeward.types import Address, Finding, Outcome, Peer
 
 
 class Stage(enum.Enum):
@@ -55,6 +56,7 @@ class SessionInfo:
     groups: frozenset[str] = frozenset()  # permission groups proven: users, partners, servers
     rights: frozenset[str] = frozenset()  # see edgeward.config.permissions
     peer_names: tuple[str, ...] = ()  # names in a verified client certificate
+    protocol: ProtocolSignals = field(default_factory=ProtocolSignals)  # what the session noticed
 
     @property
     def may_relay(self) -> bool:
@@ -80,6 +82,10 @@ class StageContext:
     msg_id: str = ""  # the queue id at EOD (allocated before the agents run); empty before
     message: MessageView | None = None  # the message at EOD, parsed once for every agent
     exempt: str = ""  # why anti-spam does not apply here (filters.exemptions); empty: it does
+    # What earlier stages of the session and the open transaction found (filters.verdict.Ledger),
+    # so an EOD check can use a result made at MAIL (DMARC reads the SPF result) without state
+    # of its own.
+    earlier: tuple[Finding, ...] = ()
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgeward.filters.base import Agent, Stage, StageContext, is_antispam
 from edgeward.filters.scoring import ScoreTable
@@ -78,7 +78,10 @@ class Pipeline:
         for agent in self._by_stage[stage]:
             if ctx.exempt and is_antispam(agent):
                 continue
-            outcome = await self._call(agent, stage, ctx)
+            # A later agent of the stage sees what the earlier ones found (the content filter
+            # reads the DKIM and DMARC results of the sender-auth agent before it).
+            seen = replace(ctx, earlier=(*ctx.earlier, *findings)) if findings else ctx
+            outcome = await self._call(agent, stage, seen)
             if outcome.findings:
                 scored = tuple(self.scores.scored(f, stage.value) for f in outcome.findings)
                 outcome = Outcome(outcome.action, outcome.reply, scored, outcome.headers)

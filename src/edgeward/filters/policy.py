@@ -14,7 +14,10 @@ connection, at CONNECT, HELO, MAIL, RCPT, DATA and EOD alike.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
@@ -23,6 +26,8 @@ from edgeward.filters.scoring import Thresholds
 from edgeward.filters.transforms import Transforms
 from edgeward.filters.verdict import Ledger, Verdict, decide
 from edgeward.types import Action, Address, Finding, Reply
+
+log = logging.getLogger("edgeward.policy")
 
 CLOSING = Reply(421, "4.7.0", "Closing connection")
 ACCESS_DENIED = Reply(554, "5.7.1", "Access denied")
@@ -41,6 +46,12 @@ class StageDecision:
     findings: tuple[Finding, ...] = ()
 
 
+class VerdictListener(Protocol):
+    """Learns from every verdict at end of data (sender reputation keeps the SCL history)."""
+
+    async def learned(self, ctx: StageContext, verdict: Verdict) -> None: ...
+
+
 class Policy:
     """Asks the agents at each stage and decides; built by ``runtime``."""
 
@@ -52,12 +63,17 @@ class Policy:
         transforms: Transforms | None = None,
         *,
         postmaster: str = "",
+        tarpit_max: float = 0.0,
+        listeners: Sequence[VerdictListener] = (),
     ) -> None:
         self.pipeline = pipeline
         self.thresholds = thresholds
         self.exemptions = exemptions or Exemptions()
         self.transforms = transforms or Transforms()
         self.postmaster = postmaster
+        # Protocol findings lengthen the tarpit up to this (0: it never grows past the interval).
+        self.tarpit_max = tarpit_max
+        self.listeners = tuple(listeners)
 
     async def exemption(self, ctx: StageContext) -> str:
         ex = self.exemptions
@@ -72,7 +88,7 @@ class Policy:
 
     async def stage(self, ctx: StageContext, ledger: Ledger) -> StageDecision:
         """Run the agents of a stage before end of data."""
-        ctx = replace(ctx, exempt=await self.exemption(ctx))
+        ctx = replace(ctx, exempt=await self.exemption(ctx), earlier=ledger.findings)
         result = await self.pipeline.run(ctx.stage, ctx)
         action = result.action
         if action not in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
@@ -88,7 +104,7 @@ class Policy:
     async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
         """Run the EOD agents and decide the message over everything the session found."""
         exempt = await self.exemption(ctx)
-        ctx = replace(ctx, exempt=exempt)
+        ctx = replace(ctx, exempt=exempt, earlier=ledger.findings)
         result = await self.pipeline.run(Stage.EOD, ctx)
         ledger.add(Stage.EOD, result)
         verdict = decide(
@@ -96,6 +112,11 @@ class Policy:
         )
         if verdict.action is Action.DISCONNECT and verdict.reply is None:
             verdict = replace(verdict, reply=CLOSING)
+        for listener in self.listeners:
+            try:
+                await listener.learned(ctx, verdict)
+            except Exception:  # learning is a side effect; it must never decide the fate of mail
+                log.exception("verdict listener %s failed", type(listener).__name__)
         return verdict
 
     def recipient(self, address: Address) -> Address | Reply:
@@ -107,12 +128,18 @@ class Policy:
         local, _, domain = self.postmaster.rpartition("@")
         return Address(local, domain)
 
-    @staticmethod
-    def tarpit(reply: Reply, info: SessionInfo) -> float:
-        """Seconds to wait before a refusal: permanent ones to anonymous clients slow harvesting."""
-        if reply.is_permanent and not info.authenticated:
-            return info.connector.tarpit_interval
-        return 0.0
+    def tarpit(self, reply: Reply, info: SessionInfo) -> float:
+        """Seconds to wait before a refusal: permanent ones to anonymous clients slow harvesting.
+
+        Each protocol misbehaviour the session noticed (``filters.signals``) adds one interval,
+        up to ``tarpit_max``: a client that pregreets or pipelines unasked is a bot more often
+        than not, and every second it waits is a second it does not spend on someone else.
+        """
+        if not reply.is_permanent or info.authenticated:
+            return 0.0
+        base = info.connector.tarpit_interval
+        grown = base * (1 + info.protocol.total)
+        return min(grown, max(base, self.tarpit_max))
 
 
 def mail_admission(info: SessionInfo, sender: Address, tls_active: bool) -> Reply | None:

@@ -33,6 +33,7 @@ from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.message import MessageView
 from edgeward.filters.policy import CLOSING, Policy, StageDecision, mail_admission
+from edgeward.filters.signals import signals_of
 from edgeward.filters.transforms import Accepted
 from edgeward.filters.verdict import Ledger
 from edgeward.headers import parse_headers, sanitize
@@ -185,6 +186,7 @@ class Session:
             if self.tls_context is None:
                 return
             await self._handshake()
+        await self._greet_pause()
         decision = await self.env.policy.stage(StageContext(Stage.CONNECT, self.info), self.ledger)
         if decision.reply is not None:
             refusal = track_refusal(self.env, self.info, "CONNECT", decision.reply, None, decision=decision)
@@ -206,6 +208,7 @@ class Session:
                 return
             if self.plog is not None:  # per parsed command, never per read (CWE-532)
                 self.plog.command(event, self.conn.pending_chunk)
+            self._notice(event)
             reply, close = await self._answer(event)
             self._write(self.conn.send(reply))
             if self.conn.state.name not in ("MAIL", "RCPT", "DATA", "BDAT"):
@@ -215,6 +218,27 @@ class Session:
             elif close:
                 await self.writer.drain()
                 return
+
+    async def _greet_pause(self) -> None:
+        """Wait ``greet_pause`` before the banner; a client that talks first is pregreeting.
+
+        Its early bytes are kept and read as commands after the banner, so a hasty but honest
+        client still gets its mail through; the protocol-analysis agent weighs the signal.
+        """
+        pause = self.connector.greet_pause
+        if pause <= 0:
+            return
+        try:
+            async with asyncio.timeout(pause):
+                early = await self.reader.read(4096)
+        except TimeoutError:
+            return
+        self.info = replace(self.info, protocol=self.info.protocol.seen("pregreet"))
+        self.conn.receive_data(early)
+
+    def _notice(self, event: object) -> None:
+        for signal in signals_of(event, self.conn.buffered, self.info.esmtp):
+            self.info = replace(self.info, protocol=self.info.protocol.seen(signal))
 
     async def _answer(self, event: object) -> tuple[Reply, bool]:
         match event:

@@ -150,6 +150,11 @@ class ServerConnection:
         return None
 
     @property
+    def buffered(self) -> int:
+        """Bytes received but not yet read as a command: what a client sent without waiting."""
+        return len(self._buf) - self._pos
+
+    @property
     def closed(self) -> bool:
         """True once QUIT or a 421 was answered, a fatal violation was answered, or the peer
         closed (``ConnectionClosed``): the session should close the socket."""

@@ -18,6 +18,9 @@ message.
 
 Stamps: ``X-Edgeward-SCL`` and the content part of ``X-Edgeward-Antispam-Report`` (SCL, PCL,
 probability, top classifier cues), which the stamps transform completes with every finding.
+
+Security: the classifier is given this gateway's SPF, DKIM and DMARC results (the findings of
+the ``spf`` and ``sender-auth`` agents) and never reads a client's Authentication-Results.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from collections.abc import Callable
 
 from edgeward.config.schema import ContentFilterConfig
 from edgeward.content.classifier import ContentVerdict, SpamClassifier
+from edgeward.filters.agents.senderauth import auth_results
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.message import MessageView
 from edgeward.types import Action, Finding, Outcome
@@ -58,19 +62,22 @@ class ContentFilter:
         # Here, on the loop's thread, as the store's connection wants; cheap unless it changed.
         self.classifier.refresh_if_due()
         message = ctx.message
+        # Only our own results: every Authentication-Results field in the message came from the
+        # client, whatever authserv-id it names.
+        auth = auth_results(ctx.earlier)
         if len(ctx.data) > INLINE_LIMIT:
             # The parse moves to the worker thread too: it is the larger part of the work.
-            verdict = await asyncio.to_thread(self._score, ctx.data, message)
+            verdict = await asyncio.to_thread(self._score, ctx.data, message, auth)
         else:
-            verdict = self._score(ctx.data, message)
+            verdict = self._score(ctx.data, message, auth)
         cues = ",".join(name for name, _ in verdict.findings[:6])
         detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")
         finding = Finding(f"SCL_{verdict.scl}", self.name, detail)
         headers = ((SCL_HEADER, str(verdict.scl)), (REPORT_HEADER, report(verdict)))
         return Outcome(Action.CONTINUE, None, (finding,), headers)
 
-    def _score(self, data: bytes, message: MessageView | None) -> ContentVerdict:
-        return self.classifier.score(data, message.mime if message is not None else None)
+    def _score(self, data: bytes, message: MessageView | None, auth: dict[str, str]) -> ContentVerdict:
+        return self.classifier.score(data, message.mime if message is not None else None, auth)
 
 
 def report(verdict: ContentVerdict) -> str:

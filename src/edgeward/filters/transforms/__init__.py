@@ -3,6 +3,8 @@ transforms change; two kinds, two names).
 
 - ``internal``: before the agents, headers with Edgeward's own prefix are removed from the mail
   of clients without the ``keep_internal_headers`` right, so no client can forge a stamp;
+- ``authresults``: before the agents too, Authentication-Results fields under our authserv-id
+  are removed (RFC 8601 §5) from clients without ``keep_internal_headers``;
 - ``stamps``: after acceptance, the trace header (``Received``), the headers agents asked for at
   any stage (``Received-SPF`` ...), ``X-Edgeward-SCL``, the ``X-Edgeward-Antispam-Report`` with
   every finding and its score, and ``X-Edgeward-Spam-Flag`` when the stamp threshold is reached.
@@ -17,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from edgeward.filters.base import SessionInfo
+from edgeward.filters.transforms.authresults import strip_forged_results
 from edgeward.filters.transforms.base import Accepted, Transform
 from edgeward.filters.transforms.internal import strip_internal
 from edgeward.filters.transforms.stamps import Stamps
@@ -27,11 +30,13 @@ __all__ = ["Accepted", "Transform", "Transforms"]
 class Transforms:
     """The transform chain, in order; the stamps come first so they sit on top."""
 
-    def __init__(self, chain: Sequence[Transform] | None = None) -> None:
+    def __init__(self, chain: Sequence[Transform] | None = None, *, authserv_id: str = "") -> None:
         self.chain: tuple[Transform, ...] = tuple(chain) if chain is not None else (Stamps(),)
+        self.authserv_id = authserv_id  # our Authentication-Results name (server.hostname)
 
     def inbound(self, data: bytes, info: SessionInfo) -> bytes:
-        return strip_internal(data, info)
+        data = strip_internal(data, info)
+        return strip_forged_results(data, info, self.authserv_id)
 
     def accepted(self, data: bytes, accepted: Accepted) -> bytes:
         for transform in self.chain:

@@ -10,7 +10,8 @@ The report joins what agents contributed under that name (the content filter's
 S:SCL_5@eod=5,SPF_FAIL@mail=3``. Findings of weight 0 that decided nothing are left out of
 ``S:`` only when there are more than ``MAX_REPORTED``, so the line stays bounded.
 
-Security: every value passes through ``headers.sanitize``; no client text can start a new line.
+Security: every value passes through ``headers.sanitize``, line by line where an agent folded it
+(CRLF TAB, which only continues the field); no client text can start a new line.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ SCL_HEADER = "X-Edgeward-SCL"
 REPORT_HEADER = "X-Edgeward-Antispam-Report"
 FLAG_HEADER = "X-Edgeward-Spam-Flag"
 MAX_REPORTED = 24
+MAX_FOLDED_LINES = 40  # an agent's header (Authentication-Results of several signatures)
 
 
 def trace_header(
@@ -76,6 +78,12 @@ def stamp_headers(verdict: Verdict) -> list[tuple[str, str]]:
     return out
 
 
+def _field(name: str, value: str) -> str:
+    """One stamped field; an agent's own folding (CRLF TAB) is kept, each line sanitised."""
+    lines = [sanitize(line, 900) for line in value.split("\r\n\t")[:MAX_FOLDED_LINES]]
+    return f"{sanitize(name, 76)}: " + "\r\n\t".join(lines) + "\r\n"
+
+
 class Stamps:
     """Adds the trace header and the verdict stamps on top of the message."""
 
@@ -86,7 +94,5 @@ class Stamps:
             accepted.msg_id, accepted.info, accepted.fqdn, tls_active=accepted.tls_active,
             smtputf8=accepted.smtputf8, rcpts=accepted.recipients,
         )  # fmt: skip
-        stamps = "".join(
-            f"{sanitize(n, 76)}: {sanitize(v, 900)}\r\n" for n, v in stamp_headers(accepted.verdict)
-        )
+        stamps = "".join(_field(n, v) for n, v in stamp_headers(accepted.verdict))
         return (trace + stamps).encode("utf-8", "surrogateescape") + data
