@@ -147,6 +147,12 @@ def gateway_config(root: Path, *, port: int, sink_port: int | None = None, **ext
     return parse_config(data, base=root)
 
 
+# Appended to a configuration ``edgeward init`` wrote: SPF and DMARC would ask the host's own
+# resolver about the tests' made-up domains, and test traffic stays on loopback. Tests of those
+# agents serve their zones from nsd and turn them on themselves.
+NO_OUTSIDE_DNS = "\n[spf]\nenabled = false\n\n[dmarc]\nenabled = false\n"
+
+
 class InProcessGateway:
     """A Gateway on its own loop in a background thread."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import GatewayProcess, SmtpSink, free_port
+from tests.e2e.harness import NO_OUTSIDE_DNS, GatewayProcess, SmtpSink, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -40,7 +40,9 @@ def _init(workdir: Path, port: int, sink: SmtpSink | None, *extra: str) -> Path:
     out = _edgeward(*args, *extra)
     assert out.returncode == 0, out.stderr
     (workdir / "gw").chmod(0o755)
-    return workdir / "gw" / "edgeward.toml"
+    config = workdir / "gw" / "edgeward.toml"
+    config.write_text(config.read_text() + NO_OUTSIDE_DNS)
+    return config
 
 
 def _send(port: int, n: int, tag: str) -> str:

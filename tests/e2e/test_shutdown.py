@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.harness import SMTP_SINK, GatewayProcess, SmtpSink, free_port
+from tests.e2e.harness import NO_OUTSIDE_DNS, SMTP_SINK, GatewayProcess, SmtpSink, free_port
 from tests.e2e.smtpwire import Wire
 from tests.e2e.test_serve import _edgeward
 
@@ -40,7 +40,7 @@ def _config(workdir: Path, port: int, smart_host_port: int, grace: float) -> Pat
     text = path.read_text()
     text = text.replace("[server]\n", f"[server]\nshutdown_grace = {grace}\n", 1)
     text = text.replace("[queue]\n", "[queue]\nglitch_retry_interval = 1\nscan_interval = 0.2\n", 1)
-    path.write_text(text)
+    path.write_text(text + NO_OUTSIDE_DNS)
     return path
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeward.queue.spool import Spool
-from tests.e2e.harness import GatewayProcess, SmtpSink
+from tests.e2e.harness import NO_OUTSIDE_DNS, GatewayProcess, SmtpSink
 
 _MESSAGE_ID = re.compile(rb"^Message-ID: <([^>]+)>", re.MULTILINE | re.IGNORECASE)
 
@@ -50,7 +50,7 @@ def init_gateway(root: Path, port: int, sink_port: int, *queue: str) -> Path:
     text = config.read_text().replace("[queue]\n", "[queue]\n" + "\n".join(lines) + "\n")
     # The whole load comes from one address: the per-source rate limit would pace it, not test it.
     text = text.replace("message_rate_limit = 600", "message_rate_limit = 1000000")
-    config.write_text(text)
+    config.write_text(text + NO_OUTSIDE_DNS)
     return config
 
 
