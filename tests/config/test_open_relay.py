@@ -152,3 +152,14 @@ def test_reload_keeps_the_running_configuration_when_the_new_one_is_an_open_rela
     _write(path, "[agents]\nobserve_only = true\n")
     gateway.reload()
     assert gateway.config is running
+
+
+def test_relaxed_sender_login_and_an_unchecked_from_are_warnings() -> None:
+    connector = {"name": "submission", "auth_mechanisms": ["PLAIN"], "permission_groups": ["users"],
+                 "sender_login_match": False}  # fmt: skip
+    config = parse_config({"receive_connectors": [connector], "agents": {"from_header": "off"}})
+    found = {(p.severity, p.key, p.text.split(" ", 1)[0]) for p in audit(config)}
+    assert ("warning", "receive_connectors[0] (submission)", "sender_login_match") in found
+    assert ("warning", "agents.from_header", "'off'") in found
+    assert not errors(audit(config))
+    assert not [p for p in audit(parse_config({})) if p.key == "agents.from_header"]

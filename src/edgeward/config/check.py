@@ -129,6 +129,8 @@ def audit(config: Config) -> list[Problem]:
             warn(key, "bare_lf = 'normalize' accepts mail that other servers may split differently")
         if rc.max_message_size > 100 * 1024 * 1024:
             warn(key, "max_message_size above 100 MB invites resource exhaustion")
+        if rc.auth_mechanisms and not rc.sender_login_match:
+            warn(key, "sender_login_match = false lets every logged-in user send as any address")
     for i, sc in enumerate(config.send_connectors):
         key = f"send_connectors[{i}] ({sc.name})"
         if sc.auth_password_file is not None:
@@ -147,6 +149,8 @@ def audit(config: Config) -> list[Problem]:
             warn(key, "dane trusts the DNSSEC flag of a resolver reached over the network")
         if sc.dns_routing and sc.tls == "none" and (sc.mta_sts or sc.dane):
             warn(key, "tls = 'none' still sends in clear to domains without MTA-STS or DANE")
+    if config.agents.from_header == "off":
+        warn("agents.from_header", "'off' delivers mail without exactly one well-formed From field")
     for i, domain in enumerate(config.accepted_domains):
         # Mail to an accepted domain is taken from anyone; a wildcard over a whole top-level
         # domain (or "*") accepts mail for strangers' domains: an open relay by another name.
