@@ -150,6 +150,18 @@ def test_root_owned_and_garbage_files_do_not_stop_delivery(
     assert set(sent) <= delivered
 
 
+def _owners(queue: Path, msg_id: str) -> set[int]:
+    """Owners of the message's files; it keeps being retried, so a file may move while we look."""
+    owners: set[int] = set()
+    for path in queue.rglob("*"):
+        if msg_id in path.name:
+            try:
+                owners.add(path.lstat().st_uid)
+            except FileNotFoundError:
+                continue
+    return owners
+
+
 def test_hold_and_release_as_root_leave_files_the_gateway_reads(
     served: tuple[Path, int], workdir: Path, service_user: pwd.struct_passwd
 ) -> None:
@@ -169,8 +181,7 @@ def test_hold_and_release_as_root_leave_files_the_gateway_reads(
     )
     queue = workdir / "queue"
     assert not any(queue.glob(f"corrupt/{msg_id}*"))
-    owners = {p.lstat().st_uid for p in queue.rglob("*") if msg_id in p.name}
-    assert owners == {service_user.pw_uid}
+    assert _owners(queue, msg_id) == {service_user.pw_uid}
     admin = [e["event"] for e in search(workdir / "log", msg_id=msg_id) if e["event"] in ("HOLD", "RELEASE")]
     assert admin == ["HOLD", "RELEASE"]
 
