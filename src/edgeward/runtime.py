@@ -67,6 +67,7 @@ from edgeward.filters.transforms.stamps import Stamps
 from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
+from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
 from edgeward.ports import Clock, DnsLookup, PolicyStore, PolicyStoreError, SystemClock
 from edgeward.quarantine.retention import run_retention
@@ -229,7 +230,7 @@ def _edge_agents(
             dns = DnsResolver(d.servers or None, port=d.port, timeout=d.timeout)
         own = (config.server.hostname, *(c.fqdn for c in config.receive_connectors if c.fqdn),
                *config.accepted_domains)  # fmt: skip
-        agents.append(SenderReputation(store, dns, cfg.reputation, own))
+        agents.append(SenderReputation(store, dns, cfg.reputation, own, probe=openproxy.probe))
     if "greylisting" in wanted:
         agents.append(Greylisting(store, clock, cfg.greylist))
     return agents

@@ -111,7 +111,7 @@ async def test_the_agent_reports_an_open_proxy_once_per_address_and_it_rates_9(p
     gateway_port = await proxies.start(proxies.banner)
     http = await proxies.start(proxies.http)
     config = ReputationConfig(open_proxy_test=True, open_proxy_http_ports=(http,), open_proxy_socks_ports=())
-    agent = SenderReputation(MemoryPolicyStore(), FakeResolver(), config)
+    agent = SenderReputation(MemoryPolicyStore(), FakeResolver(), config, probe=probe)
     peer = Peer("127.0.0.1", 40000, local_ip="127.0.0.1", local_port=gateway_port)
     ctx = StageContext(Stage.CONNECT, SessionInfo("S1", peer, ReceiveConnectorConfig(name="internet")))
     for _ in range(2):

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from edgeward.config.schema import ReputationConfig
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.verdict import Verdict
-from edgeward.net import openproxy
 from edgeward.ports import DnsError, DnsFailure, DnsLookup, PolicyStore, PolicyStoreError
 from edgeward.types import Action, Finding, Outcome, Reply
 
@@ -84,6 +84,20 @@ def _is_address(text: str) -> bool:
     return True
 
 
+class ProxyProbe(Protocol):
+    """Try ``ip`` as an open proxy towards ``target``; how it relayed, or "" if it did not."""
+
+    async def __call__(
+        self,
+        ip: str,
+        target: tuple[str, int],
+        *,
+        http_ports: Sequence[int] = (),
+        socks_ports: Sequence[int] = (),
+        limit: float = 5.0,
+    ) -> str: ...
+
+
 class SenderReputation:
     """Rate client addresses SRL 0-9 from HELO, reverse DNS, SCL history and protocol findings."""
 
@@ -93,11 +107,20 @@ class SenderReputation:
     fail_open = True
 
     def __init__(
-        self, store: PolicyStore, dns: DnsLookup, config: ReputationConfig, own_names: Iterable[str] = ()
+        self,
+        store: PolicyStore,
+        dns: DnsLookup,
+        config: ReputationConfig,
+        own_names: Iterable[str] = (),
+        *,
+        probe: ProxyProbe | None = None,
     ) -> None:
+        """``probe`` is the open-proxy test (``net.openproxy.probe``, given by ``runtime``);
+        without one the test is not run, whatever ``open_proxy_test`` says."""
         self.store = store
         self.dns = dns
         self.config = config
+        self.probe = probe
         self.own = frozenset(n.lower().rstrip(".") for n in own_names)
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
@@ -116,7 +139,8 @@ class SenderReputation:
             return Outcome.proceed(Finding("REPUTATION_TEMPERROR", self.name, str(exc)))
         rdns = await self._rdns(ip)
         findings = [rdns] if rdns is not None else []
-        if self.config.open_proxy_test and (proxy := await self._open_proxy(ctx, ip)):
+        wants_proxy_test = self.config.open_proxy_test and self.probe is not None
+        if wants_proxy_test and (proxy := await self._open_proxy(ctx, ip)):
             findings.append(proxy)
         headers: tuple[tuple[str, str], ...] = ()
         if srl is not None:
@@ -160,7 +184,8 @@ class SenderReputation:
             return None
         try:
             if await self.store.add(key, "testing", ttl=cfg.open_proxy_cache):
-                found = await openproxy.probe(
+                assert self.probe is not None  # check() asks only with a probe
+                found = await self.probe(
                     ip, (peer.local_ip, peer.local_port), http_ports=cfg.open_proxy_http_ports,
                     socks_ports=cfg.open_proxy_socks_ports, limit=cfg.open_proxy_timeout,
                 )  # fmt: skip
