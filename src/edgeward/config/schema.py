@@ -605,7 +605,7 @@ class GreylistConfig(_Section):
     )
 
 
-# The shipped agents in pipeline order (``runtime.build_agents``; a test holds the two together).
+# The shipped agents in pipeline order (``runtime_policy.build_agents``; a test holds the two together).
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",

@@ -1,0 +1,252 @@
+"""How ``runtime`` assembles the agent pipeline and the policy layer from a ``Config``.
+
+Part of the composition root: it picks the implementations agents get (the DNS resolver, the
+policy store, the open-proxy probe, the classifier) and puts the agents in their fixed order
+(``config.schema.AGENT_NAMES``, which a test holds to this module's order). ``runtime`` re-exports
+what it builds with, so the gateway and the command line have one place to ask.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from edgeward.auth.addresses import AccountAddresses
+from edgeward.config.schema import Config
+from edgeward.content.classifier import SpamClassifier
+from edgeward.content.state import SqliteModelStateStore
+from edgeward.content.words import CustomWords
+from edgeward.filters.agents.connection import ConnectionFilter, IpLists
+from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
+from edgeward.filters.agents.from_header import FromHeader
+from edgeward.filters.agents.greylist import Greylisting
+from edgeward.filters.agents.limits import BackPressure, HopCount, MessageSize
+from edgeward.filters.agents.protocol import ProtocolAnalysis
+from edgeward.filters.agents.rate import MessageRateLimit
+from edgeward.filters.agents.rate_limits import RateLimits
+from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
+from edgeward.filters.agents.relay import RelayControl
+from edgeward.filters.agents.reputation import SenderReputation
+from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
+from edgeward.filters.agents.sender import SenderAuthority
+from edgeward.filters.agents.sender_filter import SenderFilter
+from edgeward.filters.agents.sender_login import SenderLogin
+from edgeward.filters.agents.senderauth import SenderAuth
+from edgeward.filters.agents.spf import SpfAgent
+from edgeward.filters.base import Agent
+from edgeward.filters.exemptions import Exemptions
+from edgeward.filters.pipeline import AgentObserver, Pipeline
+from edgeward.filters.policy import Policy
+from edgeward.filters.scoring import ScoreTable, Thresholds
+from edgeward.filters.transforms import Transform, Transforms
+from edgeward.filters.transforms.arcseal import ArcSeal
+from edgeward.filters.transforms.stamps import Stamps
+from edgeward.net import openproxy
+from edgeward.net.dns import DnsResolver
+from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
+from edgeward.queue.spool import Spool
+
+log = logging.getLogger("edgeward.runtime")
+
+
+def data_paths(config: Config) -> dict[str, Path]:
+    """The folders the gateway writes, by role."""
+    return {
+        "queue": config.resolve(Path("queue")),
+        "log": config.resolve(config.logging.dir),
+        "tls": config.resolve(config.tls.store),
+        "state": config.resolve(Path("state")),
+        "quarantine": config.resolve(Path("quarantine")),
+    }
+
+
+def content_state_path(config: Config) -> Path:
+    """The SQLite file holding the live (learned) spam model."""
+    return data_paths(config)["state"] / "content-model.db"
+
+
+def build_classifier(config: Config) -> SpamClassifier:
+    cfg = config.agents.content_filter
+    model = config.resolve(cfg.model) if cfg.model is not None else None
+    store = SqliteModelStateStore(content_state_path(config)) if cfg.learning else None
+    words = CustomWords(cfg.good_words, cfg.bad_words)
+    return SpamClassifier.load(
+        model, store=store, words=words, learning=cfg.learning, refresh_interval=cfg.refresh_interval
+    )
+
+
+async def _no_addresses(_login: str) -> frozenset[str]:
+    return frozenset()
+
+
+def build_agents(
+    config: Config,
+    spool: Spool,
+    classifier: SpamClassifier | None = None,
+    *,
+    addresses: AccountAddresses | None = None,
+    policy_store: PolicyStore | None = None,
+    ip_lists: IpLists | None = None,
+    dns: DnsLookup | None = None,
+    clock: Clock | None = None,
+) -> list[Agent]:
+    """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
+
+    Without ``policy_store`` the store-backed parts (live lists, rate limits, per-recipient
+    blocked senders) are off, and that is logged; the configured lists still apply. ``dns``
+    answers the sender-authentication agents (a test passes a fake); unset, a resolver is made
+    from ``[dns]``, as delivery makes one.
+    """
+    if dns is None and (config.spf.enabled or config.dmarc.enabled):
+        dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
+    cfg = config.agents
+    agents: list[Agent] = [BackPressure(spool.free_bytes, config.queue.min_free_disk), MessageRateLimit()]
+    if policy_store is not None:
+        agents.append(RateLimits(cfg.rate_limits, policy_store))
+    else:
+        configured = any(limit > 0 for limit in cfg.rate_limits.model_dump().values())
+        log.log(
+            logging.WARNING if configured else logging.INFO,
+            "no policy store: rate-limits, live sender/recipient block lists and safe senders are off",
+        )
+    agents += [
+        MessageSize(),
+        SenderAuthority(config.accepted_domains),
+        SenderLogin(addresses.owned if addresses is not None else _no_addresses),
+        SenderFilter(cfg.sender_filter, policy_store),
+    ]
+    if config.connection_filter.enabled:
+        agents.append(_connection_filter(config, ip_lists or IpLists(policy_store)))
+    agents += [
+        RelayControl(config.accepted_domains),
+        RecipientFilter(cfg.recipient_filter.blocked_recipients, policy_store),
+    ]
+    local = cfg.local_recipients
+    if local.enabled:
+        source = FileRecipients.read(config.resolve(local.file))
+        agents.append(LocalRecipients(config.accepted_domains, source))
+    if policy_store is not None:
+        agents.append(RecipientBlockedSenders(policy_store))
+    if config.spf.enabled and dns is not None:
+        agents.append(_spf_agent(config, dns))
+    agents.append(HopCount())
+    if config.agents.from_header != "off":
+        agents.append(FromHeader(config.agents.from_header))
+    if config.dmarc.enabled and dns is not None:
+        agents.append(_sender_auth_agent(config, dns))
+    if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
+        agents.append(_content_filter(config, classifier))
+    agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
+    return [a for a in agents if a.name not in config.agents.disabled]
+
+
+def _connection_filter(config: Config, ip_lists: IpLists) -> ConnectionFilter:
+    cfg = config.connection_filter
+    if cfg.lookup_timeout >= config.agents.timeout:
+        # Lookups outliving the agent's time limit would turn a slow DNSBL into 451 for all mail.
+        log.warning("connection_filter.lookup_timeout is not below agents.timeout; using half of the latter")
+        cfg = cfg.model_copy(update={"lookup_timeout": config.agents.timeout / 2})
+    dns: DnsLookup | None = None
+    if cfg.block_providers or cfg.allow_providers:
+        d = config.dns
+        dns = DnsResolver(d.servers or None, port=d.port, timeout=min(d.timeout, cfg.lookup_timeout))
+    return ConnectionFilter(cfg, config.accepted_domains, lists=ip_lists, dns=dns)
+
+
+def _spf_agent(config: Config, dns: DnsLookup) -> Agent:
+    spf = config.spf
+    return SpfAgent(
+        dns, config.server.hostname, fail_action=spf.fail_action, temperror_action=spf.temperror_action,
+        time_limit=spf.time_limit,
+    )  # fmt: skip
+
+
+def _sender_auth_agent(config: Config, dns: DnsLookup) -> Agent:
+    dmarc = config.dmarc
+    return SenderAuth(
+        dns, config.server.hostname, reject_action=dmarc.reject_action,
+        quarantine_action=dmarc.quarantine_action, temperror_action=dmarc.temperror_action,
+        trusted_sealers=config.arc.trusted_sealers,
+    )  # fmt: skip
+
+
+def _edge_agents(
+    config: Config, store: PolicyStore | None, dns: DnsLookup | None, clock: Clock
+) -> list[Agent]:
+    """Protocol analysis, sender reputation and greylisting, as configured."""
+    cfg, agents = config.agents, list[Agent]()
+    if cfg.protocol.enabled:
+        agents.append(ProtocolAnalysis(cfg.protocol))
+    switches = (("sender-reputation", cfg.reputation.enabled), ("greylisting", cfg.greylist.enabled))
+    wanted = [name for name, on in switches if on and name not in cfg.disabled]
+    if store is None:
+        if wanted:
+            log.warning("%s: off, no policy store to keep state in", ", ".join(wanted))
+        return agents
+    if "sender-reputation" in wanted:
+        if dns is None:
+            d = config.dns
+            dns = DnsResolver(d.servers or None, port=d.port, timeout=d.timeout)
+        own = (config.server.hostname, *(c.fqdn for c in config.receive_connectors if c.fqdn),
+               *config.accepted_domains)  # fmt: skip
+        agents.append(SenderReputation(store, dns, cfg.reputation, own, probe=openproxy.probe))
+    if "greylisting" in wanted:
+        agents.append(Greylisting(store, clock, cfg.greylist))
+    return agents
+
+
+def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
+    """The content filter; one whose classifier cannot load answers 451 instead of stopping serve."""
+    cfg = config.agents.content_filter
+    if classifier is not None:
+        return ContentFilter(classifier, cfg)
+    try:
+        return ContentFilter(build_classifier(config), cfg)
+    except Exception as exc:
+        log.error("content-filter: cannot load the classifier (%s); mail gets 451 4.3.0 until it loads", exc)
+        return UnloadedContentFilter(functools.partial(build_classifier, config), cfg, str(exc))
+
+
+def _transforms(config: Config) -> list[Transform]:
+    """The stamps, then the ARC seal when ``[arc]`` configures one (it seals what the stamps wrote)."""
+    chain: list[Transform] = [Stamps()]
+    arc = config.arc
+    if arc.seal_domain and arc.seal_key is not None:
+        try:
+            key = config.resolve(arc.seal_key).read_bytes()
+        except OSError as exc:
+            # Mail keeps flowing unsealed rather than stopping on a missing key.
+            log.error("arc-seal: cannot read the sealing key (%s); accepted mail is not sealed", exc)
+            return chain
+        chain.append(ArcSeal(arc.seal_domain, arc.seal_selector, key, config.server.hostname))
+    return chain
+
+
+def build_policy(
+    config: Config,
+    agents: Sequence[Agent],
+    *,
+    observer: AgentObserver | None = None,
+    allow_list: Callable[[str], bool] | None = None,
+    policy_store: PolicyStore | None = None,
+) -> Policy:
+    """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
+    safe = StoreSafeSenders(policy_store) if policy_store is not None else None
+    pipeline = Pipeline(
+        agents,
+        timeout=config.agents.timeout,
+        observe_only=config.agents.observe_only,
+        observer=observer,
+        scores=ScoreTable(config.scores),
+    )
+    return Policy(
+        pipeline,
+        Thresholds.from_config(config),
+        Exemptions.from_config(config, allow_list=allow_list, safe_senders=safe),
+        Transforms(_transforms(config), authserv_id=config.server.hostname),
+        postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
+        tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
+        listeners=[a for a in agents if isinstance(a, SenderReputation)],
+    )
