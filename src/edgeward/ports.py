@@ -14,6 +14,8 @@ Each port, its real implementation and the fake shipped in ``edgeward.testing``:
   ``state.policy.SqlitePolicyStore``; ``testing.policystore.MemoryPolicyStore``.
 - :class:`Resolver` (mail routing's MX and address lookups): ``net.dns.DnsResolver``; no fake,
   its tests run against nsd on loopback.
+- :class:`Scanner` (one anti-virus or file-analysis engine: clamd, YARA, Office analysis, a
+  hash list): the engines of ``edgeward.scanning``; ``testing.scanner.FakeScanner``.
 
 Each fake passes the same conformance suite as its real implementation (``tests/testing/``),
 so a component test that uses a fake meets the behaviour production code will meet.
@@ -210,3 +212,63 @@ class PolicyStore(Protocol):
 
     async def purge_expired(self) -> int:
         """Drop what has expired (housekeeping only: reads never see it); how many were dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanItem:
+    """One object an engine looks at: an attachment, an archive member, or the whole message.
+
+    ``data`` is the decoded content, held in memory only (no engine writes it to disk in the
+    clear). ``path`` says where it sits, for findings and reports: part numbers and archive
+    members joined by ``/`` and ``!`` (``2/invoice.zip!docs/invoice.exe``), with hostile
+    characters already escaped. ``name`` is the file name as declared (escaped the same way),
+    empty when there is none. ``declared_type`` is the Content-Type as the message states it,
+    ``true_type`` the MIME type read from the content itself (empty when unknown).
+    """
+
+    data: bytes
+    path: str
+    name: str = ""
+    declared_type: str = ""
+    true_type: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ScanHit:
+    """What one engine found in one item: ``name`` is the finding of the score table
+    (``AV_INFECTED``, ``AV_MACRO_AUTOEXEC`` ...), ``signature`` the engine's own name for it
+    (``Eicar-Signature``, a YARA rule name, an oletools keyword)."""
+
+    name: str
+    engine: str
+    signature: str
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """One engine's health for ``edgeward av status``: its version, when its signatures were
+    published (wall-clock seconds, None when it has none or cannot tell) and why it is unhealthy."""
+
+    engine: str
+    healthy: bool
+    version: str = ""
+    signatures_at: float | None = None
+    detail: str = ""
+
+
+class ScanEngineError(EdgewardError):
+    """An engine could not give an answer: down, timed out, refused the item (too large for its
+    configured limits) or answered something unreadable. Never means "clean"; the multi-engine
+    policy decides what an unanswered scan does (by default ``451 4.7.0``)."""
+
+
+class Scanner(Protocol):
+    """One scan engine. ``scan`` answers for every item, hits only (an empty list is "clean");
+    it raises :class:`ScanEngineError` when it cannot answer for all of them."""
+
+    name: str
+
+    async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]: ...
+
+    async def status(self) -> EngineStatus: ...
