@@ -18,6 +18,20 @@ def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
+@pytest.mark.parametrize("text", [float("inf"), float("nan"), "9" * 400 + "s", 10**400, True, "soon"])
+def test_durations_refuse_what_is_not_a_finite_time(text: object) -> None:
+    with pytest.raises(ValueError, match="expected a duration"):
+        parse_duration(text)
+
+
+def test_an_infinite_timeout_in_toml_is_a_config_error(tmp_path: Path) -> None:
+    # TOML spells infinity "inf"; it used to load and make the first asyncio.timeout raise.
+    path = tmp_path / "edgeward.toml"
+    path.write_text("[dns]\ntimeout = inf\n")
+    with pytest.raises(ConfigError, match="duration"):
+        load_config(path)
+
+
 @pytest.mark.parametrize(
     ("text", "size"), [(1024, 1024), ("64KB", 65536), ("10MB", 10485760), ("1g", 1 << 30)]
 )

@@ -40,14 +40,19 @@ def parse_duration(value: object) -> float:
     """Seconds from a number or a string such as ``"90s"``, ``"10m"``, ``"4h"``, ``"2d"``."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
+    seconds: float | None = None
     if isinstance(value, int | float):
         try:
-            return float(value)
+            seconds = float(value)
         except OverflowError:  # an integer past float range; pydantic would pass it on raw
-            raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'") from None
-    if isinstance(value, str) and (m := _DURATION.match(value)):
-        return float(m.group(1)) * _UNITS[m.group(2)]
-    raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
+            seconds = None
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    # TOML has inf and nan: an infinite timeout would make asyncio.timeout and sleep raise at
+    # the first use, far from the setting that caused it.
+    if seconds is None or not math.isfinite(seconds):
+        raise ValueError("expected a duration such as 60, '10m', '4h' or '2d'")
+    return seconds
 
 
 def parse_size(value: object) -> int:
