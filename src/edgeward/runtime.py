@@ -31,6 +31,7 @@ from edgeward.auth.users import UserStore
 from edgeward.config.check import audit, errors
 from edgeward.config.load import load_config
 from edgeward.config.schema import Config
+from edgeward.content.sitelearn import SiteLearner
 from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
@@ -65,6 +66,7 @@ log = logging.getLogger("edgeward.runtime")
 
 CERTIFICATE_CHECK_INTERVAL = 12 * 3600.0
 POLICY_PURGE_INTERVAL = 600.0
+LEARNING_DRAIN = 5.0  # seconds a stop waits for queued lessons before dropping them
 
 
 def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
@@ -148,6 +150,8 @@ class Gateway:
         if receive:
             self.policy_store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
             self.ip_lists = IpLists(self.policy_store)
+        # One learning worker for the process, kept across reloads like the byte budget.
+        self.learner: SiteLearner | None = self._site_learner(config) if receive else None
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
@@ -167,6 +171,7 @@ class Gateway:
             addresses=self.addresses,
             policy_store=self.policy_store,
             ip_lists=self.ip_lists,
+            learner=self.learner,
         )
         allow_list = self.ip_lists.allowed_ip if self.ip_lists is not None else None
         policy = build_policy(
@@ -191,6 +196,12 @@ class Gateway:
         )
         self.budget.limit = config.server.max_bytes_in_flight
         return env, ConnectorTable(config.receive_connectors)
+
+    def _site_learner(self, config: Config) -> SiteLearner:
+        cf = config.agents.content_filter
+        model = config.resolve(cf.model) if cf.model is not None else None
+        return SiteLearner(content_state_path(config), model, policy_store=self.policy_store,
+                           capacity=config.learning.queue_size)  # fmt: skip
 
     def _quarantine_store(self, config: Config) -> QuarantineStore:
         return QuarantineStore(
@@ -256,6 +267,8 @@ class Gateway:
             await self._open_policy_store()
             await self.listener.start(sockets)
             self.tasks.start("certificate-upkeep", self._certificate_upkeep)
+            if self.learner is not None:
+                self.tasks.start("site-learning", self.learner.run)
             retention_store = self._quarantine_store(self.config)
             self.tasks.start(
                 "quarantine-retention",
@@ -368,7 +381,11 @@ class Gateway:
         # Receiving and delivering drain side by side, so a stop takes one grace period, not two.
         await asyncio.gather(self.listener.drain(grace) if self.receive else asyncio.sleep(0),
                              self._stop_delivery(grace))  # fmt: skip
+        if self.learner is not None:
+            await self.learner.drain(LEARNING_DRAIN)  # lessons queued by the last sessions
         await self.tasks.cancel()
+        if self.learner is not None:
+            await self.learner.close()
         await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()
