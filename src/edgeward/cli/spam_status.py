@@ -81,7 +81,11 @@ def status_report(config: Config) -> dict[str, Any]:
                 queue["as_of"] = max(queue["as_of"], _when(at))
     switches = {
         "enabled": learning.enabled and cf.learning,
-        **{p: getattr(learning, f"{p}s") for p in ("reply", "correspondent", "release", "report", "trap")},
+        "reply": learning.replies,
+        "correspondent": learning.correspondents,
+        "release": learning.releases,
+        "report": learning.reports,
+        "trap": learning.traps,
         "manual": cf.learning,
     }
     return {

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.utils import getaddresses
 
 from edgeward.config.schema import LearningConfig
@@ -47,6 +47,7 @@ from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.verdict import Verdict
 from edgeward.headers import HeaderBlock
 from edgeward.ports import PolicyStore, PolicyStoreError
+from edgeward.senderauth.dmarc import OrganizationalDomains
 from edgeward.types import Action, Finding, Outcome
 
 __all__ = ["SiteLearning", "author_authenticated", "referenced_ids"]
@@ -75,15 +76,21 @@ def author(headers: HeaderBlock) -> str | None:
     return found[0].lower()
 
 
-def _aligned(domain: str, author_domain: str) -> bool:
-    # Relaxed alignment (RFC 7489 §3.1) approximated without the public suffix list: the same
-    # domain or a parent of it. A key at a public suffix cannot be published in practice.
-    domain = domain.lower().rstrip(".")
-    return bool(domain) and (author_domain == domain or author_domain.endswith("." + domain))
+def author_authenticated(
+    findings: Iterable[Finding], author_domain: str, org: Callable[[str], str] | None = None
+) -> bool:
+    """Whether this gateway's own SPF, DKIM or DMARC result vouches for the From domain.
 
+    DMARC's verdict is taken when there is one; without it (the domain publishes no record, or
+    DMARC is off) an SPF (MAIL FROM) or DKIM pass must align with the From domain in DMARC's
+    relaxed sense (RFC 7489 §3.1: the same organisational domain, ``org``).
+    """
+    organisation = org or OrganizationalDomains()
 
-def author_authenticated(findings: Iterable[Finding], author_domain: str) -> bool:
-    """Whether this gateway's own SPF, DKIM or DMARC result vouches for the From domain."""
+    def _aligned(domain: str) -> bool:
+        domain = domain.lower().rstrip(".")
+        return bool(domain) and organisation(domain) == organisation(author_domain)
+
     found = list(findings)
     mine = [f for f in found if f.agent == "sender-auth"]
     dmarc = [f for f in mine if f.name.startswith("DMARC_") and f.name != "DMARC_FROM_INVALID"]
@@ -92,12 +99,10 @@ def author_authenticated(findings: Iterable[Finding], author_domain: str) -> boo
     if any(f.name == "DMARC_PASS" and f"header.from={author_domain} " in f"{f.detail} " for f in dmarc):
         return True
     for f in mine:
-        if f.name == "DKIM_PASS" and _aligned(f.detail.removeprefix("d=").split(" ", 1)[0], author_domain):
+        if f.name == "DKIM_PASS" and _aligned(f.detail.removeprefix("d=").split(" ", 1)[0]):
             return True
     spf = spf_from_findings(found)
-    return spf is not None and spf.result == "pass" and spf.identity == "mailfrom" and _aligned(
-        spf.domain, author_domain
-    )
+    return spf is not None and spf.result == "pass" and spf.identity == "mailfrom" and _aligned(spf.domain)
 
 
 def _local(ctx: StageContext) -> bool:
@@ -128,6 +133,8 @@ class SiteLearning:
         self.learner = learner if cfg.enabled and content_learning else None
         self.traps = frozenset(cfg.trap_addresses)
         self.reports = frozenset(cfg.spam_report_address)
+        # The public suffix list takes about 0.1 s to build: once here, not on a message's time.
+        self._org = OrganizationalDomains() if cfg.enabled and (cfg.replies or cfg.correspondents) else None
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
         rcpts = [str(r).lower() for r in ctx.recipients]
@@ -161,9 +168,9 @@ class SiteLearning:
         """``REPLY_TO_LOCAL`` or ``KNOWN_CORRESPONDENT`` for an authenticated author, or nothing."""
         cfg, store = self.cfg, self.store
         sender = author(headers)
-        if store is None or sender is None or not (cfg.replies or cfg.correspondents):
+        if store is None or sender is None or self._org is None:
             return []
-        if not author_authenticated(earlier, sender.rpartition("@")[2]):
+        if not author_authenticated(earlier, sender.rpartition("@")[2], self._org):
             return []
         try:
             if cfg.replies:
