@@ -54,3 +54,24 @@ def test_manual_lessons_are_counted_and_the_live_version_shown(tmp_path: Path) -
 def test_learning_off_is_shown(tmp_path: Path) -> None:
     report = status(config(tmp_path, "[learning]\nenabled = false\n"))
     assert report["learning"]["enabled"] is False
+
+
+def _quarantine_one(tmp_path: Path) -> str:
+    from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
+
+    body = (DATA / "ham.eml").read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    entry = QuarantineEntry("", "a@remote.test", ("u@example.test",), "content-filter", scl=9)
+    return QuarantineStore(tmp_path / "quarantine", fsync=False).put(entry, body)
+
+
+def test_a_release_is_counted_unless_release_learning_is_off(tmp_path: Path) -> None:
+    from edgeward.cli.quarantine import quarantine_app
+
+    path = config(tmp_path)
+    released = runner.invoke(quarantine_app, ["release", _quarantine_one(tmp_path), "-c", str(path)])
+    assert released.exit_code == 0 and "learned it as not spam" in released.output
+    assert status(path)["learned"]["release"]["ham"] == 1
+    path = config(tmp_path, "[learning]\nreleases = false\n")
+    released = runner.invoke(quarantine_app, ["release", _quarantine_one(tmp_path), "-c", str(path)])
+    assert released.exit_code == 0 and "learned" not in released.output
+    assert status(path)["learned"]["release"]["ham"] == 1
