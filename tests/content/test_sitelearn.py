@@ -132,3 +132,10 @@ async def test_the_same_lessons_give_the_same_model_byte_for_byte(tmp_path: Path
         assert stored is not None
         digests.append(hashlib.sha256(stored.blob).hexdigest())
     assert digests[0] == digests[1]
+
+
+async def test_the_queue_is_bounded_in_bytes_too(tmp_path: Path) -> None:
+    learner = SiteLearner(tmp_path / "m.db", capacity=100, max_bytes=len(SPAM) * 2)
+    assert [learner.submit(Lesson("trap", SPAM, True)) for _ in range(3)] == [True, True, False]
+    assert learner.dropped == 1
+    await learner.close()

@@ -54,6 +54,8 @@ CORRESPONDENT_PREFIX = "corr:"
 # A report with more attachments than this is someone's archive, not a report.
 MAX_REPORTED = 20
 MAX_CORRESPONDENTS = 100
+# Lessons hold whole messages: the queue is bounded in bytes as well as in jobs.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
 
 
 def sent_key(message_id: str) -> str:
@@ -137,11 +139,14 @@ class SiteLearner:
         *,
         policy_store: PolicyStore | None = None,
         capacity: int = 1000,
+        max_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         self.state_path = state_path
         self.model_path = model_path
         self.policy_store = policy_store
         self._queue: asyncio.Queue[Remember | Lesson] = asyncio.Queue(maxsize=capacity)
+        self.max_bytes = max_bytes
+        self._bytes = 0  # message bytes waiting in the queue
         self.dropped = 0
         self.skipped = 0
         # One thread, always the same: it owns the model store's SQLite connection.
@@ -155,7 +160,10 @@ class SiteLearner:
 
     def submit(self, job: Remember | Lesson) -> bool:
         """Queue ``job`` without waiting; False (and counted) when the queue is full."""
+        size = len(job.raw) if isinstance(job, Lesson) else 0
         try:
+            if self._bytes + size > self.max_bytes:
+                raise asyncio.QueueFull
             self._queue.put_nowait(job)
         except asyncio.QueueFull:
             self.dropped += 1
@@ -163,6 +171,7 @@ class SiteLearner:
                 log.warning("learning queue full (%d waiting): %d job(s) dropped so far",
                             self._queue.qsize(), self.dropped)  # fmt: skip
             return False
+        self._bytes += size
         return True
 
     async def run(self) -> None:
@@ -179,6 +188,8 @@ class SiteLearner:
             except Exception:
                 log.exception("learning: a %s job failed", type(job).__name__.lower())
             finally:
+                if isinstance(job, Lesson):
+                    self._bytes -= len(job.raw)
                 self._queue.task_done()
 
     async def drain(self, seconds: float) -> bool:

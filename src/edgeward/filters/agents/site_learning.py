@@ -29,7 +29,10 @@ verdict an SPF or DKIM pass aligned with the From domain). In-Reply-To, Referenc
 are written by the sender: without that guard anyone who once saw a local user's Message-ID, or
 knows whom the site writes to, could forge a reply and teach the model that their spam is ham.
 Learning is handed to :class:`~edgeward.content.sitelearn.SiteLearner`, which never waits,
-so nothing here delays or fails a ``250``.
+so nothing here delays or fails a ``250``; the lookups before it are bounded (at most
+``MAX_REFERENCES`` Message-IDs and 20 recipients). The listener runs before the spool write,
+so a message the spool then refuses may still be remembered: harmless, as its sender retries
+the same message.
 """
 
 from __future__ import annotations
@@ -56,16 +59,17 @@ log = logging.getLogger("edgeward.learning")
 
 NAME = "site-learning"
 _MSG_ID = re.compile(r"<([^<>\s]{1,500})>")
-# The newest References are the ones that can name our message; a long thread is cut here.
-MAX_REFERENCES = 20
+# Each is one policy-store lookup before the 250: In-Reply-To and the newest References (the
+# ones that can name our message in a long thread) up to this many.
+MAX_REFERENCES = 10
 _ACCEPTED = (Action.CONTINUE, Action.ACCEPT)
 
 
 def referenced_ids(headers: HeaderBlock) -> list[str]:
     """The Message-IDs of In-Reply-To and the newest References, without angle brackets."""
-    reply = _MSG_ID.findall(headers.get("In-Reply-To"))
+    reply = _MSG_ID.findall(headers.get("In-Reply-To"))[:MAX_REFERENCES]
     refs = _MSG_ID.findall(headers.get("References"))[-MAX_REFERENCES:]
-    return list(dict.fromkeys([*reply[:MAX_REFERENCES], *reversed(refs)]))
+    return list(dict.fromkeys([*reply, *reversed(refs)]))[:MAX_REFERENCES]
 
 
 def author(headers: HeaderBlock) -> str | None:
