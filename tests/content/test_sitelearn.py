@@ -139,3 +139,19 @@ async def test_the_queue_is_bounded_in_bytes_too(tmp_path: Path) -> None:
     assert [learner.submit(Lesson("trap", SPAM, True)) for _ in range(3)] == [True, True, False]
     assert learner.dropped == 1
     await learner.close()
+
+
+async def test_a_failing_lesson_is_logged_and_the_worker_goes_on(tmp_path: Path) -> None:
+    broken = tmp_path / "not-a-database"
+    broken.mkdir()  # SQLite cannot open a folder: every lesson fails
+    learner = SiteLearner(broken, policy_store=MemoryPolicyStore())
+    worker = asyncio.get_running_loop().create_task(learner.run())
+    assert learner.submit(Lesson("trap", SPAM, True))
+    assert learner.submit(Remember("user@example.test", "o2@example.test", (), 60.0, 60.0))
+    assert await learner.drain(60)
+    assert not worker.done()
+    assert learner.policy_store is not None and await learner.policy_store.get("sent:o2@example.test")
+    worker.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await worker
+    await learner.close()

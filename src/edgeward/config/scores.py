@@ -135,7 +135,7 @@ _TABLE: dict[str, ScoreDefinition] = {
     ),
     "SPAM_REPORT": ScoreDefinition(0.0, "a local user's spam report: the message it carries is learned"),
     "SPAM_REPORT_OUTSIDER": ScoreDefinition(0.0, "mail to the spam-report address from outside: ignored"),
-    "TRAP_HIT": ScoreDefinition(0.0, _HARD.format("site-learning: mail to a trap address is discarded")),
+    "TRAP_HIT": ScoreDefinition(0.0, _HARD.format("site-learning (mail to a trap address is discarded)")),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)
