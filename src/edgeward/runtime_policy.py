@@ -143,9 +143,9 @@ def build_agents(
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
-    content_learning = config.agents.content_filter.learning
+    cf = config.agents.content_filter
     agents.append(SiteLearning(config.learning, config.accepted_domains, policy_store, learner,
-                               content_learning=content_learning))  # fmt: skip
+                               content_learning=cf.learning, conflict_scl=cf.reject_threshold))  # fmt: skip
     return [a for a in agents if a.name not in config.agents.disabled]
 
 

@@ -30,6 +30,12 @@ from tests.senderauth.dkimkeys import SigningKey, ed25519_key
 pytestmark = pytest.mark.e2e
 
 DATA = Path(__file__).resolve().parents[1] / "content" / "data"
+# SCL 9 for the shipped model, with no phishing cue.
+SPAMMY = (
+    "Dear friend,\r\n\r\nFREE MONEY guaranteed! Earn $5000 a week from home, no experience needed."
+    " Act now, this limited time offer expires tonight. Order today and get 80% off, risk free, 100%"
+    " satisfaction. Cheap meds, lose weight fast, casino bonus.\r\nTo be removed reply REMOVE.\r\n"
+)
 REPORTS = "spam@example.test"
 TRAP = "trap@example.test"
 
@@ -71,7 +77,10 @@ class Site:
             c.mail(sender)
             for rcpt in rcpts:
                 c.rcpt(rcpt)
-            return c.data(data)[0]
+            try:
+                return c.data(data)[0]
+            except smtplib.SMTPDataError as exc:
+                return exc.smtp_code
 
     def local(self, rcpts: list[str], data: bytes, sender: str = "user@example.test") -> int:
         return self.send("127.0.0.1", sender, rcpts, data)
@@ -165,6 +174,16 @@ def test_replies_and_correspondents_of_local_users_are_learned_as_ham(
     scored = report_fields(only(sink, 3, b"r1@auth.test"))["S"]
     assert "REPLY_TO_LOCAL@eod=-3" in scored
     assert "KNOWN_CORRESPONDENT@eod=-3" in report_fields(only(sink, 3, b"n1@auth.test"))["S"]
+
+    # Content alone does not refuse a correspondent, as it refuses a stranger of the same
+    # domain; and such a conflict is delivered without being learned as ham.
+    offer = message("Friend <friend@auth.test>", "user@example.test", "FREE", "s1@auth.test", body=SPAMMY)
+    assert site.outside("friend@auth.test", signed(offer, key)) == 250
+    stranger = message("X <stranger@auth.test>", "user@example.test", "FREE", "s2@auth.test", body=SPAMMY)
+    assert site.outside("stranger@auth.test", signed(stranger, key)) == 550
+    site.settle()
+    fields = report_fields(only(sink, 4, b"s1@auth.test"))
+    assert fields["SCL"] == "9" and "KNOWN_CORRESPONDENT@eod=-3" in fields["S"]
     status = site.status()
     assert status["learned"]["reply"]["ham"] == 1 and status["learned"]["reply"]["last"]
     assert status["learned"]["correspondent"]["ham"] == 1

@@ -175,3 +175,16 @@ async def test_learning_off_queues_nothing_but_traps_still_drop(
 
 def replace_cfg(**changes: object) -> LearningConfig:
     return CFG.model_copy(update=changes)
+
+
+async def test_a_correspondent_the_content_filter_would_reject_is_not_learned(
+    store: MemoryPolicyStore, tmp_path: Path
+) -> None:
+    learner = Recorder(tmp_path)
+    agent = SiteLearning(CFG, ["example.test"], store, learner, conflict_scl=7)
+    c = ctx(OUTSIDE, ["user@example.test"])
+    known = Finding("KNOWN_CORRESPONDENT", agent.name, "")
+    await agent.learned(c, accepted(c, Finding("SCL_9", "content-filter", ""), known))
+    assert learner.jobs == []
+    await agent.learned(c, accepted(c, Finding("SCL_6", "content-filter", ""), known))
+    assert learner.jobs == [Lesson("correspondent", c.data, False)]

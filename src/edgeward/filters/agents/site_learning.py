@@ -12,7 +12,10 @@ manufacture, never from its own guesses.
   correspondent of one of its recipients gets ``KNOWN_CORRESPONDENT``. Both weigh -3 (one of
   them per message), so content alone (SCL 9 at most) cannot push such mail to the reject
   threshold of 7, while content with any other bad sign still can. When the message is then
-  accepted (neither refused, quarantined, discarded nor flagged) it is learned as ham.
+  accepted (neither refused, quarantined, discarded nor flagged) it is learned as ham, unless
+  the content filter alone rated it at or above its reject SCL: a strong sender signal against
+  a strong content verdict is most often a correspondent's stolen account, and a conflict
+  teaches nothing (a person releasing or reporting it decides instead).
 * **Spam reports.** Mail to a ``spam_report_address`` from a local user gets ``SPAM_REPORT``;
   the messages it carries (:func:`edgeward.content.sitelearn.reported_messages`) are learned
   as spam. A report addressed only to report addresses is acknowledged with a tracking
@@ -109,6 +112,14 @@ def author_authenticated(
     return spf is not None and spf.result == "pass" and spf.identity == "mailfrom" and _aligned(spf.domain)
 
 
+def _content_scl(findings: Iterable[Finding]) -> int:
+    """The content filter's SCL (``SCL_<n>``), -1 when it did not rate the message."""
+    for f in findings:
+        if f.agent == "content-filter" and f.name.startswith("SCL_") and f.name[4:].isdigit():
+            return int(f.name[4:])
+    return -1
+
+
 def _local(ctx: StageContext) -> bool:
     return bool(ctx.session.authenticated) or ctx.session.may_relay
 
@@ -129,12 +140,14 @@ class SiteLearning:
         learner: SiteLearner | None = None,
         *,
         content_learning: bool = True,
+        conflict_scl: int = 7,
     ) -> None:
         self.cfg = cfg
         self.accepted = frozenset(d.lower().rstrip(".") for d in accepted_domains)
         self.store = store
         # Lessons need the worker and a live model to teach; recognition needs only the store.
         self.learner = learner if cfg.enabled and content_learning else None
+        self.conflict_scl = conflict_scl
         self.traps = frozenset(cfg.trap_addresses)
         self.reports = frozenset(cfg.spam_report_address)
         # The public suffix list takes about 0.1 s to build: once here, not on a message's time.
@@ -209,6 +222,8 @@ class SiteLearning:
             return  # refused, quarantined, dropped or flagged: not evidence of ham
         if local:
             self._remember(ctx)
+        elif _content_scl(verdict.findings) >= self.conflict_scl:
+            return
         elif "REPLY_TO_LOCAL" in names:
             learner.submit(Lesson("reply", ctx.data, False))
         elif "KNOWN_CORRESPONDENT" in names:
