@@ -5,7 +5,8 @@ SMTP delivery client) and wires them together. Everything below it receives its 
 as arguments, which is what lets tests assemble the same parts with fakes or real servers.
 
 Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners
-(the background loops, queue manager, certificate upkeep and quarantine retention, run under a
+(the background loops, queue manager, certificate upkeep, quarantine retention and the
+site-learning worker, run under a
 ``TaskSupervisor`` that logs and restarts any that dies);
 ``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
 touching running ones; ``stop`` (SIGTERM) stops accepting, tells idle sessions ``421 4.3.2``,
@@ -48,6 +49,7 @@ from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.runtime_policy import build_agents as build_agents
 from edgeward.runtime_policy import build_classifier as build_classifier
+from edgeward.runtime_policy import build_learner as build_learner
 from edgeward.runtime_policy import build_policy as build_policy
 from edgeward.runtime_policy import content_state_path as content_state_path
 from edgeward.runtime_policy import data_paths as data_paths
@@ -151,7 +153,7 @@ class Gateway:
             self.policy_store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
             self.ip_lists = IpLists(self.policy_store)
         # One learning worker for the process, kept across reloads like the byte budget.
-        self.learner: SiteLearner | None = self._site_learner(config) if receive else None
+        self.learner: SiteLearner | None = build_learner(config, self.policy_store) if receive else None
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
@@ -196,12 +198,6 @@ class Gateway:
         )
         self.budget.limit = config.server.max_bytes_in_flight
         return env, ConnectorTable(config.receive_connectors)
-
-    def _site_learner(self, config: Config) -> SiteLearner:
-        cf = config.agents.content_filter
-        model = config.resolve(cf.model) if cf.model is not None else None
-        return SiteLearner(content_state_path(config), model, policy_store=self.policy_store,
-                           capacity=config.learning.queue_size)  # fmt: skip
 
     def _quarantine_store(self, config: Config) -> QuarantineStore:
         return QuarantineStore(

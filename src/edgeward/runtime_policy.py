@@ -79,6 +79,14 @@ def build_classifier(config: Config) -> SpamClassifier:
     )
 
 
+def build_learner(config: Config, policy_store: PolicyStore | None) -> SiteLearner:
+    """The learning worker of a receiving gateway (kept across reloads, like its byte budget)."""
+    cf = config.agents.content_filter
+    model = config.resolve(cf.model) if cf.model is not None else None
+    return SiteLearner(content_state_path(config), model, policy_store=policy_store,
+                       capacity=config.learning.queue_size)  # fmt: skip
+
+
 async def _no_addresses(_login: str) -> frozenset[str]:
     return frozenset()
 
