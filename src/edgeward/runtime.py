@@ -5,7 +5,8 @@ SMTP delivery client) and wires them together. Everything below it receives its 
 as arguments, which is what lets tests assemble the same parts with fakes or real servers.
 
 Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners
-(the background loops, queue manager, certificate upkeep and quarantine retention, run under a
+(the background loops, queue manager, certificate upkeep, quarantine retention and the
+site-learning worker, run under a
 ``TaskSupervisor`` that logs and restarts any that dies);
 ``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
 touching running ones; ``stop`` (SIGTERM) stops accepting, tells idle sessions ``421 4.3.2``,
@@ -31,6 +32,7 @@ from edgeward.auth.users import UserStore
 from edgeward.config.check import audit, errors
 from edgeward.config.load import load_config
 from edgeward.config.schema import Config
+from edgeward.content.sitelearn import SiteLearner
 from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
@@ -47,6 +49,7 @@ from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.runtime_policy import build_agents as build_agents
 from edgeward.runtime_policy import build_classifier as build_classifier
+from edgeward.runtime_policy import build_learner as build_learner
 from edgeward.runtime_policy import build_policy as build_policy
 from edgeward.runtime_policy import content_state_path as content_state_path
 from edgeward.runtime_policy import data_paths as data_paths
@@ -65,6 +68,7 @@ log = logging.getLogger("edgeward.runtime")
 
 CERTIFICATE_CHECK_INTERVAL = 12 * 3600.0
 POLICY_PURGE_INTERVAL = 600.0
+LEARNING_DRAIN = 5.0  # seconds a stop waits for queued lessons before dropping them
 
 
 def tls_contexts(config: Config) -> dict[str, ssl.SSLContext]:
@@ -148,6 +152,8 @@ class Gateway:
         if receive:
             self.policy_store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
             self.ip_lists = IpLists(self.policy_store)
+        # One learning worker for the process, kept across reloads like the byte budget.
+        self.learner: SiteLearner | None = build_learner(config, self.policy_store) if receive else None
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
@@ -167,6 +173,7 @@ class Gateway:
             addresses=self.addresses,
             policy_store=self.policy_store,
             ip_lists=self.ip_lists,
+            learner=self.learner,
         )
         allow_list = self.ip_lists.allowed_ip if self.ip_lists is not None else None
         policy = build_policy(
@@ -256,6 +263,8 @@ class Gateway:
             await self._open_policy_store()
             await self.listener.start(sockets)
             self.tasks.start("certificate-upkeep", self._certificate_upkeep)
+            if self.learner is not None:
+                self.tasks.start("site-learning", self.learner.run)
             retention_store = self._quarantine_store(self.config)
             self.tasks.start(
                 "quarantine-retention",
@@ -368,7 +377,11 @@ class Gateway:
         # Receiving and delivering drain side by side, so a stop takes one grace period, not two.
         await asyncio.gather(self.listener.drain(grace) if self.receive else asyncio.sleep(0),
                              self._stop_delivery(grace))  # fmt: skip
+        if self.learner is not None:
+            await self.learner.drain(LEARNING_DRAIN)  # lessons queued by the last sessions
         await self.tasks.cancel()
+        if self.learner is not None:
+            await self.learner.close()
         await self.dispatcher.close()
         self.tracking.close()
         self.agent_log.close()

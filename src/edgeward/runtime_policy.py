@@ -16,6 +16,7 @@ from pathlib import Path
 from edgeward.auth.addresses import AccountAddresses
 from edgeward.config.schema import Config
 from edgeward.content.classifier import SpamClassifier
+from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
@@ -34,6 +35,7 @@ from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.agents.senderauth import SenderAuth
+from edgeward.filters.agents.site_learning import SiteLearning
 from edgeward.filters.agents.spf import SpfAgent
 from edgeward.filters.base import Agent
 from edgeward.filters.exemptions import Exemptions
@@ -77,6 +79,14 @@ def build_classifier(config: Config) -> SpamClassifier:
     )
 
 
+def build_learner(config: Config, policy_store: PolicyStore | None) -> SiteLearner:
+    """The learning worker of a receiving gateway (kept across reloads, like its byte budget)."""
+    cf = config.agents.content_filter
+    model = config.resolve(cf.model) if cf.model is not None else None
+    return SiteLearner(content_state_path(config), model, policy_store=policy_store,
+                       capacity=config.learning.queue_size)  # fmt: skip
+
+
 async def _no_addresses(_login: str) -> frozenset[str]:
     return frozenset()
 
@@ -91,13 +101,15 @@ def build_agents(
     ip_lists: IpLists | None = None,
     dns: DnsLookup | None = None,
     clock: Clock | None = None,
+    learner: SiteLearner | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
     Without ``policy_store`` the store-backed parts (live lists, rate limits, per-recipient
     blocked senders) are off, and that is logged; the configured lists still apply. ``dns``
     answers the sender-authentication agents (a test passes a fake); unset, a resolver is made
-    from ``[dns]``, as delivery makes one.
+    from ``[dns]``, as delivery makes one. ``learner`` is the gateway's learning worker; without
+    it site learning still recognises replies, reports and traps but teaches nothing.
     """
     if dns is None and (config.spf.enabled or config.dmarc.enabled):
         dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
@@ -139,6 +151,9 @@ def build_agents(
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
+    cf = config.agents.content_filter
+    agents.append(SiteLearning(config.learning, config.accepted_domains, policy_store, learner,
+                               content_learning=cf.learning, conflict_scl=cf.reject_threshold))  # fmt: skip
     return [a for a in agents if a.name not in config.agents.disabled]
 
 
@@ -248,5 +263,5 @@ def build_policy(
         Transforms(_transforms(config), authserv_id=config.server.hostname),
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
-        listeners=[a for a in agents if isinstance(a, SenderReputation)],
+        listeners=[a for a in agents if isinstance(a, SenderReputation | SiteLearning)],
     )

@@ -100,10 +100,15 @@ def release(
     with contextlib.suppress(KeyError):
         store.delete(qid)
     typer.echo(f"released {qid} as queue id {msg_id}")
-    if learn and config.agents.content_filter.learning:
-        from edgeward.runtime import build_classifier
+    learning = config.learning
+    if learn and config.agents.content_filter.learning and learning.enabled and learning.releases:
+        from edgeward.content.state import SqliteModelStateStore
+        from edgeward.runtime import build_classifier, content_state_path
 
         build_classifier(config).learn(data, is_spam=False)
+        # Counted for 'spam status' (the release path of the learning ledger).
+        with SqliteModelStateStore(content_state_path(config)) as ledger:
+            ledger.record_learned("release", False, time.time())
         typer.echo("the classifier learned it as not spam")
 
 

@@ -16,6 +16,8 @@ options, reads messages (files, folders, mbox files, ``.tar.gz`` archives) and p
 * ``classify PATH... [--json] [-c CONFIG]``: one line per message: name, SCL, PCL, probability,
   findings; with ``-c`` rated as that gateway rates (its live model and custom words).
 * ``learn --spam|--ham PATH... [--state DB]``: update the live model in the state store.
+* ``status [-c CONFIG] [--json]``: the model's origin, what it learned by path and when, the
+  learning queue (:mod:`edgeward.cli.spam_status`).
 
 Exit codes: 0 success, 2 bad input (no messages, unlabelled path, unreadable or invalid model).
 """
@@ -23,6 +25,7 @@ Exit codes: 0 success, 2 bad input (no messages, unlabelled path, unreadable or 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
@@ -371,5 +374,12 @@ def learn(
                 learned += 1
         if not learned:
             raise _fail("no messages found")
+        store.record_learned("manual", is_spam, time.time(), learned)
         kind = "spam" if is_spam else "ham"
         typer.echo(f"learned {learned} message(s) as {kind}; live model version {classifier.version}")
+
+
+# Registered here so ``spam_app`` is whole wherever it is imported; the command has its own module.
+from edgeward.cli.spam_status import status as _status  # noqa: E402
+
+spam_app.command("status")(_status)

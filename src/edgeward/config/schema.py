@@ -615,7 +615,7 @@ AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
     "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
-    "protocol-analysis", "sender-reputation", "greylisting",
+    "protocol-analysis", "sender-reputation", "greylisting", "site-learning",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -806,6 +806,42 @@ class ConnectionFilterConfig(_Section):
         return self
 
 
+def _mailbox(value: object) -> str:
+    """A full address (local@domain), lower-cased: how recipients are compared."""
+    if not isinstance(value, str) or value.count("@") != 1:
+        raise ValueError(f"expected an address such as spam@example.org, found {value!r}")
+    local, _, domain = value.strip().lower().partition("@")
+    if not local or any(c.isspace() or c in "<>," for c in local):
+        raise ValueError(f"not an address: {value!r}")
+    return f"{local}@{_domain(domain)}"
+
+
+class LearningConfig(_Section):
+    """Learning from the site's own mail (``filters.agents.site_learning``): strong signals only."""
+
+    enabled: bool = Field(True, description="Learn from the site's own mail (needs content_filter.learning)")
+    replies: bool = Field(True, description="Learn as ham authenticated replies to local users' messages")
+    correspondents: bool = Field(
+        True, description="Learn as ham authenticated mail from addresses local users wrote to"
+    )
+    releases: bool = Field(True, description="Learn as ham the messages released from quarantine")
+    reports: bool = Field(True, description="Learn as spam the messages local users report")
+    traps: bool = Field(True, description="Learn as spam what outsiders send to trap addresses")
+    spam_report_address: tuple[Annotated[str, BeforeValidator(_mailbox)], ...] = Field(
+        (), max_length=20, description="Addresses local users send spam reports to (never delivered)"
+    )
+    trap_addresses: tuple[Annotated[str, BeforeValidator(_mailbox)], ...] = Field(
+        (), max_length=800, description="Addresses no one legitimately writes to; their mail is dropped"
+    )
+    sent_ttl: Duration = Field(90 * 86400.0, gt=0, description="How long a sent Message-ID is remembered")
+    correspondent_ttl: Duration = Field(
+        365 * 86400.0, gt=0, description="How long an address a local user wrote to stays a correspondent"
+    )
+    queue_size: int = Field(
+        1000, ge=1, le=100000, description="Messages waiting to be learned; more are dropped and counted"
+    )
+
+
 class LoggingConfig(_Section):
     dir: Path = Field(Path("log"), description="Folder of the tracking, agent and protocol logs")
     level: Literal["debug", "info", "warning", "error"] = Field(
@@ -845,6 +881,7 @@ class Config(_Section):
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",
     )
     logging: LoggingConfig = LoggingConfig()
+    learning: LearningConfig = LearningConfig()
 
     @model_validator(mode="after")
     def _names(self) -> Config:

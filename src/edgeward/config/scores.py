@@ -125,6 +125,17 @@ _TABLE: dict[str, ScoreDefinition] = {
     "GREYLIST_PASSED": ScoreDefinition(0.0, "a greylisted triplet retried in time and passed"),
     "GREYLIST_SKIPPED": ScoreDefinition(0.0, "greylisting did not apply; the detail says why"),
     "GREYLIST_TEMPERROR": ScoreDefinition(0.0, "the policy store failed; the recipient was not greylisted"),
+    # Site learning (filters/agents/site_learning.py). Negative: content alone must not refuse
+    # an authenticated reply or a known correspondent (SCL 9 - 3 stays under reject at 7).
+    "REPLY_TO_LOCAL": ScoreDefinition(
+        -3.0, "authenticated reply to a message a local user sent (learned as ham)"
+    ),
+    "KNOWN_CORRESPONDENT": ScoreDefinition(
+        -3.0, "authenticated mail from an address a local recipient wrote to (learned as ham)"
+    ),
+    "SPAM_REPORT": ScoreDefinition(0.0, "a local user's spam report: the message it carries is learned"),
+    "SPAM_REPORT_OUTSIDER": ScoreDefinition(0.0, "mail to the spam-report address from outside: ignored"),
+    "TRAP_HIT": ScoreDefinition(0.0, _HARD.format("site-learning (mail to a trap address is discarded)")),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

@@ -10,6 +10,11 @@ writer got there first it raises :class:`StaleModelError` and the caller re-read
 (optimistic concurrency: learning is rare, scoring is frequent, so nobody holds a lock).
 :meth:`ModelStateStore.version` is the cheap question a running gateway asks every few seconds
 to learn whether another process (``spam learn``, a quarantine release) taught the model.
+
+Beside the blobs the same file keeps the learning ledger (``edgeward spam status``): how many
+messages each path taught as ham or spam and when last (:meth:`SqliteModelStateStore.record_learned`),
+and a few gauges the learning worker reports (queue length, messages dropped or skipped). They
+live with the model because they describe it: copying the file copies its history.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 from edgeward.config.ownership import hand_over, make_private_dirs, service_owner
 
-__all__ = ["ModelStateStore", "SqliteModelStateStore", "StaleModelError", "StoredModel"]
+__all__ = ["LearnedCount", "ModelStateStore", "SqliteModelStateStore", "StaleModelError", "StoredModel"]
 
 
 class StaleModelError(RuntimeError):
@@ -32,6 +37,16 @@ class StaleModelError(RuntimeError):
 class StoredModel:
     blob: bytes
     version: int
+
+
+@dataclass(frozen=True)
+class LearnedCount:
+    """How many messages one learning path taught as ``label`` (ham or spam), and when last."""
+
+    path: str
+    label: str
+    count: int
+    last_at: float
 
 
 @runtime_checkable
@@ -54,6 +69,18 @@ CREATE TABLE IF NOT EXISTS content_model (
     name TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     blob BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS learned (
+    path TEXT NOT NULL,
+    label TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    last_at REAL NOT NULL,
+    PRIMARY KEY (path, label)
+);
+CREATE TABLE IF NOT EXISTS learning_gauge (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    at REAL NOT NULL
 )
 """
 
@@ -73,7 +100,7 @@ class SqliteModelStateStore:
         self._conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute(_SCHEMA)
+        self._conn.executescript(_SCHEMA)
 
     def get(self, name: str) -> StoredModel | None:
         row = self._conn.execute("SELECT blob, version FROM content_model WHERE name = ?", (name,)).fetchone()
@@ -103,6 +130,31 @@ class SqliteModelStateStore:
             conn.execute("ROLLBACK")
             raise
         return current + 1
+
+    def record_learned(self, path: str, is_spam: bool, at: float, count: int = 1) -> None:
+        """Count ``count`` messages taught by ``path`` (reply, report, manual ...) at ``at``."""
+        self._conn.execute(
+            "INSERT INTO learned (path, label, count, last_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(path, label) DO UPDATE SET count = count + excluded.count, "
+            "last_at = excluded.last_at",
+            (path, "spam" if is_spam else "ham", count, at),
+        )
+
+    def learned_counts(self) -> list[LearnedCount]:
+        rows = self._conn.execute("SELECT path, label, count, last_at FROM learned ORDER BY path, label")
+        return [LearnedCount(str(p), str(lb), int(n), float(t)) for p, lb, n, t in rows]
+
+    def set_gauges(self, values: dict[str, int], at: float) -> None:
+        """Replace the named gauges (the learning worker's queue length, drops ...)."""
+        self._conn.executemany(
+            "INSERT INTO learning_gauge (name, value, at) VALUES (?, ?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = excluded.value, at = excluded.at",
+            [(name, value, at) for name, value in values.items()],
+        )
+
+    def gauges(self) -> dict[str, tuple[int, float]]:
+        rows = self._conn.execute("SELECT name, value, at FROM learning_gauge ORDER BY name")
+        return {str(n): (int(v), float(t)) for n, v, t in rows}
 
     def close(self) -> None:
         self._conn.close()
