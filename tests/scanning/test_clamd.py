@@ -55,10 +55,9 @@ def test_clamd_unpacks_archives_and_mime_itself(clamd: Clamd) -> None:
 
 def test_archive_members_are_left_to_clamd() -> None:
     items = [ScanItem(b"text", "1"), ScanItem(b"PK..", "2", "a.zip"), ScanItem(b"MZ", "2!a.exe", "a.exe")]
-    assert [i.path for i in clamd_items(items, b"whole")] == ["1", "2"]
-    assert clamd_items([], b"whole") == [ScanItem(b"whole", "message")]
-    # Only members (the walk never yields that, but the whole message is then the safe answer).
-    assert clamd_items([ScanItem(b"MZ", "2!a.exe")], b"whole") == [ScanItem(b"whole", "message")]
+    assert [i.path for i in clamd_items(items)] == ["1", "2"]
+    # Only members (the walk never yields that): better scanned twice than not at all.
+    assert clamd_items([ScanItem(b"MZ", "2!a.exe")]) == [ScanItem(b"MZ", "2!a.exe")]
 
 
 def test_a_stream_limit_below_max_stream_is_never_clean(clamd: Clamd) -> None:
@@ -123,3 +122,11 @@ def test_a_hanging_clamd_times_out(tmp_path: Path) -> None:
             server.close()
 
     asyncio.run(go())
+
+
+def test_members_are_not_sent_but_their_archive_is(clamd: Clamd) -> None:
+    scanner = ClamdScanner(str(clamd.socket), max_stream=STREAM_MAX)
+    archive = zipped("eicar.com", EICAR)
+    # The member alone would be found; sent through its archive it is found once, at the archive.
+    hits = asyncio.run(scanner.scan([ScanItem(archive, "2", "a.zip"), ScanItem(EICAR, "2!eicar.com")]))
+    assert [h.path for h in hits] == ["2"]

@@ -125,6 +125,10 @@ _TABLE: dict[str, ScoreDefinition] = {
     "GREYLIST_PASSED": ScoreDefinition(0.0, "a greylisted triplet retried in time and passed"),
     "GREYLIST_SKIPPED": ScoreDefinition(0.0, "greylisting did not apply; the detail says why"),
     "GREYLIST_TEMPERROR": ScoreDefinition(0.0, "the policy store failed; the recipient was not greylisted"),
+    # Anti-virus (issue 10): hard decisions of the antivirus agent.
+    "AV_INFECTED": ScoreDefinition(0.0, _HARD.format("antivirus (550 5.7.1 naming the virus)")),
+    "AV_UNAVAILABLE": ScoreDefinition(0.0, "a scan engine did not answer (451 4.7.0 if the bias is missed)"),
+    "AV_UNSCANNABLE": ScoreDefinition(0.0, "an item is larger than a scan engine takes (552 5.3.4)"),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

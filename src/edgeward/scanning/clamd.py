@@ -9,7 +9,8 @@ scans.
 
 What clamd gets: clamd unpacks archives and parses MIME itself, so it is sent the top-level
 items of the walk (decoded parts, whose ``path`` holds no ``!``) and not the archive members the
-walk unpacked from them; without items (a walk that found no parts) it gets the whole message.
+walk unpacked from them; the anti-virus agent hands every engine the whole message as one item
+when the walk found no parts.
 Sending members too would scan each archive twice and hit clamd's own limits, which stay the
 authority for what is inside an archive (set ``AlertExceedsMax yes`` in clamd.conf so a limit
 reached inside an archive is a finding, ``Heuristics.Limits.Exceeded``, not a silent "OK").
@@ -46,10 +47,10 @@ _OK = re.compile(r"^(?:\d+: )?stream: OK$")
 _VERSION = re.compile(r"^ClamAV (\S+?)(?:/(\d+)/(.+))?$")
 
 
-def clamd_items(items: Sequence[ScanItem], whole: bytes) -> list[ScanItem]:
-    """What clamd is sent: the items that are not archive members, or the whole message."""
+def clamd_items(items: Sequence[ScanItem]) -> list[ScanItem]:
+    """What clamd is sent: the items that are not archive members (all of them if none is)."""
     top = [item for item in items if "!" not in item.path]
-    return top or [ScanItem(whole, "message")]
+    return top or list(items)
 
 
 class ClamdScanner:
@@ -79,6 +80,7 @@ class ClamdScanner:
 
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
         hits: list[ScanHit] = []
+        items = clamd_items(items)
         for item in items:
             if len(item.data) > self.max_stream:
                 raise ItemTooLarge(
