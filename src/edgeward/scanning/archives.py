@@ -263,10 +263,9 @@ class Unpacker:
         if not self._count(listing, path):
             return
         out = bytearray()
-        decompress, pending = _decompressor(data)
+        decompress, finished = _decompressor(data)
         while True:
-            chunk, more = decompress(pending)
-            pending = b""
+            chunk, more = decompress()
             out += chunk
             if len(out) > self.room():
                 raise _Overflow("expanded bytes")
@@ -275,6 +274,8 @@ class Unpacker:
                 return
             if not more:
                 break
+        if not finished():
+            listing.findings.append(("ARCHIVE_CORRUPT", f"{path}: compressed stream is truncated", False))
         self.spend(len(out))
         listing.members.append(Member(_stream_name(data, path), bytes(out)))
 
@@ -322,28 +323,29 @@ def _zip_overlap(data: bytes, infos: list[zipfile.ZipInfo]) -> str:
     return ""
 
 
-def _decompressor(data: bytes) -> tuple[Callable[[bytes], tuple[bytes, bool]], bytes]:
-    """A step function (input -> output of at most CHUNK bytes, whether more is to come)."""
+def _decompressor(data: bytes) -> tuple[Callable[[], tuple[bytes, bool]], Callable[[], bool]]:
+    """A step (the next output, at most CHUNK bytes, and whether more may come) and whether the
+    stream reached its end marker."""
     if data[:2] == b"\x1f\x8b":
         inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        state = {"tail": data}
+        tail = [data]
 
-        def gzip_step(_: bytes) -> tuple[bytes, bool]:
-            chunk = inflater.decompress(state["tail"], CHUNK)
-            state["tail"] = inflater.unconsumed_tail
-            return chunk, not inflater.eof and bool(state["tail"] or chunk)
+        def gzip_step() -> tuple[bytes, bool]:
+            chunk = inflater.decompress(tail[0], CHUNK)
+            tail[0] = inflater.unconsumed_tail
+            return chunk, not inflater.eof and bool(tail[0] or chunk)
 
-        return gzip_step, b""
+        return gzip_step, lambda: inflater.eof
     other: bz2.BZ2Decompressor | lzma.LZMADecompressor
     other = bz2.BZ2Decompressor() if data[:3] == b"BZh" else lzma.LZMADecompressor()
     first = [True]
 
-    def step(_: bytes) -> tuple[bytes, bool]:
+    def step() -> tuple[bytes, bool]:
         chunk = other.decompress(data if first[0] else b"", CHUNK)
         first[0] = False
         return chunk, not other.eof and not (other.needs_input and not chunk)
 
-    return step, b""
+    return step, lambda: other.eof
 
 
 def _stream_name(data: bytes, path: str) -> str:
