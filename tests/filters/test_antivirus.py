@@ -11,9 +11,12 @@ from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.message import MessageView
+from edgeward.headers import parse_headers
 from edgeward.scanning.policy import Engine, MultiEnginePolicy
 from edgeward.testing.scanner import FakeScanner
 from edgeward.types import Action, Outcome, Peer
+from tests.scanning.builders import message, zip_bytes
 
 VIRUS = b"VIRUS-PATTERN"
 MESSAGE = b"From: a@example.test\r\nSubject: hi\r\n\r\nbody " + VIRUS + b"\r\n"
@@ -145,3 +148,28 @@ def test_hostile_signature_names_and_paths_never_break_a_reply_line() -> None:
 def test_a_hard_control_not_an_antispam_check() -> None:
     av = agent(FakeScanner())
     assert av.antispam is False and av.fail_open is False and av.stages == frozenset({Stage.EOD})
+
+
+def _view_context(data: bytes) -> StageContext:
+    session = SessionInfo("s1", Peer("192.0.2.1", 1234), ReceiveConnectorConfig(name="internet"))
+    return StageContext(Stage.EOD, session, data=data, message=MessageView(data, parse_headers(data)))
+
+
+def test_engines_get_the_walks_items_and_the_reply_names_the_part() -> None:
+    virus = FakeScanner({VIRUS: "Test.Virus"}, name="hashes")
+    data = message(("report.zip", zip_bytes({"docs/run.exe": b"MZ " + VIRUS}), "application/zip"))
+    outcome = asyncio.run(agent(virus).check(Stage.EOD, _view_context(data)))
+    [items] = virus.scanned
+    assert [i.path for i in items] == ["1", "2/report.zip", "2/report.zip!docs/run.exe"]
+    assert str(outcome.reply).startswith("550 5.7.1 Virus found: Test.Virus (2/report.zip!docs/run.exe)")
+
+
+def test_a_walk_cut_short_also_hands_the_whole_message_to_the_engines() -> None:
+    fake = FakeScanner(name="clamd")
+    data = message(("a.txt", b"hello", "text/plain"))
+    ctx = _view_context(data)
+    assert ctx.message is not None
+    ctx.message.walk.cut = True  # as a bound reached would leave it
+    asyncio.run(agent(fake).check(Stage.EOD, ctx))
+    assert [i.path for i in fake.scanned[0]][-1] == "message"
+    assert fake.scanned[0][-1].data == data

@@ -14,6 +14,8 @@ import pytest
 from edgeward.ports import ScanEngineError, ScanItem
 from edgeward.scanning import ItemTooLarge
 from edgeward.scanning.clamd import ClamdScanner, clamd_items
+from edgeward.scanning.walk import walk_message
+from tests.scanning.builders import message
 from tests.scanning.clamd import CLAMD, EICAR, STREAM_MAX, Clamd, start_clamd
 
 
@@ -130,3 +132,12 @@ def test_members_are_not_sent_but_their_archive_is(clamd: Clamd) -> None:
     # The member alone would be found; sent through its archive it is found once, at the archive.
     hits = asyncio.run(scanner.scan([ScanItem(archive, "2", "a.zip"), ScanItem(EICAR, "2!eicar.com")]))
     assert [h.path for h in hits] == ["2"]
+
+
+def test_a_bang_in_a_file_name_does_not_hide_the_part_from_clamd(clamd: Clamd) -> None:
+    # "!" separates archive members in a path; in a sender's file name the walk escapes it.
+    data = message(("x!y.zip", zipped("eicar.com", EICAR), "application/zip"))
+    items = walk_message(data).items
+    assert [i.path for i in clamd_items(items)] == ["1", "2/x\\x21y.zip"]
+    hits = asyncio.run(ClamdScanner(str(clamd.socket), max_stream=STREAM_MAX).scan(items))
+    assert [h.path for h in hits] == ["2/x\\x21y.zip"]

@@ -1,5 +1,7 @@
-"""Scanning: the engines behind ``ports.Scanner`` and the multi-engine policy over them.
+"""Anti-virus and file analysis: the MIME walk, archives and the scan engines.
 
+- ``walk`` (with ``decode``, ``archives``, ``names``, ``truetype``): the one bounded MIME walk
+  per message, producing the items every engine scans.
 - ``clamd``: ClamAV through clamd's INSTREAM command (``ClamdScanner``).
 - ``policy``: Forefront's scan-engine bias: run every engine at once, each with its own time
   limit, and say whether enough of them answered (``MultiEnginePolicy``).

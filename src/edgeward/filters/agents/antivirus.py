@@ -1,6 +1,7 @@
 """The anti-virus agent: every scan engine over every message, at end of data, before the 250.
 
-The message's items (the one bounded MIME walk, ``MessageView``) go to the multi-engine policy
+The message's items (the one bounded MIME walk, ``MessageView.walk``, shared with the attachment
+filter) go to the multi-engine policy
 (``scanning.policy``), which runs the engines concurrently under their own time limits and
 says what they found and whether enough of them answered ([antivirus] ``require``). Then, in
 this order:
@@ -28,16 +29,19 @@ and mail; they are cut to printable ASCII before they reach a reply line.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import ScanHit, ScanItem
 from edgeward.scanning.policy import MultiEnginePolicy, ScanReport
+from edgeward.scanning.walk import Walk
 from edgeward.types import Action, Finding, Outcome, Reply
 
 UNAVAILABLE = Reply(451, "4.7.0", "Virus scanner unavailable, try again later")
 UNSCANNABLE = Reply(552, "5.3.4", "Message content too large to scan for viruses")
+INLINE_LIMIT = 256 * 1024
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 # When several hits decide differently, the strongest wins: a refusal the sender hears about
 # beats holding a copy, which beats dropping it.
@@ -50,13 +54,16 @@ def printable(text: str, limit: int = 120) -> str:
     return cleaned[:limit] + ("..." if len(cleaned) > limit else "")
 
 
-def message_items(ctx: StageContext) -> list[ScanItem]:
-    """What every engine scans: the whole message as one item.
+def message_items(data: bytes, walk: Walk | None) -> list[ScanItem]:
+    """What every engine scans: the walk's items (decoded parts and archive members).
 
-    Replaced by the walk's items (``ctx.message.walk.items``) where the walk exists; clamd,
-    which parses MIME and archives itself, reads the whole message as well.
+    The whole message is added when the walk found no parts or was cut short by a bound: clamd,
+    which parses MIME and archives itself, then reads what the walk could not reach.
     """
-    return [ScanItem(ctx.data, "message")]
+    items = list(walk.items) if walk is not None else []
+    if not items or walk is None or walk.cut:
+        items.append(ScanItem(data, "message"))
+    return items
 
 
 class Antivirus:
@@ -72,7 +79,14 @@ class Antivirus:
         self.cfg = cfg
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
-        report = await self.policy.scan(message_items(ctx))
+        walk = None
+        if ctx.message is not None:
+            message = ctx.message
+            # The walk decodes and unpacks: CPU work that, for a large message, would stall every
+            # other session on this loop. It is cached on the message for the other agents.
+            big = len(ctx.data) > INLINE_LIMIT
+            walk = await asyncio.to_thread(lambda: message.walk) if big else message.walk
+        report = await self.policy.scan(message_items(ctx.data, walk))
         return self.decide(report)
 
     def decide(self, report: ScanReport) -> Outcome:
