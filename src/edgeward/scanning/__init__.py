@@ -1,0 +1,1 @@
+"""Anti-virus and file analysis: the MIME walk, archives and the scan engines."""
