@@ -132,7 +132,7 @@ _TABLE: dict[str, ScoreDefinition] = {
     "AV_HASH_BLOCKED": ScoreDefinition(0.0, "an item's SHA-256 is on the hash block list"),
     "AV_MACRO": ScoreDefinition(2.0, "an Office document carries VBA macros"),
     "AV_MACRO_AUTOEXEC": ScoreDefinition(5.0, "VBA that runs by itself on open, close or a control event"),
-    "AV_MACRO_SUSPICIOUS": ScoreDefinition(3.0, "VBA uses suspicious calls (Shell, CreateObject, downloads ...)"),
+    "AV_MACRO_SUSPICIOUS": ScoreDefinition(3.0, "VBA calls what droppers call (Shell, CreateObject ...)"),
     "AV_XLM_MACRO": ScoreDefinition(5.0, "an Excel 4 (XLM) macro sheet, a common malware dropper"),
     "AV_DDE": ScoreDefinition(5.0, "a DDE field or link that can start a program (Word, Excel, RTF, CSV)"),
     "AV_OLE_OBJECT": ScoreDefinition(2.0, "an embedded OLE object or package (a file hidden in a document)"),

@@ -41,17 +41,22 @@ import io
 import logging
 import re
 import types
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import olefile
 from defusedxml import ElementTree as SafeET
-from oletools import crypto, msodde, oleobj, ooxml, rtfobj
-from oletools import olevba as olevba_mod
-from oletools.olevba import VBA_Parser
 
 from edgeward.scanning.ooxml import inspect_package, is_office_package
+
+with warnings.catch_warnings():
+    # oletools 0.60.2 calls pyparsing's pre-3.0 names, which pyparsing 3.3 warns about on import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from oletools import crypto, msodde, oleobj, ooxml, rtfobj
+    from oletools import olevba as olevba_mod
+    from oletools.olevba import VBA_Parser
 
 __all__ = ["analyze", "harden_xml", "sniff"]
 
