@@ -18,6 +18,7 @@ from edgeward.config.schema import Config
 from edgeward.content.classifier import SpamClassifier
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
+from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
@@ -47,6 +48,8 @@ from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
 from edgeward.queue.spool import Spool
+from edgeward.scanning.clamd import ClamdScanner
+from edgeward.scanning.policy import Engine, MultiEnginePolicy
 
 log = logging.getLogger("edgeward.runtime")
 
@@ -136,6 +139,8 @@ def build_agents(
         agents.append(FromHeader(config.agents.from_header))
     if config.dmarc.enabled and dns is not None:
         agents.append(_sender_auth_agent(config, dns))
+    if config.antivirus.enabled:
+        agents.append(Antivirus(build_scan_policy(config), config.antivirus))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
@@ -250,3 +255,21 @@ def build_policy(
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
         listeners=[a for a in agents if isinstance(a, SenderReputation)],
     )
+
+
+def build_scan_policy(config: Config) -> MultiEnginePolicy:
+    """The enabled scan engines of ``[antivirus]`` under its bias, for the agent and ``av``."""
+    av = config.antivirus
+    # An engine outliving the agent's time limit would answer 451 4.3.0 (agent failure) where
+    # the scan policy should say 451 4.7.0 (scanner unavailable).
+    cap = config.agents.timeout * 0.9
+    engines: list[Engine] = []
+    if av.clamd.enabled:
+        timeout = min(av.clamd.timeout, cap)
+        if timeout < av.clamd.timeout:
+            log.warning("antivirus.clamd.timeout is cut to 90%% of agents.timeout (%gs)", cap)
+        clamd = ClamdScanner(
+            av.clamd.address, timeout=timeout, chunk_size=av.clamd.chunk_size, max_stream=av.clamd.max_stream
+        )
+        engines.append(Engine(clamd, timeout, av.clamd.required))
+    return MultiEnginePolicy(engines, av.require)

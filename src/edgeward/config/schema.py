@@ -610,7 +610,7 @@ class GreylistConfig(_Section):
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
-    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
+    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "antivirus", "content-filter",
     "protocol-analysis", "sender-reputation", "greylisting",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and

@@ -125,6 +125,28 @@ _TABLE: dict[str, ScoreDefinition] = {
     "GREYLIST_PASSED": ScoreDefinition(0.0, "a greylisted triplet retried in time and passed"),
     "GREYLIST_SKIPPED": ScoreDefinition(0.0, "greylisting did not apply; the detail says why"),
     "GREYLIST_TEMPERROR": ScoreDefinition(0.0, "the policy store failed; the recipient was not greylisted"),
+    # The scanning walk and the attachment filter (issue 10). A walk cut short by a bound left
+    # content unscanned: its findings reach the default reject threshold (7) on their own, so such
+    # mail is never passed as clean even where no agent refuses it (attachment-filter does, 554).
+    "MIME_TOO_DEEP": ScoreDefinition(7.0, "MIME nesting deeper than the bound: the rest not scanned"),
+    "MIME_TOO_MANY_PARTS": ScoreDefinition(7.0, "more MIME parts than the bound: the rest not scanned"),
+    "MIME_TOO_LARGE": ScoreDefinition(7.0, "more decoded content than the bound: the rest not scanned"),
+    "MIME_DECODE_ERROR": ScoreDefinition(1.0, "a part's structure or transfer encoding was malformed"),
+    "MIME_AMBIGUOUS": ScoreDefinition(
+        2.0, "parsers could read the message two ways (two Content-Types, boundaries or file names)"
+    ),
+    "ARCHIVE_BOMB": ScoreDefinition(7.0, "an archive expands past the bounds (overlap, ratio, size, count)"),
+    "ARCHIVE_TOO_DEEP": ScoreDefinition(7.0, "archives nested deeper than the bound: the rest not scanned"),
+    "ARCHIVE_ENCRYPTED": ScoreDefinition(3.0, "an encrypted archive or Office document: not scannable"),
+    "ARCHIVE_CORRUPT": ScoreDefinition(2.0, "an archive could not be read (malformed or unsupported method)"),
+    "ATTACH_NAME_HOSTILE": ScoreDefinition(
+        3.0, "a file name with ../, an absolute path, NUL, control or bidi characters, or over 255 characters"
+    ),
+    "ATTACH_TYPE_MISMATCH": ScoreDefinition(3.0, "a program (by content) named or typed as something else"),
+    # Anti-virus (issue 10): hard decisions of the antivirus agent.
+    "AV_INFECTED": ScoreDefinition(0.0, _HARD.format("antivirus (550 5.7.1 naming the virus)")),
+    "AV_UNAVAILABLE": ScoreDefinition(0.0, "a scan engine did not answer (451 4.7.0 if the bias is missed)"),
+    "AV_UNSCANNABLE": ScoreDefinition(0.0, "an item is larger than a scan engine takes (552 5.3.4)"),
     # Scan engines: YARA, Office/RTF analysis, the SHA-256 list (issue 10). A YARA or hash-list hit
     # is an infection the anti-virus agent acts on ([antivirus] action), so it weighs 0; the
     # Office findings weigh what they say about intent, for when [antivirus.office] scores them.
