@@ -34,6 +34,7 @@ import socket
 import subprocess
 import sys
 import time
+import weakref
 from collections.abc import Sequence
 from importlib.metadata import version as _dist_version
 from multiprocessing.connection import Connection
@@ -111,6 +112,10 @@ class OfficeEngine:
         for _ in range(workers):
             self._idle.put_nowait(None)  # a slot; its worker starts on first use
         self._workers = workers
+        # Workers of an engine nobody closed (a CLI command's) are killed when it is collected or
+        # the interpreter exits, so no worker outlives the process that started it.
+        self._started: list[_Worker] = []
+        self._finalizer = weakref.finalize(self, _kill_all, self._started)
         self.killed = 0
         self._last_error = ""
         self._closed = False
@@ -125,10 +130,16 @@ class OfficeEngine:
                 if worker is not None:
                     worker.kill()
                 worker = await asyncio.to_thread(_Worker, self.memory_limit)
+                self._started[:] = [w for w in self._started if w.alive()] + [worker]
             # Real time, not the injected clock: this bounds a process that burns real CPU.
             remaining = deadline - time.monotonic()
             try:
                 answer = await asyncio.to_thread(worker.call, request, item.data, remaining)
+            except asyncio.CancelledError:
+                # The thread still waits on this worker: it cannot serve anyone else.
+                worker.kill()
+                worker = None
+                raise
             except (EOFError, OSError, ValueError) as exc:
                 worker.kill()
                 worker = None
@@ -171,7 +182,10 @@ class OfficeEngine:
     async def close(self) -> None:
         """Stop the workers (at shutdown)."""
         self._closed = True
-        while not self._idle.empty():
-            worker = self._idle.get_nowait()
-            if worker is not None:
-                await asyncio.to_thread(worker.kill)
+        await asyncio.to_thread(self._finalizer)
+
+
+def _kill_all(workers: list[_Worker]) -> None:
+    for worker in workers:
+        worker.kill()
+    workers.clear()
