@@ -49,7 +49,10 @@ from edgeward.net.dns import DnsResolver
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
 from edgeward.queue.spool import Spool
 from edgeward.scanning.clamd import ClamdScanner
+from edgeward.scanning.hashlist import HashListEngine
+from edgeward.scanning.office import OfficeEngine
 from edgeward.scanning.policy import Engine, MultiEnginePolicy
+from edgeward.scanning.yara_engine import YaraEngine
 
 log = logging.getLogger("edgeward.runtime")
 
@@ -272,4 +275,23 @@ def build_scan_policy(config: Config) -> MultiEnginePolicy:
             av.clamd.address, timeout=timeout, chunk_size=av.clamd.chunk_size, max_stream=av.clamd.max_stream
         )
         engines.append(Engine(clamd, timeout, av.clamd.required))
+    engines.extend(build_file_engines(config, cap))
     return MultiEnginePolicy(engines, av.require)
+
+
+def build_file_engines(config: Config, cap: float) -> list[Engine]:
+    """YARA, the Office analysis and the hash list, as [antivirus] enables them."""
+    av = config.antivirus
+    engines: list[Engine] = []
+    if av.yara.enabled:
+        timeout = min(av.yara.timeout, cap)
+        yara = YaraEngine(config.resolve(av.yara.rules_dir), timeout=timeout)
+        engines.append(Engine(yara, timeout, av.yara.required))
+    if av.office.enabled:
+        timeout = min(av.office.timeout, cap)
+        # The pool's own limit kills a worker just before the policy stops waiting for it.
+        office = OfficeEngine(timeout=timeout * 0.95, workers=av.office.workers)
+        engines.append(Engine(office, timeout, av.office.required))
+    if av.hashes.file is not None:
+        engines.append(Engine(HashListEngine(config.resolve(av.hashes.file)), cap, av.hashes.required))
+    return engines

@@ -33,6 +33,8 @@ def _config(tmp_path: Path, socket: str, extra: str = "") -> Path:
         f"accepted_domains = ['example.test']\n[server]\ndata_dir = '{tmp_path}'\n"
         f"[antivirus]\nenabled = true\n{extra}\n"
         f"[antivirus.clamd]\nsocket = '{socket}'\nmax_stream = {STREAM_MAX}\n"
+        # clamd alone: the Office analysis (on by default) has its own tests in tests/scanning.
+        "[antivirus.office]\nenabled = false\n"
     )
     return path
 

@@ -115,6 +115,7 @@ OFFICE_FINDINGS = {
     "AV_DDE": "dde",
     "AV_OLE_OBJECT": "ole_object",
     "AV_EXTERNAL_REFERENCE": "external_reference",
+    "ARCHIVE_ENCRYPTED": "encrypted",
 }
 
 
@@ -135,6 +136,13 @@ class OfficeConfig(_Section):
     external_reference: FindingAction = Field(
         "reject",
         description="External relationships: remote templates, 'Follina' (AV_EXTERNAL_REFERENCE)",
+    )
+    encrypted: FindingAction = Field(
+        "score",
+        description="An encrypted document no default password opens (ARCHIVE_ENCRYPTED, as for archives)",
+    )
+    workers: int = Field(
+        2, ge=1, le=32, description="Worker processes for the analysis (one is killed at the timeout)"
     )
 
     def action_for(self, finding: str) -> FindingAction | None:

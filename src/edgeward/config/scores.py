@@ -147,6 +147,20 @@ _TABLE: dict[str, ScoreDefinition] = {
     "AV_INFECTED": ScoreDefinition(0.0, _HARD.format("antivirus (550 5.7.1 naming the virus)")),
     "AV_UNAVAILABLE": ScoreDefinition(0.0, "a scan engine did not answer (451 4.7.0 if the bias is missed)"),
     "AV_UNSCANNABLE": ScoreDefinition(0.0, "an item is larger than a scan engine takes (552 5.3.4)"),
+    # Scan engines: YARA, Office/RTF analysis, the SHA-256 list (issue 10). A YARA or hash-list hit
+    # is an infection the anti-virus agent acts on ([antivirus] action), so it weighs 0; the
+    # Office findings weigh what they say about intent, for when [antivirus.office] scores them.
+    "AV_YARA_MATCH": ScoreDefinition(0.0, "a YARA rule matched an item (the rule name is the signature)"),
+    "AV_HASH_BLOCKED": ScoreDefinition(0.0, "an item's SHA-256 is on the hash block list"),
+    "AV_MACRO": ScoreDefinition(2.0, "an Office document carries VBA macros"),
+    "AV_MACRO_AUTOEXEC": ScoreDefinition(5.0, "VBA that runs by itself on open, close or a control event"),
+    "AV_MACRO_SUSPICIOUS": ScoreDefinition(3.0, "VBA calls what droppers call (Shell, CreateObject ...)"),
+    "AV_XLM_MACRO": ScoreDefinition(5.0, "an Excel 4 (XLM) macro sheet, a common malware dropper"),
+    "AV_DDE": ScoreDefinition(5.0, "a DDE field or link that can start a program (Word, Excel, RTF, CSV)"),
+    "AV_OLE_OBJECT": ScoreDefinition(2.0, "an embedded OLE object or package (a file hidden in a document)"),
+    "AV_EXTERNAL_REFERENCE": ScoreDefinition(
+        5.0, "a document loads remote content: a template, object or frame, or an mhtml:/ms-msdt: target"
+    ),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)
