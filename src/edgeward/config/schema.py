@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -609,7 +610,7 @@ class GreylistConfig(_Section):
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
-    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
+    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "attachment-filter", "content-filter",
     "protocol-analysis", "sender-reputation", "greylisting",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
@@ -835,6 +836,7 @@ class Config(_Section):
     spf: SpfConfig = SpfConfig()
     dmarc: DmarcConfig = DmarcConfig()
     arc: ArcConfig = ArcConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",
