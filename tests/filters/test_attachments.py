@@ -6,6 +6,7 @@ import asyncio
 import base64
 import email
 import email.policy
+import re
 from email.message import EmailMessage, Message
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 
 from edgeward.config.attachments import EXCHANGE_CONTENT_TYPES, EXCHANGE_FILE_NAMES, AttachmentsConfig
 from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.config.scores import SCORE_TABLE
 from edgeward.filters.agents.attachments import AttachmentFilter
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.message import MessageView
@@ -174,3 +176,12 @@ def test_strip_changes_nothing_in_observe_only_or_for_quarantined_mail() -> None
     quarantined = Verdict(Action.QUARANTINE, None, accepted.verdict.findings, (), 0.0, "agent x")
     held = Accepted(accepted.msg_id, INFO, "mx.test", accepted.recipients, quarantined)
     assert StripAttachments(AttachmentsConfig()).apply(data, held) == data
+
+
+def test_every_finding_the_walk_and_the_agent_emit_is_in_the_score_table() -> None:
+    package = Path(__file__).resolve().parents[2] / "src" / "edgeward"
+    sources = ("scanning/walk.py", "scanning/archives.py", "filters/agents/attachments.py")
+    quoted = re.compile(r'"((?:MIME|ARCHIVE|ATTACH)_[A-Z_]+)"')
+    emitted = {n for path in sources for n in quoted.findall((package / path).read_text())}
+    assert {"ATTACH_BLOCKED", "ARCHIVE_BOMB", "MIME_TOO_DEEP"} <= emitted
+    assert emitted <= set(SCORE_TABLE)

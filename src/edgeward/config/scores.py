@@ -143,6 +143,9 @@ _TABLE: dict[str, ScoreDefinition] = {
         3.0, "a file name with ../, an absolute path, NUL, control or bidi characters, or over 255 characters"
     ),
     "ATTACH_TYPE_MISMATCH": ScoreDefinition(3.0, "a program (by content) named or typed as something else"),
+    "ATTACH_BLOCKED": ScoreDefinition(
+        0.0, _HARD.format("attachment-filter (strip, 550 5.7.1 or silent delete, as [attachments] says)")
+    ),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)
