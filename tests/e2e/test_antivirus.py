@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+import shutil
 import smtplib
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -22,7 +26,15 @@ import pytest
 
 from edgeward.config.schema import Config
 from edgeward.quarantine.store import QuarantineStore
-from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
+from tests.e2e.harness import (
+    NO_OUTSIDE_DNS,
+    GatewayProcess,
+    InProcessGateway,
+    SmtpSink,
+    free_port,
+    gateway_config,
+    shared_tmpdir,
+)
 from tests.scanning.clamd import CLAMD, EICAR, STREAM_MAX, Clamd, start_clamd
 
 pytestmark = pytest.mark.e2e
@@ -220,3 +232,51 @@ def test_clamd_restarted_brings_mail_back_without_a_gateway_restart(
 def test_base64_is_decoded_not_matched_raw(clamd: Clamd) -> None:
     # Guard for the wrapping tests: the base64 form does not contain EICAR's bytes.
     assert EICAR not in INFECTED["base64"]() and base64.b64encode(EICAR)[:20] in INFECTED["base64"]()
+
+
+def test_serve_as_the_service_user_scans_through_clamds_socket(workdir: Path, sink: SmtpSink) -> None:
+    # The real deployment: `edgeward serve` drops to its service user, who must reach clamd's socket.
+    if CLAMD is None:
+        pytest.skip("clamd is not installed (scripts/install-test-deps.sh)")
+    server = start_clamd(shared_tmpdir("edgeward-clamd-"), shared=True)
+    try:
+        port = free_port()
+        config = _init(workdir, port, sink)
+        config.write_text(
+            config.read_text()
+            + f"\n[antivirus]\nenabled = true\n\n[antivirus.clamd]\nsocket = '{server.socket}'\n"
+            + f"max_stream = {STREAM_MAX}\n"
+        )
+        gateway = GatewayProcess(config, port).start()
+        try:
+            code, text = _send(port, INFECTED["zipped twice"]())
+            assert code == 550 and text.startswith(b"5.7.1 Virus found: Edgeward-Eicar-"), text
+            assert _send(port, _clean(7))[0] == 250
+            [delivered] = sink.wait_for(1)
+        finally:
+            gateway.stop()
+        assert b"part 7" in delivered
+        code, out = _av_status(config)
+        assert code == 0 and json.loads(out)["engines"][0]["healthy"] is True
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+def _init(workdir: Path, port: int, sink: SmtpSink) -> Path:
+    args = ["init", "--dir", str(workdir / "gw"), "--hostname", "mx.example.test", "--listen",
+            f"127.0.0.1:{port}", "--accept-domain", "example.test",
+            "--smart-host", f"127.0.0.1:{sink.port}"]  # fmt: skip
+    command = [sys.executable, "-m", "edgeward", *args]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (workdir / "gw").chmod(0o755)
+    config = workdir / "gw" / "edgeward.toml"
+    config.write_text(config.read_text() + NO_OUTSIDE_DNS)
+    return config
+
+
+def _av_status(config: Path) -> tuple[int, str]:
+    out = subprocess.run([sys.executable, "-m", "edgeward", "av", "status", "-c", str(config), "--json"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    return out.returncode, out.stdout
