@@ -19,6 +19,7 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
 from edgeward.filters.agents.antivirus import Antivirus
+from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
@@ -44,9 +45,11 @@ from edgeward.filters.scoring import ScoreTable, Thresholds
 from edgeward.filters.transforms import Transform, Transforms
 from edgeward.filters.transforms.arcseal import ArcSeal
 from edgeward.filters.transforms.stamps import Stamps
+from edgeward.filters.transforms.strip import StripAttachments
 from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
+from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.scanning.clamd import ClamdScanner
 from edgeward.scanning.hashlist import HashListEngine
@@ -144,6 +147,8 @@ def build_agents(
         agents.append(_sender_auth_agent(config, dns))
     if config.antivirus.enabled:
         agents.append(Antivirus(build_scan_policy(config), config.antivirus))
+    if config.attachments.enabled:
+        agents.append(AttachmentFilter(config.attachments))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
@@ -218,8 +223,14 @@ def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
 
 
 def _transforms(config: Config) -> list[Transform]:
-    """The stamps, then the ARC seal when ``[arc]`` configures one (it seals what the stamps wrote)."""
+    """The stamps, attachment stripping, then the ARC seal when ``[arc]`` configures one (it seals
+    the message as it leaves)."""
     chain: list[Transform] = [Stamps()]
+    if config.attachments.enabled and config.attachments.action == "strip":
+        store = functools.cache(
+            lambda: QuarantineStore(data_paths(config)["quarantine"], fsync=config.queue.fsync)
+        )
+        chain.append(StripAttachments(config.attachments, store, observe_only=config.agents.observe_only))
     arc = config.arc
     if arc.seal_domain and arc.seal_key is not None:
         try:
@@ -257,6 +268,7 @@ def build_policy(
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
         listeners=[a for a in agents if isinstance(a, SenderReputation)],
+        walk_limits=walk_limits(config.attachments),
     )
 
 

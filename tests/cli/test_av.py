@@ -78,7 +78,9 @@ def test_test_reports_a_virus_in_a_message_with_the_reply(tmp_path: Path, clamd:
     assert result["action"] == "reject"
     assert result["reply"].startswith("550 5.7.1 Virus found: Edgeward-Eicar-")
     assert "(2/invoice.zip)" in result["reply"]
-    assert [f["name"] for f in result["findings"]] == ["AV_INFECTED"]
+    # Both would act; the anti-virus agent runs first, so its reply is the answer.
+    found = [(f["by"], f["name"]) for f in result["findings"]]
+    assert found == [("antivirus", "AV_INFECTED"), ("attachment-filter", "ATTACH_BLOCKED")]
     assert "2/invoice.zip!eicar.com" in [i["path"] for i in result["items"]]
 
 
@@ -99,8 +101,13 @@ def test_test_shows_the_walks_structural_findings(tmp_path: Path, clamd: Clamd) 
     eml = tmp_path / "disguised.eml"
     eml.write_bytes(message(("report.pdf", EXE, "application/pdf")))
     code, out = invoke("test", str(eml), "-c", str(config), "--json")
-    assert code == 0, out  # only scored: the attachment filter decides on it
-    assert "ATTACH_TYPE_MISMATCH" in [f["name"] for f in json.loads(out)["walk"]]
+    found = [(f["by"], f["name"]) for f in json.loads(out)["findings"]]
+    assert ("attachment-filter", "ATTACH_TYPE_MISMATCH") in found
+    assert ("attachment-filter", "ATTACH_BLOCKED") in found  # a program by its true type
+    assert code == 0, out  # stripped by default, the rest delivered
+    config = _config(tmp_path, str(clamd.socket), extra="[attachments]\nenabled = false\n")
+    code, out = invoke("test", str(eml), "-c", str(config), "--json")
+    assert ("walk", "ATTACH_TYPE_MISMATCH") in [(f["by"], f["name"]) for f in json.loads(out)["findings"]]
 
 
 def test_test_with_clamd_down_says_it_could_not_scan(tmp_path: Path) -> None:

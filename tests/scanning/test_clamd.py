@@ -141,3 +141,20 @@ def test_a_bang_in_a_file_name_does_not_hide_the_part_from_clamd(clamd: Clamd) -
     assert [i.path for i in clamd_items(items)] == ["1", "2/x\\x21y.zip"]
     hits = asyncio.run(ClamdScanner(str(clamd.socket), max_stream=STREAM_MAX).scan(items))
     assert [h.path for h in hits] == ["2/x\\x21y.zip"]
+
+
+def test_many_items_share_sessions_and_keep_their_order(clamd: Clamd) -> None:
+    scanner = ClamdScanner(str(clamd.socket), max_stream=STREAM_MAX, batch=4)
+    items = [ScanItem(b"clean %d" % n + b"x" * (n * 997), str(n)) for n in range(11)]
+    items[2] = ScanItem(b"a " + EICAR, "2")
+    items[9] = ScanItem(zipped("e.com", EICAR), "9")
+    items[10] = ScanItem(b"zINSTREAM\0" + EICAR + b"\0", "10")  # data that looks like a command is data
+    hits = asyncio.run(scanner.scan(items))
+    assert [h.path for h in hits] == ["2", "9", "10"]
+
+
+def test_a_session_cut_by_the_stream_limit_is_never_clean(clamd: Clamd) -> None:
+    scanner = ClamdScanner(str(clamd.socket), max_stream=8 * STREAM_MAX)
+    items = [ScanItem(b"small", "1"), ScanItem(b"a" * (2 * STREAM_MAX), "2"), ScanItem(b"small", "3")]
+    with pytest.raises(ScanEngineError):
+        asyncio.run(scanner.scan(items))

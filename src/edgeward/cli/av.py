@@ -7,17 +7,17 @@ same configuration, so what is printed is what the gateway would do.
 * ``status [-c CONFIG] [--json]``: every configured engine, its version, the age of its
   signatures (``stale`` past ``[antivirus.updates] max_signature_age``) and its health.
 * ``test PATH [-c CONFIG] [--json]``: every finding for a file or a whole message (``.eml``):
-  the walk's structural findings (nesting, bombs, encrypted archives, hostile names, disguised
-  programs), every engine's hits and failures, and the reply the gateway would give. A file that
-  is not a message is scanned as the one attachment of a message, so archives are unpacked as
-  they would be in mail.
+  every engine's hits and failures (the ``antivirus`` agent), the attachment filter's rule
+  matches and the walk's structural findings (nesting, bombs, encrypted archives, hostile names,
+  disguised programs), and the reply the gateway would give. A file that is not a message is
+  scanned as the one attachment of a message, so archives are unpacked as they would be in mail.
 
 ``av update`` (freshclam against the configured mirror, engine reloads) is registered on
 ``av_app`` by its own module.
 
 Exit codes: ``status`` 0 every engine healthy, 1 one is not (or its signatures are stale);
-``test`` 0 the message would pass, 1 it would be refused, held or dropped, 3 it could not be
-scanned (an engine unavailable); 2 bad input for both.
+``test`` 0 the message would pass (blocked attachments stripped, if any), 1 it would be refused,
+held or dropped, 3 it could not be scanned (an engine unavailable); 2 bad input for both.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ from edgeward.cli.queue import ConfigOption, clean, console, duration, fail, loa
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.filters.agents.antivirus import Antivirus, message_items
+from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.ports import EngineStatus, ScanItem
 from edgeward.runtime_policy import build_scan_policy
 from edgeward.scanning.updates import signature_status
 from edgeward.scanning.walk import walk_message
-from edgeward.types import Action
+from edgeward.types import Action, Finding, Outcome
 
 av_app = typer.Typer(help="The scan engines: status, test.", no_args_is_help=True)
 
@@ -120,26 +121,33 @@ def test(
         data = _as_message(path.read_bytes(), path.name)
     except OSError as exc:
         fail(f"cannot read {clean(str(path))}: {exc.strerror or exc}")
-    walk = walk_message(data)
+    # The gateway's walk, with its bounds, as the agents share it.
+    walk = walk_message(data, walk_limits(config.attachments))
     policy = build_scan_policy(config)
     report = asyncio.run(policy.scan(message_items(data, walk)))
-    outcome = Antivirus(policy, config.antivirus).decide(report)
+    # In pipeline order: the first final outcome is the answer, as in the gateway.
+    outcomes = [("antivirus", Antivirus(policy, config.antivirus).decide(report))]
+    if config.attachments.enabled:
+        outcomes.append(("attachment-filter", AttachmentFilter(config.attachments).decide(walk)))
+    else:
+        outcomes.append(("walk", Outcome(findings=tuple(Finding(n, "walk", d) for n, d in walk.findings))))
+    final = next((o for _, o in outcomes if o.action.is_final), Outcome())
+    found = [(by, f) for by, o in outcomes for f in o.findings]
     result = {
-        "walk": [{"name": n, "detail": d} for n, d in walk.findings],
         "items": [_item(i) for i in walk.items],
-        "findings": [{"name": f.name, "detail": f.detail} for f in outcome.findings],
+        "findings": [{"by": by, "name": f.name, "detail": f.detail} for by, f in found],
         "answered": list(report.answered),
         "scanned": report.scanned,
-        "action": outcome.action.value,
-        "reply": str(outcome.reply).strip() if outcome.reply is not None else "",
+        "action": final.action.value,
+        "reply": str(final.reply).strip() if final.reply is not None else "",
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
         _print_test(result)
-    if outcome.action in (Action.REJECT, Action.QUARANTINE, Action.DISCARD) and report.hits:
-        raise typer.Exit(1)
-    raise typer.Exit(3 if outcome.action is Action.TEMPFAIL or not report.scanned else 0)
+    if final.action is Action.TEMPFAIL or not report.scanned:
+        raise typer.Exit(3)
+    raise typer.Exit(1 if final.action.is_final else 0)
 
 
 def _item(item: ScanItem) -> dict[str, Any]:
@@ -155,10 +163,8 @@ def _print_test(result: dict[str, Any]) -> None:
         items.add_row(*map(Text, cells))
     out.print(items)
     findings = Table("finding", "by", "detail")
-    for f in result["walk"]:
-        findings.add_row(Text(f["name"]), Text("walk"), Text(clean(f["detail"])))
     for f in result["findings"]:
-        findings.add_row(Text(f["name"]), Text("antivirus"), Text(clean(f["detail"])))
+        findings.add_row(Text(f["name"]), Text(f["by"]), Text(clean(f["detail"])))
     out.print(findings if findings.row_count else Text("no findings"))
     engines = ", ".join(result["answered"]) or "none"
     out.print(Text(f"engines that answered: {engines}; scanned: {'yes' if result['scanned'] else 'NO'}"))

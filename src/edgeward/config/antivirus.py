@@ -73,7 +73,7 @@ class ClamdConfig(_Section):
         "/run/clamav/clamd.ctl",
         description="clamd's LocalSocket (an absolute path) or TCPAddr:TCPSocket as host:port",
     )
-    timeout: Duration = Field(30.0, description="Time clamd may take for the items of one message")
+    timeout: Duration = Field(20.0, description="Time clamd may take for the items of one message")
     chunk_size: Size = Field(
         64 * 1024, ge=1, le=16 * 1024 * 1024, description="Bytes per INSTREAM chunk sent to clamd"
     )

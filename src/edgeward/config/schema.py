@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from edgeward.config.antivirus import AntivirusConfig
+from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -610,8 +611,8 @@ class GreylistConfig(_Section):
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
-    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "antivirus", "content-filter",
-    "protocol-analysis", "sender-reputation", "greylisting",
+    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "antivirus", "attachment-filter",
+    "content-filter", "protocol-analysis", "sender-reputation", "greylisting",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -836,6 +837,7 @@ class Config(_Section):
     spf: SpfConfig = SpfConfig()
     dmarc: DmarcConfig = DmarcConfig()
     arc: ArcConfig = ArcConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",

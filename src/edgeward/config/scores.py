@@ -161,6 +161,9 @@ _TABLE: dict[str, ScoreDefinition] = {
     "AV_EXTERNAL_REFERENCE": ScoreDefinition(
         5.0, "a document loads remote content: a template, object or frame, or an mhtml:/ms-msdt: target"
     ),
+    "ATTACH_BLOCKED": ScoreDefinition(
+        0.0, _HARD.format("attachment-filter (strip, 550 5.7.1 or silent delete, as [attachments] says)")
+    ),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

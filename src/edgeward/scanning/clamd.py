@@ -15,10 +15,14 @@ Sending members too would scan each archive twice and hit clamd's own limits, wh
 authority for what is inside an archive (set ``AlertExceedsMax yes`` in clamd.conf so a limit
 reached inside an archive is a finding, ``Heuristics.Limits.Exceeded``, not a silent "OK").
 
-One connection per item, in turn, under one deadline for the whole message. IDSESSION would
-save a connect per item, but a local connect costs tens of microseconds against milliseconds of
-scanning (``bench/clamd_session.py``), and one connection per item keeps a broken item from
-taking the answers of the others with it.
+Several items go through one IDSESSION (up to ``batch`` per session), a single item through a
+plain INSTREAM, under one deadline for the whole message. clamd hands each command of a session
+to its thread pool as it arrives, so the items are scanned in parallel without a connection
+each. Measured (``bench/clamd_session.py``, 5 items of 20 KB and 20 of 2 KB, a loaded 2-core
+machine): the session ran at 1.6-2.3 times the rate of one connection per item in turn, and
+within 0.85-1.2 times that of one connection per item all at once, which would take a
+descriptor and a clamd connection slot per item. One unanswered item leaves the whole message
+unscanned either way, so a shared connection costs no isolation worth having.
 
 Security: anything but a well-formed ``OK`` or ``FOUND`` raises :class:`ScanEngineError`, so an
 engine that is down, slow, refused the item (``INSTREAM size limit exceeded``) or answered
@@ -65,11 +69,13 @@ class ClamdScanner:
         timeout: float = 20.0,
         chunk_size: int = 64 * 1024,
         max_stream: int = 25 * 1024 * 1024,
+        batch: int = 32,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.chunk_size = chunk_size
         self.max_stream = max_stream
+        self.batch = batch
 
     def __repr__(self) -> str:
         return f"ClamdScanner({self.where})"
@@ -79,7 +85,6 @@ class ClamdScanner:
         return self.address if isinstance(self.address, str) else f"{self.address[0]}:{self.address[1]}"
 
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
-        hits: list[ScanHit] = []
         items = clamd_items(items)
         for item in items:
             if len(item.data) > self.max_stream:
@@ -88,13 +93,16 @@ class ClamdScanner:
                 )
         try:
             async with asyncio.timeout(self.timeout):
-                for item in items:
-                    signature = await self._instream(item.data)
-                    if signature is not None:
-                        hits.append(ScanHit("AV_INFECTED", self.name, signature, item.path))
+                if len(items) == 1:
+                    answers = [await self._instream(items[0].data)]
+                else:
+                    answers = []
+                    for start in range(0, len(items), self.batch):
+                        answers += await self._session([i.data for i in items[start : start + self.batch]])
         except TimeoutError:
             raise ScanEngineError(f"clamd at {self.where} did not answer within {self.timeout:g}s") from None
-        return hits
+        return [ScanHit("AV_INFECTED", self.name, signature, item.path)
+                for item, signature in zip(items, answers, strict=True) if signature is not None]  # fmt: skip
 
     async def status(self) -> EngineStatus:
         try:
@@ -141,10 +149,46 @@ class ClamdScanner:
     async def _instream(self, data: bytes) -> str | None:
         """The signature clamd found in ``data``, or None when it is clean."""
         reader, writer = await self._connect()
-        cut: OSError | None = None
         try:
-            try:
-                writer.write(b"zINSTREAM\0")
+            cut = await self._send(writer, [(b"zINSTREAM\0", data)])
+            reply = await self._reply(reader, cut)
+        finally:
+            await _close(writer)
+        return self._verdict(reply)
+
+    async def _session(self, items: Sequence[bytes]) -> list[str | None]:
+        """Every item's verdict through one IDSESSION: clamd numbers the requests from 1 and
+        answers ``<n>: stream: ...`` as each scan ends, not necessarily in order."""
+        reader, writer = await self._connect()
+        try:
+            requests = [(b"zIDSESSION\0", None), *((b"zINSTREAM\0", data) for data in items)]
+            cut = await self._send(writer, requests)
+            replies: dict[int, str] = {}
+            while len(replies) < len(items):
+                reply = await self._reply(reader, cut)
+                number, sep, rest = reply.partition(": ")
+                if not sep or not number.isdigit() or not 1 <= int(number) <= len(items):
+                    raise ScanEngineError(f"clamd at {self.where}: {reply[:200] or 'no answer'}")
+                replies[int(number)] = rest
+            with contextlib.suppress(OSError):
+                writer.write(b"zEND\0")
+                await writer.drain()
+        finally:
+            await _close(writer)
+        return [self._verdict(replies[n]) for n in range(1, len(items) + 1)]
+
+    async def _send(
+        self, writer: asyncio.StreamWriter, requests: Sequence[tuple[bytes, bytes | None]]
+    ) -> OSError | None:
+        """Write each command and, when it has one, its stream in length-prefixed chunks.
+
+        Returns the error if clamd cut the connection, which it does when a stream passes its
+        StreamMaxLength; its reason may already be in the socket, so the caller reads it."""
+        try:
+            for command, data in requests:
+                writer.write(command)
+                if data is None:
+                    continue
                 view = memoryview(data)
                 for start in range(0, len(data), self.chunk_size):
                     chunk = view[start : start + self.chunk_size]
@@ -152,17 +196,12 @@ class ClamdScanner:
                     writer.write(chunk)
                     await writer.drain()
                 writer.write(b"\0\0\0\0")
-                await writer.drain()
-            except OSError as exc:
-                # clamd closes mid-stream when the item passes its StreamMaxLength; its reason
-                # may already be in the socket, so try to read it before giving up.
-                cut = exc
-            reply = await self._reply(reader)
+            await writer.drain()
         except OSError as exc:
-            why = "cut the stream (is StreamMaxLength below max_stream?)" if cut else "failed"
-            raise ScanEngineError(f"clamd at {self.where} {why}: {exc.strerror or exc}") from None
-        finally:
-            await _close(writer)
+            return exc
+        return None
+
+    def _verdict(self, reply: str) -> str | None:
         if _OK.match(reply):
             return None
         if m := _FOUND.match(reply):
@@ -171,9 +210,12 @@ class ClamdScanner:
             raise ItemTooLarge(f"clamd at {self.where}: {reply} (StreamMaxLength is below max_stream)")
         raise ScanEngineError(f"clamd at {self.where}: {reply[:200] or 'no answer'}")
 
-    async def _reply(self, reader: asyncio.StreamReader) -> str:
+    async def _reply(self, reader: asyncio.StreamReader, cut: OSError | None = None) -> str:
         try:
             raw = await reader.readuntil(b"\0")
+        except OSError as exc:
+            why = "cut the stream (is StreamMaxLength below max_stream?)" if cut else "failed"
+            raise ScanEngineError(f"clamd at {self.where} {why}: {exc.strerror or exc}") from None
         except asyncio.IncompleteReadError as exc:
             raw = exc.partial
             if not raw:
