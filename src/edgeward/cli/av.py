@@ -41,6 +41,7 @@ from edgeward.filters.agents.antivirus import Antivirus, message_items
 from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.ports import EngineStatus, ScanItem
 from edgeward.runtime_policy import build_scan_policy
+from edgeward.scanning.updates import signature_status
 from edgeward.scanning.walk import walk_message
 from edgeward.types import Action, Finding, Outcome
 
@@ -55,7 +56,11 @@ MAX_INPUT = 256 * 1024 * 1024
 def _statuses(config: Config) -> list[EngineStatus]:
     async def ask() -> list[EngineStatus]:
         policy = build_scan_policy(config)
-        return list(await asyncio.gather(*(e.scanner.status() for e in policy.engines)))
+        engines = list(await asyncio.gather(*(e.scanner.status() for e in policy.engines)))
+        # clamd's database age and the last 'av update' (stale past max_signature_age), once
+        # updates are configured or have run.
+        signatures = signature_status(config)
+        return engines + ([signatures] if signatures is not None else [])
 
     return asyncio.run(ask())
 

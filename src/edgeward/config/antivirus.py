@@ -22,6 +22,7 @@ Security: nothing here fails open unless the operator writes it (``on_unavailabl
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -174,6 +175,20 @@ class UpdatesConfig(_Section):
     clamd_conf: Path = Field(
         Path("/etc/clamav/clamd.conf"), description="clamd's configuration (its DatabaseDirectory is updated)"
     )
+    official_databases: bool = Field(
+        True,
+        description="Fetch ClamAV's signed main, daily and bytecode databases; off: custom ones only",
+    )
+    timeout: Duration = Field(900.0, gt=0, description="Time one freshclam run may take before it is stopped")
+
+    @field_validator("mirror", "custom_urls")
+    @classmethod
+    def _urls(cls, v: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        # Each URL becomes one line of the generated freshclam.conf: no line breaks, no spaces.
+        for url in (v,) if isinstance(v, str) else v:
+            if url and not re.fullmatch(r"(https?|file)://[\x21-\x7e]+", url):
+                raise ValueError(f"expected an http(s):// or file:// URL without spaces, found {url!r}")
+        return v
 
 
 class AntivirusConfig(_Section):
