@@ -267,3 +267,16 @@ def test_no_parser_test_message_crashes_or_escapes_its_bounds() -> None:
         assert not any(d.startswith("walk failed") for _, d in walk.findings), name
         assert len(walk.items) <= limits.max_parts + limits.archive.max_members, name
         assert sum(len(i.data) for i in walk.items if "!" not in i.path) <= limits.max_decoded_bytes, name
+
+
+def test_a_part_without_header_or_blank_line_is_scanned_as_body() -> None:
+    encoded = base64.b64encode(EXE).decode()
+    data = raw_message("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",
+                       f"--B\n{encoded}\n--B--\n")  # fmt: skip
+    assert any(encoded.encode() in i.data for i in walk_message(data).items)
+
+
+def test_a_declared_type_without_subtype_reaches_the_filter() -> None:
+    data = raw_message("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",
+                       "--B\nContent-Type: x-internet-signup\n\n[signup]\n--B--\n")  # fmt: skip
+    assert any("x-internet-signup" in e.declared_types for e in walk_message(data).entries)
