@@ -300,7 +300,10 @@ class _Walker:
         for value in fields.get("content-disposition", []):
             found += parameters(value)[1].get("filename", [])
         found = list(dict.fromkeys(n for n in found if n))
-        if len(found) > 1:
+        # Names whose types disagree (harmless.pdf / payload.exe); one name with and one without
+        # an extension (Thunderbird's OpenPGP_signature.asc / OpenPGP_signature) is no trick.
+        suffixes = {n.rsplit(".", 1)[-1].lower() for n in found if "." in n}
+        if len(suffixes) > 1:
             shown = " / ".join(names.escape(n, 60) for n in found[:3])
             self.walk.finding("MIME_AMBIGUOUS", f"part {ctx.number or 0}: file names {shown}")
         number = ctx.number or "1"
