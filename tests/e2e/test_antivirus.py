@@ -9,6 +9,7 @@ and mail flows again once clamd is back, without restarting the gateway.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import shutil
@@ -280,3 +281,31 @@ def _av_status(config: Path) -> tuple[int, str]:
     out = subprocess.run([sys.executable, "-m", "edgeward", "av", "status", "-c", str(config), "--json"],
                          capture_output=True, text=True, timeout=120)  # fmt: skip
     return out.returncode, out.stdout
+
+
+@pytest.mark.parametrize("require", ["any", "all"])
+def test_the_bias_over_clamd_and_a_hash_list(
+    require: str, workdir: Path, sink: SmtpSink, clamd: Clamd
+) -> None:
+    # Two real engines: clamd and the SHA-256 list. With clamd down, "any" is met by the list
+    # alone (a listed file is still refused), "all" is not (451 for everything).
+    listed = b"a file only the hash list knows\n"
+    hashes = workdir / "hashes.txt"
+    hashes.write_text(f"{hashlib.sha256(listed).hexdigest()} Edgeward-Listed-File\n")
+    port = free_port()
+    config = _config(workdir, port, sink, clamd, require=require, hashes={"file": str(hashes)},
+                     office={"enabled": False})  # fmt: skip
+    attachment = _attached("listed", listed, "a.bin", "application", "octet-stream")
+    with InProcessGateway(config):
+        code, text = _send(port, attachment)
+        assert (code, text) == (550, b"5.7.1 Virus found: Edgeward-Listed-File (2/a.bin)")
+        clamd.kill()
+        clean_reply = _send(port, _clean(5))
+        listed_reply = _send(port, attachment)
+        delivered = sink.wait_for(1) if require == "any" else []
+    if require == "any":
+        assert clean_reply[0] == 250 and listed_reply[0] == 550
+        assert b"part 5" in delivered[0]
+    else:
+        assert clean_reply[0] == 451 and listed_reply[0] == 550  # a hit is refused even so
+        assert sink.messages() == []
