@@ -5,8 +5,8 @@ SMTP delivery client) and wires them together. Everything below it receives its 
 as arguments, which is what lets tests assemble the same parts with fakes or real servers.
 
 Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners
-(the background loops, queue manager, certificate upkeep, quarantine retention and the
-site-learning worker, run under a
+(the background loops, queue manager, certificate upkeep, quarantine retention, signature
+updates and the site-learning worker, run under a
 ``TaskSupervisor`` that logs and restarts any that dies);
 ``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
 touching running ones; ``stop`` (SIGTERM) stops accepting, tells idle sessions ``421 4.3.2``,
@@ -37,6 +37,7 @@ from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
 from edgeward.errors import ConfigError
+from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.connection import IpLists
 from edgeward.filters.base import Stage, StageContext
 from edgeward.logs.agentlog import AgentLog
@@ -53,6 +54,9 @@ from edgeward.runtime_policy import build_learner as build_learner
 from edgeward.runtime_policy import build_policy as build_policy
 from edgeward.runtime_policy import content_state_path as content_state_path
 from edgeward.runtime_policy import data_paths as data_paths
+from edgeward.scanning.hashlist import HashListEngine
+from edgeward.scanning.updates import Reloadable, run_updates
+from edgeward.scanning.yara_engine import YaraEngine
 from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
@@ -274,7 +278,23 @@ class Gateway:
                     self._quarantine_expired,
                 ),
             )
+            self._start_signature_updates()
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
+
+    def _start_signature_updates(self) -> None:
+        """freshclam every [antivirus.updates] interval, only where a mirror is set (without one,
+        the host's own freshclam service is the usual updater and two would race)."""
+        up = self.config.antivirus.updates
+        if self.config.antivirus.enabled and up.mirror and up.interval > 0:
+            self.tasks.start("signature-update", lambda: run_updates(lambda: self.config, self._scan_engines))
+
+    def _scan_engines(self) -> list[Reloadable]:
+        """The running engines with rules or lists of their own to reload (YARA, hash list)."""
+        if self._env is None:
+            return []
+        agents = self._env[0].policy.pipeline.agents
+        scanners = [e.scanner for a in agents if isinstance(a, Antivirus) for e in a.policy.engines]
+        return [s for s in scanners if isinstance(s, (YaraEngine, HashListEngine))]
 
     async def _open_policy_store(self) -> None:
         """Open the policy store and start its upkeep; a store that cannot open is retried on
@@ -370,7 +390,8 @@ class Gateway:
         grace = self.config.server.shutdown_grace
         self.tasks.retire()
         await self.tasks.cancel(
-            "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh"
+            "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
+            "signature-update",
         )
         if self.receive:
             await self.listener.stop_accepting()

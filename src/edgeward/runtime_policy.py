@@ -19,6 +19,8 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
+from edgeward.filters.agents.antivirus import Antivirus
+from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
@@ -45,10 +47,17 @@ from edgeward.filters.scoring import ScoreTable, Thresholds
 from edgeward.filters.transforms import Transform, Transforms
 from edgeward.filters.transforms.arcseal import ArcSeal
 from edgeward.filters.transforms.stamps import Stamps
+from edgeward.filters.transforms.strip import StripAttachments
 from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
+from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
+from edgeward.scanning.clamd import ClamdScanner
+from edgeward.scanning.hashlist import HashListEngine
+from edgeward.scanning.office import OfficeEngine
+from edgeward.scanning.policy import Engine, MultiEnginePolicy
+from edgeward.scanning.yara_engine import YaraEngine
 
 log = logging.getLogger("edgeward.runtime")
 
@@ -148,6 +157,10 @@ def build_agents(
         agents.append(FromHeader(config.agents.from_header))
     if config.dmarc.enabled and dns is not None:
         agents.append(_sender_auth_agent(config, dns))
+    if config.antivirus.enabled:
+        agents.append(Antivirus(build_scan_policy(config), config.antivirus))
+    if config.attachments.enabled:
+        agents.append(AttachmentFilter(config.attachments))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
@@ -225,8 +238,14 @@ def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
 
 
 def _transforms(config: Config) -> list[Transform]:
-    """The stamps, then the ARC seal when ``[arc]`` configures one (it seals what the stamps wrote)."""
+    """The stamps, attachment stripping, then the ARC seal when ``[arc]`` configures one (it seals
+    the message as it leaves)."""
     chain: list[Transform] = [Stamps()]
+    if config.attachments.enabled and config.attachments.action == "strip":
+        store = functools.cache(
+            lambda: QuarantineStore(data_paths(config)["quarantine"], fsync=config.queue.fsync)
+        )
+        chain.append(StripAttachments(config.attachments, store, observe_only=config.agents.observe_only))
     arc = config.arc
     if arc.seal_domain and arc.seal_key is not None:
         try:
@@ -264,4 +283,42 @@ def build_policy(
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
         listeners=[a for a in agents if isinstance(a, SenderReputation | SiteLearning)],
+        walk_limits=walk_limits(config.attachments),
     )
+
+
+def build_scan_policy(config: Config) -> MultiEnginePolicy:
+    """The enabled scan engines of ``[antivirus]`` under its bias, for the agent and ``av``."""
+    av = config.antivirus
+    # An engine outliving the agent's time limit would answer 451 4.3.0 (agent failure) where
+    # the scan policy should say 451 4.7.0 (scanner unavailable).
+    cap = config.agents.timeout * 0.9
+    engines: list[Engine] = []
+    if av.clamd.enabled:
+        timeout = min(av.clamd.timeout, cap)
+        if timeout < av.clamd.timeout:
+            log.warning("antivirus.clamd.timeout is cut to 90%% of agents.timeout (%gs)", cap)
+        clamd = ClamdScanner(
+            av.clamd.address, timeout=timeout, chunk_size=av.clamd.chunk_size, max_stream=av.clamd.max_stream
+        )
+        engines.append(Engine(clamd, timeout, av.clamd.required))
+    engines.extend(build_file_engines(config, cap))
+    return MultiEnginePolicy(engines, av.require)
+
+
+def build_file_engines(config: Config, cap: float) -> list[Engine]:
+    """YARA, the Office analysis and the hash list, as [antivirus] enables them."""
+    av = config.antivirus
+    engines: list[Engine] = []
+    if av.yara.enabled:
+        timeout = min(av.yara.timeout, cap)
+        yara = YaraEngine(config.resolve(av.yara.rules_dir), timeout=timeout)
+        engines.append(Engine(yara, timeout, av.yara.required))
+    if av.office.enabled:
+        timeout = min(av.office.timeout, cap)
+        # The pool's own limit kills a worker just before the policy stops waiting for it.
+        office = OfficeEngine(timeout=timeout * 0.95, workers=av.office.workers)
+        engines.append(Engine(office, timeout, av.office.required))
+    if av.hashes.file is not None:
+        engines.append(Engine(HashListEngine(config.resolve(av.hashes.file)), cap, av.hashes.required))
+    return engines

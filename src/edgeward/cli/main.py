@@ -21,6 +21,8 @@ from rich.text import Text
 
 from edgeward import __version__
 from edgeward.cli.antispam import antispam_app
+from edgeward.cli.av import av_app
+from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
 from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.quarantine import quarantine_app
@@ -48,6 +50,7 @@ app.add_typer(quarantine_app, name="quarantine", help="Quarantined messages: lis
 app.add_typer(
     user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."
 )
+app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from edgeward.config.antivirus import AntivirusConfig
+from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -614,8 +616,8 @@ class GreylistConfig(_Section):
 AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
-    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "content-filter",
-    "protocol-analysis", "sender-reputation", "greylisting", "site-learning",
+    "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "antivirus", "attachment-filter",
+    "content-filter", "protocol-analysis", "sender-reputation", "greylisting", "site-learning",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -876,12 +878,14 @@ class Config(_Section):
     spf: SpfConfig = SpfConfig()
     dmarc: DmarcConfig = DmarcConfig()
     arc: ArcConfig = ArcConfig()
+    attachments: AttachmentsConfig = AttachmentsConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",
     )
     logging: LoggingConfig = LoggingConfig()
     learning: LearningConfig = LearningConfig()
+    antivirus: AntivirusConfig = AntivirusConfig()
 
     @model_validator(mode="after")
     def _names(self) -> Config:

@@ -136,6 +136,45 @@ _TABLE: dict[str, ScoreDefinition] = {
     "SPAM_REPORT": ScoreDefinition(0.0, "a local user's spam report: the message it carries is learned"),
     "SPAM_REPORT_OUTSIDER": ScoreDefinition(0.0, "mail to the spam-report address from outside: ignored"),
     "TRAP_HIT": ScoreDefinition(0.0, _HARD.format("site-learning (mail to a trap address is discarded)")),
+    # The scanning walk and the attachment filter (issue 10). A walk cut short by a bound left
+    # content unscanned: its findings reach the default reject threshold (7) on their own, so such
+    # mail is never passed as clean even where no agent refuses it (attachment-filter does, 554).
+    "MIME_TOO_DEEP": ScoreDefinition(7.0, "MIME nesting deeper than the bound: the rest not scanned"),
+    "MIME_TOO_MANY_PARTS": ScoreDefinition(7.0, "more MIME parts than the bound: the rest not scanned"),
+    "MIME_TOO_LARGE": ScoreDefinition(7.0, "more decoded content than the bound: the rest not scanned"),
+    "MIME_DECODE_ERROR": ScoreDefinition(1.0, "a part's structure or transfer encoding was malformed"),
+    "MIME_AMBIGUOUS": ScoreDefinition(
+        2.0, "parsers could read the message two ways (two Content-Types, boundaries or file names)"
+    ),
+    "ARCHIVE_BOMB": ScoreDefinition(7.0, "an archive expands past the bounds (overlap, ratio, size, count)"),
+    "ARCHIVE_TOO_DEEP": ScoreDefinition(7.0, "archives nested deeper than the bound: the rest not scanned"),
+    "ARCHIVE_ENCRYPTED": ScoreDefinition(3.0, "an encrypted archive or Office document: not scannable"),
+    "ARCHIVE_CORRUPT": ScoreDefinition(2.0, "an archive could not be read (malformed or unsupported method)"),
+    "ATTACH_NAME_HOSTILE": ScoreDefinition(
+        3.0, "a file name with ../, an absolute path, NUL, control or bidi characters, or over 255 characters"
+    ),
+    "ATTACH_TYPE_MISMATCH": ScoreDefinition(3.0, "a program (by content) named or typed as something else"),
+    # Anti-virus (issue 10): hard decisions of the antivirus agent.
+    "AV_INFECTED": ScoreDefinition(0.0, _HARD.format("antivirus (550 5.7.1 naming the virus)")),
+    "AV_UNAVAILABLE": ScoreDefinition(0.0, "a scan engine did not answer (451 4.7.0 if the bias is missed)"),
+    "AV_UNSCANNABLE": ScoreDefinition(0.0, "an item is larger than a scan engine takes (552 5.3.4)"),
+    # Scan engines: YARA, Office/RTF analysis, the SHA-256 list (issue 10). A YARA or hash-list hit
+    # is an infection the anti-virus agent acts on ([antivirus] action), so it weighs 0; the
+    # Office findings weigh what they say about intent, for when [antivirus.office] scores them.
+    "AV_YARA_MATCH": ScoreDefinition(0.0, "a YARA rule matched an item (the rule name is the signature)"),
+    "AV_HASH_BLOCKED": ScoreDefinition(0.0, "an item's SHA-256 is on the hash block list"),
+    "AV_MACRO": ScoreDefinition(2.0, "an Office document carries VBA macros"),
+    "AV_MACRO_AUTOEXEC": ScoreDefinition(5.0, "VBA that runs by itself on open, close or a control event"),
+    "AV_MACRO_SUSPICIOUS": ScoreDefinition(3.0, "VBA calls what droppers call (Shell, CreateObject ...)"),
+    "AV_XLM_MACRO": ScoreDefinition(5.0, "an Excel 4 (XLM) macro sheet, a common malware dropper"),
+    "AV_DDE": ScoreDefinition(5.0, "a DDE field or link that can start a program (Word, Excel, RTF, CSV)"),
+    "AV_OLE_OBJECT": ScoreDefinition(2.0, "an embedded OLE object or package (a file hidden in a document)"),
+    "AV_EXTERNAL_REFERENCE": ScoreDefinition(
+        5.0, "a document loads remote content: a template, object or frame, or an mhtml:/ms-msdt: target"
+    ),
+    "ATTACH_BLOCKED": ScoreDefinition(
+        0.0, _HARD.format("attachment-filter (strip, 550 5.7.1 or silent delete, as [attachments] says)")
+    ),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

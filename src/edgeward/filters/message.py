@@ -3,30 +3,42 @@
 The header block is parsed by the session for the trace header and the queue record anyway;
 the MIME tree (``content.mime``, bounded in depth, parts and size) is parsed on first use, so a
 pipeline whose agents only read headers never pays for it, and one with several content agents
-(classifier, anti-virus, attachment filter) pays once.
+(classifier, anti-virus, attachment filter) pays once. The scanning walk (``scanning.walk``:
+every leaf decoded, archives unpacked, for the scan engines and the attachment filter) is
+cached the same way, and is the anti-virus and attachment agents' one walk of the message.
 """
 
 from __future__ import annotations
 
 from edgeward.content.mime import ParsedMessage, parse_message
 from edgeward.headers import HeaderBlock
+from edgeward.scanning.walk import Walk, WalkLimits, walk_message
 
 
 class MessageView:
     """The raw bytes, the header block and (lazily) the MIME tree of one message."""
 
-    __slots__ = ("_mime", "data", "headers")
+    __slots__ = ("_mime", "_walk", "data", "headers", "walk_limits")
 
-    def __init__(self, data: bytes, headers: HeaderBlock) -> None:
+    def __init__(self, data: bytes, headers: HeaderBlock, walk_limits: WalkLimits | None = None) -> None:
         self.data = data
         self.headers = headers
+        self.walk_limits = walk_limits
         self._mime: ParsedMessage | None = None
+        self._walk: Walk | None = None
 
     @property
     def mime(self) -> ParsedMessage:
         if self._mime is None:
             self._mime = parse_message(self.data)
         return self._mime
+
+    @property
+    def walk(self) -> Walk:
+        """The scanning walk, made on first use (``walk_limits``, or the defaults)."""
+        if self._walk is None:
+            self._walk = walk_message(self.data, self.walk_limits)
+        return self._walk
 
     @property
     def parsed(self) -> bool:

@@ -25,6 +25,7 @@ from edgeward.filters.pipeline import Pipeline
 from edgeward.filters.scoring import Thresholds
 from edgeward.filters.transforms import Transforms
 from edgeward.filters.verdict import Ledger, Verdict, decide
+from edgeward.scanning.walk import WalkLimits
 from edgeward.types import Action, Address, Finding, Reply
 
 log = logging.getLogger("edgeward.policy")
@@ -65,6 +66,7 @@ class Policy:
         postmaster: str = "",
         tarpit_max: float = 0.0,
         listeners: Sequence[VerdictListener] = (),
+        walk_limits: WalkLimits | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.thresholds = thresholds
@@ -74,6 +76,8 @@ class Policy:
         # Protocol findings lengthen the tarpit up to this (0: it never grows past the interval).
         self.tarpit_max = tarpit_max
         self.listeners = tuple(listeners)
+        # The bounds of the one MIME walk per message the content agents share (MessageView.walk).
+        self.walk_limits = walk_limits
 
     async def exemption(self, ctx: StageContext) -> str:
         ex = self.exemptions

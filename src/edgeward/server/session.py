@@ -395,13 +395,14 @@ class Session:
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
             recipients=tuple(tx.rcpts), data=data, headers=headers, msg_id=msg_id,
-            message=MessageView(data, headers),
+            message=MessageView(data, headers, policy.walk_limits),
         )  # fmt: skip
         verdict = await policy.end_of_data(ctx, self.ledger)
         self.ledger.new_transaction()
         self._closing = verdict.action is Action.DISCONNECT
         accepted = Accepted(
-            msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8
+            msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8,
+            tx.mail_from,
         )
         final = data if verdict.refused else policy.transforms.accepted(data, accepted)
         return await dispose(self.env, verdict, msg_id, tx, final, headers, self.info)

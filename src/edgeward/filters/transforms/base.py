@@ -21,6 +21,7 @@ class Accepted:
     verdict: Verdict
     tls_active: bool = False
     smtputf8: bool = False
+    mail_from: Address | None = None  # the envelope sender (for the quarantine of a changed message)
 
 
 class Transform(Protocol):

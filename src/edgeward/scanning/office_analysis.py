@@ -1,0 +1,377 @@
+"""The Office and RTF analysis of one document with oletools, in memory.
+
+:func:`analyze` takes the bytes of one item and returns ``(finding, signature)`` pairs. It
+runs in a worker process of :mod:`edgeward.scanning.office` (oletools is pure Python and a
+thread running it cannot be stopped), so it may take its time and may fail: it never raises
+on garbage, and a hostile document's worst is to be killed at the time limit.
+
+What is looked at, by container (read from the content, never from the file name alone):
+
+- **OLE2** (.doc, .xls, .ppt and encrypted OOXML): VBA (olevba), XLM macro sheets (olevba's
+  BIFF reader), DDE (msodde's Word field and Excel SupBook readers), embedded objects
+  (``\\x01Ole10Native`` packages and the ``ObjectPool``/``MBD`` storages of embedded objects).
+- **OOXML** (a zip with ``[Content_Types].xml``): VBA projects, DDE fields and ``ddeLink``s
+  (msodde), embedded OLE files (oleobj), remote templates and URL-handler targets and macro
+  sheets (:mod:`edgeward.scanning.ooxml`). A zip without ``[Content_Types].xml`` is an
+  archive: the MIME walk unpacks it, not this.
+- **RTF**: embedded objects (rtfobj) and DDE fields (msodde).
+- **Word/Excel 2003 XML, Flat OPC, MHTML, SYLK**: VBA and XLM (olevba).
+- **CSV** (by its declared or true type): DDE formulas (``=cmd|'/c calc'!A1``).
+
+Encryption: an encrypted OLE document is first tried with the passwords Office itself opens
+without asking (Excel's ``VelvetSweatshop`` and oletools' list), which malware uses to hide
+macros from scanners; what opens is analysed like any document. One that does not open is
+``ARCHIVE_ENCRYPTED`` (the MIME walk reports encrypted zips; it cannot see inside an OLE
+file, so an encrypted Office document is this analysis' to report).
+
+Findings (weights in ``config/scores.py``): ``AV_MACRO`` (any VBA), ``AV_MACRO_AUTOEXEC``
+(olevba's auto-exec keywords, signature the keyword), ``AV_MACRO_SUSPICIOUS`` (olevba's
+suspicious keywords; its "Hex Strings" and "Base64 Strings" counts are left out, because
+benign macros are full of colour constants and encoded resources), ``AV_XLM_MACRO``,
+``AV_DDE``, ``AV_OLE_OBJECT``, ``AV_EXTERNAL_REFERENCE``, ``ARCHIVE_ENCRYPTED``.
+
+Security: the XML readers oletools uses are replaced by defusedxml's before any parsing
+(:func:`harden_xml`); nothing is written to disk; signatures are cut to printable ASCII.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+import types
+import warnings
+import zipfile
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import olefile
+from defusedxml import ElementTree as SafeET
+
+from edgeward.scanning.ooxml import inspect_package, is_office_package
+
+with warnings.catch_warnings():
+    # oletools 0.60.2 calls pyparsing's pre-3.0 names, which pyparsing 3.3 warns about on import.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from oletools import crypto, msodde, oleobj, ooxml, rtfobj
+    from oletools import olevba as olevba_mod
+    from oletools.olevba import VBA_Parser
+
+__all__ = ["analyze", "harden_xml", "sniff"]
+
+log = logging.getLogger("edgeward.scanning.office")
+
+Finding = tuple[str, str]
+MAX_SIGNATURE = 200
+MAX_FINDINGS = 50
+MAX_NESTING = 2  # encrypted inside encrypted: oletools' own limit is 10; two is plenty for mail
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
+_NOISE = frozenset({"Hex Strings", "Base64 Strings", "Dridex Strings", "VBA obfuscated Strings"})
+_RTF = b"{\\rt"
+_OLE = olefile.MAGIC
+_ZIP = b"PK\x03\x04"
+
+
+def harden_xml() -> None:
+    """Make oletools parse XML with defusedxml and read OOXML from memory (idempotent).
+
+    oletools reads XML through ``xml.etree`` (``ooxml.iterparse``, ``olevba.fromstring``); the
+    standard library does not resolve external entities but still expands internal ones.
+    msodde builds its own ``ooxml.XmlParser`` from a path; it is handed a reader over bytes
+    instead (:class:`_MemoryXmlParser` passes through, any other argument is left alone).
+    """
+    shim = types.SimpleNamespace(
+        iterparse=SafeET.iterparse, fromstring=SafeET.fromstring, ParseError=SafeET.ParseError
+    )
+    ooxml.ET = shim
+    olevba_mod.ET = shim
+    if not isinstance(msodde.ooxml, types.SimpleNamespace):
+        real = ooxml.XmlParser
+
+        def parser_for(source: Any) -> Any:
+            return source if isinstance(source, _MemoryXmlParser) else real(source)
+
+        msodde.ooxml = types.SimpleNamespace(**{**vars(ooxml), "XmlParser": parser_for})
+    # oletools logs every oddity of a hostile file at WARNING or above, one line per stream.
+    for name in ("olevba", "msodde", "oleobj", "rtfobj", "ooxml", "crypto", "xls_parser", "ftguess"):
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    logging.getLogger("olefile").setLevel(logging.CRITICAL + 1)
+
+
+def sniff(data: bytes, declared_type: str = "", true_type: str = "", name: str = "") -> str | None:
+    """The container kind to analyse, or None when the item is no Office or RTF document."""
+    head = data[:8]
+    if head.startswith(_OLE):
+        return "ole"
+    if head.startswith(_ZIP):
+        return "zip"
+    if head.startswith(_RTF):
+        return "rtf"
+    if head.startswith(b"ID;"):
+        return "slk"
+    start = data[:4096].lstrip().lower()
+    if start.startswith(b"<?xml") and (b"<?mso-application" in start or b"xmlpackage" in start):
+        return "xml"
+    if b"mime-version" in start[:1024] and b"multipart" in start:
+        return "mht"
+    types_ = (declared_type.lower(), true_type.lower())
+    if "text/csv" in types_ or name.lower().endswith(".csv"):
+        return "csv"
+    return None
+
+
+def _clean(text: object) -> str:
+    return _UNPRINTABLE.sub("?", str(text))[:MAX_SIGNATURE]
+
+
+def _quietly(step: Callable[[], Iterator[Finding]]) -> list[Finding]:
+    """Run one step; a document a step cannot read simply gives that step nothing.
+
+    Running out of memory is not "nothing": it is raised, so the item counts as unanswered
+    rather than as a document whose macros were not found."""
+    try:
+        return list(step())
+    except MemoryError:
+        raise
+    except Exception as exc:  # oletools raises anything on malformed input
+        log.debug("office analysis step %s failed: %s", getattr(step, "__name__", step), exc)
+        return []
+
+
+def _vba(data: bytes, name: str) -> Iterator[Finding]:
+    parser = VBA_Parser(name or "item", data=data)
+    try:
+        if parser.type == olevba_mod.TYPE_TEXT:
+            return  # plain text "VBA source": keywords in prose are not macros
+        if parser.detect_vba_macros():
+            yield "AV_MACRO", "vba"
+        xlm = parser.detect_xlm_macros()
+        if xlm:
+            yield "AV_XLM_MACRO", "xlm"
+        if parser.contains_vba_macros or xlm:
+            for kind, keyword, _ in parser.analyze_macros() or ():
+                if kind == "AutoExec":
+                    yield "AV_MACRO_AUTOEXEC", _clean(keyword)
+                elif kind == "Suspicious" and keyword not in _NOISE and keyword != "XLM macro":
+                    yield "AV_MACRO_SUSPICIOUS", _clean(keyword)
+    finally:
+        parser.close()
+
+
+def _dde_lines(text: str) -> Iterator[Finding]:
+    for line in text.splitlines():
+        if line.strip():
+            yield "AV_DDE", _clean(line.strip())
+
+
+def _dde_ole(data: bytes) -> Iterator[Finding]:
+    if msodde.xls_parser.is_xls(data):
+        yield from _dde_lines(msodde.process_xls(data))
+    elif not msodde.is_ppt(data):
+        with olefile.OleFileIO(data, path_encoding=None) as ole:
+            fields = msodde.process_doc(ole)
+        # Fields of a UTF-16 document come back with a NUL after every character.
+        lines = (f.replace("\x00", "") for f in fields.splitlines())
+        yield from _dde_lines("\n".join(f for f in lines if msodde.FIELD_DDE_REGEX.match(f)))
+
+
+class _MemoryXmlParser(ooxml.XmlParser):  # type: ignore[misc]
+    """oletools' OOXML reader over bytes: its own opens single XML files by path."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        super().__init__(io.BytesIO(data))
+
+    def is_single_xml(self) -> bool:
+        return not zipfile.is_zipfile(io.BytesIO(self._data))
+
+    def iter_files(self, args: Any = None) -> Iterator[tuple[str | None, Any]]:
+        if self.is_single_xml():
+            yield None, io.BytesIO(self._data)
+            self.did_iter_all = True
+        else:
+            yield from super().iter_files(args)
+
+
+def _doctype(data: bytes) -> str | None:
+    # ooxml.get_type opens a single XML file by path; its test for one is this regex.
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        return str(ooxml.get_type(io.BytesIO(data)))
+    match = re.search(ooxml.OFFICE_XML_PROGID_REGEX, data[:1024].decode("utf-8", "replace"))
+    if match is None:
+        return None
+    prog_id = match.group(1)
+    if prog_id == ooxml.WORD_XML_PROG_ID:
+        return str(ooxml.DOCTYPE_WORD_XML)
+    return str(ooxml.DOCTYPE_EXCEL_XML) if prog_id == ooxml.EXCEL_XML_PROG_ID else None
+
+
+def _dde_xml(data: bytes) -> Iterator[Finding]:
+    doctype = _doctype(data)
+    if doctype == ooxml.DOCTYPE_EXCEL:
+        yield from _dde_lines(msodde.process_xlsx(_MemoryXmlParser(data)))
+    elif doctype in (ooxml.DOCTYPE_EXCEL_XML, ooxml.DOCTYPE_EXCEL_XML2003):
+        yield from _dde_lines(msodde.process_excel_xml(_MemoryXmlParser(data)))
+    elif doctype is not None:
+        mode = msodde.FIELD_FILTER_DDE
+        yield from _dde_lines(msodde.process_docx(_MemoryXmlParser(data), field_filter_mode=mode))
+
+
+def _dde_rtf(data: bytes) -> Iterator[Finding]:
+    text = msodde.process_rtf(io.BytesIO(data[len(msodde.RTF_START) :]), msodde.FIELD_FILTER_DDE)
+    yield from _dde_lines(text)
+
+
+def _csv_cells(text: str, delimiters: str) -> list[str]:
+    try:
+        results, dialect = msodde.process_csv_dialect(io.StringIO(text, newline=""), delimiters)
+    except csv.Error:  # the sniffer gives up on text it cannot split
+        return []
+    return [str(r) for r in results] + [f"delimiter:{dialect.delimiter}"]
+
+
+def _dde_csv(data: bytes) -> Iterator[Finding]:
+    # msodde.process_csv reads a path; this is its search over text: the sniffed dialect, then,
+    # for a small file, every other delimiter and finally the start of the file as one cell.
+    text = data.decode("utf-8", errors="replace")
+    results = _csv_cells(text, msodde.CSV_DELIMITERS)
+    delimiter = results.pop()[len("delimiter:") :] if results else ""
+    if not results and len(data) < msodde.CSV_SMALL_THRESH:
+        for other in msodde.CSV_DELIMITERS.replace(delimiter, "") if delimiter else msodde.CSV_DELIMITERS:
+            results = _csv_cells(text, other)[:-1]
+            if results:
+                break
+        if not results:
+            match = msodde.CSV_DDE_FORMAT.match(text[: msodde.CSV_SMALL_THRESH])
+            results = [" ".join(match.groups()[:2])] if match else []
+    for result in results:
+        yield "AV_DDE", _clean(result)
+
+
+def _ole_objects(ole: Any, where: str) -> Iterator[Finding]:
+    for parts in ole.listdir(streams=True, storages=True):
+        if parts[-1].lower() == "\x01ole10native":
+            try:
+                native = oleobj.OleNativeStream(ole.openstream(parts))
+                label = native.filename or "unnamed"
+                yield "AV_OLE_OBJECT", _clean(f"package:{label}")
+            except Exception:
+                yield "AV_OLE_OBJECT", _clean(f"package:{'/'.join(parts)}")
+        elif len(parts) == 2 and (parts[0] == "ObjectPool" or parts[0].startswith("MBD")):
+            clsid = ole.getclsid(parts) if ole.exists(parts) else ""
+            yield "AV_OLE_OBJECT", _clean(f"embedded:{where}{'/'.join(parts)} {clsid}".strip())
+
+
+def _objects_ole(data: bytes) -> Iterator[Finding]:
+    if msodde.is_ppt(data):
+        # PowerPoint keeps embedded objects compressed inside its record stream.
+        for index, ole in enumerate(oleobj.find_ole_in_ppt(data)):
+            yield "AV_OLE_OBJECT", f"embedded:ppt-object-{index + 1}"
+            yield from _ole_objects(ole, f"ppt-object-{index + 1}/")
+    with olefile.OleFileIO(data) as ole:
+        yield from _ole_objects(ole, "")
+
+
+def _objects_zip(zf: zipfile.ZipFile) -> Iterator[Finding]:
+    for info in zf.infolist():
+        if "vbaproject" in info.filename.lower() or info.flag_bits & 0x1:
+            continue
+        with zf.open(info) as member:
+            if member.read(len(_OLE)) != _OLE:
+                continue
+        yield "AV_OLE_OBJECT", _clean(f"embedded:{info.filename}")
+        with zf.open(info) as member, olefile.OleFileIO(member) as ole:
+            yield from _ole_objects(ole, info.filename + "/")
+
+
+def _package(zf: zipfile.ZipFile) -> Iterator[Finding]:
+    facts = inspect_package(zf)
+    for kind, target in facts.external:
+        yield "AV_EXTERNAL_REFERENCE", _clean(f"{kind}:{target.strip()}")
+    if facts.macrosheets:
+        yield "AV_XLM_MACRO", _clean(f"macrosheet:{facts.macrosheets[0]}")
+
+
+def _objects_rtf(data: bytes) -> Iterator[Finding]:
+    parser = rtfobj.RtfObjParser(data)
+    parser.parse()
+    for obj in parser.objects:
+        if obj.is_package:
+            yield "AV_OLE_OBJECT", _clean(f"rtf-package:{obj.filename or 'unnamed'}")
+        elif obj.is_ole:
+            yield "AV_OLE_OBJECT", _clean(f"rtf-object:{obj.class_name.decode('latin-1', 'replace')}")
+        else:
+            yield "AV_OLE_OBJECT", "rtf-object:not well-formed"
+
+
+def _decrypt(data: bytes) -> bytes | None:
+    """The document opened with a password Office uses without asking, or None."""
+    import msoffcrypto
+
+    for number, password in enumerate(crypto.DEFAULT_PASSWORDS, start=1):
+        try:
+            office = msoffcrypto.OfficeFile(io.BytesIO(data))
+            office.load_key(password=password)
+            out = io.BytesIO()
+            office.decrypt(out)
+            return out.getvalue()
+        except Exception as exc:  # a wrong password and a broken file look alike here
+            log.debug("default password %d did not open the document: %s", number, exc)
+    return None
+
+
+def _is_encrypted(data: bytes) -> bool:
+    try:
+        with olefile.OleFileIO(data) as ole:
+            return bool(crypto.is_encrypted(ole))
+    except Exception:  # not a readable OLE file: the other steps say what they can
+        return False
+
+
+def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
+    found: list[Finding] = []
+    if kind == "ole":
+        if _is_encrypted(data):
+            plain = _decrypt(data) if nesting < MAX_NESTING else None
+            if plain is None:
+                return [("ARCHIVE_ENCRYPTED", "encrypted office document")]
+            inner = sniff(plain)
+            if inner is not None and plain != data:
+                found += _analyze(plain, name, inner, nesting + 1)
+            # RC4-encrypted .xls and .doc keep their VBA in the clear: still look.
+        found += _quietly(lambda: _vba(data, name))
+        found += _quietly(lambda: _dde_ole(data))
+        found += _quietly(lambda: _objects_ole(data))
+    elif kind == "zip":
+        try:
+            zf = zipfile.ZipFile(io.BytesIO(data))
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            return []
+        with zf:
+            if not is_office_package(zf):
+                return []
+            found += _quietly(lambda: _package(zf))
+            found += _quietly(lambda: _objects_zip(zf))
+        found += _quietly(lambda: _vba(data, name))
+        found += _quietly(lambda: _dde_xml(data))
+    elif kind == "rtf":
+        found += _quietly(lambda: _objects_rtf(data))
+        found += _quietly(lambda: _dde_rtf(data))
+    elif kind == "csv":
+        found += _quietly(lambda: _dde_csv(data))
+    else:  # 2003 XML, Flat OPC, MHTML, SYLK
+        found += _quietly(lambda: _vba(data, name))
+        if kind == "xml":
+            found += _quietly(lambda: _dde_xml(data))
+    return found
+
+
+def analyze(data: bytes, name: str = "", declared_type: str = "", true_type: str = "") -> list[Finding]:
+    """The findings of one item, each (finding, signature) once, at most ``MAX_FINDINGS``."""
+    harden_xml()
+    kind = sniff(data, declared_type, true_type, name)
+    if kind is None:
+        return []
+    unique = dict.fromkeys(_analyze(data, name, kind, 0))
+    return list(unique)[:MAX_FINDINGS]

@@ -1,0 +1,112 @@
+"""The multi-engine policy: Forefront's scan-engine bias over ``ports.Scanner``s.
+
+Every engine scans the same items at once, each under its own time limit, so the slowest
+engine, not the sum, sets the delay. The result says what was found, which engines answered and
+which did not (and why), and whether the answers are enough to call the message scanned:
+
+- the bias: ``all`` enabled engines answered, a ``majority`` (more than half) or ``any`` (at
+  least one); Forefront's "all engines / majority / any" with the same meaning;
+- an engine marked ``required`` must answer whatever the bias says;
+- no engines at all is never "scanned".
+
+Hits of the engines that answered always count, whether or not the bias was met: a virus one
+engine found is not made clean by another engine being down.
+
+Pure logic over the port: no sockets here, so the unit tests run it with ``FakeScanner``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from edgeward.ports import ScanEngineError, ScanHit, ScanItem, Scanner
+from edgeward.scanning import ItemTooLarge
+
+Bias = Literal["all", "majority", "any"]
+
+
+@dataclass(frozen=True, slots=True)
+class Engine:
+    """One engine as the policy runs it."""
+
+    scanner: Scanner
+    timeout: float
+    required: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.scanner.name
+
+
+@dataclass(frozen=True, slots=True)
+class EngineFailure:
+    engine: str
+    reason: str
+    too_large: bool = False  # the engine refused an item for its size: retrying will not help
+
+
+@dataclass(frozen=True, slots=True)
+class ScanReport:
+    """What the engines said about one message."""
+
+    hits: tuple[ScanHit, ...]
+    answered: tuple[str, ...]
+    failed: tuple[EngineFailure, ...]
+    scanned: bool  # the bias and every required engine are met
+
+    @property
+    def unscannable(self) -> bool:
+        """Unscanned only because items are too large for engines (no outage involved)."""
+        return not self.scanned and bool(self.failed) and all(f.too_large for f in self.failed)
+
+
+class MultiEnginePolicy:
+    """Run engines concurrently and judge their answers by the bias."""
+
+    def __init__(self, engines: Sequence[Engine], require: Bias = "all") -> None:
+        self.engines = tuple(engines)
+        self.require = require
+
+    async def scan(self, items: Sequence[ScanItem]) -> ScanReport:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(_run(engine, items)) for engine in self.engines]
+        hits: list[ScanHit] = []
+        answered: list[str] = []
+        failed: list[EngineFailure] = []
+        for engine, task in zip(self.engines, tasks, strict=True):
+            result = task.result()
+            if isinstance(result, EngineFailure):
+                failed.append(result)
+            else:
+                answered.append(engine.name)
+                hits.extend(result)
+        return ScanReport(tuple(hits), tuple(answered), tuple(failed), self._met(answered))
+
+    def _met(self, answered: Sequence[str]) -> bool:
+        total = len(self.engines)
+        if not answered or any(e.required and e.name not in answered for e in self.engines):
+            return False
+        if self.require == "all":
+            return len(answered) == total
+        if self.require == "majority":
+            return 2 * len(answered) > total
+        return True
+
+
+async def _run(engine: Engine, items: Sequence[ScanItem]) -> list[ScanHit] | EngineFailure:
+    """One engine's hits, or why it gave none; never raises (but for cancellation)."""
+    try:
+        async with asyncio.timeout(engine.timeout):
+            return list(await engine.scanner.scan(items))
+    except TimeoutError:
+        return EngineFailure(engine.name, f"no answer within {engine.timeout:g}s")
+    except ItemTooLarge as exc:
+        return EngineFailure(engine.name, str(exc), too_large=True)
+    except ScanEngineError as exc:
+        return EngineFailure(engine.name, str(exc))
+    except Exception as exc:
+        # A bug in one engine is that engine's outage, not the whole scan's crash.
+        return EngineFailure(engine.name, f"{type(exc).__name__}: {exc}")
