@@ -211,7 +211,7 @@ def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
 
 def _transforms(config: Config) -> list[Transform]:
     """The stamps, then the ARC seal when ``[arc]`` configures one (it seals what the stamps wrote)."""
-    chain: list[Transform] = [Stamps()]
+    chain: list[Transform] = [Stamps(exchange=config.stamps.exchange_organization)]
     arc = config.arc
     if arc.seal_domain and arc.seal_key is not None:
         try:

@@ -125,6 +125,12 @@ _TABLE: dict[str, ScoreDefinition] = {
     "GREYLIST_PASSED": ScoreDefinition(0.0, "a greylisted triplet retried in time and passed"),
     "GREYLIST_SKIPPED": ScoreDefinition(0.0, "greylisting did not apply; the detail says why"),
     "GREYLIST_TEMPERROR": ScoreDefinition(0.0, "the policy store failed; the recipient was not greylisted"),
+    # Phishing level (issue 9): judged by [policy] pcl_quarantine / pcl_reject, not by the total,
+    # so weight 0 keeps the SCL calibration of the total unchanged.
+    **{
+        f"PCL_{n}": ScoreDefinition(0.0, f"the content classifier rated the message phishing level PCL {n}")
+        for n in range(1, 9)
+    },
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)
