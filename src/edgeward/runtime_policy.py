@@ -159,7 +159,7 @@ def _spf_agent(config: Config, dns: DnsLookup) -> Agent:
     spf = config.spf
     return SpfAgent(
         dns, config.server.hostname, fail_action=spf.fail_action, temperror_action=spf.temperror_action,
-        time_limit=spf.time_limit,
+        time_limit=spf.time_limit, helo_check=spf.check_helo,
     )  # fmt: skip
 
 

@@ -509,6 +509,9 @@ class SpfConfig(_Section):
         "stamp", description="SPF temperror: 'stamp' (a finding only) or 'tempfail' (451 4.4.3 at MAIL)"
     )
     time_limit: Duration = Field(20.0, description="Time allowed for one whole SPF check (RFC 7208 4.6.4)")
+    check_helo: bool = Field(
+        True, description="Also check the HELO/EHLO name at HELO (SPF_HELO_* findings, RFC 7208 2.3)"
+    )
 
 
 class DmarcConfig(_Section):
