@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.auth.addresses import AccountAddresses
-from edgeward.config.schema import Config
+from edgeward.config.schema import AGENT_NAMES, Config
 from edgeward.content.classifier import SpamClassifier
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
@@ -250,3 +251,45 @@ def build_policy(
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
         listeners=[a for a in agents if isinstance(a, SenderReputation)],
     )
+
+
+# Agents that exist only with a policy store, and agents that lose a part without one.
+STORE_AGENTS = ("rate-limits", "safe-senders", "sender-reputation", "greylisting")
+STORE_PARTS = {
+    "sender-filter": "live sender block list",
+    "connection-filter": "live IP allow/block lists",
+    "recipient-filter": "live recipient block list",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ListedAgent:
+    """One row of ``edgeward agents list``: a built agent, or a store-backed one left out."""
+
+    name: str
+    agent: Agent | None
+    off: str = ""  # why it does not run ("no policy store")
+    without_store: str = ""  # the part of a built agent that is off without the store
+
+
+def pipeline_listing(config: Config, agents: Sequence[Agent], *, policy_store: bool) -> list[ListedAgent]:
+    """``agents`` in their order, with the store-backed agents ``build_agents`` left out for want
+    of a policy store put back in their place, so a listing never hides them."""
+    built = {a.name: a for a in agents}
+    cfg = config.agents
+    wanted = {
+        "rate-limits": True,
+        "safe-senders": True,
+        "sender-reputation": cfg.reputation.enabled,
+        "greylisting": cfg.greylist.enabled,
+    }
+    rows: list[ListedAgent] = []
+    for name in AGENT_NAMES:
+        if name in built:
+            part = "" if policy_store else STORE_PARTS.get(name, "")
+            rows.append(ListedAgent(name, built[name], without_store=part))
+        elif not policy_store and wanted.get(name) and name not in cfg.disabled:
+            rows.append(ListedAgent(name, None, off="no policy store"))
+    # Agents not in the catalogue (a test's own) keep their place at the end.
+    rows += [ListedAgent(a.name, a) for a in agents if a.name not in AGENT_NAMES]
+    return rows
