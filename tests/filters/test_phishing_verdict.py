@@ -20,7 +20,7 @@ from edgeward.filters.scoring import Thresholds
 from edgeward.filters.transforms.internal import strip_internal
 from edgeward.filters.transforms.stamps import exchange_scl, stamp_headers
 from edgeward.filters.verdict import Ledger, Verdict, decide, phishing_level
-from edgeward.types import Action, Finding, Outcome, Peer
+from edgeward.types import Action, Finding, Outcome, Peer, Reply
 
 
 def _ledger(*findings: Finding) -> tuple[Ledger, StageResult]:
@@ -53,7 +53,7 @@ def test_the_more_severe_rule_wins_and_the_spam_rule_on_a_tie() -> None:
     strict = Thresholds.from_config(Config(policy={"pcl_reject": 8, "quarantine": 4}))
     phish_reject = decide(*_ledger(_f("SCL_5", 5), _f("PCL_8")), strict)
     assert (phish_reject.action, phish_reject.decided_by) == (Action.REJECT, "phishing pcl_reject 8 (PCL 8)")
-    assert phish_reject.reply is not None and phish_reject.reply.code == 550
+    assert phish_reject.reply == Reply(550, "5.7.1", "Message rejected as suspected phishing")
     tie = decide(*_ledger(_f("SCL_5", 5), _f("PCL_7")), strict)
     assert (tie.action, tie.decided_by) == (Action.QUARANTINE, "threshold quarantine 4 (total 5)")
 

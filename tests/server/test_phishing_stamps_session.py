@@ -139,7 +139,7 @@ async def test_a_phishing_message_at_pcl_reject_is_refused_and_track_why_names_t
     # The spam total alone would not refuse it here: phishing decides on its own level.
     port = await serve({"policy": {"reject": "off", "pcl_reject": 8}})
     reply = await _send(port, PHISH)
-    assert reply == b"550 5.7.1 Message rejected as spam by Content Filtering\r\n"
+    assert reply == b"550 5.7.1 Message rejected as suspected phishing\r\n"
     [refusal] = search(log, event="REJECT")
     assert refusal["decided_by"] == "phishing pcl_reject 8 (PCL 8)"
     out = CliRunner().invoke(track_app, ["why", str(refusal["msg_id"]), "--log-dir", str(log)])

@@ -32,6 +32,8 @@ from edgeward.filters.scoring import TEMPFAILED, ThresholdHit, Thresholds, sever
 from edgeward.types import Action, Finding, Reply
 
 _SESSION_STAGES = (Stage.CONNECT, Stage.HELO)
+# A phishing refusal says so: an honest sender whose mail looked like a lure learns why.
+PHISHING_REJECTED = Reply(550, "5.7.1", "Message rejected as suspected phishing")
 
 
 @dataclass(slots=True)
@@ -133,5 +135,6 @@ def decide(
     if observe_only:
         return Verdict(Action.CONTINUE, None, findings, headers, score, f"observe-only: would {rule}")
     flagged = thresholds.flagged(score)
-    reply = {Action.REJECT: thresholds.rejection, Action.TEMPFAIL: TEMPFAILED}.get(hit.action)
+    rejection = PHISHING_REJECTED if hit.name.startswith("pcl_") else thresholds.rejection
+    reply = {Action.REJECT: rejection, Action.TEMPFAIL: TEMPFAILED}.get(hit.action)
     return Verdict(hit.action, reply, findings, headers, score, rule, flagged=flagged)
