@@ -11,10 +11,11 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.auth.addresses import AccountAddresses
-from edgeward.config.schema import Config
+from edgeward.config.schema import AGENT_NAMES, Config
 from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
@@ -187,7 +188,7 @@ def _spf_agent(config: Config, dns: DnsLookup) -> Agent:
     spf = config.spf
     return SpfAgent(
         dns, config.server.hostname, fail_action=spf.fail_action, temperror_action=spf.temperror_action,
-        time_limit=spf.time_limit,
+        time_limit=spf.time_limit, helo_check=spf.check_helo,
     )  # fmt: skip
 
 
@@ -240,7 +241,7 @@ def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
 def _transforms(config: Config) -> list[Transform]:
     """The stamps, attachment stripping, then the ARC seal when ``[arc]`` configures one (it seals
     the message as it leaves)."""
-    chain: list[Transform] = [Stamps()]
+    chain: list[Transform] = [Stamps(exchange=config.stamps.exchange_organization)]
     if config.attachments.enabled and config.attachments.action == "strip":
         store = functools.cache(
             lambda: QuarantineStore(data_paths(config)["quarantine"], fsync=config.queue.fsync)
@@ -322,3 +323,45 @@ def build_file_engines(config: Config, cap: float) -> list[Engine]:
     if av.hashes.file is not None:
         engines.append(Engine(HashListEngine(config.resolve(av.hashes.file)), cap, av.hashes.required))
     return engines
+
+
+# Agents that exist only with a policy store, and agents that lose a part without one.
+STORE_AGENTS = ("rate-limits", "safe-senders", "sender-reputation", "greylisting")
+STORE_PARTS = {
+    "sender-filter": "live sender block list",
+    "connection-filter": "live IP allow/block lists",
+    "recipient-filter": "live recipient block list",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ListedAgent:
+    """One row of ``edgeward agents list``: a built agent, or a store-backed one left out."""
+
+    name: str
+    agent: Agent | None
+    off: str = ""  # why it does not run ("no policy store")
+    without_store: str = ""  # the part of a built agent that is off without the store
+
+
+def pipeline_listing(config: Config, agents: Sequence[Agent], *, policy_store: bool) -> list[ListedAgent]:
+    """``agents`` in their order, with the store-backed agents ``build_agents`` left out for want
+    of a policy store put back in their place, so a listing never hides them."""
+    built = {a.name: a for a in agents}
+    cfg = config.agents
+    wanted = {
+        "rate-limits": True,
+        "safe-senders": True,
+        "sender-reputation": cfg.reputation.enabled,
+        "greylisting": cfg.greylist.enabled,
+    }
+    rows: list[ListedAgent] = []
+    for name in AGENT_NAMES:
+        if name in built:
+            part = "" if policy_store else STORE_PARTS.get(name, "")
+            rows.append(ListedAgent(name, built[name], without_store=part))
+        elif not policy_store and wanted.get(name) and name not in cfg.disabled:
+            rows.append(ListedAgent(name, None, off="no policy store"))
+    # Agents not in the catalogue (a test's own) keep their place at the end.
+    rows += [ListedAgent(a.name, a) for a in agents if a.name not in AGENT_NAMES]
+    return rows

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from edgeward.cli.main import app
-from edgeward.config.schema import LoggingConfig
+from edgeward.config.schema import AGENT_NAMES, LoggingConfig
 from edgeward.config.scores import SCORE_TABLE
 from edgeward.logs.tracking import TrackingLog
+from edgeward.state.policy import SqlitePolicyStore
 from edgeward.types import Finding
 
 runner = CliRunner()
@@ -72,3 +74,43 @@ def test_track_by_id_shows_the_findings_and_the_rule(tmp_path: Path) -> None:
     assert "SPF_FAIL=3, SCL_5=5; threshold reject 7 (total 8)" in result.output
     missing = runner.invoke(app, ["track", "why", "01X", "--log-dir", str(tmp_path / "log")])
     assert missing.exit_code == 2 and "no verdict for 01X" in missing.output
+
+
+def test_agents_list_without_a_policy_store_shows_the_store_backed_agents_in_their_place(
+    tmp_path: Path,
+) -> None:
+    path = _config(tmp_path, "[agents.greylist]\nenabled = true\n")
+    text = runner.invoke(app, ["agents", "list", "-c", str(path)])
+    assert text.exit_code == 0, text.output
+    listed = [line.split()[1] for line in text.stdout.splitlines() if line[:3].strip().endswith(".")]
+    # In the pipeline's own order, nothing left out.
+    assert listed == [n for n in AGENT_NAMES if n != "local-recipients"]
+    store = tmp_path / "state" / "policy.db"
+    for name in ("rate-limits", "safe-senders", "sender-reputation", "greylisting"):
+        line = next(line for line in text.stdout.splitlines() if f" {name} " in line)
+        assert f"(off: no policy store at {store}; `serve` creates it)" in line
+    assert "phishing (PCL -> action): reject off, quarantine 7" in text.stdout
+    doc = json.loads(runner.invoke(app, ["agents", "list", "--json", "-c", str(path)]).stdout)
+    assert doc["policy_store"] == {"path": str(store), "present": False}
+    rows = {a["name"]: a for a in doc["agents"]}
+    assert [a["name"] for a in doc["agents"]] == listed
+    assert rows["greylisting"]["off"] == "no policy store" and rows["greylisting"]["needs_policy_store"]
+    assert rows["sender-filter"]["off"] is None
+    assert rows["sender-filter"]["off_without_store"] == "live sender block list"
+    assert doc["pcl_thresholds"] == {"reject": None, "quarantine": 7}
+
+
+def test_agents_list_with_the_policy_store_marks_nothing_off(tmp_path: Path) -> None:
+    path = _config(tmp_path, "")
+    (tmp_path / "state").mkdir()
+    asyncio.run(_create_store(tmp_path / "state" / "policy.db"))
+    doc = json.loads(runner.invoke(app, ["agents", "list", "--json", "-c", str(path)]).stdout)
+    assert doc["policy_store"]["present"] is True
+    rows = {a["name"]: a for a in doc["agents"]}
+    assert rows["rate-limits"]["off"] is None and rows["rate-limits"]["stages"] == ["connect", "mail", "rcpt"]
+    assert all(a["off"] is None and a["off_without_store"] is None for a in doc["agents"])
+
+
+async def _create_store(path: Path) -> None:
+    async with SqlitePolicyStore(path):
+        pass

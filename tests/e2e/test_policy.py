@@ -53,7 +53,10 @@ def test_the_stamp_threshold_flags_and_track_why_explains(workdir: Path, sink: S
         report.startswith(f"SCL:{scl};PCL:")
         and f";TOTAL:{scl};RULE:threshold stamp 0 (total {scl});" in report
     )
-    assert report.endswith(f"S:SCL_{scl}@eod={scl}")
+    # The phishing level is its own finding (weight 0) and its own stamp.
+    pcl = head["X-Edgeward-PCL"]
+    assert f";PCL:{pcl};" in report
+    assert report.endswith((f"S:SCL_{scl}@eod={scl}", f"S:SCL_{scl}@eod={scl},PCL_{pcl}@eod=0"))
     msg_id = text.decode().rsplit(" ", 1)[-1]
     [receive] = search(workdir / "log", msg_id=msg_id, event="RECEIVE")
     assert receive["decided_by"] == f"threshold stamp 0 (total {scl})"
@@ -98,5 +101,5 @@ def test_a_policy_reject_threshold_replaces_the_content_filters(workdir: Path, s
     assert code == 250  # quarantined, not rejected: [policy] took over from the content filter
     [held] = search(workdir / "log", event="QUARANTINE")
     assert held["decided_by"] == "threshold quarantine 7 (total 9)"
-    assert [f["name"] for f in held["findings"]] == ["SCL_9"]
+    assert [f["name"] for f in held["findings"]] == ["SCL_9", "PCL_1"]
     assert sink.messages() == []

@@ -65,6 +65,7 @@ async def test_the_content_filter_reads_the_message_parsed_once_for_every_agent(
     agent = ContentFilter(SpamClassifier.load(None), ContentFilterConfig())
     outcome = await agent.check(Stage.EOD, ctx)
     assert view.parsed  # the agent used the shared parse
-    [finding] = outcome.findings
+    finding, phishing = outcome.findings
     assert finding.name.startswith("SCL_") and outcome.action is Action.CONTINUE
+    assert phishing.name == "PCL_1"  # a plain note has no phishing cue
     assert dict(outcome.headers)["X-Edgeward-SCL"] == finding.name.removeprefix("SCL_")

@@ -82,7 +82,8 @@ async def test_spf_refusal_at_mail_then_a_stamped_message(gateway: tuple[int, Pa
     assert transcript[2] == b"550 5.7.23 SPF validation failed\r\n"
     [refusal] = search(log, event="REJECT")
     assert refusal["decided_by"] == "agent spf"
-    assert [f["name"] for f in refusal["findings"]] == ["SPF_FAIL"]
+    # The HELO name was checked at EHLO on its own (it publishes no SPF) and stays with the session.
+    assert [f["name"] for f in refusal["findings"]] == ["SPF_HELO_NONE", "SPF_FAIL"]
     [receive] = search(log, event="RECEIVE")
     stored = spool.read_data(receive["msg_id"])
     head = stored.split(b"\r\n\r\n", 1)[0]

@@ -7,7 +7,8 @@ use (``[dns]`` of the configuration) and prints.
 * ``spf --ip IP --sender ADDR [--helo NAME] [-c CONFIG] [--json]``: the SPF result (RFC 7208)
   for a client at IP sending as ADDR (``""`` or ``<>`` for the null sender, which checks the
   HELO name), its explanation, the term that decided, the lookups it took, and the
-  ``Received-SPF`` field the gateway would write.
+  ``Received-SPF`` field the gateway would write. ``spf --ip IP --helo NAME`` without
+  ``--sender`` checks the HELO identity alone, as the gateway does at HELO/EHLO (§2.3).
 
 The connection filter's commands (``ip allow|block add|remove|list``, ``test-ip``) are in
 :mod:`edgeward.cli.antispam_ip`.
@@ -31,9 +32,10 @@ from edgeward.cli.antispam_ip import ip_app, test_ip
 from edgeward.cli.antispam_lists import register as register_lists
 from edgeward.cli.queue import clean, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.filters.agents.spf import helo_finding_name, helo_is_checked
 from edgeward.net.dns import DnsResolver
 from edgeward.senderauth.received_spf import received_spf
-from edgeward.senderauth.spf import SpfResult, check_spf
+from edgeward.senderauth.spf import SpfResult, check_helo, check_spf
 
 antispam_app = typer.Typer(
     name="antispam",
@@ -69,37 +71,50 @@ def _sender(value: str) -> str:
 def spf(
     ip: Annotated[str, typer.Option("--ip", help="Address of the SMTP client.")],
     sender: Annotated[
-        str, typer.Option("--sender", help="MAIL FROM address; '' or '<>' for the null sender.")
-    ],
+        str | None,
+        typer.Option("--sender", help="MAIL FROM address; '' or '<>' for the null sender; unset: HELO only."),
+    ] = None,
     helo: Annotated[str | None, typer.Option("--helo", help="HELO/EHLO name the client gave.")] = None,
     config: ConfigOpt = DEFAULT_CONFIG_PATH,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")] = False,
 ) -> None:
     """Evaluate SPF for a client address and sender, with the gateway's DNS resolvers."""
     address = _ip(ip)
-    mail_from = _sender(sender)
+    mail_from = None if sender is None else _sender(sender)
     if helo is not None and not _HELO.match(helo):
         fail(f"--helo: {clean(helo)!r} is not a host name")
-    if not mail_from and not helo:
+    if mail_from is None and not helo:
+        fail("give --sender, --helo, or both")
+    if mail_from == "" and not helo:
         fail("a null sender is checked by its HELO name: give --helo")
+    if mail_from is None and helo is not None and not helo_is_checked(helo):
+        fail(f"--helo: {clean(helo)!r} is not a domain name; an address literal has no SPF identity")
     cfg = load(config)
     dns = cfg.dns
     resolver = DnsResolver(dns.servers or None, port=dns.port, timeout=dns.timeout)
     receiver = cfg.server.hostname
-    result = asyncio.run(check_spf(resolver, address, mail_from, helo or "unknown", receiver=receiver))
+    if mail_from is None:
+        assert helo is not None
+        question = check_helo(resolver, address, helo, receiver=receiver)
+    else:
+        question = check_spf(resolver, address, mail_from, helo or "unknown", receiver=receiver)
+    result = asyncio.run(question)
+    # The finding the gateway reports: the HELO check at HELO has names of its own.
+    finding = helo_finding_name(result) if mail_from is None else result.finding_name()
     header = received_spf(result, receiver=receiver)
     if as_json:
-        typer.echo(json.dumps({**result.as_dict(), "received_spf": header.removesuffix("\r\n")}, indent=2))
+        doc = {**result.as_dict(), "finding": finding, "received_spf": header.removesuffix("\r\n")}
+        typer.echo(json.dumps(doc, indent=2))
         return
-    for line in _text(result):
+    for line in _text(result, finding):
         typer.echo(clean(line))
     for n, line in enumerate(header.removesuffix("\r\n").split("\r\n\t")):
         typer.echo(("\t" if n else "") + clean(line))
 
 
-def _text(result: SpfResult) -> list[str]:
+def _text(result: SpfResult, finding: str) -> list[str]:
     lines = [
-        f"spf: {result.status.value} ({result.finding_name()}; identity {result.identity.value},"
+        f"spf: {result.status.value} ({finding}; identity {result.identity.value},"
         f" domain {result.domain or '-'})",
         f"  {result.description()}",
     ]

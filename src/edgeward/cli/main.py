@@ -246,38 +246,53 @@ def agents_list(
     from edgeward.filters.scoring import Thresholds
     from edgeward.queue.spool import Spool
     from edgeward.runtime import build_agents
+    from edgeward.runtime_policy import STORE_AGENTS, pipeline_listing
     from edgeward.state.policy import SqlitePolicyStore, default_policy_path
 
     config = _load(config_path)
     spool = Spool(config.resolve(Path("queue")), fsync=False)
-    # Never opened here: the store-backed agents are listed as the gateway runs them.
-    store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
+    # Never opened here (a root shell must not create it). Without the file the store-backed
+    # agents are listed in their place as off: none runs until `serve` creates the store.
+    store_path = default_policy_path(config.server.data_dir)
+    store = SqlitePolicyStore(store_path) if store_path.exists() else None
     agents = build_agents(config, spool, policy_store=store)
+    rows = pipeline_listing(config, agents, policy_store=store is not None)
     mode = "observe-only" if config.agents.observe_only else "enforcing"
     if as_json:
         doc = {
             "mode": mode,
             "timeout": config.agents.timeout,
+            "policy_store": {"path": str(store_path), "present": store is not None},
             "agents": [
                 {
-                    "name": a.name,
-                    "stages": [s.value for s in Stage if s in a.stages],
-                    "fail_open": a.fail_open,
-                    "exemptible": is_antispam(a),
+                    "name": row.name,
+                    "stages": [s.value for s in Stage if row.agent and s in row.agent.stages],
+                    "fail_open": bool(row.agent and row.agent.fail_open),
+                    "exemptible": bool(row.agent and is_antispam(row.agent)),
+                    "needs_policy_store": row.name in STORE_AGENTS,
+                    "off": row.off or None,
+                    "off_without_store": row.without_store or None,
                 }
-                for a in agents
+                for row in rows
             ],
             "thresholds": Thresholds.from_config(config).values,
+            "pcl_thresholds": Thresholds.from_config(config).pcl,
             "scores": {n: {"weight": w, "description": d} for n, w, _, d in _score_rows(config)},
         }
         typer.echo(json.dumps(doc, indent=2))
         return
-    for i, agent in enumerate(agents, 1):
-        typer.echo(f"{i:>2}. {describe(agent)}")
+    for i, row in enumerate(rows, 1):
+        if row.agent is None:
+            typer.echo(f"{i:>2}. {row.name:<20} (off: {row.off} at {store_path}; `serve` creates it)")
+            continue
+        part = f" ({row.without_store} off: no policy store)" if row.without_store else ""
+        typer.echo(f"{i:>2}. {describe(row.agent)}{part}")
     typer.echo(f"mode: {mode}; per-stage timeout {config.agents.timeout:g}s (451 4.3.0 on timeout or error)")
     typer.echo("anti-spam agents are skipped for exempt clients, senders and recipients; hard ones never")
     typer.echo("")
     typer.echo("thresholds (total score -> action): " + _thresholds_line(config))
+    pcl = Thresholds.from_config(config).pcl
+    typer.echo("phishing (PCL -> action): " + ", ".join(f"{n} {v or 'off'}" for n, v in pcl.items()))
     typer.echo("score table ('*' overridden in [scores]):")
     for name, weight, marker, description in _score_rows(config):
         typer.echo(f"  {name:<30} {weight:>6g}{marker} {description}")

@@ -516,6 +516,9 @@ class SpfConfig(_Section):
         "stamp", description="SPF temperror: 'stamp' (a finding only) or 'tempfail' (451 4.4.3 at MAIL)"
     )
     time_limit: Duration = Field(20.0, description="Time allowed for one whole SPF check (RFC 7208 4.6.4)")
+    check_helo: bool = Field(
+        True, description="Also check the HELO/EHLO name at HELO (SPF_HELO_* findings, RFC 7208 2.3)"
+    )
 
 
 class DmarcConfig(_Section):
@@ -664,6 +667,8 @@ class AgentsConfig(_Section):
 # A threshold of [policy]: a score, "off", or unset (for reject, quarantine and discard: take the
 # content filter's SCL setting, so configurations written before the score table keep working).
 Threshold = float | Literal["off"] | None
+# A phishing threshold of [policy]: a PCL (1-8, Exchange's scale) or "off".
+PclThreshold = Annotated[int, Field(ge=1, le=8)] | Literal["off"]
 
 
 class PolicyConfig(_Section):
@@ -694,6 +699,13 @@ class PolicyConfig(_Section):
     )
     bypassed_sender_domains: tuple[str, ...] = Field(
         (), max_length=1000, description="Sender domains exempt from anti-spam ('*.example.org' allowed)"
+    )
+    # Phishing is judged apart from the spam total: it should not wait for a spam score.
+    pcl_quarantine: PclThreshold = Field(
+        7, description="Phishing level (PCL 1-8) at which the message is quarantined, or 'off'"
+    )
+    pcl_reject: PclThreshold = Field(
+        "off", description="Phishing level (PCL 1-8) at which the message gets 550 5.7.1, or 'off'"
     )
 
     @field_validator("ip_allow")
@@ -853,6 +865,18 @@ class LoggingConfig(_Section):
     max_age: Duration = Field(30 * 86400.0, description="Delete rotated log files older than this")
 
 
+class StampsConfig(_Section):
+    """Headers added to accepted mail besides Edgeward's own X-Edgeward-* stamps."""
+
+    exchange_organization: bool = Field(
+        False,
+        description=(
+            "Also stamp X-MS-Exchange-Organization-SCL, -PCL and -Antispam-Report for an Exchange"
+            " organisation behind this gateway (its junk-mail threshold then acts on our SCL)"
+        ),
+    )
+
+
 class Config(_Section):
     server: ServerConfig = ServerConfig()
     tls: TlsConfig = TlsConfig()
@@ -886,6 +910,7 @@ class Config(_Section):
     logging: LoggingConfig = LoggingConfig()
     learning: LearningConfig = LearningConfig()
     antivirus: AntivirusConfig = AntivirusConfig()
+    stamps: StampsConfig = StampsConfig()
 
     @model_validator(mode="after")
     def _names(self) -> Config:

@@ -175,6 +175,22 @@ _TABLE: dict[str, ScoreDefinition] = {
     "ATTACH_BLOCKED": ScoreDefinition(
         0.0, _HARD.format("attachment-filter (strip, 550 5.7.1 or silent delete, as [attachments] says)")
     ),
+    # Phishing level (issue 9): judged by [policy] pcl_quarantine / pcl_reject, not by the total,
+    # so weight 0 keeps the SCL calibration of the total unchanged.
+    **{
+        f"PCL_{n}": ScoreDefinition(0.0, f"the content classifier rated the message phishing level PCL {n}")
+        for n in range(1, 9)
+    },
+    # SPF of the HELO identity (RFC 7208 §2.3), checked at HELO. Weaker than MAIL FROM's: a HELO
+    # name is a host name, which few publish SPF for and DMARC never aligns with; "none" is the
+    # norm for it and weighs nothing.
+    "SPF_HELO_PASS": ScoreDefinition(0.0, "SPF pass for the HELO/EHLO name"),
+    "SPF_HELO_FAIL": ScoreDefinition(1.5, "SPF fail for the HELO/EHLO name: its owner disowns the client"),
+    "SPF_HELO_SOFTFAIL": ScoreDefinition(0.5, "SPF softfail for the HELO/EHLO name"),
+    "SPF_HELO_NEUTRAL": ScoreDefinition(0.0, "SPF neutral for the HELO/EHLO name"),
+    "SPF_HELO_NONE": ScoreDefinition(0.0, "SPF none for the HELO/EHLO name (most host names publish none)"),
+    "SPF_HELO_TEMPERROR": ScoreDefinition(0.0, "SPF temperror for the HELO/EHLO name: DNS failed"),
+    "SPF_HELO_PERMERROR": ScoreDefinition(0.5, "SPF permerror for the HELO/EHLO name: its record is broken"),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

@@ -8,12 +8,16 @@ The ``[policy]`` thresholds reject, quarantine and discard default to the conten
 settings (``reject_threshold`` when ``reject_enabled``, and so on): the classifier's ``SCL_<n>``
 finding weighs ``n``, so a configuration written before the score table keeps its behaviour.
 Setting a ``[policy]`` threshold (a number, or ``"off"``) takes over from the content filter's.
+
+Phishing has thresholds of its own, on the phishing confidence level rather than the total
+(``pcl_reject``, ``pcl_quarantine``): a message whose links and wording are a credential lure
+is held even when its spam total is low, because phishing should not wait for a spam score.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from edgeward.config.schema import Config, Threshold
 from edgeward.config.scores import SCORE_TABLE
@@ -22,6 +26,8 @@ from edgeward.types import Action, Finding, Reply
 TEMPFAILED = Reply(451, "4.7.1", "Message deferred by policy, try again later")
 # Actions a threshold can take, from the most severe down; "stamp" only adds the spam flag.
 ORDER = ("discard", "reject", "tempfail", "quarantine", "stamp")
+# The actions a phishing level can take, most severe first.
+PCL_ORDER = ("reject", "quarantine")
 _ACTIONS = {
     "discard": Action.DISCARD,
     "reject": Action.REJECT,
@@ -62,6 +68,8 @@ class Thresholds:
 
     values: Mapping[str, float | None]
     rejection: Reply
+    # Phishing thresholds by action name ("reject", "quarantine"): a PCL, or None for off.
+    pcl: Mapping[str, int | None] = field(default_factory=dict)
 
     @classmethod
     def from_config(cls, config: Config) -> Thresholds:
@@ -75,7 +83,8 @@ class Thresholds:
         }
         values = {name: _resolve(getattr(policy, name), inherited[name]) for name in ORDER}
         text = policy.rejection_response or cf.rejection_response
-        return cls(values, Reply(550, "5.7.1", text))
+        pcl = {name: _level(getattr(policy, f"pcl_{name}")) for name in PCL_ORDER}
+        return cls(values, Reply(550, "5.7.1", text), pcl)
 
     def hit(self, total: float) -> ThresholdHit | None:
         """The most severe threshold ``total`` reaches, or ``None``."""
@@ -83,6 +92,14 @@ class Thresholds:
             value = self.values.get(name)
             if value is not None and total >= value:
                 return ThresholdHit(name, value, _ACTIONS[name])
+        return None
+
+    def phishing_hit(self, pcl: int) -> ThresholdHit | None:
+        """The most severe phishing threshold a phishing level reaches, or ``None``."""
+        for name in PCL_ORDER:
+            value = self.pcl.get(name)
+            if value is not None and pcl >= value:
+                return ThresholdHit(f"pcl_{name}", value, _ACTIONS[name])
         return None
 
     def flagged(self, total: float) -> bool:
@@ -97,3 +114,13 @@ def _resolve(value: Threshold, inherited: float | None) -> float | None:
     if value is None:
         return inherited
     return float(value)
+
+
+def _level(value: int | str) -> int | None:
+    return None if value == "off" else int(value)
+
+
+def severity(action: Action) -> int:
+    """Rank of an action a threshold takes: lower is more severe (the order of ``ORDER``)."""
+    names = [name for name in ORDER if _ACTIONS[name] is action]
+    return ORDER.index(names[0]) if names else len(ORDER)

@@ -13,7 +13,10 @@ Findings of a command that was refused are tracked with that refusal and not kep
    quarantine): ``decided_by = "agent <name>"``;
 2. an exempt message (``filters.exemptions``): delivered, ``"exempt: <reason>"``;
 3. the total of every finding's score against the thresholds, most severe first:
-   ``"threshold reject 7 (total 8.5)"``; none reached: ``"no threshold (total 2)"``.
+   ``"threshold reject 7 (total 8.5)"``, and the phishing level (the content filter's
+   ``PCL_<n>`` finding) against the phishing thresholds: ``"phishing pcl_quarantine 7 (PCL 8)"``.
+   The more severe action of the two wins (the spam rule on a tie); none reached:
+   ``"no threshold (total 2)"``.
 
 In observe-only mode rule 3 is logged as what would have happened and not enforced, as the
 pipeline does for agents.
@@ -25,10 +28,12 @@ from dataclasses import dataclass, field
 
 from edgeward.filters.base import Stage
 from edgeward.filters.pipeline import StageResult
-from edgeward.filters.scoring import TEMPFAILED, Thresholds
+from edgeward.filters.scoring import TEMPFAILED, ThresholdHit, Thresholds, severity
 from edgeward.types import Action, Finding, Reply
 
 _SESSION_STAGES = (Stage.CONNECT, Stage.HELO)
+# A phishing refusal says so: an honest sender whose mail looked like a lure learns why.
+PHISHING_REJECTED = Reply(550, "5.7.1", "Message rejected as suspected phishing")
 
 
 @dataclass(slots=True)
@@ -95,6 +100,23 @@ def total(findings: tuple[Finding, ...]) -> float:
     return round(sum(f.score for f in findings), 3)
 
 
+def phishing_level(findings: tuple[Finding, ...]) -> int:
+    """The highest ``PCL_<n>`` among ``findings`` (the content filter's), 0 when none."""
+    levels = [f.name.removeprefix("PCL_") for f in findings if f.name.startswith("PCL_")]
+    return max((int(n) for n in levels if n.isdigit()), default=0)
+
+
+def _rule(score: float, pcl: int, thresholds: Thresholds) -> tuple[ThresholdHit, str] | None:
+    """The threshold that decides: the spam total's or the phishing level's, the more severe."""
+    hit = thresholds.hit(score)
+    phish = thresholds.phishing_hit(pcl) if pcl else None
+    if phish is not None and (hit is None or severity(phish.action) < severity(hit.action)):
+        return phish, f"phishing {phish.name} {phish.value:g} (PCL {pcl})"
+    if hit is not None:
+        return hit, f"threshold {hit.name} {hit.value:g} (total {score:g})"
+    return None
+
+
 def decide(
     ledger: Ledger, eod: StageResult, thresholds: Thresholds, *, exempt: str = "", observe_only: bool = False
 ) -> Verdict:
@@ -106,12 +128,13 @@ def decide(
         return Verdict(action, reply, findings, headers, score, f"agent {eod.decided_by}", exempt)
     if exempt:
         return Verdict(Action.CONTINUE, None, findings, headers, score, f"exempt: {exempt}", exempt)
-    hit = thresholds.hit(score)
-    if hit is None:
+    decided = _rule(score, phishing_level(findings), thresholds)
+    if decided is None:
         return Verdict(Action.CONTINUE, None, findings, headers, score, f"no threshold (total {score:g})")
-    rule = f"threshold {hit.name} {hit.value:g} (total {score:g})"
+    hit, rule = decided
     if observe_only:
         return Verdict(Action.CONTINUE, None, findings, headers, score, f"observe-only: would {rule}")
     flagged = thresholds.flagged(score)
-    reply = {Action.REJECT: thresholds.rejection, Action.TEMPFAIL: TEMPFAILED}.get(hit.action)
+    rejection = PHISHING_REJECTED if hit.name.startswith("pcl_") else thresholds.rejection
+    reply = {Action.REJECT: rejection, Action.TEMPFAIL: TEMPFAILED}.get(hit.action)
     return Verdict(hit.action, reply, findings, headers, score, rule, flagged=flagged)

@@ -278,6 +278,7 @@ class Session:
             case ev.AuthResponse():
                 return await self._auth(await self.auth.respond(event))
             case ev.ProtocolViolation():
+                self._track_violation(event)
                 return event.reply, event.fatal
         raise TypeError(f"unexpected protocol event {event!r}")
 
@@ -294,6 +295,15 @@ class Session:
         answer = reply.reply or CLOSING
         track_refusal(self.env, self.info, stage, answer, sender, rcpts or (), decision=reply)
         return answer, self._closing
+
+    def _track_violation(self, event: ev.ProtocolViolation) -> None:
+        """The core's refusal of a MAIL or RCPT (a declared SIZE over the limit, a bad address)
+        refuses a sender or a recipient like an agent's does, so it is tracked too."""
+        if event.command not in ("MAIL", "RCPT"):
+            return
+        sender = self.tx.mail_from if self.tx is not None and event.command == "RCPT" else None
+        decision = StageDecision(event.reply, event.fatal, "protocol", self.ledger.findings)
+        track_refusal(self.env, self.info, event.command, event.reply, sender, decision=decision)
 
     def _end_transaction(self) -> None:
         self.tx = None

@@ -271,12 +271,12 @@ class ServerConnection:
         self._pending = (event, kind)
         return event
 
-    def _refuse(self, reply: Reply, kind: Input = Input.REFUSED_INPUT) -> Event:
+    def _refuse(self, reply: Reply, kind: Input = Input.REFUSED_INPUT, *, command: str = "") -> Event:
         if counts_as_error(reply):
             self._errors += 1
             if self._errors > self.limits.max_protocol_errors:
                 return self._emit(ProtocolViolation(r.TOO_MANY_ERRORS, fatal=True), kind)
-        return self._emit(ProtocolViolation(reply, fatal=reply.code == 421), kind)
+        return self._emit(ProtocolViolation(reply, fatal=reply.code == 421, command=command), kind)
 
     # --- command lines -------------------------------------------------------------------------
 
@@ -338,7 +338,7 @@ class ServerConnection:
                 return self._refuse(r.NO_ARGUMENTS)
             return self._emit(self._parse(kind, arg), kind)
         except ProtocolError as exc:
-            return self._refuse(exc.reply)
+            return self._refuse(exc.reply, command=kind.value)
 
     def _parse(self, kind: Input, arg: str) -> Event:
         return command_event(

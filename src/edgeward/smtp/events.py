@@ -166,10 +166,16 @@ class AuthResponse:
 
 @dataclass(frozen=True, slots=True)
 class ProtocolViolation:
-    """The core refused the input itself; send ``reply``, and close afterwards if ``fatal``."""
+    """The core refused the input itself; send ``reply``, and close afterwards if ``fatal``.
+
+    ``command`` names the verb whose arguments were refused (``"MAIL"`` for a declared SIZE over
+    the limit or a bad address), so the session can track the refusal of a sender or recipient;
+    empty for input that never became a command.
+    """
 
     reply: Reply
     fatal: bool = False
+    command: str = ""
 
 
 @dataclass(frozen=True, slots=True)

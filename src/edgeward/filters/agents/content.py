@@ -73,8 +73,11 @@ class ContentFilter:
         cues = ",".join(name for name, _ in verdict.findings[:6])
         detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")
         finding = Finding(f"SCL_{verdict.scl}", self.name, detail)
+        # The phishing level is its own verdict ([policy] pcl_*); its finding weighs 0 in the total.
+        lures = ",".join(name for name, _ in verdict.findings if name.startswith("PHISH_"))
+        phishing = Finding(f"PCL_{verdict.pcl}", self.name, lures[:300])
         headers = ((SCL_HEADER, str(verdict.scl)), (REPORT_HEADER, report(verdict)))
-        return Outcome(Action.CONTINUE, None, (finding,), headers)
+        return Outcome(Action.CONTINUE, None, (finding, phishing), headers)
 
     def _score(self, data: bytes, message: MessageView | None, auth: dict[str, str]) -> ContentVerdict:
         return self.classifier.score(data, message.mime if message is not None else None, auth)
