@@ -265,13 +265,13 @@ class _Walker:
     ) -> None:
         """A message/rfc822 part: walk the enclosed message, decoded first if it was encoded."""
         for encoding in encodings or ["7bit"]:
+            if encoding in ("7bit", "8bit", "binary", ""):  # the original bytes: spans stay exact
+                self.entity(data, body, end, _Ctx(ctx.number or "1", ctx.depth + 1, ctx.outer, signed))
+                continue
             inner, repaired = transfer_decode(data[body:end], encoding)
             if repaired:
                 self.walk.finding("MIME_DECODE_ERROR", f"part {ctx.number or 0}: malformed {encoding}")
-            if encoding in ("7bit", "8bit", "binary", ""):
-                self.entity(data, body, end, _Ctx(ctx.number or "1", ctx.depth + 1, ctx.outer, signed))
-            else:
-                self.entity(inner, 0, len(inner), _Ctx(ctx.number or "1", ctx.depth + 1, span, signed))
+            self.entity(inner, 0, len(inner), _Ctx(ctx.number or "1", ctx.depth + 1, span, signed))
 
     # -- leaves -----------------------------------------------------------------------------
 
