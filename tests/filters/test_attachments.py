@@ -204,3 +204,10 @@ def test_a_blocked_part_beside_a_forwarded_signed_message_is_still_stripped() ->
     stripped = StripAttachments(AttachmentsConfig()).apply(data, accepted)
     assert b"tool.exe" not in stripped.split(b"Removed:")[0] and b"signed words" in stripped
     assert "Removed: tool.exe (FileName *.exe)" in _parts(stripped)[-1].get_content()
+
+
+def test_a_rejection_names_a_non_ascii_file_in_ascii() -> None:
+    data = message(("счёт.exe", EXE, "application/octet-stream"))
+    outcome = check(data, AttachmentsConfig(action="reject"))
+    assert outcome.reply is not None and outcome.reply.text.isascii()
+    assert outcome.reply.text.endswith("(FileName *.exe: \\u0441\\u0447\\u0451\\u0442.exe)")
