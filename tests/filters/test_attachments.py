@@ -185,3 +185,29 @@ def test_every_finding_the_walk_and_the_agent_emit_is_in_the_score_table() -> No
     emitted = {n for path in sources for n in quoted.findall((package / path).read_text())}
     assert {"ATTACH_BLOCKED", "ARCHIVE_BOMB", "MIME_TOO_DEEP"} <= emitted
     assert emitted <= set(SCORE_TABLE)
+
+
+def test_a_blocked_part_beside_a_forwarded_signed_message_is_still_stripped() -> None:
+    signed = (
+        "From: c@sender.test\nSubject: signed\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/signed; protocol="application/pgp-signature"; boundary=S\n\n'
+        "--S\nContent-Type: text/plain\n\nsigned words\n--S\nContent-Type: application/pgp-signature\n\n"
+        "sig\n--S--\n"
+    )
+    data = raw_message(
+        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",
+        f"--B\nContent-Type: message/rfc822\n\n{signed}\n--B\n"
+        "Content-Type: application/octet-stream; name=tool.exe\n\nMZ\n--B--\n",
+    )  # fmt: skip
+    accepted = _accepted(data)
+    assert accepted.verdict.action is Action.CONTINUE
+    stripped = StripAttachments(AttachmentsConfig()).apply(data, accepted)
+    assert b"tool.exe" not in stripped.split(b"Removed:")[0] and b"signed words" in stripped
+    assert "Removed: tool.exe (FileName *.exe)" in _parts(stripped)[-1].get_content()
+
+
+def test_a_rejection_names_a_non_ascii_file_in_ascii() -> None:
+    data = message(("счёт.exe", EXE, "application/octet-stream"))
+    outcome = check(data, AttachmentsConfig(action="reject"))
+    assert outcome.reply is not None and outcome.reply.text.isascii()
+    assert outcome.reply.text.endswith("(FileName *.exe: \\u0441\\u0447\\u0451\\u0442.exe)")

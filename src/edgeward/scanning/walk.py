@@ -190,14 +190,15 @@ class _Walker:
         types = [parameters(v) for v in fields.get("content-type", [])]
         mains = list(dict.fromkeys(m for m, _ in types if "/" in m)) or [ctx.default_type]
         if len(mains) > 1:
-            walk.finding("MIME_AMBIGUOUS", f"part {ctx.number or 0}: Content-Type {' and '.join(mains[:3])}")
+            shown = " and ".join(names.escape(m, 60) for m in mains[:3])
+            walk.finding("MIME_AMBIGUOUS", f"part {ctx.number or 0}: Content-Type {shown}")
         boundaries = list(dict.fromkeys(b for _, p in types for b in p.get("boundary", []) if b))
         signed = ctx.signed or any(m in _SIGNED_TYPES for m in mains)
         walk.signed = walk.signed or signed
         declared = fields.get("content-transfer-encoding", [])
         encodings = list(dict.fromkeys(v.strip().lower() for v in declared))
         if len(encodings) > 1:
-            shown = ", ".join(encodings[:3])
+            shown = ", ".join(names.escape(e, 30) for e in encodings[:3])
             walk.finding("MIME_AMBIGUOUS", f"part {ctx.number or 0}: transfer encodings {shown}")
         is_multi = any(m.startswith("multipart/") for m in mains)
         is_message = any(m in ("message/rfc822", "message/global") for m in mains)
@@ -265,13 +266,13 @@ class _Walker:
     ) -> None:
         """A message/rfc822 part: walk the enclosed message, decoded first if it was encoded."""
         for encoding in encodings or ["7bit"]:
+            if encoding in ("7bit", "8bit", "binary", ""):  # the original bytes: spans stay exact
+                self.entity(data, body, end, _Ctx(ctx.number or "1", ctx.depth + 1, ctx.outer, signed))
+                continue
             inner, repaired = transfer_decode(data[body:end], encoding)
             if repaired:
                 self.walk.finding("MIME_DECODE_ERROR", f"part {ctx.number or 0}: malformed {encoding}")
-            if encoding in ("7bit", "8bit", "binary", ""):
-                self.entity(data, body, end, _Ctx(ctx.number or "1", ctx.depth + 1, ctx.outer, signed))
-            else:
-                self.entity(inner, 0, len(inner), _Ctx(ctx.number or "1", ctx.depth + 1, span, signed))
+            self.entity(inner, 0, len(inner), _Ctx(ctx.number or "1", ctx.depth + 1, span, signed))
 
     # -- leaves -----------------------------------------------------------------------------
 

@@ -154,7 +154,9 @@ class AttachmentFilter:
             return Outcome(Action.CONTINUE, None, found)
         first = blocks[0]
         if cfg.action == "reject":
-            text = f"{cfg.reject_response} ({first.rule}: {first.shown})"
+            # Reply text is 7-bit (RFC 5321 §4.2); a name in another script is shown escaped.
+            shown = first.shown.encode("ascii", "backslashreplace").decode("ascii")
+            text = f"{cfg.reject_response} ({first.rule}: {shown})"
             return Outcome(Action.REJECT, Reply(550, "5.7.1", text[:480]), found)
         if cfg.action == "silent_delete":
             return Outcome(Action.DISCARD, None, found)

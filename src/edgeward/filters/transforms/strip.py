@@ -112,7 +112,7 @@ class StripAttachments:
             return data
         walk = walk_message(data, self.limits)
         blocks = self.rules.blocked(walk)
-        if not blocks or walk.signed:
+        if not blocks or any(b.entry.signed for b in blocks):
             return data
         stripped = strip_blocks(data, blocks, self.cfg.admin_message)
         self._keep_original(data, accepted, blocks)
