@@ -70,7 +70,9 @@ class _Worker:
             self.process = subprocess.Popen(
                 [*command, str(theirs.fileno()), str(memory_limit)],
                 pass_fds=(theirs.fileno(),),
+                # oletools prints now and then; the gateway's stdout is not its to write.
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 env=env,
                 close_fds=True,
             )

@@ -113,7 +113,9 @@ def sniff(data: bytes, declared_type: str = "", true_type: str = "", name: str =
     start = data[:4096].lstrip().lower()
     if start.startswith(b"<?xml") and (b"<?mso-application" in start or b"xmlpackage" in start):
         return "xml"
-    if b"mime-version" in start[:1024] and b"multipart" in start:
+    # A Word or Excel "single file web page" (often renamed .doc): only an attachment, never a
+    # whole message or a forwarded one, which look the same and are the walk's to read.
+    if name and b"mime-version" in start[:1024] and b"multipart" in start:
         return "mht"
     types_ = (declared_type.lower(), true_type.lower())
     if "text/csv" in types_ or name.lower().endswith(".csv"):
