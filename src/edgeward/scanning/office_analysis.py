@@ -46,6 +46,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msoffcrypto
 import olefile
 from defusedxml import ElementTree as SafeET
 
@@ -309,15 +310,15 @@ def _objects_rtf(data: bytes) -> Iterator[Finding]:
 
 def _decrypt(data: bytes) -> bytes | None:
     """The document opened with a password Office uses without asking, or None."""
-    import msoffcrypto
-
     for number, password in enumerate(crypto.DEFAULT_PASSWORDS, start=1):
         try:
             office = msoffcrypto.OfficeFile(io.BytesIO(data))
             office.load_key(password=password)
             out = io.BytesIO()
             office.decrypt(out)
-            return out.getvalue()
+            # Some formats decrypt with a wrong key without complaint: garbage is no document.
+            if sniff(out.getvalue()) in ("ole", "zip"):
+                return out.getvalue()
         except Exception as exc:  # a wrong password and a broken file look alike here
             log.debug("default password %d did not open the document: %s", number, exc)
     return None
