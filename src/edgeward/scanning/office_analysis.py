@@ -21,8 +21,9 @@ What is looked at, by container (read from the content, never from the file name
 Encryption: an encrypted OLE document is first tried with the passwords Office itself opens
 without asking (Excel's ``VelvetSweatshop`` and oletools' list), which malware uses to hide
 macros from scanners; what opens is analysed like any document. One that does not open is
-``ARCHIVE_ENCRYPTED`` (the MIME walk reports encrypted zips; it cannot see inside an OLE
-file, so an encrypted Office document is this analysis' to report).
+``ARCHIVE_ENCRYPTED`` when it uses the legacy .doc/.xls/.ppt encryption (flags and streams
+inside the binary formats); encrypted OOXML (``EncryptionInfo`` and ``EncryptedPackage``) is
+reported by the MIME walk already (``archives.is_encrypted_office``) and not again here.
 
 Findings (weights in ``config/scores.py``): ``AV_MACRO`` (any VBA), ``AV_MACRO_AUTOEXEC``
 (olevba's auto-exec keywords, signature the keyword), ``AV_MACRO_SUSPICIOUS`` (olevba's
@@ -50,6 +51,7 @@ import msoffcrypto
 import olefile
 from defusedxml import ElementTree as SafeET
 
+from edgeward.scanning.archives import is_encrypted_office
 from edgeward.scanning.ooxml import inspect_package, is_office_package
 
 with warnings.catch_warnings():
@@ -338,7 +340,10 @@ def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
         if _is_encrypted(data):
             plain = _decrypt(data) if nesting < MAX_NESTING else None
             if plain is None:
-                return [("ARCHIVE_ENCRYPTED", "encrypted office document")]
+                # The walk already reports encrypted OOXML (its EncryptedPackage stream); the
+                # legacy .doc/.xls/.ppt encryption it cannot see is reported here.
+                walk_reports_it = is_encrypted_office(data)
+                return [] if walk_reports_it else [("ARCHIVE_ENCRYPTED", "encrypted office document")]
             inner = sniff(plain)
             if inner is not None and plain != data:
                 found += _analyze(plain, name, inner, nesting + 1)
