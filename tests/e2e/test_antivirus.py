@@ -9,8 +9,13 @@ and mail flows again once clamd is back, without restarting the gateway.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
+import shutil
 import smtplib
+import subprocess
+import sys
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -22,7 +27,15 @@ import pytest
 
 from edgeward.config.schema import Config
 from edgeward.quarantine.store import QuarantineStore
-from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
+from tests.e2e.harness import (
+    NO_OUTSIDE_DNS,
+    GatewayProcess,
+    InProcessGateway,
+    SmtpSink,
+    free_port,
+    gateway_config,
+    shared_tmpdir,
+)
 from tests.scanning.clamd import CLAMD, EICAR, STREAM_MAX, Clamd, start_clamd
 
 pytestmark = pytest.mark.e2e
@@ -220,3 +233,79 @@ def test_clamd_restarted_brings_mail_back_without_a_gateway_restart(
 def test_base64_is_decoded_not_matched_raw(clamd: Clamd) -> None:
     # Guard for the wrapping tests: the base64 form does not contain EICAR's bytes.
     assert EICAR not in INFECTED["base64"]() and base64.b64encode(EICAR)[:20] in INFECTED["base64"]()
+
+
+def test_serve_as_the_service_user_scans_through_clamds_socket(workdir: Path, sink: SmtpSink) -> None:
+    # The real deployment: `edgeward serve` drops to its service user, who must reach clamd's socket.
+    if CLAMD is None:
+        pytest.skip("clamd is not installed (scripts/install-test-deps.sh)")
+    server = start_clamd(shared_tmpdir("edgeward-clamd-"), shared=True)
+    try:
+        port = free_port()
+        config = _init(workdir, port, sink)
+        config.write_text(
+            config.read_text()
+            + f"\n[antivirus]\nenabled = true\n\n[antivirus.clamd]\nsocket = '{server.socket}'\n"
+            + f"max_stream = {STREAM_MAX}\n"
+        )
+        gateway = GatewayProcess(config, port).start()
+        try:
+            code, text = _send(port, INFECTED["zipped twice"]())
+            assert code == 550 and text.startswith(b"5.7.1 Virus found: Edgeward-Eicar-"), text
+            assert _send(port, _clean(7))[0] == 250
+            [delivered] = sink.wait_for(1)
+        finally:
+            gateway.stop()
+        assert b"part 7" in delivered
+        code, out = _av_status(config)
+        assert code == 0 and json.loads(out)["engines"][0]["healthy"] is True
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+def _init(workdir: Path, port: int, sink: SmtpSink) -> Path:
+    args = ["init", "--dir", str(workdir / "gw"), "--hostname", "mx.example.test", "--listen",
+            f"127.0.0.1:{port}", "--accept-domain", "example.test",
+            "--smart-host", f"127.0.0.1:{sink.port}"]  # fmt: skip
+    command = [sys.executable, "-m", "edgeward", *args]
+    out = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    (workdir / "gw").chmod(0o755)
+    config = workdir / "gw" / "edgeward.toml"
+    config.write_text(config.read_text() + NO_OUTSIDE_DNS)
+    return config
+
+
+def _av_status(config: Path) -> tuple[int, str]:
+    out = subprocess.run([sys.executable, "-m", "edgeward", "av", "status", "-c", str(config), "--json"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    return out.returncode, out.stdout
+
+
+@pytest.mark.parametrize("require", ["any", "all"])
+def test_the_bias_over_clamd_and_a_hash_list(
+    require: str, workdir: Path, sink: SmtpSink, clamd: Clamd
+) -> None:
+    # Two real engines: clamd and the SHA-256 list. With clamd down, "any" is met by the list
+    # alone (a listed file is still refused), "all" is not (451 for everything).
+    listed = b"a file only the hash list knows\n"
+    hashes = workdir / "hashes.txt"
+    hashes.write_text(f"{hashlib.sha256(listed).hexdigest()} Edgeward-Listed-File\n")
+    port = free_port()
+    config = _config(workdir, port, sink, clamd, require=require, hashes={"file": str(hashes)},
+                     office={"enabled": False})  # fmt: skip
+    attachment = _attached("listed", listed, "a.bin", "application", "octet-stream")
+    with InProcessGateway(config):
+        code, text = _send(port, attachment)
+        assert (code, text) == (550, b"5.7.1 Virus found: Edgeward-Listed-File (2/a.bin)")
+        clamd.kill()
+        clean_reply = _send(port, _clean(5))
+        listed_reply = _send(port, attachment)
+        delivered = sink.wait_for(1) if require == "any" else []
+    if require == "any":
+        assert clean_reply[0] == 250 and listed_reply[0] == 550
+        assert b"part 5" in delivered[0]
+    else:
+        assert clean_reply[0] == 451 and listed_reply[0] == 550  # a hit is refused even so
+        assert sink.messages() == []

@@ -128,3 +128,22 @@ def test_a_zip_bomb_and_ten_thousand_nested_parts_are_refused(workdir: Path, sin
     assert sink.messages() == []
     findings = {f["name"] for r in search(workdir / "log", event="REJECT") for f in r["findings"]}
     assert {"ARCHIVE_BOMB", "MIME_TOO_DEEP"} <= findings
+
+
+def test_a_signed_message_is_quarantined_whole_rather_than_stripped(workdir: Path, sink: SmtpSink) -> None:
+    port = free_port()
+    signed = (
+        b"From: alice@sender.test\r\nTo: bob@example.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/signed; protocol="application/pgp-signature"; micalg=pgp-sha256;'
+        b" boundary=S\r\n"
+        b"\r\n--S\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n--M\r\nContent-Type: text/plain\r\n\r\n"
+        b"signed text\r\n--M\r\nContent-Type: application/octet-stream; name=tool.exe\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nTVqQAA==\r\n--M--\r\n"
+        b"\r\n--S\r\nContent-Type: application/pgp-signature; name=signature.asc\r\n\r\n"
+        b"-----BEGIN PGP SIGNATURE-----\r\n-----END PGP SIGNATURE-----\r\n--S--\r\n"
+    )
+    with InProcessGateway(_config(workdir, port, sink)):
+        assert _send(port, signed)[0] == 250
+    assert sink.messages() == []
+    [kept] = _quarantined(workdir)
+    assert kept.endswith(signed)  # under our stamps, byte for byte: the signature still verifies

@@ -112,8 +112,12 @@ def write_database(db: Path) -> None:
     )
 
 
-def start_clamd(root: Path) -> Clamd:
-    """clamd serving ``root/clamd.sock`` and a loopback TCP port; the caller stops it."""
+def start_clamd(root: Path, *, shared: bool = False) -> Clamd:
+    """clamd serving ``root/clamd.sock`` and a loopback TCP port; the caller stops it.
+
+    ``shared`` opens the socket to every local user (``LocalSocketMode 666`` in a folder others
+    may enter), for a gateway that runs as its unprivileged service user; in production the
+    service user joins clamd's socket group instead (``LocalSocketGroup``)."""
     if CLAMD is None:
         raise FileNotFoundError("clamd is not installed (apt-get install -y clamav-daemon)")
     root.mkdir(parents=True, exist_ok=True)
@@ -124,7 +128,7 @@ def start_clamd(root: Path) -> Clamd:
     (root / "clamd.conf").write_text(
         "\n".join([
             f"LocalSocket {sock}",
-            "LocalSocketMode 600",
+            f"LocalSocketMode {'666' if shared else '600'}",
             f"TCPSocket {port}",
             "TCPAddr 127.0.0.1",
             "Foreground yes",
@@ -140,5 +144,5 @@ def start_clamd(root: Path) -> Clamd:
             "",
         ])
     )  # fmt: skip
-    os.chmod(root, 0o700)
+    os.chmod(root, 0o755 if shared else 0o700)
     return Clamd(root, sock, port).start()

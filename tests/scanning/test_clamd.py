@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,3 +159,26 @@ def test_a_session_cut_by_the_stream_limit_is_never_clean(clamd: Clamd) -> None:
     items = [ScanItem(b"small", "1"), ScanItem(b"a" * (2 * STREAM_MAX), "2"), ScanItem(b"small", "3")]
     with pytest.raises(ScanEngineError):
         asyncio.run(scanner.scan(items))
+
+
+def test_status_reads_the_database_version_and_date(tmp_path: Path) -> None:
+    answers = {b"zPING\0": b"PONG\0", b"zVERSION\0": b"ClamAV 1.4.6/27840/Tue Dec  1 09:30:00 2026\0"}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(answers[await reader.readuntil(b"\0")])
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_unix_server(handle, str(tmp_path / "v.sock"))
+        try:
+            status = await ClamdScanner(str(tmp_path / "v.sock")).status()
+        finally:
+            server.close()
+        assert status.healthy and status.version == "ClamAV 1.4.6, database 27840"
+        expected = time.mktime((2026, 12, 1, 9, 30, 0, 0, 0, -1))
+        assert status.signatures_at == expected
+
+    asyncio.run(go())

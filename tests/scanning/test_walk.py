@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeward.content import SpamClassifier
 from edgeward.filters.message import MessageView
 from edgeward.headers import parse_headers
 from edgeward.scanning.walk import WalkLimits, walk_message
@@ -267,3 +268,36 @@ def test_no_parser_test_message_crashes_or_escapes_its_bounds() -> None:
         assert not any(d.startswith("walk failed") for _, d in walk.findings), name
         assert len(walk.items) <= limits.max_parts + limits.archive.max_members, name
         assert sum(len(i.data) for i in walk.items if "!" not in i.path) <= limits.max_decoded_bytes, name
+
+
+def test_a_part_without_header_or_blank_line_is_scanned_as_body() -> None:
+    encoded = base64.b64encode(EXE).decode()
+    data = raw_message("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",
+                       f"--B\n{encoded}\n--B--\n")  # fmt: skip
+    assert any(encoded.encode() in i.data for i in walk_message(data).items)
+
+
+def test_a_declared_type_without_subtype_reaches_the_filter() -> None:
+    data = raw_message("MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",
+                       "--B\nContent-Type: x-internet-signup\n\n[signup]\n--B--\n")  # fmt: skip
+    assert any("x-internet-signup" in e.declared_types for e in walk_message(data).entries)
+
+
+def test_the_classifier_reads_the_same_whether_or_not_the_walk_ran() -> None:
+    """The walk is separate from ``content.mime``: a sample of the corpora scores identically."""
+    classifier = SpamClassifier.load(learning=False)
+    sample: list[bytes] = []
+    for name in ("spamassassin/spamassassin-dev-spam.tar.gz", "modern/abuse-desk-ham.tar.gz"):
+        path = CORPORA / name
+        if not path.exists():
+            pytest.skip(f"shared corpus not available at {path} (it lives outside the repository)")
+        with tarfile.open(path) as archive:
+            members = [m for m in archive if m.isfile()][::25]
+            sample += [s.read() for m in members if (s := archive.extractfile(m)) is not None]
+    assert len(sample) > 40
+    for data in sample:
+        alone = classifier.score(data)
+        view = MessageView(data, parse_headers(data))
+        assert view.walk is not None and not view.parsed
+        shared = classifier.score(data, view.mime)
+        assert (shared.scl, shared.probability) == (alone.scl, alone.probability)

@@ -245,10 +245,11 @@ class Unpacker:
     def _tar(self, data: bytes, path: str, listing: Listing) -> None:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
             while (info := archive.next()) is not None:
-                if not info.isfile():
-                    continue
+                # Every header counts, files or not: a stream of directory entries is work too.
                 if not self._count(listing, path):
                     return
+                if not info.isfile():
+                    continue
                 if not self._check_declared(listing, path, info.size, info.size):
                     return
                 stream = archive.extractfile(info)

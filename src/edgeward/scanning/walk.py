@@ -127,6 +127,7 @@ class _Ctx:
     outer: Span | None  # set when the bytes are not the original's (decoded out of a part)
     signed: bool
     default_type: str = "text/plain"
+    part: bool = False  # a multipart's child (a message's own header may start with mbox "From ")
 
 
 def _fields(head: bytes) -> dict[str, list[str]]:
@@ -150,10 +151,16 @@ def _fields(head: bytes) -> dict[str, list[str]]:
     return out
 
 
-def _split_head(data: bytes, start: int, end: int) -> int:
+def _split_head(data: bytes, start: int, end: int, *, part: bool) -> int:
     """Where the body of the entity at ``start`` begins (its header ends at a blank line)."""
     if data.startswith(b"\r\n", start) or data.startswith(b"\n", start):
         return start + (2 if data.startswith(b"\r\n", start) else 1)  # no header at all
+    newline = data.find(b"\n", start, end)
+    first = data[start : newline if newline >= 0 else end].rstrip(b"\r")
+    if part and not _FIELD.match(first):
+        # A part whose content follows its delimiter without header or blank line: clients
+        # show it as the body, so it is scanned as one rather than read as a broken header.
+        return start
     blank = _BLANK_LINE.search(data, start, end)
     return blank.end() if blank else end
 
@@ -177,7 +184,7 @@ class _Walker:
         if ctx.depth > limits.max_depth:
             walk.finding("MIME_TOO_DEEP", f"nesting deeper than {limits.max_depth}", cut=True)
             return
-        body = _split_head(data, start, end)
+        body = _split_head(data, start, end, part=ctx.part)
         fields = _fields(data[start:body])
         span = ctx.outer or Span(start, body, end, root=ctx.number == "")
         types = [parameters(v) for v in fields.get("content-type", [])]
@@ -209,7 +216,9 @@ class _Walker:
         # A leaf in another reading, or a multipart whose boundary never occurs: the bytes are
         # still content some client will show.
         if others or (is_multi and not split):
-            self.leaf(data[body:end], fields, types, others or mains, encodings, ctx, span, signed)
+            # Types without a subtype (Exchange lists "x-internet-signup") still go to the filter.
+            odd = [m for m, _ in types if m and "/" not in m]
+            self.leaf(data[body:end], fields, types, (others or mains) + odd, encodings, ctx, span, signed)
 
     def multipart(
         self, data: bytes, body: int, end: int, boundary: str, ctx: _Ctx, child: str, signed: bool
@@ -243,7 +252,7 @@ class _Walker:
             # The line break before a delimiter belongs to the delimiter (RFC 2046 §5.1.1).
             if part_end > part_start and data[part_end - 1 : part_end] == b"\n":
                 part_end -= 2 if data[part_end - 2 : part_end] == b"\r\n" else 1
-            sub = _Ctx(f"{prefix}{index}", ctx.depth + 1, ctx.outer, signed, child)
+            sub = _Ctx(f"{prefix}{index}", ctx.depth + 1, ctx.outer, signed, child, part=True)
             self.entity(data, part_start, max(part_start, part_end), sub)
             if self.walk.cut and self.parts > self.limits.max_parts:
                 break
@@ -291,7 +300,10 @@ class _Walker:
         for value in fields.get("content-disposition", []):
             found += parameters(value)[1].get("filename", [])
         found = list(dict.fromkeys(n for n in found if n))
-        if len(found) > 1:
+        # Names whose types disagree (harmless.pdf / payload.exe); one name with and one without
+        # an extension (Thunderbird's OpenPGP_signature.asc / OpenPGP_signature) is no trick.
+        suffixes = {n.rsplit(".", 1)[-1].lower() for n in found if "." in n}
+        if len(suffixes) > 1:
             shown = " / ".join(names.escape(n, 60) for n in found[:3])
             self.walk.finding("MIME_AMBIGUOUS", f"part {ctx.number or 0}: file names {shown}")
         number = ctx.number or "1"

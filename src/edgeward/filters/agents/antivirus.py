@@ -122,7 +122,7 @@ class Antivirus:
 
     def _refusal(self, hit: ScanHit) -> Reply:
         where = printable(hit.path, 80)
-        if hit.name == "AV_INFECTED":
-            return Reply(550, "5.7.1", f"Virus found: {printable(hit.signature)} ({where})")
+        if self.cfg.office.action_for(hit.name) is None:  # a malware engine: clamd, YARA, a hash list
+            return Reply(550, "5.7.1", f"Virus found: {printable(hit.signature or hit.name)} ({where})")
         what = printable(hit.signature or hit.name)
         return Reply(550, "5.7.1", f"Dangerous content found: {what} ({where})")
