@@ -118,9 +118,9 @@ def test_office_yara_and_hash_findings_are_refused_over_smtp(
         code, text = _send(port, _attached("offer.docx", _follina()))
         assert code == 550 and b"mhtml:" in text, text
         code, text = _send(port, _attached("notes.txt", b"see " + YARA_MARK + b"\n"))
-        assert (code, text) == (550, b"5.7.1 Dangerous content found: Site_Mark (2/notes.txt)")
+        assert (code, text) == (550, b"5.7.1 Virus found: Site_Mark (2/notes.txt)")
         code, text = _send(port, _attached("data.bin", LISTED))
-        assert (code, text) == (550, b"5.7.1 Dangerous content found: Site.Listed (2/data.bin)")
+        assert (code, text) == (550, b"5.7.1 Virus found: Site.Listed (2/data.bin)")
         assert _send(port, _attached("clean.docx", sample("msodde/harmless-clean.docx")))[0] == 250
         [delivered] = sink.wait_for(1)
     assert b"clean.docx" in delivered
