@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
+import zipfile
 
 import pytest
 
@@ -84,3 +86,28 @@ async def test_a_closed_engine_answers_nothing() -> None:
     with pytest.raises(ScanEngineError, match="closed"):
         await engine.scan([item("msodde/harmless-clean.doc")])
     assert not (await engine.status()).healthy
+
+
+async def test_parts_of_a_document_the_walk_unpacked_are_not_analysed_again() -> None:
+    from edgeward.scanning.walk import walk_message
+    from tests.scanning.builders import message
+
+    docm = sample("oleform/oleform-PR314.docm")
+    plain_zip = io.BytesIO()
+    with zipfile.ZipFile(plain_zip, "w") as zf:
+        zf.writestr("inside.docm", docm)
+    walked = walk_message(
+        message(
+            ("invoice.docm", docm, "application/octet-stream"),
+            ("bundle.zip", plain_zip.getvalue(), "application/zip"),
+        )
+    )
+    assert any(i.path.endswith("!word/vbaProject.bin") for i in walked.items)
+    engine = OfficeEngine(timeout=60, workers=1)
+    try:
+        hits = await engine.scan(walked.items)
+    finally:
+        await engine.close()
+    macro_paths = sorted({h.path for h in hits if h.name == "AV_MACRO"})
+    # The document itself, and the one inside a plain zip; never its vbaProject.bin part.
+    assert macro_paths == ["2/invoice.docm", "3/bundle.zip!inside.docm"]

@@ -253,3 +253,25 @@ def test_stale_signatures_raise_the_alarm(
     row = {r["engine"]: r for r in json.loads(result.output)["engines"]}["signatures"]
     assert row["stale"] and not row["healthy"]
     assert result.exit_code == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership only changes when running as root")
+def test_the_record_written_as_root_belongs_to_the_service(tmp_path: Path) -> None:
+    import pwd
+
+    from edgeward.scanning.updates import UpdateReport, load_report, save_report
+
+    try:
+        service = pwd.getpwnam("edgeward")
+    except KeyError:
+        pytest.skip("no 'edgeward' user")
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, service.pw_uid, service.pw_gid)
+    config_file = tmp_path / "edgeward.toml"
+    config_file.write_text(f"[server]\ndata_dir = '{data}'\n")
+    config = load_config(config_file)
+    save_report(config, UpdateReport(started=time.time(), ok=True, changed=["added site.ndb"]))
+    record = data / "state" / "av-update.json"
+    assert record.stat().st_uid == service.pw_uid and record.parent.stat().st_uid == service.pw_uid
+    assert (load_report(config) or {})["changed"] == ["added site.ndb"]

@@ -140,7 +140,10 @@ class OfficeConfig(_Section):
     )
     encrypted: FindingAction = Field(
         "score",
-        description="An encrypted document no default password opens (ARCHIVE_ENCRYPTED, as for archives)",
+        description=(
+            "A legacy-encrypted .doc/.xls/.ppt no default password opens (ARCHIVE_ENCRYPTED; only the"
+            " Office analysis sees these: [attachments] encrypted_action covers archives and OOXML)"
+        ),
     )
     workers: int = Field(
         2, ge=1, le=32, description="Worker processes for the analysis (one is killed at the timeout)"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import os
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import time
 import weakref
+import zipfile
 from collections.abc import Sequence
 from importlib.metadata import version as _dist_version
 from multiprocessing.connection import Connection
@@ -44,6 +46,7 @@ from typing import Any
 import edgeward
 from edgeward.ports import EngineStatus, ScanEngineError, ScanHit, ScanItem
 from edgeward.scanning.office_analysis import sniff
+from edgeward.scanning.ooxml import is_office_package
 
 __all__ = ["OfficeEngine"]
 
@@ -70,7 +73,9 @@ class _Worker:
             self.process = subprocess.Popen(
                 [*command, str(theirs.fileno()), str(memory_limit)],
                 pass_fds=(theirs.fileno(),),
+                # oletools prints now and then; the gateway's stdout is not its to write.
                 stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 env=env,
                 close_fds=True,
             )
@@ -161,9 +166,12 @@ class OfficeEngine:
         # The time limit covers the message, as [antivirus.office] timeout says.
         deadline = time.monotonic() + self.timeout
         hits: list[ScanHit] = []
+        packages = _office_packages(items)
         for item in items:
             if sniff(item.data, item.declared_type, item.true_type, item.name) is None:
                 continue
+            if "!" in item.path and item.path.rsplit("!", 1)[0] in packages:
+                continue  # a part of a document analysed whole (the walk unpacks OOXML as a zip)
             try:
                 found = await self._run(item, deadline)
             except ScanEngineError as exc:
@@ -183,6 +191,26 @@ class OfficeEngine:
         """Stop the workers (at shutdown)."""
         self._closed = True
         await asyncio.to_thread(self._finalizer)
+
+
+def _office_packages(items: Sequence[ScanItem]) -> set[str]:
+    """Paths of the items that are OOXML packages: their parts are analysed with them.
+
+    The walk unpacks a .docm like any zip, so its ``vbaProject.bin`` and embedded objects come
+    again as items of their own; analysing them too would report every macro twice and cost a
+    worker round trip each. Members of a plain zip are still analysed one by one.
+    """
+    found: set[str] = set()
+    for item in items:
+        if item.data[:4] != b"PK\x03\x04":
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(item.data)) as zf:
+                if is_office_package(zf):
+                    found.add(item.path)
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+            continue
+    return found
 
 
 def _kill_all(workers: list[_Worker]) -> None:

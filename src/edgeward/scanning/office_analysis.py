@@ -21,8 +21,9 @@ What is looked at, by container (read from the content, never from the file name
 Encryption: an encrypted OLE document is first tried with the passwords Office itself opens
 without asking (Excel's ``VelvetSweatshop`` and oletools' list), which malware uses to hide
 macros from scanners; what opens is analysed like any document. One that does not open is
-``ARCHIVE_ENCRYPTED`` (the MIME walk reports encrypted zips; it cannot see inside an OLE
-file, so an encrypted Office document is this analysis' to report).
+``ARCHIVE_ENCRYPTED`` when it uses the legacy .doc/.xls/.ppt encryption (flags and streams
+inside the binary formats); encrypted OOXML (``EncryptionInfo`` and ``EncryptedPackage``) is
+reported by the MIME walk already (``archives.is_encrypted_office``) and not again here.
 
 Findings (weights in ``config/scores.py``): ``AV_MACRO`` (any VBA), ``AV_MACRO_AUTOEXEC``
 (olevba's auto-exec keywords, signature the keyword), ``AV_MACRO_SUSPICIOUS`` (olevba's
@@ -46,9 +47,11 @@ import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import msoffcrypto
 import olefile
 from defusedxml import ElementTree as SafeET
 
+from edgeward.scanning.archives import is_encrypted_office
 from edgeward.scanning.ooxml import inspect_package, is_office_package
 
 with warnings.catch_warnings():
@@ -113,7 +116,9 @@ def sniff(data: bytes, declared_type: str = "", true_type: str = "", name: str =
     start = data[:4096].lstrip().lower()
     if start.startswith(b"<?xml") and (b"<?mso-application" in start or b"xmlpackage" in start):
         return "xml"
-    if b"mime-version" in start[:1024] and b"multipart" in start:
+    # A Word or Excel "single file web page" (often renamed .doc): only an attachment, never a
+    # whole message or a forwarded one, which look the same and are the walk's to read.
+    if name and b"mime-version" in start[:1024] and b"multipart" in start:
         return "mht"
     types_ = (declared_type.lower(), true_type.lower())
     if "text/csv" in types_ or name.lower().endswith(".csv"):
@@ -307,15 +312,15 @@ def _objects_rtf(data: bytes) -> Iterator[Finding]:
 
 def _decrypt(data: bytes) -> bytes | None:
     """The document opened with a password Office uses without asking, or None."""
-    import msoffcrypto
-
     for number, password in enumerate(crypto.DEFAULT_PASSWORDS, start=1):
         try:
             office = msoffcrypto.OfficeFile(io.BytesIO(data))
             office.load_key(password=password)
             out = io.BytesIO()
             office.decrypt(out)
-            return out.getvalue()
+            # Some formats decrypt with a wrong key without complaint: garbage is no document.
+            if sniff(out.getvalue()) in ("ole", "zip"):
+                return out.getvalue()
         except Exception as exc:  # a wrong password and a broken file look alike here
             log.debug("default password %d did not open the document: %s", number, exc)
     return None
@@ -335,7 +340,10 @@ def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
         if _is_encrypted(data):
             plain = _decrypt(data) if nesting < MAX_NESTING else None
             if plain is None:
-                return [("ARCHIVE_ENCRYPTED", "encrypted office document")]
+                # The walk already reports encrypted OOXML (its EncryptedPackage stream); the
+                # legacy .doc/.xls/.ppt encryption it cannot see is reported here.
+                walk_reports_it = is_encrypted_office(data)
+                return [] if walk_reports_it else [("ARCHIVE_ENCRYPTED", "encrypted office document")]
             inner = sniff(plain)
             if inner is not None and plain != data:
                 found += _analyze(plain, name, inner, nesting + 1)

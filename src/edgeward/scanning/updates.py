@@ -49,7 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from edgeward.config.ownership import give_fd, service_owner
+from edgeward.config.ownership import give_fd, make_private_dirs, service_owner
 from edgeward.config.schema import Config
 from edgeward.ports import EngineStatus
 
@@ -216,6 +216,10 @@ async def clamd_reload(address: str | tuple[str, int], limit: float = 30.0) -> s
 
 
 def _owner_name(folder: Path) -> str:
+    # Only root can become another user: unprivileged (the gateway's own schedule), freshclam
+    # writes as itself, so the folder must be writable by the service user.
+    if os.geteuid() != 0:
+        return pwd.getpwuid(os.geteuid()).pw_name
     try:
         return pwd.getpwuid(folder.stat().st_uid).pw_name
     except (OSError, KeyError):
@@ -311,7 +315,7 @@ def save_report(config: Config, report: UpdateReport) -> None:
     path = _state_path(config)
     owner = service_owner(path.parent)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dirs(path.parent, owner=owner)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".av-update.")
         with os.fdopen(fd, "w") as f:
             give_fd(f.fileno(), owner)
