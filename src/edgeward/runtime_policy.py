@@ -112,6 +112,7 @@ def build_agents(
     dns: DnsLookup | None = None,
     clock: Clock | None = None,
     learner: SiteLearner | None = None,
+    scan_policy: MultiEnginePolicy | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
@@ -120,6 +121,7 @@ def build_agents(
     answers the sender-authentication agents (a test passes a fake); unset, a resolver is made
     from ``[dns]``, as delivery makes one. ``learner`` is the gateway's learning worker; without
     it site learning still recognises replies, reports and traps but teaches nothing.
+    ``scan_policy`` replaces the engines of ``[antivirus]`` (a test passes fake engines).
     """
     if dns is None and (config.spf.enabled or config.dmarc.enabled):
         dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
@@ -159,7 +161,7 @@ def build_agents(
     if config.dmarc.enabled and dns is not None:
         agents.append(_sender_auth_agent(config, dns))
     if config.antivirus.enabled:
-        agents.append(Antivirus(build_scan_policy(config), config.antivirus))
+        agents.append(Antivirus(scan_policy or build_scan_policy(config), config.antivirus))
     if config.attachments.enabled:
         agents.append(AttachmentFilter(config.attachments))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:

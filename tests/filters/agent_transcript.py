@@ -24,6 +24,12 @@ Format (one item per line; blank lines and lines starting with ``#`` are ignored
     !closed                         the server has closed the connection
     !connect                        a new connection (the previous one is closed first)
     !advance 600                    move the FakeClock on
+    @virus EICAR-PATTERN Eicar-Test  a signature of the fake scan engine (``FakeScanner``), which
+                                    stands in for ``[antivirus]``'s engines when the agent runs
+    @engine-down                    the fake scan engine is unreachable
+    B+ Removed: setup.exe           a line every queued message holds (after the transforms)
+    B- TVqQAAMAAAAEAAAA             text no queued message holds
+    Q+ / Q-                         the same over the quarantined messages
     T: REJECT | at MAIL | agent sender-filter | SENDER_BLOCKED
                                     the next tracking event: event | detail | decided_by | findings
                                     (``*`` matches anything: a model's SCL is not the agent's wiring)
@@ -49,11 +55,13 @@ from edgeward.logs.tracking import TrackingLog, search
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.runtime import build_agents, build_policy
+from edgeward.scanning.policy import Engine, MultiEnginePolicy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.state.sqlite import StateStore
 from edgeward.testing.clock import FakeClock
 from edgeward.testing.dns import FakeResolver
 from edgeward.testing.policystore import MemoryPolicyStore
+from edgeward.testing.scanner import FakeScanner
 from edgeward.types import Peer
 
 HOSTNAME = "mx.test"
@@ -80,6 +88,10 @@ class Script:
     keys: list[tuple[str, str]] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
     users: list[list[str]] = field(default_factory=list)
+    signatures: dict[bytes, str] = field(default_factory=dict)
+    engine_down: bool = False
+    # (where, present, text): "queue" or "quarantine", and whether the line must be there.
+    holds: list[tuple[str, bool, str]] = field(default_factory=list)
     steps: list[Step] = field(default_factory=list)
     tracking: list[str] = field(default_factory=list)
 
@@ -147,6 +159,13 @@ def parse(path: Path) -> Script:
             script.users.append(rest.split())
         elif head == "@client":
             client = rest.strip()
+        elif head == "@virus":
+            pattern, signature = rest.split(" ", 1)
+            script.signatures[pattern.encode()] = signature
+        elif head == "@engine-down":
+            script.engine_down = True
+        elif head in ("B+", "B-", "Q+", "Q-"):
+            script.holds.append(("queue" if head[0] == "B" else "quarantine", head[1] == "+", rest))
         else:
             raise ValueError(f"{path}:{number}: cannot read {line!r}")
     flush()
@@ -172,6 +191,20 @@ class Run:
 
     mismatches: list[str]
     tracking: list[str]
+    queued: list[bytes] = field(default_factory=list)
+    quarantined: list[bytes] = field(default_factory=list)
+
+    def missing_holds(self, holds: list[tuple[str, bool, str]]) -> list[str]:
+        """The ``B``/``Q`` lines the stored messages break (none stored breaks a ``+`` line)."""
+        broken: list[str] = []
+        for where, present, text in holds:
+            messages = self.queued if where == "queue" else self.quarantined
+            wanted = text.encode()
+            if present and (not messages or not all(wanted in m.split(b"\r\n") for m in messages)):
+                broken.append(f"{where}: no line {text!r}")
+            if not present and any(wanted in m for m in messages):
+                broken.append(f"{where}: holds {text!r}")
+        return broken
 
     def tracking_matches(self, expected: list[str]) -> bool:
         return len(expected) == len(self.tracking) and all(
@@ -213,13 +246,17 @@ async def replay(script: Script, root: Path) -> Run:
         users.add(name, password)
         for address in owned:
             addresses.add(name, address)
+    engine = FakeScanner(script.signatures, name="clamd")
+    engine.down = script.engine_down
+    scan = MultiEnginePolicy([Engine(engine, timeout=READ_TIMEOUT / 2)], config.antivirus.require)
     agents = build_agents(
-        config, spool, policy_store=store, dns=resolver, clock=clock, addresses=addresses
+        config, spool, policy_store=store, dns=resolver, clock=clock, addresses=addresses, scan_policy=scan
     )
+    quarantine = QuarantineStore(root / "quarantine", fsync=False)
     env = SessionEnv(
         hostname=HOSTNAME, policy=build_policy(config, agents, policy_store=store), spool=spool,
         tracking=tracking, tls_contexts={}, handshake_timeout=5, on_queued=lambda _id: None,
-        quarantine=QuarantineStore(root / "quarantine", fsync=False), users=users,
+        quarantine=quarantine, users=users,
     )  # fmt: skip
     count = 0
 
@@ -239,7 +276,9 @@ async def replay(script: Script, root: Path) -> Run:
         tracking.close()
         state.close()
     events = [_event_line(e) for e in search(root / "log")]
-    return Run(mismatches, events)
+    queued = [spool.read_data(r.id) for r in spool.list()]
+    held = [quarantine.get(e.qid)[1] for e in quarantine.list()]
+    return Run(mismatches, events, queued, held)
 
 
 async def _play(script: Script, port: int, clock: FakeClock, mismatches: list[str]) -> None:

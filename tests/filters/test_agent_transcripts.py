@@ -1,6 +1,7 @@
 """Golden transcripts of every agent: one refused and one passed session each, replayed over a
 real session on loopback (``agent_transcript``), replies compared byte for byte and every
-refusal checked in the tracking log with its findings and the rule that decided."""
+refusal checked in the tracking log with its findings and the rule that decided; where a
+transcript says so, the queued and quarantined messages are checked too."""
 
 from __future__ import annotations
 
@@ -30,3 +31,4 @@ async def test_transcript(path: Path, tmp_path: Path) -> None:
     run = await replay(script, tmp_path)
     assert run.mismatches == []
     assert run.tracking_matches(script.tracking), (run.tracking, script.tracking)
+    assert run.missing_holds(script.holds) == []
