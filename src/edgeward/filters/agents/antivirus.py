@@ -2,7 +2,8 @@
 
 The message's items (the one bounded MIME walk, ``MessageView.walk``, shared with the attachment
 filter) go to the multi-engine policy
-(``scanning.policy``), which runs the engines concurrently under their own time limits and
+(``scanning.policy``; the walk's own structural findings are the attachment filter's to report,
+so they count once), which runs the engines concurrently under their own time limits and
 says what they found and whether enough of them answered ([antivirus] ``require``). Then, in
 this order:
 
