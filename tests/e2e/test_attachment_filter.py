@@ -9,6 +9,8 @@ from __future__ import annotations
 import email
 import email.policy
 import smtplib
+import subprocess
+import sys
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ import pytest
 from edgeward.config.schema import Config
 from edgeward.logs.tracking import search
 from edgeward.quarantine.store import QuarantineStore
+from edgeward.queue import RecipientRecord, Spool
 from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
 from tests.scanning.builders import EXE, message, overlapping_zip, zip_bytes
 
@@ -147,3 +150,51 @@ def test_a_signed_message_is_quarantined_whole_rather_than_stripped(workdir: Pat
     assert sink.messages() == []
     [kept] = _quarantined(workdir)
     assert kept.endswith(signed)  # under our stamps, byte for byte: the signature still verifies
+
+
+def test_a_stripped_original_is_released_as_it_arrived(workdir: Path, sink: SmtpSink) -> None:
+    port = free_port()
+    config_path = workdir / "edgeward.toml"
+    config_path.write_text(
+        "accepted_domains = ['example.test']\n[server]\nhostname = 'mx.example.test'\n"
+        f"data_dir = '{workdir}'\n[queue]\nfsync = false\n"
+        "[[send_connectors]]\nname = 'inbound'\naddress_spaces = ['*']\n"
+        f"smart_hosts = ['127.0.0.1:{sink.port}']\n"
+    )  # fmt: skip
+    data = message(("report.pdf", PDF, "application/pdf"), ("setup.exe", EXE, "application/octet-stream"))
+    with InProcessGateway(_config(workdir, port, sink)):
+        with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=60) as client:
+            client.ehlo("client.remote.test")
+            client.mail("alice@sender.test", ["RET=HDRS", "ENVID=env-7"])
+            client.rcpt("bob@example.test", ["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;bob@example.test"])
+            client.rcpt("carol@example.test", ["NOTIFY=NEVER"])
+            assert client.data(data)[0] == 250
+        [stripped] = sink.wait_for(1)
+    assert not any(p.get_content() == EXE for p in _leaves(stripped))
+    [entry] = QuarantineStore(workdir / "quarantine", fsync=False).list()
+    assert entry.reason == "attachment-filter (stripped)"
+    # Released while the gateway is down, so the queued record can be read before delivery.
+    released = subprocess.run(
+        [sys.executable, "-m", "edgeward", "quarantine", "release", entry.qid, "--no-learn",
+         "-c", str(config_path)], capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert released.returncode == 0, released.stderr
+    msg_id = released.stdout.split()[-1]
+    record = Spool(workdir / "queue", fsync=False).load(msg_id)
+    client = (record.connector, record.client_ip, record.client_helo)
+    assert client == ("internet", "127.0.0.2", "client.remote.test")
+    assert (record.mail_from, record.envid, record.ret) == ("alice@sender.test", "env-7", "HDRS")
+    assert record.recipients == (
+        RecipientRecord("bob@example.test", notify=("FAILURE", "DELAY"), orcpt="rfc822;bob@example.test"),
+        RecipientRecord("carol@example.test", notify=("NEVER",)),
+    )
+    with InProcessGateway(_config(workdir, port, sink)):
+        delivered = sink.wait_for(2)
+    [original] = [m for m in delivered if m != stripped]
+    assert any(p.get_content() == EXE for p in _leaves(original))
+    assert [p.get_filename() for p in _leaves(original)][1:] == ["report.pdf", "setup.exe"]
+    # smtp-sink writes the envelope it was given as X- lines: both recipients, with their NOTIFY.
+    envelope = original.split(b"\n\n", 1)[0].split(b"\n")
+    assert b"X-Mail-Args: <alice@sender.test>" in envelope
+    assert b"X-Rcpt-Args: <bob@example.test> NOTIFY=FAILURE,DELAY" in envelope
+    assert b"X-Rcpt-Args: <carol@example.test> NOTIFY=NEVER" in envelope

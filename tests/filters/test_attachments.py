@@ -7,6 +7,8 @@ import base64
 import email
 import email.policy
 import re
+import threading
+from dataclasses import replace
 from email.message import EmailMessage, Message
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from edgeward.config.scores import SCORE_TABLE
 from edgeward.filters.agents.attachments import AttachmentFilter
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.message import MessageView
+from edgeward.filters.transforms import Transforms
 from edgeward.filters.transforms.base import Accepted
 from edgeward.filters.transforms.strip import StripAttachments
 from edgeward.filters.verdict import Verdict
 from edgeward.headers import parse_headers
-from edgeward.quarantine.store import QuarantineStore
+from edgeward.quarantine.store import QuarantineEntry, QuarantineStore, release_record
+from edgeward.queue.model import MessageRecord, RecipientRecord
 from edgeward.types import Action, Address, Outcome, Peer
 from tests.scanning.builders import EXE, message, raw_message, zip_bytes
 
@@ -211,3 +215,34 @@ def test_a_rejection_names_a_non_ascii_file_in_ascii() -> None:
     outcome = check(data, AttachmentsConfig(action="reject"))
     assert outcome.reply is not None and outcome.reply.text.isascii()
     assert outcome.reply.text.endswith("(FileName *.exe: \\u0441\\u0447\\u0451\\u0442.exe)")
+
+
+class _ThreadNotingStore(QuarantineStore):
+    """The real store, noting the thread each write ran on."""
+
+    threads: list[int]
+
+    def put(self, entry: QuarantineEntry, data: bytes) -> str:
+        self.threads.append(threading.get_ident())
+        return super().put(entry, data)
+
+
+def test_the_session_path_quarantines_off_the_loop_with_the_queue_record(tmp_path: Path) -> None:
+    data = message(("tool.exe", EXE, "application/octet-stream"))
+    store = _ThreadNotingStore(tmp_path / "q", fsync=False)
+    store.threads = []
+    bob = RecipientRecord("bob@example.test", notify=("FAILURE",), orcpt="rfc822;bob@example.test")
+    record = MessageRecord(
+        "01ID", "alice@sender.test", (bob,), 0.0, len(data), client_ip="192.0.2.1", connector="internet",
+        envid="e1", ret="FULL",
+    )  # fmt: skip
+    accepted = replace(_accepted(data), record=record)
+    chain = Transforms([StripAttachments(AttachmentsConfig(), lambda: store)])
+    stripped = asyncio.run(chain.accepted_async(data, accepted))
+    assert stripped == StripAttachments(AttachmentsConfig()).apply(data, accepted) and EXE not in stripped
+    assert len(store.threads) == 1 and store.threads[0] != threading.get_ident()
+    [entry] = store.list()
+    kept_entry, kept = store.get(entry.qid)
+    released = release_record(kept_entry, kept, msg_id="02NEW", now=1.0)
+    assert (released.connector, released.envid, released.ret) == ("internet", "e1", "FULL")
+    assert released.recipients == record.recipients and released.id == "02NEW"

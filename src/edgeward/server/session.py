@@ -46,7 +46,7 @@ from edgeward.server.budget import BUDGET_FULL, ByteBudget, Reservation
 from edgeward.server.disposition import dispose, track, track_refusal
 from edgeward.server.guard import TOO_MUCH_JUNK, ReadGuard, SessionEnd
 from edgeward.server.peertls import certificate_groups, discard_buffered, upgrade
-from edgeward.server.receipt import Transaction
+from edgeward.server.receipt import Transaction, queue_record
 from edgeward.smtp import events as ev
 from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
 from edgeward.types import Action, Address, Peer, Reply
@@ -410,11 +410,13 @@ class Session:
         verdict = await policy.end_of_data(ctx, self.ledger)
         self.ledger.new_transaction()
         self._closing = verdict.action is Action.DISCONNECT
+        if verdict.refused:
+            return await dispose(self.env, verdict, msg_id, tx, data, headers, self.info)
         accepted = Accepted(
             msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8,
-            tx.mail_from,
+            tx.mail_from, queue_record(msg_id, tx, data, headers, self.info),
         )
-        final = data if verdict.refused else policy.transforms.accepted(data, accepted)
+        final = await policy.transforms.accepted_async(data, accepted)
         return await dispose(self.env, verdict, msg_id, tx, final, headers, self.info)
 
     # -- STARTTLS ---------------------------------------------------------------------------

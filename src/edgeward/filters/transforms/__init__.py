@@ -11,7 +11,8 @@ transforms change; two kinds, two names).
 
 A later transform (Authentication-Results, ARC seal, subject tag, disclaimer, attachment
 stripping) is one more ``Transform`` in the chain ``runtime`` builds; the session only calls
-``Transforms.inbound`` and ``Transforms.accepted``.
+``Transforms.inbound`` and ``Transforms.accepted_async`` (which awaits the transforms that
+write something, ``AsyncTransform``, so their I/O runs off the event loop).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from collections.abc import Sequence
 
 from edgeward.filters.base import SessionInfo
 from edgeward.filters.transforms.authresults import strip_forged_results
-from edgeward.filters.transforms.base import Accepted, Transform
+from edgeward.filters.transforms.base import Accepted, AsyncTransform, Transform
 from edgeward.filters.transforms.internal import strip_internal
 from edgeward.filters.transforms.stamps import Stamps
 
-__all__ = ["Accepted", "Transform", "Transforms"]
+__all__ = ["Accepted", "AsyncTransform", "Transform", "Transforms"]
 
 
 class Transforms:
@@ -39,6 +40,16 @@ class Transforms:
         return strip_forged_results(data, info, self.authserv_id)
 
     def accepted(self, data: bytes, accepted: Accepted) -> bytes:
+        """The chain on the caller's thread (a transform's writes block it)."""
         for transform in self.chain:
             data = transform.apply(data, accepted)
+        return data
+
+    async def accepted_async(self, data: bytes, accepted: Accepted) -> bytes:
+        """The chain as the session runs it: the same result, writes off the event loop."""
+        for transform in self.chain:
+            if isinstance(transform, AsyncTransform):
+                data = await transform.apply_async(data, accepted)
+            else:
+                data = transform.apply(data, accepted)
         return data

@@ -17,12 +17,18 @@ It changes nothing in observe-only mode, for a message the policy quarantines or
 quarantine keeps the original then), or for a signed message (the agent quarantined or refused
 those instead: stripping would break the signature). A quarantine failure is logged and the
 stripped message still delivered: a transform never refuses mail, and the attachment must not
-be delivered either. The quarantine write is synchronous (a few file writes, fsync'd), which is
-acceptable for the rare message that needs it.
+be delivered either.
+
+The quarantine entry carries the queue record the message arrived with (``Accepted.record``:
+envelope, client, connector, DSN parameters), as the quarantine of a whole message does, so
+``edgeward quarantine release`` re-queues the original exactly as it came. The session awaits
+``apply_async``: the second walk, the splice and the fsync'd quarantine write run in a worker
+thread, before the ``250``, so the original is on disk before the client hears it was taken.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import logging
 from collections.abc import Callable
@@ -32,6 +38,7 @@ from edgeward.filters.agents.attachments import NAME, AttachmentRules, Block, wa
 from edgeward.filters.transforms.base import Accepted
 from edgeward.headers import header_end, parse_headers, remove_fields, sanitize
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
+from edgeward.queue.model import record_to_dict
 from edgeward.scanning.walk import Span, walk_message
 from edgeward.types import Action
 
@@ -102,13 +109,22 @@ class StripAttachments:
         self.quarantine = quarantine
         self.observe_only = observe_only
 
-    def apply(self, data: bytes, accepted: Accepted) -> bytes:
+    def wanted(self, accepted: Accepted) -> bool:
+        """Whether ``accepted`` has attachments to strip (by its verdict: no walk needed)."""
         verdict = accepted.verdict
         if self.observe_only or self.cfg.action != "strip":
-            return data
+            return False
         if verdict.action in (Action.QUARANTINE, Action.DISCARD):
+            return False
+        return any(f.name == "ATTACH_BLOCKED" and f.agent == NAME for f in verdict.findings)
+
+    async def apply_async(self, data: bytes, accepted: Accepted) -> bytes:
+        if not self.wanted(accepted):
             return data
-        if not any(f.name == "ATTACH_BLOCKED" and f.agent == NAME for f in verdict.findings):
+        return await asyncio.to_thread(self.apply, data, accepted)
+
+    def apply(self, data: bytes, accepted: Accepted) -> bytes:
+        if not self.wanted(accepted):
             return data
         walk = walk_message(data, self.limits)
         blocks = self.rules.blocked(walk)
@@ -135,6 +151,7 @@ class StripAttachments:
             findings=tuple(dict.fromkeys(f.name for f in verdict.findings)),
             subject=sanitize(parse_headers(data).get("Subject"), 200),
             client_ip=accepted.info.peer.ip,
+            queue_record=record_to_dict(accepted.record) if accepted.record is not None else None,
         )
         try:
             qid = self.quarantine().put(entry, data)
