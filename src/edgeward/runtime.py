@@ -53,8 +53,8 @@ from edgeward.runtime_policy import data_paths as data_paths
 from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
-from edgeward.state.policy import SqlitePolicyStore, default_policy_path
 from edgeward.state.sqlite import DB_FILENAME, StateStore
+from edgeward.state.stores import OwnedPolicyStore, policy_store_for
 from edgeward.tasks import TaskSupervisor
 from edgeward.tls.context import server_context
 from edgeward.tls.store import CertificateStore
@@ -142,11 +142,12 @@ class Gateway:
                 log.error("AUTH is unavailable: %s", problem)
             self.users = UserStore(self.state)
             self.addresses = AccountAddresses(self.state)
-        # Reputation, greylisting, rate counters and the IP lists; the CLI changes it live.
-        self.policy_store: SqlitePolicyStore | None = None
+        # Reputation, greylisting, rate counters and the IP lists; the CLI changes it live. The
+        # SQLite file or, with [policy_store] backend = "redis", the server several gateways share.
+        self.policy_store: OwnedPolicyStore | None = None
         self.ip_lists: IpLists | None = None
         if receive:
-            self.policy_store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
+            self.policy_store = policy_store_for(config)
             self.ip_lists = IpLists(self.policy_store)
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()

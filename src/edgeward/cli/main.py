@@ -243,12 +243,12 @@ def agents_list(
     from edgeward.filters.scoring import Thresholds
     from edgeward.queue.spool import Spool
     from edgeward.runtime import build_agents
-    from edgeward.state.policy import SqlitePolicyStore, default_policy_path
+    from edgeward.state.stores import policy_store_for
 
     config = _load(config_path)
     spool = Spool(config.resolve(Path("queue")), fsync=False)
     # Never opened here: the store-backed agents are listed as the gateway runs them.
-    store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
+    store = policy_store_for(config)
     agents = build_agents(config, spool, policy_store=store)
     mode = "observe-only" if config.agents.observe_only else "enforcing"
     if as_json:

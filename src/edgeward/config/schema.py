@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from edgeward.config.policy_store import PolicyStoreConfig
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -840,6 +841,7 @@ class Config(_Section):
         description="Weights by finding name, overriding the shipped score table ('edgeward agents list')",
     )
     logging: LoggingConfig = LoggingConfig()
+    policy_store: PolicyStoreConfig = PolicyStoreConfig()
 
     @model_validator(mode="after")
     def _names(self) -> Config:
