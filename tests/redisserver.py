@@ -66,7 +66,11 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(self._args(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._wait()
+        try:
+            self._wait()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def client(self) -> redis.Redis:
@@ -75,9 +79,9 @@ class RedisServer:
             return redis.Redis(unix_socket_path=str(self.socket), password=self.password)
         if self.tls is not None:
             return redis.Redis(
-                port=self.port, password=self.password, ssl=True, ssl_ca_certs=str(self.tls[2])
+                "127.0.0.1", self.port, password=self.password, ssl=True, ssl_ca_certs=str(self.tls[2])
             )
-        return redis.Redis(port=self.port, password=self.password)
+        return redis.Redis("127.0.0.1", self.port, password=self.password)
 
     def _wait(self) -> None:
         assert self.proc is not None
@@ -90,7 +94,7 @@ class RedisServer:
                     if c.ping():
                         return
             except redis.RedisError:
-                time.sleep(0.025)
+                time.sleep(0.025)  # not listening yet
         raise RuntimeError("redis-server did not answer PING")
 
     def stop(self) -> None:

@@ -20,6 +20,12 @@ Layout under the store's prefix ``P``:
 Times travel as the client's ``repr()`` of a float and are written back as the same strings,
 so a stored expiry reads back exactly; Lua only compares them (``tonumber``).
 
+Every script starts with a ``#!lua`` line (Redis 7 or later): a script so declared is refused
+as a whole on a server out of memory or on a read-only replica, before it writes anything. A
+script without it would be let through once its first command (a DEL) had written, and could
+leave half its writes. The purge scripts only delete, so they may run out of memory (freeing
+some is the point).
+
 Caller mistakes are returned as an error reply starting with :data:`NOT_INTEGER`, which the
 store turns into ``ValueError``; every other error reply is a fault of the store.
 """
@@ -27,6 +33,9 @@ store turns into ``ValueError``; every other error reply is a fault of the store
 from __future__ import annotations
 
 NOT_INTEGER = "EDGEWARD-NOT-INTEGER"
+
+_WRITES = "#!lua\n"
+_DELETES = "#!lua flags=allow-oom\n"
 
 # Shared head of the key scripts: is the hash at KEYS[1] live at ARGV[1] (now)?
 _LIVE = """
@@ -38,7 +47,7 @@ end
 """
 
 # KEYS[1]; ARGV: now, value, expires ('' for never), remaining ms.
-SET = """
+_STORE = """
 redis.call('DEL', KEYS[1])
 if ARGV[3] == '' then
   redis.call('HSET', KEYS[1], 'v', ARGV[2])
@@ -49,18 +58,22 @@ end
 return 1
 """
 
+SET = _WRITES + _STORE
+
 # As SET, only when the key is absent or expired; 1 if stored.
 ADD = (
-    _LIVE
+    _WRITES
+    + _LIVE
     + """
 if live(KEYS[1], tonumber(ARGV[1])) then return 0 end
 """
-    + SET
+    + _STORE
 )
 
 # KEYS[1]; ARGV: now. 1 if a live key was removed (an expired one is removed too).
 DELETE = (
-    _LIVE
+    _WRITES
+    + _LIVE
     + """
 local was = live(KEYS[1], tonumber(ARGV[1]))
 redis.call('DEL', KEYS[1])
@@ -71,7 +84,8 @@ return 0
 
 # KEYS[1]; ARGV: now, amount, expires of a new window, its ms. The new count, as a string.
 INCR = (
-    _LIVE
+    _WRITES
+    + _LIVE
     + """
 if not live(KEYS[1], tonumber(ARGV[1])) then
   redis.call('DEL', KEYS[1])
@@ -90,7 +104,9 @@ return tostring(n)
 )
 
 # KEYS: the hashes to look at; ARGV: now. How many expired ones were removed.
-PURGE_KEYS = """
+PURGE_KEYS = (
+    _DELETES
+    + """
 local now = tonumber(ARGV[1])
 local n = 0
 for _, key in ipairs(KEYS) do
@@ -102,6 +118,7 @@ for _, key in ipairs(KEYS) do
 end
 return n
 """
+)
 
 # The list's container keys expire with its last member; a member without expiry keeps them.
 _RECLAIM = """
@@ -121,7 +138,8 @@ end
 
 # KEYS: zset, meta; ARGV: now, member, score ('inf' or the expiry), meta JSON.
 LIST_ADD = (
-    _RECLAIM
+    _WRITES
+    + _RECLAIM
     + """
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
@@ -142,7 +160,8 @@ end
 
 # KEYS: zset, meta; ARGV: now, member. 1 if a live member was removed.
 LIST_REMOVE = (
-    _MEMBER_LIVE
+    _WRITES
+    + _MEMBER_LIVE
     + _RECLAIM
     + """
 local was = member_live(KEYS[1], ARGV[2], tonumber(ARGV[1]))
@@ -155,7 +174,9 @@ return 0
 )
 
 # KEYS: zset, meta; ARGV: now. How many expired members were removed.
-LIST_PURGE = """
+LIST_PURGE = (
+    _DELETES
+    + """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 for _, member in ipairs(gone) do
   redis.call('ZREM', KEYS[1], member)
@@ -163,3 +184,4 @@ for _, member in ipairs(gone) do
 end
 return #gone
 """
+)
