@@ -17,9 +17,9 @@ import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from edgeward.errors import ConfigError
 
@@ -63,18 +63,50 @@ class PolicyStoreConfig(BaseModel):
     )
     max_connections: int = Field(16, ge=1, le=1024, description="Connections to Redis per process")
 
-    @model_validator(mode="after")
-    def _url(self) -> PolicyStoreConfig:
-        parts = urlsplit(self.url)
+    @model_validator(mode="before")
+    @classmethod
+    def _hide_password(cls, data: object) -> object:
+        # An error message echoes what it refuses, and it reaches logs: a password written in the
+        # URL is masked before anything can report it.
+        if isinstance(data, dict) and isinstance(data.get("url"), str):
+            return {**data, "url": _redacted(data["url"])}
+        return data
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        parts = urlsplit(url)
         if parts.scheme not in SCHEMES:
             raise ValueError(f"url must start with {', '.join(s + '://' for s in SCHEMES)}")
         if parts.password or "password" in parse_qs(parts.query):
             raise ValueError("url must not hold the password; put it in password_file")
         if parts.scheme != "unix" and not parts.hostname:
             raise ValueError("url names no host")
+        return url
+
+    @model_validator(mode="after")
+    def _tls(self) -> PolicyStoreConfig:
+        parts = urlsplit(self.url)
         if self.ca_file is not None and parts.scheme != "rediss":
             raise ValueError("ca_file applies to rediss:// only")
         return self
+
+
+def _redacted(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if not parts.password and "password" not in parse_qs(parts.query):
+            return url
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if parts.password:
+        user = parts.username or ""
+        netloc = f"{user}:***@{netloc.rpartition('@')[2]}"
+    query = "&".join(
+        "password=***" if pair.split("=", 1)[0] == "password" else pair for pair in parts.query.split("&")
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def read_password(config: PolicyStoreConfig, resolve: Callable[[Path], Path]) -> str | None:
