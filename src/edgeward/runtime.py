@@ -325,6 +325,9 @@ class Gateway:
         new = {b for c in config.receive_connectors for b in c.bindings}
         if old != new:
             log.warning("listener bindings changed; they take effect at the next restart")
+        if config.policy_store != self.config.policy_store:
+            # Sessions hold the open store; switching it under them would split their counters.
+            log.warning("[policy_store] changed; it takes effect at the next restart")
         self.config = config
         self._env = env
         if self.deliver:

@@ -223,7 +223,7 @@ class RedisPolicyStore:
     async def incr(self, key: str, *, window: float, amount: int = 1) -> int:
         check_name("key", key)
         check_ttl(window)
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount not in _INT64:
+        if not isinstance(amount, int) or amount not in _INT64:
             raise ValueError("amount must be a 64-bit integer")
         now = self._clock.now()
         args = [repr(now), str(amount), repr(now + window), str(_millis(window))]
