@@ -138,7 +138,6 @@ class RedisPolicyStore:
                 socket_timeout=self._timeout,
                 socket_connect_timeout=self._timeout,
                 retry=Retry(NoBackoff(), 0),
-                client_name="edgeward",
                 **extra,
             )
             self._redis = Redis.from_pool(pool)
