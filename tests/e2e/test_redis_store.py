@@ -8,6 +8,7 @@ import pwd
 import smtplib
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -144,3 +145,27 @@ def test_a_redis_outage_tempfails_and_heals_without_a_restart(
     with redis_server.client() as raw:
         # Counted again from the restart (nothing persisted): the store is in use, not bypassed.
         assert raw.hget("edgeward:k:rate:messages:ip:127.0.0.2", "v") == b"1"
+
+
+def test_a_retry_to_another_gateway_passes_the_greylisting_the_first_one_began(
+    workdir: Path, sink: SmtpSink, redis_server: RedisServer
+) -> None:
+    # Behind one MX name a client retries wherever DNS sends it: the triplet one gateway
+    # deferred must be known to the other, or greylisting would defer it at every gateway.
+    secret = _password_file(workdir)
+    store = {"backend": "redis", "url": redis_server.url, "password_file": str(secret)}
+    agents = {"content_filter": {"enabled": False}, "greylist": {"enabled": True, "min_delay": 1}}
+    ports = free_port(), free_port()
+    configs = []
+    for name, port in zip(("a", "b"), ports, strict=True):
+        (workdir / name).mkdir()
+        configs.append(
+            gateway_config(workdir / name, port=port, sink_port=sink.port, policy_store=store, agents=agents)
+        )
+    with InProcessGateway(configs[0]), InProcessGateway(configs[1]):
+        code, text = _send(ports[0], "greylisted")
+        assert (code, text) == (451, "4.7.1 Greylisted, please try again later")
+        time.sleep(1.5)  # the retry a real server makes later; the 1 s minimum has passed
+        assert _send(ports[1], "greylisted")[0] == 250
+        [message] = sink.wait_for(1)
+    assert b"Subject: greylisted" in message

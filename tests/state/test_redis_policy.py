@@ -287,7 +287,15 @@ async def test_tls_with_a_private_ca(tmp_path: Path) -> None:
     server = RedisServer(tmp_path, tls=paths).start()
     try:
         assert server.url.startswith("rediss://")
-        async with RedisPolicyStore(server.url, ca_file=str(paths[2])) as store:
+        config = parse_config(
+            {
+                "server": {"data_dir": str(tmp_path)},
+                "policy_store": {"backend": "redis", "url": server.url, "ca_file": "ca.pem"},
+            },
+            base=tmp_path,
+        )
+        store = policy_store_for(config)
+        async with store:
             await store.list_add("ip-allow", "192.0.2.0/24", comment="office")
             assert [m.comment for m in await store.list_members("ip-allow")] == ["office"]
         # The system's CAs do not vouch for a private certificate: refused, never sent in clear.
