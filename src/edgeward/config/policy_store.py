@@ -56,7 +56,9 @@ class PolicyStoreConfig(BaseModel):
         None, description="CA certificates for a rediss:// server; empty means the system's"
     )
     prefix: str = Field(
-        "edgeward:", max_length=200, description="Prefix of every key, so deployments can share a server"
+        "edgeward:",
+        max_length=200,
+        description="Prefix of every key, so deployments can share a server (none may begin another's)",
     )
     timeout: Annotated[float, BeforeValidator(_duration), Field(gt=0)] = Field(
         2.0, description="Limit for connecting, for each reply and for waiting for a free connection"

@@ -110,8 +110,9 @@ PURGE_KEYS = (
 local now = tonumber(ARGV[1])
 local n = 0
 for _, key in ipairs(KEYS) do
-  local x = redis.call('HGET', key, 'x')
-  if x and tonumber(x) <= now then
+  -- pcall: one foreign key under the prefix (not a hash) must not stop every purge.
+  local x = redis.pcall('HGET', key, 'x')
+  if type(x) == 'string' and tonumber(x) and tonumber(x) <= now then
     redis.call('DEL', key)
     n = n + 1
   end
