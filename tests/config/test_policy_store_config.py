@@ -77,5 +77,9 @@ def test_config_check_warns_about_redis_in_clear_to_another_host(tmp_path: Path)
     assert any("readable by its group" in w for w in _store_warnings(
         _config(tmp_path, backend="redis", url="rediss://redis.example.test/0", password_file="redis.pw")
     ))  # fmt: skip
+    secret.chmod(0o644)
+    assert any("serve refuses it" in w for w in _store_warnings(
+        _config(tmp_path, backend="redis", url="redis://127.0.0.1/0", password_file="redis.pw")
+    ))  # fmt: skip
     # The settings do nothing while the backend is SQLite.
     assert _store_warnings(_config(tmp_path, url="redis://10.0.0.5/0")) == []

@@ -148,7 +148,10 @@ def audit_policy_store(config: PolicyStoreConfig, resolve: Callable[[Path], Path
         )
     if config.password_file is not None:
         path = resolve(config.password_file)
-        if path.exists() and path.stat().st_mode & 0o070:
+        mode = path.stat().st_mode if path.exists() else 0
+        if mode & 0o007:
+            found.append(f"{path} is readable by other users: serve refuses it; make it mode 0600")
+        elif mode & 0o070:
             found.append(f"{path} is readable by its group; make it mode 0600")
     if config.password_file is None and remote:
         found.append("no password_file: any host that reaches the server can change the lists")
