@@ -306,3 +306,21 @@ async def test_tls_with_a_private_ca(tmp_path: Path) -> None:
                 pass
     finally:
         server.stop()
+
+
+async def test_calls_made_together_share_a_pipeline_and_survive_a_script_flush(server: RedisServer) -> None:
+    raw = server.client()
+    async with RedisPolicyStore(server.url) as store:
+        await store.set("text", "not a number")
+        raw.script_flush()  # as a restarted server: the next EVALSHA meets NOSCRIPT
+        results = await asyncio.gather(
+            *(store.incr("rate:p", window=60) for _ in range(30)),
+            store.incr("text", window=60),
+            store.list_get("ip-allow", "192.0.2.1"),
+            return_exceptions=True,
+        )
+        assert sorted(r for r in results[:30] if isinstance(r, int)) == list(range(1, 31))
+        assert isinstance(results[30], ValueError) and results[31] is None
+        # Each increment ran once: those refused with NOSCRIPT were sent again, no other.
+        assert await store.get("rate:p") == "30"
+    raw.close()

@@ -25,14 +25,13 @@ blindly (a repeated ``incr`` or ``add`` whose reply was lost would count twice o
 own write): a connection the server closed is noticed when it is taken from the pool and
 replaced, so the store reconnects by itself once Redis is back, without a restart.
 
-A call made is a call finished: each runs in its own task that a caller's cancellation (a
-session closing, an agent time-out) does not cut short, as a command already sent to a server
-is not recalled and as the SQLite store's batches behave.
+Calls made while a pipeline is on the wire share the next one (:mod:`edgeward.state.redis_batch`,
+the counterpart of the SQLite store's group commit), and a call made is a call finished: a
+caller's cancellation (a session closing, an agent time-out) does not take its command back.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +46,7 @@ from redis.exceptions import RedisError, ResponseError
 from edgeward.ports import Clock, ListEntry, PolicyStoreError, StoredValue, SystemClock
 from edgeward.state import redis_scripts as lua
 from edgeward.state.policy import check_name, check_ttl, check_value
+from edgeward.state.redis_batch import PipelineRunner
 
 __all__ = ["RedisPolicyStore", "escape_glob"]
 
@@ -95,8 +95,9 @@ class RedisPolicyStore:
         self._clock = clock if clock is not None else SystemClock()
         self._redis: Redis | None = None
         self._scripts: dict[str, AsyncScript] = {}
+        self._texts: dict[str, str] = {}  # SHA1 -> script, for a server that lost its scripts
         self._closed = False
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._pipeline = PipelineRunner()
 
     def __repr__(self) -> str:
         return f"RedisPolicyStore({self.url!r}, prefix={self.prefix!r})"
@@ -106,12 +107,11 @@ class RedisPolicyStore:
     async def open(self) -> None:
         """Connect and check that the server answers; raises PolicyStoreError if it does not."""
         self._closed = False
-        await self._run(lambda r: r.ping())
+        await self._command(("PING",))
 
     async def close(self) -> None:
         self._closed = True
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        await self._pipeline.wait_idle()
         if self._redis is not None:
             client, self._redis = self._redis, None
             self._scripts.clear()
@@ -143,25 +143,30 @@ class RedisPolicyStore:
             self._redis = Redis.from_pool(pool)
             for name, text in _SCRIPTS.items():
                 self._scripts[name] = self._redis.register_script(text)
+                self._texts[self._scripts[name].sha] = text
         return self._redis
 
-    async def _run(self, fn: Callable[[Redis], Awaitable[T]]) -> T:
+    def _ready(self) -> Redis:
         if self._closed:
             raise PolicyStoreError(f"policy store {self.url}: closed")
         try:
-            client = self._client()
+            return self._client()
         except (ValueError, RedisError) as exc:  # an unusable URL
             raise PolicyStoreError(f"policy store {self.url}: {exc}") from None
-        task = asyncio.ensure_future(self._translated(fn(client)))
-        self._inflight.add(task)
-        task.add_done_callback(self._finished)
-        # shield: a caller that goes away leaves its command to finish (see the module docstring).
-        return await asyncio.shield(task)
 
-    def _finished(self, task: asyncio.Task[Any]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled():
-            task.exception()  # retrieved here: a caller cancelled meanwhile never will
+    async def _command(self, command: tuple[Any, ...], parse: Callable[[Any], T] = lambda r: r) -> T:
+        """One command, sent with whatever else is asked meanwhile (``state/redis_batch.py``)."""
+        client = self._ready()
+        reply = self._pipeline.submit(client, command, self._texts)
+
+        async def parsed() -> T:
+            return parse(await reply)
+
+        return await self._translated(parsed())
+
+    async def _run(self, fn: Callable[[Redis], Awaitable[T]]) -> T:
+        """Work of several round trips (scan, purge) on a connection of its own."""
+        return await self._translated(fn(self._ready()))
 
     async def _translated(self, work: Awaitable[T]) -> T:
         try:
@@ -177,10 +182,8 @@ class RedisPolicyStore:
             raise PolicyStoreError(f"policy store {self.url}: {problem}") from None
 
     async def _script(self, name: str, keys: Sequence[bytes], args: Sequence[str | bytes]) -> Any:
-        def call(r: Redis) -> Awaitable[Any]:
-            return self._scripts[name](keys=list(keys), args=list(args), client=r)
-
-        return await self._run(call)
+        self._ready()
+        return await self._command(("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args))
 
     # -- keys --------------------------------------------------------------------------------
 
@@ -189,13 +192,13 @@ class RedisPolicyStore:
 
     async def get(self, key: str) -> str | None:
         check_name("key", key)
-        name, now = self._key(key), self._clock.now()
+        now = self._clock.now()
 
-        async def run(r: Redis) -> str | None:
-            value, expires = _pair(await r.hmget(name, ["v", "x"]))
+        def parse(reply: object) -> str | None:
+            value, expires = _pair(reply)
             return None if value is None or _expired(expires, now) else _text(value)
 
-        return await self._run(run)
+        return await self._command(("HMGET", self._key(key), "v", "x"), parse)
 
     async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
         check_name("key", key)
@@ -281,24 +284,25 @@ class RedisPolicyStore:
     async def list_get(self, name: str, member: str) -> ListEntry | None:
         check_name("list name", name)
         check_name("member", member)
-        meta_key, wanted, now = self._list_keys(name)[1], member.encode(), self._clock.now()
+        now = self._clock.now()
 
-        async def run(r: Redis) -> ListEntry | None:
-            raw = _raw(await r.hget(meta_key, wanted))
+        def parse(reply: object) -> ListEntry | None:
+            raw = _raw(reply)
             return None if raw is None else self._entry(member, raw, now)
 
-        return await self._run(run)
+        return await self._command(("HGET", self._list_keys(name)[1], member.encode()), parse)
 
     async def list_members(self, name: str) -> list[ListEntry]:
         check_name("list name", name)
-        meta_key, now = self._list_keys(name)[1], self._clock.now()
+        now = self._clock.now()
 
-        async def run(r: Redis) -> list[ListEntry]:
-            rows = await r.hgetall(meta_key)
-            entries = (self._entry(_text(m), _text(raw), now) for m, raw in rows.items())
+        def parse(reply: object) -> list[ListEntry]:
+            if not isinstance(reply, dict):
+                raise _NotOurs
+            entries = (self._entry(_text(m), _text(raw), now) for m, raw in reply.items())
             return sorted((e for e in entries if e is not None), key=lambda e: e.member)
 
-        return await self._run(run)
+        return await self._command(("HGETALL", self._list_keys(name)[1]), parse)
 
     def _entry(self, member: str, raw: bytes | str, now: float) -> ListEntry | None:
         try:
