@@ -1,10 +1,13 @@
-"""Cost of one PolicyStore call: the SQLite store (with and without group commit) and the fake.
+"""Cost of one PolicyStore call: the SQLite store (with and without group commit), the Redis
+store (a private redis-server on loopback TCP and on a unix socket) and the fake.
 
 For each operation an agent makes per message (``incr`` of a rate counter, ``get`` of a
 reputation, ``list_get`` on an allow list) it prints microseconds per call, wall and CPU of this
 process, once for calls made one after another and once for ``--sessions`` tasks calling at
 the same time, which is how the receiving process uses the store. ``--max-batch 1`` shows the
-store without group commit (one transaction per call).
+store without group commit (one transaction per call). The Redis rows are skipped with a notice
+when redis-server is not installed; the server's CPU is not in the CPU column (it is another
+process), so those rows add it per call in a last column.
 
     .venv/bin/python bench/policystore_bench.py [--calls 4000] [--sessions 20]
 """
@@ -13,14 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from edgeward.ports import PolicyStore
-from edgeward.state.policy import SqlitePolicyStore
-from edgeward.testing.policystore import MemoryPolicyStore
+REPO = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(REPO / "src"), str(REPO)]
+
+from tests.redisserver import REDIS_SERVER, RedisServer  # noqa: E402
+
+from edgeward.ports import PolicyStore  # noqa: E402
+from edgeward.state.policy import SqlitePolicyStore  # noqa: E402
+from edgeward.state.redis_policy import RedisPolicyStore  # noqa: E402
+from edgeward.testing.policystore import MemoryPolicyStore  # noqa: E402
 
 Op = Callable[[PolicyStore, int], Awaitable[object]]
 
@@ -52,6 +62,25 @@ async def measure(store: PolicyStore, op: Op, calls: int, sessions: int) -> tupl
     )
 
 
+async def bench_redis(server: RedisServer, label: str, args: argparse.Namespace) -> None:
+    """The Redis rows, with the server's CPU per call (user + system, from INFO) at the end."""
+    with server.client() as raw:
+
+        def server_cpu() -> float:
+            info = raw.info("cpu")
+            return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+        async with RedisPolicyStore(server.url) as store:
+            for i in range(50):
+                await store.list_add("ip-allow", f"198.51.100.{i}", comment="bench")
+            for name, op in OPS.items():
+                before = server_cpu()
+                seq, conc, cpu = await measure(store, op, args.calls, args.sessions)
+                on_server = (server_cpu() - before) / (2 * args.calls) * 1e6
+                row = f"{label:<22}{name:<10}{seq:>12.0f}{conc:>12.0f}{cpu:>10.0f}"
+                print(f"{row}{on_server:>10.0f} (server)")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=4000)
@@ -67,6 +96,14 @@ async def main() -> None:
                 for name, op in OPS.items():
                     seq, conc, cpu = await measure(store, op, args.calls, args.sessions)
                     print(f"{label:<22}{name:<10}{seq:>12.0f}{conc:>12.0f}{cpu:>10.0f}")
+        if REDIS_SERVER is None:
+            print("redis: skipped, redis-server is not installed")
+        for unix in (False, True) if REDIS_SERVER is not None else ():
+            server = RedisServer(Path(tmp), unix_socket=unix).start()
+            try:
+                await bench_redis(server, "redis unix socket" if unix else "redis tcp loopback", args)
+            finally:
+                server.stop()
         memory = MemoryPolicyStore()
         for name, op in OPS.items():
             seq, conc, cpu = await measure(memory, op, args.calls, args.sessions)

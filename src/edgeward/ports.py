@@ -11,7 +11,8 @@ Each port, its real implementation and the fake shipped in ``edgeward.testing``:
 - :class:`DnsLookup` (one DNS question, for the anti-spam checks): ``net.dns.DnsResolver``;
   ``testing.dns.FakeResolver``.
 - :class:`PolicyStore` (reputation, greylisting, rate counters, lists):
-  ``state.policy.SqlitePolicyStore``; ``testing.policystore.MemoryPolicyStore``.
+  ``state.policy.SqlitePolicyStore``, ``state.redis_policy.RedisPolicyStore`` (shared by
+  several gateways); ``testing.policystore.MemoryPolicyStore``.
 - :class:`Resolver` (mail routing's MX and address lookups): ``net.dns.DnsResolver``; no fake,
   its tests run against nsd on loopback.
 - :class:`Scanner` (one anti-virus or file-analysis engine: clamd, YARA, Office analysis, a

@@ -60,8 +60,8 @@ from edgeward.scanning.yara_engine import YaraEngine
 from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.session import SessionEnv
-from edgeward.state.policy import SqlitePolicyStore, default_policy_path
 from edgeward.state.sqlite import DB_FILENAME, StateStore
+from edgeward.state.stores import OwnedPolicyStore, policy_store_for
 from edgeward.tasks import TaskSupervisor
 from edgeward.tls.context import server_context
 from edgeward.tls.store import CertificateStore
@@ -150,11 +150,12 @@ class Gateway:
                 log.error("AUTH is unavailable: %s", problem)
             self.users = UserStore(self.state)
             self.addresses = AccountAddresses(self.state)
-        # Reputation, greylisting, rate counters and the IP lists; the CLI changes it live.
-        self.policy_store: SqlitePolicyStore | None = None
+        # Reputation, greylisting, rate counters and the IP lists; the CLI changes it live. The
+        # SQLite file or, with [policy_store] backend = "redis", the server several gateways share.
+        self.policy_store: OwnedPolicyStore | None = None
         self.ip_lists: IpLists | None = None
         if receive:
-            self.policy_store = SqlitePolicyStore(default_policy_path(config.server.data_dir))
+            self.policy_store = policy_store_for(config)
             self.ip_lists = IpLists(self.policy_store)
         # One learning worker for the process, kept across reloads like the byte budget.
         self.learner: SiteLearner | None = build_learner(config, self.policy_store) if receive else None
@@ -353,6 +354,9 @@ class Gateway:
         new = {b for c in config.receive_connectors for b in c.bindings}
         if old != new:
             log.warning("listener bindings changed; they take effect at the next restart")
+        if config.policy_store != self.config.policy_store:
+            # Sessions hold the open store; switching it under them would split their counters.
+            log.warning("[policy_store] changed; it takes effect at the next restart")
         self.config = config
         self._env = env
         if self.deliver:

@@ -1,5 +1,6 @@
-"""Conformance suite of :class:`edgeward.ports.PolicyStore`: the SQLite store and the memory fake
-pass the same tests, with expiry driven by one injected FakeClock.
+"""Conformance suite of :class:`edgeward.ports.PolicyStore`: the SQLite store, the Redis store
+(against a real redis-server the test starts on loopback) and the memory fake pass the same
+tests, with expiry driven by one injected FakeClock.
 
 The SQLite-only tests at the end cover what the fake has no counterpart for: two processes
 counting on one file, a locked file and a corrupt file, each of which must surface as
@@ -13,15 +14,17 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from edgeward.ports import PolicyStore, PolicyStoreError
 from edgeward.state.policy import SqlitePolicyStore
+from edgeward.state.redis_policy import RedisPolicyStore
 from edgeward.testing.clock import FakeClock
 from edgeward.testing.policystore import MemoryPolicyStore
+from tests.redisserver import REDIS_SERVER, RedisServer
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -31,12 +34,26 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed (scripts/install-test-deps.sh installs it)")
+    server = RedisServer(tmp_path).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[PolicyStore]:
     if request.param == "memory":
         yield MemoryPolicyStore(clock)
+        return
+    if request.param == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        async with RedisPolicyStore(server.url, prefix="conformance:", clock=clock) as redis_store:
+            yield redis_store
         return
     async with SqlitePolicyStore(tmp_path / "state" / "policy.db", clock=clock) as sqlite_store:
         yield sqlite_store
@@ -240,11 +257,14 @@ async def test_purge_drops_only_what_expired(store: PolicyStore, clock: FakeCloc
 # -- faults --------------------------------------------------------------------------------------
 
 
-async def _break(store: PolicyStore) -> PolicyStore:
+async def _break(store: PolicyStore, request: pytest.FixtureRequest) -> PolicyStore:
     """The same store after a fault: the fake told so, the SQLite file overwritten and reopened
-    (as the next process to open it after a disk fault would)."""
+    (as the next process to open it after a disk fault would), the Redis server gone."""
     if isinstance(store, MemoryPolicyStore):
         store.break_down()
+        return store
+    if isinstance(store, RedisPolicyStore):
+        request.getfixturevalue("redis_server").stop()
         return store
     assert isinstance(store, SqlitePolicyStore)
     await store.close()
@@ -279,9 +299,11 @@ OPERATIONS: list[tuple[str, Callable[[PolicyStore], object]]] = [
 ]
 
 
-async def test_a_broken_store_raises_policy_store_error_from_every_method(store: PolicyStore) -> None:
+async def test_a_broken_store_raises_policy_store_error_from_every_method(
+    store: PolicyStore, request: pytest.FixtureRequest
+) -> None:
     await store.set("k", "v")
-    broken = await _break(store)
+    broken = await _break(store, request)
     failed = []
     for name, op in OPERATIONS:
         try:

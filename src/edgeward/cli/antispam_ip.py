@@ -28,11 +28,12 @@ import typer
 from edgeward.cli.queue import clean, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config, parse_duration
+from edgeward.errors import ConfigError
 from edgeward.filters.agents.connection import LISTS, IpLists, parse_network
 from edgeward.filters.agents.dnsbl import ask_all
 from edgeward.net.dns import DnsResolver
-from edgeward.ports import ListEntry, PolicyStoreError
-from edgeward.state.policy import SqlitePolicyStore, default_policy_path
+from edgeward.ports import ListEntry, PolicyStore, PolicyStoreError
+from edgeward.state.stores import policy_store_for
 
 T = TypeVar("T")
 
@@ -55,14 +56,14 @@ def _network(value: str) -> str:
         fail(f"{clean(value)!r} is not an IPv4 or IPv6 address or network")
 
 
-def _with_store(config: Config, fn: Callable[[SqlitePolicyStore], Awaitable[T]]) -> T:
+def _with_store(config: Config, fn: Callable[[PolicyStore], Awaitable[T]]) -> T:
     async def run() -> T:
-        async with SqlitePolicyStore(default_policy_path(config.server.data_dir)) as store:
+        async with policy_store_for(config) as store:
             return await fn(store)
 
     try:
         return asyncio.run(run())
-    except PolicyStoreError as exc:
+    except (PolicyStoreError, ConfigError) as exc:
         fail(str(exc), code=1)
 
 
@@ -109,7 +110,7 @@ def _list_commands(which: str) -> typer.Typer:
             fail("--comment: at most 240 printable characters")
         cfg = load(config)
 
-        async def run(store: SqlitePolicyStore) -> ListEntry | None:
+        async def run(store: PolicyStore) -> ListEntry | None:
             await store.list_add(name, net, comment=comment, ttl=ttl)
             return await store.list_get(name, net)
 
@@ -132,7 +133,7 @@ def _list_commands(which: str) -> typer.Typer:
         net = _network(network)
         cfg = load(config)
 
-        async def run(store: SqlitePolicyStore) -> bool:
+        async def run(store: PolicyStore) -> bool:
             return await store.list_remove(name, net)
 
         removed = _with_store(cfg, run)
@@ -148,7 +149,7 @@ def _list_commands(which: str) -> typer.Typer:
         """The live entries, expired ones left out."""
         cfg = load(config)
 
-        async def run(store: SqlitePolicyStore) -> list[ListEntry]:
+        async def run(store: PolicyStore) -> list[ListEntry]:
             return await store.list_members(name)
 
         entries = _with_store(cfg, run)
@@ -183,7 +184,7 @@ def test_ip(
     cfg = load(config)
     cf = cfg.connection_filter
 
-    async def run(store: SqlitePolicyStore) -> dict[str, object]:
+    async def run(store: PolicyStore) -> dict[str, object]:
         lists = IpLists(store)
         allow, block = await lists.lookup("allow", text), await lists.lookup("block", text)
         d = cfg.dns

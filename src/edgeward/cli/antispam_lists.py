@@ -29,11 +29,12 @@ import typer
 from edgeward.cli.queue import clean, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import parse_duration
+from edgeward.errors import ConfigError
 from edgeward.filters.agents.recipient_filter import RECIPIENT_BLOCK_LIST
 from edgeward.filters.agents.safe_senders import BLOCKED_LIST, SAFE_LIST, pair
 from edgeward.filters.agents.sender_filter import SENDER_BLOCK_LIST, sender_entry
 from edgeward.ports import ListEntry, PolicyStore, PolicyStoreError
-from edgeward.state.policy import SqlitePolicyStore, default_policy_path
+from edgeward.state.stores import policy_store_for
 
 T = TypeVar("T")
 
@@ -56,12 +57,12 @@ def _run(config: Path, work: Callable[[PolicyStore], Awaitable[T]]) -> T:
     cfg = load(config)
 
     async def main() -> T:
-        async with SqlitePolicyStore(default_policy_path(cfg.server.data_dir)) as store:
+        async with policy_store_for(cfg) as store:
             return await work(store)
 
     try:
         return asyncio.run(main())
-    except PolicyStoreError as exc:
+    except (PolicyStoreError, ConfigError) as exc:
         fail(str(exc), code=1)
 
 

@@ -25,10 +25,12 @@ import typer
 
 from edgeward.cli.queue import clean, console, duration, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.errors import ConfigError
 from edgeward.filters.agents.greylist import network
 from edgeward.filters.agents.reputation import rating
 from edgeward.ports import PolicyStore, PolicyStoreError, StoredValue, SystemClock
-from edgeward.state.policy import SqlitePolicyStore, default_policy_path
+from edgeward.state.policy import default_policy_path
+from edgeward.state.stores import policy_store_for
 
 reputation_app = typer.Typer(
     name="reputation", help="Sender reputation: show, list, unblock.", no_args_is_help=True
@@ -42,16 +44,16 @@ T = TypeVar("T")
 def _with_store(config_path: Path, action: Callable[[PolicyStore], Awaitable[T]]) -> T:
     config = load(config_path)
     path = default_policy_path(config.server.data_dir)
-    if not path.exists():
+    if config.policy_store.backend == "sqlite" and not path.exists():
         fail(f"no policy store at {path}: the gateway has not kept any state yet", code=1)
 
     async def run() -> T:
-        async with SqlitePolicyStore(path) as store:
+        async with policy_store_for(config) as store:
             return await action(store)
 
     try:
         return asyncio.run(run())
-    except PolicyStoreError as exc:
+    except (PolicyStoreError, ConfigError) as exc:
         fail(str(exc), code=1)
 
 

@@ -247,14 +247,17 @@ def agents_list(
     from edgeward.queue.spool import Spool
     from edgeward.runtime import build_agents
     from edgeward.runtime_policy import STORE_AGENTS, pipeline_listing
-    from edgeward.state.policy import SqlitePolicyStore, default_policy_path
+    from edgeward.state.policy import default_policy_path
+    from edgeward.state.stores import policy_store_for
 
     config = _load(config_path)
     spool = Spool(config.resolve(Path("queue")), fsync=False)
-    # Never opened here (a root shell must not create it). Without the file the store-backed
-    # agents are listed in their place as off: none runs until `serve` creates the store.
+    # Never opened here (a root shell must not create it). Without the SQLite file the
+    # store-backed agents are listed in their place as off: none runs until `serve` creates it.
+    # A Redis store exists outside this machine, so it is listed as the gateway runs it.
     store_path = default_policy_path(config.server.data_dir)
-    store = SqlitePolicyStore(store_path) if store_path.exists() else None
+    redis = config.policy_store.backend == "redis"
+    store = policy_store_for(config) if redis or store_path.exists() else None
     agents = build_agents(config, spool, policy_store=store)
     rows = pipeline_listing(config, agents, policy_store=store is not None)
     mode = "observe-only" if config.agents.observe_only else "enforcing"
@@ -262,7 +265,11 @@ def agents_list(
         doc = {
             "mode": mode,
             "timeout": config.agents.timeout,
-            "policy_store": {"path": str(store_path), "present": store is not None},
+            "policy_store": {
+                "backend": config.policy_store.backend,
+                "path": None if redis else str(store_path),
+                "present": store is not None,
+            },
             "agents": [
                 {
                     "name": row.name,

@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from edgeward.config.policy_store import audit_policy_store
 from edgeward.config.schema import Config, ReceiveConnectorConfig
 
 Severity = Literal["error", "warning"]
@@ -180,6 +181,8 @@ def audit(config: Config) -> list[Problem]:
             )
         else:
             warn("agents.observe_only", "true: no agent verdict is enforced")
+    for text in audit_policy_store(config.policy_store, config.resolve):
+        warn("policy_store", text)
     return sorted(out, key=lambda p: p.severity != "error")
 
 

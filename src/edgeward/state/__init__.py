@@ -2,8 +2,9 @@
 
 ``sqlite`` is the accounts database (``edgeward.db``) and the migration mechanism every file
 here uses; ``policy`` is the anti-spam agents' :class:`edgeward.ports.PolicyStore`
-(``policy.db``: reputation, greylisting, rate counters, lists). A store shared by several
-gateways (Redis) implements the same port.
+(``policy.db``: reputation, greylisting, rate counters, lists). ``redis_policy`` is the same
+port on a Redis server several gateways share; ``stores.policy_store_for`` picks one of the two
+from ``[policy_store]``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,33 @@
+"""The policy store a configuration asks for: the SQLite file or the shared Redis server.
+
+``runtime`` and the ``edgeward antispam`` commands both call :func:`policy_store_for`, so a
+command changes the same store the gateways read, whichever backend ``[policy_store]`` names.
+"""
+
+from __future__ import annotations
+
+from edgeward.config.policy_store import read_password
+from edgeward.config.schema import Config
+from edgeward.ports import Clock
+from edgeward.state.policy import SqlitePolicyStore, default_policy_path
+from edgeward.state.redis_policy import RedisPolicyStore
+
+__all__ = ["OwnedPolicyStore", "policy_store_for"]
+
+OwnedPolicyStore = SqlitePolicyStore | RedisPolicyStore
+
+
+def policy_store_for(config: Config, *, clock: Clock | None = None) -> OwnedPolicyStore:
+    """The configured store, not yet opened; raises ConfigError for an unusable password file."""
+    cfg = config.policy_store
+    if cfg.backend == "sqlite":
+        return SqlitePolicyStore(default_policy_path(config.server.data_dir), clock=clock)
+    return RedisPolicyStore(
+        cfg.url,
+        password=read_password(cfg, config.resolve),
+        prefix=cfg.prefix,
+        timeout=cfg.timeout,
+        max_connections=cfg.max_connections,
+        ca_file=None if cfg.ca_file is None else str(config.resolve(cfg.ca_file)),
+        clock=clock,
+    )
