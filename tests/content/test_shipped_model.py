@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -18,12 +18,33 @@ runner = CliRunner()
 
 
 @pytest.mark.slow
-def test_documented_command_rebuilds_the_shipped_model_byte_for_byte(tmp_path: Path) -> None:
+def test_documented_command_rebuilds_the_shipped_model(tmp_path: Path) -> None:
+    """Same features, same Bayes term, weights equal to float32 rounding.
+
+    The fit is deterministic on one machine (two runs give one SHA-256), but BLAS kernels pick
+    their summation order by CPU, so another processor moves the last bit of some float32
+    weights (seen: 6e-8) and the calibration's fourth decimal. The tolerance is a thousand
+    times that noise and still far below what any change of data, features or settings moves.
+    """
     out = tmp_path / "model.npz"
     result = runner.invoke(spam_app, ["train", "--corpora", str(corpus()), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    shipped = hashlib.sha256(default_model_path().read_bytes()).hexdigest()
-    assert hashlib.sha256(out.read_bytes()).hexdigest() == shipped
+    shipped, rebuilt = np.load(default_model_path()), np.load(out)
+    assert sorted(shipped.files) == sorted(rebuilt.files)
+    assert np.array_equal(shipped["index"], rebuilt["index"])
+    for name in shipped.files:
+        if name in ("index", "meta"):
+            continue
+        assert shipped[name].shape == rebuilt[name].shape, name
+        assert float(np.max(np.abs(shipped[name] - rebuilt[name]), initial=0.0)) < 1e-4, name
+    meta = json.loads(bytes(shipped["meta"]).decode())
+    again = json.loads(bytes(rebuilt["meta"]).decode())
+    assert meta.keys() == again.keys()
+    for key, value in meta.items():
+        if isinstance(value, float):
+            assert abs(value - again[key]) < 1e-3, key
+        else:
+            assert value == again[key], key
 
 
 def test_dev_report_names_every_source_and_stays_on_modern_ham() -> None:
