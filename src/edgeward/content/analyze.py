@@ -22,10 +22,14 @@ GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 @dataclass(frozen=True)
 class Analysis:
+    """``features`` holds the word block first and the fact block last (its ``fact_count``
+    features), the order the model's two scales expect."""
+
     facts: MessageFacts
     cues: tuple[str, ...]
     features: tuple[str, ...]
     gtube: bool
+    fact_count: int = 0
 
 
 def analyze(
@@ -40,7 +44,7 @@ def analyze(
     """
     facts = extract_facts(parsed if parsed is not None else parse_message(raw, limits), auth)
     cues = phishing_cues(facts)
-    features = message_features(facts, cues)
+    words, fact_features = message_features(facts, cues)
     # GTUBE is searched in the raw bytes too: it must fire even inside an encoded part.
     gtube = GTUBE in raw or GTUBE.decode() in facts.text
-    return Analysis(facts, tuple(cues), tuple(features), gtube)
+    return Analysis(facts, tuple(cues), (*words, *fact_features), gtube, len(fact_features))

@@ -191,19 +191,21 @@ class SpamClassifier:
         model = self.model
         # Distinct features may share a slot; like the training matrix, such a slot counts twice.
         per_feature = feature_slots(analysis.features, model.bits)
-        probability = model.probability(model.raw_score(per_feature))
+        probability = model.probability(model.raw_score(per_feature, analysis.fact_count))
         scl = scl_from_probability(probability)
         findings: list[tuple[str, float]] = list(phish)
         if pcl >= 8 and scl < 7:
             scl = 7
             findings.insert(0, ("PHISH_HIGH_PCL", 0.0))
-        findings.extend(self._top_features(analysis.features, per_feature))
+        findings.extend(self._top_features(analysis.features, per_feature, analysis.fact_count))
         return ContentVerdict(probability, scl, pcl, tuple(findings[:MAX_FINDINGS]))
 
-    def _top_features(self, features: tuple[str, ...], slots: np.ndarray) -> list[tuple[str, float]]:
+    def _top_features(
+        self, features: tuple[str, ...], slots: np.ndarray, facts: int
+    ) -> list[tuple[str, float]]:
         if not features:
             return []
-        contrib = self.model.contributions(slots)
+        contrib = self.model.contributions(slots, facts)
         strength = np.abs(contrib)
         keep = min(len(features), MAX_FINDINGS * 4)
         candidates = (
@@ -219,13 +221,14 @@ class SpamClassifier:
         """Teach the live model that ``raw`` is spam (or ham); no-op when learning is off."""
         if not self.learning:
             return
-        slots = feature_slots(analyze(raw).features, self.model.bits)
+        analysis = analyze(raw)
+        slots = feature_slots(analysis.features, self.model.bits)
         if self.store is None:
-            self.model.learn(slots, is_spam)
+            self.model.learn(slots, is_spam, analysis.fact_count)
             return
         for _ in range(LEARN_RETRIES):
             self.refresh()
-            if not self.model.learn(slots, is_spam) and self.version:
+            if not self.model.learn(slots, is_spam, analysis.fact_count) and self.version:
                 return  # already learned as told: nothing to write
             try:
                 self.version = self.store.put(self.model_name, self.model.to_bytes(), self.version)
