@@ -10,7 +10,8 @@ Decision order in :meth:`SpamClassifier.score`, first match wins:
 2. A custom good phrase: SCL 0 (``CUSTOM_GOOD_WORD``); else a custom bad phrase: SCL 9
    (``CUSTOM_BAD_WORD``). Good words win, as in Exchange.
 3. The model's probability mapped through :data:`SCL_CUTS`; a PCL of 8 (several strong phishing
-   cues together) raises the SCL to at least 7, the default reject threshold (``PHISH_HIGH_PCL``).
+   cues together) raises the SCL to at least :data:`HIGH_PCL_SCL`, at which content alone is
+   rejected by default (``PHISH_HIGH_PCL``).
 
 Learning (:meth:`SpamClassifier.learn`) updates the live model in a :class:`ModelStateStore` when
 one is given (read, update, write with optimistic versioning), else only in memory; it is a no-op
@@ -53,8 +54,10 @@ __all__ = ["SCL_CUTS", "ContentVerdict", "SpamClassifier", "default_model_path",
 # Probability at which each SCL from 1 to 9 starts. SCL 7 (Exchange's default reject threshold)
 # starts at 0.86, chosen on the SpamAssassin dev split as the lowest cut with at most 2 ham of 663
 # above it (SpamAssassin's own count at its reject score); SCL 4 (Exchange 2010+ junk-folder
-# threshold) at 0.35.
+# threshold) at 0.20, SCL 5 at 0.35, SCL 8 (where content alone is rejected) at 0.98.
 SCL_CUTS: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20, 0.35, 0.60, 0.86, 0.98, 0.995)
+# The default content_filter.reject_threshold: content alone is rejected from this SCL on.
+HIGH_PCL_SCL = 8
 MAX_FINDINGS = 8
 LEARN_RETRIES = 5
 
@@ -194,8 +197,8 @@ class SpamClassifier:
         probability = model.probability(model.raw_score(per_feature, analysis.fact_count))
         scl = scl_from_probability(probability)
         findings: list[tuple[str, float]] = list(phish)
-        if pcl >= 8 and scl < 7:
-            scl = 7
+        if pcl >= 8 and scl < HIGH_PCL_SCL:
+            scl = HIGH_PCL_SCL
             findings.insert(0, ("PHISH_HIGH_PCL", 0.0))
         findings.extend(self._top_features(analysis.features, per_feature, analysis.fact_count))
         return ContentVerdict(probability, scl, pcl, tuple(findings[:MAX_FINDINGS]))
