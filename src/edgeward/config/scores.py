@@ -67,6 +67,9 @@ _TABLE: dict[str, ScoreDefinition] = {
         0.0, "safe-senders: the recipient blocked the sender (550 5.7.1 for that recipient)"
     ),
     "CONTENT_BYPASSED": ScoreDefinition(0.0, "the content classifier did not rate the message (too big)"),
+    "LOOKALIKE_OWN_DOMAIN": ScoreDefinition(
+        3.0, "a link host, the From or the Reply-To domain imitates one of the accepted domains"
+    ),
     **{
         f"SCL_{n}": ScoreDefinition(SCL_WEIGHTS[n], f"the content classifier rated the message SCL {n}")
         for n in range(10)

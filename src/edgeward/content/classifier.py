@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeward.content.analyze import analyze
+from edgeward.content.lookalike import Lookalike, OwnDomains
 from edgeward.content.mime import ParsedMessage
 from edgeward.content.model import LinearModel, feature_slots
 from edgeward.content.phishing import PHISH_WEIGHTS, pcl_from_cues
@@ -81,12 +82,15 @@ class ContentVerdict:
     ``findings`` are ``(name, weight)`` pairs, strongest first: rules (``GTUBE``,
     ``CUSTOM_*_WORD``), phishing cues (``PHISH_*``, weight = cue weight) and the model features
     that moved the score most (``model:<feature>``, weight = signed contribution to the raw score).
+    ``lookalikes`` are the hosts imitating one of the site's accepted domains (the classifier was
+    given them), behind the cue ``PHISH_LOOKALIKE_OWN_DOMAIN``.
     """
 
     probability: float
     scl: int
     pcl: int
     findings: tuple[tuple[str, float], ...]
+    lookalikes: tuple[Lookalike, ...] = ()
 
 
 class SpamClassifier:
@@ -103,8 +107,10 @@ class SpamClassifier:
         version: int = 0,
         refresh_interval: float | None = None,
         clock: Clock | None = None,
+        own_domains: Iterable[str] = (),
     ) -> None:
         self.model = model
+        self.own = OwnDomains(own_domains)
         self.words = words or CustomWords()
         self.store = store
         self.model_name = model_name
@@ -124,8 +130,11 @@ class SpamClassifier:
         words: CustomWords | None = None,
         learning: bool = True,
         refresh_interval: float | None = None,
+        own_domains: Iterable[str] = (),
     ) -> SpamClassifier:
-        """The live model from ``store`` if it holds one, else the model file (default: shipped)."""
+        """The live model from ``store`` if it holds one, else the model file (default: shipped).
+
+        ``own_domains``: the accepted domains, whose look-alikes are reported."""
         stored = store.get(model_name) if store is not None else None
         if stored is not None:
             model, version = LinearModel.from_bytes(stored.blob), stored.version
@@ -140,6 +149,7 @@ class SpamClassifier:
             learning=learning,
             version=version,
             refresh_interval=refresh_interval,
+            own_domains=own_domains,
         )
 
     def refresh(self) -> bool:
@@ -179,18 +189,20 @@ class SpamClassifier:
         ``auth`` the gateway's own SPF/DKIM/DMARC results, trusted instead of the message's
         Authentication-Results fields (which a client wrote).
         """
-        analysis = analyze(raw, parsed=parsed, auth=auth)
+        analysis = analyze(raw, parsed=parsed, auth=auth, own=self.own or None)
         pcl, _ = pcl_from_cues(list(analysis.cues))
         phish = tuple((cue, PHISH_WEIGHTS[cue]) for cue in analysis.cues)
+        own = analysis.lookalikes
         if analysis.gtube:
-            return ContentVerdict(1.0, 9, pcl, (("GTUBE", 100.0), *phish))
+            return ContentVerdict(1.0, 9, pcl, (("GTUBE", 100.0), *phish), own)
         if self.words:
             hit = self.words.match(analysis.facts.subject, analysis.facts.text)
             if hit is not None:
                 kind, phrase = hit
                 if kind == "good":
-                    return ContentVerdict(0.0, 0, pcl, ((f"CUSTOM_GOOD_WORD:{phrase}", -100.0), *phish))
-                return ContentVerdict(1.0, 9, pcl, ((f"CUSTOM_BAD_WORD:{phrase}", 100.0), *phish))
+                    good = ((f"CUSTOM_GOOD_WORD:{phrase}", -100.0), *phish)
+                    return ContentVerdict(0.0, 0, pcl, good, own)
+                return ContentVerdict(1.0, 9, pcl, ((f"CUSTOM_BAD_WORD:{phrase}", 100.0), *phish), own)
         model = self.model
         # Distinct features may share a slot; like the training matrix, such a slot counts twice.
         per_feature = feature_slots(analysis.features, model.bits)
@@ -201,7 +213,7 @@ class SpamClassifier:
             scl = HIGH_PCL_SCL
             findings.insert(0, ("PHISH_HIGH_PCL", 0.0))
         findings.extend(self._top_features(analysis.features, per_feature, analysis.fact_count))
-        return ContentVerdict(probability, scl, pcl, tuple(findings[:MAX_FINDINGS]))
+        return ContentVerdict(probability, scl, pcl, tuple(findings[:MAX_FINDINGS]), own)
 
     def _top_features(
         self, features: tuple[str, ...], slots: np.ndarray, facts: int

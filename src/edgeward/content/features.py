@@ -56,9 +56,9 @@ FREEMAIL = frozenset({
     "gmx.net", "web.de", "yandex.com", "yandex.ru", "mail.ru", "proton.me", "protonmail.com",
     "zoho.com", "qq.com", "163.com", "126.com", "inbox.com",
 })  # fmt: skip
-# Cues that rest on the gateway's own results, absent from every training message: they count in
-# the phishing level, not in the model.
-_UNTRAINED_CUES = frozenset({"PHISH_AUTH_FAIL"})
+# Cues that rest on the gateway's own results or configuration, absent from every training
+# message: they count in the phishing level, not in the model.
+_UNTRAINED_CUES = frozenset({"PHISH_AUTH_FAIL", "PHISH_LOOKALIKE_OWN_DOMAIN"})
 _DISPLAY_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 
 
