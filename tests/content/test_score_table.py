@@ -134,3 +134,17 @@ def test_a_content_filter_reject_threshold_keeps_meaning_the_scl_of_content_alon
     assert six.values["reject"] == 4.0
     heavier = Config(scores={"SCL_8": 8.5})
     assert Thresholds.from_config(heavier).values["reject"] == 8.5
+
+
+def test_the_gateways_auth_results_reach_the_pcl_not_the_spam_probability() -> None:
+    # No training message carries this gateway's results, so they have no model weight; the
+    # score table adds SPF_FAIL and the DMARC findings instead (the cases above).
+    classifier = SpamClassifier.load(learning=False)
+    raw = (
+        b"From: Billing <billing@bank.example>\r\nSubject: Your statement\r\n"
+        b"Message-ID: <s1@bank.example>\r\n\r\nYour monthly statement is ready to view online.\r\n"
+    )
+    clean = classifier.score(raw)
+    failed = classifier.score(raw, auth={"spf": "fail", "dkim": "fail", "dmarc": "fail"})
+    assert failed.probability == clean.probability and failed.scl == clean.scl
+    assert "PHISH_AUTH_FAIL" in dict(failed.findings) and failed.pcl > clean.pcl
