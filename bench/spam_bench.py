@@ -15,16 +15,19 @@ splits: SpamAssassin dev, and each modern archive's dev part separately:
   points.
 
 Printed per engine on SpamAssassin dev: ROC AUC, recall at 0.1 % and 1 % FP, FP rate and recall
-at the reject point (Edgeward SCL >= 7, SpamAssassin >= 5 points, rspamd >= 15 points, i.e. each
-one's default reject), and messages per CPU-second of the scanning process(es) (per core), plus
-ratios to Edgeward. Then on the modern dev split: ROC AUC and recall at 0.1 % and 1 % FP of all
-modern dev messages together, and per archive the share at the reject point and at the
-quarantine point (Edgeward SCL >= 4, SpamAssassin >= 5, rspamd >= 6 "add header"): for ham the
-false-positive rate, for spam the recall. The peers' Bayes learns every message once (neither
-takes a weight). An engine whose programs are not installed is skipped with a notice.
+at the reject point and at the quarantine point (each one's default actions: Edgeward SCL >= 8,
+where content alone is rejected, and SCL >= 4; SpamAssassin >= 5 points for both; rspamd >= 15
+points "reject" and >= 6 "add header"), and messages per CPU-second of the scanning process(es)
+(per core), plus ratios to Edgeward. Then per set, SpamAssassin dev, all modern dev messages
+together and each modern archive: ROC AUC, recall at 0.1 % and 1 % FP (a ham archive ranked
+against all modern dev spam, a spam archive against all modern dev ham) and the share at the
+reject and quarantine points (for ham the false-positive rate, for spam the recall; Edgeward's
+former reject point SCL >= 7 too). ``--json FILE`` writes every figure. The peers' Bayes learns
+every message once (neither takes a weight). An engine whose programs are not installed is
+skipped with a notice.
 Everything listens on 127.0.0.1 only.
 
-    .venv/bin/python bench/spam_bench.py [--limit N] [--corpora ../shared/corpora]
+    .venv/bin/python bench/spam_bench.py [--limit N] [--corpora ../shared/corpora] [--json out.json]
 """
 
 from __future__ import annotations
@@ -42,8 +45,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 from edgeward.content.classifier import SpamClassifier
 from edgeward.content.corpora import MODERN_WEIGHT, corpus_sets
@@ -322,9 +323,12 @@ def run_rspamd(
             proc.wait(timeout=30)
 
 
-# Each engine's (reject, quarantine) points; SpamAssassin has one "spam" score, rspamd tags
-# ("add header") at 6 and rejects at 15.
-POINTS = {"edgeward": (7.0, 4.0), "spamassassin": (5.0, 5.0), "rspamd": (15.0, 6.0)}
+# Each engine's (reject, quarantine) points, its default actions: Edgeward rejects on content
+# alone from SCL 8 (content_filter.reject_threshold) and SCL 4 is the junk/quarantine level;
+# SpamAssassin has one "spam" score, rspamd tags ("add header") at 6 and rejects at 15.
+POINTS = {"edgeward": (8.0, 4.0), "spamassassin": (5.0, 5.0), "rspamd": (15.0, 6.0)}
+# Edgeward's former reject SCL, also shown so figures compare with earlier runs.
+EDGEWARD_SCL7 = 7.0
 NEEDS = {"spamassassin": ("sa-learn", "perl"), "rspamd": ("rspamd", "rspamc", "redis-server")}
 
 
@@ -350,10 +354,29 @@ def write_sets(
     return data, source_of, weights
 
 
+Row = dict[str, float | int | str]
+
+
+def _row(name: str, source: str, label: str, ham: list[float], spam: list[float], own: list[float]) -> Row:
+    """Figures of one set: ``own`` are its scores, ``ham``/``spam`` the sets it is ranked against."""
+    reject, quarantine = POINTS[name]
+    curve = evaluate_scores(ham, spam, reject)
+    row: Row = {
+        "engine": name, "source": source, "label": label, "n": len(own),
+        "auc": curve.roc_auc, "r@0.1%": curve.recall_at_fpr[0.001], "r@1%": curve.recall_at_fpr[0.01],
+        ">=reject": sum(v >= reject for v in own) / len(own),
+        ">=quarantine": sum(v >= quarantine for v in own) / len(own),
+    }  # fmt: skip
+    if name == "edgeward":
+        row[">=scl7"] = sum(v >= EDGEWARD_SCL7 for v in own) / len(own)
+    return row
+
+
 def modern_rows(
     name: str, dev: dict[str, list[Path]], scores: dict[str, list[float]], source_of: dict[Path, str]
-) -> list[str]:
-    reject, quarantine = POINTS[name]
+) -> list[Row]:
+    """All modern dev messages together, then each archive: ham against all modern dev spam,
+    spam against all modern dev ham (an archive holds one label)."""
     by_source: dict[tuple[str, str], list[float]] = {}
     for label in ("ham", "spam"):
         for path, score in zip(dev[label], scores[label], strict=True):
@@ -361,21 +384,27 @@ def modern_rows(
                 by_source.setdefault((source_of[path], label), []).append(score)
     ham = [v for (_, label), vals in by_source.items() if label == "ham" for v in vals]
     spam = [v for (_, label), vals in by_source.items() if label == "spam" for v in vals]
-    pooled = evaluate_scores(ham, spam, reject)
-    lines = [
-        f"{name}: modern dev ({len(ham)} ham, {len(spam)} spam): ROC AUC {pooled.roc_auc:.5f}, "
-        f"recall at 0.1% FP {pooled.recall_at_fpr[0.001]:.3f}, at 1% FP {pooled.recall_at_fpr[0.01]:.3f}"
-    ]
+    pooled = "modern (all)"
+    rows = [_row(name, pooled, "ham", ham, spam, ham), _row(name, pooled, "spam", ham, spam, spam)]
     for (source, label), vals in sorted(by_source.items()):
-        other = spam if label == "ham" else ham
-        auc = evaluate_scores(vals, other, reject) if label == "ham" else evaluate_scores(other, vals, reject)
-        at_reject = sum(v >= reject for v in vals) / len(vals)
-        at_quarantine = sum(v >= quarantine for v in vals) / len(vals)
-        lines.append(
-            f"  {source:20s}{label:>5s}{len(vals):6d}  >=reject {at_reject:.4f}  "
-            f">=quarantine {at_quarantine:.4f}  ROC AUC {auc.roc_auc:.5f}"
+        pair = (vals, spam) if label == "ham" else (ham, vals)
+        rows.append(_row(name, source, label, *pair, vals))
+    return rows
+
+
+def print_rows(rows: list[Row]) -> None:
+    """Per set: for ham the shares are false-positive rates, for spam recall. Recall at an FP
+    rate is of the spam ranked against that ham."""
+    print(
+        f"{'engine':13s}{'source':22s}{'label':>5s}{'n':>6s}{'ROC AUC':>9s}{'R@0.1%FP':>9s}{'R@1%FP':>8s}"
+        f"{'>=reject':>9s}{'>=quar.':>8s}{'>=SCL7':>8s}"
+    )
+    for row in rows:
+        scl7 = f"{row['>=scl7']:8.4f}" if ">=scl7" in row else f"{'':8s}"
+        print(
+            f"{row['engine']!s:13s}{row['source']!s:22s}{row['label']!s:>5s}{row['n']:6d}{row['auc']:9.5f}"
+            f"{row['r@0.1%']:9.3f}{row['r@1%']:8.3f}{row['>=reject']:9.4f}{row['>=quarantine']:8.4f}{scl7}"
         )
-    return lines
 
 
 def main() -> None:
@@ -388,13 +417,14 @@ def main() -> None:
         "--roc-png", type=Path, default=None, help="write the SpamAssassin-dev ROC curves here"
     )
     parser.add_argument("--skip", action="append", default=[], choices=["spamassassin", "rspamd"])
+    parser.add_argument("--json", type=Path, default=None, help="also write every figure here as JSON")
     args = parser.parse_args()
     for engine, programs in NEEDS.items():
         missing = [p for p in programs if shutil.which(p) is None]
         if missing and engine not in args.skip:
             print(f"skipping {engine}: {', '.join(missing)} not installed", file=sys.stderr)
             args.skip.append(engine)
-    modern_lines: list[str] = []
+    set_rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="spam-bench-") as tmp:
         work = Path(tmp)
         os.chmod(work, 0o755)
@@ -423,6 +453,7 @@ def main() -> None:
                 for label in ("ham", "spam")
             }  # fmt: skip
             report = evaluate_scores(sa["ham"], sa["spam"], reject)
+            at_quarantine = evaluate_scores(sa["ham"], sa["spam"], POINTS[name][1])
             curves[name] = (report.fpr_curve, report.tpr_curve)
             rows[name] = {
                 "auc": report.roc_auc,
@@ -430,20 +461,25 @@ def main() -> None:
                 "r@1%": report.recall_at_fpr[0.01],
                 "fpr@reject": report.fpr,
                 "recall@reject": report.recall,
+                "fpr@quarantine": at_quarantine.fpr,
+                "recall@quarantine": at_quarantine.recall,
                 "msg/s/core": scores["_rate"][0],
             }
-            modern_lines.extend(modern_rows(name, data["dev"], scores, source_of))
+            set_rows.append(_row(name, "spamassassin", "ham", sa["ham"], sa["spam"], sa["ham"]))
+            set_rows.append(_row(name, "spamassassin", "spam", sa["ham"], sa["spam"], sa["spam"]))
+            set_rows.extend(modern_rows(name, data["dev"], scores, source_of))
     if args.roc_png:
         write_roc_png(curves, args.roc_png)
-    print("SpamAssassin dev (rate: all dev messages)")
+    print("SpamAssassin dev (rate: all dev messages); reject/quarantine points:", POINTS)
     print(
         f"{'engine':14s}{'ROC AUC':>9s}{'R@0.1%FP':>10s}{'R@1%FP':>9s}"
-        f"{'FPR@rej':>9s}{'R@rej':>8s}{'msg/s/core':>12s}"
+        f"{'FPR@rej':>9s}{'R@rej':>8s}{'FPR@quar':>9s}{'R@quar':>8s}{'msg/s/core':>12s}"
     )
     for name, row in rows.items():
         print(
             f"{name:14s}{row['auc']:9.5f}{row['r@0.1%']:10.3f}{row['r@1%']:9.3f}"
-            f"{row['fpr@reject']:9.4f}{row['recall@reject']:8.3f}{row['msg/s/core']:12.1f}"
+            f"{row['fpr@reject']:9.4f}{row['recall@reject']:8.3f}"
+            f"{row['fpr@quarantine']:9.4f}{row['recall@quarantine']:8.3f}{row['msg/s/core']:12.1f}"
         )
     base = rows["edgeward"]
     for name, row in rows.items():
@@ -453,8 +489,10 @@ def main() -> None:
                 f"missed spam at 0.1% FP x{(1 - base['r@0.1%']) / max(1e-9, 1 - row['r@0.1%']):.2f}, "
                 f"ROC AUC {base['auc'] - row['auc']:+.5f}"
             )
-    print("\n".join(modern_lines))
-    np.set_printoptions(precision=4)
+    print("\nPer set (ham: false-positive rate at each point; spam: recall)")
+    print_rows(set_rows)
+    if args.json:
+        args.json.write_text(json.dumps({"engines": rows, "sets": set_rows, "points": POINTS}, indent=1))
 
 
 if __name__ == "__main__":

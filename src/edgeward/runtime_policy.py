@@ -85,8 +85,9 @@ def build_classifier(config: Config) -> SpamClassifier:
     store = SqliteModelStateStore(content_state_path(config)) if cfg.learning else None
     words = CustomWords(cfg.good_words, cfg.bad_words)
     return SpamClassifier.load(
-        model, store=store, words=words, learning=cfg.learning, refresh_interval=cfg.refresh_interval
-    )
+        model, store=store, words=words, learning=cfg.learning, refresh_interval=cfg.refresh_interval,
+        own_domains=config.accepted_domains,
+    )  # fmt: skip
 
 
 def build_learner(config: Config, policy_store: PolicyStore | None) -> SiteLearner:

@@ -47,7 +47,7 @@ def test_config_show_defaults_prints_every_weight_and_threshold_with_its_meaning
     result = runner.invoke(app, ["config", "show", "--defaults"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.output)
-    assert doc["scores"]["SCL_7"] == {"default": 7.0, "description": SCORE_TABLE["SCL_7"].description}
+    assert doc["scores"]["SCL_7"] == {"default": 5.0, "description": SCORE_TABLE["SCL_7"].description}
     assert set(doc["scores"]) == set(SCORE_TABLE)
     for name in ("stamp", "quarantine", "reject", "discard", "tempfail"):
         assert doc["policy"][name]["description"]

@@ -25,9 +25,10 @@ def _f(name: str, score: float, stage: str = "mail") -> Finding:
     return Finding(name, "test", "", score, stage)
 
 
-def test_every_shipped_weight_has_a_meaning_and_scl_weighs_its_level() -> None:
+def test_every_shipped_weight_has_a_meaning_and_scl_weights_rise_with_the_level() -> None:
     assert all(d.description for d in SCORE_TABLE.values())
-    assert [SCORE_TABLE[f"SCL_{n}"].weight for n in range(10)] == [float(n) for n in range(10)]
+    weights = [SCORE_TABLE[f"SCL_{n}"].weight for n in range(10)]
+    assert weights == sorted(weights) and weights[0] == 0.0 and weights[9] == 9.0
 
 
 def test_overrides_replace_the_shipped_weight_and_unknown_names_are_an_error() -> None:

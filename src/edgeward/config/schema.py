@@ -473,7 +473,9 @@ class ContentFilterConfig(_Section):
     enabled: bool = Field(True, description="Rate every message with a spam confidence level (SCL 0-9)")
     model: Path | None = Field(None, description="Model file; empty means the model shipped with Edgeward")
     reject_enabled: bool = Field(True, description="Reject messages at or above reject_threshold")
-    reject_threshold: int = Field(7, ge=0, le=9, description="SCL at which messages are rejected")
+    reject_threshold: int = Field(
+        8, ge=0, le=9, description="SCL at which content alone rejects; other findings add to a lower one"
+    )
     rejection_response: str = Field(
         "Message rejected as spam by Content Filtering",
         max_length=240,

@@ -8,10 +8,13 @@ because the schema validates overrides against it, and agents sit above the conf
 Weights follow rspamd's split of findings from scores: a finding says what was seen, the table
 what it weighs, the thresholds of ``[policy]`` what the total does. Findings of hard controls
 (relay denied, size, hop count ...) weigh 0: those agents decide on the spot and their finding
-only explains the refusal. The content classifier's finding is ``SCL_<n>`` and weighs ``n``, so
-with the default thresholds (reject at 7) a message is rejected exactly where the content
-filter rejected it before the score table existed, and a message of SCL 5 with an SPF fail
-(3.0) is rejected too.
+only explains the refusal.
+
+The content classifier's ``SCL_<n>`` weighs less than ``n`` below SCL 8 (:data:`SCL_WEIGHTS`):
+content alone reaches the default reject total of 7 only at SCL 8 (spam probability >= 0.98),
+where it is very sure, while an SCL 7 with an SPF fail (5 + 3), an SCL 6 with an SPF fail or an
+SCL 5 with a DMARC fail under p=quarantine (3 + 4) is rejected too. The table and its reasoning:
+``docs/content-model.md`` ("The score table").
 
 A new agent adds its names here, with a weight and one line of meaning, in the same change.
 """
@@ -29,6 +32,13 @@ class ScoreDefinition(NamedTuple):
 
 
 _HARD = "hard decision of {}: the finding explains the refusal"
+
+# SCL -> weight. Steps of 1 from SCL 4 up to 7, then 2: the calibrated probability rises from
+# 0.86 (SCL 7) to 0.98 (SCL 8), and only from there may content decide alone.
+SCL_WEIGHTS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 7.0, 9.0)
+# SRL -> weight. sender-reputation blocks at SRL 7 by default, so 7-9 weigh only where its
+# block_threshold was raised; SRL 5-6 (mostly mail of SCL 6-8, or missing rDNS) add to a medium SCL.
+SRL_WEIGHTS = (0.0, 0.0, 0.0, 0.0, 0.5, 1.0, 2.0, 3.0, 3.0, 3.0)
 
 _TABLE: dict[str, ScoreDefinition] = {
     "AGENT_FAILURE": ScoreDefinition(0.0, "an agent raised or timed out (451 4.3.0 unless it is fail-open)"),
@@ -57,8 +67,11 @@ _TABLE: dict[str, ScoreDefinition] = {
         0.0, "safe-senders: the recipient blocked the sender (550 5.7.1 for that recipient)"
     ),
     "CONTENT_BYPASSED": ScoreDefinition(0.0, "the content classifier did not rate the message (too big)"),
+    "LOOKALIKE_OWN_DOMAIN": ScoreDefinition(
+        3.0, "a link host, the From or the Reply-To domain imitates one of the accepted domains"
+    ),
     **{
-        f"SCL_{n}": ScoreDefinition(float(n), f"the content classifier rated the message SCL {n}")
+        f"SCL_{n}": ScoreDefinition(SCL_WEIGHTS[n], f"the content classifier rated the message SCL {n}")
         for n in range(10)
     },
     # Sender authentication (issue 8 §2.4-5); the agents that emit them plug in behind this table.
@@ -115,7 +128,7 @@ _TABLE: dict[str, ScoreDefinition] = {
     "RDNS_UNCONFIRMED": ScoreDefinition(0.5, "the client's PTR name does not resolve back to its address"),
     "RDNS_TEMPERROR": ScoreDefinition(0.0, "the reverse DNS lookup failed (never held against the client)"),
     **{
-        f"SRL_{n}": ScoreDefinition(0.0, f"sender reputation rates the client address SRL {n}")
+        f"SRL_{n}": ScoreDefinition(SRL_WEIGHTS[n], f"sender reputation rates the client address SRL {n}")
         for n in range(10)
     },
     "OPEN_PROXY": ScoreDefinition(4.0, "the client's address relayed to this gateway as an open proxy"),

@@ -10,7 +10,8 @@ Decision order in :meth:`SpamClassifier.score`, first match wins:
 2. A custom good phrase: SCL 0 (``CUSTOM_GOOD_WORD``); else a custom bad phrase: SCL 9
    (``CUSTOM_BAD_WORD``). Good words win, as in Exchange.
 3. The model's probability mapped through :data:`SCL_CUTS`; a PCL of 8 (several strong phishing
-   cues together) raises the SCL to at least 7, the default reject threshold (``PHISH_HIGH_PCL``).
+   cues together) raises the SCL to at least :data:`HIGH_PCL_SCL`, at which content alone is
+   rejected by default (``PHISH_HIGH_PCL``).
 
 Learning (:meth:`SpamClassifier.learn`) updates the live model in a :class:`ModelStateStore` when
 one is given (read, update, write with optimistic versioning), else only in memory; it is a no-op
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import bisect
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -41,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeward.content.analyze import analyze
+from edgeward.content.lookalike import Lookalike, OwnDomains
 from edgeward.content.mime import ParsedMessage
 from edgeward.content.model import LinearModel, feature_slots
 from edgeward.content.phishing import PHISH_WEIGHTS, pcl_from_cues
@@ -53,8 +55,10 @@ __all__ = ["SCL_CUTS", "ContentVerdict", "SpamClassifier", "default_model_path",
 # Probability at which each SCL from 1 to 9 starts. SCL 7 (Exchange's default reject threshold)
 # starts at 0.86, chosen on the SpamAssassin dev split as the lowest cut with at most 2 ham of 663
 # above it (SpamAssassin's own count at its reject score); SCL 4 (Exchange 2010+ junk-folder
-# threshold) at 0.35.
+# threshold) at 0.20, SCL 5 at 0.35, SCL 8 (where content alone is rejected) at 0.98.
 SCL_CUTS: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20, 0.35, 0.60, 0.86, 0.98, 0.995)
+# The default content_filter.reject_threshold: content alone is rejected from this SCL on.
+HIGH_PCL_SCL = 8
 MAX_FINDINGS = 8
 LEARN_RETRIES = 5
 
@@ -78,12 +82,15 @@ class ContentVerdict:
     ``findings`` are ``(name, weight)`` pairs, strongest first: rules (``GTUBE``,
     ``CUSTOM_*_WORD``), phishing cues (``PHISH_*``, weight = cue weight) and the model features
     that moved the score most (``model:<feature>``, weight = signed contribution to the raw score).
+    ``lookalikes`` are the hosts imitating one of the site's accepted domains (the classifier was
+    given them), behind the cue ``PHISH_LOOKALIKE_OWN_DOMAIN``.
     """
 
     probability: float
     scl: int
     pcl: int
     findings: tuple[tuple[str, float], ...]
+    lookalikes: tuple[Lookalike, ...] = ()
 
 
 class SpamClassifier:
@@ -100,8 +107,10 @@ class SpamClassifier:
         version: int = 0,
         refresh_interval: float | None = None,
         clock: Clock | None = None,
+        own_domains: Iterable[str] = (),
     ) -> None:
         self.model = model
+        self.own = OwnDomains(own_domains)
         self.words = words or CustomWords()
         self.store = store
         self.model_name = model_name
@@ -121,8 +130,11 @@ class SpamClassifier:
         words: CustomWords | None = None,
         learning: bool = True,
         refresh_interval: float | None = None,
+        own_domains: Iterable[str] = (),
     ) -> SpamClassifier:
-        """The live model from ``store`` if it holds one, else the model file (default: shipped)."""
+        """The live model from ``store`` if it holds one, else the model file (default: shipped).
+
+        ``own_domains``: the accepted domains, whose look-alikes are reported."""
         stored = store.get(model_name) if store is not None else None
         if stored is not None:
             model, version = LinearModel.from_bytes(stored.blob), stored.version
@@ -137,6 +149,7 @@ class SpamClassifier:
             learning=learning,
             version=version,
             refresh_interval=refresh_interval,
+            own_domains=own_domains,
         )
 
     def refresh(self) -> bool:
@@ -176,34 +189,38 @@ class SpamClassifier:
         ``auth`` the gateway's own SPF/DKIM/DMARC results, trusted instead of the message's
         Authentication-Results fields (which a client wrote).
         """
-        analysis = analyze(raw, parsed=parsed, auth=auth)
+        analysis = analyze(raw, parsed=parsed, auth=auth, own=self.own or None)
         pcl, _ = pcl_from_cues(list(analysis.cues))
         phish = tuple((cue, PHISH_WEIGHTS[cue]) for cue in analysis.cues)
+        own = analysis.lookalikes
         if analysis.gtube:
-            return ContentVerdict(1.0, 9, pcl, (("GTUBE", 100.0), *phish))
+            return ContentVerdict(1.0, 9, pcl, (("GTUBE", 100.0), *phish), own)
         if self.words:
             hit = self.words.match(analysis.facts.subject, analysis.facts.text)
             if hit is not None:
                 kind, phrase = hit
                 if kind == "good":
-                    return ContentVerdict(0.0, 0, pcl, ((f"CUSTOM_GOOD_WORD:{phrase}", -100.0), *phish))
-                return ContentVerdict(1.0, 9, pcl, ((f"CUSTOM_BAD_WORD:{phrase}", 100.0), *phish))
+                    good = ((f"CUSTOM_GOOD_WORD:{phrase}", -100.0), *phish)
+                    return ContentVerdict(0.0, 0, pcl, good, own)
+                return ContentVerdict(1.0, 9, pcl, ((f"CUSTOM_BAD_WORD:{phrase}", 100.0), *phish), own)
         model = self.model
         # Distinct features may share a slot; like the training matrix, such a slot counts twice.
         per_feature = feature_slots(analysis.features, model.bits)
-        probability = model.probability(model.raw_score(per_feature))
+        probability = model.probability(model.raw_score(per_feature, analysis.fact_count))
         scl = scl_from_probability(probability)
         findings: list[tuple[str, float]] = list(phish)
-        if pcl >= 8 and scl < 7:
-            scl = 7
+        if pcl >= 8 and scl < HIGH_PCL_SCL:
+            scl = HIGH_PCL_SCL
             findings.insert(0, ("PHISH_HIGH_PCL", 0.0))
-        findings.extend(self._top_features(analysis.features, per_feature))
-        return ContentVerdict(probability, scl, pcl, tuple(findings[:MAX_FINDINGS]))
+        findings.extend(self._top_features(analysis.features, per_feature, analysis.fact_count))
+        return ContentVerdict(probability, scl, pcl, tuple(findings[:MAX_FINDINGS]), own)
 
-    def _top_features(self, features: tuple[str, ...], slots: np.ndarray) -> list[tuple[str, float]]:
+    def _top_features(
+        self, features: tuple[str, ...], slots: np.ndarray, facts: int
+    ) -> list[tuple[str, float]]:
         if not features:
             return []
-        contrib = self.model.contributions(slots)
+        contrib = self.model.contributions(slots, facts)
         strength = np.abs(contrib)
         keep = min(len(features), MAX_FINDINGS * 4)
         candidates = (
@@ -219,13 +236,14 @@ class SpamClassifier:
         """Teach the live model that ``raw`` is spam (or ham); no-op when learning is off."""
         if not self.learning:
             return
-        slots = feature_slots(analyze(raw).features, self.model.bits)
+        analysis = analyze(raw)
+        slots = feature_slots(analysis.features, self.model.bits)
         if self.store is None:
-            self.model.learn(slots, is_spam)
+            self.model.learn(slots, is_spam, analysis.fact_count)
             return
         for _ in range(LEARN_RETRIES):
             self.refresh()
-            if not self.model.learn(slots, is_spam) and self.version:
+            if not self.model.learn(slots, is_spam, analysis.fact_count) and self.version:
                 return  # already learned as told: nothing to write
             try:
                 self.version = self.store.put(self.model_name, self.model.to_bytes(), self.version)

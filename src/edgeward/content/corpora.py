@@ -37,6 +37,8 @@ __all__ = [
     "CorpusSet",
     "Labelled",
     "corpus_sets",
+    "group_keys",
+    "groups_of",
     "split_archive",
     "training_items",
 ]
@@ -81,8 +83,14 @@ def _group_keys(raw: bytes) -> list[str]:
     return keys
 
 
-def _groups(items: list[tuple[str, bytes]]) -> list[list[int]]:
-    parent = list(range(len(items)))
+def group_keys(raw: bytes) -> list[str]:
+    """The near-duplicate keys of one message: two messages sharing any key are one group."""
+    return _group_keys(raw)
+
+
+def groups_of(keys: list[list[str]]) -> list[list[int]]:
+    """Indices grouped by shared keys (transitively), each group in index order."""
+    parent = list(range(len(keys)))
 
     def find(i: int) -> int:
         while parent[i] != i:
@@ -91,14 +99,18 @@ def _groups(items: list[tuple[str, bytes]]) -> list[list[int]]:
         return i
 
     first: dict[str, int] = {}
-    for index, (_, raw) in enumerate(items):
-        for key in _group_keys(raw):
+    for index, item_keys in enumerate(keys):
+        for key in item_keys:
             other = first.setdefault(key, index)
             parent[find(index)] = find(other)
     members: dict[int, list[int]] = {}
-    for index in range(len(items)):
+    for index in range(len(keys)):
         members.setdefault(find(index), []).append(index)
     return list(members.values())
+
+
+def _groups(items: list[tuple[str, bytes]]) -> list[list[int]]:
+    return groups_of([_group_keys(raw) for _, raw in items])
 
 
 def split_archive(

@@ -9,12 +9,18 @@ one-letter namespace, each later hashed into a fixed-size weight vector:
 * ``h:`` HTML structure (HTML-only, tag counts in buckets, hidden text, shown-text-to-markup
   ratio, images with almost no text, tracking pixels);
 * ``m:`` MIME structure, charsets, transfer encodings, attachment types, parser anomalies;
-* ``x:`` header facts (missing Date/Message-ID, reply, priority, auth results of the gateway's own
-  checks), header consistency (an address of another domain in the From display name, a
-  free-mail Reply-To under a company From);
+* ``x:`` header facts (missing Date/Message-ID, reply, priority), header consistency (an
+  address of another domain in the From display name, a free-mail Reply-To under a company From);
 * ``k:`` bulk-mail conventions (List-Unsubscribe, RFC 8058 one-click, Feedback-ID, Precedence,
   a DKIM-Signature and whether its ``d=`` aligns with the From domain);
 * ``p:`` phishing cues (see :mod:`edgeward.content.phishing`).
+
+The features come in two blocks (:class:`Features`): *words* (``w:``, ``b:``, ``s:``, ``d:`` and
+the link domains ``u:d:``, ``u:tld:``), whose number grows with the length of the message, and
+*facts* (every other namespace: structure, headers, bulk conventions, URL counts, cues), of which
+a message has a few dozen whatever its length. The model scales the two differently
+(:mod:`edgeward.content.model`), so a long newsletter's DKIM alignment or one-click unsubscribe
+weighs as much as a short note's.
 
 What is deliberately *not* here is listed in :mod:`edgeward.content.facts`. Host names that exist
 only because a corpus obfuscated addresses (``spamassassin.taint.org``, ``example.sourceforge.net``)
@@ -24,10 +30,11 @@ are dropped, so that obfuscation does not move a score.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 from edgeward.content.facts import MessageFacts, is_ip_literal, registered_domain
 
-__all__ = ["MAX_WORDS", "message_features"]
+__all__ = ["MAX_WORDS", "Features", "message_features"]
 
 MAX_WORDS = 3000
 _WORD = re.compile(r"[^\W_](?:[\w'$€£.-]{0,22}[\w$€£])?", re.UNICODE)
@@ -49,6 +56,9 @@ FREEMAIL = frozenset({
     "gmx.net", "web.de", "yandex.com", "yandex.ru", "mail.ru", "proton.me", "protonmail.com",
     "zoho.com", "qq.com", "163.com", "126.com", "inbox.com",
 })  # fmt: skip
+# Cues that rest on the gateway's own results or configuration, absent from every training
+# message: they count in the phishing level, not in the model.
+_UNTRAINED_CUES = frozenset({"PHISH_AUTH_FAIL", "PHISH_LOOKALIKE_OWN_DOMAIN"})
 _DISPLAY_ADDRESS = re.compile(r"[\w.+-]+@([\w-]+(?:\.[\w-]+)+)")
 
 
@@ -66,7 +76,14 @@ def _words(text: str) -> list[str]:
     return words
 
 
-def _text_features(facts: MessageFacts, feats: set[str]) -> None:
+class Features(NamedTuple):
+    """The distinct feature strings of one message: the word block and the fact block."""
+
+    words: list[str]
+    facts: list[str]
+
+
+def _text_features(facts: MessageFacts, feats: set[str], meta: set[str]) -> None:
     words = _words(facts.text)
     # map() with bound str methods: this is the hottest loop of scoring, and it avoids a Python
     # frame per word that a generator expression would cost.
@@ -74,37 +91,37 @@ def _text_features(facts: MessageFacts, feats: set[str]) -> None:
     feats.update(map("b:{}_{}".format, words, words[1:]))
     feats.update(map("s:".__add__, _words(facts.subject)))
     feats.update(map("d:".__add__, _words(facts.from_display)))
-    feats.add("x:textlen:" + _bucket(len(facts.text) // 64))
+    meta.add("x:textlen:" + _bucket(len(facts.text) // 64))
     letters = [c for c in facts.subject if c.isalpha()]
     if len(letters) >= 8 and sum(c.isupper() for c in letters) > 0.7 * len(letters):
-        feats.add("x:subject_caps")
+        meta.add("x:subject_caps")
     if facts.subject.count("!") >= 2:
-        feats.add("x:subject_bangs")
+        meta.add("x:subject_bangs")
     if not facts.subject.strip():
-        feats.add("x:subject_empty")
+        meta.add("x:subject_empty")
     if facts.text.count("!") >= 5:
-        feats.add("x:text_bangs")
+        meta.add("x:text_bangs")
 
 
-def _url_features(facts: MessageFacts, feats: set[str]) -> None:
-    feats.add("u:count:" + _bucket(facts.url_count))
+def _url_features(facts: MessageFacts, feats: set[str], meta: set[str]) -> None:
+    meta.add("u:count:" + _bucket(facts.url_count))
     domains: set[str] = set()
     for host in facts.hosts:
         if host.endswith(_OBFUSCATION_SUFFIXES):
             continue
         if is_ip_literal(host):
-            feats.add("u:ip")
+            meta.add("u:ip")
             continue
         domain = registered_domain(host)
         domains.add(domain)
         feats.add("u:d:" + domain)
         feats.add("u:tld:" + domain.rsplit(".", 1)[-1])
         if "xn--" in host:
-            feats.add("u:punycode")
+            meta.add("u:punycode")
         if domain in SHORTENERS or host in SHORTENERS:
-            feats.add("u:shortener")
-    feats.add("u:hosts:" + _bucket(len(facts.hosts)))
-    feats.add("u:domains:" + _bucket(len(domains)))
+            meta.add("u:shortener")
+    meta.add("u:hosts:" + _bucket(len(facts.hosts)))
+    meta.add("u:domains:" + _bucket(len(domains)))
 
 
 def _structure_features(facts: MessageFacts, feats: set[str]) -> None:
@@ -137,7 +154,9 @@ def _header_features(facts: MessageFacts, feats: set[str]) -> None:
     # mostly list ham, which says nothing about today's mail.
     if not facts.from_domain:
         feats.add("x:from_no_domain")
-    feats.update(f"x:auth:{method}={result}" for method, result in facts.auth.items())
+    # No x:auth: features: no training message carries this gateway's SPF/DKIM/DMARC results, so
+    # their weights could never be learned (only hash collisions would give them one). The score
+    # table adds the authentication findings to the SCL instead (docs/content-model.md).
     from_domain = registered_domain(facts.from_domain) if facts.from_domain else ""
     if "@" in facts.from_display:
         shown = _DISPLAY_ADDRESS.search(facts.from_display)
@@ -169,13 +188,14 @@ def _bulk_features(facts: MessageFacts, feats: set[str]) -> None:
             feats.add("k:dkim_aligned" if aligned else "k:dkim_unaligned")
 
 
-def message_features(facts: MessageFacts, cues: list[str]) -> list[str]:
-    """The distinct feature strings of one message, in no particular order."""
-    feats: set[str] = set()
-    _text_features(facts, feats)
-    _url_features(facts, feats)
-    _structure_features(facts, feats)
-    _header_features(facts, feats)
-    _bulk_features(facts, feats)
-    feats.update("p:" + cue for cue in cues)
-    return list(feats)
+def message_features(facts: MessageFacts, cues: list[str]) -> Features:
+    """The distinct feature strings of one message (each block in no particular order)."""
+    words: set[str] = set()
+    meta: set[str] = set()
+    _text_features(facts, words, meta)
+    _url_features(facts, words, meta)
+    _structure_features(facts, meta)
+    _header_features(facts, meta)
+    _bulk_features(facts, meta)
+    meta.update("p:" + cue for cue in cues if cue not in _UNTRAINED_CUES)
+    return Features(list(words), list(meta))

@@ -52,6 +52,8 @@ BRANDS: dict[str, tuple[str, ...]] = {
 PHISH_WEIGHTS: dict[str, float] = {
     "PHISH_LINK_TEXT_MISMATCH": 3.0,
     "PHISH_LOOKALIKE_DOMAIN": 3.0,
+    # Added by analyze() when the classifier knows the site's accepted domains (content.lookalike).
+    "PHISH_LOOKALIKE_OWN_DOMAIN": 3.0,
     "PHISH_BRAND_DISPLAY_NAME": 2.5,
     "PHISH_CREDENTIAL_FORM": 2.5,
     "PHISH_URL_IP_LITERAL": 2.0,

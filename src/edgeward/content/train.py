@@ -16,14 +16,17 @@ size (:data:`DEFAULT_BITS` = 20) were chosen by 5-fold cross-validation on the t
 C = 30 over 2^18 slots); C = 1000 measured the same, so the choice sits on a plateau. With the
 modern corpora (``edgeward spam train --corpora``) messages carry sample weights
 (:data:`edgeward.content.corpora.MODERN_WEIGHT`, chosen the same way; ``docs/content-model.md``),
-used by the regression, the Bayes term and the calibration alike. The
+used by the regression, the Bayes term and the calibration alike. Words and facts are scaled
+apart (:data:`DEFAULT_FACT_SCALE`, :mod:`edgeward.content.model`), and the calibration folds keep
+near-duplicates (:func:`edgeward.content.corpora.group_keys`) in one fold, so a template resent
+with a new date cannot score its twin "out of fold" and make the calibration over-confident;
+both were chosen by the grouped cross-validation described in ``docs/content-model.md``. The
 fitted weights are a plain vector, so online learning after deployment is an SGD step on that
 vector (:meth:`LinearModel.learn`) and needs no scikit-learn.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -31,23 +34,46 @@ import numpy.typing as npt
 from scipy import sparse
 
 from edgeward.content.analyze import analyze
-from edgeward.content.model import LinearModel, feature_slots
+from edgeward.content.corpora import group_keys, groups_of
+from edgeward.content.model import LinearModel, feature_slots, vector_values
 
-__all__ = ["DEFAULT_BITS", "DEFAULT_C", "SEED", "features_matrix", "fit_platt", "train_model"]
+__all__ = [
+    "DEFAULT_BITS",
+    "DEFAULT_C",
+    "DEFAULT_FACT_SCALE",
+    "SEED",
+    "features_matrix",
+    "fit_platt",
+    "train_model",
+]
 
 DEFAULT_BITS = 20
 DEFAULT_C = 300.0
+# The value of one fact in the message vector; a word is 1/sqrt(words). 0.1 is a fact worth a
+# word of a 100-word message: cross-validated against 0.05, 0.3 and 1 (docs/content-model.md).
+DEFAULT_FACT_SCALE = 0.1
 BAYES_MIX = 0.01
 BAYES_ALPHA = 0.1
 SEED = 20260501
 
 
-def _matrix(slot_lists: list[npt.NDArray[np.int64]], bits: int) -> sparse.csr_matrix:
+def _matrix(
+    slot_lists: list[npt.NDArray[np.int64]],
+    bits: int,
+    fact_counts: list[int] | None = None,
+    fact_scale: float | None = None,
+) -> sparse.csr_matrix:
     indptr = np.zeros(len(slot_lists) + 1, dtype=np.int64)
     indptr[1:] = np.cumsum([s.size for s in slot_lists])
     indices = np.concatenate(slot_lists) if slot_lists else np.zeros(0, dtype=np.int64)
-    data = np.concatenate([np.full(s.size, 1.0 / math.sqrt(max(1, s.size))) for s in slot_lists])
-    return sparse.csr_matrix((data, indices, indptr), shape=(len(slot_lists), 1 << bits))
+    counts = fact_counts or [0] * len(slot_lists)
+    data = np.concatenate(
+        [vector_values(s.size, n, fact_scale) for s, n in zip(slot_lists, counts, strict=True)]
+    )
+    # Two features in one slot add up, as LinearModel.raw_score sums them.
+    matrix = sparse.csr_matrix((data, indices, indptr), shape=(len(slot_lists), 1 << bits))
+    matrix.sum_duplicates()
+    return matrix
 
 
 def _fit(
@@ -92,22 +118,37 @@ def features_matrix(
     messages: Iterable[tuple[bytes, bool] | tuple[bytes, bool, float]],
     bits: int,
     progress: Callable[[], None] | None = None,
+    fact_scale: float | None = DEFAULT_FACT_SCALE,
+    keys: list[list[str]] | None = None,
 ) -> tuple[sparse.csr_matrix, npt.NDArray[np.int8], npt.NDArray[np.float64]]:
-    """(hashed feature matrix, labels, sample weights) of ``(raw, is_spam[, weight])`` items."""
+    """(hashed feature matrix, labels, sample weights) of ``(raw, is_spam[, weight])`` items;
+    each message's near-duplicate keys are appended to ``keys`` when it is given."""
     slot_lists: list[npt.NDArray[np.int64]] = []
+    fact_counts: list[int] = []
     label_list: list[int] = []
     weight_list: list[float] = []
     for item in messages:
-        slot_lists.append(feature_slots(analyze(item[0]).features, bits))
+        analysis = analyze(item[0])
+        slot_lists.append(feature_slots(analysis.features, bits))
+        fact_counts.append(analysis.fact_count)
         label_list.append(1 if item[1] else 0)
         weight_list.append(item[2] if len(item) == 3 else 1.0)
+        if keys is not None:
+            keys.append(group_keys(item[0]))
         if progress is not None:
             progress()
     return (
-        _matrix(slot_lists, bits),
+        _matrix(slot_lists, bits, fact_counts, fact_scale),
         np.asarray(label_list, dtype=np.int8),
         np.asarray(weight_list, dtype=np.float64),
     )
+
+
+def _fold_groups(keys: list[list[str]]) -> npt.NDArray[np.int64]:
+    labels = np.zeros(len(keys), dtype=np.int64)
+    for number, members in enumerate(groups_of(keys)):
+        labels[members] = number
+    return labels
 
 
 def train_model(
@@ -115,23 +156,32 @@ def train_model(
     *,
     bits: int = DEFAULT_BITS,
     c: float = DEFAULT_C,
+    fact_scale: float | None = DEFAULT_FACT_SCALE,
     folds: int = 5,
     progress: Callable[[], None] | None = None,
 ) -> LinearModel:
     """Train a calibrated model from ``(raw, is_spam)`` pairs, or ``(raw, is_spam, weight)``
-    triples where a message should count more or less than once; deterministic for the same input."""
-    matrix, labels, sample_weights = features_matrix(messages, bits, progress)
+    triples where a message should count more or less than once; deterministic for the same input.
+    ``fact_scale=None`` trains a one-block model (every feature scaled as a word)."""
+    keys: list[list[str]] = []
+    matrix, labels, sample_weights = features_matrix(messages, bits, progress, fact_scale, keys)
     if labels.size < 2 * folds or labels.min() == labels.max():
         raise ValueError(f"need at least {folds} ham and {folds} spam messages to train")
     uniform = bool((sample_weights == 1.0).all())
     sw = None if uniform else sample_weights
     weights, bayes, bias = _fit(matrix, labels, c, sw)
     binary = (matrix > 0).astype(np.float64)
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
     out_of_fold = np.zeros(labels.size, dtype=np.float64)
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
-    for train_idx, test_idx in splitter.split(np.zeros(labels.size), labels):
+    groups = _fold_groups(keys)
+    if len(set(groups.tolist())) >= folds:
+        grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=SEED)
+        splits = list(grouped.split(np.zeros(labels.size), labels, groups))
+    else:  # a tiny training set of copies: nothing to keep apart
+        plain = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SEED)
+        splits = list(plain.split(np.zeros(labels.size), labels))
+    for train_idx, test_idx in splits:
         fold_w, fold_v, fold_b = _fit(
             matrix[train_idx], labels[train_idx], c, None if sw is None else sw[train_idx]
         )
@@ -141,4 +191,6 @@ def train_model(
             + fold_b
         )
     platt_a, platt_c = fit_platt(out_of_fold, labels, sw)
-    return LinearModel(bits, weights, bayes, bias=bias, platt_a=platt_a, platt_c=platt_c)
+    return LinearModel(
+        bits, weights, bayes, bias=bias, platt_a=platt_a, platt_c=platt_c, fact_scale=fact_scale
+    )

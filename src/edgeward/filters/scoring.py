@@ -5,9 +5,10 @@ overrides laid over it. ``Thresholds`` turns a total into an action, checked fro
 severe down: discard, reject, tempfail, quarantine, stamp. Each is off unless set.
 
 The ``[policy]`` thresholds reject, quarantine and discard default to the content filter's SCL
-settings (``reject_threshold`` when ``reject_enabled``, and so on): the classifier's ``SCL_<n>``
-finding weighs ``n``, so a configuration written before the score table keeps its behaviour.
-Setting a ``[policy]`` threshold (a number, or ``"off"``) takes over from the content filter's.
+settings (``reject_threshold`` when ``reject_enabled``, and so on) taken through the score
+table: the total is the weight of ``SCL_<threshold>``, so content alone acts exactly at that SCL
+(as it did before the score table existed) and other findings add to a lower SCL. Setting a
+``[policy]`` threshold (a number, or ``"off"``) takes over from the content filter's.
 
 Phishing has thresholds of its own, on the phishing confidence level rather than the total
 (``pcl_reject``, ``pcl_quarantine``): a message whose links and wording are a credential lure
@@ -74,10 +75,15 @@ class Thresholds:
     @classmethod
     def from_config(cls, config: Config) -> Thresholds:
         policy, cf = config.policy, config.agents.content_filter
+        table = ScoreTable(config.scores)
+
+        def scl(level: int, enabled: bool) -> float | None:
+            return table.weight(f"SCL_{level}") if enabled else None
+
         inherited: dict[str, float | None] = {
-            "discard": float(cf.delete_threshold) if cf.delete_enabled else None,
-            "reject": float(cf.reject_threshold) if cf.reject_enabled else None,
-            "quarantine": float(cf.quarantine_threshold) if cf.quarantine_enabled else None,
+            "discard": scl(cf.delete_threshold, cf.delete_enabled),
+            "reject": scl(cf.reject_threshold, cf.reject_enabled),
+            "quarantine": scl(cf.quarantine_threshold, cf.quarantine_enabled),
             "tempfail": None,
             "stamp": None,
         }

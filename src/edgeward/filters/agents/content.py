@@ -16,6 +16,9 @@ parse. Learning done elsewhere (``edgeward spam learn``, a quarantine release) r
 running gateway within ``refresh_interval``: the classifier is asked to refresh before each
 message.
 
+Links, From or Reply-To imitating one of the accepted domains (``edgeward.content.lookalike``)
+add a ``LOOKALIKE_OWN_DOMAIN`` finding, weighed by the score table besides the SCL.
+
 Stamps: ``X-Edgeward-SCL`` and the content part of ``X-Edgeward-Antispam-Report`` (SCL, PCL,
 probability, top classifier cues), which the stamps transform completes with every finding.
 
@@ -77,10 +80,20 @@ class ContentFilter:
         lures = ",".join(name for name, _ in verdict.findings if name.startswith("PHISH_"))
         phishing = Finding(f"PCL_{verdict.pcl}", self.name, lures[:300])
         headers = ((SCL_HEADER, str(verdict.scl)), (REPORT_HEADER, report(verdict)))
-        return Outcome(Action.CONTINUE, None, (finding, phishing), headers)
+        return Outcome(
+            Action.CONTINUE, None, (finding, phishing, *lookalike_findings(verdict, self.name)), headers
+        )
 
     def _score(self, data: bytes, message: MessageView | None, auth: dict[str, str]) -> ContentVerdict:
         return self.classifier.score(data, message.mime if message is not None else None, auth)
+
+
+def lookalike_findings(verdict: ContentVerdict, agent: str) -> tuple[Finding, ...]:
+    """One ``LOOKALIKE_OWN_DOMAIN`` finding naming the hosts that imitate an accepted domain."""
+    if not verdict.lookalikes:
+        return ()
+    detail = "; ".join(hit.describe() for hit in verdict.lookalikes[:3])
+    return (Finding("LOOKALIKE_OWN_DOMAIN", agent, detail[:300]),)
 
 
 def report(verdict: ContentVerdict) -> str:
