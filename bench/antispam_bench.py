@@ -37,6 +37,7 @@ from pathlib import Path
 from antispam import dns, mail, netns, verify
 from antispam.edgeward_stack import EdgewardStack, use_tree_sources
 from antispam.postfix_stack import PostfixStack
+from relay.load import percentile
 from relay.procs import BenchError, cpu_seconds, kill_processes_in
 from relay.sink import Sink
 
@@ -78,7 +79,9 @@ def sources(sessions: int) -> list[str]:
     return [f"127.0.1.{n}" for n in range(1, sessions + 1)]
 
 
-def send_and_wait(stack: Stack, args: argparse.Namespace, n: int, seq: int, variants: list[mail.Variant]) -> tuple[mail.LoadResult, float, float]:
+def send_and_wait(
+    stack: Stack, args: argparse.Namespace, n: int, seq: int, variants: list[mail.Variant]
+) -> tuple[mail.LoadResult, float, float]:
     """Send ``n`` messages; return the load's result, its start and the time the sink had them all."""
     base = stack.sink.count
     start = time.monotonic()
@@ -87,7 +90,7 @@ def send_and_wait(stack: Stack, args: argparse.Namespace, n: int, seq: int, vari
     return result, start, last
 
 
-def check_with_probes(stack: Stack, args: argparse.Namespace, variants: list[mail.Variant], key_pem: bytes) -> list[str]:
+def check_with_probes(stack: Stack, args: argparse.Namespace, variants: list[mail.Variant]) -> list[str]:
     forged = (
         f"From: CEO <ceo@{dns.FORGED_DOMAIN}>\r\nTo: <{mail.RECIPIENT}>\r\nSubject: wire transfer\r\n"
         f"Message-ID: <probe.dmarc@client.{dns.SENDER_DOMAIN}>\r\n\r\n"
@@ -105,7 +108,14 @@ def check_with_probes(stack: Stack, args: argparse.Namespace, variants: list[mai
     return verify.judge_probes(stack.name, outcomes, fields)
 
 
-def measure(stack: Stack, args: argparse.Namespace, rep: int, seq: int, variants: list[mail.Variant], dns_pids: list[int]) -> PassResult:
+def measure(
+    stack: Stack,
+    args: argparse.Namespace,
+    rep: int,
+    seq: int,
+    variants: list[mail.Variant],
+    dns_pids: list[int],
+) -> PassResult:
     n = args.messages
     maillog = getattr(stack.impl, "log_file", None)
     passes_before = verify.postscreen_passes(maillog) if maillog else 0
@@ -129,19 +139,13 @@ def measure(stack: Stack, args: argparse.Namespace, rep: int, seq: int, variants
         stack.name, rep, n,
         msgs_per_s=n / (last - start),
         accept_msgs_per_s=n / result.elapsed,
-        p50_ms=mail_percentile(lat, 50) * 1000.0,
-        p99_ms=mail_percentile(lat, 99) * 1000.0,
+        p50_ms=percentile(lat, 50) * 1000.0,
+        p99_ms=percentile(lat, 99) * 1000.0,
         cpu_ms_per_msg=(cpu1 - cpu0) * 1000.0 / n,
         dns_cpu_ms_per_msg=(dns1 - dns0) * 1000.0 / n,
         client_cpu_ms_per_msg=client * 1000.0 / n,
         postscreen_passes=passes,
     )  # fmt: skip
-
-
-def mail_percentile(values: list[float], pct: float) -> float:
-    from relay.load import percentile
-
-    return percentile(values, pct)
 
 
 def summarise(runs: list[PassResult]) -> dict[str, dict[str, float]]:
@@ -219,11 +223,13 @@ def run(args: argparse.Namespace) -> int:
             stack = Stack(impl, sink)
             stacks.append(stack)
             impl.start()
-            print(f"{name} listening on 127.0.0.1:{impl.port}; warming up ({args.warmup} messages)", flush=True)
+            print(
+                f"{name} listening on 127.0.0.1:{impl.port}; warming up ({args.warmup} messages)", flush=True
+            )
             send_and_wait(stack, args, args.warmup, 0, variants)
             time.sleep(0.3)
             verify.check_dump(stack.dump_dir, name, args.warmup)
-            for line in check_with_probes(stack, args, variants, key_pem):
+            for line in check_with_probes(stack, args, variants):
                 print(f"  probe {line}")
         seq = 10_000
         for rep in range(args.repeat):
@@ -233,8 +239,10 @@ def run(args: argparse.Namespace) -> int:
                 seq += args.messages
                 runs.append(res)
                 print(
-                    f"    {res.msgs_per_s:.1f} msg/s, p99 {res.p99_ms:.1f} ms, CPU {res.cpu_ms_per_msg:.2f} ms/msg;"
-                    " every message checked" + (f" ({res.postscreen_passes} postscreen PASS)" if res.postscreen_passes else ""),
+                    f"    {res.msgs_per_s:.1f} msg/s, p99 {res.p99_ms:.1f} ms,"
+                    f" CPU {res.cpu_ms_per_msg:.2f} ms/msg;"
+                    " every message checked"
+                    + (f" ({res.postscreen_passes} postscreen PASS)" if res.postscreen_passes else ""),
                     flush=True,
                 )
         report["stacks"] = {s.name: s.impl.describe() for s in stacks}
@@ -261,7 +269,10 @@ def run(args: argparse.Namespace) -> int:
     print_table(summary, ratios)
     if "msg/s" in ratios:
         verdict = "met" if ratios["msg/s"] >= GOAL_RATIO else "not met"
-        print(f"\ngoal: Edgeward >= {GOAL_RATIO} x the Postfix stack in msg/s: {ratios['msg/s']:.3f} ({verdict})")
+        print(
+            f"\ngoal: Edgeward >= {GOAL_RATIO} x the Postfix stack in msg/s:"
+            f" {ratios['msg/s']:.3f} ({verdict})"
+        )
     report["host"]["loadavg_end"] = os.getloadavg()  # type: ignore[index]
     report["runs"] = [asdict(r) for r in runs]
     report["summary"] = summary
@@ -279,7 +290,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--messages", type=int, default=2000, help="messages per measured pass (default 2000)")
     ap.add_argument("--warmup", type=int, default=100, help="warm-up messages per stack (default 100)")
     ap.add_argument("--sessions", type=int, default=20, help="parallel sessions (default 20)")
-    ap.add_argument("--repeat", type=int, default=3, help="measured passes per stack, alternating (default 3)")
+    ap.add_argument(
+        "--repeat", type=int, default=3, help="measured passes per stack, alternating (default 3)"
+    )
     ap.add_argument("--stacks", default="postfix,edgeward", help="which stacks (default postfix,edgeward)")
     ap.add_argument("--greet-pause", type=float, default=0.0, help="Edgeward's greet_pause (default 0)")
     ap.add_argument("--edgeward-cmd", help="command that runs the edgeward CLI (default: this tree's)")
@@ -305,8 +318,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def preflight() -> None:
     if os.geteuid() != 0:
         raise BenchError("run as root (network namespace, Postfix's master, milters dropping privileges)")
-    need = ["postfix", "smtp-sink", dns.NSD, dns.UNBOUND, netns.IP, "/usr/sbin/opendkim", "/usr/sbin/opendmarc",
-            "/usr/bin/policyd-spf"]  # fmt: skip
+    need = ["postfix", "smtp-sink", dns.NSD, dns.UNBOUND, netns.IP]
+    need += ["/usr/sbin/opendkim", "/usr/sbin/opendmarc", "/usr/bin/policyd-spf"]
     missing = [b for b in need if shutil.which(b) is None]
     if missing:
         raise BenchError(f"missing {', '.join(missing)}: run scripts/install-bench-deps.sh")
@@ -337,7 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     child: subprocess.Popen[bytes] | None = None
     try:
         with netns.namespace(name, dns.RESOLVER_ADDRESS):
-            cmd = [*netns.exec_prefix(name), sys.executable, str(Path(__file__).resolve()), *args.argv, "--netns", name]
+            cmd = [
+                *netns.exec_prefix(name),
+                sys.executable,
+                str(Path(__file__).resolve()),
+                *args.argv,
+                "--netns",
+                name,
+            ]
             child = subprocess.Popen(cmd)
             return child.wait()
     except KeyboardInterrupt:

@@ -21,7 +21,6 @@ Zones:
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Mapping
@@ -38,7 +37,8 @@ FORGED_DOMAIN = "forged.example"
 SELECTOR = "s1"
 DNSBL_ZONES = ("bl1.test", "bl2.test")
 CLIENT_NET = "127.0.1.0/24"  # the load's client addresses live here (SPF pass, not listed)
-LISTED_CLIENT = "127.0.2.2"  # listed by both DNSBLs: the connection-filter probe
+# Listed by both DNSBLs, and inside the SPF-pass range so that only the DNSBL can refuse it.
+LISTED_CLIENT = "127.0.1.250"
 TTL = 300
 # unbound also listens here (an extra address on the namespace's loopback device), for
 # resolvers that refuse to ask a 127.0.0.0/8 server (libunbound, in OpenDKIM).
@@ -68,9 +68,7 @@ def zones(dkim_record: str) -> dict[str, str]:
         '_dmarc IN TXT "v=DMARC1; p=reject; adkim=r; aspf=r"\n'
     )
     forged = soa(FORGED_DOMAIN) + (
-        '@ IN TXT "v=spf1 -all"\n'
-        f"{SELECTOR}._domainkey IN TXT {chunks}\n"
-        '_dmarc IN TXT "v=DMARC1; p=reject"\n'
+        f'@ IN TXT "v=spf1 -all"\n{SELECTOR}._domainkey IN TXT {chunks}\n_dmarc IN TXT "v=DMARC1; p=reject"\n'
     )
     out = {SENDER_DOMAIN: sender, FORGED_DOMAIN: forged}
     for n, zone in enumerate(DNSBL_ZONES, start=1):
@@ -159,9 +157,9 @@ class Dns:
         query = dns.message.make_query(name, "SOA")
         deadline = time.monotonic() + 20.0
         while time.monotonic() < deadline:
-            for proc in (self._nsd, self._unbound):
+            for name_, proc in (("nsd", self._nsd), ("unbound", self._unbound)):
                 if proc is not None and proc.poll() is not None:
-                    raise BenchError(f"{proc.args[0]} exited with {proc.returncode} (see {self.root})")
+                    raise BenchError(f"{name_} exited with {proc.returncode} (see {self.root})")
             try:
                 answer = dns.query.udp(query, "127.0.0.1", port=53, timeout=0.5)
                 if answer.rcode() == dns.rcode.NOERROR and answer.answer:
@@ -180,11 +178,3 @@ class Dns:
             if proc is not None:
                 stop_popen(proc, 5.0)
         self._unbound = self._nsd = None
-
-
-def resolve_a(name: str) -> list[str]:
-    """A records of ``name`` from the system resolver (the namespace's /etc/resolv.conf)."""
-    try:
-        return sorted({str(info[4][0]) for info in socket.getaddrinfo(name, None, socket.AF_INET)})
-    except socket.gaierror:
-        return []

@@ -21,9 +21,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from antispam.dns import DNSBL_ZONES
 from relay.edgeward import REPO, EdgewardRelay
 from relay.procs import BenchError, cpu_seconds
+
+from antispam.dns import DNSBL_ZONES
 
 AUTHSERV_ID = "edgeward.bench.test"
 

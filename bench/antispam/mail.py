@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 import dkim
 from cryptography.hazmat.primitives import serialization as ser
 from cryptography.hazmat.primitives.asymmetric import rsa
+from relay.procs import BenchError
 
 from antispam.dns import SELECTOR, SENDER_DOMAIN
-from relay.procs import BenchError
 
 RECIPIENT = "user@bench.test"
 SENDER = f"news@{SENDER_DOMAIN}"
@@ -80,7 +80,9 @@ class Variant:
     signed: bytes
 
 
-def make_variants(key_pem: bytes, count: int, author: str = SENDER, domain: str = SENDER_DOMAIN) -> list[Variant]:
+def make_variants(
+    key_pem: bytes, count: int, author: str = SENDER, domain: str = SENDER_DOMAIN
+) -> list[Variant]:
     out = []
     for v in range(count):
         head = (
@@ -170,7 +172,9 @@ class LoadResult:
     refused: list[str] = field(default_factory=list)
 
 
-async def _load(port: int, sources: list[str], messages: int, variants: list[Variant], first_seq: int) -> LoadResult:
+async def _load(
+    port: int, sources: list[str], messages: int, variants: list[Variant], first_seq: int
+) -> LoadResult:
     result = LoadResult()
     next_seq = iter(range(first_seq, first_seq + messages))
 

@@ -25,9 +25,10 @@ import subprocess
 import time
 from pathlib import Path
 
-from antispam.dns import DNSBL_ZONES, RESOLVER_ADDRESS
 from relay.postfix import _MASTER_CF, PostfixRelay
 from relay.procs import BenchError, cpu_seconds, free_port, stop_popen
+
+from antispam.dns import DNSBL_ZONES, RESOLVER_ADDRESS
 
 AUTHSERV_ID = "postfix.bench.test"
 POLICYD_SPF = "/usr/bin/policyd-spf"
@@ -138,7 +139,9 @@ class PostfixStack(PostfixRelay):
                 raise BenchError(f"{binary} is missing: run scripts/install-bench-deps.sh")
         pwd.getpwnam("policyd-spf")
         self._write_milter_configs()
-        self._start_milter("opendkim", [OPENDKIM, "-f", "-x", str(self.milter_dir / "opendkim.conf")], self.dkim_port)
+        self._start_milter(
+            "opendkim", [OPENDKIM, "-f", "-x", str(self.milter_dir / "opendkim.conf")], self.dkim_port
+        )
         self._start_milter(
             "opendmarc", [OPENDMARC, "-f", "-c", str(self.milter_dir / "opendmarc.conf")], self.dmarc_port
         )

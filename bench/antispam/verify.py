@@ -23,11 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from antispam.dns import FORGED_DOMAIN, LISTED_CLIENT, SENDER_DOMAIN
-from antispam.mail import RECIPIENT, SENDER, SmtpClient, Variant, transaction, with_message_id
 from relay.procs import BenchError
 
-GTUBE = "XJS*C4JDBQADN1.NSBDGSD6DN2SIEGM5OASADOPUCUNGMZ1SPAMTGT-AX"
+from antispam.dns import FORGED_DOMAIN, LISTED_CLIENT, SENDER_DOMAIN
+from antispam.mail import RECIPIENT, SENDER, SmtpClient, Variant, transaction, with_message_id
+
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 Fields = list[tuple[str, str]]
 
 
@@ -56,7 +57,9 @@ def _has(method: str, result: str, results: str) -> bool:
 
 def problems_edgeward(fields: Fields, dkim: str = "pass") -> list[str]:
     res = _results(fields, "edgeward.bench.test")
-    out = [f"no {m}={r}" for m, r in (("spf", "pass"), ("dkim", dkim), ("dmarc", "pass")) if not _has(m, r, res)]
+    out = [
+        f"no {m}={r}" for m, r in (("spf", "pass"), ("dkim", dkim), ("dmarc", "pass")) if not _has(m, r, res)
+    ]
     spf = [v for n, v in fields if n == "received-spf"]
     if not spf or not spf[0].lower().startswith("pass"):
         out.append(f"Received-SPF is {spf[:1]!r}")
@@ -108,25 +111,39 @@ class Probe:
     message: bytes
     refused: bool  # True: must be refused (5xx); False: delivered, then its fields checked
     pregreet: bool = False
+    says: str = ""  # a refusal must match this (case-insensitive regex): it names the check
 
 
 def probes(signed: Variant, unsigned_from_forged: bytes, stack: str, greet_pause: float) -> list[Probe]:
     broken = signed.signed.replace(b"warehouse", b"Warehouse", 1) if b"warehouse" in signed.signed else b""
     if not broken:
         raise BenchError("probe set-up: no body text to alter")
-    gtube = (
-        f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: test\r\n\r\n{GTUBE}\r\n".encode()
-    )
+    gtube = f"From: <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: test\r\n\r\n{GTUBE}\r\n".encode()
     out = [
-        Probe("DNSBL-listed client", LISTED_CLIENT, SENDER, with_message_id(signed, 900001), True),
-        Probe("SPF fail", "127.0.1.201", f"news@{FORGED_DOMAIN}", with_message_id(signed, 900002), True),
-        Probe("DMARC p=reject fail", "127.0.1.202", SENDER, unsigned_from_forged, True),
-        Probe("broken DKIM signature", "127.0.1.203", SENDER, with_message_id(Variant(broken), 900003), False),
+        Probe(
+            "DNSBL-listed client", LISTED_CLIENT, SENDER, with_message_id(signed, 900001), True, says="bl[12]"
+        ),
+        Probe(
+            "SPF fail",
+            "127.0.1.201",
+            f"news@{FORGED_DOMAIN}",
+            with_message_id(signed, 900002),
+            True,
+            says="SPF",
+        ),
+        Probe("DMARC p=reject fail", "127.0.1.202", SENDER, unsigned_from_forged, True, says="DMARC"),
+        Probe(
+            "broken DKIM signature", "127.0.1.203", SENDER, with_message_id(Variant(broken), 900003), False
+        ),
     ]
     if stack == "postfix" or greet_pause > 0:
-        out.append(Probe("pregreet", "127.0.1.204", SENDER, with_message_id(signed, 900004), stack == "postfix", True))
+        out.append(
+            Probe(
+                "pregreet", "127.0.1.204", SENDER, with_message_id(signed, 900004), stack == "postfix", True
+            )
+        )
     if stack == "edgeward":
-        out.append(Probe("GTUBE (content filter)", "127.0.1.205", SENDER, gtube, True))
+        out.append(Probe("GTUBE (content filter)", "127.0.1.205", SENDER, gtube, True, says="spam"))
     return out
 
 
@@ -166,7 +183,11 @@ def judge_probes(stack: str, outcomes: list[tuple[Probe, int, str]], delivered: 
     """One line per probe; raise if any probe went the wrong way."""
     lines, wrong = [], []
     for probe, code, text in outcomes:
-        ok = (500 <= code < 600) if probe.refused else code == 250
+        ok = (
+            (500 <= code < 600 and re.search(probe.says, text, re.I) is not None)
+            if probe.refused
+            else code == 250
+        )
         lines.append(f"{probe.name}: {code} {text[:110]}")
         if not ok:
             wrong.append(f"{probe.name}: expected {'refusal' if probe.refused else '250'}, got {text!r}")
