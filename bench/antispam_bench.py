@@ -31,14 +31,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from antispam import dns, mail, netns, verify
 from antispam.edgeward_stack import EdgewardStack, use_tree_sources
 from antispam.postfix_stack import PostfixStack
 from relay.load import percentile
-from relay.procs import BenchError, cpu_seconds, kill_processes_in
+from relay.procs import CLK_TCK, BenchError, _stat, cpu_seconds, kill_processes_in, process_tree
 from relay.sink import Sink
 
 GOAL_RATIO = 1.0
@@ -58,6 +58,49 @@ class PassResult:
     dns_cpu_ms_per_msg: float
     client_cpu_ms_per_msg: float
     postscreen_passes: int | None = None
+    cpu_ms_per_msg_by_process: dict[str, float] = field(default_factory=dict)
+
+
+def own_ticks(roots: list[int]) -> dict[int, tuple[str, int]]:
+    """pid -> (command name, own user+system ticks) of every live process under ``roots``."""
+    out: dict[int, tuple[str, int]] = {}
+    for root in roots:
+        for pid, name in process_tree(root).items():
+            st = _stat(pid)
+            if st is not None:
+                out[pid] = (_label(pid, name), int(st[13]) + int(st[14]))
+    return out
+
+
+def _label(pid: int, name: str) -> str:
+    """The command name, or for a Python process what it runs (both Edgeward processes, and
+    policyd-spf, are "python" to the kernel)."""
+    if not name.startswith("python"):
+        return name
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return name
+    args = [a.decode(errors="replace") for a in argv if a]
+    if "serve" in args:
+        return "edgeward deliver" if "deliver" in args else "edgeward receive"
+    scripts = [Path(a).name for a in args[1:] if not a.startswith("-")]
+    return scripts[0] if scripts else name
+
+
+def by_process(
+    before: dict[int, tuple[str, int]], after: dict[int, tuple[str, int]], total: float, n: int
+) -> dict[str, float]:
+    """CPU ms per message by command name; what processes that exited during the pass used
+    (counted in their parent's children time) is the remainder, "exited"."""
+    ms: dict[str, float] = {}
+    for pid, (name, ticks) in after.items():
+        used = ticks - before[pid][1] if pid in before and before[pid][0] == name else ticks
+        ms[name] = ms.get(name, 0.0) + used * 1000.0 / CLK_TCK / n
+    rest = total * 1000.0 / n - sum(ms.values())
+    if rest > 0.005:
+        ms["exited"] = rest
+    return dict(sorted(ms.items(), key=lambda kv: -kv[1]))
 
 
 class Stack:
@@ -119,12 +162,15 @@ def measure(
     n = args.messages
     maillog = getattr(stack.impl, "log_file", None)
     passes_before = verify.postscreen_passes(maillog) if maillog else 0
+    roots = stack.impl.pids()
+    ticks0 = own_ticks(roots)
     cpu0 = stack.impl.cpu_seconds()
     dns0 = sum(cpu_seconds(p) for p in dns_pids)
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     result, start, last = send_and_wait(stack, args, n, seq, variants)
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     cpu1 = stack.impl.cpu_seconds()
+    ticks1 = own_ticks(roots)
     dns1 = sum(cpu_seconds(p) for p in dns_pids)
     time.sleep(0.3)
     verify.check_dump(stack.dump_dir, stack.name, n)
@@ -145,6 +191,7 @@ def measure(
         dns_cpu_ms_per_msg=(dns1 - dns0) * 1000.0 / n,
         client_cpu_ms_per_msg=client * 1000.0 / n,
         postscreen_passes=passes,
+        cpu_ms_per_msg_by_process=by_process(ticks0, ticks1, cpu1 - cpu0, n),
     )  # fmt: skip
 
 
@@ -206,6 +253,8 @@ def run(args: argparse.Namespace) -> int:
     dnsd = dns.Dns(workdir / "dns")
     stacks: list[Stack] = []
     runs: list[PassResult] = []
+    probes: dict[str, list[str]] = {}
+    report["probes"] = probes
     try:
         key_pem, record = mail.rsa_key()
         variants = mail.make_variants(key_pem, VARIANTS)
@@ -229,7 +278,9 @@ def run(args: argparse.Namespace) -> int:
             send_and_wait(stack, args, args.warmup, 0, variants)
             time.sleep(0.3)
             verify.check_dump(stack.dump_dir, name, args.warmup)
-            for line in check_with_probes(stack, args, variants):
+            lines = check_with_probes(stack, args, variants)
+            probes[name] = lines
+            for line in lines:
                 print(f"  probe {line}")
         seq = 10_000
         for rep in range(args.repeat):
@@ -242,7 +293,9 @@ def run(args: argparse.Namespace) -> int:
                     f"    {res.msgs_per_s:.1f} msg/s, p99 {res.p99_ms:.1f} ms,"
                     f" CPU {res.cpu_ms_per_msg:.2f} ms/msg;"
                     " every message checked"
-                    + (f" ({res.postscreen_passes} postscreen PASS)" if res.postscreen_passes else ""),
+                    + (f" ({res.postscreen_passes} postscreen PASS)" if res.postscreen_passes else "")
+                    + "\n    CPU ms/msg by process: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in list(res.cpu_ms_per_msg_by_process.items())[:8]),
                     flush=True,
                 )
         report["stacks"] = {s.name: s.impl.describe() for s in stacks}

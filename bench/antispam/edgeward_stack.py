@@ -109,6 +109,9 @@ dir = "log"
         if check.returncode != 0:
             raise BenchError(f"edgeward config check failed: {(check.stdout + check.stderr).strip()[-2000:]}")
 
+    def pids(self) -> list[int]:
+        return [self.root_pid] if self.root_pid else []
+
     def cpu_seconds(self) -> float:
         """The serve process and its children (the delivery process)."""
         return cpu_seconds(self.root_pid) if self.root_pid else 0.0

@@ -153,6 +153,10 @@ class PostfixStack(PostfixRelay):
         total = cpu_seconds(self.root_pid) if self.root_pid else 0.0
         return total + sum(cpu_seconds(p.pid) for p in self._milters.values())
 
+    def pids(self) -> list[int]:
+        """The roots of the stack's process trees: master and both milters."""
+        return [p for p in (self.root_pid, *(m.pid for m in self._milters.values())) if p]
+
     def describe(self) -> dict[str, object]:
         out = super().describe()
         out["master_cf"] = self.master_cf()
