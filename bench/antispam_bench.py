@@ -58,6 +58,7 @@ class PassResult:
     dns_cpu_ms_per_msg: float
     client_cpu_ms_per_msg: float
     postscreen_passes: int | None = None
+    postscreen_passes_new: int | None = None  # of those, clients whose tests ran in this pass
     cpu_ms_per_msg_by_process: dict[str, float] = field(default_factory=dict)
 
 
@@ -148,7 +149,8 @@ def check_with_probes(stack: Stack, args: argparse.Namespace, variants: list[mai
     fields = [verify.header_fields(p.read_bytes()) for p in sorted(stack.dump_dir.iterdir()) if p.is_file()]
     for p in stack.dump_dir.iterdir():
         p.unlink()
-    return verify.judge_probes(stack.name, outcomes, fields)
+    agent_log = stack.impl.dir / "log" / "agent.log" if stack.name == "edgeward" else None
+    return verify.judge_probes(stack.name, outcomes, fields, agent_log)
 
 
 def measure(
@@ -162,6 +164,7 @@ def measure(
     n = args.messages
     maillog = getattr(stack.impl, "log_file", None)
     passes_before = verify.postscreen_passes(maillog) if maillog else 0
+    new_before = verify.postscreen_passes(maillog, "NEW") if maillog else 0
     roots = stack.impl.pids()
     ticks0 = own_ticks(roots)
     cpu0 = stack.impl.cpu_seconds()
@@ -174,9 +177,10 @@ def measure(
     dns1 = sum(cpu_seconds(p) for p in dns_pids)
     time.sleep(0.3)
     verify.check_dump(stack.dump_dir, stack.name, n)
-    passes = None
+    passes = new = None
     if maillog:
         passes = verify.postscreen_passes(maillog) - passes_before
+        new = verify.postscreen_passes(maillog, "NEW") - new_before
         if passes < n:
             raise BenchError(f"postfix: postscreen logged {passes} PASS lines for {n} connections")
     client = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
@@ -191,6 +195,7 @@ def measure(
         dns_cpu_ms_per_msg=(dns1 - dns0) * 1000.0 / n,
         client_cpu_ms_per_msg=client * 1000.0 / n,
         postscreen_passes=passes,
+        postscreen_passes_new=new,
         cpu_ms_per_msg_by_process=by_process(ticks0, ticks1, cpu1 - cpu0, n),
     )  # fmt: skip
 
@@ -293,7 +298,11 @@ def run(args: argparse.Namespace) -> int:
                     f"    {res.msgs_per_s:.1f} msg/s, p99 {res.p99_ms:.1f} ms,"
                     f" CPU {res.cpu_ms_per_msg:.2f} ms/msg;"
                     " every message checked"
-                    + (f" ({res.postscreen_passes} postscreen PASS)" if res.postscreen_passes else "")
+                    + (
+                        f" ({res.postscreen_passes} postscreen PASS, {res.postscreen_passes_new} of them NEW)"
+                        if res.postscreen_passes
+                        else ""
+                    )
                     + "\n    CPU ms/msg by process: "
                     + ", ".join(f"{k} {v:.2f}" for k, v in list(res.cpu_ms_per_msg_by_process.items())[:8]),
                     flush=True,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,10 @@ def check_dump(dump_dir: Path, stack: str, expected: int) -> int:
     return len(files)
 
 
-def postscreen_passes(maillog: Path) -> int:
-    """postscreen's PASS lines (NEW: tests run now; OLD: passed from its cache) so far."""
+def postscreen_passes(maillog: Path, kind: str = "NEW|OLD") -> int:
+    """postscreen's PASS lines so far (NEW: its tests ran now; OLD: passed from its cache)."""
     with contextlib.suppress(OSError):
-        return len(re.findall(r"postscreen\[\d+\]: PASS (NEW|OLD) ", maillog.read_text(errors="replace")))
+        return len(re.findall(rf"postscreen\[\d+\]: PASS (?:{kind}) ", maillog.read_text(errors="replace")))
     return 0
 
 
@@ -109,7 +110,9 @@ class Probe:
     source: str
     sender: str
     message: bytes
-    refused: bool  # True: must be refused (5xx); False: delivered, then its fields checked
+    # True: must be refused (5xx); False: delivered, then its fields checked; None: either, as
+    # the verdict on a finding that only scores depends on the rest of the message.
+    refused: bool | None
     pregreet: bool = False
     says: str = ""  # a refusal must match this (case-insensitive regex): it names the check
 
@@ -139,7 +142,12 @@ def probes(signed: Variant, unsigned_from_forged: bytes, stack: str, greet_pause
     if stack == "postfix" or greet_pause > 0:
         out.append(
             Probe(
-                "pregreet", "127.0.1.204", SENDER, with_message_id(signed, 900004), stack == "postfix", True
+                "pregreet",
+                "127.0.1.204",
+                SENDER,
+                with_message_id(signed, 900004),
+                True if stack == "postfix" else None,
+                True,
             )
         )
     if stack == "edgeward":
@@ -179,18 +187,41 @@ def run_probes(port: int, stack: str, items: list[Probe]) -> list[tuple[Probe, i
     return asyncio.run(all_of())
 
 
-def judge_probes(stack: str, outcomes: list[tuple[Probe, int, str]], delivered: list[Fields]) -> list[str]:
+def _logged_finding(agent_log: Path, finding: str, client: str, wait: float = 5.0) -> bool:
+    """Whether Edgeward's agent log has ``finding`` for a session of ``client`` (it may lag)."""
+    deadline = time.monotonic() + wait
+    while True:
+        with contextlib.suppress(OSError):
+            for line in agent_log.read_text(errors="replace").splitlines():
+                if f'"{finding}"' in line and f'"client_ip":"{client}"' in line.replace(" ", ""):
+                    return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+
+
+def judge_probes(
+    stack: str, outcomes: list[tuple[Probe, int, str]], delivered: list[Fields], agent_log: Path | None = None
+) -> list[str]:
     """One line per probe; raise if any probe went the wrong way."""
     lines, wrong = [], []
     for probe, code, text in outcomes:
-        ok = (
-            (500 <= code < 600 and re.search(probe.says, text, re.I) is not None)
-            if probe.refused
-            else code == 250
-        )
+        if probe.refused is None:
+            ok = code == 250 or 500 <= code < 600
+        elif probe.refused:
+            ok = 500 <= code < 600 and re.search(probe.says, text, re.I) is not None
+        else:
+            ok = code == 250
+        if probe.pregreet and stack == "edgeward":
+            # Edgeward scores pregreet (PROTOCOL_PREGREET) rather than refusing on it alone.
+            seen = agent_log is not None and _logged_finding(agent_log, "PROTOCOL_PREGREET", probe.source)
+            ok = ok and seen
+            text += "" if seen else " (no PROTOCOL_PREGREET in the agent log)"
+            text += " [PROTOCOL_PREGREET logged]" if seen else ""
         lines.append(f"{probe.name}: {code} {text[:110]}")
         if not ok:
-            wrong.append(f"{probe.name}: expected {'refusal' if probe.refused else '250'}, got {text!r}")
+            expected = {True: "a refusal", False: "250", None: "the finding"}[probe.refused]
+            wrong.append(f"{probe.name}: expected {expected}, got {text!r}")
     # The broken-signature probe is the only delivered one without pregreet on Edgeward's side.
     expect_failed_dkim = [p for p, _, _ in outcomes if p.name == "broken DKIM signature"]
     if expect_failed_dkim:
