@@ -312,6 +312,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for stack in reversed(stacks):
             stack.impl.stop()
             stack.sink.stop()
@@ -421,12 +424,18 @@ def main(argv: list[str] | None = None) -> int:
                 name,
             ]
             child = subprocess.Popen(cmd)
-            return child.wait()
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                # Inside the namespace, before leaving it kills what is left: the run inside
+                # stops both stacks and removes its work folder itself (a Ctrl-C reached it
+                # too; a SIGTERM here did not).
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        child.wait(timeout=120)
+                return 130
     except KeyboardInterrupt:
-        if child is not None and child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=90)
         return 130
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
