@@ -11,8 +11,8 @@ and follows what ``edgeward init`` writes for an edge in front of ``bench.test``
 - delivery to the sink without TLS (the peer's ``smtp_tls_security_level = none``);
 - the durable queue (``fsync = true``), as Postfix's.
 
-``greet_pause`` is 0, Edgeward's default; see the README for why the pregreet wait is not
-compared.
+``greet_pause`` comes from ``--greet-pause`` (default 0, Edgeward's own default); see the README
+for why the pregreet wait is not compared.
 """
 
 from __future__ import annotations
