@@ -101,6 +101,10 @@ class PostfixRelay:
             "maillog_file": str(self.log_file),
         }
 
+    def master_cf(self) -> str:
+        """master.cf: the smtpd listener on the chosen port, then the relay-only services."""
+        return f"127.0.0.1:{self.port} inet n       -       n       -       -       smtpd\n" + _MASTER_CF
+
     def setup(self) -> None:
         for d in (self.config_dir, self.queue_dir, self.data_dir):
             d.mkdir(parents=True, exist_ok=True)
@@ -111,8 +115,7 @@ class PostfixRelay:
         os.chown(self.data_dir, pw.pw_uid, pw.pw_gid)
         main = "".join(f"{k} = {v}\n" for k, v in self.main_cf().items())
         (self.config_dir / "main.cf").write_text(main)
-        smtpd = f"127.0.0.1:{self.port} inet n       -       n       -       -       smtpd\n"
-        (self.config_dir / "master.cf").write_text(smtpd + _MASTER_CF)
+        (self.config_dir / "master.cf").write_text(self.master_cf())
         check = self._postfix("check")
         if check.returncode != 0:
             raise BenchError(f"postfix check failed: {check.stdout}{check.stderr}")

@@ -23,10 +23,14 @@ _MESG = re.compile(rb"mesg=(\d+)")
 class Sink:
     """One ``smtp-sink`` process on a free loopback port."""
 
-    def __init__(self, workdir: Path, binary: str = "smtp-sink") -> None:
+    def __init__(
+        self, workdir: Path, binary: str = "smtp-sink", dump_dir: Path | None = None, name: str = "smtp-sink"
+    ) -> None:
         self.port = free_port()
         self._binary = binary
-        self._stderr_path = workdir / "smtp-sink.stderr"
+        # With a dump folder smtp-sink writes every message it receives into a file there (-d).
+        self.dump_dir = dump_dir
+        self._stderr_path = workdir / f"{name}.stderr"
         self._proc: subprocess.Popen[bytes] | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -38,7 +42,12 @@ class Sink:
     def start(self) -> None:
         # smtp-sink refuses to keep root privileges: it needs a user to switch to when run as root.
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        cmd = [self._binary, "-c", *user, "-h", "sink.bench.test", f"127.0.0.1:{self.port}", "1024"]
+        dump: list[str] = []
+        if self.dump_dir is not None:
+            self.dump_dir.mkdir(parents=True, exist_ok=True)
+            self.dump_dir.chmod(0o777)  # written by the user smtp-sink switches to
+            dump = ["-d", f"{self.dump_dir}/%M."]
+        cmd = [self._binary, "-c", *user, *dump, "-h", "sink.bench.test", f"127.0.0.1:{self.port}", "1024"]
         with self._stderr_path.open("wb") as err:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, start_new_session=True

@@ -57,6 +57,16 @@ async def test_no_arc_is_none(key: SigningKey) -> None:
     assert result.status is ArcStatus.NONE and result.findings() == ("ARC_NONE",)
 
 
+async def test_arc_words_outside_field_names_are_still_no_arc(key: SigningKey) -> None:
+    # "arc-" in a header value takes the full parse, in the body only the quick look: both
+    # find no ARC set.
+    in_value = b"Subject: arc-welding course\r\n" + MESSAGE
+    in_body = MESSAGE + b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x.example; s=s; b=AAAA\r\n"
+    for message in (in_value, in_body):
+        result = await verify_arc(message, dns_for(key))
+        assert result.status is ArcStatus.NONE and result.findings() == ("ARC_NONE",)
+
+
 async def test_our_seal_verifies_and_a_second_hop_extends_it(key: SigningKey) -> None:
     dns = dns_for(key, "lists.example.org", "edge.example.net")
     first = hop(MESSAGE, key, "lists.example.org", None)

@@ -41,7 +41,10 @@ import dns.reversename
 
 from edgeward.ports import DnsAnswer, DnsError, DnsFailure, MxHost, ResolverError
 
-__all__ = ["DnsResolver", "NullMxError", "TlsaAnswer", "TlsaRecord"]
+__all__ = ["ANSWER_CACHE_SIZE", "DnsResolver", "NullMxError", "TlsaAnswer", "TlsaRecord"]
+
+#: Answers kept per resolver, least recently used dropped first: a few hundred bytes each.
+ANSWER_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class DnsResolver:
         # answer (RFC 6840 §5.7) without the DO bit's signatures; without it the AD flag of
         # DnsAnswer would always be false.
         self._resolver.flags = dns.flags.RD | dns.flags.AD
+        # Answers are kept for their TTL (negative ones for the zone's SOA minimum, RFC 2308),
+        # as any stub in front of a resolver keeps them: every message asks the same DNSBL,
+        # SPF, DKIM key and DMARC names again, and a query costs far more CPU than a lookup.
+        # Server failures and time-outs are never kept. The DNSSEC resolver below keeps none.
+        self._resolver.cache = dns.resolver.LRUCache(ANSWER_CACHE_SIZE)
         # A second resolver for the DNSSEC questions, so the ordinary lookups keep sending
         # plain queries and getting the smaller answers without signatures.
         self._dnssec = _make_resolver(nameservers, port, timeout)
