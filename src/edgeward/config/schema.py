@@ -30,6 +30,7 @@ from pydantic import (
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
+from edgeward.config.notify import NotifyConfig
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -911,6 +912,7 @@ class Config(_Section):
     learning: LearningConfig = LearningConfig()
     antivirus: AntivirusConfig = AntivirusConfig()
     stamps: StampsConfig = StampsConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @model_validator(mode="after")
     def _names(self) -> Config:
