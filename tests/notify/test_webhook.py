@@ -90,7 +90,8 @@ def _batch(n: int = 1) -> Batch:
 
 
 def _channel(url: str, **cfg: Any) -> WebhookChannel:
-    settings: dict[str, Any] = {"url": url, "backoff": 0.01, "max_backoff": 0.05, **cfg}
+    # The key is handed over directly; key_file is only what the configuration requires.
+    settings: dict[str, Any] = {"url": url, "key_file": "k", "backoff": 0.01, "max_backoff": 0.05, **cfg}
     return WebhookChannel(WebhookConfig(**settings), "mx.example.test", KEY)
 
 
@@ -202,3 +203,11 @@ async def test_a_down_webhook_does_not_hold_back_mail_notices(tmp_path: Path) ->
     [record] = spool.list()[:1]
     assert record.mail_from == ""
     assert b"From: Edgeward <postmaster@example.test>" in spool.read_data(record.id)
+
+
+def test_configuration_refuses_an_unsigned_or_odd_webhook() -> None:
+    with pytest.raises(ValueError, match="key_file is required"):
+        WebhookConfig(url="https://hooks.example.test/x")
+    for url in ("ftp://hooks.example.test/", "https://hooks.example.test/a b", "https:///nohost"):
+        with pytest.raises(ValueError, match="http"):
+            WebhookConfig(url=url, key_file=Path("k"))

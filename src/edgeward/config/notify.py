@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 
 def _duration(value: object) -> float:
@@ -92,7 +92,11 @@ class SyslogConfig(_Section):
 class WebhookConfig(_Section):
     url: str = Field("", description="http:// or https:// URL to POST each notice to as JSON; empty: off")
     key_file: Path | None = Field(
-        None, description="File holding the HMAC-SHA256 key for X-Edgeward-Signature (required with url)"
+        None,
+        description=(
+            "File holding the HMAC-SHA256 key for X-Edgeward-Signature (required with url;"
+            " 0600, readable by server.user)"
+        ),
     )
     ca_file: Path | None = Field(
         None, description="CA certificates to verify an https URL (the system's if unset)"
@@ -116,6 +120,13 @@ class WebhookConfig(_Section):
         if not value.isascii():
             raise ValueError("the URL must be ASCII (punycode the host, percent-encode the path)")
         return value
+
+    @model_validator(mode="after")
+    def _key(self) -> WebhookConfig:
+        # An unsigned webhook would let anyone who finds the URL forge incidents.
+        if self.url and self.key_file is None:
+            raise ValueError("key_file is required with url: every notice is signed")
+        return self
 
 
 class NotifyConfig(_Section):
