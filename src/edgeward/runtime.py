@@ -312,6 +312,16 @@ class Gateway:
                 lambda: self.config.notify.quarantine_check_interval,
             ))  # fmt: skip
 
+    def _carry_engine_state(self, env: tuple[SessionEnv, ConnectorTable] | None) -> None:
+        """The new scan policy learns which engines are down, so a reload during an outage
+        does not announce it again (and the engine's return is still announced)."""
+        if env is None or self._env is None:
+            return
+        old = [a for a in self._env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+        new = [a for a in env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+        if old and new:
+            new[0].policy.down.update(old[0].policy.down)
+
     def _scan_engines(self) -> list[Reloadable]:
         """The running engines with rules or lists of their own to reload (YARA, hash list)."""
         if self._env is None:
@@ -379,6 +389,7 @@ class Gateway:
             log.warning("listener bindings changed; they take effect at the next restart")
         if config.notify != self.config.notify and self.receive:
             log.warning("[notify] changed; its channels take effect at the next restart")
+        self._carry_engine_state(env)
         self.config = config
         self._env = env
         if self.deliver:

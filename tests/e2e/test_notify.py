@@ -119,3 +119,23 @@ def test_clamd_down_and_back_gives_one_notice_each(workdir: Path, sink: SmtpSink
         "[Edgeward mx.example.test] Scan engine clamd is unavailable",
     ]
     assert len(sink.messages()) == 3
+
+
+def test_a_reload_during_an_outage_does_not_announce_it_again(workdir: Path, sink: SmtpSink) -> None:
+    from edgeward.filters.agents.antivirus import Antivirus
+    from edgeward.runtime import Gateway
+
+    config = gateway_config(
+        workdir, port=free_port(), sink_port=sink.port,
+        antivirus={"enabled": True, "clamd": {"socket": str(workdir / "none.sock")}},
+        notify={"admin_addresses": [ADMIN]},
+    )  # fmt: skip
+    gw = Gateway(config)
+    assert gw._env is not None
+    [old] = [a for a in gw._env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+    old.policy.down["clamd"] = "connection refused"
+    env = gw._build_env(config)
+    gw._carry_engine_state(env)
+    [new] = [a for a in env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+    assert new is not old and new.policy.down == {"clamd": "connection refused"}
+    assert new.notifier is gw.notifier is not None
