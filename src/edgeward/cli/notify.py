@@ -42,11 +42,14 @@ def test(
     """Send a test notice through the configured channels and report each result."""
     config = load(config_path)
     queue = config.queue
-    # Files the spool writes as root are handed to the spool folder's owner (config.ownership),
-    # so the gateway's service user can deliver the notice.
-    spool = Spool(data_paths(config)["queue"], fsync=queue.fsync, poison_threshold=queue.poison_threshold)
+    accept = None
+    if config.notify.admin_addresses:
+        # Files the spool writes as root are handed to the spool folder's owner
+        # (config.ownership), so the gateway's service user can deliver the notice.
+        spool = Spool(data_paths(config)["queue"], fsync=queue.fsync, poison_threshold=queue.poison_threshold)
+        accept = spool.accept
     try:
-        notifier = build_notifier(config, spool.accept)
+        notifier = build_notifier(config, accept)
     except ConfigError as exc:
         fail(str(exc))
     if notifier is None:
