@@ -1,9 +1,11 @@
 """A real rsyslog (Debian package ``rsyslog``) on loopback UDP and TCP ports, writing JSON lines.
 
-``start_rsyslog(root)`` writes a configuration under ``root`` that loads only ``imudp`` and
-``imtcp`` (no /dev/log, no kernel log: the host's logging is untouched), listens on two free
-loopback ports, and writes every message it parsed as one JSON object of rsyslog's own
-properties (``protocol-version`` is 1 only when its RFC 5424 parser accepted the message).
+``start_rsyslog(root)`` writes a configuration under ``root`` that loads only ``imudp``,
+``imtcp`` and ``imuxsock`` with the system socket off (no /dev/log, no kernel log: the host's
+logging is untouched), listens on two free loopback ports and on ``root/log.sock`` (with the
+ordinary parser chain, not imuxsock's special local parser), and writes every message it
+parsed as one JSON object of rsyslog's own properties (``protocol-version`` is 1 only when its
+RFC 5424 parser accepted the message).
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ class Rsyslog:
     udp_port: int
     tcp_port: int
     proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def unix_socket(self) -> Path:
+        return self.root / "log.sock"
 
     @property
     def out(self) -> Path:
@@ -74,9 +80,10 @@ def start_rsyslog(root: Path) -> Rsyslog:
     conf = root / "rsyslog.conf"
     conf.write_text(
         f'global(workDirectory="{root}" maxMessageSize="64k")\n'
-        'module(load="imudp")\nmodule(load="imtcp")\n'
+        'module(load="imudp")\nmodule(load="imtcp")\nmodule(load="imuxsock" SysSock.Use="off")\n'
         f'input(type="imudp" address="127.0.0.1" port="{server.udp_port}")\n'
         f'input(type="imtcp" address="127.0.0.1" port="{server.tcp_port}")\n'
+        f'input(type="imuxsock" Socket="{server.unix_socket}" UseSpecialParser="off" ParseHostname="on")\n'
         f'template(name="json" type="list") {{\n{_template()}\n}}\n'
         f'*.* action(type="omfile" file="{server.out}" template="json")\n'
     )
@@ -90,7 +97,10 @@ def start_rsyslog(root: Path) -> Rsyslog:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", server.tcp_port), timeout=1):
+                pass
+            if server.unix_socket.exists():
                 break
+            time.sleep(0.05)
         except OSError:
             if server.proc.poll() is not None:
                 raise RuntimeError((root / "rsyslogd.out").read_text()) from None

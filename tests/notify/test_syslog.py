@@ -1,7 +1,8 @@
-"""The syslog channel against a real rsyslog (UDP and TCP) and a unix socket, checked strictly.
+"""The syslog channel against a real rsyslog (UDP, TCP, a unix socket), checked strictly too.
 
-Every message is also parsed by the strict RFC 5424 parser of ``tests/notify/rfc5424.py``; the
-unix transport is tested against a datagram socket the test binds, with that parser alone.
+rsyslog's RFC 5424 parser must take every message (``protocol-version`` 1); its structured data
+and the raw bytes a datagram socket of the test receives are also parsed by the strict RFC 5424
+parser of ``tests/notify/rfc5424.py``.
 """
 
 from __future__ import annotations
@@ -72,10 +73,11 @@ def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
     server.stop()
 
 
-@pytest.mark.parametrize("transport", ["udp", "tcp"])
+@pytest.mark.parametrize("transport", ["udp", "tcp", "unix"])
 async def test_rsyslog_parses_what_we_send(rsyslog: Rsyslog, transport: str) -> None:
     port = rsyslog.udp_port if transport == "udp" else rsyslog.tcp_port
-    cfg = SyslogConfig(enabled=True, transport=transport, address=f"127.0.0.1:{port}", facility="local3")  # type: ignore[arg-type]
+    address = str(rsyslog.unix_socket) if transport == "unix" else f"127.0.0.1:{port}"
+    cfg = SyslogConfig(enabled=True, transport=transport, address=address, facility="local3")  # type: ignore[arg-type]
     channel = SyslogChannel(cfg, "mx.example.test")
     before = len(rsyslog.lines())
     try:
@@ -84,7 +86,7 @@ async def test_rsyslog_parses_what_we_send(rsyslog: Rsyslog, transport: str) -> 
     finally:
         await channel.close()
     got = (await asyncio.to_thread(rsyslog.wait_for, before + 3))[before:]
-    assert [g["input"] for g in got] == ["imudp" if transport == "udp" else "imtcp"] * 3
+    assert [g["input"] for g in got] == [f"im{transport}".replace("imunix", "imuxsock")] * 3
     for n, line in enumerate(got):
         assert line["version"] == "1"  # rsyslog's RFC 5424 parser took it, not the legacy one
         assert (line["msgid"], line["app"], line["host"]) == ("virus", "edgeward", "mx.example.test")
