@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import ssl
 import threading
 import time
@@ -142,7 +143,10 @@ async def test_failing_server_is_retried_until_it_answers(receiver: Receiver) ->
     assert doc["count"] == 3 and channel.pending() == 0
 
 
-async def test_a_notice_is_dropped_after_its_retries_and_the_queue_is_bounded() -> None:
+async def test_a_notice_is_dropped_after_its_retries_and_the_queue_is_bounded(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, "edgeward.notify.webhook")
     port = free_port()  # nothing listens
     channel = _channel(f"http://127.0.0.1:{port}/", retries=2, queue_size=3)
     for n in range(5):
@@ -154,6 +158,9 @@ async def test_a_notice_is_dropped_after_its_retries_and_the_queue_is_bounded() 
     finally:
         task.cancel()
     assert channel.dropped == 5 and channel.delivered == 0
+    # Loud but bounded: one ERROR line for the first failure, the next ones counted (a minute).
+    errors = [r for r in caplog.records if r.name == "edgeward.notify.webhook"]
+    assert len(errors) == 1 and errors[0].levelno == logging.ERROR
 
 
 async def test_https_with_a_private_ca(tmp_path: Path) -> None:
