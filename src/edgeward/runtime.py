@@ -6,7 +6,7 @@ as arguments, which is what lets tests assemble the same parts with fakes or rea
 
 Lifecycle: ``Gateway.start`` recovers the spool, starts the queue manager and the listeners
 (the background loops, queue manager, certificate upkeep, quarantine retention, signature
-updates and the site-learning worker, run under a
+updates, the site-learning worker, the notifier and the quarantine growth watch, run under a
 ``TaskSupervisor`` that logs and restarts any that dies);
 ``reload`` (SIGHUP) re-reads the configuration and certificates for new sessions without
 touching running ones; ``stop`` (SIGTERM) stops accepting, tells idle sessions ``421 4.3.2``,
@@ -44,7 +44,10 @@ from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
 from edgeward.net.dns import DnsResolver
+from edgeward.notify.build import build_notifier
+from edgeward.notify.notifier import Notifier
 from edgeward.ports import PolicyStoreError
+from edgeward.quarantine.growth import GrowthWatch, run_growth_watch
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
@@ -159,6 +162,11 @@ class Gateway:
             self.ip_lists = IpLists(self.policy_store)
         # One learning worker for the process, kept across reloads like the byte budget.
         self.learner: SiteLearner | None = build_learner(config, self.policy_store) if receive else None
+        # Notices are the receiving process's: the agents, the scan policy and the background
+        # checks that emit events all run there. Fixed at start, like the listener bindings.
+        self.notifier: Notifier | None = (
+            build_notifier(config, self.spool.accept, self._notify) if receive else None
+        )
         self._env: tuple[SessionEnv, ConnectorTable] | None = self._build_env(config) if receive else None
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
@@ -179,6 +187,7 @@ class Gateway:
             policy_store=self.policy_store,
             ip_lists=self.ip_lists,
             learner=self.learner,
+            notifier=self.notifier,
         )
         allow_list = self.ip_lists.allowed_ip if self.ip_lists is not None else None
         policy = build_policy(
@@ -280,6 +289,7 @@ class Gateway:
                 ),
             )
             self._start_signature_updates()
+            self._start_notifier(retention_store)
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
 
     def _start_signature_updates(self) -> None:
@@ -287,7 +297,31 @@ class Gateway:
         the host's own freshclam service is the usual updater and two would race)."""
         up = self.config.antivirus.updates
         if self.config.antivirus.enabled and up.mirror and up.interval > 0:
-            self.tasks.start("signature-update", lambda: run_updates(lambda: self.config, self._scan_engines))
+            self.tasks.start("signature-update", lambda: run_updates(
+                lambda: self.config, self._scan_engines, notifier=self.notifier
+            ))  # fmt: skip
+
+    def _start_notifier(self, store: QuarantineStore) -> None:
+        if self.notifier is None:
+            return
+        self.tasks.start("notifier", self.notifier.run)
+        cfg = self.config.notify
+        if cfg.quarantine_growth_threshold > 0:
+            watch = GrowthWatch(store, self.notifier)
+            self.tasks.start("quarantine-growth", lambda: run_growth_watch(
+                watch, lambda: self.config.notify.quarantine_growth_threshold,
+                lambda: self.config.notify.quarantine_check_interval,
+            ))  # fmt: skip
+
+    def _carry_engine_state(self, env: tuple[SessionEnv, ConnectorTable] | None) -> None:
+        """The new scan policy learns which engines are down, so a reload during an outage
+        does not announce it again (and the engine's return is still announced)."""
+        if env is None or self._env is None:
+            return
+        old = [a for a in self._env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+        new = [a for a in env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+        if old and new:
+            new[0].policy.down.update(old[0].policy.down)
 
     def _scan_engines(self) -> list[Reloadable]:
         """The running engines with rules or lists of their own to reload (YARA, hash list)."""
@@ -357,6 +391,9 @@ class Gateway:
         if config.policy_store != self.config.policy_store:
             # Sessions hold the open store; switching it under them would split their counters.
             log.warning("[policy_store] changed; it takes effect at the next restart")
+        if config.notify != self.config.notify and self.receive:
+            log.warning("[notify] changed; its channels take effect at the next restart")
+        self._carry_engine_state(env)
         self.config = config
         self._env = env
         if self.deliver:
@@ -395,7 +432,7 @@ class Gateway:
         self.tasks.retire()
         await self.tasks.cancel(
             "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
-            "signature-update",
+            "signature-update", "quarantine-growth",
         )
         if self.receive:
             await self.listener.stop_accepting()
@@ -405,6 +442,8 @@ class Gateway:
         if self.learner is not None:
             await self.learner.drain(LEARNING_DRAIN)  # lessons queued by the last sessions
         await self.tasks.cancel()
+        if self.notifier is not None:
+            await self.notifier.close()  # the last digests into the spool, sent at the next start
         if self.learner is not None:
             await self.learner.close()
         await self.dispatcher.close()

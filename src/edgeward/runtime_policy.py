@@ -51,6 +51,7 @@ from edgeward.filters.transforms.stamps import Stamps
 from edgeward.filters.transforms.strip import StripAttachments
 from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
+from edgeward.notify.events import EventSink
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
@@ -114,6 +115,7 @@ def build_agents(
     clock: Clock | None = None,
     learner: SiteLearner | None = None,
     scan_policy: MultiEnginePolicy | None = None,
+    notifier: EventSink | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
@@ -123,6 +125,7 @@ def build_agents(
     from ``[dns]``, as delivery makes one. ``learner`` is the gateway's learning worker; without
     it site learning still recognises replies, reports and traps but teaches nothing.
     ``scan_policy`` replaces the engines of ``[antivirus]`` (a test passes fake engines).
+    ``notifier`` hears about infections and scan engine outages (None: nobody is told).
     """
     if dns is None and (config.spf.enabled or config.dmarc.enabled):
         dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
@@ -162,7 +165,8 @@ def build_agents(
     if config.dmarc.enabled and dns is not None:
         agents.append(_sender_auth_agent(config, dns))
     if config.antivirus.enabled:
-        agents.append(Antivirus(scan_policy or build_scan_policy(config), config.antivirus))
+        policy = scan_policy or build_scan_policy(config, notifier)
+        agents.append(Antivirus(policy, config.antivirus, notifier))
     if config.attachments.enabled:
         agents.append(AttachmentFilter(config.attachments))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
@@ -291,7 +295,7 @@ def build_policy(
     )
 
 
-def build_scan_policy(config: Config) -> MultiEnginePolicy:
+def build_scan_policy(config: Config, notifier: EventSink | None = None) -> MultiEnginePolicy:
     """The enabled scan engines of ``[antivirus]`` under its bias, for the agent and ``av``."""
     av = config.antivirus
     # An engine outliving the agent's time limit would answer 451 4.3.0 (agent failure) where
@@ -307,7 +311,7 @@ def build_scan_policy(config: Config) -> MultiEnginePolicy:
         )
         engines.append(Engine(clamd, timeout, av.clamd.required))
     engines.extend(build_file_engines(config, cap))
-    return MultiEnginePolicy(engines, av.require)
+    return MultiEnginePolicy(engines, av.require, notifier)
 
 
 def build_file_engines(config: Config, cap: float) -> list[Engine]:

@@ -25,6 +25,7 @@ from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
 from edgeward.cli.init import default_hostname, render, write_config
+from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
 from edgeward.cli.queue import queue_app
 from edgeward.cli.spam import spam_app
@@ -51,6 +52,7 @@ app.add_typer(
     user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."
 )
 app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
+app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
 
 err = Console(stderr=True, soft_wrap=True)
 

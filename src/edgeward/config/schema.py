@@ -30,6 +30,7 @@ from pydantic import (
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
+from edgeward.config.notify import NotifyConfig
 from edgeward.config.policy_store import PolicyStoreConfig
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
@@ -915,6 +916,7 @@ class Config(_Section):
     antivirus: AntivirusConfig = AntivirusConfig()
     stamps: StampsConfig = StampsConfig()
     policy_store: PolicyStoreConfig = PolicyStoreConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @model_validator(mode="after")
     def _names(self) -> Config:

@@ -12,6 +12,10 @@ which did not (and why), and whether the answers are enough to call the message 
 Hits of the engines that answered always count, whether or not the bias was met: a virus one
 engine found is not made clean by another engine being down.
 
+With a notifier, the policy remembers which engines are down and emits ``engine_down`` when
+an engine stops answering and ``engine_up`` when it answers again: one event per transition,
+not one per deferred message. An item too large for an engine is no outage.
+
 Pure logic over the port: no sockets here, so the unit tests run it with ``FakeScanner``.
 """
 
@@ -22,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edgeward.notify.events import Event, EventSink
 from edgeward.ports import ScanEngineError, ScanHit, ScanItem, Scanner
 from edgeward.scanning import ItemTooLarge
 
@@ -66,9 +71,13 @@ class ScanReport:
 class MultiEnginePolicy:
     """Run engines concurrently and judge their answers by the bias."""
 
-    def __init__(self, engines: Sequence[Engine], require: Bias = "all") -> None:
+    def __init__(
+        self, engines: Sequence[Engine], require: Bias = "all", notifier: EventSink | None = None
+    ) -> None:
         self.engines = tuple(engines)
         self.require = require
+        self.notifier = notifier
+        self.down: dict[str, str] = {}  # engine -> why, while it does not answer
 
     async def scan(self, items: Sequence[ScanItem]) -> ScanReport:
         async with asyncio.TaskGroup() as group:
@@ -83,7 +92,28 @@ class MultiEnginePolicy:
             else:
                 answered.append(engine.name)
                 hits.extend(result)
-        return ScanReport(tuple(hits), tuple(answered), tuple(failed), self._met(answered))
+        report = ScanReport(tuple(hits), tuple(answered), tuple(failed), self._met(answered))
+        if self.notifier is not None:
+            self._transitions(report)
+        return report
+
+    def _transitions(self, report: ScanReport) -> None:
+        assert self.notifier is not None
+        for failure in report.failed:
+            if failure.too_large or failure.engine in self.down:
+                continue
+            self.down[failure.engine] = failure.reason
+            self.notifier.emit(Event.make(
+                "engine_down", "error", f"scan engine {failure.engine} is unavailable: {failure.reason}",
+                engine=failure.engine, reason=failure.reason, scanned=report.scanned,
+            ))  # fmt: skip
+        for name in report.answered:
+            if name in self.down:
+                reason = self.down.pop(name)
+                self.notifier.emit(Event.make(
+                    "engine_up", "notice", f"scan engine {name} answers again",
+                    engine=name, was=reason,
+                ))  # fmt: skip
 
     def _met(self, answered: Sequence[str]) -> bool:
         total = len(self.engines)

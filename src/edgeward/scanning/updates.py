@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from edgeward.config.ownership import give_fd, make_private_dirs, service_owner
 from edgeward.config.schema import Config
+from edgeward.notify.events import Event, EventSink
 from edgeward.ports import EngineStatus
 
 __all__ = [
@@ -369,13 +370,28 @@ def stale_alarm(report: UpdateReport, limit: float, mirror: str, now: float) -> 
     )  # fmt: skip
 
 
+def stale_event(report: UpdateReport, limit: float, mirror: str, now: float) -> Event:
+    at = report.signatures_at
+    age = "unknown" if at is None else f"{(now - at) / 3600:.1f}h"
+    return Event.make(
+        "signatures_stale", "error",
+        f"anti-virus signatures are stale ({age} old, limit {limit / 3600:.1f}h)",
+        age=age, limit=f"{limit / 3600:.1f}h", mirror=mirror or "(ClamAV's own)",
+        newest=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at is not None else "none",
+    )
+
+
 async def run_updates(
     config: Callable[[], Config],
     engines: Callable[[], Sequence[Reloadable]],
     *,
     now: Callable[[], float] = time.time,
+    notifier: EventSink | None = None,
 ) -> None:
     """The gateway's update task: one round every ``interval``, until cancelled.
+
+    With a notifier, a failed round is a ``signature_update_failed`` event and stale signatures
+    a ``signatures_stale`` event (rate-limited by the notifier like every other kind).
 
     The configuration is read again each round (a SIGHUP reload changes the mirror or the
     interval without a restart); a failed round is logged and the next one comes as usual.
@@ -390,8 +406,16 @@ async def run_updates(
                 log.info("signature update: %s; clamd: %s", shown, report.clamd or "off")
             else:
                 log.error("signature update failed: %s", "; ".join(report.errors))
+                if notifier is not None:
+                    notifier.emit(Event.make(
+                        "signature_update_failed", "error",
+                        "signature update failed: " + "; ".join(report.errors),
+                        mirror=up.mirror, errors=report.errors[:5],
+                    ))  # fmt: skip
             if report.stale:
                 stale_alarm(report, up.max_signature_age, up.mirror, now())
+                if notifier is not None:
+                    notifier.emit(stale_event(report, up.max_signature_age, up.mirror, now()))
         except Exception:
             log.exception("signature update round failed; trying again in %.0fs", up.interval)
         await asyncio.sleep(up.interval)

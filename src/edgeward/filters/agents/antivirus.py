@@ -23,6 +23,9 @@ A hard control (``antispam = False``): safe senders, the IP allow list and ``byp
 sessions are still scanned, since an infected message from a trusted partner is the usual case.
 It runs before the content filter, so an infected message is never learned from or scored.
 
+With a notifier (``notify``), each infection the agent acts on (reject, quarantine, discard)
+is also a ``virus`` event for the administrators; emitting only queues it.
+
 Security: no path here gives ``250`` to a message the engines did not answer for, unless the
 operator set ``on_unavailable = "accept"``. Signature names and part paths come from engines
 and mail; they are cut to printable ASCII before they reach a reply line.
@@ -35,6 +38,7 @@ import re
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.filters.base import Stage, StageContext
+from edgeward.notify.events import Event, EventSink
 from edgeward.ports import ScanHit, ScanItem
 from edgeward.scanning.policy import MultiEnginePolicy, ScanReport
 from edgeward.scanning.walk import Walk
@@ -75,9 +79,12 @@ class Antivirus:
     antispam = False
     fail_open = False
 
-    def __init__(self, policy: MultiEnginePolicy, cfg: AntivirusConfig) -> None:
+    def __init__(
+        self, policy: MultiEnginePolicy, cfg: AntivirusConfig, notifier: EventSink | None = None
+    ) -> None:
         self.policy = policy
         self.cfg = cfg
+        self.notifier = notifier
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
         walk = None
@@ -88,7 +95,23 @@ class Antivirus:
             big = len(ctx.data) > INLINE_LIMIT
             walk = await asyncio.to_thread(lambda: message.walk) if big else message.walk
         report = await self.policy.scan(message_items(ctx.data, walk))
-        return self.decide(report)
+        outcome = self.decide(report)
+        if self.notifier is not None:
+            self._tell(report, outcome, ctx)
+        return outcome
+
+    def _tell(self, report: ScanReport, outcome: Outcome, ctx: StageContext) -> None:
+        hard = [(hit, action) for hit in report.hits if (action := self.action_for(hit)) != "score"]
+        if not hard or self.notifier is None:
+            return
+        hit, action = max(hard, key=lambda pair: _STRENGTH[pair[1]])
+        self.notifier.emit(Event.make(
+            "virus", "warning", f"{hit.signature or hit.name} found by {hit.engine} ({action})",
+            signature=hit.signature or hit.name, engine=hit.engine, part=hit.path, action=action,
+            finding=hit.name, hits=len(report.hits), sender=str(ctx.mail_from or ""),
+            recipients=[str(r) for r in ctx.recipients][:10], client_ip=ctx.session.peer.ip,
+            msg_id=ctx.msg_id, reply=str(outcome.reply) if outcome.reply else "",
+        ))  # fmt: skip
 
     def decide(self, report: ScanReport) -> Outcome:
         """The outcome for one policy result (separate so ``av test`` can show it)."""
