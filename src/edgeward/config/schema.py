@@ -30,6 +30,7 @@ from pydantic import (
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
+from edgeward.config.rules import TransportRule, check_rules
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -620,7 +621,8 @@ AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
     "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "antivirus", "attachment-filter",
-    "content-filter", "protocol-analysis", "sender-reputation", "greylisting", "site-learning",
+    "content-filter", "transport-rules", "protocol-analysis", "sender-reputation", "greylisting",
+    "site-learning",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -911,6 +913,9 @@ class Config(_Section):
     learning: LearningConfig = LearningConfig()
     antivirus: AntivirusConfig = AntivirusConfig()
     stamps: StampsConfig = StampsConfig()
+    rules: Annotated[tuple[TransportRule, ...], AfterValidator(check_rules)] = Field(
+        (), description="Transport rules ([[rules]]: conditions, exceptions, actions; 'edgeward rules list')"
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Config:

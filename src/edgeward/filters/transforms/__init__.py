@@ -17,12 +17,14 @@ stripping) is one more ``Transform`` in the chain ``runtime`` builds; the sessio
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from edgeward.filters.base import SessionInfo
 from edgeward.filters.transforms.authresults import strip_forged_results
 from edgeward.filters.transforms.base import Accepted, Transform
 from edgeward.filters.transforms.internal import strip_internal
 from edgeward.filters.transforms.stamps import Stamps
+from edgeward.types import Address
 
 __all__ = ["Accepted", "Transform", "Transforms"]
 
@@ -37,6 +39,16 @@ class Transforms:
     def inbound(self, data: bytes, info: SessionInfo) -> bytes:
         data = strip_internal(data, info)
         return strip_forged_results(data, info, self.authserv_id)
+
+    def recipients(self, accepted: Accepted) -> tuple[Address, ...]:
+        """The envelope recipients after the transforms that change them (transport rules'
+        redirect and blind copy), asked before ``accepted`` so the queue record carries them."""
+        rcpts = accepted.recipients
+        for transform in self.chain:
+            change = getattr(transform, "recipients", None)
+            if change is not None:
+                rcpts = change(replace(accepted, recipients=rcpts))
+        return rcpts
 
     def accepted(self, data: bytes, accepted: Accepted) -> bytes:
         for transform in self.chain:
