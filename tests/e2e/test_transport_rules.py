@@ -68,7 +68,8 @@ def test_rules_over_smtp(workdir: Path, sink: SmtpSink) -> None:
         code, text = _send(port, "127.0.0.2", "eve@remote.test", "user@example.test",
                            _message("Your invoice", "user@example.test"))  # fmt: skip
         assert (code, text) == (550, b"5.7.1 Invoices go to the portal")
-        code, _ = _send(port, "127.0.0.2", "eve@remote.test", "ceo@example.test", _message("hi", "ceo@example.test"))
+        code, _ = _send(port, "127.0.0.2", "eve@remote.test", "ceo@example.test",
+                        _message("hi", "ceo@example.test"))  # fmt: skip
         assert code == 250
         code, _ = _send(port, "127.0.0.2", "eve@remote.test", "support@example.test",
                         _message("help", "support@example.test"))  # fmt: skip
@@ -89,5 +90,6 @@ def test_rules_over_smtp(workdir: Path, sink: SmtpSink) -> None:
     assert ["<helpdesk@example.test>"] in by_rcpts
     refused = list(search(workdir / "log", event="REJECT"))
     assert any("transport-rules" in str(e.get("decided_by")) for e in refused)
-    received = [e for e in search(workdir / "log", event="RECEIVE") if "helpdesk@example.test" in e["recipients"]]
+    received = [e for e in search(workdir / "log", event="RECEIVE")
+                if "helpdesk@example.test" in e["recipients"]]  # fmt: skip
     assert received and received[0]["recipients"] == ["helpdesk@example.test"]

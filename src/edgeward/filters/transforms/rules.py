@@ -50,14 +50,16 @@ class RuleChanges:
         return matched_rules(self.rules, accepted.verdict.findings)
 
     def recipients(self, accepted: Accepted) -> tuple[Address, ...]:
-        rcpts = list(accepted.recipients)
+        # A redirect replaces the message's own recipients; blind copies are kept whatever rule
+        # order, so an auditing copy cannot be lost to a later redirect.
+        rcpts, copies = list(accepted.recipients), []
         for rule in self._matched(accepted):
-            acts = rule.actions
-            if acts.redirect_to:
-                rcpts = [parse_address(a) for a in acts.redirect_to]
-            for extra in acts.bcc:
-                if all(str(r).lower() != extra for r in rcpts):
-                    rcpts.append(parse_address(extra))
+            if rule.actions.redirect_to:
+                rcpts = [parse_address(a) for a in rule.actions.redirect_to]
+            copies.extend(rule.actions.bcc)
+        for extra in copies:
+            if all(str(r).lower() != extra for r in rcpts):
+                rcpts.append(parse_address(extra))
         return tuple(rcpts)
 
     def apply(self, data: bytes, accepted: Accepted) -> bytes:
