@@ -52,7 +52,7 @@ class RuleChanges:
     def recipients(self, accepted: Accepted) -> tuple[Address, ...]:
         # A redirect replaces the message's own recipients; blind copies are kept whatever rule
         # order, so an auditing copy cannot be lost to a later redirect.
-        rcpts, copies = list(accepted.recipients), []
+        rcpts, copies = list(accepted.recipients), list[str]()
         for rule in self._matched(accepted):
             if rule.actions.redirect_to:
                 rcpts = [parse_address(a) for a in rule.actions.redirect_to]
