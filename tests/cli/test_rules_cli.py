@@ -16,8 +16,10 @@ data_dir = "{data}"
 name = "disclaimer"
 priority = 2
 conditions = {{ direction = "outbound" }}
-actions = {{ disclaimer = {{ text = "Confidential." }}, prepend_subject = "[OUT]",
-            bcc = ["audit@example.test"] }}
+[rules.actions]
+disclaimer = {{ text = "Confidential." }}
+prepend_subject = "[OUT]"
+bcc = ["audit@example.test"]
 [[rules]]
 name = "no-invoices"
 priority = 1
