@@ -1,4 +1,3 @@
-# ruff: noqa: E501  (message fixtures read best one field per line)
 """Transport rules without a gateway: the conditions, the agent's decisions, the rules transform,
 the raw header edits (CVE-2024-6923) and MIME-correct disclaimers."""
 
@@ -31,7 +30,10 @@ from edgeward.headers import parse_headers
 from edgeward.types import Action, Address, Finding, Outcome, Peer
 
 INBOUND = SessionInfo("s1", Peer("192.0.2.1", 1), ReceiveConnectorConfig(name="internet"), helo="c.test")
-OUTBOUND = SessionInfo("s2", Peer("127.0.0.1", 1), ReceiveConnectorConfig(name="relay"), rights=frozenset({"relay"}))
+OUTBOUND = SessionInfo("s2", Peer("127.0.0.1", 1), ReceiveConnectorConfig(name="relay"),
+                       rights=frozenset({"relay"}))  # fmt: skip
+USER = SessionInfo("s3", Peer("198.51.100.4", 1), ReceiveConnectorConfig(name="submission"),
+                   authenticated="alice")  # fmt: skip
 PLAIN = b"From: a@remote.test\r\nSubject: Quarterly numbers\r\nX-Tag: blue\r\n\r\nSee the figures.\r\n"
 
 
@@ -88,6 +90,13 @@ def test_each_condition(conditions: dict[str, Any], hit: bool) -> None:
     assert matched(run(rules(rule("r", conditions)), groups=groups)) == (["r"] if hit else [])
 
 
+def test_direction_follows_the_session() -> None:
+    found = rules(rule("out", {"direction": "outbound"}), rule("in", {"direction": "inbound"}))
+    assert matched(run(found, info=OUTBOUND)) == ["out"]  # relay rights
+    assert matched(run(found, info=USER)) == ["out"]  # authenticated
+    assert matched(run(found, info=INBOUND)) == ["in"]
+
+
 def test_scl_from_the_content_filter_and_exceptions() -> None:
     found = rules(rule("spammy", {"scl_min": 5, "scl_max": 8}, exceptions={"from": ["a@remote.test"]}),
                   rule("mid", {"scl_min": 5}))  # fmt: skip
@@ -103,8 +112,11 @@ def test_attachments_by_name_and_true_type() -> None:
     msg.add_attachment(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", maintype="application",
                        subtype="octet-stream", filename="Report.PDF")  # fmt: skip
     data = msg.as_bytes(policy=email.policy.SMTP)
-    found = rules(rule("named", {"attachment_names": ["*.pdf"]}), rule("typed", {"attachment_types": ["application/pdf"]}),
-                  rule("any", {"attachment": True}), rule("zip", {"attachment_names": ["*.zip"]}))  # fmt: skip
+    found = rules(
+        rule("named", {"attachment_names": ["*.pdf"]}),
+        rule("typed", {"attachment_types": ["application/pdf"]}),
+        rule("any", {"attachment": True}), rule("zip", {"attachment_names": ["*.zip"]}),
+    )
     assert matched(run(found, data)) == ["named", "typed", "any"]
 
 
@@ -118,10 +130,12 @@ def test_order_stop_and_deciding_actions() -> None:
     assert matched(outcome) == ["early", "stopper"] and outcome.action is Action.QUARANTINE
     scl = run(rules({"name": "s", "actions": {"set_scl": 4}}))
     assert [f.name for f in scl.findings] == ["RULE_MATCH", "RULE_SCL_4"] and scl.action is Action.CONTINUE
-    refused = run(rules({"name": "r", "actions": {"reject": {}}}, {"name": "after", "actions": {"quarantine": True}}))
+    refused = run(rules({"name": "r", "actions": {"reject": {}}},
+                        {"name": "after", "actions": {"quarantine": True}}))  # fmt: skip
     assert refused.action is Action.REJECT and matched(refused) == ["r"]
     assert str(refused.reply) == "550 5.7.1 Delivery not authorized, message refused"
-    later = run(rules({"name": "t", "actions": {"reject": {"code": 451, "enhanced": "4.7.1", "text": "later"}}}))
+    tempfail = {"code": 451, "enhanced": "4.7.1", "text": "later"}
+    later = run(rules({"name": "t", "actions": {"reject": tempfail}}))
     assert later.action is Action.TEMPFAIL
     assert run(rules({"name": "d", "actions": {"disconnect": True}})).action is Action.DISCONNECT
 
@@ -137,12 +151,15 @@ def test_a_failing_group_source_tempfails() -> None:
     assert outcome.action is Action.TEMPFAIL and outcome.findings[0].name == "RULE_GROUP_TEMPERROR"
 
 
+HOLD = {"quarantine": True}
+
+
 @pytest.mark.parametrize(
     ("entry", "error"),
     [
-        ({"name": "a", "conditions": {"sender": ["x@y"]}, "actions": {"quarantine": True}}, "unknown condition 'sender'"),
-        ({"name": "a", "conditions": {"subject_matches": "(a"}, "actions": {"quarantine": True}}, "invalid regular"),
-        ({"name": "a", "conditions": {"subject_matches": "(a{1,1000}){1,1000}"}, "actions": {"quarantine": True}},
+        ({"name": "a", "conditions": {"sender": ["x@y"]}, "actions": HOLD}, "unknown condition 'sender'"),
+        ({"name": "a", "conditions": {"subject_matches": "(a"}, "actions": HOLD}, "invalid regular"),
+        ({"name": "a", "conditions": {"subject_matches": "(a{1,1000}){1,1000}"}, "actions": HOLD},
          "regular expression"),
         ({"name": "a", "actions": {"bounce": True}}, "unknown action 'bounce'"),
         ({"name": "a", "actions": {}}, "has no action"),
@@ -160,8 +177,10 @@ def test_configuration_errors_are_clear(entry: dict[str, Any], error: str) -> No
 
 # -- the transform ------------------------------------------------------------------------------
 
-def accepted(found: tuple[TransportRule, ...], names: list[str], action: Action = Action.CONTINUE) -> Accepted:
-    verdict = Verdict(action, None, tuple(Finding("RULE_MATCH", "transport-rules", n) for n in names), (), 0, "")
+def accepted(found: tuple[TransportRule, ...], names: list[str], action: Action = Action.CONTINUE
+             ) -> Accepted:  # fmt: skip
+    matches = tuple(Finding("RULE_MATCH", "transport-rules", n) for n in names)
+    verdict = Verdict(action, None, matches, (), 0, "")
     return Accepted("Q1", INBOUND, "mx.test", (Address("ceo", "example.test"),), verdict)
 
 
@@ -203,8 +222,9 @@ def test_the_exploit_header_really_injects_through_the_stdlib_generator() -> Non
 
 
 def test_rule_edits_never_inject_a_header() -> None:
-    found = rules({"name": "all", "actions": {"prepend_subject": "[Extérieur]", "add_headers": {"X-Note": "vérifié"},
-                                               "disclaimer": {"text": "Confidential"}}})  # fmt: skip
+    actions = {"prepend_subject": "[Extérieur]", "add_headers": {"X-Note": "vérifié"},
+               "disclaimer": {"text": "Confidential"}}  # fmt: skip
+    found = rules({"name": "all", "actions": actions})
     out = RuleChanges(found).apply(EXPLOIT, accepted(found, ["all"]))
     fields = [n.lower() for n, _ in parse_headers(out).fields]
     assert "bcc" not in fields
@@ -231,13 +251,19 @@ def test_subject_prefix_forms() -> None:
 
 # -- disclaimers --------------------------------------------------------------------------------
 
-def alternative(plain_charset: str, html_charset: str, html_text: str = "<html><body><p>こんにちは</p></body></html>") -> bytes:
-    return ("From: a@example.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n--b1\r\n'
-            f"Content-Type: text/plain; charset={plain_charset}\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
-            "Caf=E9 ici\r\n--b1\r\n"
-            f"Content-Type: text/html; charset={html_charset}\r\nContent-Transfer-Encoding: base64\r\n\r\n").encode() + (
-        base64.encodebytes(html_text.encode(html_charset)).replace(b"\n", b"\r\n") + b"--b1--\r\n")  # fmt: skip
+JAPANESE = "<html><body><p>こんにちは</p></body></html>"
+
+
+def alternative(plain_charset: str, html_charset: str, html_text: str = JAPANESE) -> bytes:
+    """A quoted-printable text/plain and a base64 text/html alternative in the charsets given."""
+    head = ("From: a@example.test\r\nSubject: s\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/alternative; boundary="b1"\r\n\r\n')  # fmt: skip
+    plain = (f"--b1\r\nContent-Type: text/plain; charset={plain_charset}\r\n"
+             "Content-Transfer-Encoding: quoted-printable\r\n\r\nCaf=E9 ici\r\n")  # fmt: skip
+    html = (f"--b1\r\nContent-Type: text/html; charset={html_charset}\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\n")  # fmt: skip
+    encoded = base64.encodebytes(html_text.encode(html_charset)).replace(b"\n", b"\r\n")
+    return (head + plain + html).encode() + encoded + b"--b1--\r\n"
 
 
 def texts(data: bytes) -> dict[str, tuple[str, str]]:
@@ -263,9 +289,13 @@ def test_disclaimer_in_both_alternatives_in_their_charsets() -> None:
 
 def test_rule_markup_and_plain_root() -> None:
     result = add_disclaimer(PLAIN, "Confidential", "<p><b>Confidential</b></p>")
-    assert result.parts == 1 and texts(result.data)["text/plain"][1].endswith("figures.\r\n\r\nConfidential\r\n")
+    assert result.parts == 1
+    assert texts(result.data)["text/plain"][1].endswith("figures.\r\n\r\nConfidential\r\n")
     html = b"From: a@b\r\nContent-Type: text/html\r\n\r\n<html><BODY>x</BODY></html>"
-    assert b"<p><b>Confidential</b></p>\r\n</BODY>" in add_disclaimer(html, "Confidential", "<p><b>Confidential</b></p>").data
+    markup = "<p><b>Confidential</b></p>"
+    once = add_disclaimer(html, "Confidential", markup).data
+    assert b"<p><b>Confidential</b></p>\r\n</BODY>" in once
+    assert add_disclaimer(once, "Confidential", markup).parts == 0
 
 
 def test_not_twice_on_a_reply_quoting_ours() -> None:
@@ -284,9 +314,11 @@ def test_not_twice_on_a_reply_quoting_ours() -> None:
 
 
 SIGNED = (b"From: a@example.test\r\nSubject: signed\r\nMIME-Version: 1.0\r\n"
-          b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256; boundary="s1"\r\n\r\n'
+          b'Content-Type: multipart/signed; protocol="application/pkcs7-signature"; micalg=sha-256;\r\n'
+          b' boundary="s1"\r\n\r\n'
           b"--s1\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n--s1\r\n"
-          b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+          b"Content-Type: application/pkcs7-signature; name=smime.p7s\r\n"
+          b"Content-Transfer-Encoding: base64\r\n\r\n"
           b"MIIBAAYJKoZIhvcNAQcCoIIB\r\n--s1--\r\n")  # fmt: skip
 PGP = b"From: a@example.test\r\n\r\n-----BEGIN PGP SIGNED MESSAGE-----\r\nHash: SHA256\r\n\r\nhi\r\n"
 

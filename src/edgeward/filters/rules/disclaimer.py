@@ -147,12 +147,13 @@ def _encode(text: str, charset: str, cte: str, boundaries: list[bytes]) -> tuple
     except (UnicodeEncodeError, LookupError):
         charset, raw = "utf-8", text.encode("utf-8")
     raw = raw.replace(b"\r\n", b"\n")
-    if cte == "base64":
+    lines = raw.split(b"\n")
+    # A line that reads as an enclosing delimiter would cut the part short, even quoted-printable.
+    clash = any(line.startswith(b"--" + b) for line in lines for b in boundaries)
+    if cte == "base64" or clash:
         b64 = binascii.b2a_base64(raw.replace(b"\n", b"\r\n"), newline=False)
         return b"\r\n".join(b64[i : i + 76] for i in range(0, len(b64), 76)) + b"\r\n", charset, "base64"
-    lines = raw.split(b"\n")
-    clash = any(line.startswith(b"--" + b) for line in lines for b in boundaries)
-    fits = all(len(line) <= 998 for line in lines) and not clash
+    fits = all(len(line) <= 998 for line in lines)
     if (cte in ("8bit", "binary") and fits) or (cte in ("", "7bit") and fits and raw.isascii()):
         return raw.replace(b"\n", b"\r\n"), charset, cte
     qp = binascii.b2a_qp(raw, istext=True).replace(b"\n", b"\r\n")
@@ -194,7 +195,7 @@ def _rewrite(
         return None
     is_html = part.ctype == "text/html"
     seen = html.unescape(_TAGS.sub(" ", text)) if is_html else text
-    if _normalised(plain) in _normalised(seen):
+    if _normalised(plain) in _normalised(seen) or (markup is not None and is_html and markup in text):
         return None
     body, charset, cte = _encode(_insert(text, is_html, plain, markup), part.charset, part.cte, boundaries)
     head = remove_fields(head, _REWRITTEN)
@@ -258,4 +259,9 @@ def add_disclaimer(
         # The root's header is the message's; any other part is spliced in place.
         data = new if part is tree else data[: part.start] + new + data[part.end :]
         done += 1
+        if part is tree and not parse_headers(data).get_all("MIME-Version"):
+            # A Content-Type now stands in the message header; without MIME-Version (RFC 2045
+            # section 4) a reader may ignore it and the charset with it.
+            end = header_end(data)
+            data = data[: end - 2] + b"MIME-Version: 1.0\r\n" + data[end - 2 :]
     return DisclaimerResult(data, done, "" if done else "already present or not decodable")
