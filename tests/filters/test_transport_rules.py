@@ -333,3 +333,15 @@ def test_signed_mail_is_never_changed_inside() -> None:
     assert first.get_content().strip() == "Confidential"
     assert attached.get_content_type() == "message/rfc822"
     assert SIGNED in wrapped  # the signed original, byte for byte
+
+
+def test_the_transaction_keeps_dsn_parameters_of_kept_recipients() -> None:
+    from edgeward.server.receipt import Transaction
+    from edgeward.smtp import events as ev
+
+    tx = Transaction(ev.MailFrom(Address("a", "remote.test")))
+    ceo, legal = Address("ceo", "example.test"), Address("legal", "example.test")
+    tx.rcpts, tx.rcpt_params = [ceo], [{"NOTIFY": "FAILURE"}]
+    assert not tx.replace_recipients((ceo,))
+    assert tx.replace_recipients((ceo, legal))
+    assert tx.rcpts == [ceo, legal] and tx.rcpt_params == [{"NOTIFY": "FAILURE"}, {}]

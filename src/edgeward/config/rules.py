@@ -104,7 +104,8 @@ Domains = Annotated[tuple[Annotated[str, Field(pattern=r"^[a-z0-9_.-]+$")], ...]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    # serialize_by_alias: "config show" prints "from", the key the file uses, not "from_".
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, serialize_by_alias=True)
     kind: ClassVar[str] = "field"
 
     @model_validator(mode="before")

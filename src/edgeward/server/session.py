@@ -414,12 +414,8 @@ class Session:
             msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8,
             tx.mail_from,
         )
-        if not verdict.refused:
-            rcpts = policy.transforms.recipients(accepted)
-            if rcpts != accepted.recipients:  # a transport rule redirected or added a blind copy
-                kept = dict(zip(tx.rcpts, tx.rcpt_params, strict=True))
-                tx.rcpts, tx.rcpt_params = list(rcpts), [kept.get(r, {}) for r in rcpts]
-                accepted = replace(accepted, recipients=rcpts)
+        if not verdict.refused and tx.replace_recipients(policy.transforms.recipients(accepted)):
+            accepted = replace(accepted, recipients=tuple(tx.rcpts))  # a rule's redirect or blind copy
         final = data if verdict.refused else policy.transforms.accepted(data, accepted)
         return await dispose(self.env, verdict, msg_id, tx, final, headers, self.info)
 

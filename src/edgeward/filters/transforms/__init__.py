@@ -9,9 +9,11 @@ transforms change; two kinds, two names).
   any stage (``Received-SPF`` ...), ``X-Edgeward-SCL``, the ``X-Edgeward-Antispam-Report`` with
   every finding and its score, and ``X-Edgeward-Spam-Flag`` when the stamp threshold is reached.
 
-A later transform (Authentication-Results, ARC seal, subject tag, disclaimer, attachment
-stripping) is one more ``Transform`` in the chain ``runtime`` builds; the session only calls
-``Transforms.inbound`` and ``Transforms.accepted``.
+A later transform (Authentication-Results, ARC seal, attachment stripping, the transport rules'
+subject tags, headers and disclaimers) is one more ``Transform`` in the chain ``runtime`` builds;
+the session only calls ``Transforms.inbound``, ``Transforms.recipients`` (a transform with a
+``recipients`` method may change the envelope: the rules' redirect and blind copy) and
+``Transforms.accepted``.
 """
 
 from __future__ import annotations
