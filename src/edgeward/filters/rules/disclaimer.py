@@ -46,6 +46,7 @@ MAX_PARTS = 500
 _OPAQUE = ("multipart/signed", "multipart/encrypted", "application/pkcs7-mime", "application/x-pkcs7-mime",
            "application/pgp-encrypted", "application/pgp-signature")  # fmt: skip
 _PGP = re.compile(rb"-----BEGIN PGP (?:SIGNED )?MESSAGE-----")
+_BOUNDARY = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$")  # RFC 2046 5.1.1
 _TOKEN = re.compile(r"^[A-Za-z0-9._-]{1,40}$")
 _QUOTES = re.compile(r"[\s>]+")
 _REWRITTEN = (b"content-type:", b"content-type ", b"content-transfer-encoding:",
@@ -65,22 +66,31 @@ class Part:
     cte: str
     attachment: bool
     children: list[Part] = field(default_factory=list)
+    ambiguous: bool = False
 
     @property
     def charset(self) -> str:
         return (self.params.get("charset") or ["us-ascii"])[0].strip().lower() or "us-ascii"
 
 
-def _entity(data: bytes, start: int, end: int, depth: int, budget: list[int]) -> Part:
+def _entity(
+    data: bytes, start: int, end: int, depth: int, budget: list[int], default: str = "text/plain"
+) -> Part:
     budget[0] -= 1
     head_end = start + header_end(data[start:end])
     head = parse_headers(data[start:head_end])
-    ctype, params = parameters(head.get("Content-Type") or "text/plain")
+    ctype, params = parameters(head.get("Content-Type") or default)
     cte = head.get("Content-Transfer-Encoding").strip().lower()
     disposition = head.get("Content-Disposition").split(";", 1)[0].strip().lower()
     part = Part(start, head_end, end, ctype, params, cte, disposition == "attachment")
     boundary = (params.get("boundary") or [""])[0]
-    if ctype.startswith("multipart/") and boundary and depth < MAX_DEPTH and ctype not in _OPAQUE:
+    # Where readers could disagree (two Content-Type or transfer encoding fields, a boundary
+    # outside RFC 2046's grammar) the part is not understood well enough to change.
+    part.ambiguous = (head.count("Content-Type") > 1 or head.count("Content-Transfer-Encoding") > 1
+                      or (ctype.startswith("multipart/") and not _BOUNDARY.match(boundary)))  # fmt: skip
+    if part.ambiguous:
+        return part
+    if ctype.startswith("multipart/") and depth < MAX_DEPTH and ctype not in _OPAQUE:
         # RFC 2046 5.1.1: a delimiter is a line of its own; the CRLF before it belongs to it.
         quoted = re.escape(boundary.encode("utf-8", "replace"))
         delimiter = re.compile(rb"(?m)^--" + quoted + rb"(--)?[ \t]*\r$")
@@ -93,7 +103,9 @@ def _entity(data: bytes, start: int, end: int, depth: int, budget: list[int]) ->
             if data[child_end - 2 : child_end] == b"\r\n":
                 child_end -= 2
             if child_start <= child_end:
-                part.children.append(_entity(data, child_start, child_end, depth + 1, budget))
+                # RFC 2046 5.1.5: a digest's parts are messages unless they say otherwise.
+                child = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+                part.children.append(_entity(data, child_start, child_end, depth + 1, budget, child))
     return part
 
 
@@ -112,6 +124,8 @@ def body_parts(part: Part, opaque: list[Part]) -> list[Part]:
     encrypted entity on the way is put in ``opaque`` instead of being entered."""
     if part.ctype in _OPAQUE:
         opaque.append(part)
+        return []
+    if part.ambiguous:
         return []
     if part.ctype in ("text/plain", "text/html"):
         return [] if part.attachment else [part]

@@ -64,15 +64,24 @@ class RuleChanges:
 
     def apply(self, data: bytes, accepted: Accepted) -> bytes:
         for rule in self._matched(accepted):
-            acts = rule.actions
-            if acts.prepend_subject:
-                data = prepend_subject(data, acts.prepend_subject)
-            if acts.remove_headers:
-                data = remove_headers(data, acts.remove_headers)
-            for name, value in acts.add_headers.items():
-                data = set_header(data, name, value)
-            if acts.disclaimer is not None:
-                data = self._disclaimer(data, rule, accepted)
+            try:
+                data = self._change(data, rule, accepted)
+            except Exception:
+                # A transform never refuses mail, and a bug here must not end the session after
+                # the agents accepted: the message goes on without this rule's changes, logged.
+                log.exception("message %s: rule %s: changes not applied", accepted.msg_id, rule.name)
+        return data
+
+    def _change(self, data: bytes, rule: TransportRule, accepted: Accepted) -> bytes:
+        acts = rule.actions
+        if acts.prepend_subject:
+            data = prepend_subject(data, acts.prepend_subject)
+        if acts.remove_headers:
+            data = remove_headers(data, acts.remove_headers)
+        for name, value in acts.add_headers.items():
+            data = set_header(data, name, value)
+        if acts.disclaimer is not None:
+            data = self._disclaimer(data, rule, accepted)
         return data
 
     def _disclaimer(self, data: bytes, rule: TransportRule, accepted: Accepted) -> bytes:
