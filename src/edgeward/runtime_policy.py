@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.auth.addresses import AccountAddresses
+from edgeward.config.rules import GROUPS_FILE
 from edgeward.config.schema import AGENT_NAMES, Config
 from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
@@ -40,13 +41,16 @@ from edgeward.filters.agents.sender_login import SenderLogin
 from edgeward.filters.agents.senderauth import SenderAuth
 from edgeward.filters.agents.site_learning import SiteLearning
 from edgeward.filters.agents.spf import SpfAgent
+from edgeward.filters.agents.transport_rules import TransportRules
 from edgeward.filters.base import Agent
 from edgeward.filters.exemptions import Exemptions
 from edgeward.filters.pipeline import AgentObserver, Pipeline
 from edgeward.filters.policy import Policy
+from edgeward.filters.rules.groups import FileGroups
 from edgeward.filters.scoring import ScoreTable, Thresholds
 from edgeward.filters.transforms import Transform, Transforms
 from edgeward.filters.transforms.arcseal import ArcSeal
+from edgeward.filters.transforms.rules import RuleChanges
 from edgeward.filters.transforms.stamps import Stamps
 from edgeward.filters.transforms.strip import StripAttachments
 from edgeward.net import openproxy
@@ -171,6 +175,8 @@ def build_agents(
         agents.append(AttachmentFilter(config.attachments))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
+    if config.rules:
+        agents.append(TransportRules(config.rules, FileGroups.read(config.resolve(GROUPS_FILE))))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
     cf = config.agents.content_filter
     agents.append(SiteLearning(config.learning, config.accepted_domains, policy_store, learner,
@@ -254,6 +260,8 @@ def _transforms(config: Config) -> list[Transform]:
             lambda: QuarantineStore(data_paths(config)["quarantine"], fsync=config.queue.fsync)
         )
         chain.append(StripAttachments(config.attachments, store, observe_only=config.agents.observe_only))
+    if config.rules:
+        chain.append(RuleChanges(config.rules, observe_only=config.agents.observe_only))
     arc = config.arc
     if arc.seal_domain and arc.seal_key is not None:
         try:

@@ -84,8 +84,9 @@ def test_agents_list_without_a_policy_store_shows_the_store_backed_agents_in_the
     assert text.exit_code == 0, text.output
     listed = [line.split()[1] for line in text.stdout.splitlines() if line[:3].strip().endswith(".")]
     # In the pipeline's own order, nothing left out.
-    # local-recipients and antivirus are off unless configured (antivirus needs an engine).
-    assert listed == [n for n in AGENT_NAMES if n not in ("local-recipients", "antivirus")]
+    # local-recipients, antivirus and transport-rules are off unless configured (antivirus needs
+    # an engine, transport-rules a rule).
+    assert listed == [n for n in AGENT_NAMES if n not in ("local-recipients", "antivirus", "transport-rules")]
     store = tmp_path / "state" / "policy.db"
     for name in ("rate-limits", "safe-senders", "sender-reputation", "greylisting"):
         line = next(line for line in text.stdout.splitlines() if f" {name} " in line)

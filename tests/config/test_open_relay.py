@@ -48,8 +48,9 @@ def test_relay_control_cannot_be_disabled() -> None:
 def test_every_other_agent_may_be_disabled_and_the_names_match_the_pipeline(tmp_path: Path) -> None:
     agents = {"local_recipients": {"enabled": True}, "greylist": {"enabled": True}}
     everything = parse_config(
-        {"server": {"data_dir": str(tmp_path)}, "agents": agents, "antivirus": {"enabled": True}}
-    )
+        {"server": {"data_dir": str(tmp_path)}, "agents": agents, "antivirus": {"enabled": True},
+         "rules": [{"name": "any", "actions": {"quarantine": True}}]}  # transport-rules runs with rules
+    )  # fmt: skip
     (tmp_path / "recipients.txt").write_text("user@example.org\n")
     spool = Spool(tmp_path / "queue", fsync=False)
     store, dns = MemoryPolicyStore(), FakeResolver()

@@ -28,6 +28,7 @@ from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
 from edgeward.cli.queue import queue_app
+from edgeward.cli.rules import rules_app
 from edgeward.cli.spam import spam_app
 from edgeward.cli.track import track_app
 from edgeward.cli.user import user_app
@@ -53,6 +54,7 @@ app.add_typer(
 )
 app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
 app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
+app.add_typer(rules_app, name="rules", help="Transport rules: list, test.")
 
 err = Console(stderr=True, soft_wrap=True)
 

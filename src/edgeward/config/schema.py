@@ -32,6 +32,7 @@ from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.notify import NotifyConfig
 from edgeward.config.policy_store import PolicyStoreConfig
+from edgeward.config.rules import TransportRule, check_rules
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -624,7 +625,8 @@ AGENT_NAMES = (
     "back-pressure", "message-rate", "rate-limits", "message-size", "sender-authority", "sender-login",
     "sender-filter", "connection-filter", "relay-control", "recipient-filter", "local-recipients",
     "safe-senders", "spf", "hop-count", "from-header", "sender-auth", "antivirus", "attachment-filter",
-    "content-filter", "protocol-analysis", "sender-reputation", "greylisting", "site-learning",
+    "content-filter", "transport-rules", "protocol-analysis", "sender-reputation", "greylisting",
+    "site-learning",
 )  # fmt: skip
 # Without relay-control every client may send anywhere: there is no safe reason to drop it, and
 # relay rights are granted by a connector's permissions instead.
@@ -917,6 +919,9 @@ class Config(_Section):
     stamps: StampsConfig = StampsConfig()
     policy_store: PolicyStoreConfig = PolicyStoreConfig()
     notify: NotifyConfig = NotifyConfig()
+    rules: Annotated[tuple[TransportRule, ...], AfterValidator(check_rules)] = Field(
+        (), description="Transport rules ([[rules]]: conditions, exceptions, actions; 'edgeward rules list')"
+    )
 
     @model_validator(mode="after")
     def _names(self) -> Config:

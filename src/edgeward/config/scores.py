@@ -204,6 +204,13 @@ _TABLE: dict[str, ScoreDefinition] = {
     "SPF_HELO_NONE": ScoreDefinition(0.0, "SPF none for the HELO/EHLO name (most host names publish none)"),
     "SPF_HELO_TEMPERROR": ScoreDefinition(0.0, "SPF temperror for the HELO/EHLO name: DNS failed"),
     "SPF_HELO_PERMERROR": ScoreDefinition(0.5, "SPF permerror for the HELO/EHLO name: its record is broken"),
+    # Transport rules (issue 10): which rules matched, and the SCL a rule set (Exchange's SetSCL).
+    "RULE_MATCH": ScoreDefinition(0.0, "a transport rule matched (the detail names it); its actions follow"),
+    **{
+        f"RULE_SCL_{n}": ScoreDefinition(float(n), f"a transport rule set SCL {n}: adds {n} to the total")
+        for n in range(10)
+    },
+    "RULE_GROUP_TEMPERROR": ScoreDefinition(0.0, "transport-rules: the group source failed (451 4.3.0)"),
 }
 
 SCORE_TABLE: MappingProxyType[str, ScoreDefinition] = MappingProxyType(_TABLE)

@@ -31,6 +31,15 @@ class Transaction:
         self.rcpt_params: list[dict[str, str | None]] = []
         self.bdat_started = False
 
+    def replace_recipients(self, rcpts: tuple[Address, ...]) -> bool:
+        """Take ``rcpts`` as the recipients (a transport rule's redirect or blind copy); those
+        kept keep their DSN parameters, added ones have none. False when nothing changed."""
+        if list(rcpts) == self.rcpts:
+            return False
+        kept = dict(zip(self.rcpts, self.rcpt_params, strict=True))
+        self.rcpts, self.rcpt_params = list(rcpts), [kept.get(r, {}) for r in rcpts]
+        return True
+
 
 def received_header(msg_id: str, tx: Transaction, info: SessionInfo, fqdn: str, tls_active: bool) -> str:
     """The trace header of ``tx`` (assembled by the stamps transform)."""

@@ -416,6 +416,10 @@ class Session:
             msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8,
             tx.mail_from, queue_record(msg_id, tx, data, headers, self.info),
         )
+        if tx.replace_recipients(policy.transforms.recipients(accepted)):
+            # A rule's redirect or blind copy: the queue record (and a quarantined original) follow.
+            record = queue_record(msg_id, tx, data, headers, self.info)
+            accepted = replace(accepted, recipients=tuple(tx.rcpts), record=record)
         final = await policy.transforms.accepted_async(data, accepted)
         return await dispose(self.env, verdict, msg_id, tx, final, headers, self.info)
 

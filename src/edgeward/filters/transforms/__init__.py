@@ -9,21 +9,25 @@ transforms change; two kinds, two names).
   any stage (``Received-SPF`` ...), ``X-Edgeward-SCL``, the ``X-Edgeward-Antispam-Report`` with
   every finding and its score, and ``X-Edgeward-Spam-Flag`` when the stamp threshold is reached.
 
-A later transform (Authentication-Results, ARC seal, subject tag, disclaimer, attachment
-stripping) is one more ``Transform`` in the chain ``runtime`` builds; the session only calls
-``Transforms.inbound`` and ``Transforms.accepted_async`` (which awaits the transforms that
-write something, ``AsyncTransform``, so their I/O runs off the event loop).
+A later transform (Authentication-Results, ARC seal, attachment stripping, the transport rules'
+subject tags, headers and disclaimers) is one more ``Transform`` in the chain ``runtime`` builds;
+the session only calls ``Transforms.inbound``, ``Transforms.recipients`` (a transform with a
+``recipients`` method may change the envelope: the rules' redirect and blind copy) and
+``Transforms.accepted_async`` (which awaits the transforms that write something,
+``AsyncTransform``, so their I/O runs off the event loop).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from edgeward.filters.base import SessionInfo
 from edgeward.filters.transforms.authresults import strip_forged_results
 from edgeward.filters.transforms.base import Accepted, AsyncTransform, Transform
 from edgeward.filters.transforms.internal import strip_internal
 from edgeward.filters.transforms.stamps import Stamps
+from edgeward.types import Address
 
 __all__ = ["Accepted", "AsyncTransform", "Transform", "Transforms"]
 
@@ -38,6 +42,16 @@ class Transforms:
     def inbound(self, data: bytes, info: SessionInfo) -> bytes:
         data = strip_internal(data, info)
         return strip_forged_results(data, info, self.authserv_id)
+
+    def recipients(self, accepted: Accepted) -> tuple[Address, ...]:
+        """The envelope recipients after the transforms that change them (transport rules'
+        redirect and blind copy), asked before ``accepted`` so the queue record carries them."""
+        rcpts = accepted.recipients
+        for transform in self.chain:
+            change = getattr(transform, "recipients", None)
+            if change is not None:
+                rcpts = change(replace(accepted, recipients=rcpts))
+        return rcpts
 
     def accepted(self, data: bytes, accepted: Accepted) -> bytes:
         """The chain on the caller's thread (a transform's writes block it)."""
