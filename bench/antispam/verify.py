@@ -61,9 +61,10 @@ def problems_edgeward(fields: Fields, dkim: str = "pass") -> list[str]:
     out = [
         f"no {m}={r}" for m, r in (("spf", "pass"), ("dkim", dkim), ("dmarc", "pass")) if not _has(m, r, res)
     ]
-    spf = [v for n, v in fields if n == "received-spf"]
+    # The HELO identity gets its own Received-SPF (RFC 7208 section 2.3); the MAIL FROM one counts.
+    spf = [v for n, v in fields if n == "received-spf" and "identity=helo" not in v]
     if not spf or not spf[0].lower().startswith("pass"):
-        out.append(f"Received-SPF is {spf[:1]!r}")
+        out.append(f"Received-SPF (mailfrom) is {spf[:1]!r}")
     if not any(n == "x-edgeward-scl" for n, _ in fields):
         out.append("no X-Edgeward-SCL (content filter)")
     return out

@@ -93,7 +93,7 @@ def test_agents_list_without_a_policy_store_shows_the_store_backed_agents_in_the
         assert f"(off: no policy store at {store}; `serve` creates it)" in line
     assert "phishing (PCL -> action): reject off, quarantine 7" in text.stdout
     doc = json.loads(runner.invoke(app, ["agents", "list", "--json", "-c", str(path)]).stdout)
-    assert doc["policy_store"] == {"path": str(store), "present": False}
+    assert doc["policy_store"] == {"backend": "sqlite", "path": str(store), "present": False}
     rows = {a["name"]: a for a in doc["agents"]}
     assert [a["name"] for a in doc["agents"]] == listed
     assert rows["greylisting"]["off"] == "no policy store" and rows["greylisting"]["needs_policy_store"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,7 +30,11 @@ def test_documented_command_rebuilds_the_shipped_model(tmp_path: Path) -> None:
     out = tmp_path / "model.npz"
     result = runner.invoke(spam_app, ["train", "--corpora", str(corpus()), "--out", str(out)])
     assert result.exit_code == 0, result.output
-    shipped, rebuilt = np.load(default_model_path()), np.load(out)
+    with np.load(default_model_path()) as shipped, np.load(out) as rebuilt:
+        _assert_same_model(shipped, rebuilt)
+
+
+def _assert_same_model(shipped: Any, rebuilt: Any) -> None:
     assert sorted(shipped.files) == sorted(rebuilt.files)
     assert np.array_equal(shipped["index"], rebuilt["index"])
     for name in shipped.files:
