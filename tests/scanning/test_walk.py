@@ -137,6 +137,17 @@ def test_rfc2231_and_rfc2047_file_names_are_decoded(params: str, expected: str) 
     assert expected in names(data)
 
 
+def test_an_encoded_word_whose_charset_holds_a_nul_is_read_as_utf8_not_a_walk_failure() -> None:
+    # codecs.lookup raises ValueError (not LookupError) for a name with a NUL in it.
+    data = raw_message(
+        "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",
+        "--B\nContent-Type: text/plain; name==?\x00koi8-r?B?cmVwb3J0LmV4ZQ==?=\n\nxx\n--B--\n",
+    )
+    walk = walk_message(data)
+    assert not [d for n, d in walk.findings if n == "MIME_DECODE_ERROR"]
+    assert "report.exe" in names(data)
+
+
 def test_name_and_filename_are_both_candidates() -> None:
     data = raw_message(
         "MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n",

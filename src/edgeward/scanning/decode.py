@@ -112,7 +112,7 @@ def decode_words(value: str) -> str:
             continue
         try:
             out.append(chunk.decode(charset or "utf-8", "replace"))
-        except LookupError:
+        except (LookupError, ValueError):  # unknown charset, or one with a NUL in its name
             out.append(chunk.decode("utf-8", "replace"))
     return "".join(out)
 
