@@ -126,6 +126,7 @@ def test_two_boundary_parameters_split_by_each() -> None:
         ("filename*=utf-8''inv%C3%B6ice.exe", "invöice.exe"),
         ("filename*0*=utf-8''ev; filename*1*=il.e; filename*2=xe", "evil.exe"),
         ('filename="=?utf-8?B?cmVwb3J0LmV4ZQ==?="', "report.exe"),
+        ("filename*=ut\x00f-8''report.exe", "report.exe"),  # NUL in the charset: read as UTF-8
     ],
 )
 def test_rfc2231_and_rfc2047_file_names_are_decoded(params: str, expected: str) -> None:

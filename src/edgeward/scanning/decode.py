@@ -126,7 +126,7 @@ def _rfc2231(value: str) -> str:
     raw = unquote_to_bytes(encoded)
     try:
         return raw.decode(charset or "utf-8", "replace")
-    except LookupError:
+    except (LookupError, ValueError):
         return raw.decode("utf-8", "replace")
 
 
