@@ -52,6 +52,9 @@ def test_default_thresholds_are_the_content_filters_scl_settings() -> None:
         "stamp": None,
     }
     assert default.rejection == Reply(550, "5.7.1", "Message rejected as spam by Content Filtering")
+    without_content = Thresholds.from_config(Config(agents={"content_filter": {"enabled": False}}))
+    assert without_content.rejection == Reply(550, "5.7.1", "Message rejected as spam")
+    assert without_content.values["reject"] == default.values["reject"]
     legacy = Thresholds.from_config(
         Config(agents={"content_filter": {"reject_enabled": False, "quarantine_enabled": True}})
     )

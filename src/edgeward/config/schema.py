@@ -692,7 +692,9 @@ class PolicyConfig(_Section):
     )
     tempfail: Threshold = Field(None, description="Total at which the message gets 451 4.7.1; unset: off")
     rejection_response: str | None = Field(
-        None, max_length=240, description="Text of the threshold's 550 5.7.1; unset: content_filter's"
+        None,
+        max_length=240,
+        description="Text of the 550 5.7.1; unset: content_filter's (filter off: 'Message rejected as spam')",
     )
     ip_allow: tuple[str, ...] = Field(
         (), max_length=1000, description="Client networks (CIDR) exempt from anti-spam agents"

@@ -25,6 +25,7 @@ from edgeward.config.scores import SCORE_TABLE
 from edgeward.types import Action, Finding, Reply
 
 TEMPFAILED = Reply(451, "4.7.1", "Message deferred by policy, try again later")
+SPAM_REJECTED_TEXT = "Message rejected as spam"
 # Actions a threshold can take, from the most severe down; "stamp" only adds the spam flag.
 ORDER = ("discard", "reject", "tempfail", "quarantine", "stamp")
 # The actions a phishing level can take, most severe first.
@@ -88,7 +89,8 @@ class Thresholds:
             "stamp": None,
         }
         values = {name: _resolve(getattr(policy, name), inherited[name]) for name in ORDER}
-        text = policy.rejection_response or cf.rejection_response
+        # With the content filter off, the total is other agents' findings: don't name it.
+        text = policy.rejection_response or (cf.rejection_response if cf.enabled else SPAM_REJECTED_TEXT)
         pcl = {name: _level(getattr(policy, f"pcl_{name}")) for name in PCL_ORDER}
         return cls(values, Reply(550, "5.7.1", text), pcl)
 
