@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.config.schema import Config
-from edgeward.quarantine.crypto import load_key
+from edgeward.quarantine.crypto import KeyMismatch, load_key
 from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.store import QuarantineError, QuarantineStore, release_record
 from edgeward.quarantine.view import MessageView, view_message
@@ -179,7 +179,7 @@ class QuarantineService:
         """Delete an entry for good (an unusable one too); returns what it was when readable."""
         try:
             entry: QuarantineEntry | None = self.store.entry(qid)
-        except (KeyError, QuarantineError):
+        except (KeyError, QuarantineError, KeyMismatch):
             entry = None  # deleting is how an unusable entry is got rid of
         self.store.delete(qid)
         self._removed(qid, entry, "REMOVE", f"from quarantine by {by}")
