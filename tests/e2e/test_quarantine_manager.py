@@ -48,7 +48,7 @@ def _send(port: int, data: bytes, rcpts: list[str]) -> int:
         return code
 
 
-def _setup(workdir: Path, sink: SmtpSink) -> tuple[int, Path, InProcessGateway]:
+def _setup(workdir: Path, sink: SmtpSink, *, encrypt: bool = False) -> tuple[int, Path, InProcessGateway]:
     port = free_port()
     content = {
         "reject_enabled": False,
@@ -56,7 +56,10 @@ def _setup(workdir: Path, sink: SmtpSink) -> tuple[int, Path, InProcessGateway]:
         "quarantine_threshold": 7,
         "learning": False,
     }
-    quarantine = {"release_link_base": LINKS}
+    quarantine = {
+        "release_link_base": LINKS,
+        **({"encryption_key_file": "keys/quarantine.key"} if encrypt else {}),
+    }
     config = gateway_config(workdir, port=port, sink_port=sink.port, agents={"content_filter": content},
                             quarantine=quarantine)  # fmt: skip
     path = workdir / "edgeward.toml"
@@ -65,6 +68,7 @@ def _setup(workdir: Path, sink: SmtpSink) -> tuple[int, Path, InProcessGateway]:
         f"data_dir = '{workdir}'\n"
         "[agents.content_filter]\nlearning = false\n"
         f"[quarantine]\nrelease_link_base = '{LINKS}'\n"
+        + ("encryption_key_file = 'keys/quarantine.key'\n" if encrypt else "")
     )
     return port, path, InProcessGateway(config)
 
@@ -76,9 +80,11 @@ def _cli(*args: str) -> str:
 
 
 def test_held_spam_is_found_released_to_one_recipient_and_tracked(workdir: Path, sink: SmtpSink) -> None:
-    port, path, gateway = _setup(workdir, sink)
+    port, path, gateway = _setup(workdir, sink, encrypt=True)
     with gateway:
         assert _send(port, SPAM, ["alice@example.test", "bob@example.test"]) == 250
+        [on_disk] = (workdir / "quarantine").glob("*.eml")
+        assert b"MAKE $5000" not in on_disk.read_bytes()  # sealed at rest
         [entry] = json.loads(_cli("search", "-c", str(path), "--subject", "free money", "--json"))
         assert "quarantine" in entry["reason"] and entry["scl"] >= 7 and entry["details"]
         assert entry["recipients"] == ["alice@example.test", "bob@example.test"]
