@@ -3,6 +3,7 @@ table, tokens (once, expiry, tampering, unknown entry), the schedule and the ret
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import email
 import email.policy
@@ -13,11 +14,12 @@ import pytest
 
 from edgeward.config.load import parse_config
 from edgeward.config.quarantine import effective_retention
-from edgeward.quarantine.digest import build_digests, next_run, render
+from edgeward.quarantine.digest import build_digests, next_run, render, run_digests
 from edgeward.quarantine.entry import HeldFinding, QuarantineEntry
 from edgeward.quarantine.reasons import plain_reason
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.quarantine.tokens import KEY_NAME, ReleaseTokens, TokenError
+from edgeward.queue.model import MessageRecord
 
 
 def entry(
@@ -152,3 +154,34 @@ def test_which_retention_wins(tmp_path: Path) -> None:
     assert retention(both) == 2 * 86400
     with pytest.raises(Exception, match="release_link_base"):
         parse_config({"quarantine": {"release_link_base": "javascript:alert(1)"}}, base=tmp_path)
+
+
+def test_the_gateway_loop_sends_at_the_hour_and_logs_a_failure(tmp_path: Path) -> None:
+    data = {
+        "accepted_domains": ["example.test"], "server": {"data_dir": str(tmp_path)},
+        "queue": {"fsync": False}, "quarantine": {"digest_enabled": True, "digest_hour": 7},
+    }  # fmt: skip
+    config = parse_config(data, base=tmp_path)
+    store = QuarantineStore(tmp_path / "quarantine", fsync=False)
+    store.put(QuarantineEntry("", "s@remote.test", ("u@example.test",), "x"), b"m\r\n")
+    now = time.time()
+    waits: list[float] = []
+    queued: list[bytes] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            raise asyncio.CancelledError
+
+    async def accept(record: MessageRecord, data: bytes) -> str:
+        queued.append(data)
+        if len(queued) == 2:
+            raise OSError("spool full")
+        return f"id{len(queued)}"
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(run_digests(lambda: config, accept, lambda _id: None, clock=lambda: now, sleep=sleep))
+    assert waits[0] == pytest.approx(next_run(now, 7) - now)
+    assert (
+        len(queued) == 2 and b"To: u@example.test" in queued[0]
+    )  # the failed second day did not end the loop

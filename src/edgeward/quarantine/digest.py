@@ -240,16 +240,23 @@ def next_run(now: float, hour: int) -> float:
     return at.timestamp()
 
 
-async def run_digests(config: Callable[[], Config], accept: Accept, on_queued: Callable[[str], None]) -> None:
+async def run_digests(
+    config: Callable[[], Config],
+    accept: Accept,
+    on_queued: Callable[[str], None],
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> None:
     """Send the digests every day at ``[quarantine] digest_hour`` until cancelled (the
     configuration is read again each day, so a reload moves the hour or turns them off)."""
     while True:
-        now = time.time()
-        await asyncio.sleep(max(next_run(now, config().quarantine.digest_hour) - now, 1.0))
+        now = clock()
+        await sleep(max(next_run(now, config().quarantine.digest_hour) - now, 1.0))
         cfg = config()
         if not cfg.quarantine.digest_enabled:
             continue
         try:
-            await send_digests(cfg, accept, on_queued)
+            await send_digests(cfg, accept, on_queued, now=clock())
         except Exception:
             log.exception("quarantine digest failed; trying again tomorrow")
