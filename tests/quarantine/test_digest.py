@@ -185,3 +185,9 @@ def test_the_gateway_loop_sends_at_the_hour_and_logs_a_failure(tmp_path: Path) -
     assert (
         len(queued) == 2 and b"To: u@example.test" in queued[0]
     )  # the failed second day did not end the loop
+
+
+@pytest.mark.parametrize("sender", ["a@b.test\r\nBcc: x@evil.test", "Name <a@b.test>", "nobody"])
+def test_a_digest_sender_must_be_a_bare_address(tmp_path: Path, sender: str) -> None:
+    with pytest.raises(Exception, match="digest_sender"):
+        parse_config({"quarantine": {"digest_sender": sender}}, base=tmp_path)

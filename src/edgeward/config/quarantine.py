@@ -38,6 +38,7 @@ def _duration(value: object) -> float:
 
 Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0)]
 _NO_SPACE = re.compile(r"^\S*$")
+_ADDRESS = re.compile(r"^[^\s@<>\"(),;:\\\[\]]{1,64}@[A-Za-z0-9.-]{1,253}$")
 DEFAULT_RETENTION = 30 * 86400.0
 
 
@@ -73,6 +74,13 @@ class QuarantineConfig(BaseModel):
         max_length=254,
         description="From of the digest; if empty, the postmaster of the first accepted domain",
     )
+
+    @field_validator("digest_sender")
+    @classmethod
+    def _sender(cls, value: str) -> str:
+        if value and not _ADDRESS.match(value):
+            raise ValueError("digest_sender must be a bare address such as postmaster@example.org")
+        return value
 
     @field_validator("release_link_base")
     @classmethod
