@@ -19,10 +19,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from typer.testing import CliRunner
 
-from edgeward.cli.quarantine import quarantine_app
+from edgeward.cli.quarantine import quarantine_app, service
 from edgeward.config.load import load_config
 from edgeward.logs.tracking import search
-from edgeward.quarantine.digest import release_tokens, verify_release_token
+from edgeward.quarantine.digest import release_by_token, verify_release_token
 from edgeward.quarantine.reasons import plain_reason
 from edgeward.quarantine.service import open_store
 from edgeward.quarantine.tokens import ReleaseTokens, TokenError
@@ -130,6 +130,34 @@ def test_digests_for_two_recipients_with_links_that_work_once(workdir: Path, sin
         assert "2 digest(s) would be sent" in dry
         assert "2 digest(s) queued" in _cli("digest", "-c", str(path), "--send")
         digests = _digests(sink, 2)
+        _check_digests(path, digests)
+        config = load_config(path)
+        first, second = _tokens(digests["alice@example.test"])
+        [bobs] = _tokens(digests["bob@example.test"])
+        # Bob follows his link: released to him alone, delivered, tracked; the link is spent.
+        done = gateway.call(release_by_token(config, service(config), bobs))
+        assert done.recipients == ("bob@example.test",) and done.remaining == ("alice@example.test",)
+        delivered = [m for m in sink.wait_for(3) if b"Quarantine digest" not in m]
+        assert len(delivered) == 1 and b"MAKE $5000" in delivered[0]
+    [release] = search(workdir / "log", event="RELEASE")
+    assert release["msg_id"] == done.msg_id and "digest link" in release["detail"]
+    with pytest.raises(TokenError) as used:
+        verify_release_token(config, bobs)
+    assert used.value.reason == "used"
+    payload, mac = first.split(".")
+    tampered = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + mac
+    with pytest.raises(TokenError) as bad:
+        verify_release_token(config, tampered)
+    assert bad.value.reason == "bad-signature"
+    later = ReleaseTokens(workdir / "state", open_store(config), now=lambda: time.time() + 15 * 86400)
+    with pytest.raises(TokenError) as expired:
+        later.verify(second)
+    assert expired.value.reason == "expired"
+    qid, rcpt = verify_release_token(config, first)  # untouched by the failures
+    assert rcpt == "alice@example.test" and qid in {e.qid for e in open_store(config).list()}
+
+
+def _check_digests(path: Path, digests: dict[str, EmailMessage]) -> None:
     assert sorted(digests) == ["alice@example.test", "bob@example.test"]
     alice = digests["alice@example.test"]
     assert alice["Auto-Submitted"] == "auto-generated" and alice.get_content_type() == "multipart/alternative"
@@ -141,27 +169,4 @@ def test_digests_for_two_recipients_with_links_that_work_once(workdir: Path, sin
     held = open_store(load_config(path)).list()
     assert len(held) == 2 and all(html_escape(plain_reason(e)) in page for e in held)
     plain = alice.get_body(("plain",))
-    assert plain is not None and "\r" not in plain.get_content().replace("\r\n", "\n")
-    assert "\\x0d\\x0aLF" in plain.get_content()  # the CR LF of the subject, shown escaped
-
-    config = load_config(path)
-    first, second = _tokens(alice)
-    [bobs] = _tokens(digests["bob@example.test"])
-    qid, rcpt = verify_release_token(config, bobs)
-    assert rcpt == "bob@example.test"
-    with pytest.raises(TokenError) as used:
-        verify_release_token(config, bobs)
-    assert used.value.reason == "used"
-    payload, mac = first.split(".")
-    tampered = payload[:-2] + ("A" if payload[-2] != "A" else "B") + payload[-1] + "." + mac
-    with pytest.raises(TokenError) as bad:
-        verify_release_token(config, tampered)
-    assert bad.value.reason == "bad-signature"
-    later = ReleaseTokens(
-        workdir / "state", release_tokens(config).store, now=lambda: time.time() + 15 * 86400
-    )
-    with pytest.raises(TokenError) as expired:
-        later.verify(second)
-    assert expired.value.reason == "expired"
-    assert verify_release_token(config, first)[1] == "alice@example.test"  # untouched by the failures
-    assert qid in {e["qid"] for e in json.loads(_cli("list", "-c", str(path), "--json"))}
+    assert plain is not None and r"\x0d\x0aLF" in plain.get_content()  # the subject's CR LF, escaped

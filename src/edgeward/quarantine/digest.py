@@ -37,7 +37,7 @@ from edgeward.config.schema import Config
 from edgeward.filters.agents.relay import domain_matches
 from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.reasons import plain_reason
-from edgeward.quarantine.service import open_store
+from edgeward.quarantine.service import QuarantineService, Released, open_store
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.quarantine.tokens import ReleaseTokens
 from edgeward.quarantine.view import header_text
@@ -183,6 +183,14 @@ def verify_release_token(config: Config, token: str) -> tuple[str, str]:
     """What a web front calls with a link's token: ``(qid, recipient)``, the token used up,
     or ``TokenError`` (expired, used, bad signature, unknown entry)."""
     return release_tokens(config).verify(token)
+
+
+async def release_by_token(config: Config, service: QuarantineService, token: str) -> Released:
+    """A release link followed: the token verified and used up, the message queued for that
+    recipient alone (tracked RELEASE "by recipient via digest link"). ``TokenError`` as
+    :func:`verify_release_token`."""
+    qid, rcpt = release_tokens(config, service.store).verify(token)
+    return await service.release(qid, [rcpt], by="recipient via digest link")
 
 
 async def send_digests(

@@ -8,11 +8,12 @@ nothing in it can be changed: a recipient cannot turn a link for their copy into
 someone else's.
 
 :meth:`ReleaseTokens.verify` is what a web front calls. It checks, in order, the form, the
-signature (in constant time), the expiry, that the entry still holds that recipient, and then
-records the nonce in ``<state>/quarantine-release.db`` (SQLite): the insert is the check, so
-two clicks racing each other cannot both pass. Each failure is a :class:`TokenError` whose
-``reason`` a front can map to a page (``malformed``, ``bad-signature``, ``expired``,
-``unknown-entry``, ``used``). Used nonces are forgotten a day after their link expired.
+signature (in constant time), the expiry, that the link was not used, that the entry still
+holds that recipient, and then records the nonce in ``<state>/quarantine-release.db``
+(SQLite): the insert is the last check, so two clicks racing each other cannot both pass.
+Each failure is a :class:`TokenError` whose ``reason`` a front can map to a page
+(``malformed``, ``bad-signature``, ``expired``, ``used``, ``unknown-entry``).
+Used nonces are forgotten a day after their link expired.
 """
 
 from __future__ import annotations
@@ -96,16 +97,18 @@ class ReleaseTokens:
         now = self._now()
         if now >= expires:
             raise TokenError("expired", "the release link has expired")
-        try:
-            entry = self.store.entry(qid)
-        except (KeyError, QuarantineError):
-            raise TokenError("unknown-entry", "the message is no longer in quarantine") from None
-        if rcpt.lower() not in (r.lower() for r in entry.recipients):
-            raise TokenError("unknown-entry", "the message is no longer held for this recipient")
         with contextlib.closing(self._db()) as db:
             db.execute("DELETE FROM used WHERE expires < ?", (now - 86400,))
+            if db.execute("SELECT 1 FROM used WHERE nonce = ?", (nonce,)).fetchone():
+                raise TokenError("used", "the release link has already been used")
+            try:
+                entry = self.store.entry(qid)
+            except (KeyError, QuarantineError):
+                raise TokenError("unknown-entry", "the message is no longer in quarantine") from None
+            if rcpt.lower() not in (r.lower() for r in entry.recipients):
+                raise TokenError("unknown-entry", "the message is no longer held for this recipient")
             try:
                 db.execute("INSERT INTO used VALUES (?, ?, ?)", (nonce, now, expires))
-            except sqlite3.IntegrityError:
+            except sqlite3.IntegrityError:  # a second click that raced this one
                 raise TokenError("used", "the release link has already been used") from None
         return qid, rcpt
