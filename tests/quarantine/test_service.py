@@ -17,6 +17,7 @@ from edgeward.quarantine.crypto import KeyMismatch, load_key
 from edgeward.quarantine.entry import held_entry
 from edgeward.quarantine.service import QuarantineService, Search
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
+from edgeward.quarantine.view import view_message
 from edgeward.queue import Spool
 from edgeward.types import Action, Finding
 
@@ -266,3 +267,15 @@ def test_a_key_file_others_may_read_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"short")
     with pytest.raises(ConfigError, match="32 bytes"):
         load_key(path)
+
+
+def test_every_parser_test_message_shows_escaped_without_error() -> None:
+    from tests.scanning.test_walk import _parser_test_messages
+
+    messages = _parser_test_messages()
+    assert len(messages) > 800
+    for name, data in messages:
+        view = view_message(data)
+        shown = [v for pair in view.headers for v in pair] + [a.name for a in view.attachments]
+        assert not any(ch in text for text in shown for ch in "\r\n\x00\x1b"), name
+        assert not any(ch in t.text for t in view.texts for ch in "\r\x00\x1b"), name

@@ -1,10 +1,10 @@
 """A file-backed quarantine store.
 
 Layout: ``<root>/<qid>.eml`` (the message as it would have been delivered) and ``<root>/<qid>.json``
-(envelope, reason, findings, SCL, time). Both are written 0600 through tmp + fsync + rename,
-the metadata last, so a listed entry always has its message. The quarantine manager of the
-web UI builds on ``list``/``get``/``release``/``delete``; releasing gives the message back to
-the caller, which re-queues it (and may teach the classifier it was not spam).
+(the entry of ``quarantine.entry``). Both are written 0600 through tmp + fsync + rename, the
+metadata last, so a listed entry always has its message; ``entry`` reads the metadata alone,
+and ``rewrite`` replaces it (a release to some of the recipients). The manager
+(``quarantine.service``) builds search, release and purge on these.
 
 An entry that cannot be used (metadata that does not parse, or a file the gateway may not read)
 is moved with its message to ``<root>/corrupt/`` when a listing meets it, logged and reported
