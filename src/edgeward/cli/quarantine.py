@@ -22,9 +22,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -39,7 +40,6 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError
 from edgeward.quarantine.crypto import KeyMismatch
-from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.service import Page, QuarantineService, Search, open_store
 from edgeward.quarantine.store import QuarantineError
 from edgeward.queue.spool import Spool
@@ -55,7 +55,7 @@ LimitOption = Annotated[int, typer.Option("--limit", min=1, help="At most this m
 OffsetOption = Annotated[int, typer.Option("--offset", min=0, help="Skip this many (paging).")]
 
 
-def _learner(config: Config) -> Any:
+def _learner(config: Config) -> Callable[[bytes], None] | None:
     learning = config.learning
     if not (config.agents.content_filter.learning and learning.enabled and learning.releases):
         return None
@@ -101,13 +101,9 @@ def unusable(exc: Exception, qid: str = "") -> NoReturn:
 Unusable = (KeyError, QuarantineError, KeyMismatch)
 
 
-def entry_json(e: QuarantineEntry) -> dict[str, Any]:
-    return asdict(e)
-
-
 def _print_page(page: Page, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps([entry_json(e) for e in page.entries], indent=2))
+        typer.echo(json.dumps([asdict(e) for e in page.entries], indent=2))
         return
     table = Table("id", "age", "SCL", "sender", "recipients", "subject", "reason")
     now = time.time()
@@ -178,7 +174,7 @@ def show(
         unusable(exc, qid)
     view = shown.view
     if as_json:
-        typer.echo(json.dumps({"entry": entry_json(shown.entry), **asdict(view)}, indent=2))
+        typer.echo(json.dumps({"entry": asdict(shown.entry), **asdict(view)}, indent=2))
         return
     out = console()
     e = shown.entry
@@ -334,7 +330,7 @@ def digest(
                 console().print(Text(f"  {line.qid} {line.sender} | {line.subject} | {line.reason}"))
         console().print(f"{len(digests)} digest(s) would be sent")
         return
-    spool = svc._spool()
+    spool = svc.queue()
     try:
         sent = asyncio.run(send_digests(config, spool.accept, window=seconds, store=svc.store))
     except (KeyMismatch, ConfigError) as exc:

@@ -115,6 +115,10 @@ class QuarantineService:
         self._learn = learn
         self._now = now
 
+    def queue(self) -> Spool:
+        """The spool releases go to (digests are queued there too)."""
+        return self._spool()
+
     def search(self, query: Search | None = None) -> Page:
         """Entries matching ``query``, newest first, one page of them."""
         q = query or Search()
