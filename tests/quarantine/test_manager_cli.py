@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,27 @@ def test_digest_dry_run_lists_and_sends_nothing(config: Path, tmp_path: Path) ->
     assert "u@example.test: 1 message(s)" in out and "1 digest(s) would be sent" in out
     assert not (tmp_path / "data" / "queue").exists() or not any((tmp_path / "data" / "queue").rglob("*.eml"))
     assert "exclude each other" in run(config, "digest", "--send", "--dry-run", code=2)
+
+
+def test_digest_and_encryption_as_root_leave_their_files_to_the_service_user(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    user = pwd.getpwnam("edgeward")
+    data = tmp_path / "data"
+    data.mkdir()
+    os.chown(data, user.pw_uid, user.pw_gid)
+    config = tmp_path / "edgeward.toml"
+    config.write_text(
+        f'accepted_domains = ["example.test"]\n[server]\ndata_dir = "{data}"\n[queue]\nfsync = false\n'
+        '[quarantine]\nencryption_key_file = "keys/quarantine.key"\n'
+        'release_link_base = "https://q.example.test/release"\n'
+    )
+    # Held before encryption was turned on, so the command is the first to need the key.
+    store = QuarantineStore(data / "quarantine", fsync=False)
+    store.put(QuarantineEntry("", "a@remote.test", ("u@example.test",), "x"), BODY)
+    for path in data.rglob("*"):
+        os.chown(path, user.pw_uid, user.pw_gid)
+    assert "1 digest(s) queued" in run(config, "digest", "--send")
+    assert [p for p in data.rglob("*") if p.lstat().st_uid == 0] == []
+    for name in ("keys/quarantine.key", "state/quarantine-release.key"):
+        assert (data / name).stat().st_mode & 0o777 == 0o600
