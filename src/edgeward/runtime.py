@@ -31,6 +31,7 @@ from edgeward.auth.throttle import Throttle
 from edgeward.auth.users import UserStore
 from edgeward.config.check import audit, errors
 from edgeward.config.load import load_config
+from edgeward.config.quarantine import effective_retention
 from edgeward.config.schema import Config
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.delivery.dispatch import Dispatcher
@@ -47,8 +48,10 @@ from edgeward.net.dns import DnsResolver
 from edgeward.notify.build import build_notifier
 from edgeward.notify.notifier import Notifier
 from edgeward.ports import PolicyStoreError
+from edgeward.quarantine.digest import run_digests
 from edgeward.quarantine.growth import GrowthWatch, run_growth_watch
 from edgeward.quarantine.retention import run_retention
+from edgeward.quarantine.service import open_store
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.runtime_policy import build_agents as build_agents
@@ -214,9 +217,7 @@ class Gateway:
         return env, ConnectorTable(config.receive_connectors)
 
     def _quarantine_store(self, config: Config) -> QuarantineStore:
-        return QuarantineStore(
-            self.paths["quarantine"], fsync=config.queue.fsync, on_corrupt=self._quarantine_corrupt
-        )
+        return open_store(config, on_corrupt=self._quarantine_corrupt)
 
     def _spool_corrupt(self, msg_id: str, reason: str) -> None:
         self.tracking.event("CORRUPT", msg_id=msg_id, detail=f"queue {reason}")
@@ -284,12 +285,16 @@ class Gateway:
                 "quarantine-retention",
                 lambda: run_retention(
                     retention_store,
-                    lambda: self.config.agents.content_filter.quarantine_retention,
+                    lambda: effective_retention(self.config),
                     self._quarantine_expired,
                 ),
             )
             self._start_signature_updates()
             self._start_notifier(retention_store)
+            if self.config.quarantine.digest_enabled:
+                self.tasks.start("quarantine-digest", lambda: run_digests(
+                    lambda: self.config, self.spool.accept, self._notify
+                ))  # fmt: skip
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
 
     def _start_signature_updates(self) -> None:
@@ -432,8 +437,8 @@ class Gateway:
         self.tasks.retire()
         await self.tasks.cancel(
             "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
-            "signature-update", "quarantine-growth",
-        )
+            "signature-update", "quarantine-growth", "quarantine-digest",
+        )  # fmt: skip
         if self.receive:
             await self.listener.stop_accepting()
         # Receiving and delivering drain side by side, so a stop takes one grace period, not two.

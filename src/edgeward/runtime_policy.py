@@ -57,6 +57,7 @@ from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
 from edgeward.notify.events import EventSink
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
+from edgeward.quarantine.service import open_store
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.scanning.clamd import ClamdScanner
@@ -256,9 +257,7 @@ def _transforms(config: Config) -> list[Transform]:
     the message as it leaves)."""
     chain: list[Transform] = [Stamps(exchange=config.stamps.exchange_organization)]
     if config.attachments.enabled and config.attachments.action == "strip":
-        store = functools.cache(
-            lambda: QuarantineStore(data_paths(config)["quarantine"], fsync=config.queue.fsync)
-        )
+        store: Callable[[], QuarantineStore] = functools.cache(lambda: open_store(config))
         chain.append(StripAttachments(config.attachments, store, observe_only=config.agents.observe_only))
     if config.rules:
         chain.append(RuleChanges(config.rules, observe_only=config.agents.observe_only))

@@ -23,7 +23,8 @@ DATA = Path(__file__).resolve().parents[1] / "content" / "data"
 WITHOUT_CONFIG = {"init", "spam train", "spam eval"}
 # Commands that print listings, and so owe scripts a --json.
 LISTINGS = {
-    "agents list", "cert list", "queue list", "queue show", "quarantine list", "spam classify",
+    "agents list", "cert list", "queue list", "queue show", "quarantine list", "quarantine search",
+    "quarantine show", "spam classify",
     "spam eval", "track", "user list",
     "antispam ip allow list", "antispam ip block list", "antispam test-ip",
 }  # fmt: skip

@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 
 from edgeward.config.schema import Config
+from edgeward.quarantine.reasons import plain_reason
 from edgeward.quarantine.store import QuarantineStore
 from tests.e2e.harness import (
     NO_OUTSIDE_DNS,
@@ -164,6 +165,9 @@ def test_quarantine_action_holds_the_infected_message(workdir: Path, sink: SmtpS
     assert entry.reason == "antivirus" and "AV_INFECTED" in entry.findings
     assert entry.recipients == ("user@example.test",)
     assert sink.messages() == []
+    [engine] = [r for r in entry.engines if r.finding == "AV_INFECTED"]
+    assert engine.engine == "clamd" and "Eicar" in engine.signature
+    assert plain_reason(entry) == f"contains a virus ({engine.signature})"
 
 
 def test_clamd_killed_during_a_load_defers_and_loses_nothing(

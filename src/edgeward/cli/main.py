@@ -48,7 +48,9 @@ app.add_typer(antispam_app, name="antispam", help="Query the anti-spam checks: s
 app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, list, enable, remove, renew.")
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")
-app.add_typer(quarantine_app, name="quarantine", help="Quarantined messages: list, show, release, delete.")
+app.add_typer(
+    quarantine_app, name="quarantine", help="Quarantined messages: search, show, release, purge, digests."
+)
 app.add_typer(
     user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."
 )

@@ -32,6 +32,7 @@ from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.notify import NotifyConfig
 from edgeward.config.policy_store import PolicyStoreConfig
+from edgeward.config.quarantine import QuarantineConfig
 from edgeward.config.rules import TransportRule, check_rules
 from edgeward.config.scores import SCORE_TABLE, unknown_names
 
@@ -490,7 +491,8 @@ class ContentFilterConfig(_Section):
     )
     quarantine_threshold: int = Field(9, ge=0, le=9, description="SCL at which messages are quarantined")
     quarantine_retention: Duration = Field(
-        30 * 86400.0, description="Delete quarantined messages older than this; 0 keeps them forever"
+        30 * 86400.0,
+        description="Older name of [quarantine] retention, honoured when that is not set; 0 keeps forever",
     )
     good_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 0")
     bad_words: tuple[str, ...] = Field((), max_length=800, description="Phrases that make a message SCL 9")
@@ -921,6 +923,7 @@ class Config(_Section):
     stamps: StampsConfig = StampsConfig()
     policy_store: PolicyStoreConfig = PolicyStoreConfig()
     notify: NotifyConfig = NotifyConfig()
+    quarantine: QuarantineConfig = QuarantineConfig()
     rules: Annotated[tuple[TransportRule, ...], AfterValidator(check_rules)] = Field(
         (), description="Transport rules ([[rules]]: conditions, exceptions, actions; 'edgeward rules list')"
     )

@@ -1,10 +1,10 @@
 """A file-backed quarantine store.
 
 Layout: ``<root>/<qid>.eml`` (the message as it would have been delivered) and ``<root>/<qid>.json``
-(envelope, reason, findings, SCL, time). Both are written 0600 through tmp + fsync + rename,
-the metadata last, so a listed entry always has its message. The quarantine manager of the
-web UI builds on ``list``/``get``/``release``/``delete``; releasing gives the message back to
-the caller, which re-queues it (and may teach the classifier it was not spam).
+(the entry of ``quarantine.entry``). Both are written 0600 through tmp + fsync + rename, the
+metadata last, so a listed entry always has its message; ``entry`` reads the metadata alone,
+and ``rewrite`` replaces it (a release to some of the recipients). The manager
+(``quarantine.service``) builds search, release and purge on these.
 
 An entry that cannot be used (metadata that does not parse, or a file the gateway may not read)
 is moved with its message to ``<root>/corrupt/`` when a listing meets it, logged and reported
@@ -14,6 +14,11 @@ caller can log and track each one (``quarantine.retention`` runs it in the gatew
 
 Run as root (an administrator's command), files and folders the store creates are given to the
 owner of the quarantine folder (``config.ownership``).
+
+With a key (``[quarantine] encryption_key_file``) both files are sealed with AES-GCM
+(``quarantine.crypto``) and opened transparently; an entry sealed under another key is a
+:class:`~edgeward.quarantine.crypto.KeyMismatch` error and is left in place, never set aside
+and never returned as garbage.
 
 Security: quarantined content is never interpreted here; ids are checked before they become
 file names, so no id can reach outside the folder.
@@ -25,26 +30,28 @@ import builtins
 import json
 import logging
 import os
-import re
 import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 from edgeward.config.ownership import make_private_dirs, service_owner
 from edgeward.errors import EdgewardError
 from edgeward.headers import parse_headers, sanitize
+from edgeward.quarantine.crypto import Damaged, KeyMismatch, Sealer
+from edgeward.quarantine.entry import QID as _QID
+from edgeward.quarantine.entry import QuarantineEntry, entry_from_dict
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, decode_record
 
-__all__ = ["CORRUPT_DIR", "QuarantineEntry", "QuarantineError", "QuarantineStore", "release_record"]
+__all__ = [
+    "CORRUPT_DIR", "KeyMismatch", "QuarantineEntry", "QuarantineError", "QuarantineStore", "release_record",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
-_QID = re.compile(r"^[0-9a-z]{8,40}$")
 CORRUPT_DIR = "corrupt"
 
 
@@ -52,31 +59,21 @@ class QuarantineError(EdgewardError):
     """A quarantine entry exists but cannot be used (it has been moved to ``corrupt/``)."""
 
 
-@dataclass(frozen=True, slots=True)
-class QuarantineEntry:
-    qid: str
-    mail_from: str
-    recipients: tuple[str, ...]
-    reason: str  # which agent quarantined it, e.g. "content-filter"
-    scl: int = -1
-    findings: tuple[str, ...] = ()
-    subject: str = ""
-    client_ip: str = ""
-    size: int = 0
-    quarantined_at: float = field(default_factory=time.time)
-    # The queue record the message would have had (queue.model's JSON form), so a release
-    # re-queues it with its Message-ID, client, connector and DSN parameters intact.
-    queue_record: dict[str, Any] | None = None
-
-
 class QuarantineStore:
     """Quarantined messages in one folder."""
 
     def __init__(
-        self, root: Path, *, fsync: bool = True, on_corrupt: Callable[[str, str], None] | None = None
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        on_corrupt: Callable[[str, str], None] | None = None,
+        key: bytes | None = None,
     ) -> None:
-        """``on_corrupt`` is called with the name and the reason of each entry moved aside."""
+        """``on_corrupt`` is called with the name and the reason of each entry moved aside;
+        ``key`` (32 bytes) seals what is written and opens what was sealed."""
         self.root = root
+        self.sealer = Sealer(key)
         self._sync = fsync
         self.on_corrupt = on_corrupt
         self._owner = service_owner(root)
@@ -92,8 +89,9 @@ class QuarantineStore:
         qid = f"{int(time.time() * 1000):x}{secrets.token_hex(5)}"
         meta = json.dumps({**asdict(entry), "qid": qid, "size": len(data)}).encode()
         tmp_data, tmp_meta = self.root / f".{qid}.eml.tmp", self.root / f".{qid}.json.tmp"
-        write_new(tmp_data, data, sync=self._sync, owner=self._owner)
-        write_new(tmp_meta, meta, sync=self._sync, owner=self._owner)
+        seal = self.sealer.seal
+        write_new(tmp_data, seal(f"{qid}.eml", data), sync=self._sync, owner=self._owner)
+        write_new(tmp_meta, seal(f"{qid}.json", meta), sync=self._sync, owner=self._owner)
         os.rename(tmp_data, self._path(qid, ".eml"))
         os.rename(tmp_meta, self._path(qid, ".json"))
         if self._sync:
@@ -105,8 +103,8 @@ class QuarantineStore:
         cannot be used (it is then moved aside)."""
         meta_path = self._path(qid, ".json")
         try:
-            entry = _read(meta_path)
-            data = self._path(qid, ".eml").read_bytes()
+            entry = self._read(meta_path)
+            data = self._message(qid)
         except FileNotFoundError:
             if meta_path.exists():
                 self.set_aside(qid, "the message file is missing")
@@ -120,13 +118,45 @@ class QuarantineStore:
             raise QuarantineError(f"quarantined message {qid} cannot be read; moved to corrupt/") from None
         return entry, data
 
+    def entry(self, qid: str) -> QuarantineEntry:
+        """The metadata alone (the message is not read); errors as :meth:`get`."""
+        meta_path = self._path(qid, ".json")
+        try:
+            return self._read(meta_path)
+        except FileNotFoundError:
+            raise KeyError(qid) from None
+        except _Unusable as exc:
+            self.set_aside(qid, str(exc))
+            raise QuarantineError(f"quarantined message {qid} cannot be used ({exc}); set aside") from None
+
+    def _message(self, qid: str) -> bytes:
+        name = f"{qid}.eml"
+        try:
+            return self.sealer.open(name, (self.root / name).read_bytes())
+        except Damaged as exc:
+            raise _Unusable(f"message: {exc}") from None
+
+    def _read(self, path: Path) -> QuarantineEntry:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            raise _Unusable("not a regular file")  # a FIFO would block the read, a link lead elsewhere
+        try:
+            raw = self.sealer.open(path.name, path.read_bytes())
+        except (PermissionError, IsADirectoryError) as exc:
+            raise _Unusable(f"unreadable: {exc.strerror}") from None
+        except Damaged as exc:
+            raise _Unusable(str(exc)) from None
+        try:
+            return entry_from_dict(json.loads(raw))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise _Unusable(f"corrupt: {exc}") from None
+
     def list(self) -> list[QuarantineEntry]:
         return sorted(self._entries(), key=lambda e: e.quarantined_at)
 
     def _entries(self) -> Iterator[QuarantineEntry]:
         for path in self.root.glob("*.json"):
             try:
-                yield _read(path)
+                yield self._read(path)
             except FileNotFoundError:
                 continue  # released or deleted while we looked
             except _Unusable as exc:
@@ -159,6 +189,20 @@ class QuarantineStore:
                 self.on_corrupt(name, reason)
             except Exception:
                 log.exception("reporting corrupt quarantine entry %s failed", name)
+
+    def rewrite(self, entry: QuarantineEntry) -> None:
+        """Replace the metadata of an existing entry (a release to some recipients keeps the
+        others' entry); ``KeyError`` if it is gone."""
+        qid = entry.qid
+        path = self._path(qid, ".json")
+        if not path.exists():
+            raise KeyError(qid)
+        tmp = self.root / f".{qid}.json.{secrets.token_hex(4)}.tmp"
+        meta = json.dumps(asdict(entry)).encode()
+        write_new(tmp, self.sealer.seal(f"{qid}.json", meta), sync=self._sync, owner=self._owner)
+        os.rename(tmp, path)
+        if self._sync:
+            sync_dir(self.root)
 
     def delete(self, qid: str) -> None:
         meta, data = self._path(qid, ".json"), self._path(qid, ".eml")
@@ -212,27 +256,3 @@ def release_record(entry: QuarantineEntry, data: bytes, *, msg_id: str, now: flo
 
 class _Unusable(ValueError):
     """The metadata file was read but is no quarantine entry."""
-
-
-def _read(path: Path) -> QuarantineEntry:
-    if not stat.S_ISREG(path.lstat().st_mode):
-        raise _Unusable("not a regular file")  # a FIFO would block the read, a link lead elsewhere
-    try:
-        raw = path.read_bytes()
-    except (PermissionError, IsADirectoryError) as exc:
-        raise _Unusable(f"unreadable: {exc.strerror}") from None
-    try:
-        return _entry(json.loads(raw))
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise _Unusable(f"corrupt: {exc}") from None
-
-
-def _entry(meta: dict[str, Any]) -> QuarantineEntry:
-    known = set(QuarantineEntry.__dataclass_fields__)
-    values = {k: v for k, v in meta.items() if k in known}
-    for key in ("recipients", "findings"):
-        values[key] = tuple(values.get(key) or ())
-    entry = QuarantineEntry(**values)
-    if not _QID.match(str(entry.qid)) or not isinstance(entry.quarantined_at, (int, float)):
-        raise ValueError("not a quarantine entry")
-    return entry

@@ -19,7 +19,7 @@ from edgeward.filters.base import SessionInfo
 from edgeward.filters.policy import StageDecision
 from edgeward.filters.verdict import Verdict
 from edgeward.headers import HeaderBlock, sanitize
-from edgeward.quarantine.store import QuarantineEntry
+from edgeward.quarantine.entry import held_entry
 from edgeward.queue.model import record_to_dict
 from edgeward.server.receipt import Transaction, queue_record
 from edgeward.types import Action, Address, Reply
@@ -139,18 +139,11 @@ async def quarantine(
     store = env.quarantine
     if store is None:  # no store configured: refusing for now is safer than delivering spam
         return SERVICE_ERROR
-    scl = next((v for n, v in verdict.headers if n == "X-Edgeward-SCL"), "-1")
-    entry = QuarantineEntry(
-        qid="",
-        mail_from=str(tx.mail_from),
-        recipients=tuple(str(r) for r in tx.rcpts),
-        reason=verdict.decided_by.removeprefix("agent "),
-        scl=int(scl) if scl.lstrip("-").isdigit() else -1,
-        findings=tuple(f.name for f in verdict.findings),
-        subject=sanitize(headers.get("Subject"), 200),
-        client_ip=info.peer.ip,
+    entry = held_entry(
+        verdict, mail_from=str(tx.mail_from), recipients=(str(r) for r in tx.rcpts),
+        subject=headers.get("Subject"), message_id=headers.get("Message-ID"), client_ip=info.peer.ip,
         queue_record=record_to_dict(queue_record(msg_id, tx, data, headers, info)),
-    )
+    )  # fmt: skip
     try:
         qid = await asyncio.to_thread(store.put, entry, data)
     except OSError:

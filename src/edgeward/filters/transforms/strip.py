@@ -37,7 +37,8 @@ from edgeward.config.attachments import AttachmentsConfig
 from edgeward.filters.agents.attachments import NAME, AttachmentRules, Block, walk_limits
 from edgeward.filters.transforms.base import Accepted
 from edgeward.headers import header_end, parse_headers, remove_fields, sanitize
-from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
+from edgeward.quarantine.entry import held_entry
+from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.model import record_to_dict
 from edgeward.scanning.walk import Span, walk_message
 from edgeward.types import Action
@@ -140,19 +141,14 @@ class StripAttachments:
         if self.quarantine is None:
             log.warning("message %s: no quarantine; the stripped original is not kept", accepted.msg_id)
             return
-        verdict = accepted.verdict
-        scl = next((v for n, v in verdict.headers if n == "X-Edgeward-SCL"), "-1")
-        entry = QuarantineEntry(
-            qid="",
-            mail_from=str(accepted.mail_from) if accepted.mail_from is not None else "",
-            recipients=tuple(str(r) for r in accepted.recipients),
-            reason=f"{NAME} (stripped)",
-            scl=int(scl) if scl.lstrip("-").isdigit() else -1,
-            findings=tuple(dict.fromkeys(f.name for f in verdict.findings)),
-            subject=sanitize(parse_headers(data).get("Subject"), 200),
-            client_ip=accepted.info.peer.ip,
+        headers = parse_headers(data)
+        entry = held_entry(
+            accepted.verdict, mail_from=str(accepted.mail_from) if accepted.mail_from is not None else "",
+            recipients=(str(r) for r in accepted.recipients), subject=headers.get("Subject"),
+            message_id=headers.get("Message-ID"), client_ip=accepted.info.peer.ip,
             queue_record=record_to_dict(accepted.record) if accepted.record is not None else None,
-        )
+            reason=f"{NAME} (stripped)",
+        )  # fmt: skip
         try:
             qid = self.quarantine().put(entry, data)
         except OSError:
