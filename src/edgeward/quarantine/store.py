@@ -17,8 +17,8 @@ owner of the quarantine folder (``config.ownership``).
 
 With a key (``[quarantine] encryption_key_file``) both files are sealed with AES-GCM
 (``quarantine.crypto``) and opened transparently; an entry sealed under another key is a
-:class:`~edgeward.quarantine.crypto.KeyMismatch` error and is left in place, never set aside
-and never returned as garbage.
+:class:`~edgeward.quarantine.crypto.KeyMismatch` error when asked for by id, is left out of
+listings (logged) and left in place, never set aside and never returned as garbage.
 
 Security: quarantined content is never interpreted here; ids are checked before they become
 file names, so no id can reach outside the folder.
@@ -159,6 +159,10 @@ class QuarantineStore:
                 yield self._read(path)
             except FileNotFoundError:
                 continue  # released or deleted while we looked
+            except KeyMismatch as exc:
+                # One entry under an old key must not hide the others or stop retention; it stays
+                # where it is for whoever holds that key.
+                log.error("quarantine entry %s left out: %s", path.name[: -len(".json")], exc)
             except _Unusable as exc:
                 self.set_aside(path.name[: -len(".json")], str(exc))
             except OSError as exc:  # not the entry's fault (EMFILE, EIO): look again next time
