@@ -21,6 +21,8 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
+from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists
+from edgeward.directory.replica import ReplicaReader, replica_path
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
@@ -34,7 +36,7 @@ from edgeward.filters.agents.rate_limits import RateLimits
 from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.reputation import SenderReputation
-from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
+from edgeward.filters.agents.safe_senders import AnySafeSenders, RecipientBlockedSenders, StoreSafeSenders
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.agents.sender_login import SenderLogin
@@ -77,6 +79,23 @@ def data_paths(config: Config) -> dict[str, Path]:
         "state": config.resolve(Path("state")),
         "quarantine": config.resolve(Path("quarantine")),
     }
+
+
+def directory_replica_path(config: Config) -> Path:
+    """The SQLite file of the directory replica (``directory.replica``)."""
+    return replica_path(data_paths(config)["state"])
+
+
+# One reader per replica file for the process: the agents and the exemptions built together
+# (and again at each reload) share its snapshot instead of loading the file once each.
+_READERS: dict[Path, ReplicaReader] = {}
+
+
+def directory_reader(config: Config) -> ReplicaReader:
+    path = directory_replica_path(config)
+    if path not in _READERS:
+        _READERS[path] = ReplicaReader(path)
+    return _READERS[path]
 
 
 def content_state_path(config: Config) -> Path:
@@ -156,11 +175,16 @@ def build_agents(
         RecipientFilter(cfg.recipient_filter.blocked_recipients, policy_store),
     ]
     local = cfg.local_recipients
-    if local.enabled:
+    lists = None
+    if local.enabled and local.source == "directory":
+        reader = directory_reader(config)
+        agents.append(LocalRecipients(config.accepted_domains, DirectoryRecipients(reader, config.directory)))
+        lists = DirectorySenderLists(reader)
+    elif local.enabled:
         source = FileRecipients.read(config.resolve(local.file))
         agents.append(LocalRecipients(config.accepted_domains, source))
-    if policy_store is not None:
-        agents.append(RecipientBlockedSenders(policy_store))
+    if policy_store is not None or lists is not None:
+        agents.append(RecipientBlockedSenders(policy_store, lists))
     if config.spf.enabled and dns is not None:
         agents.append(_spf_agent(config, dns))
     agents.append(HopCount())
@@ -283,7 +307,13 @@ def build_policy(
     policy_store: PolicyStore | None = None,
 ) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
-    safe = StoreSafeSenders(policy_store) if policy_store is not None else None
+    sources: list[StoreSafeSenders | DirectorySenderLists] = []
+    if policy_store is not None:
+        sources.append(StoreSafeSenders(policy_store))
+    local = config.agents.local_recipients
+    if local.enabled and local.source == "directory":
+        sources.append(DirectorySenderLists(directory_reader(config)))
+    safe = AnySafeSenders(*sources) if sources else None
     pipeline = Pipeline(
         agents,
         timeout=config.agents.timeout,

@@ -1,0 +1,141 @@
+"""The replica read by the agents: local-recipients, the stale alarm, users' sender lists."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from edgeward.config.directory import DirectoryConfig
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.directory import replica as replica_mod
+from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists
+from edgeward.directory.replica import Entry, Meta, ReplicaReader, ReplicaState, read_replica, write_replica
+from edgeward.filters.agents.recipient_filter import LocalRecipients
+from edgeward.filters.agents.safe_senders import RecipientBlockedSenders
+from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.types import Action, Address, Peer
+
+INJECTIONS = ("*)(uid=*", "*", "\x00", "x)(|(mail=*", "%", "_")
+
+
+@pytest.fixture(autouse=True)
+def _no_recheck_delay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(replica_mod, "_RECHECK", 0.0)
+
+
+def _addr(text: str) -> Address:
+    local, _, domain = text.rpartition("@")
+    return Address(local, domain)
+
+
+def _rcpt(rcpt: str, sender: str = "someone@remote.test") -> StageContext:
+    info = SessionInfo("S1", Peer("192.0.2.7", 2525), ReceiveConnectorConfig(name="internet"))
+    return StageContext(Stage.RCPT, info, mail_from=_addr(sender), recipient=_addr(rcpt))
+
+
+def _state(*entries: Entry, synced: float | None = None) -> ReplicaState:
+    when = time.time() if synced is None else synced
+    return ReplicaState(
+        {e.id: e for e in entries}, frozenset({"example.org"}), Meta(last_full=when, marker="1")
+    )
+
+
+ALICE = Entry(
+    "1",
+    "uid=alice,dc=example,dc=org",
+    "user",
+    ("alice@example.org", "a@example.org"),
+    safe=("friend@partner.net", "@trusted.example"),
+    blocked=("@spam.example",),
+)
+
+
+def _agent(path: Path, **cfg: object) -> LocalRecipients:
+    source = DirectoryRecipients(ReplicaReader(path), DirectoryConfig.model_validate(cfg))
+    return LocalRecipients(["example.org"], source)
+
+
+async def test_known_unknown_and_outside_recipients(tmp_path: Path) -> None:
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE))
+    agent = _agent(path)
+    assert (await agent.check(Stage.RCPT, _rcpt("Alice@Example.org"))).action is Action.CONTINUE
+    assert (await agent.check(Stage.RCPT, _rcpt("a@example.org"))).action is Action.CONTINUE
+    refused = await agent.check(Stage.RCPT, _rcpt("bob@example.org"))
+    assert refused.action is Action.REJECT and str(refused.reply).startswith("550 5.1.1")
+    assert (await agent.check(Stage.RCPT, _rcpt("bob@elsewhere.test"))).action is Action.CONTINUE
+
+
+@pytest.mark.parametrize("local", INJECTIONS)
+async def test_injection_strings_are_unknown_recipients(tmp_path: Path, local: str) -> None:
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE))
+    outcome = await _agent(path).check(Stage.RCPT, _rcpt(f"{local}@example.org"))
+    assert outcome.action is Action.REJECT and str(outcome.reply).startswith("550 5.1.1")
+
+
+async def test_no_replica_is_a_tempfail_never_unknown(tmp_path: Path) -> None:
+    outcome = await _agent(tmp_path / "directory.db").check(Stage.RCPT, _rcpt("alice@example.org"))
+    assert outcome.action is Action.TEMPFAIL and str(outcome.reply).startswith("451 4.3.0")
+
+
+async def test_a_new_replica_file_is_picked_up_and_a_broken_one_keeps_the_last(tmp_path: Path) -> None:
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE))
+    agent = _agent(path)
+    assert (await agent.check(Stage.RCPT, _rcpt("bob@example.org"))).action is Action.REJECT
+    write_replica(path, _state(ALICE, Entry("2", "uid=bob", "user", ("bob@example.org",))))
+    assert (await agent.check(Stage.RCPT, _rcpt("bob@example.org"))).action is Action.CONTINUE
+    broken = tmp_path / "broken"
+    broken.write_bytes(b"not a database" * 100)
+    os.replace(broken, path)
+    assert (await agent.check(Stage.RCPT, _rcpt("bob@example.org"))).action is Action.CONTINUE
+
+
+async def test_stale_replica_keeps_or_tempfails(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE, synced=time.time() - 7200))
+    with caplog.at_level(logging.ERROR, "edgeward.directory"):
+        kept = await _agent(path, max_age=3600).check(Stage.RCPT, _rcpt("alice@example.org"))
+    assert kept.action is Action.CONTINUE
+    assert "stale" in caplog.text
+    failed = await _agent(path, max_age=3600, stale_action="tempfail").check(
+        Stage.RCPT, _rcpt("alice@example.org")
+    )
+    assert failed.action is Action.TEMPFAIL and str(failed.reply).startswith("451 4.3.0")
+    write_replica(path, _state(ALICE))
+    fresh = await _agent(path, max_age=3600, stale_action="tempfail").check(
+        Stage.RCPT, _rcpt("alice@example.org")
+    )
+    assert fresh.action is Action.CONTINUE
+
+
+async def test_users_safe_and_blocked_senders(tmp_path: Path) -> None:
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE))
+    lists = DirectorySenderLists(ReplicaReader(path))
+    alice = _addr("alice@example.org")
+    assert await lists.trusts(alice, _addr("Friend@Partner.net"))
+    assert await lists.trusts(alice, _addr("anyone@trusted.example"))
+    assert not await lists.trusts(alice, _addr("anyone@sub.trusted.example"))
+    assert not await lists.trusts(alice, Address.null())
+    agent = RecipientBlockedSenders(None, lists)
+    refused = await agent.check(Stage.RCPT, _rcpt("alice@example.org", "x@spam.example"))
+    assert refused.action is Action.REJECT and str(refused.reply).startswith("550 5.7.1")
+    assert (
+        await agent.check(Stage.RCPT, _rcpt("alice@example.org", "x@ok.example"))
+    ).action is Action.CONTINUE
+
+
+def test_replica_round_trip(tmp_path: Path) -> None:
+    group = Entry("g", "cn=staff,dc=example,dc=org", "group", ("staff@example.org",), "5", (ALICE.dn,))
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE, group))
+    state = read_replica(path)
+    assert state.entries == {"1": ALICE, "g": group}
+    assert state.groups_of(state.by_address["alice@example.org"]) == [group]
+    assert state.counts() == {"users": 1, "contacts": 0, "groups": 1, "addresses": 3, "domains": 1}
