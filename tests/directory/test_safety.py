@@ -32,7 +32,12 @@ def test_plaintext_bind_is_refused_unless_allowed_on_loopback(slapd: Slapd, tmp_
 def test_empty_password_is_refused_before_connecting(slapd: Slapd, tmp_path: Path) -> None:
     empty = tmp_path / "pw"
     empty.write_text("\n")
+    empty.chmod(0o600)
     with pytest.raises(DirectoryError, match="empty"):
+        read_password(empty)
+    empty.write_text(SYNC_PW)
+    empty.chmod(0o640)
+    with pytest.raises(DirectoryError, match="readable by others"):
         read_password(empty)
     with pytest.raises(DirectoryError, match="empty"):
         LdapDirectory(directory_config(slapd), "")

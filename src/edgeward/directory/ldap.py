@@ -64,6 +64,8 @@ def read_password(path: Path | None) -> str:
     if path is None:
         raise DirectoryError("[directory] password_file is not set")
     try:
+        if path.stat().st_mode & 0o077:
+            raise DirectoryError(f"{path}: the bind password is readable by others; chmod 600 it")
         password = path.read_text("utf-8").strip("\r\n")
     except OSError as exc:
         raise DirectoryError(f"{path}: cannot read the bind password ({exc.strerror})") from None
