@@ -1,8 +1,8 @@
 """``edgeward directory``: sync the directory replica, show it, look addresses up, test the link.
 
 - ``sync [--full] [--force]`` reads the directory (``[directory]``) and swaps in a new replica,
-  with a progress bar; the systemd timer ``edgeward-directory-sync.timer`` runs it every
-  ``recipients_interval`` (docs/architecture.md says why a timer and not the gateway). Run as
+  with a progress bar; a systemd timer runs it every ``recipients_interval`` (the units and why
+  a timer rather than the gateway are in docs/architecture.md, "Directory synchronisation"). Run as
   root, the replica is handed to the service user. Exit 1 when the directory cannot be read or
   the mass-delete guard holds the sync back; the previous replica stays in both cases.
 - ``status [--json]``: last full, incremental and configuration sync, counts, age, staleness.
