@@ -8,6 +8,8 @@
 - ``status [--json]``: last full, incremental and configuration sync, counts, age, staleness.
 - ``lookup ADDRESS [--json]``: what the replica knows of an address (exit 1: nothing).
 - ``test``: connect, TLS, bind and one search; writes nothing.
+- ``subscribe`` (gateway) and ``push --subscription FILE`` (inside host): the push over mutual
+  TLS of ``directory.push``; the first push enrols the inside host with the one-time secret.
 
 Exit codes: 0 done, 1 the action failed, 2 bad input or configuration.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -28,15 +31,18 @@ from edgeward.cli.queue import ConfigOption, clean, console, duration, fail, loa
 from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.ownership import service_owner
-from edgeward.config.schema import Config
+from edgeward.config.schema import Config, parse_duration
 from edgeward.directory.ldap import DirectoryError, LdapDirectory, read_password
+from edgeward.directory.push import PushError, enrol, enrolment_for, gateway_certificate
+from edgeward.directory.push import push as send_push
 from edgeward.directory.replica import ReplicaState, age, read_replica
+from edgeward.directory.subscription import Subscription, SubscriptionError
 from edgeward.directory.sync import Mapper, SyncRefused
 from edgeward.directory.sync import sync as run_sync
 from edgeward.runtime_policy import directory_replica_path
 
 directory_app = typer.Typer(
-    help="Directory synchronisation: sync, status, lookup, test.", no_args_is_help=True
+    help="Directory synchronisation: sync, status, lookup, test, subscribe, push.", no_args_is_help=True
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -225,3 +231,89 @@ def test(config_path: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
         fail(f"directory test failed: {exc}", code=1)
     except Exception as exc:  # an LDAP error of the one search
         fail(f"directory test failed: {exc}", code=1)
+
+
+@directory_app.command()
+def subscribe(
+    config_path: ConfigOption = DEFAULT_CONFIG_PATH,
+    out_file: Annotated[Path, typer.Option("--out", help="Subscription file to write (0600).")] = Path(
+        "edgesync-subscription.json"
+    ),
+    gateway: Annotated[
+        str, typer.Option("--gateway", help="host:port the inside host reaches; default: push_listen.")
+    ] = "",
+    lifetime: Annotated[str, typer.Option("--valid", help="How long the one-time secret is valid.")] = "24h",
+    reset: Annotated[bool, typer.Option("--reset", help="Forget every enrolled host first.")] = False,
+) -> None:
+    """Write a subscription file (gateway certificate, one-time secret) for 'directory push'."""
+    config = load(config_path)
+    address = gateway or config.directory.push_listen
+    if not address:
+        fail("set [directory] push_listen (the push listener) or give --gateway host:port")
+    try:
+        seconds = parse_duration(lifetime)
+    except ValueError as exc:
+        fail(f"--valid: {exc}")
+    state_dir = config.resolve(Path("state"))
+    owner = service_owner(state_dir)
+    enrolment = enrolment_for(config, (owner.uid, owner.gid) if owner else None)
+    cert, _key = gateway_certificate(config)
+    secret, expires = enrolment.new_secret(seconds, reset=reset)
+    Subscription(address, cert.read_text(), secret, expires).write(out_file)
+    console().print(
+        Text(
+            f"wrote {out_file}: carry it to the inside host and run 'edgeward directory push --subscription"
+            f" {out_file.name}' there before {_when(expires).split(' (')[0]}; it is a secret, delete it after"
+        )
+    )
+
+
+@directory_app.command()
+def push(
+    config_path: ConfigOption = DEFAULT_CONFIG_PATH,
+    subscription: Annotated[Path, typer.Option("--subscription", help="The file 'subscribe' wrote.")] = Path(
+        "edgesync-subscription.json"
+    ),
+    full: Annotated[bool, typer.Option("--full", help="Read everything, not only the changes.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply a sync that removes more than max_delete_share.")
+    ] = False,
+) -> None:
+    """On an inside host: read the directory and send the replica to the gateway over mutual TLS."""
+    config = load(config_path)
+    try:
+        sub = Subscription.read(subscription)
+    except SubscriptionError as exc:
+        fail(str(exc))
+    password = _password(config)
+    path = directory_replica_path(config)
+    out = console()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} entries"),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("reading the directory", total=None)
+        try:
+            run_sync(
+                config.directory,
+                password,
+                path,
+                full=full,
+                force=force,
+                progress=lambda n: progress.advance(task, n),
+            )
+            progress.update(task, description=f"sending to {sub.gateway}")
+            folder = config.resolve(Path("state")) / "edgesync-client"
+            identity = (folder / "client.pem", folder / "client.key")
+            if not identity[0].exists():
+                identity = enrol(sub, folder)
+            answer = send_push(sub, read_replica(path), identity, force=force)
+        except SyncRefused as exc:
+            fail(f"refused: {exc}", code=1)
+        except (DirectoryError, PushError, SubscriptionError) as exc:
+            fail(f"push failed: {exc}", code=1)
+    out.print(Text(f"pushed to {sub.gateway}: {answer['entries']} objects ({answer['removed']} removed)"))

@@ -56,7 +56,11 @@ app.add_typer(
 app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
 app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
 app.add_typer(rules_app, name="rules", help="Transport rules: list, test.")
-app.add_typer(directory_app, name="directory", help="Directory synchronisation: sync, status, lookup, test.")
+app.add_typer(
+    directory_app,
+    name="directory",
+    help="Directory sync (EdgeSync): sync, status, lookup, test, subscribe, push.",
+)
 
 err = Console(stderr=True, soft_wrap=True)
 

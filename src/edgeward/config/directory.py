@@ -115,6 +115,9 @@ class DirectoryConfig(_Section):
     follow_referrals: bool = Field(False, description="Follow referrals to other servers")
     recipients_interval: Duration = Field(300.0, description="Interval of the recipient sync")
     config_interval: Duration = Field(3600.0, description="Interval of the accepted-domain sync")
+    push_listen: str = Field(
+        "", description="host:port where the gateway takes pushes over mutual TLS ('directory push'); '': off"
+    )
     object_filter: str | None = Field(None, description="Filter of mail objects; unset: the preset's")
     address_attributes: tuple[str, ...] | None = Field(
         None, description="Attributes holding addresses (smtp:/SMTP: prefixes understood); unset: preset"
@@ -139,6 +142,15 @@ class DirectoryConfig(_Section):
             parts = urlsplit(url)
             if parts.scheme not in ("ldap", "ldaps") or not parts.hostname or parts.path not in ("", "/"):
                 raise ValueError(f"{url!r}: give ldaps://host[:port] or ldap://host[:port]")
+        return v
+
+    @field_validator("push_listen")
+    @classmethod
+    def _listen(cls, v: str) -> str:
+        if v:
+            host, sep, port = v.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{v!r}: give host:port")
         return v
 
     @model_validator(mode="after")
