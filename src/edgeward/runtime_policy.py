@@ -21,7 +21,7 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
-from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists
+from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists, StaleWatch
 from edgeward.directory.replica import ReplicaReader, replica_path
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
@@ -178,7 +178,9 @@ def build_agents(
     lists = None
     if local.enabled and local.source == "directory":
         reader = directory_reader(config)
-        agents.append(LocalRecipients(config.accepted_domains, DirectoryRecipients(reader, config.directory)))
+        watch = StaleWatch(config.directory, notifier)
+        replica = DirectoryRecipients(reader, config.directory, watch)
+        agents.append(LocalRecipients(config.accepted_domains, replica))
         lists = DirectorySenderLists(reader)
     elif local.enabled:
         source = FileRecipients.read(config.resolve(local.file))

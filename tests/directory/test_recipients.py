@@ -12,11 +12,14 @@ import pytest
 from edgeward.config.directory import DirectoryConfig
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.directory import replica as replica_mod
-from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists
+from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists, StaleWatch
 from edgeward.directory.replica import Entry, Meta, ReplicaReader, ReplicaState, read_replica, write_replica
 from edgeward.filters.agents.recipient_filter import LocalRecipients
 from edgeward.filters.agents.safe_senders import RecipientBlockedSenders
 from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.notify.events import Event
+from edgeward.notify.limiter import Batch
+from edgeward.notify.templates import Templates, context
 from edgeward.types import Action, Address, Peer
 
 INJECTIONS = ("*)(uid=*", "*", "\x00", "x)(|(mail=*", "%", "_")
@@ -139,3 +142,29 @@ def test_replica_round_trip(tmp_path: Path) -> None:
     assert state.entries == {"1": ALICE, "g": group}
     assert state.groups_of(state.by_address["alice@example.org"]) == [group]
     assert state.counts() == {"users": 1, "contacts": 0, "groups": 1, "addresses": 3, "domains": 1}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def emit(self, event: Event) -> None:
+        self.events.append(event)
+
+
+def test_stale_alarm_is_a_notice_once_an_hour(tmp_path: Path) -> None:
+    now = [time.time()]
+    sink = Recorder()
+    cfg = DirectoryConfig(max_age=3600)
+    watch = StaleWatch(cfg, sink, now=lambda: now[0])
+    state = _state(ALICE, synced=now[0] - 7200)
+    assert watch.check(state) and watch.check(state)
+    now[0] += 3601
+    assert watch.check(state)
+    assert [e.kind for e in sink.events] == ["directory_stale", "directory_stale"]
+    assert not watch.check(_state(ALICE, synced=now[0]))
+    batch = Batch("directory_stale")
+    batch.add(sink.events[0])
+    rendered = Templates().render("directory_stale", context(batch, "mx.example.org", 600))
+    assert rendered.subject.startswith("[Edgeward mx.example.org] The directory replica is stale")
+    assert "3600 s" in rendered.body and '"keep"' in rendered.body

@@ -3,8 +3,9 @@
 - :class:`DirectoryRecipients` is the ``RecipientSource`` of ``local-recipients`` when
   ``[agents.local_recipients] source = "directory"``. No replica yet, or one that cannot be
   read, is ``RecipientSourceError`` (451 4.3.0): not knowing is never "no such user".
-- A replica older than ``[directory] max_age`` is *stale*: the alarm is logged at ERROR (once
-  an hour while it lasts, and once when it ends); with ``stale_action = "tempfail"`` recipients
+- A replica older than ``[directory] max_age`` is *stale*: the alarm is logged at ERROR and
+  sent as a ``directory_stale`` notice (``[notify]``), once an hour while it lasts (the end is
+  logged); with ``stale_action = "tempfail"`` recipients
   get 451 4.3.0 until a sync succeeds, with ``keep`` they are answered from the old replica.
 - :class:`DirectorySenderLists` answers the users' safe senders (the exemption) and blocked
   senders (``safe-senders``'s 550 5.7.1) from the replica, beside the policy store's lists.
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from edgeward.config.directory import DirectoryConfig
 from edgeward.directory.replica import Entry, ReplicaReader, ReplicaState, age
 from edgeward.filters.agents.recipient_filter import RecipientSourceError
+from edgeward.notify.events import Event, EventSink
 from edgeward.types import Address
 
 log = logging.getLogger("edgeward.directory")
@@ -31,8 +33,11 @@ STALE_LOG_INTERVAL = 3600.0
 class StaleWatch:
     """Decides and reports whether the replica is too old."""
 
-    def __init__(self, cfg: DirectoryConfig, now: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, cfg: DirectoryConfig, notifier: EventSink | None = None, now: Callable[[], float] = time.time
+    ) -> None:
         self.cfg = cfg
+        self.notifier = notifier
         self.now = now
         self.stale = False
         self._logged = float("-inf")
@@ -49,14 +54,14 @@ class StaleWatch:
             hours = (
                 "never synchronised" if current is None else f"last synchronised {current / 3600:.1f} h ago"
             )
-            log.error(
-                "directory replica is stale (%s, max_age %.0f s): %s",
-                hours,
-                self.cfg.max_age,
-                "recipients get 451 4.3.0"
-                if self.cfg.stale_action == "tempfail"
-                else "still answering from it",
-            )
+            effect = "recipients get 451 4.3.0" if self.cfg.stale_action == "tempfail" else "still answering"
+            log.error("directory replica is stale (%s, max_age %.0f s): %s", hours, self.cfg.max_age, effect)
+            if self.notifier is not None:
+                summary = f"The directory replica is stale ({hours}): {effect}"
+                self.notifier.emit(Event.make(
+                    "directory_stale", "error", summary, max_age=f"{self.cfg.max_age:.0f} s",
+                    action=self.cfg.stale_action,
+                ))  # fmt: skip
         elif not stale and self.stale:
             log.warning("directory replica is fresh again")
         self.stale = stale
