@@ -1,6 +1,7 @@
 """A running gateway whose local-recipients come from the directory replica, synced from slapd
 with ``edgeward directory sync``: a user added in the directory is accepted after the next
-sync, a removed one gets 550 5.1.1, a user's blocked sender gets 550 5.7.1."""
+sync, a removed one gets 550 5.1.1, a user's blocked sender gets 550 5.7.1; and the same fed
+by a push from an inside host to the gateway's mutual-TLS listener."""
 
 from __future__ import annotations
 
@@ -106,3 +107,41 @@ def test_recipients_follow_the_directory(
             code, text = c.rcpt("carol@example.test")
             assert (code, text.split()[0]) == (550, b"5.7.1")
             assert c.rcpt("bob@example.test")[0] == 250
+
+
+def test_recipients_pushed_from_inside_over_mutual_tls(
+    workdir: Path, sink: SmtpSink, slapd: Slapd, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replica, "_RECHECK", 0.0)
+    port, push_port = free_port(), free_port()
+    gateway_file = workdir / "edgeward.toml"
+    gateway_file.write_text(
+        "accepted_domains = ['example.test']\n[server]\nhostname = 'mx.example.test'\n"
+        f"data_dir = '{workdir}'\n"
+        f"[directory]\npush_listen = '127.0.0.1:{push_port}'\n"
+    )
+    inside_dir = workdir / "inside"
+    inside_dir.mkdir()
+    inside_file = inside_dir / "edgeward.toml"
+    lines = "".join(f"{k} = {json.dumps(v)}\n" for k, v in _directory(inside_dir, slapd).items())
+    inside_file.write_text(f"[server]\ndata_dir = '{inside_dir}'\n[directory]\n{lines}")
+    add_user(slapd.admin(), "dave", "dave@example.test")
+    config = gateway_config(
+        workdir,
+        port=port,
+        sink_port=sink.port,
+        directory={"push_listen": f"127.0.0.1:{push_port}"},
+        agents={"local_recipients": {"enabled": True, "source": "directory"}},
+    )
+    with InProcessGateway(config):
+        # Before any push the gateway knows nobody: 451, never 550.
+        code, text = _rcpt(port, "dave@example.test")
+        assert (code, text.split()[0]) == (451, b"4.3.0")
+        sub = workdir / "subscription.json"
+        result = runner.invoke(app, ["directory", "subscribe", "-c", str(gateway_file), "--out", str(sub)])
+        assert result.exit_code == 0, result.output
+        result = runner.invoke(app, ["directory", "push", "-c", str(inside_file), "--subscription", str(sub)])
+        assert result.exit_code == 0, result.output
+        assert _rcpt(port, "dave@example.test")[0] == 250
+        code, text = _rcpt(port, "erin@example.test")
+        assert (code, text.split()[0]) == (550, b"5.1.1")
