@@ -8,6 +8,7 @@ import pytest
 
 from edgeward.config.directory import DirectoryConfig
 from edgeward.testing.slapd import SUFFIX, SYNC_DN, Slapd
+from tests.ports import free_port
 
 
 @pytest.fixture
@@ -15,6 +16,8 @@ def slapd(tmp_path: Path) -> Iterator[Slapd]:
     if shutil.which("slapd") is None and not Path("/usr/sbin/slapd").exists():
         pytest.skip("slapd is not installed (scripts/install-test-deps.sh installs it)")
     server = Slapd.create(tmp_path / "slapd")
+    # Ports below the ephemeral range: no outgoing connection can take them first.
+    server.ldap_port, server.ldaps_port = free_port(), free_port()
     server.start()
     yield server
     server.remove()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from pathlib import Path
 
@@ -169,3 +170,18 @@ def test_ad_mapping_full_and_incremental(slapd: Slapd, tmp_path: Path) -> None:
     assert "jane.doe@example.org" not in state.by_address
     assert state.by_address["jane@example.org"].id == entry.id
     assert state.meta.marker == "1005"
+
+
+def test_referrals_are_not_followed(slapd: Slapd, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    conn = slapd.admin()
+    add_user(conn, "alice", "alice@example.org")
+    # A subordinate referral to another server, as a directory split across servers has.
+    conn.add(
+        f"ou=branch,{SUFFIX}",
+        ["referral", "extensibleObject"],
+        {"ou": "branch", "ref": "ldap://ldap.elsewhere.example/ou=branch,dc=example,dc=org"},
+    )
+    with caplog.at_level(logging.INFO, "edgeward.directory.ldap"):
+        report = sync(directory_config(slapd), SYNC_PW, replica_path(tmp_path))
+    assert report.entries == 1
+    assert "ldap.elsewhere.example" in caplog.text and "not followed" in caplog.text

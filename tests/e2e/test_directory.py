@@ -29,6 +29,8 @@ def slapd(workdir: Path) -> Iterator[Slapd]:
     if shutil.which("slapd") is None and not Path("/usr/sbin/slapd").exists():
         pytest.skip("slapd is not installed (scripts/install-test-deps.sh installs it)")
     server = Slapd.create(workdir / "slapd")
+    # Ports below the ephemeral range: no outgoing connection can take them first.
+    server.ldap_port, server.ldaps_port = free_port(), free_port()
     server.start()
     yield server
     server.remove()
