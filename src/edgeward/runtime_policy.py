@@ -21,7 +21,13 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
-from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists, StaleWatch
+from edgeward.directory.recipients import (
+    AnyGroups,
+    DirectoryGroups,
+    DirectoryRecipients,
+    DirectorySenderLists,
+    StaleWatch,
+)
 from edgeward.directory.replica import ReplicaReader, replica_path
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
@@ -202,7 +208,11 @@ def build_agents(
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     if config.rules:
-        agents.append(TransportRules(config.rules, FileGroups.read(config.resolve(GROUPS_FILE))))
+        file_groups = FileGroups.read(config.resolve(GROUPS_FILE))
+        groups: FileGroups | AnyGroups = file_groups
+        if local.enabled and local.source == "directory":
+            groups = AnyGroups(file_groups, DirectoryGroups(directory_reader(config)))
+        agents.append(TransportRules(config.rules, groups))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
     cf = config.agents.content_filter
     agents.append(SiteLearning(config.learning, config.accepted_domains, policy_store, learner,

@@ -12,11 +12,18 @@ import pytest
 from edgeward.config.directory import DirectoryConfig
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.directory import replica as replica_mod
-from edgeward.directory.recipients import DirectoryRecipients, DirectorySenderLists, StaleWatch
+from edgeward.directory.recipients import (
+    AnyGroups,
+    DirectoryGroups,
+    DirectoryRecipients,
+    DirectorySenderLists,
+    StaleWatch,
+)
 from edgeward.directory.replica import Entry, Meta, ReplicaReader, ReplicaState, read_replica, write_replica
 from edgeward.filters.agents.recipient_filter import LocalRecipients
 from edgeward.filters.agents.safe_senders import RecipientBlockedSenders
 from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.rules.groups import FileGroups
 from edgeward.notify.events import Event
 from edgeward.notify.limiter import Batch
 from edgeward.notify.templates import Templates, context
@@ -168,3 +175,31 @@ def test_stale_alarm_is_a_notice_once_an_hour(tmp_path: Path) -> None:
     rendered = Templates().render("directory_stale", context(batch, "mx.example.org", 600))
     assert rendered.subject.startswith("[Edgeward mx.example.org] The directory replica is stale")
     assert "3600 s" in rendered.body and '"keep"' in rendered.body
+
+
+async def test_groups_for_rules_by_address_or_dn_with_nesting(tmp_path: Path) -> None:
+    bob = Entry("2", "uid=bob,dc=example,dc=org", "user", ("bob@example.org",))
+    inner = Entry("g1", "cn=inner,dc=example,dc=org", "group", ("inner@example.org",), members=(bob.dn,))
+    outer = Entry(
+        "g2",
+        "cn=outer,dc=example,dc=org",
+        "group",
+        ("outer@example.org",),
+        members=(ALICE.dn.upper(), inner.dn),
+    )
+    # A cycle must end: inner lists outer back.
+    inner = Entry("g1", inner.dn, "group", inner.addresses, members=(bob.dn, outer.dn))
+    path = tmp_path / "directory.db"
+    groups = DirectoryGroups(ReplicaReader(path))
+    with pytest.raises(OSError):
+        await groups.member("outer@example.org", _addr("bob@example.org"))
+    write_replica(path, _state(ALICE, bob, inner, outer))
+    assert await groups.member("outer@example.org", _addr("Bob@Example.org"))
+    assert await groups.member("cn=outer,dc=example,dc=org", _addr("a@example.org"))
+    # Through the cycle (inner -> outer -> alice), and the walk ends.
+    assert await groups.member("inner@example.org", _addr("alice@example.org"))
+    assert not await groups.member("alice@example.org", _addr("alice@example.org"))  # not a group
+    assert not await groups.member("outer@example.org", _addr("stranger@example.org"))
+    both = AnyGroups(FileGroups([("partners", "@partner.net")]), groups)
+    assert await both.member("partners", _addr("x@partner.net"))
+    assert await both.member("outer@example.org", _addr("bob@example.org"))

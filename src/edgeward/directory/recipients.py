@@ -11,6 +11,8 @@
   senders (``safe-senders``'s 550 5.7.1) from the replica, beside the policy store's lists.
   Safe recipients are replicated and shown, but the envelope says nothing of the To field
   they are about, so no decision uses them.
+- :class:`DirectoryGroups` answers the transport rules' ``from_groups``/``to_groups`` from the
+  replica's groups (nested ones included), beside the groups file.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from collections.abc import Callable
 from edgeward.config.directory import DirectoryConfig
 from edgeward.directory.replica import Entry, ReplicaReader, ReplicaState, age
 from edgeward.filters.agents.recipient_filter import RecipientSourceError
+from edgeward.filters.rules.groups import FileGroups
 from edgeward.notify.events import Event, EventSink
 from edgeward.types import Address
 
@@ -117,3 +120,50 @@ class DirectorySenderLists:
             return False
         entry = await self._entry(recipient)
         return entry is not None and listed(entry.blocked, sender)
+
+
+class DirectoryGroups:
+    """``GroupSource`` of the transport rules over the replica's groups.
+
+    A rule names a group by one of its addresses or its DN; members are the objects the group
+    lists, through nested groups (each group visited once, so a cycle ends).
+    """
+
+    def __init__(self, reader: ReplicaReader) -> None:
+        self.reader = reader
+
+    async def member(self, group: str, address: Address) -> bool:
+        state = await self.reader.current()
+        if state is None:
+            raise OSError(self.reader.error or "no directory replica")
+        name = group.strip().lower()
+        top = state.by_address.get(name) or state.by_dn.get(name)
+        entry = state.by_address.get(str(address).lower())
+        if top is None or top.kind != "group" or entry is None:
+            return False
+        wanted, seen, todo = entry.dn.lower(), set[str](), [top]
+        while todo:
+            current = todo.pop()
+            if current.id in seen:
+                continue
+            seen.add(current.id)
+            for dn in (m.lower() for m in current.members):
+                if dn == wanted:
+                    return True
+                nested = state.by_dn.get(dn)
+                if nested is not None and nested.kind == "group":
+                    todo.append(nested)
+        return False
+
+
+class AnyGroups:
+    """Membership in either source (the groups file, then the replica)."""
+
+    def __init__(self, *sources: FileGroups | DirectoryGroups) -> None:
+        self.sources = sources
+
+    async def member(self, group: str, address: Address) -> bool:
+        for source in self.sources:
+            if await source.member(group, address):
+                return True
+        return False
