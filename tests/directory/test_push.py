@@ -150,3 +150,6 @@ def test_malformed_pushes_and_bad_csr_are_refused(gateway: Gateway, tmp_path: Pa
         _exchange(sub, {"op": "enrol", "secret": sub.secret, "csr": "garbage"}, None)
     with pytest.raises(PushError, match="unknown request"):
         _exchange(sub, {"op": "drop-tables"}, None)
+    # Without a client certificate nobody may send more than an enrolment needs.
+    with pytest.raises(PushError, match="over the limit"):
+        _exchange(sub, {"op": "push", "state": {"entries": ["x" * 200_000]}}, None)

@@ -46,6 +46,8 @@ from edgeward.tls.store import CertificateStore
 log = logging.getLogger("edgeward.directory.push")
 
 MAX_FRAME = 512 * 1024 * 1024
+# What a peer without a client certificate may send: an enrolment is a secret and a CSR.
+MAX_ANONYMOUS_FRAME = 64 * 1024
 TIMEOUT = 120.0
 
 
@@ -89,10 +91,14 @@ def state_from_json(data: dict[str, Any]) -> ReplicaState:
     return ReplicaState({e.id: e for e in entries}, domains, meta).index()
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
+async def _read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> dict[str, Any]:
     (size,) = struct.unpack(">I", await reader.readexactly(4))
-    if size > MAX_FRAME:
-        raise PushError(f"frame of {size} bytes is over the limit")
+    if size > limit:
+        # Read it away unkept (the request's time limit bounds this), so the refusal reaches
+        # the peer instead of a reset for unread data.
+        while size:
+            size -= len(await reader.readexactly(min(size, 1 << 16)))
+        raise PushError("the request is over the limit")
     data: dict[str, Any] = json.loads(await reader.readexactly(size))
     return data
 
@@ -149,8 +155,12 @@ class PushListener:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         try:
-            request = await asyncio.wait_for(_read_frame(reader), TIMEOUT)
-            answer = await self._answer(request, writer.get_extra_info("ssl_object"))
+            tls = writer.get_extra_info("ssl_object")
+            # Only an enrolled host may send a replica's worth; anyone else an enrolment.
+            known = tls is not None and tls.getpeercert(binary_form=True)
+            limit = MAX_FRAME if known else MAX_ANONYMOUS_FRAME
+            request = await asyncio.wait_for(_read_frame(reader, limit), TIMEOUT)
+            answer = await self._answer(request, tls)
         except (PushError, SubscriptionError, SyncRefused) as exc:
             log.warning("directory push from %s refused: %s", peer, exc)
             answer = {"ok": False, "error": str(exc)}
