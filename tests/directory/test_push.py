@@ -17,7 +17,7 @@ from edgeward.config.load import load_config
 from edgeward.directory.push import PushError, _exchange, build_listener, push, state_to_json
 from edgeward.directory.replica import ReplicaState, read_replica
 from edgeward.directory.subscription import Subscription
-from edgeward.testing.slapd import SUFFIX, SYNC_DN, SYNC_PW, Slapd, add_user
+from edgeward.testing.slapd import SUFFIX, SYNC_DN, SYNC_PW, Slapd, add_user, users_ldif
 from tests.ports import free_port
 
 runner = CliRunner()
@@ -153,3 +153,22 @@ def test_malformed_pushes_and_bad_csr_are_refused(gateway: Gateway, tmp_path: Pa
     # Without a client certificate nobody may send more than an enrolment needs.
     with pytest.raises(PushError, match="over the limit"):
         _exchange(sub, {"op": "push", "state": {"entries": ["x" * 200_000]}}, None)
+
+
+def test_gateway_holds_a_push_that_would_empty_its_replica(
+    slapd: Slapd, gateway: Gateway, tmp_path: Path
+) -> None:
+    slapd.load(users_ldif(40))
+    sub_file = tmp_path / "sub.json"
+    assert _cli("subscribe", "-c", str(gateway.config_file), "--out", str(sub_file))[0] == 0
+    inside = _inside(tmp_path / "inside", slapd)
+    assert _cli("push", "-c", str(inside), "--subscription", str(sub_file))[0] == 0
+    sub = Subscription.read(sub_file)
+    folder = tmp_path / "inside" / "state" / "edgesync-client"
+    identity = (folder / "client.pem", folder / "client.key")
+    # An inside host whose own replica went empty (a wrong base DN there) pushes nothing.
+    with pytest.raises(PushError, match="would remove 40 of 40"):
+        push(sub, ReplicaState(), identity)
+    assert len(read_replica(gateway.replica).entries) == 40
+    assert push(sub, ReplicaState(), identity, force=True)["removed"] == 40
+    assert read_replica(gateway.replica).entries == {}
