@@ -5,9 +5,13 @@ slapd (``edgeward.testing.slapd``) is loaded with N users (two addresses each) b
 AD serves them: wall time and the child's peak RSS (``RUSAGE_CHILDREN``). An incremental sync
 with nothing changed is timed the same way. Then ``DirectoryRecipients.exists`` (the
 local-recipients lookup, on the event loop, the reader's change check included) is called for
-M addresses, half known, half unknown, and the rate is reported.
+M addresses, half known, half unknown, and the rate is reported. Last, a gateway (in this
+process, its own event loop) takes recipients from that replica while ``--clients`` client
+processes send RCPT after RCPT (100 a transaction, all known users, so no tarpit) for
+``--seconds``: RCPT commands answered per second, each one a replica lookup, under SMTP load.
 
-    python bench/directory_bench.py [--entries 100000] [--lookups 200000] [--json out.json]
+    python bench/directory_bench.py [--entries 100000] [--lookups 200000] [--clients 2]
+        [--seconds 10] [--json out.json]
 """
 
 from __future__ import annotations
@@ -70,10 +74,87 @@ async def _lookups(path: Path, count: int, entries: int) -> float:
     return count / elapsed
 
 
+def _rcpt_client(port: int, entries: int, seconds: float, seed: int) -> int:
+    """RCPTs answered 250 in ``seconds`` by one client (its own process)."""
+    import random
+    import smtplib
+
+    rng, answered = random.Random(seed), 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        # A session takes 1,000 commands ([receive_connectors] max_commands): 8 transactions.
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as client:
+            client.ehlo("bench.remote.test")
+            for _ in range(8):
+                client.mail("bench@remote.test")
+                for _ in range(100):
+                    code, text = client.rcpt(f"u{rng.randrange(entries)}@example.org")
+                    if code != 250:
+                        raise SystemExit(f"RCPT got {code} {text!r}")
+                    answered += 1
+                client.rset()
+    return answered
+
+
+def _smtp_load(root: Path, entries: int, clients: int, seconds: float) -> float:
+    import socket
+    import threading
+    from concurrent.futures import ProcessPoolExecutor
+
+    from edgeward.config.load import parse_config
+    from edgeward.runtime import Gateway
+    from edgeward.server.listener import bind_sockets
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = parse_config(
+        {
+            "server": {"hostname": "mx.example.org", "data_dir": str(root)},
+            "accepted_domains": ["example.org"],
+            "receive_connectors": [
+                {"name": "internet", "bindings": [f"127.0.0.1:{port}"], "tarpit_interval": 0}
+            ],
+            "send_connectors": [{"name": "out", "address_spaces": ["*"], "drop_dir": "drop"}],
+            "agents": {"local_recipients": {"enabled": True, "source": "directory"}},
+            "spf": {"enabled": False},
+            "dmarc": {"enabled": False},
+        },
+        base=root,
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    sockets = bind_sockets(config.receive_connectors)
+
+    async def start() -> Gateway:
+        gateway = Gateway(config)
+        await gateway.start(sockets)
+        return gateway
+
+    gateway = asyncio.run_coroutine_threadsafe(start(), loop).result(60)
+    try:
+        started = time.perf_counter()
+        with ProcessPoolExecutor(clients) as pool:
+            counts = list(
+                pool.map(
+                    _rcpt_client, [port] * clients, [entries] * clients, [seconds] * clients, range(clients)
+                )
+            )
+        elapsed = time.perf_counter() - started
+    finally:
+        asyncio.run_coroutine_threadsafe(gateway.stop(), loop).result(60)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    return sum(counts) / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--lookups", type=int, default=200_000)
+    parser.add_argument("--clients", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edgeward-dirbench-") as tmp:
@@ -95,6 +176,7 @@ def main() -> None:
             replica_mib = replica.stat().st_size / 2**20
             assert len(state.entries) == args.entries, len(state.entries)
             rate = asyncio.run(_lookups(replica, args.lookups, args.entries))
+            smtp_rate = _smtp_load(root, args.entries, args.clients, args.seconds)
         finally:
             server.remove()
     result = {
@@ -107,6 +189,8 @@ def main() -> None:
         "incremental_sync_s": round(incremental_s, 2),
         "replica_mib": round(replica_mib, 1),
         "lookups_per_s": round(rate),
+        "smtp_rcpt_per_s": round(smtp_rate),
+        "smtp_clients": args.clients,
         "cpus": os.cpu_count(),
     }
     print(json.dumps(result, indent=2))
