@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edgeward.config.directory import DirectoryConfig
+from edgeward.config.directory import DirectoryConfig, audit_directory
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.directory import replica as replica_mod
 from edgeward.directory.recipients import (
@@ -203,3 +203,20 @@ async def test_groups_for_rules_by_address_or_dn_with_nesting(tmp_path: Path) ->
     both = AnyGroups(FileGroups([("partners", "@partner.net")]), groups)
     assert await both.member("partners", _addr("x@partner.net"))
     assert await both.member("outer@example.org", _addr("bob@example.org"))
+
+
+def test_config_check_warns_about_weakened_directory_settings(tmp_path: Path) -> None:
+    pw = tmp_path / "bind.pw"
+    pw.write_text("secret")
+    pw.chmod(0o644)
+    cfg = DirectoryConfig(
+        urls=("ldaps://dc.example.org",),
+        password_file=pw,
+        push_listen="0.0.0.0:50636",
+        max_age=0,
+        max_delete_share=1.0,
+    )
+    texts = audit_directory(cfg, lambda p: p)
+    assert len(texts) == 4
+    assert "readable by others" in texts[0] and "no directory credentials" in texts[1]
+    assert audit_directory(DirectoryConfig(), lambda p: p) == []

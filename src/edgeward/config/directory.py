@@ -20,6 +20,7 @@ Decisions:
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -177,3 +178,22 @@ class DirectoryConfig(_Section):
     @property
     def domains_base(self) -> str:
         return self.config_base_dn or self.base_dn
+
+
+def audit_directory(cfg: DirectoryConfig, resolve: Callable[[Path], Path]) -> list[str]:
+    """Warnings for ``config check``: settings that weaken what the sync promises."""
+    out: list[str] = []
+    if cfg.password_file is not None:
+        path = resolve(cfg.password_file)
+        if path.exists() and path.stat().st_mode & 0o077:
+            out.append(f"{path} is readable by others; make it mode 0600 (the sync refuses it)")
+    if cfg.push_listen and cfg.password_file is not None:
+        out.append(
+            "push_listen and password_file together: a gateway fed by push should hold no directory"
+            " credentials (keep password_file on the inside host only)"
+        )
+    if cfg.urls and cfg.max_age == 0:
+        out.append("max_age = 0: a replica the sync no longer refreshes never raises the stale alarm")
+    if cfg.max_delete_share >= 1:
+        out.append("max_delete_share = 1: the mass-delete guard is off")
+    return out
