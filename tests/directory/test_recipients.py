@@ -19,7 +19,15 @@ from edgeward.directory.recipients import (
     DirectorySenderLists,
     StaleWatch,
 )
-from edgeward.directory.replica import Entry, Meta, ReplicaReader, ReplicaState, read_replica, write_replica
+from edgeward.directory.replica import (
+    Entry,
+    Meta,
+    ReplicaReader,
+    ReplicaState,
+    normal_dn,
+    read_replica,
+    write_replica,
+)
 from edgeward.filters.agents.recipient_filter import LocalRecipients
 from edgeward.filters.agents.safe_senders import RecipientBlockedSenders
 from edgeward.filters.base import SessionInfo, Stage, StageContext
@@ -220,3 +228,33 @@ def test_config_check_warns_about_weakened_directory_settings(tmp_path: Path) ->
     assert len(texts) == 4
     assert "readable by others" in texts[0] and "no directory credentials" in texts[1]
     assert audit_directory(DirectoryConfig(), lambda p: p) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ("uid=Alice, ou=People ,DC=example,dc=org", "uid=alice,ou=people,dc=example,dc=org"),
+        (r"cn=Smith\2C John,dc=x", r"cn=smith\, john,dc=x"),
+        (r"cn=Smith\, John;dc=x", r"cn=smith\, john,dc=x"),
+        (r"cn=Ren\C3\A9,dc=x", "cn=rené,dc=x"),
+        (r"cn=a\+b\3Dc,dc=x", r"cn=a\+b\=c,dc=x"),
+    ],
+)
+def test_dns_meet_whatever_way_they_were_written(written: str, kept: str) -> None:
+    assert normal_dn(written) == kept
+
+
+async def test_group_members_written_another_way_still_match(tmp_path: Path) -> None:
+    staff = Entry(
+        "g",
+        "cn=staff,dc=example,dc=org",
+        "group",
+        ("staff@example.org",),
+        members=("UID=alice, DC=Example, DC=org",),
+    )
+    path = tmp_path / "directory.db"
+    write_replica(path, _state(ALICE, staff))
+    assert await DirectoryGroups(ReplicaReader(path)).member(
+        "CN=Staff, DC=example,DC=org", _addr("a@example.org")
+    )
+    assert read_replica(path).groups_of(ALICE) == [staff]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from edgeward.config.directory import DirectoryConfig
-from edgeward.directory.replica import Entry, ReplicaReader, ReplicaState, age
+from edgeward.directory.replica import Entry, ReplicaReader, ReplicaState, age, normal_dn
 from edgeward.filters.agents.recipient_filter import RecipientSourceError
 from edgeward.filters.rules.groups import FileGroups
 from edgeward.notify.events import Event, EventSink
@@ -137,17 +137,17 @@ class DirectoryGroups:
         if state is None:
             raise OSError(self.reader.error or "no directory replica")
         name = group.strip().lower()
-        top = state.by_address.get(name) or state.by_dn.get(name)
+        top = state.by_address.get(name) or state.by_dn.get(normal_dn(name))
         entry = state.by_address.get(str(address).lower())
         if top is None or top.kind != "group" or entry is None:
             return False
-        wanted, seen, todo = entry.dn.lower(), set[str](), [top]
+        wanted, seen, todo = normal_dn(entry.dn), set[str](), [top]
         while todo:
             current = todo.pop()
             if current.id in seen:
                 continue
             seen.add(current.id)
-            for dn in (m.lower() for m in current.members):
+            for dn in map(normal_dn, current.members):
                 if dn == wanted:
                     return True
                 nested = state.by_dn.get(dn)

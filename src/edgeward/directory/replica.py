@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -81,14 +82,12 @@ class ReplicaState:
 
     def index(self) -> ReplicaState:
         self.by_address = {a: e for e in self.entries.values() for a in e.addresses}
-        self.by_dn = {e.dn.lower(): e for e in self.entries.values()}
+        self.by_dn = {normal_dn(e.dn): e for e in self.entries.values()}
         return self
 
     def groups_of(self, entry: Entry) -> list[Entry]:
-        dn = entry.dn.lower()
-        return [
-            e for e in self.entries.values() if e.kind == "group" and dn in (m.lower() for m in e.members)
-        ]
+        dn = normal_dn(entry.dn)
+        return [e for e in self.entries.values() if e.kind == "group" and dn in map(normal_dn, e.members)]
 
     def counts(self) -> dict[str, int]:
         kinds = [e.kind for e in self.entries.values()]
@@ -99,6 +98,49 @@ class ReplicaState:
             "addresses": len(self.by_address),
             "domains": len(self.domains),
         }
+
+
+_DN_ESCAPE = re.compile(r"\\([0-9A-Fa-f]{2}|.)", re.DOTALL)
+_DN_SPECIAL = re.compile(r'([,+"\\<>;=])')
+
+
+def _split_rdns(dn: str) -> list[str]:
+    parts, start, i = [], 0, 0
+    while i < len(dn):
+        if dn[i] == "\\":
+            i += 2
+            continue
+        if dn[i] in ",;":
+            parts.append(dn[start:i])
+            start = i + 1
+        i += 1
+    parts.append(dn[start:])
+    return parts
+
+
+def _unescape(value: str) -> str:
+    # Hex escapes are bytes of UTF-8 (\c3\a9 is one letter), so decode them together.
+    out = bytearray()
+    pos = 0
+    for m in _DN_ESCAPE.finditer(value):
+        out += value[pos : m.start()].encode()
+        out += bytes.fromhex(m[1]) if len(m[1]) == 2 else m[1].encode()
+        pos = m.end()
+    out += value[pos:].encode()
+    return out.decode("utf-8", "replace")
+
+
+def normal_dn(dn: str) -> str:
+    """``dn`` in one form for comparison (RFC 4514): spaces around separators dropped, escapes
+    decoded and written one way again, case folded. A group's ``member`` values come back as a
+    client wrote them (``uid=a, ou=People``), an entry's DN as the server keeps it; both must
+    meet here."""
+    out = []
+    for rdn in _split_rdns(dn):
+        kind, _, value = rdn.partition("=")
+        text = _DN_SPECIAL.sub(r"\\\1", _unescape(value.strip()).lower())
+        out.append(f"{kind.strip().lower()}={text}")
+    return ",".join(out)
 
 
 def replica_path(state_dir: Path) -> Path:
