@@ -441,14 +441,9 @@ class Gateway:
         grace = self.config.server.shutdown_grace
         self.tasks.retire()
         await self.tasks.cancel(
-            "certificate-upkeep",
-            "quarantine-retention",
-            "policy-store-purge",
-            "ip-allow-list-refresh",
-            "signature-update",
-            "quarantine-growth",
-            "directory-push",
-        )
+            "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
+            "signature-update", "quarantine-growth", "directory-push",
+        )  # fmt: skip
         if self.receive:
             await self.listener.stop_accepting()
         # Receiving and delivering drain side by side, so a stop takes one grace period, not two.

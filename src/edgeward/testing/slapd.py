@@ -28,6 +28,7 @@ from typing import Any
 
 import trustme
 from ldap3 import MODIFY_REPLACE, SIMPLE, Connection, Server
+from ldap3.utils.dn import escape_rdn
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
@@ -276,7 +277,7 @@ def add_user(
     safe: tuple[str, ...] = (),
     blocked: tuple[str, ...] = (),
 ) -> str:
-    dn = f"uid={uid},ou=people,{SUFFIX}"
+    dn = f"uid={escape_rdn(uid)},ou=people,{SUFFIX}"
     attrs: dict[str, Any] = {
         "cn": uid,
         "sn": uid,
