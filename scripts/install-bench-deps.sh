@@ -12,13 +12,15 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-bench-deps: run as root" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in postfix opendkim opendmarc postfix-policyd-spf-python nsd unbound iproute2; do
+for pkg in postfix opendkim opendmarc postfix-policyd-spf-python nsd unbound iproute2 slapd ldap-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   # opendmarc asks whether to set up a history database with dbconfig; the benchmark keeps none.
   echo "opendmarc opendmarc/dbconfig-install boolean false" | debconf-set-selections
+  # bench/directory_bench.py starts its own slapd; the package must not configure one.
+  echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
   policy=/usr/sbin/policy-rc.d
   [ -e "$policy" ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; trap 'rm -f "$policy"' EXIT; }
   apt-get update -qq -o DPkg::Lock::Timeout=600

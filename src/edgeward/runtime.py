@@ -37,6 +37,7 @@ from edgeward.content.sitelearn import SiteLearner
 from edgeward.delivery.dispatch import Dispatcher
 from edgeward.delivery.manager import QueueManager
 from edgeward.delivery.routing import Router
+from edgeward.directory.push import build_listener
 from edgeward.errors import ConfigError
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.connection import IpLists
@@ -60,6 +61,7 @@ from edgeward.runtime_policy import build_learner as build_learner
 from edgeward.runtime_policy import build_policy as build_policy
 from edgeward.runtime_policy import content_state_path as content_state_path
 from edgeward.runtime_policy import data_paths as data_paths
+from edgeward.runtime_policy import directory_replica_path
 from edgeward.scanning.hashlist import HashListEngine
 from edgeward.scanning.updates import Reloadable, run_updates
 from edgeward.scanning.yara_engine import YaraEngine
@@ -291,11 +293,19 @@ class Gateway:
             )
             self._start_signature_updates()
             self._start_notifier(retention_store)
+            self._start_directory_push()
             if self.config.quarantine.digest_enabled:
                 self.tasks.start("quarantine-digest", lambda: run_digests(
                     lambda: self.config, self.spool.accept, self._notify
                 ))  # fmt: skip
         log.info("Edgeward %s started (%s)", self.config.server.hostname, self.role)
+
+    def _start_directory_push(self) -> None:
+        """The EdgeSync push listener, where ``[directory] push_listen`` asks for it."""
+        if not self.config.directory.push_listen:
+            return
+        listener = build_listener(self.config, directory_replica_path(self.config))
+        self.tasks.start("directory-push", listener.serve)
 
     def _start_signature_updates(self) -> None:
         """freshclam every [antivirus.updates] interval, only where a mirror is set (without one,
@@ -437,7 +447,7 @@ class Gateway:
         self.tasks.retire()
         await self.tasks.cancel(
             "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
-            "signature-update", "quarantine-growth", "quarantine-digest",
+            "signature-update", "quarantine-growth", "quarantine-digest", "directory-push",
         )  # fmt: skip
         if self.receive:
             await self.listener.stop_accepting()

@@ -21,6 +21,14 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
+from edgeward.directory.recipients import (
+    AnyGroups,
+    DirectoryGroups,
+    DirectoryRecipients,
+    DirectorySenderLists,
+    StaleWatch,
+)
+from edgeward.directory.replica import ReplicaReader, replica_path
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
@@ -34,7 +42,7 @@ from edgeward.filters.agents.rate_limits import RateLimits
 from edgeward.filters.agents.recipient_filter import FileRecipients, LocalRecipients, RecipientFilter
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.filters.agents.reputation import SenderReputation
-from edgeward.filters.agents.safe_senders import RecipientBlockedSenders, StoreSafeSenders
+from edgeward.filters.agents.safe_senders import AnySafeSenders, RecipientBlockedSenders, StoreSafeSenders
 from edgeward.filters.agents.sender import SenderAuthority
 from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.agents.sender_login import SenderLogin
@@ -78,6 +86,23 @@ def data_paths(config: Config) -> dict[str, Path]:
         "state": config.resolve(Path("state")),
         "quarantine": config.resolve(Path("quarantine")),
     }
+
+
+def directory_replica_path(config: Config) -> Path:
+    """The SQLite file of the directory replica (``directory.replica``)."""
+    return replica_path(data_paths(config)["state"])
+
+
+# One reader per replica file for the process: the agents and the exemptions built together
+# (and again at each reload) share its snapshot instead of loading the file once each.
+_READERS: dict[Path, ReplicaReader] = {}
+
+
+def directory_reader(config: Config) -> ReplicaReader:
+    path = directory_replica_path(config)
+    if path not in _READERS:
+        _READERS[path] = ReplicaReader(path)
+    return _READERS[path]
 
 
 def content_state_path(config: Config) -> Path:
@@ -157,11 +182,18 @@ def build_agents(
         RecipientFilter(cfg.recipient_filter.blocked_recipients, policy_store),
     ]
     local = cfg.local_recipients
-    if local.enabled:
+    lists = None
+    if local.enabled and local.source == "directory":
+        reader = directory_reader(config)
+        watch = StaleWatch(config.directory, notifier)
+        replica = DirectoryRecipients(reader, config.directory, watch)
+        agents.append(LocalRecipients(config.accepted_domains, replica))
+        lists = DirectorySenderLists(reader)
+    elif local.enabled:
         source = FileRecipients.read(config.resolve(local.file))
         agents.append(LocalRecipients(config.accepted_domains, source))
-    if policy_store is not None:
-        agents.append(RecipientBlockedSenders(policy_store))
+    if policy_store is not None or lists is not None:
+        agents.append(RecipientBlockedSenders(policy_store, lists))
     if config.spf.enabled and dns is not None:
         agents.append(_spf_agent(config, dns))
     agents.append(HopCount())
@@ -177,7 +209,11 @@ def build_agents(
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
         agents.append(_content_filter(config, classifier))
     if config.rules:
-        agents.append(TransportRules(config.rules, FileGroups.read(config.resolve(GROUPS_FILE))))
+        file_groups = FileGroups.read(config.resolve(GROUPS_FILE))
+        groups: FileGroups | AnyGroups = file_groups
+        if local.enabled and local.source == "directory":
+            groups = AnyGroups(file_groups, DirectoryGroups(directory_reader(config)))
+        agents.append(TransportRules(config.rules, groups))
     agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
     cf = config.agents.content_filter
     agents.append(SiteLearning(config.learning, config.accepted_domains, policy_store, learner,
@@ -282,7 +318,13 @@ def build_policy(
     policy_store: PolicyStore | None = None,
 ) -> Policy:
     """The policy layer over ``agents``: score table, thresholds, exemptions and transforms."""
-    safe = StoreSafeSenders(policy_store) if policy_store is not None else None
+    sources: list[StoreSafeSenders | DirectorySenderLists] = []
+    if policy_store is not None:
+        sources.append(StoreSafeSenders(policy_store))
+    local = config.agents.local_recipients
+    if local.enabled and local.source == "directory":
+        sources.append(DirectorySenderLists(directory_reader(config)))
+    safe = AnySafeSenders(*sources) if sources else None
     pipeline = Pipeline(
         agents,
         timeout=config.agents.timeout,

@@ -24,6 +24,7 @@ from edgeward.cli.antispam import antispam_app
 from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
+from edgeward.cli.directory import directory_app
 from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
@@ -57,6 +58,11 @@ app.add_typer(
 app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
 app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
 app.add_typer(rules_app, name="rules", help="Transport rules: list, test.")
+app.add_typer(
+    directory_app,
+    name="directory",
+    help="Directory sync (EdgeSync): sync, status, lookup, test, subscribe, push.",
+)
 
 err = Console(stderr=True, soft_wrap=True)
 

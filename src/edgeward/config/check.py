@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from edgeward.config.directory import audit_directory
 from edgeward.config.policy_store import audit_policy_store
 from edgeward.config.schema import Config, ReceiveConnectorConfig
 
@@ -183,6 +184,8 @@ def audit(config: Config) -> list[Problem]:
             warn("agents.observe_only", "true: no agent verdict is enforced")
     for text in audit_policy_store(config.policy_store, config.resolve):
         warn("policy_store", text)
+    for text in audit_directory(config.directory, config.resolve):
+        warn("directory", text)
     return sorted(out, key=lambda p: p.severity != "error")
 
 

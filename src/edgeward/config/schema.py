@@ -30,6 +30,7 @@ from pydantic import (
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
+from edgeward.config.directory import DirectoryConfig
 from edgeward.config.notify import NotifyConfig
 from edgeward.config.policy_store import PolicyStoreConfig
 from edgeward.config.quarantine import QuarantineConfig
@@ -430,6 +431,9 @@ class QueueConfig(_Section):
 class LocalRecipientsConfig(_Section):
     enabled: bool = Field(False, description="Refuse recipients in accepted domains that are not listed")
     file: Path = Field(Path("recipients.txt"), description="One address (or @domain) per line")
+    source: Literal["file", "directory"] = Field(
+        "file", description="file (the recipients file) or directory (the replica of [directory])"
+    )
 
 
 class SenderFilterConfig(_Section):
@@ -924,6 +928,7 @@ class Config(_Section):
     policy_store: PolicyStoreConfig = PolicyStoreConfig()
     notify: NotifyConfig = NotifyConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
+    directory: DirectoryConfig = DirectoryConfig()
     rules: Annotated[tuple[TransportRule, ...], AfterValidator(check_rules)] = Field(
         (), description="Transport rules ([[rules]]: conditions, exceptions, actions; 'edgeward rules list')"
     )

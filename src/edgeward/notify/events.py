@@ -30,11 +30,12 @@ Kind = Literal[
     "signatures_stale",
     "signature_update_failed",
     "quarantine_growth",
+    "directory_stale",
     "test",
 ]
 KINDS: tuple[Kind, ...] = (
     "virus", "engine_down", "engine_up", "signatures_stale", "signature_update_failed",
-    "quarantine_growth", "test",
+    "quarantine_growth", "directory_stale", "test",
 )  # fmt: skip
 Severity = Literal["critical", "error", "warning", "notice", "info"]
 SEVERITIES: tuple[Severity, ...] = ("critical", "error", "warning", "notice", "info")

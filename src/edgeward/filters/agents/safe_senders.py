@@ -15,12 +15,17 @@ add|remove|list RECIPIENT SENDER|@domain``.
   the same message are not affected. A sender that is both safe and blocked is safe: the
   recipient's exemption skips the agent, as Outlook lets the safe list win.
 
+With ``[agents.local_recipients] source = "directory"`` the users' own lists of the directory
+replica (``directory.recipients.DirectorySenderLists``) count beside the store's: a sender is
+safe, or blocked, when either says so.
+
 The null sender is never on a list: bounces must reach the recipient.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import PolicyStore, PolicyStoreError
@@ -62,6 +67,27 @@ async def _listed(store: PolicyStore, name: str, recipient: Address, sender: Add
     return False
 
 
+class SenderLists(Protocol):
+    """Per-recipient lists kept elsewhere than the policy store (the directory replica)."""
+
+    async def trusts(self, recipient: Address, sender: Address) -> bool: ...
+
+    async def blocks(self, recipient: Address, sender: Address) -> bool: ...
+
+
+class AnySafeSenders:
+    """``SafeSenders`` that trusts a sender when any of its sources does."""
+
+    def __init__(self, *sources: StoreSafeSenders | SenderLists) -> None:
+        self.sources = sources
+
+    async def trusts(self, recipient: Address, sender: Address) -> bool:
+        for source in self.sources:
+            if await source.trusts(recipient, sender):
+                return True
+        return False
+
+
 class StoreSafeSenders:
     """``SafeSenders`` over the store's ``safe-senders`` list."""
 
@@ -87,15 +113,18 @@ class RecipientBlockedSenders:
     antispam = True
     fail_open = False
 
-    def __init__(self, store: PolicyStore) -> None:
+    def __init__(self, store: PolicyStore | None, lists: SenderLists | None = None) -> None:
         self.store = store
+        self.lists = lists
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
         sender, rcpt = ctx.mail_from, ctx.recipient
         if sender is None or sender.is_null or rcpt is None:
             return Outcome.proceed()
         try:
-            blocked = await _listed(self.store, BLOCKED_LIST, rcpt, sender)
+            blocked = self.lists is not None and await self.lists.blocks(rcpt, sender)
+            if not blocked and self.store is not None:
+                blocked = await _listed(self.store, BLOCKED_LIST, rcpt, sender)
         except PolicyStoreError as exc:
             log.warning("safe-senders: %s", exc)
             return Outcome.tempfail(STORE_UNAVAILABLE, Finding("POLICY_STORE_TEMPERROR", self.name, str(exc)))
