@@ -25,6 +25,7 @@ from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
 from edgeward.cli.init import default_hostname, render, write_config
+from edgeward.cli.install_service import install_service
 from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
 from edgeward.cli.queue import queue_app
@@ -55,6 +56,7 @@ app.add_typer(
 app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
 app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
 app.add_typer(rules_app, name="rules", help="Transport rules: list, test.")
+app.command("install-service")(install_service)
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -169,7 +171,7 @@ def serve(
 def _serve(config: Config, config_path: Path) -> None:
     from edgeward.runtime import Gateway, data_paths, tls_contexts
     from edgeward.server.listener import bind_sockets
-    from edgeward.server.privileges import drop_privileges, refuse_root
+    from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
     from edgeward.supervisor import serve_split
 
     paths = data_paths(config)
@@ -183,6 +185,7 @@ def _serve(config: Config, config_path: Path) -> None:
     drop_privileges(
         config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
     )
+    drop_capabilities()
     refuse_root()
     if config.server.delivery_process:
         asyncio.run(serve_split(config, config_path, sockets))
