@@ -24,6 +24,7 @@ from edgeward.cli.antispam import antispam_app
 from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
+from edgeward.cli.harden import harden_app
 from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.install_service import install_service
 from edgeward.cli.notify import notify_app
@@ -57,6 +58,7 @@ app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
 app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
 app.add_typer(rules_app, name="rules", help="Transport rules: list, test.")
 app.command("install-service")(install_service)
+app.add_typer(harden_app, name="harden", help="Host hardening by role: template, analyse, apply, rollback.")
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -1,0 +1,104 @@
+"""``edgeward harden``: role templates, the host and gateway audit, apply, rollback, history.
+
+Mount with ``app.add_typer(harden_app, name="harden")``. ``template`` and ``analyse`` are safe
+as any user; ``apply`` and ``rollback`` refuse without root. Errors the operator can fix exit
+with code 2; ``analyse`` exits 1 when it finds something of high severity.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.harden.template import (
+    TemplateError,
+    parse_template,
+    shipped_names,
+    template_dir,
+    template_text,
+)
+
+__all__ = ["harden_app"]
+
+harden_app = typer.Typer(help="Host hardening by role template.", no_args_is_help=True)
+template_app = typer.Typer(help="Role templates: list, export, import.", no_args_is_help=True)
+harden_app.add_typer(template_app, name="template")
+
+err = Console(stderr=True, soft_wrap=True)
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="Configuration file")]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+    return typer.Exit(2)
+
+
+@template_app.command("list")
+def template_list(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+    """Print the shipped templates and the ones imported beside the configuration."""
+    own = sorted(p.stem for p in template_dir(config_path).glob("*.toml"))
+    for name in sorted({*shipped_names(), *own}):
+        typer.echo(f"{name:<20} {'imported' if name in own else 'shipped'}")
+
+
+@template_app.command("export")
+def template_export(
+    name: Annotated[str, typer.Argument(help="Template name")],
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    out: Annotated[Path | None, typer.Option("--out", help="Write here instead of stdout")] = None,
+) -> None:
+    """Print a template (or write it to --out) for review and import on other gateways."""
+    try:
+        text, _ = template_text(name, config_path)
+    except TemplateError as exc:
+        raise _fail(str(exc)) from None
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"{out}: {exc.strerror}") from None
+    typer.echo(f"wrote {out}")
+
+
+@template_app.command("import")
+def template_import(
+    file: Annotated[Path, typer.Argument(help="Template file (TOML)")],
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    force: Annotated[bool, typer.Option("--force", help="Replace an imported one of the same name")] = False,
+) -> None:
+    """Validate a template and store it beside the configuration, where the gateway's group reads it."""
+    try:
+        text, source = template_text(str(file) if "/" in str(file) else f"./{file}")
+        template = parse_template(text, source)
+    except TemplateError as exc:
+        raise _fail(str(exc)) from None
+    folder = template_dir(config_path)
+    target = folder / f"{template.name}.toml"
+    if target.exists() and not force:
+        raise _fail(f"{target} exists (use --force to replace it)")
+    try:
+        _write_like_config(target, text, config_path)
+    except OSError as exc:
+        raise _fail(f"{target}: {exc.strerror}") from None
+    typer.echo(f"imported {template.name} to {target}")
+
+
+def _write_like_config(target: Path, text: str, config_path: Path) -> None:
+    """Write 0640 with the configuration file's owner and group (root:edgeward on Debian)."""
+    target.parent.mkdir(mode=0o750, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o640)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        if os.geteuid() == 0 and config_path.exists():
+            st = config_path.stat()
+            os.fchown(fh.fileno(), st.st_uid, st.st_gid)
+            os.chown(target.parent, st.st_uid, st.st_gid)
+        fh.write(text)
+    os.replace(tmp, target)
