@@ -7,6 +7,7 @@ with code 2; ``analyse`` exits 1 when it finds something of high severity.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Annotated
@@ -102,3 +103,53 @@ def _write_like_config(target: Path, text: str, config_path: Path) -> None:
             os.chown(target.parent, st.st_uid, st.st_gid)
         fh.write(text)
     os.replace(tmp, target)
+
+
+TemplateOpt = Annotated[str, typer.Option("--template", "-t", help="Role template name or .toml file")]
+
+
+@harden_app.command("analyse")
+def analyse_cmd(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    template_name: TemplateOpt = "edge",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+    no_dns: Annotated[bool, typer.Option("--no-dns", help="Skip the DNS checks")] = False,
+) -> None:
+    """Compare this host and the gateway configuration with a role template (read-only).
+
+    Exit codes: 0 no high-severity finding, 1 at least one, 2 the template cannot be read.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from edgeward.cli.tables import add_id_column, print_table
+    from edgeward.harden.analyse import analyse
+    from edgeward.harden.template import load_template
+
+    try:
+        template = load_template(template_name, config_path)
+    except TemplateError as exc:
+        raise _fail(str(exc)) from None
+    report = analyse(template, config_path, dns=not no_dns)
+    high = any(f.rule.severity == "high" for f in report.findings)
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        raise typer.Exit(1 if high else 0)
+    out = Console(soft_wrap=False, highlight=False)
+    table = Table(title=f"harden analyse: template {template.name}")
+    add_id_column(table, "id")
+    for header in ("severity", "found", "fix"):
+        table.add_column(header)
+    colour = {"high": "red", "medium": "yellow", "low": "cyan"}
+    for f in report.findings:
+        sev = f.rule.severity
+        table.add_row(f.id, Text(sev, colour[sev]), Text(f"{f.rule.title}: {f.found}"), Text(f.rule.fix))
+    if report.findings:
+        print_table(out, table, keep=[f.id for f in report.findings])
+    else:
+        out.print("no findings")
+    for line in report.notes.checked:
+        out.print(Text(f"checked: {line}"))
+    for line in report.notes.not_checked:
+        out.print(Text(f"not checked: {line}", "yellow"))
+    raise typer.Exit(1 if high else 0)

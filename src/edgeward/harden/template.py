@@ -144,8 +144,12 @@ def template_text(name: str, config_path: Path | None = None) -> tuple[str, str]
         raise TemplateError(f"{name!r} is not a template name")
     if config_path is not None:
         own = template_dir(config_path) / f"{name}.toml"
-        if own.is_file():
+        try:
             return own.read_text(encoding="utf-8"), str(own)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise TemplateError(f"{own}: {exc.strerror}") from None
     if name not in shipped_names():
         known = ", ".join(shipped_names())
         raise TemplateError(f"no template {name!r} (shipped: {known}; or give a .toml file)")
