@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 
 from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.config.schema import Config
 from edgeward.harden.template import (
     TemplateError,
     parse_template,
@@ -153,3 +155,110 @@ def analyse_cmd(
     for line in report.notes.not_checked:
         out.print(Text(f"not checked: {line}", "yellow"))
     raise typer.Exit(1 if high else 0)
+
+
+def _need_root(what: str) -> None:
+    if os.geteuid() != 0:
+        raise _fail(f"harden {what} changes the firewall, kernel settings and file modes: run it as root")
+
+
+def _load_config(config_path: Path) -> Config:
+    from edgeward.config.load import load_config
+    from edgeward.errors import ConfigError
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+@harden_app.command("apply")
+def apply_cmd(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    template_name: TemplateOpt = "edge",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the change, make none")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Apply without asking")] = False,
+    root: Annotated[Path, typer.Option("--root", help="Write files below this folder (tests)")] = Path("/"),
+) -> None:
+    """Show the change as a diff, record a rollback point, then apply the template to this host."""
+    from edgeward.harden.apply import COVERS, apply, plan
+    from edgeward.harden.template import load_template
+
+    if not dry_run:
+        _need_root("apply")
+    config = _load_config(config_path)
+    try:
+        template = load_template(template_name, config_path)
+        change = plan(template, config, config_path, root.resolve())
+    except TemplateError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"cannot read the current state: {exc}") from None
+    for line in change.diff():
+        typer.echo(line)
+    for note in change.notes:
+        typer.echo(f"note: {note}")
+    if change.empty():
+        typer.echo(f"nothing to change: the host matches template {template.name}")
+        return
+    if dry_run:
+        return
+    if not yes and not typer.confirm("apply these changes?", default=False):
+        raise typer.Exit(1)
+    try:
+        point = apply(change, config)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise _fail(f"apply failed: {exc}; 'edgeward harden rollback' restores the recorded state") from None
+    typer.echo(f"applied template {template.name}; rollback point {point.stem}")
+    typer.echo(COVERS)
+
+
+@harden_app.command("rollback")
+def rollback_cmd(
+    point: Annotated[str | None, typer.Argument(help="Point id (default: newest not rolled back)")] = None,
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Restore the state recorded before an apply."""
+    from edgeward.harden.apply import COVERS, rollback
+
+    _need_root("rollback")
+    config = _load_config(config_path)
+    try:
+        done = rollback(config, point)
+    except LookupError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _fail(f"rollback failed: {exc}") from None
+    typer.echo(f"restored rollback point {done['id']} (template {done['template']})")
+    typer.echo(COVERS)
+
+
+@harden_app.command("history")
+def history_cmd(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table")] = False,
+) -> None:
+    """List the rollback points, oldest first."""
+    import time
+
+    from rich.table import Table
+
+    from edgeward.cli.tables import add_id_column, print_table
+    from edgeward.harden.apply import history
+
+    points = history(_load_config(config_path))
+    if as_json:
+        typer.echo(json.dumps(points, indent=2))
+        return
+    if not points:
+        typer.echo("no rollback points")
+        return
+    table = Table()
+    add_id_column(table, "point")
+    for header in ("created (UTC)", "template", "state"):
+        table.add_column(header)
+    for p in points:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(float(p["created"])))  # type: ignore[arg-type]
+        state = "rolled back" if p.get("rolled_back") else ""
+        table.add_row(str(p["id"]), created, str(p["template"]), state)
+    print_table(Console(), table, keep=[str(p["id"]) for p in points])
