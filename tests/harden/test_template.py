@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -47,6 +48,8 @@ def test_export_then_import_under_a_new_name(tmp_path: Path) -> None:
         assert (stored.stat().st_uid, stored.stat().st_gid) == (conf.stat().st_uid, conf.stat().st_gid)
     assert load_template("site-edge", conf).inbound_ports() == {22, 25}
     listed = runner.invoke(app, ["harden", "template", "list", "-c", str(conf)])
+    as_json = runner.invoke(app, ["harden", "template", "list", "-c", str(conf), "--json"])
+    assert {"name": "site-edge", "source": "imported"} in json.loads(as_json.output)
     assert "site-edge            imported" in listed.output
     again = runner.invoke(app, ["harden", "template", "import", str(out), "-c", str(conf)])
     assert again.exit_code == 2 and "exists" in again.output

@@ -42,10 +42,17 @@ def _fail(message: str) -> typer.Exit:
 
 
 @template_app.command("list")
-def template_list(config_path: ConfigOpt = DEFAULT_CONFIG_PATH) -> None:
+def template_list(
+    config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text")] = False,
+) -> None:
     """Print the shipped templates and the ones imported beside the configuration."""
     own = sorted(p.stem for p in template_dir(config_path).glob("*.toml"))
-    for name in sorted({*shipped_names(), *own}):
+    names = sorted({*shipped_names(), *own})
+    if as_json:
+        typer.echo(json.dumps([{"name": n, "source": "imported" if n in own else "shipped"} for n in names]))
+        return
+    for name in names:
         typer.echo(f"{name:<20} {'imported' if name in own else 'shipped'}")
 
 
