@@ -29,10 +29,14 @@ __all__ = ["Listener", "Notes", "check_host", "file_targets", "listeners"]
 
 _NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 # Which KRN id a kernel setting's finding gets; the first matching fragment wins.
+_AT_LEAST = (
+    "ptrace_scope", "kptr_restrict", "dmesg_restrict", "perf_event_paranoid", "protected_fifos",
+    "protected_regular",
+)  # fmt: skip
 _KRN_IDS = (
     ("tcp_syncookies", "EW-KRN-001"), ("rp_filter", "EW-KRN-002"), ("redirects", "EW-KRN-003"),
     ("accept_source_route", "EW-KRN-004"), ("kptr_restrict", "EW-KRN-005"),
-    ("dmesg_restrict", "EW-KRN-006"), ("ptrace_scope", "EW-KRN-007"),
+    ("dmesg_restrict", "EW-KRN-006"), ("ptrace_scope", "EW-KRN-007"), ("protected_", "EW-KRN-008"),
 )  # fmt: skip
 
 
@@ -161,12 +165,8 @@ def _check_sysctls(template: RoleTemplate, notes: Notes) -> Iterator[Finding]:
 
 
 def _sysctl_ok(key: str, have: str, want: str) -> bool:
-    # ptrace_scope and kptr_restrict are "at least": a stricter value is no finding.
-    if (
-        key.endswith(("ptrace_scope", "kptr_restrict", "dmesg_restrict"))
-        and have.isdigit()
-        and want.isdigit()
-    ):
+    # These are "at least": a stricter value is no finding.
+    if key.endswith(_AT_LEAST) and have.isdigit() and want.isdigit():
         return int(have) >= int(want)
     return have == want
 
