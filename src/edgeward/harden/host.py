@@ -204,7 +204,11 @@ def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> l
     for rule in template.files:
         top = Path(os.path.normpath(rule.path.format(**values)))
         out.append((top, rule.max_mode, rule.owner))
-        if rule.recursive and top.is_dir():
+        try:
+            walk = rule.recursive and top.is_dir()
+        except OSError:  # a folder above is not ours to read: the lstat below says so
+            walk = False
+        if walk:
             try:
                 for dirpath, dirnames, filenames in os.walk(top):
                     for name in dirnames + filenames:
