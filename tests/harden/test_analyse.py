@@ -190,3 +190,15 @@ def test_dns_of_the_accepted_domain(tmp_path: Path) -> None:
     assert dns_found["EW-DNS-003"] == "example.test" and dns_found["EW-DNS-004"] == "example.test"
     # 192.0.2.25 has no PTR in any zone this server has: REFUSED is "not checked", not a finding
     assert "EW-DNS-006" in dns_found or any("reverse DNS" in n for n in report.notes.not_checked)
+
+
+def test_a_certificate_near_expiry_bound_to_one_connector(tmp_path: Path) -> None:
+    from edgeward.tls.store import CertificateStore
+
+    store = CertificateStore(tmp_path / "tls")
+    store.ensure_default("mx.example.test")  # a year: no finding for the default binding
+    soon = store.create_self_signed("mx.example.test", days=5)
+    store.enable(soon.thumbprint, service="smtp", connector="internet")
+    report = analyse(load_template("edge"), _conf(tmp_path), dns=False)
+    expiring = [f for f in report.findings if f.id == "EW-TLS-003"]
+    assert len(expiring) == 1 and "internet" in expiring[0].found and "expires in" in expiring[0].found
