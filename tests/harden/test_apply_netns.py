@@ -177,3 +177,28 @@ def test_apply_and_rollback_refuse_without_root(tmp_path: Path) -> None:
         cmd = [*drop, sys.executable, "-m", "edgeward", "harden", *verb, "-c", str(tmp_path / "x.toml")]
         done = subprocess.run(cmd, capture_output=True, text=True, env=ENV, cwd="/")
         assert done.returncode == 2 and "run it as root" in done.stderr, done.stderr
+
+
+def test_other_tables_stay_and_an_earlier_edgeward_table_comes_back(netns: Netns, tmp_path: Path) -> None:
+    conf, root = _config(tmp_path), tmp_path / "root"
+    root.mkdir()
+    # The host's own table, and an edgeward table someone edited by hand (port 2600 opened).
+    own = "table ip site {\n\tchain input {\n\t\ttype filter hook input priority 10; policy accept;\n" \
+          "\t\ttcp dport 2600 counter accept\n\t}\n}\n"  # fmt: skip
+    earlier = "table inet edgeward {\n\tchain input {\n\t\ttype filter hook input priority filter; " \
+              "policy drop;\n\t\ttcp dport { 25, 2600 } accept\n\t}\n}\n"  # fmt: skip
+    loaded = subprocess.run(["ip", "netns", "exec", netns.name, "nft", "-f", "-"], input=own + earlier,
+                            text=True, capture_output=True)  # fmt: skip
+    assert loaded.returncode == 0, loaded.stderr
+    before = netns.ruleset()
+    analysed = netns.edgeward("harden", "analyse", "-c", str(conf), "--json", "--no-dns")
+    assert "EW-NET-011" in analysed.stdout
+    done = netns.edgeward("harden", "apply", "-c", str(conf), "--root", str(root), "--yes")
+    assert done.returncode == 0, done.stderr
+    after = netns.ruleset()
+    assert after.startswith(before.split("table inet edgeward")[0])  # the site's table as it was
+    assert _reach(netns.inside, OUTSIDE_TEMPLATE) == "dropped"
+    back = netns.edgeward("harden", "rollback", "-c", str(conf))
+    assert back.returncode == 0, back.stderr
+    assert netns.ruleset() == before
+    assert _reach(netns.inside, OUTSIDE_TEMPLATE) == "open"
