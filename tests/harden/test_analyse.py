@@ -202,3 +202,16 @@ def test_a_certificate_near_expiry_bound_to_one_connector(tmp_path: Path) -> Non
     report = analyse(load_template("edge"), _conf(tmp_path), dns=False)
     expiring = [f for f in report.findings if f.id == "EW-TLS-003"]
     assert len(expiring) == 1 and "internet" in expiring[0].found and "expires in" in expiring[0].found
+
+
+def test_the_installed_unit_is_compared_with_the_shipped_one(tmp_path: Path) -> None:
+    from edgeward.harden.install import Layout, unit_text
+
+    report = analyse(load_template("edge"), _conf(tmp_path), dns=False)
+    unit = Layout().unit
+    hits = [f for f in report.findings if f.id == "EW-SVC-003"]
+    if not unit.exists():
+        assert hits and "does not exist" in hits[0].found
+    else:
+        exe = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart=")).split()[0][10:]
+        assert bool(hits) == (unit.read_text() != unit_text(exe))

@@ -31,6 +31,7 @@ from pathlib import Path
 from edgeward.config.schema import Config
 from edgeward.harden import nft
 from edgeward.harden.host import file_targets, running_units, sysctl_path
+from edgeward.harden.install import Layout
 from edgeward.harden.template import RoleTemplate
 from edgeward.runtime_policy import data_paths
 
@@ -120,6 +121,9 @@ def plan(template: RoleTemplate, config: Config, config_path: Path, root: Path =
         mode = stat.S_IMODE(st.st_mode)
         if not stat.S_ISLNK(st.st_mode) and mode & ~max_mode:
             p.modes[str(path)] = (mode, mode & max_mode)
+    if not Layout(root).unit.exists():
+        # The unit comes with the layout it names (user, folders), so install-service owns it.
+        p.notes.append(f"{Layout(root).unit} is not installed: run 'edgeward install-service'")
     units = running_units()
     if units is None:
         p.notes.append("services: systemd is not running here, none stopped")

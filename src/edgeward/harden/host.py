@@ -193,6 +193,26 @@ def _check_services(template: RoleTemplate, notes: Notes) -> Iterator[Finding]:
             yield Finding("EW-SVC-001", unit)
 
 
+def _check_unit(notes: Notes) -> Iterator[Finding]:
+    from edgeward.harden.install import Layout, unit_text
+
+    path = Layout().unit
+    try:
+        installed = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        yield Finding("EW-SVC-003", f"{path} does not exist")
+        return
+    except OSError as exc:
+        notes.not_checked.append(f"the unit {path}: {exc.strerror}")
+        return
+    exec_line = next((x for x in installed.splitlines() if x.startswith("ExecStart=")), "")
+    # Compare with the shipped unit for the executable the installed one names.
+    exe = exec_line.removeprefix("ExecStart=").split(" ", 1)[0] or None
+    if installed != unit_text(exe):
+        yield Finding("EW-SVC-003", f"{path} differs from the unit this version ships")
+    notes.checked.append(f"the unit {path}")
+
+
 def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> list[tuple[Path, int, str]]:
     """(path, max mode, owner) for each file rule, paths filled in from the configuration."""
     values = {
@@ -278,6 +298,7 @@ def check_host(template: RoleTemplate, config: Config, config_path: Path, notes:
     out += _check_firewall(template, notes)
     out += _check_sysctls(template, notes)
     out += _check_services(template, notes)
+    out += _check_unit(notes)
     out += _check_files(template, config, config_path, notes)
     out += _check_user(config, notes)
     return out
