@@ -3,7 +3,8 @@
 #   postfix (postfix, postconf, smtp-source, smtp-sink): the relay peer and the common sink;
 #   opendkim, opendmarc, postfix-policyd-spf-python: the anti-spam peer's milters and SPF policy;
 #   nsd, unbound: the local authoritative DNS and the resolver both stacks ask;
-#   iproute2: `ip netns`, the private network namespace the anti-spam benchmark runs in.
+#   iproute2: `ip netns`, the private network namespace the anti-spam benchmark runs in;
+#   nftables, lynis: scripts/harden-lynis.sh (Lynis's index around harden apply).
 # Idempotent; needs root. The benchmarks start private instances of all of these; no package
 # may configure or start its system service while it is installed (postfix gets "No
 # configuration", a temporary policy-rc.d refuses service starts), and anything a maintainer
@@ -12,7 +13,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "install-bench-deps: run as root" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in postfix opendkim opendmarc postfix-policyd-spf-python nsd unbound iproute2 slapd ldap-utils; do
+for pkg in postfix opendkim opendmarc postfix-policyd-spf-python nsd unbound iproute2 slapd ldap-utils nftables lynis; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

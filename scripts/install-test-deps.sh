@@ -6,7 +6,7 @@ set -euo pipefail
 [ "$(id -u)" = 0 ] || { echo "run as root to install test dependencies" >&2; exit 1; }
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in postfix swaks nsd unbound testssl.sh faketime libmagic1 zip clamav-daemon clamav-freshclam redis-server rsyslog slapd ldap-utils; do
+for pkg in postfix swaks nsd unbound nftables systemd testssl.sh faketime libmagic1 zip clamav-daemon clamav-freshclam redis-server rsyslog slapd ldap-utils; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -20,13 +20,14 @@ from edgeward.content.state import SqliteModelStateStore
 runner = CliRunner()
 DATA = Path(__file__).resolve().parents[1] / "content" / "data"
 # Commands that work on files named on the command line, not on a gateway's configuration.
-WITHOUT_CONFIG = {"init", "spam train", "spam eval"}
+WITHOUT_CONFIG = {"init", "install-service", "spam train", "spam eval"}
 # Commands that print listings, and so owe scripts a --json.
 LISTINGS = {
     "agents list", "cert list", "queue list", "queue show", "quarantine list", "quarantine search",
     "quarantine show", "spam classify",
     "spam eval", "track", "user list",
     "antispam ip allow list", "antispam ip block list", "antispam test-ip",
+    "harden analyse", "harden history", "harden template list",
 }  # fmt: skip
 
 

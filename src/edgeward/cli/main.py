@@ -25,7 +25,9 @@ from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
 from edgeward.cli.directory import directory_app
+from edgeward.cli.harden import harden_app
 from edgeward.cli.init import default_hostname, render, write_config
+from edgeward.cli.install_service import install_service
 from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
 from edgeward.cli.queue import queue_app
@@ -63,6 +65,8 @@ app.add_typer(
     name="directory",
     help="Directory sync (EdgeSync): sync, status, lookup, test, subscribe, push.",
 )
+app.command("install-service")(install_service)
+app.add_typer(harden_app, name="harden", help="Host hardening by role: template, analyse, apply, rollback.")
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -177,7 +181,7 @@ def serve(
 def _serve(config: Config, config_path: Path) -> None:
     from edgeward.runtime import Gateway, data_paths, tls_contexts
     from edgeward.server.listener import bind_sockets
-    from edgeward.server.privileges import drop_privileges, refuse_root
+    from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
     from edgeward.supervisor import serve_split
 
     paths = data_paths(config)
@@ -191,6 +195,7 @@ def _serve(config: Config, config_path: Path) -> None:
     drop_privileges(
         config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
     )
+    drop_capabilities()
     refuse_root()
     if config.server.delivery_process:
         asyncio.run(serve_split(config, config_path, sockets))

@@ -9,9 +9,12 @@ gateway refuses to serve as root at all (``PrivilegeError``).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import grp
 import os
 import pwd
+import sys
 from pathlib import Path
 
 from edgeward.errors import PrivilegeError
@@ -64,6 +67,52 @@ def _check_interpreter(user: str) -> None:
             f"the Python installation ({stdlib}) is not readable by {user!r}; "
             "install Edgeward with a Python the service user can read"
         )
+
+
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = (("version", ctypes.c_uint32), ("pid", ctypes.c_int))
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = (
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    )
+
+
+def drop_capabilities() -> None:
+    """Give up every capability once the sockets are bound (started unprivileged by systemd).
+
+    The unit grants ``CAP_NET_BIND_SERVICE`` as an ambient capability so the service user can
+    bind port 25; kept, it would let the SMTP-facing process (and the delivery process it
+    starts) bind any other low port. Clearing the ambient set and then all three sets leaves
+    nothing to inherit or regain. A no-op where nothing is held or the calls do not exist.
+    """
+    if not sys.platform.startswith("linux") or os.geteuid() == 0 or not _holds_capabilities():
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise PrivilegeError(f"could not drop capabilities: {os.strerror(ctypes.get_errno())}")
+    if _holds_capabilities():  # pragma: no cover - only on a broken system
+        raise PrivilegeError("capabilities still held after dropping them")
+
+
+def _holds_capabilities() -> bool:
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return False
+    sets = ("CapEff:", "CapPrm:", "CapAmb:")
+    return any(int(line.split()[1], 16) for line in status.splitlines() if line.startswith(sets))
 
 
 def refuse_root() -> None:
