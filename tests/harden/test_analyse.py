@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,6 +110,26 @@ def test_gateway_faults_get_their_ids(tmp_path: Path) -> None:
     auth = next(f for f in report.findings if f.id == "EW-AUTH-002")
     assert "submission" in auth.found and "587" in auth.found
     assert report.findings[0].rule.severity == "high"
+
+
+def test_a_missing_or_stale_directory_replica_is_found(tmp_path: Path) -> None:
+    from edgeward.config.load import load_config
+    from edgeward.directory.replica import Meta, ReplicaState, write_replica
+    from edgeward.runtime_policy import directory_replica_path
+
+    text = BASE + '[agents.local_recipients]\nenabled = true\nsource = "directory"\n'
+    text += '[directory]\nmax_age = "1h"\n'
+    conf = _conf(tmp_path, text)
+    found = [f for f in analyse(load_template("edge"), conf, dns=False).findings if f.id == "EW-DIR-001"]
+    assert len(found) == 1 and "no directory replica" in found[0].found
+    path = directory_replica_path(load_config(conf))
+    write_replica(path, ReplicaState(meta=Meta(last_full=time.time() - 3 * 3600)))
+    found = [f for f in analyse(load_template("edge"), conf, dns=False).findings if f.id == "EW-DIR-001"]
+    assert len(found) == 1 and "3.0h ago" in found[0].found
+    write_replica(path, ReplicaState(meta=Meta(last_full=time.time())))
+    assert "EW-DIR-001" not in _ids(analyse(load_template("edge"), conf, dns=False).findings)
+    # No directory in use: nothing to say.
+    assert "EW-DIR-001" not in _ids(analyse(load_template("edge"), _conf(tmp_path), dns=False).findings)
 
 
 def test_a_self_signed_certificate_on_the_internet_connector(tmp_path: Path) -> None:

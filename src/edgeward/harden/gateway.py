@@ -4,12 +4,13 @@
 a specific rule get that rule's id, the rest EW-CFG-001 for errors and EW-CFG-002 for
 warnings), and the checks that need the role or the files are added: submission without AUTH,
 protocol logs of AUTH sessions, the certificates actually bound (self-signed on the internet
-connector, near expiry), the content filter and virus scanner the role requires, and the age
-of the signatures on disk.
+connector, near expiry), the content filter and virus scanner the role requires, the age
+of the signatures on disk, and the age of the directory replica where one is in use.
 """
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -138,11 +139,37 @@ def _signatures(config: Config, notes: Notes) -> Iterator[Finding]:
     notes.checked.append(f"signature age in {db}")
 
 
+def _directory(config: Config, notes: Notes) -> Iterator[Finding]:
+    from edgeward.directory.replica import age, read_replica
+    from edgeward.runtime_policy import directory_replica_path
+
+    local, cfg = config.agents.local_recipients, config.directory
+    if not (cfg.urls or cfg.push_listen or (local.enabled and local.source == "directory")):
+        return
+    path = directory_replica_path(config)
+    try:
+        meta = read_replica(path).meta
+    except FileNotFoundError:
+        yield Finding("EW-DIR-001", f"no directory replica at {path}: no sync or push has written one")
+        return
+    except (OSError, sqlite3.Error) as exc:
+        notes.not_checked.append(f"directory replica {path}: {exc}")
+        return
+    notes.checked.append(f"directory replica age in {path}")
+    seconds = age(meta)
+    if seconds is None:
+        yield Finding("EW-DIR-001", f"the directory replica at {path} records no successful sync")
+    elif cfg.max_age and seconds > cfg.max_age:
+        yield Finding("EW-DIR-001", f"the directory replica was last synced {seconds / 3600:.1f}h ago "
+                      f"(directory.max_age {cfg.max_age / 3600:.1f}h)")  # fmt: skip
+
+
 def check_gateway(config: Config, template: RoleTemplate, config_path: Path, notes: Notes) -> list[Finding]:
     out = list(_folded(config))
     out += _connectors(config, template)
     out += _certificates(config, notes)
     out += _filters(config, template, notes)
+    out += _directory(config, notes)
     notes.checked.append(f"the gateway configuration {config_path}")
     # A rule reached both from config check and from a check here is reported once.
     unique: dict[tuple[str, str], Finding] = {(f.id, f.found): f for f in out}
