@@ -217,11 +217,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 60 messages, 20 warm-up, one repeat")
     ap.add_argument(
-        "--messages", type=int, default=300, help=f"messages per pass, a multiple of {cycle} (default 300)"
+        "--messages", type=int, default=300, help=f"messages per pass, a multiple of {cycle} (default 1000)"
     )
     ap.add_argument("--warmup", type=int, default=40, help="warm-up messages per stack (default 40)")
     ap.add_argument("--sessions", type=int, default=4, help="parallel SMTP sessions (default 4)")
-    ap.add_argument("--repeat", "--rounds", type=int, default=2, help="measured passes per stack (default 2)")
+    ap.add_argument("--repeat", "--rounds", type=int, default=3, help="measured passes per stack (default 3)")
     ap.add_argument("--stacks", default="amavis,edgeward", help="which stacks (default amavis,edgeward)")
     ap.add_argument(
         "--filler", type=int, default=20000,
