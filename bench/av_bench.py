@@ -217,7 +217,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke run: 60 messages, 20 warm-up, one repeat")
     ap.add_argument(
-        "--messages", type=int, default=300, help=f"messages per pass, a multiple of {cycle} (default 1000)"
+        "--messages", type=int, default=1000, help=f"messages per pass, a multiple of {cycle} (default 1000)"
     )
     ap.add_argument("--warmup", type=int, default=40, help="warm-up messages per stack (default 40)")
     ap.add_argument("--sessions", type=int, default=4, help="parallel SMTP sessions (default 4)")
