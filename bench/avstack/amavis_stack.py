@@ -159,7 +159,7 @@ $X_HEADER_LINE = "amavisd-new at $mydomain";
     def describe(self) -> dict[str, object]:
         version = subprocess.run([AMAVISD, "-V"], capture_output=True, text=True, timeout=60, check=False)
         return {
-            "version": (version.stdout or version.stderr).strip().splitlines()[0:1],
+            "version": next(iter((version.stdout or version.stderr).strip().splitlines()), "unknown"),
             "command": [AMAVISD, "-c", str(self.config_file), "foreground"],
             "config": self.config_text(),
         }
