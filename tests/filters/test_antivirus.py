@@ -52,6 +52,16 @@ def test_clean_mail_goes_on_without_findings() -> None:
     assert outcome.action is Action.CONTINUE and outcome.findings == ()
 
 
+def test_scanned_mail_is_stamped_with_the_engines_that_answered() -> None:
+    down = FakeScanner(name="yara")
+    down.down = True
+    outcome = check(agent(FakeScanner(name="clamd"), down, require="any"), CLEAN)
+    assert outcome.action is Action.CONTINUE
+    assert outcome.headers == (("X-Edgeward-AV", "scanned by clamd"),)
+    (finding,) = outcome.findings
+    assert finding.name == "AV_UNAVAILABLE"
+
+
 @pytest.mark.parametrize(
     ("action", "expected"), [("quarantine", Action.QUARANTINE), ("discard", Action.DISCARD)]
 )
@@ -98,6 +108,7 @@ def test_accept_on_unavailable_is_the_operators_fail_open() -> None:
     down.down = True
     outcome = check(agent(down, on_unavailable="accept"), CLEAN)
     assert outcome.action is Action.CONTINUE and [f.name for f in outcome.findings] == ["AV_UNAVAILABLE"]
+    assert outcome.headers == (("X-Edgeward-AV", "unscanned"),)
 
 
 def test_no_engine_at_all_is_never_clean() -> None:

@@ -1,148 +1,45 @@
-"""A real clamd (Debian package ``clamav-daemon``) on a private socket with a database the tests build.
+"""The tests' clamd: :mod:`edgeward.testing.clamav` with a TCP port below the ephemeral range.
 
-``start_clamd(root)`` writes ``clamd.conf`` and a signature database under ``root`` and starts
-clamd in the foreground, listening on ``root/clamd.sock`` and on a loopback TCP port, and waits
-until it answers PING. The official databases cannot be downloaded here, so clamd starts with
-custom ones only: a hash signature of the EICAR test file (``.hdb`` MD5 and ``.hsb`` SHA-256),
-body signatures (``.ndb``) for EICAR inside larger content and for :data:`TEST_PATTERN`.
-``StreamMaxLength`` is :data:`STREAM_MAX`, small enough for a test to pass it.
-
-clamd runs as the invoking user (no ``User`` line): as root in CI, and every file it needs is in
-``root``, which that user owns.
+The database and the daemon live in the package so the anti-virus benchmark builds the same
+ones; the tests also reach clamd over TCP, on a port from ``tests.ports``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from edgeward.testing import clamav
+from edgeward.testing.clamav import (
+    CLAMD,
+    EICAR,
+    EICAR_BODY_NAME,
+    EICAR_HASH_NAME,
+    PATTERN_NAME,
+    STREAM_MAX,
+    TEST_PATTERN,
+    Clamd,
+    ping,
+    wait_ping,
+    write_database,
+)
 from tests.ports import free_port
 
-CLAMD = shutil.which("clamd") or ("/usr/sbin/clamd" if Path("/usr/sbin/clamd").exists() else None)
-
-# Built from two halves so this file is not itself the EICAR test file to a scanner reading it.
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$" + b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
-TEST_PATTERN = b"EDGEWARD-AV-TEST-PATTERN-" + b"5d1c9e"
-STREAM_MAX = 1024 * 1024
-# clamd appends .UNOFFICIAL to the names of signatures from unsigned (custom) databases.
-EICAR_HASH_NAME = "Edgeward-Eicar-Hash"
-EICAR_BODY_NAME = "Edgeward-Eicar-Body"
-PATTERN_NAME = "Edgeward-Test-Pattern"
-
-
-@dataclass
-class Clamd:
-    root: Path
-    socket: Path
-    port: int
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Clamd:
-        assert CLAMD is not None
-        log = (self.root / "clamd.out").open("ab")
-        self.proc = subprocess.Popen(
-            [CLAMD, "--config-file", str(self.root / "clamd.conf")], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        wait_ping(self.socket, self.proc)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGCONT)  # a frozen clamd cannot act on SIGTERM
-                self.proc.terminate()
-                try:
-                    self.proc.wait(20)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(10)
-            self.proc = None
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
-        self.proc = None
-
-    def freeze(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-
-def ping(path: Path, timeout: float = 1.0) -> bool:
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect(str(path))
-            s.sendall(b"zPING\0")
-            return s.recv(16).startswith(b"PONG")
-    except OSError:
-        return False
-
-
-def wait_ping(path: Path, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"clamd exited with {proc.returncode}; see {path.parent / 'clamd.out'}")
-        if ping(path):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"clamd did not answer PING on {path}")
-
-
-def write_database(db: Path) -> None:
-    db.mkdir(parents=True, exist_ok=True)
-    (db / "edgeward.hdb").write_text(f"{hashlib.md5(EICAR).hexdigest()}:{len(EICAR)}:{EICAR_HASH_NAME}\n")
-    (db / "edgeward.hsb").write_text(f"{hashlib.sha256(EICAR).hexdigest()}:{len(EICAR)}:{EICAR_HASH_NAME}\n")
-    (db / "edgeward.ndb").write_text(
-        f"{EICAR_BODY_NAME}:0:*:{EICAR.hex()}\n{PATTERN_NAME}:0:*:{TEST_PATTERN.hex()}\n"
-    )
+__all__ = [
+    "CLAMD",
+    "EICAR",
+    "EICAR_BODY_NAME",
+    "EICAR_HASH_NAME",
+    "PATTERN_NAME",
+    "STREAM_MAX",
+    "TEST_PATTERN",
+    "Clamd",
+    "ping",
+    "start_clamd",
+    "wait_ping",
+    "write_database",
+]
 
 
 def start_clamd(root: Path, *, shared: bool = False) -> Clamd:
-    """clamd serving ``root/clamd.sock`` and a loopback TCP port; the caller stops it.
-
-    ``shared`` opens the socket to every local user (``LocalSocketMode 666`` in a folder others
-    may enter), for a gateway that runs as its unprivileged service user; in production the
-    service user joins clamd's socket group instead (``LocalSocketGroup``)."""
-    if CLAMD is None:
-        raise FileNotFoundError("clamd is not installed (apt-get install -y clamav-daemon)")
-    root.mkdir(parents=True, exist_ok=True)
-    write_database(root / "db")
-    (root / "tmp").mkdir(exist_ok=True)
-    port = free_port()
-    sock = root / "clamd.sock"
-    (root / "clamd.conf").write_text(
-        "\n".join([
-            f"LocalSocket {sock}",
-            f"LocalSocketMode {'666' if shared else '600'}",
-            f"TCPSocket {port}",
-            "TCPAddr 127.0.0.1",
-            "Foreground yes",
-            f"DatabaseDirectory {root / 'db'}",
-            f"TemporaryDirectory {root / 'tmp'}",
-            f"LogFile {root / 'clamd.log'}",
-            f"PidFile {root / 'clamd.pid'}",
-            f"StreamMaxLength {STREAM_MAX}",
-            # A limit reached inside an archive is a finding, not a silent OK (as production should).
-            "AlertExceedsMax yes",
-            # No self-check and no reload surprises during a test.
-            "SelfCheck 0",
-            "",
-        ])
-    )  # fmt: skip
-    os.chmod(root, 0o755 if shared else 0o700)
-    return Clamd(root, sock, port).start()
+    """clamd on ``root/clamd.sock`` and a loopback TCP port; the caller stops it."""
+    return clamav.start_clamd(root, shared=shared, port=free_port())

@@ -17,7 +17,12 @@ import pytest
 
 from edgeward.ports import ScanItem
 
-CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+# Next to the repository, or next to a folder above it (a work tree of it).
+CORPORA = next(
+    (up / "shared" / "corpora" for up in Path(__file__).resolve().parents[2].parents
+     if (up / "shared" / "corpora").is_dir()),
+    Path(__file__).resolve().parents[2].parent / "shared" / "corpora",
+)  # fmt: skip
 TARBALL = CORPORA / "attachments" / "oletools-test-data.tar.gz"
 PREFIX = "oletools-test-data/tests/test-data/"
 ZIP_PASSWORD = b"infected-test"

@@ -22,8 +22,11 @@ from urllib.parse import unquote_to_bytes
 
 __all__ = ["decode_words", "parameters", "transfer_decode", "uu_blocks"]
 
-_B64_ALPHABET = re.compile(rb"[^A-Za-z0-9+/]")
-_B64_OK = re.compile(rb"[A-Za-z0-9+/=\s]*")
+_B64_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# bytes.translate deletes these in one C pass: on a 1 MB attachment a regular expression
+# substitution took several times as long as the decoding itself.
+_NOT_B64 = bytes(b for b in range(256) if b not in _B64_CHARS)
+_NOT_B64_TEXT = bytes(b for b in _NOT_B64 if b not in b"= \t\r\n\x0b\x0c")
 _PARAM = re.compile(r';\s*([A-Za-z0-9_*.!#$%&\'^`{|}~-]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;\s]*)')
 _SECTION = re.compile(r"^(.*?)\*(\d+)(\*?)$")
 _UU_BEGIN = re.compile(rb"^begin(?:-base64)? [0-7]{3,4} (.+?)\r?$", re.MULTILINE)
@@ -32,9 +35,10 @@ _UU_END = re.compile(rb"^end\r?$", re.MULTILINE)
 
 def _base64(body: bytes) -> tuple[bytes, bool]:
     # Junk (anything outside the alphabet, padding in the middle) is skipped, not fatal: the
-    # reading that decodes the most content is the one a scanner must see.
-    repaired = _B64_OK.fullmatch(body) is None
-    cleaned = _B64_ALPHABET.sub(b"", body)
+    # reading that decodes the most content is the one a scanner must see. Clean base64 is the
+    # alphabet, padding and white space; anything else is junk and marks the part repaired.
+    repaired = len(body.translate(None, _NOT_B64_TEXT)) != len(body)
+    cleaned = body.translate(None, _NOT_B64)
     extra = len(cleaned) % 4
     if extra == 1:
         cleaned, repaired = cleaned[:-1], True

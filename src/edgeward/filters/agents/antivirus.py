@@ -18,6 +18,9 @@ this order:
    since retrying cannot help;
 3. otherwise the message goes on, carrying the findings of hits whose action is ``score`` for
    the score table, and ``AV_UNAVAILABLE`` for engines that failed when the bias was still met.
+   When the bias was met it is stamped ``X-Edgeward-AV: scanned by <engines that answered>``
+   (what amavis's ``X-Virus-Scanned`` tells a mail administrator: this copy went through the
+   scanners; a message the operator let through unscanned gets ``X-Edgeward-AV: unscanned``).
 
 A hard control (``antispam = False``): safe senders, the IP allow list and ``bypass_antispam``
 sessions are still scanned, since an infected message from a trusted partner is the usual case.
@@ -47,6 +50,7 @@ from edgeward.types import Action, Finding, Outcome, Reply
 UNAVAILABLE = Reply(451, "4.7.0", "Virus scanner unavailable, try again later")
 UNSCANNABLE = Reply(552, "5.3.4", "Message content too large to scan for viruses")
 INLINE_LIMIT = 256 * 1024
+STAMP_HEADER = "X-Edgeward-AV"
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
 # When several hits decide differently, the strongest wins: a refusal the sender hears about
 # beats holding a copy, which beats dropping it.
@@ -134,7 +138,9 @@ class Antivirus:
                 findings.append(Finding("AV_UNAVAILABLE", self.name, "no scan engine is enabled"))
             if self.cfg.on_unavailable == "tempfail":
                 return Outcome(Action.TEMPFAIL, UNAVAILABLE, tuple(findings))
-        return Outcome(Action.CONTINUE, None, tuple(findings))
+            return Outcome(Action.CONTINUE, None, tuple(findings), ((STAMP_HEADER, "unscanned"),))
+        stamp = "scanned by " + ", ".join(printable(name, 40) for name in report.answered)
+        return Outcome(Action.CONTINUE, None, tuple(findings), ((STAMP_HEADER, stamp),))
 
     def action_for(self, hit: ScanHit) -> str:
         """What a hit does: Office findings as [antivirus.office] says, anything else is malware."""
