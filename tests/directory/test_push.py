@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from edgeward.cli.main import app
 from edgeward.config.load import load_config
+from edgeward.directory.lists import hashed
 from edgeward.directory.push import PushError, _exchange, build_listener, push, state_to_json
 from edgeward.directory.replica import ReplicaState, read_replica
 from edgeward.directory.subscription import Subscription
@@ -96,7 +97,8 @@ def test_subscribe_enrol_push_and_push_again(slapd: Slapd, gateway: Gateway, tmp
     assert code == 0, out
     assert "pushed to" in out
     state = read_replica(gateway.replica)
-    assert state.by_address["alice@example.org"].safe == ("@partner.net",)
+    assert state.by_address["alice@example.org"].safe == hashed("@partner.net")
+    assert b"partner.net" not in gateway.replica.read_bytes()
     # The gateway keeps no secret in clear, and holds no directory credentials.
     secret = json.loads(sub_file.read_text())["secret"]
     assert all(secret not in p.read_text() for p in (gateway.root / "state" / "edgesync").glob("*.json"))

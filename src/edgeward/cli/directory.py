@@ -6,7 +6,9 @@
   root, the replica is handed to the service user. Exit 1 when the directory cannot be read or
   the mass-delete guard holds the sync back; the previous replica stays in both cases.
 - ``status [--json]``: last full, incremental and configuration sync, counts, age, staleness.
-- ``lookup ADDRESS [--json]``: what the replica knows of an address (exit 1: nothing).
+- ``lookup ADDRESS [--check-sender ADDR] [--json]``: what the replica knows of an address
+  (exit 1: nothing); the users' lists are digests, shown by size, and ``--check-sender`` says
+  whether ADDR (or its domain) is on each.
 - ``test``: connect, TLS, bind and one search; writes nothing.
 - ``subscribe`` (gateway) and ``push --subscription FILE`` (inside host): the push over mutual
   TLS of ``directory.push``; the first push enrols the inside host with the one-time secret.
@@ -33,6 +35,7 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.ownership import service_owner
 from edgeward.config.schema import Config, parse_duration
 from edgeward.directory.ldap import DirectoryError, LdapDirectory, read_password
+from edgeward.directory.lists import listed
 from edgeward.directory.push import PushError, enrol, enrolment_for, gateway_certificate
 from edgeward.directory.push import push as send_push
 from edgeward.directory.replica import ReplicaState, age, read_replica
@@ -40,6 +43,7 @@ from edgeward.directory.subscription import Subscription, SubscriptionError
 from edgeward.directory.sync import Mapper, SyncRefused
 from edgeward.directory.sync import sync as run_sync
 from edgeward.runtime_policy import directory_replica_path
+from edgeward.types import Address
 
 directory_app = typer.Typer(
     help="Directory synchronisation: sync, status, lookup, test, subscribe, push.", no_args_is_help=True
@@ -159,18 +163,33 @@ def status(config_path: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption 
     print_table(out, table)
 
 
+_LISTS = ("safe_senders", "blocked_senders", "safe_recipients")
+
+
+def _address(text: str, what: str) -> Address:
+    wanted = text.strip().lower()
+    local, at, domain = wanted.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in wanted):
+        fail(f"{what}{text!r}: give an address user@domain")
+    return Address(local, domain)
+
+
 @directory_app.command()
 def lookup(
     config_path: ConfigOption = DEFAULT_CONFIG_PATH,
     address: Annotated[str, typer.Argument(help="The address to look up.")] = "",
+    check_sender: Annotated[
+        str, typer.Option("--check-sender", help="Say whether this address is on each of the user's lists.")
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """What the replica knows of ADDRESS: object, kind, addresses, groups, sender lists."""
+    """What the replica knows of ADDRESS: object, kind, addresses, groups, list sizes.
+
+    The lists are kept as digests, so they are shown by size; --check-sender says whether an
+    address (or its domain) is on them."""
     config = load(config_path)
-    wanted = address.strip().lower()
-    local, at, domain = wanted.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() for c in wanted):
-        fail(f"{address!r}: give an address user@domain")
+    wanted = str(_address(address, ""))
+    sender = _address(check_sender, "--check-sender ") if check_sender else None
     state = _replica(config)
     entry = state.by_address.get(wanted)
     if entry is None:
@@ -180,7 +199,8 @@ def lookup(
             console().print(Text(f"{clean(wanted)}: not in the replica"))
         raise typer.Exit(1)
     groups = state.groups_of(entry)
-    found = {
+    values = dict(zip(_LISTS, (entry.safe, entry.blocked, entry.safe_recipients), strict=True))
+    found: dict[str, Any] = {
         "address": wanted,
         "found": True,
         "id": entry.id,
@@ -188,21 +208,26 @@ def lookup(
         "kind": entry.kind,
         "addresses": list(entry.addresses),
         "groups": [g.dn for g in groups],
-        "safe_senders": list(entry.safe),
-        "blocked_senders": list(entry.blocked),
-        "safe_recipients": list(entry.safe_recipients),
+        "lists": {name: len(v) for name, v in values.items()},
     }
+    if sender is not None:
+        found["sender"] = {"address": str(sender), **{n: listed(v, sender) for n, v in values.items()}}
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
     table = Table(show_header=False, box=None)
     table.add_column("what", style="bold")
     table.add_column("value")
-    for key, value in found.items():
-        if key in ("address", "found"):
-            continue
+    for key in ("id", "dn", "kind", "addresses", "groups"):
+        value = found[key]
         text = ", ".join(value) if isinstance(value, list) else str(value)
-        table.add_row(key.replace("_", " "), clean(text) or "-")
+        table.add_row(key, clean(text) or "-")
+    for name, size in found["lists"].items():
+        cell = f"{size} {'entry' if size == 1 else 'entries'}"
+        if sender is not None:
+            on = found["sender"][name]
+            cell += f"; {clean(str(sender))} {'is on it' if on else 'is not on it'}"
+        table.add_row(name.replace("_", " "), cell)
     print_table(console(), table)
 
 

@@ -27,7 +27,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from cryptography.x509.oid import NameOID
 
 from edgeward.config.directory import DirectoryConfig
 from edgeward.config.schema import Config
+from edgeward.directory.lists import digests
 from edgeward.directory.replica import Entry, Meta, ReplicaState, read_replica, write_replica
 from edgeward.directory.subscription import Enrolment, Subscription, SubscriptionError, write_private
 from edgeward.directory.sync import SyncRefused, check_deletions
@@ -55,9 +56,16 @@ class PushError(Exception):
     """A push the gateway refused, or one that could not reach it."""
 
 
+def _hashed(e: Entry) -> Entry:
+    return replace(
+        e, safe=digests(e.safe), blocked=digests(e.blocked), safe_recipients=digests(e.safe_recipients)
+    )
+
+
 def state_to_json(state: ReplicaState) -> dict[str, Any]:
+    """The push body; the users' lists go as digests only (``directory.lists``)."""
     return {
-        "entries": [asdict(e) for e in state.entries.values()],
+        "entries": [asdict(_hashed(e)) for e in state.entries.values()],
         "domains": sorted(state.domains),
         "meta": asdict(state.meta),
     }
@@ -75,8 +83,15 @@ def _entry(e: dict[str, Any]) -> Entry:
         raise TypeError("entry fields must be text")
     lists = (_texts(e.get(k, [])) for k in ("addresses", "members", "safe", "blocked", "safe_recipients"))
     addresses, members, safe, blocked, safe_recipients = lists
+    # A host of an earlier version sends its lists in clear: they are hashed on arrival.
     return Entry(
-        fields[0], fields[1], fields[2], addresses, fields[3], members, safe, blocked, safe_recipients
+        fields[0],
+        fields[1],
+        fields[2],
+        addresses,
+        fields[3],
+        members,
+        *map(digests, (safe, blocked, safe_recipients)),
     )
 
 
