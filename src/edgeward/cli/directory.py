@@ -157,6 +157,12 @@ def status(config_path: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption 
         else Text("fresh")
     )
     table.add_row("state", flag)
+    lists = (
+        Text("SHA-256 digests")
+        if meta.list_format == "sha256"
+        else Text("in clear (an earlier format; the next sync or push rewrites them hashed)", style="yellow")
+    )
+    table.add_row("sender lists", lists)
     for name, count in state.counts().items():
         table.add_row(name, str(count))
     table.add_row("accepted domains", clean(", ".join(sorted(state.domains))) or "-")
