@@ -40,7 +40,14 @@ from edgeward.config.directory import DirectoryConfig
 from edgeward.config.schema import Config
 from edgeward.directory.lists import digests
 from edgeward.directory.replica import Entry, Meta, ReplicaState, read_replica, write_replica
-from edgeward.directory.subscription import Enrolment, Subscription, SubscriptionError, write_private
+from edgeward.directory.subscription import (
+    DEFAULT_NAME,
+    HOST_NAME,
+    Enrolment,
+    Subscription,
+    SubscriptionError,
+    write_private,
+)
 from edgeward.directory.sync import SyncRefused, check_deletions
 from edgeward.tls.store import CertificateStore
 
@@ -175,7 +182,8 @@ class PushListener:
             known = tls is not None and tls.getpeercert(binary_form=True)
             limit = MAX_FRAME if known else MAX_ANONYMOUS_FRAME
             request = await asyncio.wait_for(_read_frame(reader, limit), TIMEOUT)
-            answer = await self._answer(request, tls)
+            host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            answer = await self._answer(request, tls, host)
         except (PushError, SubscriptionError, SyncRefused) as exc:
             log.warning("directory push from %s refused: %s", peer, exc)
             answer = {"ok": False, "error": str(exc)}
@@ -190,11 +198,11 @@ class PushListener:
             pass
         writer.close()
 
-    async def _answer(self, request: dict[str, Any], tls: ssl.SSLObject | None) -> dict[str, Any]:
+    async def _answer(self, request: dict[str, Any], tls: ssl.SSLObject | None, peer: str) -> dict[str, Any]:
         op = request.get("op")
         if op == "enrol":
             cert = await asyncio.to_thread(
-                self.enrolment.enrol, str(request.get("secret", "")), str(request.get("csr", ""))
+                self.enrolment.enrol, str(request.get("secret", "")), str(request.get("csr", "")), peer
             )
             log.info("directory push: a host enrolled")
             return {"ok": True, "certificate": cert}
@@ -204,10 +212,15 @@ class PushListener:
         if not der:
             raise PushError("a push needs the client certificate of an enrolled host")
         serial = x509.load_der_x509_certificate(der).serial_number
-        if not self.enrolment.enrolled(serial):
-            raise PushError("this client certificate is not enrolled")
+        if not await asyncio.to_thread(self.enrolment.enrolled, serial):
+            raise PushError(f"this client certificate ({serial:X}) is not enrolled or was revoked")
         state = state_from_json(request.get("state") or {})
         counts = await asyncio.to_thread(self._apply, state, bool(request.get("force")))
+        try:
+            await asyncio.to_thread(self.enrolment.record_push, serial, peer)
+        except (OSError, ValueError, SubscriptionError) as exc:
+            # The push is applied; only the listing's "last push" misses it.
+            log.error("directory push: cannot record the push of %X: %s", serial, exc)
         return {"ok": True, **counts}
 
     def _apply(self, state: ReplicaState, force: bool) -> dict[str, int]:
@@ -290,12 +303,18 @@ def _recv(sock: ssl.SSLSocket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _own_name() -> str:
+    name = socket.gethostname()
+    return name if HOST_NAME.match(name) else DEFAULT_NAME
+
+
 def enrol(sub: Subscription, folder: Path) -> tuple[Path, Path]:
     """Make a key here, have the gateway sign it with the one-time secret; return (cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgesync-push")]))
+        # The host's name, shown by 'directory subscriptions' on the gateway.
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _own_name())]))
         .sign(key, hashes.SHA256())
     )
     answer = _exchange(
