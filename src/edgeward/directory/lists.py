@@ -17,6 +17,9 @@ hashed here; ``sha256`` values are digests already (made by the same rule) and a
 are, lower-cased; a value that is not 64 hex digits is logged and skipped. Anything that reaches
 the replica file goes through :func:`digests`, which also hashes a plaintext value of a replica
 written before the lists were hashed, or of a push from such a host.
+
+The digests are unsalted, so that a directory can make the same ones: they keep the lists from
+being read off the file, not from someone holding the file and testing addresses they guess.
 """
 
 from __future__ import annotations

@@ -239,6 +239,11 @@ def _load(db: sqlite3.Connection) -> ReplicaState:
     lists: dict[tuple[str, str], list[str]] = {}
     for oid, kind, value in db.execute("SELECT object_id, list, value FROM lists"):
         lists.setdefault((oid, kind), []).append(value)
+    raw = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    meta = Meta(**{k: raw[k] for k in Meta.__dataclass_fields__ if k in raw})
+    meta.list_format = str(raw.get("list_format", "plain"))
+    # write_replica put digests only in a file that says sha256; an earlier one is hashed here.
+    as_read = tuple if meta.list_format == "sha256" else digests
     entries = {
         oid: Entry(
             oid,
@@ -247,13 +252,10 @@ def _load(db: sqlite3.Connection) -> ReplicaState:
             tuple(addresses.get(oid, ())),
             marker,
             tuple(members.get(oid, ())),
-            *(digests(lists.get((oid, k), ())) for k in LIST_KINDS),
+            *(as_read(lists.get((oid, k), ())) for k in LIST_KINDS),
         )
         for oid, dn, kind, marker in db.execute("SELECT id, dn, kind, marker FROM objects")
     }
-    raw = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    meta = Meta(**{k: raw[k] for k in Meta.__dataclass_fields__ if k in raw})
-    meta.list_format = str(raw.get("list_format", "plain"))
     domains = frozenset(d for (d,) in db.execute("SELECT domain FROM domains"))
     return ReplicaState(entries, domains, meta).index()
 
