@@ -59,8 +59,22 @@ def test_sync_status_lookup(slapd: Slapd, tmp_path: Path) -> None:
     assert (
         code == 0
         and found["dn"] == f"uid=alice,ou=people,{SUFFIX}"
-        and found["safe_senders"] == ["@partner.net"]
+        and found["lists"] == {"safe_senders": 1, "blocked_senders": 0, "safe_recipients": 0}
     )
+    assert "partner.net" not in out and "sender" not in found
+    code, out = invoke(
+        "lookup", "-c", cfg, "alice@example.org", "--check-sender", "Bob@Partner.NET", "--json"
+    )
+    assert json.loads(out)["sender"] == {
+        "address": "bob@partner.net",
+        "safe_senders": True,
+        "blocked_senders": False,
+        "safe_recipients": False,
+    }
+    code, out = invoke("lookup", "-c", cfg, "alice@example.org", "--check-sender", "bob@other.net")
+    assert code == 0 and "safe senders" in out and "1 entry; bob@other.net is not on it" in out
+    code, out = invoke("lookup", "-c", cfg, "alice@example.org", "--check-sender", "nobody")
+    assert code == 2 and "--check-sender" in out
     code, out = invoke("lookup", "-c", cfg, "alice@example.org")
     assert code == 0 and "uid=alice" in out
     for hostile in ("*)(uid=*@example.org", "*@example.org", "\x00@example.org"):

@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import trustme
+from cryptography import x509
 from typer.testing import CliRunner
 
 from edgeward.cli.main import app
 from edgeward.config.load import load_config
-from edgeward.directory.push import PushError, _exchange, build_listener, push, state_to_json
+from edgeward.directory.lists import hashed
+from edgeward.directory.push import PushError, _exchange, _own_name, build_listener, push, state_to_json
 from edgeward.directory.replica import ReplicaState, read_replica
 from edgeward.directory.subscription import Subscription
 from edgeward.testing.slapd import SUFFIX, SYNC_DN, SYNC_PW, Slapd, add_user, users_ldif
@@ -96,7 +98,8 @@ def test_subscribe_enrol_push_and_push_again(slapd: Slapd, gateway: Gateway, tmp
     assert code == 0, out
     assert "pushed to" in out
     state = read_replica(gateway.replica)
-    assert state.by_address["alice@example.org"].safe == ("@partner.net",)
+    assert state.by_address["alice@example.org"].safe == hashed("@partner.net")
+    assert b"partner.net" not in gateway.replica.read_bytes()
     # The gateway keeps no secret in clear, and holds no directory credentials.
     secret = json.loads(sub_file.read_text())["secret"]
     assert all(secret not in p.read_text() for p in (gateway.root / "state" / "edgesync").glob("*.json"))
@@ -172,3 +175,65 @@ def test_gateway_holds_a_push_that_would_empty_its_replica(
     assert len(read_replica(gateway.replica).entries) == 40
     assert push(sub, ReplicaState(), identity, force=True)["removed"] == 40
     assert read_replica(gateway.replica).entries == {}
+
+
+def test_enrolled_hosts_are_listed_and_a_revoked_one_is_refused(
+    slapd: Slapd, gateway: Gateway, tmp_path: Path
+) -> None:
+    conn = slapd.admin()
+    add_user(conn, "alice", "alice@example.org")
+    gw = str(gateway.config_file)
+    code, out = _cli("subscriptions", "-c", gw, "--json")
+    assert code == 0 and json.loads(out) == []
+    sub_file = tmp_path / "sub.json"
+    assert _cli("subscribe", "-c", gw, "--out", str(sub_file))[0] == 0
+    inside = _inside(tmp_path / "inside", slapd)
+    assert _cli("push", "-c", str(inside), "--subscription", str(sub_file))[0] == 0
+    client_pem = tmp_path / "inside" / "state" / "edgesync-client" / "client.pem"
+    cert = x509.load_pem_x509_certificate(client_pem.read_bytes())
+    serial = format(cert.serial_number, "X")
+
+    code, out = _cli("subscriptions", "-c", gw, "--json")
+    (host,) = json.loads(out)
+    assert host["serial"] == serial and host["subject"] == f"CN={_own_name()}"
+    assert host["enrolled"] and host["peer"] == "127.0.0.1"
+    assert host["last_push"] and host["last_peer"] == "127.0.0.1" and host["revoked"] is None
+    code, out = _cli("subscriptions", "-c", gw)
+    assert code == 0 and serial in out and "active" in out
+
+    # Revoked while the listener runs: the very next push over mutual TLS is refused.
+    code, out = _cli("revoke", "-c", gw, serial.lower())
+    assert code == 0 and "revoked" in out
+    add_user(conn, "bob", "bob@example.org")
+    code, out = _cli("push", "-c", str(inside), "--subscription", str(sub_file))
+    assert code == 1 and "revoked" in out
+    assert "bob@example.org" not in read_replica(gateway.replica).by_address
+    (host,) = json.loads(_cli("subscriptions", "-c", gw, "--json")[1])
+    assert host["revoked"] and host["last_push"]
+    code, out = _cli("subscriptions", "-c", gw)
+    assert "revoked" in out
+    code, out = _cli("revoke", "-c", gw, serial)
+    assert code == 0 and "already revoked" in out
+
+    # A new subscription enrols the host again with a new certificate; the old one stays refused.
+    assert _cli("subscribe", "-c", gw, "--out", str(sub_file))[0] == 0
+    client_pem.unlink()
+    assert _cli("push", "-c", str(inside), "--subscription", str(sub_file))[0] == 0
+    assert "bob@example.org" in read_replica(gateway.replica).by_address
+    hosts = json.loads(_cli("subscriptions", "-c", gw, "--json")[1])
+    assert [bool(h["revoked"]) for h in hosts] == [True, False]
+
+
+def test_revoke_bad_serials_and_the_earlier_clients_file(gateway: Gateway) -> None:
+    gw = str(gateway.config_file)
+    code, out = _cli("revoke", "-c", gw, "not-hex")
+    assert code == 2 and "hex" in out
+    code, out = _cli("revoke", "-c", gw, "ABCDEF")
+    assert code == 2 and "no enrolled host" in out
+    # clients.json of the earlier format: serial -> enrolment time.
+    folder = gateway.root / "state" / "edgesync"
+    (folder / "clients.json").write_text(json.dumps({str(0xABCDEF): 1_700_000_000.0}))
+    (host,) = json.loads(_cli("subscriptions", "-c", gw, "--json")[1])
+    assert host["serial"] == "ABCDEF" and host["enrolled"].startswith("2023-11-14")
+    assert _cli("revoke", "-c", gw, "ab:cd:ef")[0] == 0
+    assert not gateway.listener.enrolment.enrolled(0xABCDEF)

@@ -12,6 +12,7 @@ import pytest
 from edgeward.config.directory import DirectoryConfig, audit_directory
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.directory import replica as replica_mod
+from edgeward.directory.lists import hashed
 from edgeward.directory.recipients import (
     AnyGroups,
     DirectoryGroups,
@@ -67,8 +68,8 @@ ALICE = Entry(
     "uid=alice,dc=example,dc=org",
     "user",
     ("alice@example.org", "a@example.org"),
-    safe=("friend@partner.net", "@trusted.example"),
-    blocked=("@spam.example",),
+    safe=hashed("friend@partner.net", "@trusted.example"),
+    blocked=hashed("@spam.example"),
 )
 
 

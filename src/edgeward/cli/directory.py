@@ -6,10 +6,12 @@
   root, the replica is handed to the service user. Exit 1 when the directory cannot be read or
   the mass-delete guard holds the sync back; the previous replica stays in both cases.
 - ``status [--json]``: last full, incremental and configuration sync, counts, age, staleness.
-- ``lookup ADDRESS [--json]``: what the replica knows of an address (exit 1: nothing).
+- ``lookup ADDRESS [--check-sender ADDR] [--json]``: what the replica knows of an address
+  (exit 1: nothing); the users' lists are digests, shown by size, and ``--check-sender`` says
+  whether ADDR (or its domain) is on each.
 - ``test``: connect, TLS, bind and one search; writes nothing.
-- ``subscribe`` (gateway) and ``push --subscription FILE`` (inside host): the push over mutual
-  TLS of ``directory.push``; the first push enrols the inside host with the one-time secret.
+- ``subscribe``, ``push``, ``subscriptions`` and ``revoke``, the push over mutual TLS, are in
+  ``cli.directory_push``.
 
 Exit codes: 0 done, 1 the action failed, 2 bad input or configuration.
 """
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -31,18 +32,18 @@ from edgeward.cli.queue import ConfigOption, clean, console, duration, fail, loa
 from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.ownership import service_owner
-from edgeward.config.schema import Config, parse_duration
+from edgeward.config.schema import Config
 from edgeward.directory.ldap import DirectoryError, LdapDirectory, read_password
-from edgeward.directory.push import PushError, enrol, enrolment_for, gateway_certificate
-from edgeward.directory.push import push as send_push
+from edgeward.directory.lists import listed
 from edgeward.directory.replica import ReplicaState, age, read_replica
-from edgeward.directory.subscription import Subscription, SubscriptionError
 from edgeward.directory.sync import Mapper, SyncRefused
 from edgeward.directory.sync import sync as run_sync
 from edgeward.runtime_policy import directory_replica_path
+from edgeward.types import Address
 
 directory_app = typer.Typer(
-    help="Directory synchronisation: sync, status, lookup, test, subscribe, push.", no_args_is_help=True
+    help="Directory synchronisation: sync, status, lookup, test, subscribe, push, subscriptions, revoke.",
+    no_args_is_help=True,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
 
@@ -153,24 +154,45 @@ def status(config_path: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption 
         else Text("fresh")
     )
     table.add_row("state", flag)
+    lists = (
+        Text("SHA-256 digests")
+        if meta.list_format == "sha256"
+        else Text("in clear (an earlier format; the next sync or push rewrites them hashed)", style="yellow")
+    )
+    table.add_row("sender lists", lists)
     for name, count in state.counts().items():
         table.add_row(name, str(count))
     table.add_row("accepted domains", clean(", ".join(sorted(state.domains))) or "-")
     print_table(out, table)
 
 
+_LISTS = ("safe_senders", "blocked_senders", "safe_recipients")
+
+
+def _address(text: str, what: str) -> Address:
+    wanted = text.strip().lower()
+    local, at, domain = wanted.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() for c in wanted):
+        fail(f"{what}{text!r}: give an address user@domain")
+    return Address(local, domain)
+
+
 @directory_app.command()
 def lookup(
     config_path: ConfigOption = DEFAULT_CONFIG_PATH,
     address: Annotated[str, typer.Argument(help="The address to look up.")] = "",
+    check_sender: Annotated[
+        str, typer.Option("--check-sender", help="Say whether this address is on each of the user's lists.")
+    ] = "",
     as_json: JsonOption = False,
 ) -> None:
-    """What the replica knows of ADDRESS: object, kind, addresses, groups, sender lists."""
+    """What the replica knows of ADDRESS: object, kind, addresses, groups, list sizes.
+
+    The lists are kept as digests, so they are shown by size; --check-sender says whether an
+    address (or its domain) is on them."""
     config = load(config_path)
-    wanted = address.strip().lower()
-    local, at, domain = wanted.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() for c in wanted):
-        fail(f"{address!r}: give an address user@domain")
+    wanted = str(_address(address, ""))
+    sender = _address(check_sender, "--check-sender ") if check_sender else None
     state = _replica(config)
     entry = state.by_address.get(wanted)
     if entry is None:
@@ -180,7 +202,8 @@ def lookup(
             console().print(Text(f"{clean(wanted)}: not in the replica"))
         raise typer.Exit(1)
     groups = state.groups_of(entry)
-    found = {
+    values = dict(zip(_LISTS, (entry.safe, entry.blocked, entry.safe_recipients), strict=True))
+    found: dict[str, Any] = {
         "address": wanted,
         "found": True,
         "id": entry.id,
@@ -188,21 +211,26 @@ def lookup(
         "kind": entry.kind,
         "addresses": list(entry.addresses),
         "groups": [g.dn for g in groups],
-        "safe_senders": list(entry.safe),
-        "blocked_senders": list(entry.blocked),
-        "safe_recipients": list(entry.safe_recipients),
+        "lists": {name: len(v) for name, v in values.items()},
     }
+    if sender is not None:
+        found["sender"] = {"address": str(sender), **{n: listed(v, sender) for n, v in values.items()}}
     if as_json:
         typer.echo(json.dumps(found, indent=2))
         return
     table = Table(show_header=False, box=None)
     table.add_column("what", style="bold")
     table.add_column("value")
-    for key, value in found.items():
-        if key in ("address", "found"):
-            continue
+    for key in ("id", "dn", "kind", "addresses", "groups"):
+        value = found[key]
         text = ", ".join(value) if isinstance(value, list) else str(value)
-        table.add_row(key.replace("_", " "), clean(text) or "-")
+        table.add_row(key, clean(text) or "-")
+    for name, size in found["lists"].items():
+        cell = f"{size} {'entry' if size == 1 else 'entries'}"
+        if sender is not None:
+            on = found["sender"][name]
+            cell += f"; {clean(str(sender))} {'is on it' if on else 'is not on it'}"
+        table.add_row(name.replace("_", " "), cell)
     print_table(console(), table)
 
 
@@ -231,89 +259,3 @@ def test(config_path: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
         fail(f"directory test failed: {exc}", code=1)
     except Exception as exc:  # an LDAP error of the one search
         fail(f"directory test failed: {exc}", code=1)
-
-
-@directory_app.command()
-def subscribe(
-    config_path: ConfigOption = DEFAULT_CONFIG_PATH,
-    out_file: Annotated[Path, typer.Option("--out", help="Subscription file to write (0600).")] = Path(
-        "edgesync-subscription.json"
-    ),
-    gateway: Annotated[
-        str, typer.Option("--gateway", help="host:port the inside host reaches; default: push_listen.")
-    ] = "",
-    lifetime: Annotated[str, typer.Option("--valid", help="How long the one-time secret is valid.")] = "24h",
-    reset: Annotated[bool, typer.Option("--reset", help="Forget every enrolled host first.")] = False,
-) -> None:
-    """Write a subscription file (gateway certificate, one-time secret) for 'directory push'."""
-    config = load(config_path)
-    address = gateway or config.directory.push_listen
-    if not address:
-        fail("set [directory] push_listen (the push listener) or give --gateway host:port")
-    try:
-        seconds = parse_duration(lifetime)
-    except ValueError as exc:
-        fail(f"--valid: {exc}")
-    state_dir = config.resolve(Path("state"))
-    owner = service_owner(state_dir)
-    enrolment = enrolment_for(config, (owner.uid, owner.gid) if owner else None)
-    cert, _key = gateway_certificate(config)
-    secret, expires = enrolment.new_secret(seconds, reset=reset)
-    Subscription(address, cert.read_text(), secret, expires).write(out_file)
-    console().print(
-        Text(
-            f"wrote {out_file}: carry it to the inside host and run 'edgeward directory push --subscription"
-            f" {out_file.name}' there before {_when(expires).split(' (')[0]}; it is a secret, delete it after"
-        )
-    )
-
-
-@directory_app.command()
-def push(
-    config_path: ConfigOption = DEFAULT_CONFIG_PATH,
-    subscription: Annotated[Path, typer.Option("--subscription", help="The file 'subscribe' wrote.")] = Path(
-        "edgesync-subscription.json"
-    ),
-    full: Annotated[bool, typer.Option("--full", help="Read everything, not only the changes.")] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Apply a sync that removes more than max_delete_share.")
-    ] = False,
-) -> None:
-    """On an inside host: read the directory and send the replica to the gateway over mutual TLS."""
-    config = load(config_path)
-    try:
-        sub = Subscription.read(subscription)
-    except SubscriptionError as exc:
-        fail(str(exc))
-    password = _password(config)
-    path = directory_replica_path(config)
-    out = console()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed} entries"),
-        TimeElapsedColumn(),
-        console=out,
-        transient=True,
-    ) as progress:
-        task = progress.add_task("reading the directory", total=None)
-        try:
-            run_sync(
-                config.directory,
-                password,
-                path,
-                full=full,
-                force=force,
-                progress=lambda n: progress.advance(task, n),
-            )
-            progress.update(task, description=f"sending to {sub.gateway}")
-            folder = config.resolve(Path("state")) / "edgesync-client"
-            identity = (folder / "client.pem", folder / "client.key")
-            if not identity[0].exists():
-                identity = enrol(sub, folder)
-            answer = send_push(sub, read_replica(path), identity, force=force)
-        except SyncRefused as exc:
-            fail(f"refused: {exc}", code=1)
-        except (DirectoryError, PushError, SubscriptionError) as exc:
-            fail(f"push failed: {exc}", code=1)
-    out.print(Text(f"pushed to {sub.gateway}: {answer['entries']} objects ({answer['removed']} removed)"))

@@ -25,6 +25,7 @@ from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
 from edgeward.cli.cert import cert_app
 from edgeward.cli.directory import directory_app
+from edgeward.cli.directory_push import push as _directory_push  # noqa: F401  (registers subscribe, push, ...)
 from edgeward.cli.harden import harden_app
 from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.install_service import install_service

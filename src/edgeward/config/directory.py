@@ -13,6 +13,9 @@ Decisions:
   set; certificates are always verified, against ``ca_file`` or the system store.
 - ``max_delete_share`` (10%) bounds what one sync may remove: a wrong base DN or an emptied
   directory is refused without ``--force`` rather than turning every recipient into 550.
+- ``list_encoding``: the replica keeps the users' lists as SHA-256 digests whatever the
+  directory holds (``directory.lists``); ``sha256`` says the directory's values are digests
+  already, made by the same rule.
 - A replica older than ``max_age`` raises an alarm; ``stale_action`` = ``keep`` keeps accepting
   by it (the default: a directory outage must not stop mail), ``tempfail`` answers 451 4.3.0.
 """
@@ -62,7 +65,8 @@ PRESETS: dict[str, dict[str, str]] = {
         "group_class": "group",
         "member_attribute": "member",
         # Exchange keeps the users' lists hashed (msExchSafeSendersHash), in a form not
-        # documented; a site publishing them in clear sets these names.
+        # documented; a site publishing them in clear, or hashed by our rule (list_encoding =
+        # "sha256"), sets these names.
         "safe_senders_attribute": "",
         "blocked_senders_attribute": "",
         "safe_recipients_attribute": "",
@@ -133,6 +137,12 @@ class DirectoryConfig(_Section):
     safe_senders_attribute: str | None = Field(None, description="Per-user safe senders; '': none")
     blocked_senders_attribute: str | None = Field(None, description="Per-user blocked senders; '': none")
     safe_recipients_attribute: str | None = Field(None, description="Per-user safe recipients; '': none")
+    list_encoding: Literal["plain", "sha256"] = Field(
+        "plain",
+        description="How the directory stores the users' lists: plain addresses, or sha256 (each value"
+        " the hex SHA-256 of the lower-cased address or @domain, domain in IDNA form); the replica"
+        " keeps digests either way",
+    )
     domain_filter: str | None = Field(None, description="Filter of accepted-domain objects; '': none")
     domain_attribute: str | None = Field(None, description="Attribute naming an accepted domain")
 

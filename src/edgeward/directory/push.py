@@ -27,7 +27,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +38,16 @@ from cryptography.x509.oid import NameOID
 
 from edgeward.config.directory import DirectoryConfig
 from edgeward.config.schema import Config
+from edgeward.directory.lists import digests
 from edgeward.directory.replica import Entry, Meta, ReplicaState, read_replica, write_replica
-from edgeward.directory.subscription import Enrolment, Subscription, SubscriptionError, write_private
+from edgeward.directory.subscription import (
+    DEFAULT_NAME,
+    HOST_NAME,
+    Enrolment,
+    Subscription,
+    SubscriptionError,
+    write_private,
+)
 from edgeward.directory.sync import SyncRefused, check_deletions
 from edgeward.tls.store import CertificateStore
 
@@ -55,9 +63,16 @@ class PushError(Exception):
     """A push the gateway refused, or one that could not reach it."""
 
 
+def _hashed(e: Entry) -> Entry:
+    return replace(
+        e, safe=digests(e.safe), blocked=digests(e.blocked), safe_recipients=digests(e.safe_recipients)
+    )
+
+
 def state_to_json(state: ReplicaState) -> dict[str, Any]:
+    """The push body; the users' lists go as digests only (``directory.lists``)."""
     return {
-        "entries": [asdict(e) for e in state.entries.values()],
+        "entries": [asdict(_hashed(e)) for e in state.entries.values()],
         "domains": sorted(state.domains),
         "meta": asdict(state.meta),
     }
@@ -75,8 +90,15 @@ def _entry(e: dict[str, Any]) -> Entry:
         raise TypeError("entry fields must be text")
     lists = (_texts(e.get(k, [])) for k in ("addresses", "members", "safe", "blocked", "safe_recipients"))
     addresses, members, safe, blocked, safe_recipients = lists
+    # A host of an earlier version sends its lists in clear: they are hashed on arrival.
     return Entry(
-        fields[0], fields[1], fields[2], addresses, fields[3], members, safe, blocked, safe_recipients
+        fields[0],
+        fields[1],
+        fields[2],
+        addresses,
+        fields[3],
+        members,
+        *map(digests, (safe, blocked, safe_recipients)),
     )
 
 
@@ -160,7 +182,8 @@ class PushListener:
             known = tls is not None and tls.getpeercert(binary_form=True)
             limit = MAX_FRAME if known else MAX_ANONYMOUS_FRAME
             request = await asyncio.wait_for(_read_frame(reader, limit), TIMEOUT)
-            answer = await self._answer(request, tls)
+            host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
+            answer = await self._answer(request, tls, host)
         except (PushError, SubscriptionError, SyncRefused) as exc:
             log.warning("directory push from %s refused: %s", peer, exc)
             answer = {"ok": False, "error": str(exc)}
@@ -175,11 +198,11 @@ class PushListener:
             pass
         writer.close()
 
-    async def _answer(self, request: dict[str, Any], tls: ssl.SSLObject | None) -> dict[str, Any]:
+    async def _answer(self, request: dict[str, Any], tls: ssl.SSLObject | None, peer: str) -> dict[str, Any]:
         op = request.get("op")
         if op == "enrol":
             cert = await asyncio.to_thread(
-                self.enrolment.enrol, str(request.get("secret", "")), str(request.get("csr", ""))
+                self.enrolment.enrol, str(request.get("secret", "")), str(request.get("csr", "")), peer
             )
             log.info("directory push: a host enrolled")
             return {"ok": True, "certificate": cert}
@@ -189,10 +212,15 @@ class PushListener:
         if not der:
             raise PushError("a push needs the client certificate of an enrolled host")
         serial = x509.load_der_x509_certificate(der).serial_number
-        if not self.enrolment.enrolled(serial):
-            raise PushError("this client certificate is not enrolled")
+        if not await asyncio.to_thread(self.enrolment.enrolled, serial):
+            raise PushError(f"this client certificate ({serial:X}) is not enrolled or was revoked")
         state = state_from_json(request.get("state") or {})
         counts = await asyncio.to_thread(self._apply, state, bool(request.get("force")))
+        try:
+            await asyncio.to_thread(self.enrolment.record_push, serial, peer)
+        except (OSError, ValueError, SubscriptionError) as exc:
+            # The push is applied; only the listing's "last push" misses it.
+            log.error("directory push: cannot record the push of %X: %s", serial, exc)
         return {"ok": True, **counts}
 
     def _apply(self, state: ReplicaState, force: bool) -> dict[str, int]:
@@ -275,12 +303,18 @@ def _recv(sock: ssl.SSLSocket, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def _own_name() -> str:
+    name = socket.gethostname()
+    return name if HOST_NAME.match(name) else DEFAULT_NAME
+
+
 def enrol(sub: Subscription, folder: Path) -> tuple[Path, Path]:
     """Make a key here, have the gateway sign it with the one-time secret; return (cert, key)."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgesync-push")]))
+        # The host's name, shown by 'directory subscriptions' on the gateway.
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, _own_name())]))
         .sign(key, hashes.SHA256())
     )
     answer = _exchange(

@@ -8,7 +8,8 @@
   logged); with ``stale_action = "tempfail"`` recipients
   get 451 4.3.0 until a sync succeeds, with ``keep`` they are answered from the old replica.
 - :class:`DirectorySenderLists` answers the users' safe senders (the exemption) and blocked
-  senders (``safe-senders``'s 550 5.7.1) from the replica, beside the policy store's lists.
+  senders (``safe-senders``'s 550 5.7.1) from the replica, beside the policy store's lists;
+  the replica holds them as digests, so the sender is hashed and compared (``directory.lists``).
   Safe recipients are replicated and shown, but the envelope says nothing of the To field
   they are about, so no decision uses them.
 - :class:`DirectoryGroups` answers the transport rules' ``from_groups``/``to_groups`` from the
@@ -22,6 +23,7 @@ import time
 from collections.abc import Callable
 
 from edgeward.config.directory import DirectoryConfig
+from edgeward.directory.lists import listed
 from edgeward.directory.replica import Entry, ReplicaReader, ReplicaState, age, normal_dn
 from edgeward.filters.agents.recipient_filter import RecipientSourceError
 from edgeward.filters.rules.groups import FileGroups
@@ -90,11 +92,6 @@ class DirectoryRecipients:
     async def exists(self, recipient: Address) -> bool:
         state = await self.state()
         return str(recipient).lower() in state.by_address
-
-
-def listed(values: tuple[str, ...], sender: Address) -> bool:
-    """Whether ``sender`` is on a user's list of addresses and ``@domain`` entries."""
-    return str(sender).lower() in values or f"@{sender.domain.lower().rstrip('.')}" in values
 
 
 class DirectorySenderLists:

@@ -11,8 +11,13 @@ changes, checked at most once a second. Lookups are dictionary reads on the even
 
 Tables: ``objects`` (stable id, DN, kind, change marker), ``addresses`` (address -> object),
 ``members`` (group -> member DN), ``lists`` (per-object safe senders, blocked senders, safe
-recipients), ``domains`` (accepted domains), ``meta`` (last full and incremental sync, change
-marker, counts).
+recipients, as SHA-256 digests: ``directory.lists``), ``domains`` (accepted domains), ``meta``
+(last full and incremental sync, change marker, ``list_format``).
+
+The file never holds a list value in clear: :func:`write_replica` passes every list through
+``lists.digests``. A replica written before the lists were hashed (no ``list_format`` in its
+meta) still loads: its values are hashed as they are read, so lookups answer the same, and
+``meta.list_format`` says ``plain`` until the next sync or push writes the file again.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from edgeward.directory.lists import digests
 
 REPLICA_FILE = "directory.db"
 LIST_KINDS = ("safe", "blocked", "safe-recipient")
@@ -50,6 +57,7 @@ class Entry:
     addresses: tuple[str, ...]
     marker: str = ""
     members: tuple[str, ...] = ()  # member DNs of a group
+    # SHA-256 hex digests (``directory.lists``), never addresses in clear.
     safe: tuple[str, ...] = ()
     blocked: tuple[str, ...] = ()
     safe_recipients: tuple[str, ...] = ()
@@ -64,6 +72,8 @@ class Meta:
     last_config: float = 0.0
     marker: str = ""
     source: str = ""
+    # How the file read keeps the lists: sha256, or plain for one written before they were hashed.
+    list_format: str = "sha256"
 
     @property
     def last_success(self) -> float:
@@ -192,7 +202,7 @@ def _insert(db: sqlite3.Connection, state: ReplicaState) -> None:
         (e.id, kind, v)
         for e in entries
         for kind, values in zip(LIST_KINDS, (e.safe, e.blocked, e.safe_recipients), strict=True)
-        for v in values
+        for v in digests(values)
     )
     db.executemany("INSERT INTO lists VALUES (?, ?, ?)", rows)
     db.executemany("INSERT INTO domains VALUES (?)", ((d,) for d in sorted(state.domains)))
@@ -203,6 +213,7 @@ def _insert(db: sqlite3.Connection, state: ReplicaState) -> None:
         "last_config": m.last_config,
         "marker": m.marker,
         "source": m.source,
+        "list_format": "sha256",
     }
     db.executemany("INSERT INTO meta VALUES (?, ?)", ((k, json.dumps(v)) for k, v in meta.items()))
 
@@ -228,6 +239,11 @@ def _load(db: sqlite3.Connection) -> ReplicaState:
     lists: dict[tuple[str, str], list[str]] = {}
     for oid, kind, value in db.execute("SELECT object_id, list, value FROM lists"):
         lists.setdefault((oid, kind), []).append(value)
+    raw = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    meta = Meta(**{k: raw[k] for k in Meta.__dataclass_fields__ if k in raw})
+    meta.list_format = str(raw.get("list_format", "plain"))
+    # write_replica put digests only in a file that says sha256; an earlier one is hashed here.
+    as_read = tuple if meta.list_format == "sha256" else digests
     entries = {
         oid: Entry(
             oid,
@@ -236,12 +252,10 @@ def _load(db: sqlite3.Connection) -> ReplicaState:
             tuple(addresses.get(oid, ())),
             marker,
             tuple(members.get(oid, ())),
-            *(tuple(lists.get((oid, k), ())) for k in LIST_KINDS),
+            *(as_read(lists.get((oid, k), ())) for k in LIST_KINDS),
         )
         for oid, dn, kind, marker in db.execute("SELECT id, dn, kind, marker FROM objects")
     }
-    raw = {k: json.loads(v) for k, v in db.execute("SELECT key, value FROM meta")}
-    meta = Meta(**{k: raw[k] for k in Meta.__dataclass_fields__ if k in raw})
     domains = frozenset(d for (d,) in db.execute("SELECT domain FROM domains"))
     return ReplicaState(entries, domains, meta).index()
 

@@ -13,18 +13,30 @@ records the serial. From then on a push needs a client certificate from that CA 
 enrolled serial: the private key never left the inside host, and no other certificate is
 accepted. ``subscribe`` again (a new secret) lets a new host enrol; ``--reset`` forgets every
 enrolled host.
+
+``state/edgesync/clients.json`` holds, per serial, what ``directory subscriptions`` lists: the
+certificate's subject (the name the inside host gave in its CSR, if it is a host name), when
+and from where it enrolled, its last accepted push, and when it was revoked. ``directory
+revoke SERIAL`` marks it revoked (kept, so the listing says so): the listener reads the file at
+every push, so the next push with that certificate is refused, with no restart. The CLI (as
+root) and the listener both change these files; they do so under an exclusive lock
+(``.lock``), so a push being recorded cannot write back a revocation made meanwhile.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
+import re
 import secrets
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,6 +50,9 @@ SUBSCRIPTION_VERSION = 1
 # keyCertSign and cRLSign only.
 _CA_USAGE = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
 CLIENT_DAYS = 730
+DEFAULT_NAME = "edgesync-push"
+# A name an inside host may give itself in its CSR: informative only (the secret authorises).
+HOST_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9.-]{0,62})$")
 
 
 class SubscriptionError(Exception):
@@ -90,6 +105,64 @@ class Subscription:
             raise SubscriptionError(f"{path}: not a readable subscription file ({exc})") from None
 
 
+@dataclass(frozen=True, slots=True)
+class Client:
+    """An inside host enrolled to push; times are Unix seconds, 0 for never."""
+
+    serial: int
+    subject: str
+    enrolled: float
+    peer: str = ""
+    last_push: float = 0.0
+    last_peer: str = ""
+    revoked: float = 0.0
+
+    @property
+    def serial_hex(self) -> str:
+        return format(self.serial, "X")
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "serial": self.serial_hex,
+            "subject": self.subject,
+            "enrolled": self.enrolled,
+            "peer": self.peer,
+            "last_push": self.last_push,
+            "last_peer": self.last_peer,
+            "revoked": self.revoked,
+        }
+
+    @classmethod
+    def from_json(cls, serial: str, value: object) -> Client:
+        if not isinstance(value, dict):
+            # The earlier format kept only the enrolment time.
+            return cls(
+                int(serial), f"CN={DEFAULT_NAME}", float(value) if isinstance(value, int | float) else 0.0
+            )
+        return cls(
+            int(serial),
+            str(value.get("subject", f"CN={DEFAULT_NAME}")),
+            float(value.get("enrolled", 0.0)),
+            str(value.get("peer", "")),
+            float(value.get("last_push", 0.0)),
+            str(value.get("last_peer", "")),
+            float(value.get("revoked", 0.0)),
+        )
+
+
+def _stored(client: Client) -> dict[str, Any]:
+    # Keyed by the decimal serial in clients.json, as the earlier format was.
+    return {k: v for k, v in client.as_json().items() if k != "serial"}
+
+
+def parse_serial(text: str) -> int:
+    """A serial as ``directory subscriptions`` shows it: hex, colons and a 0x prefix allowed."""
+    cleaned = text.strip().replace(":", "").lower().removeprefix("0x")
+    if not cleaned or any(c not in "0123456789abcdef" for c in cleaned):
+        raise SubscriptionError(f"{text!r}: give the serial in hex, as 'directory subscriptions' shows it")
+    return int(cleaned, 16)
+
+
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -114,6 +187,19 @@ class Enrolment:
 
     def _save(self, name: str, data: dict[str, Any]) -> None:
         write_private(self.folder / name, json.dumps(data, indent=2).encode(), self.owner)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Held while reading and writing pending.json or clients.json (see the module doc)."""
+        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if self.owner is not None:
+                os.fchown(fd, *self.owner)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def ensure_ca(self) -> None:
         if self.ca_path.exists():
@@ -143,22 +229,26 @@ class Enrolment:
         self.ensure_ca()
         secret = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode().rstrip("=")
         expires = time.time() + lifetime
-        pending = {} if reset else {d: e for d, e in self._json("pending.json").items() if e > time.time()}
-        pending[_digest(secret)] = expires
-        self._save("pending.json", pending)
-        if reset:
-            self._save("clients.json", {})
+        with self._locked():
+            pending = (
+                {} if reset else {d: e for d, e in self._json("pending.json").items() if e > time.time()}
+            )
+            pending[_digest(secret)] = expires
+            self._save("pending.json", pending)
+            if reset:
+                self._save("clients.json", {})
         return secret, expires
 
-    def enrol(self, secret: str, csr_pem: str) -> str:
+    def enrol(self, secret: str, csr_pem: str, peer: str = "") -> str:
         """Check and spend ``secret``; sign ``csr_pem``; return the client certificate (PEM)."""
-        pending = self._json("pending.json")
-        digest = _digest(secret)
-        match = next((d for d in pending if hmac.compare_digest(d, digest)), None)
-        if match is None or pending[match] <= time.time():
-            raise SubscriptionError("unknown, used or expired subscription secret")
-        del pending[match]
-        self._save("pending.json", pending)
+        with self._locked():
+            pending = self._json("pending.json")
+            digest = _digest(secret)
+            match = next((d for d in pending if hmac.compare_digest(d, digest)), None)
+            if match is None or pending[match] <= time.time():
+                raise SubscriptionError("unknown, used or expired subscription secret")
+            del pending[match]
+            self._save("pending.json", pending)
         try:
             csr = x509.load_pem_x509_csr(csr_pem.encode())
         except ValueError as exc:
@@ -169,7 +259,11 @@ class Enrolment:
         ca_key = serialization.load_pem_private_key(key_pem, None)
         ca = x509.load_pem_x509_certificate(self.ca_path.read_bytes())
         now = datetime.now(UTC) - timedelta(minutes=5)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "edgesync-push")])
+        given = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        host = str(given[0].value) if given else ""
+        name = x509.Name(
+            [x509.NameAttribute(NameOID.COMMON_NAME, host if HOST_NAME.match(host) else DEFAULT_NAME)]
+        )
         cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -182,10 +276,39 @@ class Enrolment:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
         )
-        clients = self._json("clients.json")
-        clients[str(cert.serial_number)] = time.time()
-        self._save("clients.json", clients)
+        client = Client(cert.serial_number, name.rfc4514_string(), time.time(), peer)
+        with self._locked():
+            clients = self._json("clients.json")
+            clients[str(client.serial)] = _stored(client)
+            self._save("clients.json", clients)
         return cert.public_bytes(serialization.Encoding.PEM).decode()
 
+    def clients(self) -> list[Client]:
+        """Every enrolled host, revoked ones included, by enrolment time."""
+        found = [Client.from_json(k, v) for k, v in self._json("clients.json").items()]
+        return sorted(found, key=lambda c: c.enrolled)
+
     def enrolled(self, serial: int) -> bool:
-        return str(serial) in self._json("clients.json")
+        """Whether ``serial`` is enrolled and not revoked (read afresh: a revocation counts at once)."""
+        value = self._json("clients.json").get(str(serial))
+        return value is not None and not Client.from_json(str(serial), value).revoked
+
+    def _change(self, serial: int, **changes: float | str) -> tuple[Client, Client]:
+        """Apply ``changes`` to the record of ``serial`` under the lock; (before, after)."""
+        with self._locked():
+            clients = self._json("clients.json")
+            if str(serial) not in clients:
+                raise SubscriptionError(f"no enrolled host has the serial {serial:X}")
+            before = Client.from_json(str(serial), clients[str(serial)])
+            after = before if before.revoked and "revoked" in changes else replace(before, **changes)  # type: ignore[arg-type]
+            clients[str(serial)] = _stored(after)
+            self._save("clients.json", clients)
+            return before, after
+
+    def record_push(self, serial: int, peer: str = "") -> None:
+        self._change(serial, last_push=time.time(), last_peer=peer)
+
+    def revoke(self, serial: int) -> tuple[Client, bool]:
+        """Mark ``serial`` revoked; returns it and whether it was revoked already."""
+        before, after = self._change(serial, revoked=time.time())
+        return after, bool(before.revoked)

@@ -28,6 +28,7 @@ from ldap3.utils.conv import escape_filter_chars
 
 from edgeward.config.directory import DirectoryConfig
 from edgeward.directory.ldap import LdapDirectory, RawEntry
+from edgeward.directory.lists import from_directory
 from edgeward.directory.replica import Entry, Meta, ReplicaState, read_replica, write_replica
 
 log = logging.getLogger("edgeward.directory.sync")
@@ -70,18 +71,6 @@ def smtp_address(value: str) -> str | None:
         value = match.group(2).strip()
     value = value.lower()
     return value if _ADDRESS.match(value) else None
-
-
-def _list_entries(raw: RawEntry, attribute: str) -> tuple[str, ...]:
-    if not attribute:
-        return ()
-    out = []
-    for v in raw.text(attribute):
-        v = v.strip().lower()
-        local, at, domain = v.rpartition("@")
-        if at and domain and " " not in v and "@" not in local:
-            out.append(v)
-    return tuple(dict.fromkeys(out))
 
 
 def object_id(raw: RawEntry, attribute: str) -> str:
@@ -139,8 +128,13 @@ class Mapper:
             tuple(dict.fromkeys(addresses)),
             marker,
             members,
-            *(_list_entries(raw, a) for a in self.lists),
+            *(self._list(raw, a) for a in self.lists),
         )
+
+    def _list(self, raw: RawEntry, attribute: str) -> tuple[str, ...]:
+        if not attribute:
+            return ()
+        return from_directory(raw.text(attribute), self.cfg.list_encoding, f"{raw.dn} {attribute}")
 
 
 def _later(a: str, b: str) -> bool:

@@ -276,6 +276,7 @@ def add_user(
     alternates: tuple[str, ...] = (),
     safe: tuple[str, ...] = (),
     blocked: tuple[str, ...] = (),
+    safe_recipients: tuple[str, ...] = (),
 ) -> str:
     dn = f"uid={escape_rdn(uid)},ou=people,{SUFFIX}"
     attrs: dict[str, Any] = {
@@ -291,6 +292,7 @@ def add_user(
         ("mailAlternateAddress", alternates),
         ("edgewardSafeSender", safe),
         ("edgewardBlockedSender", blocked),
+        ("edgewardSafeRecipient", safe_recipients),
     ):
         if values:
             attrs[name] = list(values)
