@@ -216,6 +216,8 @@ def apply_cmd(
         point = apply(change, config)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise _fail(f"apply failed: {exc}; 'edgeward harden rollback' restores the recorded state") from None
+    for line in change.not_changed:
+        typer.echo(f"not changed: {line}")
     typer.echo(f"applied template {template.name}; rollback point {point.stem}")
     typer.echo(COVERS)
 
@@ -236,6 +238,8 @@ def rollback_cmd(
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"rollback failed: {exc}") from None
+    for line in done.get("not_restored") or []:  # type: ignore[attr-defined]
+        typer.echo(f"not restored: {line}")
     typer.echo(f"restored rollback point {done['id']} (template {done['template']})")
     typer.echo(COVERS)
 

@@ -10,6 +10,7 @@ processes are seen too.
 from __future__ import annotations
 
 import fnmatch
+import grp
 import ipaddress
 import os
 import pwd
@@ -17,7 +18,7 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,10 @@ from edgeward.config.schema import Config
 from edgeward.harden.findings import Finding
 from edgeward.harden.template import RoleTemplate
 
-__all__ = ["Listener", "Notes", "check_host", "file_targets", "listeners"]
+__all__ = [
+    "Listener", "Notes", "check_host", "file_targets", "listeners", "owner_text", "service_ids",
+    "wanted_owner",
+]  # fmt: skip
 
 _NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 # Which KRN id a kernel setting's finding gets; the first matching fragment wins.
@@ -213,6 +217,62 @@ def _check_unit(notes: Notes) -> Iterator[Finding]:
     notes.checked.append(f"the unit {path}")
 
 
+def service_ids(config: Config) -> tuple[int, int] | None:
+    """(uid, gid) the gateway runs as: ``server.user`` and ``server.group`` or its primary group."""
+    try:
+        pw = pwd.getpwnam(config.server.user)
+    except KeyError:
+        return None
+    if not config.server.group:
+        return pw.pw_uid, pw.pw_gid
+    try:
+        return pw.pw_uid, grp.getgrnam(config.server.group).gr_gid
+    except KeyError:
+        return None
+
+
+def wanted_owner(owner: str, service: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """(uid, gid) a file rule's ``owner`` asks for; None where it asks nothing or cannot be known.
+
+    ``root`` files (the configuration and its folder) are root's with the service's group, so the
+    gateway reads them and cannot change them: the layout install-service makes.
+    """
+    if owner == "root":
+        return 0, service[1] if service else None
+    if owner == "service" and service is not None:
+        return service
+    return None, None
+
+
+def owner_text(uid: int | None, gid: int | None) -> str:
+    def name(ident: int | None, lookup: Callable[[int], str]) -> str:
+        if ident is None:
+            return "any"
+        try:
+            return lookup(ident)
+        except KeyError:
+            return str(ident)
+
+    return f"{name(uid, lambda i: pwd.getpwuid(i).pw_name)}:{name(gid, lambda i: grp.getgrgid(i).gr_name)}"
+
+
+def _rule_path(text: str) -> Path:
+    """The rule's path with the folders above it resolved, and itself when root owns the link.
+
+    A link the service user could have made (in a folder it owns) is never followed: it would
+    point analyse and apply wherever it liked. Root's own (install-service links the queue and
+    quarantine into the data folder) stands for its target.
+    """
+    top = Path(os.path.abspath(text))
+    top = Path(os.path.realpath(top.parent)) / top.name
+    try:
+        if top.is_symlink() and top.lstat().st_uid == 0:
+            return Path(os.path.realpath(top))
+    except OSError:
+        pass
+    return top
+
+
 def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> list[tuple[Path, int, str]]:
     """(path, max mode, owner) for each file rule, paths filled in from the configuration."""
     values = {
@@ -222,10 +282,10 @@ def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> l
     }  # fmt: skip
     out: list[tuple[Path, int, str]] = []
     for rule in template.files:
-        top = Path(os.path.normpath(rule.path.format(**values)))
+        top = _rule_path(os.path.normpath(rule.path.format(**values)))
         out.append((top, rule.max_mode, rule.owner))
         try:
-            walk = rule.recursive and top.is_dir()
+            walk = rule.recursive and top.is_dir() and not top.is_symlink()
         except OSError:  # a folder above is not ours to read: the lstat below says so
             walk = False
         if walk:
@@ -244,11 +304,9 @@ def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> l
 def _check_files(
     template: RoleTemplate, config: Config, config_path: Path, notes: Notes
 ) -> Iterator[Finding]:
-    try:
-        service_uid: int | None = pwd.getpwnam(config.server.user).pw_uid
-    except KeyError:
-        service_uid = None
+    service = service_ids(config)
     unread: list[str] = []
+    links: list[str] = []
     targets = file_targets(template, config, config_path)
     for path, max_mode, owner in targets:
         try:
@@ -258,15 +316,21 @@ def _check_files(
         except OSError:
             unread.append(str(path))
             continue
+        if stat.S_ISLNK(st.st_mode):
+            links.append(str(path))
+            continue
         mode = stat.S_IMODE(st.st_mode)
-        if not stat.S_ISLNK(st.st_mode) and mode & ~max_mode:
+        if mode & ~max_mode:
             yield Finding("EW-FILE-001", f"{path} is {mode:04o} (at most {max_mode:04o})")
-        want = 0 if owner == "root" else service_uid if owner == "service" else None
-        if want is not None and st.st_uid != want:
-            yield Finding("EW-FILE-002", f"{path} is owned by uid {st.st_uid} (want {owner})")
+        uid, gid = wanted_owner(owner, service)
+        if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
+            have, want = owner_text(st.st_uid, st.st_gid), owner_text(uid, gid)
+            yield Finding("EW-FILE-002", f"{path} is owned by {have} (want {want})")
     notes.checked.append(f"owner and mode of {len(targets)} path(s)")
     if unread:
         notes.not_checked.append(f"not readable: {', '.join(unread)}")
+    if links:
+        notes.not_checked.append(f"symlinks not followed (not made by root): {', '.join(links)}")
 
 
 def _check_user(config: Config, notes: Notes) -> Iterator[Finding]:
