@@ -236,3 +236,52 @@ def test_the_installed_unit_is_compared_with_the_shipped_one(tmp_path: Path) -> 
     else:
         exe = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart=")).split()[0][10:]
         assert bool(hits) == (unit.read_text() != unit_text(exe))
+
+
+def test_progress_is_told_of_every_step_in_order(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    text = BASE.replace('["example.test"]', '["example.test", "example.net"]')
+    text += '[dns]\nservers = ["127.0.0.1"]\nport = 9\ntimeout = 0.2\n'  # nothing answers: not checked
+    analyse(load_template("edge"), _conf(tmp_path, text), progress=lambda *a: seen.append(a))
+    steps = [what for what, _, _ in seen]
+    assert steps[:2] == ["listening sockets", "the firewall"] and steps[-1] == "done"
+    dns_steps = {"DNS of example.test", "DNS of example.net", "reverse DNS of mx.example.test"}
+    assert {"the gateway", *dns_steps} <= set(steps)
+    total = seen[0][2]
+    assert [done for _, done, _ in seen] == list(range(total + 1)) and {t for _, _, t in seen} == {total}
+
+
+def _in_a_terminal(args: list[str]) -> str:
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "COLUMNS": "100"}
+    env["TERM"] = "xterm"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, "-m", "edgeward", *args], env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_bar_in_a_terminal_and_none_in_json(tmp_path: Path) -> None:
+    import re
+
+    conf = str(_conf(tmp_path))
+    shown = _in_a_terminal(["harden", "analyse", "-c", conf, "--no-dns"])
+    assert "harden analyse: template edge" in shown
+    assert re.search(r"(checking|analysed).*\d+/\d+", shown), shown
+    as_json = _in_a_terminal(["harden", "analyse", "-c", conf, "--no-dns", "--json"])
+    assert json.loads(as_json)["template"] == "edge"
+    # Not a terminal (the runner captures): the same table, and no bar.
+    done = CliRunner().invoke(app, ["harden", "analyse", "-c", conf, "--no-dns"])
+    assert "harden analyse: template edge" in done.output and "checking" not in done.output

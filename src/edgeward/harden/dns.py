@@ -18,9 +18,9 @@ import dns.reversename
 
 from edgeward.config.schema import Config
 from edgeward.harden.findings import Finding
-from edgeward.harden.host import Notes
+from edgeward.harden.host import Notes, Step
 
-__all__ = ["check_dns"]
+__all__ = ["check_dns", "dns_steps"]
 
 _ABSENT = (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer)
 
@@ -86,21 +86,33 @@ def _reverse(resolver: dns.resolver.Resolver, hostname: str) -> Iterator[Finding
             yield Finding("EW-DNS-006", f"{address} ({hostname}) reverses to {shown}")
 
 
-def check_dns(config: Config, notes: Notes) -> list[Finding]:
+def dns_steps(config: Config, notes: Notes) -> list[Step]:
+    """One step per accepted domain, then the banner name's reverse DNS."""
     resolver = _resolver(config)
     hostname = config.server.hostname.lower()
     names = {hostname, *(rc.fqdn.lower() for rc in config.receive_connectors if rc.fqdn)}
-    out: list[Finding] = []
     domains = [d for d in config.accepted_domains if not d.startswith("*")]
-    for domain in domains:
+
+    def one(domain: str) -> list[Finding]:
         try:
-            out += _domain(resolver, domain, names)
+            return list(_domain(resolver, domain, names))
         except _Unanswered as exc:
             notes.not_checked.append(f"DNS of {domain}: {exc}")
-    try:
-        out += _reverse(resolver, hostname)
-    except _Unanswered as exc:
-        notes.not_checked.append(f"reverse DNS of {hostname}: {exc}")
-    via = ", ".join(config.dns.servers) or "/etc/resolv.conf"
-    notes.checked.append(f"DNS of {len(domains)} accepted domain(s) and {hostname} via {via}")
-    return out
+            return []
+
+    def reverse() -> list[Finding]:
+        try:
+            found = list(_reverse(resolver, hostname))
+        except _Unanswered as exc:
+            notes.not_checked.append(f"reverse DNS of {hostname}: {exc}")
+            found = []
+        via = ", ".join(config.dns.servers) or "/etc/resolv.conf"
+        notes.checked.append(f"DNS of {len(domains)} accepted domain(s) and {hostname} via {via}")
+        return found
+
+    steps: list[Step] = [(f"DNS of {d}", lambda d=d: one(d)) for d in domains]  # type: ignore[misc]
+    return [*steps, (f"reverse DNS of {hostname}", reverse)]
+
+
+def check_dns(config: Config, notes: Notes) -> list[Finding]:
+    return [f for _, run in dns_steps(config, notes) for f in run()]

@@ -18,7 +18,7 @@ import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +27,8 @@ from edgeward.harden.findings import Finding
 from edgeward.harden.template import RoleTemplate
 
 __all__ = [
-    "Listener", "Notes", "check_host", "file_targets", "listeners", "owner_text", "service_ids",
-    "wanted_owner",
+    "Listener", "Notes", "Step", "check_host", "file_targets", "host_steps", "listeners", "owner_text",
+    "service_ids", "wanted_owner",
 ]  # fmt: skip
 
 _NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
@@ -356,13 +356,21 @@ def _check_user(config: Config, notes: Notes) -> Iterator[Finding]:
     notes.checked.append(f"the service user {name}")
 
 
+Step = tuple[str, Callable[[], Iterable[Finding]]]
+
+
+def host_steps(template: RoleTemplate, config: Config, config_path: Path, notes: Notes) -> list[Step]:
+    """The host checks as (what, run) steps, so a caller can show progress between them."""
+    return [
+        ("listening sockets", lambda: _check_sockets(template, notes)),
+        ("the firewall", lambda: _check_firewall(template, notes)),
+        ("kernel settings", lambda: _check_sysctls(template, notes)),
+        ("running services", lambda: _check_services(template, notes)),
+        ("the unit", lambda: _check_unit(notes)),
+        ("owners and modes", lambda: _check_files(template, config, config_path, notes)),
+        ("the service user", lambda: _check_user(config, notes)),
+    ]
+
+
 def check_host(template: RoleTemplate, config: Config, config_path: Path, notes: Notes) -> list[Finding]:
-    out: list[Finding] = []
-    out += _check_sockets(template, notes)
-    out += _check_firewall(template, notes)
-    out += _check_sysctls(template, notes)
-    out += _check_services(template, notes)
-    out += _check_unit(notes)
-    out += _check_files(template, config, config_path, notes)
-    out += _check_user(config, notes)
-    return out
+    return [f for _, run in host_steps(template, config, config_path, notes) for f in run()]
