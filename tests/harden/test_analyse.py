@@ -285,3 +285,57 @@ def test_a_bar_in_a_terminal_and_none_in_json(tmp_path: Path) -> None:
     # Not a terminal (the runner captures): the same table, and no bar.
     done = CliRunner().invoke(app, ["harden", "analyse", "-c", conf, "--no-dns"])
     assert "harden analyse: template edge" in done.output and "checking" not in done.output
+
+
+def _zone(name: str, extra: str = "") -> str:
+    return (f"$ORIGIN {name}.\n$TTL 300\n@ SOA ns.{name}. admin.{name}. 1 3600 600 86400 300\n"
+            f"@ NS ns\nns A 127.0.0.1\n@ MX 10 mx\nmx A 192.0.2.26\n{extra}")  # fmt: skip
+
+
+SEND_CONNECTORS = """
+[[send_connectors]]
+name = "partners"
+address_spaces = ["partner.test", "plain.test", "broken.test", "*.wild.test"]
+dns_routing = true
+[[send_connectors]]
+name = "bank"
+address_spaces = ["bank.test"]
+dns_routing = true
+mta_sts = true
+[[send_connectors]]
+name = "verified"
+address_spaces = ["verified.test"]
+dns_routing = true
+tls = "verify_hostname"
+[[send_connectors]]
+name = "relay"
+address_spaces = ["relayed.test"]
+smart_hosts = ["192.0.2.30:25"]
+"""
+
+
+@pytest.mark.skipif(NSD is None, reason="nsd is not installed")
+def test_a_send_connector_weaker_than_a_domain_s_mta_sts(tmp_path: Path) -> None:
+    sts = '_mta-sts TXT "v=STSv1; id=20261201T000000"\n'
+    signed = ("partner.test", "bank.test", "verified.test", "relayed.test")
+    zones = {name: _zone(name, sts) for name in signed}
+    zones["plain.test"] = _zone("plain.test")
+    zones["broken.test"] = _zone("broken.test", '_mta-sts TXT "v=STSv1; id=not-a-valid-id"\n')
+    server = start_nsd(tmp_path / "nsd", {"example.test": ZONE, **zones})
+    seen: list[str] = []
+    try:
+        text = BASE + f'[dns]\nservers = ["127.0.0.1"]\nport = {server.port}\ntimeout = 2\n' + SEND_CONNECTORS
+        conf = _conf(tmp_path, text)
+        report = analyse(load_template("edge"), conf, progress=lambda what, *_: seen.append(what))
+    finally:
+        server.stop()
+    weak = [f.found for f in report.findings if f.id == "EW-TLS-004"]
+    # Only the connector that would send opportunistically to a domain that publishes a policy;
+    # a record that does not parse is no policy (RFC 8461 §3.1), a smart host is not the MX.
+    assert weak == [
+        "send connector partners: partner.test publishes MTA-STS (id 20261201T000000), sent with"
+        " tls = 'opportunistic', mta_sts = false"
+    ]
+    assert {"MTA-STS of partner.test", "MTA-STS of bank.test", "MTA-STS of verified.test"} <= set(seen)
+    assert not any("relayed.test" in s or "wild.test" in s for s in seen)
+    assert any("MTA-STS records of 5 domain(s)" in c for c in report.notes.checked)
