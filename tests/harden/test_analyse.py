@@ -339,3 +339,28 @@ def test_a_send_connector_weaker_than_a_domain_s_mta_sts(tmp_path: Path) -> None
     assert {"MTA-STS of partner.test", "MTA-STS of bank.test", "MTA-STS of verified.test"} <= set(seen)
     assert not any("relayed.test" in s or "wild.test" in s for s in seen)
     assert any("MTA-STS records of 5 domain(s)" in c for c in report.notes.checked)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user")
+def test_another_users_link_on_the_way_is_not_followed(tmp_path: Path) -> None:
+    from edgeward.config.load import load_config
+    from edgeward.harden.apply import plan
+    from edgeward.harden.host import trusted_path
+
+    nobody = pwd.getpwnam("nobody")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keys").mkdir(parents=True)
+    (elsewhere / "keys" / "secret").write_text("not the gateway's")
+    (tmp_path / "tls").symlink_to(elsewhere)  # what a service user owning the data folder could do
+    os.chown(tmp_path / "tls", nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    (tmp_path / "state").symlink_to(elsewhere)  # root's own link stands for its target
+    assert trusted_path(str(tmp_path / "tls" / "keys")) is None
+    assert trusted_path(str(tmp_path / "state" / "keys")) == elsewhere / "keys"
+    conf = _conf(tmp_path)
+    report = analyse(load_template("edge"), conf, dns=False)
+    skipped = next(n for n in report.notes.not_checked if n.startswith("symlinks not followed"))
+    assert f"{tmp_path / 'tls' / 'keys'}" in skipped
+    assert not any("secret" in f.found for f in report.findings)
+    change = plan(load_template("edge"), load_config(conf), conf, tmp_path / "root")
+    assert not any("secret" in line or f"{tmp_path}/tls" in line for line in change.diff())
+    assert any("another user's symlink" in n for n in change.notes)

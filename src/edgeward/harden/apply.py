@@ -130,13 +130,18 @@ def plan(template: RoleTemplate, config: Config, config_path: Path, root: Path =
     except FileNotFoundError:
         p.dropin_before = None
     service = service_ids(config)
-    for path, max_mode, owner in file_targets(template, config, config_path):
+    for target in file_targets(template, config, config_path):
+        path, max_mode, owner = target.path, target.max_mode, target.owner
+        if not target.trusted:
+            p.notes.append(f"{path}: another user's symlink is on the way, left alone")
+            continue
         try:
             st = path.lstat()
         except FileNotFoundError:
             continue
         if stat.S_ISLNK(st.st_mode):
-            continue  # file_targets resolved root's own links; any other is not followed
+            p.notes.append(f"{path}: a symlink, not followed")
+            continue
         seen = identity(str(path))
         if seen.mode & ~max_mode:
             p.modes[str(path)] = (seen.mode, seen.mode & max_mode)

@@ -15,9 +15,9 @@ So every change goes through :func:`change`:
 - owner and mode are then changed through ``/proc/self/fd/N``, which names exactly the opened
   object.
 
-Paths are absolute and symlink-free when planned: :func:`edgeward.harden.host.file_targets`
-resolves the folders above a rule's path, and a rule's own path only when root owns the link
-(the Debian layout's ``/var/lib/edgeward/queue``), which the service user cannot forge.
+Paths are absolute and symlink-free when planned: :func:`edgeward.harden.host.trusted_path`
+resolves the links root owns (the Debian layout's ``/var/lib/edgeward/queue``), which the
+service user cannot forge, and gives up on a path with anyone else's link on it.
 
 ``chown`` clears set-id bits of a regular file, so the mode is set again after it: a change
 leaves exactly the owner and mode asked for.

@@ -27,8 +27,8 @@ from edgeward.harden.findings import Finding
 from edgeward.harden.template import RoleTemplate
 
 __all__ = [
-    "Listener", "Notes", "Step", "check_host", "file_targets", "host_steps", "listeners", "owner_text",
-    "service_ids", "wanted_owner",
+    "Listener", "Notes", "Step", "Target", "check_host", "file_targets", "host_steps", "listeners",
+    "owner_text", "service_ids", "trusted_path", "wanted_owner",
 ]  # fmt: skip
 
 _NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
@@ -256,46 +256,78 @@ def owner_text(uid: int | None, gid: int | None) -> str:
     return f"{name(uid, lambda i: pwd.getpwuid(i).pw_name)}:{name(gid, lambda i: grp.getgrgid(i).gr_name)}"
 
 
-def _rule_path(text: str) -> Path:
-    """The rule's path with the folders above it resolved, and itself when root owns the link.
+def trusted_path(text: str) -> Path | None:
+    """``text`` made absolute with every symlink on it resolved, or None if one is not root's.
 
     A link the service user could have made (in a folder it owns) is never followed: it would
-    point analyse and apply wherever it liked. Root's own (install-service links the queue and
-    quarantine into the data folder) stands for its target.
+    point analyse, and apply running as root, wherever it liked. Root's own links (the system's,
+    and install-service's queue and quarantine links in the data folder) stand for their target.
     """
-    top = Path(os.path.abspath(text))
-    top = Path(os.path.realpath(top.parent)) / top.name
-    try:
-        if top.is_symlink() and top.lstat().st_uid == 0:
-            return Path(os.path.realpath(top))
-    except OSError:
-        pass
-    return top
+    todo = list(reversed(Path(os.path.abspath(text)).parts[1:]))
+    done, hops = Path("/"), 0
+    while todo:
+        part = todo.pop()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            done = done.parent
+            continue
+        step = done / part
+        try:
+            st = step.lstat()
+        except OSError:  # missing or unreadable: the caller's lstat says which
+            return step.joinpath(*reversed(todo))
+        if not stat.S_ISLNK(st.st_mode):
+            done = step
+            continue
+        hops += 1
+        if st.st_uid != 0 or hops > 40:
+            return None
+        target = Path(os.readlink(step))
+        if target.is_absolute():
+            done = Path("/")
+        todo += reversed(target.parts[1:] if target.is_absolute() else target.parts)
+    return done
 
 
-def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> list[tuple[Path, int, str]]:
-    """(path, max mode, owner) for each file rule, paths filled in from the configuration."""
+@dataclass(frozen=True)
+class Target:
+    """One path a file rule covers, with the rule's limits; ``path`` is symlink-free when trusted."""
+
+    path: Path
+    max_mode: int
+    owner: str
+    trusted: bool = True  # False: another user's symlink is on the way, nothing is judged or changed
+
+
+def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> list[Target]:
+    """Every path the file rules cover, filled in from the configuration."""
     values = {
         "config": str(config_path), "config_dir": str(config_path.parent),
         "data_dir": str(config.resolve(Path("."))).rstrip("/."),
         "log_dir": str(config.resolve(config.logging.dir)),
     }  # fmt: skip
-    out: list[tuple[Path, int, str]] = []
+    out: list[Target] = []
     for rule in template.files:
-        top = _rule_path(os.path.normpath(rule.path.format(**values)))
-        out.append((top, rule.max_mode, rule.owner))
+        text = os.path.abspath(rule.path.format(**values))
+        top = trusted_path(text)
+        if top is None:
+            out.append(Target(Path(text), rule.max_mode, rule.owner, trusted=False))
+            continue
+        out.append(Target(top, rule.max_mode, rule.owner))
         try:
-            walk = rule.recursive and top.is_dir() and not top.is_symlink()
+            walk = rule.recursive and top.is_dir()
         except OSError:  # a folder above is not ours to read: the lstat below says so
             walk = False
         if walk:
             try:
+                # os.walk does not descend into symlinks; a link below is listed and not followed.
                 for dirpath, dirnames, filenames in os.walk(top):
                     for name in dirnames + filenames:
                         child = Path(dirpath, name)
                         # Files get no execute bit; folders keep the rule's.
                         mode = rule.max_mode if child.is_dir() else rule.max_mode & 0o666
-                        out.append((child, mode, rule.owner))
+                        out.append(Target(child, mode, rule.owner))
             except OSError:
                 pass
     return out
@@ -308,7 +340,11 @@ def _check_files(
     unread: list[str] = []
     links: list[str] = []
     targets = file_targets(template, config, config_path)
-    for path, max_mode, owner in targets:
+    for target in targets:
+        path, max_mode, owner = target.path, target.max_mode, target.owner
+        if not target.trusted:
+            links.append(str(path))
+            continue
         try:
             st = path.lstat()
         except FileNotFoundError:
