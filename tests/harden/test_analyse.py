@@ -345,7 +345,7 @@ def test_a_send_connector_weaker_than_a_domain_s_mta_sts(tmp_path: Path) -> None
 def test_another_users_link_on_the_way_is_not_followed(tmp_path: Path) -> None:
     from edgeward.config.load import load_config
     from edgeward.harden.apply import plan
-    from edgeward.harden.host import trusted_path
+    from edgeward.harden.filerules import trusted_path
 
     nobody = pwd.getpwnam("nobody")
     elsewhere = tmp_path / "elsewhere"

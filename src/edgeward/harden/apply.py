@@ -33,15 +33,9 @@ from pathlib import Path
 
 from edgeward.config.schema import Config
 from edgeward.harden import nft
+from edgeward.harden.filerules import file_targets, owner_text, service_ids, wanted_owner
 from edgeward.harden.files import Identity, NotChanged, change, identity
-from edgeward.harden.host import (
-    file_targets,
-    owner_text,
-    running_units,
-    service_ids,
-    sysctl_path,
-    wanted_owner,
-)
+from edgeward.harden.host import running_units, sysctl_path
 from edgeward.harden.install import Layout
 from edgeward.harden.template import RoleTemplate
 from edgeward.runtime_policy import data_paths

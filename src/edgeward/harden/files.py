@@ -15,7 +15,7 @@ So every change goes through :func:`change`:
 - owner and mode are then changed through ``/proc/self/fd/N``, which names exactly the opened
   object.
 
-Paths are absolute and symlink-free when planned: :func:`edgeward.harden.host.trusted_path`
+Paths are absolute and symlink-free when planned: :func:`edgeward.harden.filerules.trusted_path`
 resolves the links root owns (the Debian layout's ``/var/lib/edgeward/queue``), which the
 service user cannot forge, and gives up on a path with anyone else's link on it.
 
