@@ -246,7 +246,7 @@ def _check_files(
     if unread:
         notes.not_checked.append(f"not readable: {', '.join(unread)}")
     if links:
-        notes.not_checked.append(f"symlinks not followed (not made by root): {', '.join(links)}")
+        notes.not_checked.append(f"symlinks not followed: {', '.join(links)}")
 
 
 def _check_user(config: Config, notes: Notes) -> Iterator[Finding]:
