@@ -236,3 +236,131 @@ def test_the_installed_unit_is_compared_with_the_shipped_one(tmp_path: Path) -> 
     else:
         exe = next(x for x in unit.read_text().splitlines() if x.startswith("ExecStart=")).split()[0][10:]
         assert bool(hits) == (unit.read_text() != unit_text(exe))
+
+
+def test_progress_is_told_of_every_step_in_order(tmp_path: Path) -> None:
+    seen: list[tuple[str, int, int]] = []
+    text = BASE.replace('["example.test"]', '["example.test", "example.net"]')
+    text += '[dns]\nservers = ["127.0.0.1"]\nport = 9\ntimeout = 0.2\n'  # nothing answers: not checked
+    analyse(load_template("edge"), _conf(tmp_path, text), progress=lambda *a: seen.append(a))
+    steps = [what for what, _, _ in seen]
+    assert steps[:2] == ["listening sockets", "the firewall"] and steps[-1] == "done"
+    dns_steps = {"DNS of example.test", "DNS of example.net", "reverse DNS of mx.example.test"}
+    assert {"the gateway", *dns_steps} <= set(steps)
+    total = seen[0][2]
+    assert [done for _, done, _ in seen] == list(range(total + 1)) and {t for _, _, t in seen} == {total}
+
+
+def _in_a_terminal(args: list[str]) -> str:
+    import pty
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src"), "COLUMNS": "100"}
+    env["TERM"] = "xterm"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(sys.executable, [sys.executable, "-m", "edgeward", *args], env)
+    chunks = []
+    while True:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.waitpid(pid, 0)
+    os.close(fd)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_a_bar_in_a_terminal_and_none_in_json(tmp_path: Path) -> None:
+    import re
+
+    conf = str(_conf(tmp_path))
+    shown = _in_a_terminal(["harden", "analyse", "-c", conf, "--no-dns"])
+    assert "harden analyse: template edge" in shown
+    assert re.search(r"(checking|analysed).*\d+/\d+", shown), shown
+    as_json = _in_a_terminal(["harden", "analyse", "-c", conf, "--no-dns", "--json"])
+    assert json.loads(as_json)["template"] == "edge"
+    # Not a terminal (the runner captures): the same table, and no bar.
+    done = CliRunner().invoke(app, ["harden", "analyse", "-c", conf, "--no-dns"])
+    assert "harden analyse: template edge" in done.output and "checking" not in done.output
+
+
+def _zone(name: str, extra: str = "") -> str:
+    return (f"$ORIGIN {name}.\n$TTL 300\n@ SOA ns.{name}. admin.{name}. 1 3600 600 86400 300\n"
+            f"@ NS ns\nns A 127.0.0.1\n@ MX 10 mx\nmx A 192.0.2.26\n{extra}")  # fmt: skip
+
+
+SEND_CONNECTORS = """
+[[send_connectors]]
+name = "partners"
+address_spaces = ["partner.test", "plain.test", "broken.test", "*.wild.test"]
+dns_routing = true
+[[send_connectors]]
+name = "bank"
+address_spaces = ["bank.test"]
+dns_routing = true
+mta_sts = true
+[[send_connectors]]
+name = "verified"
+address_spaces = ["verified.test"]
+dns_routing = true
+tls = "verify_hostname"
+[[send_connectors]]
+name = "relay"
+address_spaces = ["relayed.test"]
+smart_hosts = ["192.0.2.30:25"]
+"""
+
+
+@pytest.mark.skipif(NSD is None, reason="nsd is not installed")
+def test_a_send_connector_weaker_than_a_domain_s_mta_sts(tmp_path: Path) -> None:
+    sts = '_mta-sts TXT "v=STSv1; id=20261201T000000"\n'
+    signed = ("partner.test", "bank.test", "verified.test", "relayed.test")
+    zones = {name: _zone(name, sts) for name in signed}
+    zones["plain.test"] = _zone("plain.test")
+    zones["broken.test"] = _zone("broken.test", '_mta-sts TXT "v=STSv1; id=not-a-valid-id"\n')
+    server = start_nsd(tmp_path / "nsd", {"example.test": ZONE, **zones})
+    seen: list[str] = []
+    try:
+        text = BASE + f'[dns]\nservers = ["127.0.0.1"]\nport = {server.port}\ntimeout = 2\n' + SEND_CONNECTORS
+        conf = _conf(tmp_path, text)
+        report = analyse(load_template("edge"), conf, progress=lambda what, *_: seen.append(what))
+    finally:
+        server.stop()
+    weak = [f.found for f in report.findings if f.id == "EW-TLS-004"]
+    # Only the connector that would send opportunistically to a domain that publishes a policy;
+    # a record that does not parse is no policy (RFC 8461 §3.1), a smart host is not the MX.
+    assert weak == [
+        "send connector partners: partner.test publishes MTA-STS (id 20261201T000000), sent with"
+        " tls = 'opportunistic', mta_sts = false"
+    ]
+    assert {"MTA-STS of partner.test", "MTA-STS of bank.test", "MTA-STS of verified.test"} <= set(seen)
+    assert not any("relayed.test" in s or "wild.test" in s for s in seen)
+    assert any("MTA-STS records of 5 domain(s)" in c for c in report.notes.checked)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give files to another user")
+def test_another_users_link_on_the_way_is_not_followed(tmp_path: Path) -> None:
+    from edgeward.config.load import load_config
+    from edgeward.harden.apply import plan
+    from edgeward.harden.filerules import trusted_path
+
+    nobody = pwd.getpwnam("nobody")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keys").mkdir(parents=True)
+    (elsewhere / "keys" / "secret").write_text("not the gateway's")
+    (tmp_path / "tls").symlink_to(elsewhere)  # what a service user owning the data folder could do
+    os.chown(tmp_path / "tls", nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    (tmp_path / "state").symlink_to(elsewhere)  # root's own link stands for its target
+    assert trusted_path(str(tmp_path / "tls" / "keys")) is None
+    assert trusted_path(str(tmp_path / "state" / "keys")) == elsewhere / "keys"
+    conf = _conf(tmp_path)
+    report = analyse(load_template("edge"), conf, dns=False)
+    skipped = next(n for n in report.notes.not_checked if n.startswith("symlinks not followed"))
+    assert f"{tmp_path / 'tls' / 'keys'}" in skipped
+    assert not any("secret" in f.found for f in report.findings)
+    change = plan(load_template("edge"), load_config(conf), conf, tmp_path / "root")
+    assert not any("secret" in line or f"{tmp_path}/tls" in line for line in change.diff())
+    assert any("another user's symlink" in n for n in change.notes)

@@ -202,3 +202,103 @@ def test_other_tables_stay_and_an_earlier_edgeward_table_comes_back(netns: Netns
     assert back.returncode == 0, back.stderr
     assert netns.ruleset() == before
     assert _reach(netns.inside, OUTSIDE_TEMPLATE) == "open"
+
+
+def _owners(paths: list[Path]) -> dict[str, tuple[int, int, int]]:
+    return {str(p): (p.lstat().st_uid, p.lstat().st_gid, stat.S_IMODE(p.lstat().st_mode)) for p in paths}
+
+
+def test_apply_sets_owners_and_rollback_restores_them(netns: Netns, tmp_path: Path) -> None:
+    # The gateway runs as daemon here; the files belong to nobody, as after a copy by hand.
+    service, other = pwd.getpwnam("daemon"), pwd.getpwnam("nobody")
+    data, spool, root = tmp_path / "data", tmp_path / "spool", tmp_path / "root"
+    for folder in (root, data, data / "tls", data / "tls" / "keys", data / "state", tmp_path / "log"):
+        folder.mkdir(mode=0o750)
+    (spool / "queue").mkdir(parents=True, mode=0o750)
+    (data / "queue").symlink_to(spool / "queue")  # root's link, as install-service makes it
+    key = data / "tls" / "keys" / "mx.key"
+    key.write_text("key")
+    outside = tmp_path / "outside"
+    outside.write_text("not the gateway's")
+    (data / "tls" / "keys" / "planted").symlink_to(outside)
+    conf = tmp_path / "edgeward.toml"
+    conf.write_text('accepted_domains = ["example.test"]\n[server]\nhostname = "mx.example.test"\n'
+                    f'user = "daemon"\ndata_dir = "{data}"\n[logging]\ndir = "{tmp_path}/log"\n')  # fmt: skip
+    conf.chmod(0o640)
+    mine = [conf, data / "tls", data / "tls" / "keys", key, data / "state", tmp_path / "log", spool / "queue"]
+    for path in [*mine, outside]:
+        os.chown(path, other.pw_uid, other.pw_gid)
+    os.chown(data / "tls" / "keys" / "planted", other.pw_uid, other.pw_gid, follow_symlinks=False)
+    key.chmod(0o644)
+    before = _owners([*mine, outside, data / "tls" / "keys" / "planted"])
+
+    found = netns.edgeward("harden", "analyse", "-c", str(conf), "--json", "--no-dns")
+    owners = [f["found"] for f in json.loads(found.stdout)["findings"] if f["id"] == "EW-FILE-002"]
+    assert f"{conf} is owned by nobody:nogroup (want root:daemon)" in owners
+    # The queue through root's link, as install-service makes it.
+    assert f"{spool / 'queue'} is owned by nobody:nogroup (want daemon:daemon)" in owners
+    assert not any("planted" in x or "outside" in x for x in owners)
+
+    done = netns.edgeward("harden", "apply", "-c", str(conf), "--root", str(root), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert f"owner {key}: nobody:nogroup -> daemon:daemon" in done.stdout
+    after = _owners(mine)
+    assert after[str(conf)] == (0, service.pw_gid, 0o640)
+    assert after[str(key)] == (service.pw_uid, service.pw_gid, 0o600)
+    for path in (data / "tls", data / "state", tmp_path / "log", spool / "queue"):
+        assert after[str(path)][:2] == (service.pw_uid, service.pw_gid), path
+    # The planted link was neither followed nor changed.
+    assert _owners([outside, data / "tls" / "keys" / "planted"]) == {
+        k: v for k, v in before.items() if k in (str(outside), str(data / "tls" / "keys" / "planted"))
+    }
+    again = netns.edgeward("harden", "analyse", "-c", str(conf), "--json", "--no-dns")
+    assert "EW-FILE-002" not in {f["id"] for f in json.loads(again.stdout)["findings"]}
+
+    back = netns.edgeward("harden", "rollback", "-c", str(conf))
+    assert back.returncode == 0, back.stderr
+    assert "not restored" not in back.stdout
+    assert _owners([*mine, outside, data / "tls" / "keys" / "planted"]) == before
+
+
+def test_a_file_swapped_after_the_plan_is_not_touched(tmp_path: Path) -> None:
+    from edgeward.harden.files import NotChanged, change, identity
+
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    planned = folder / "k"
+    planned.write_text("k")
+    seen = identity(str(planned))
+    os.link(planned, tmp_path / "keep")  # so its inode cannot come back for the replacement
+    target = tmp_path / "elsewhere"
+    target.write_text("x")
+    planned.unlink()
+    planned.symlink_to(target)  # the service user's swap between plan and apply
+    with pytest.raises(NotChanged, match="symlink"):
+        change(str(planned), seen, uid=1, gid=1)
+    link = tmp_path / "via"
+    link.symlink_to(folder)
+    planned.unlink()
+    planned.write_text("k")
+    with pytest.raises(NotChanged, match="folder on the way"):
+        change(str(link / "k"), identity(str(planned)), uid=1, gid=1)
+    with pytest.raises(NotChanged, match="replaced"):
+        change(str(planned), seen, uid=1, gid=1)
+    assert target.stat().st_uid == 0 and planned.stat().st_uid == 0
+    change(str(planned), identity(str(planned)), uid=1, gid=1, mode=0o600)
+    st = planned.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (1, 1, 0o600)
+
+
+def test_rollback_refuses_a_point_the_service_user_could_have_written(netns: Netns, tmp_path: Path) -> None:
+    conf, root = _config(tmp_path), tmp_path / "root"
+    root.mkdir()
+    done = netns.edgeward("harden", "apply", "-c", str(conf), "--root", str(root), "--yes")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "state" / "harden"
+    point = next(folder.glob("*.json"))
+    os.chown(point, 65534, 65534)
+    refused = netns.edgeward("harden", "rollback", "-c", str(conf))
+    assert refused.returncode == 2 and "not root's own" in refused.stderr, refused.stderr
+    os.chown(point, 0, 0)
+    back = netns.edgeward("harden", "rollback", "-c", str(conf))
+    assert back.returncode == 0, back.stderr

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,12 +19,16 @@ from rich.console import Console
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.harden.template import (
+    RoleTemplate,
     TemplateError,
     parse_template,
     shipped_names,
     template_dir,
     template_text,
 )
+
+if TYPE_CHECKING:
+    from edgeward.harden.analyse import Report
 
 __all__ = ["harden_app"]
 
@@ -132,14 +136,13 @@ def analyse_cmd(
     from rich.text import Text
 
     from edgeward.cli.tables import add_id_column, print_table
-    from edgeward.harden.analyse import analyse
     from edgeward.harden.template import load_template
 
     try:
         template = load_template(template_name, config_path)
     except TemplateError as exc:
         raise _fail(str(exc)) from None
-    report = analyse(template, config_path, dns=not no_dns)
+    report = _analyse_with_progress(template, config_path, dns=not no_dns, bar=not as_json)
     high = any(f.rule.severity == "high" for f in report.findings)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
@@ -162,6 +165,26 @@ def analyse_cmd(
     for line in report.notes.not_checked:
         out.print(Text(f"not checked: {line}", "yellow"))
     raise typer.Exit(1 if high else 0)
+
+
+def _analyse_with_progress(template: RoleTemplate, config_path: Path, *, dns: bool, bar: bool) -> Report:
+    """Run analyse with a bar on stderr while it works, only where a person watches a terminal."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgeward.harden.analyse import analyse
+
+    console = Console(stderr=True)
+    if not bar or not console.is_terminal:
+        return analyse(template, config_path, dns=dns)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task("analysing", total=None)
+
+        def step(what: str, done: int, total: int) -> None:
+            text = f"checking {what}" if done < total else "analysed"
+            progress.update(task, description=text, completed=done, total=total)
+
+        return analyse(template, config_path, dns=dns, progress=step)
 
 
 def _need_root(what: str) -> None:
@@ -216,6 +239,8 @@ def apply_cmd(
         point = apply(change, config)
     except (OSError, subprocess.CalledProcessError) as exc:
         raise _fail(f"apply failed: {exc}; 'edgeward harden rollback' restores the recorded state") from None
+    for line in change.not_changed:
+        typer.echo(f"not changed: {line}")
     typer.echo(f"applied template {template.name}; rollback point {point.stem}")
     typer.echo(COVERS)
 
@@ -236,6 +261,8 @@ def rollback_cmd(
         raise _fail(str(exc)) from None
     except OSError as exc:
         raise _fail(f"rollback failed: {exc}") from None
+    for line in done.get("not_restored") or []:  # type: ignore[attr-defined]
+        typer.echo(f"not restored: {line}")
     typer.echo(f"restored rollback point {done['id']} (template {done['template']})")
     typer.echo(COVERS)
 

@@ -1,10 +1,13 @@
 """``harden apply`` and ``harden rollback``: enforce a template's host parts, and undo exactly that.
 
 :func:`plan` reads the host and computes the change (the nftables table, kernel settings, the
-sysctl drop-in, file modes, services to stop); :func:`apply` first writes a rollback point
-holding the previous state of precisely those items, then changes them. :func:`rollback`
-puts every recorded item back: the old table text (or no table), the old values, the old
-drop-in (or none), the old modes, the old service states. As with SCW, a rollback covers
+sysctl drop-in, file modes and owners, services to stop); :func:`apply` first writes a
+rollback point holding the previous state of precisely those items, then changes them.
+:func:`rollback` puts every recorded item back: the old table text (or no table), the old
+values, the old drop-in (or none), the old modes, uids and gids, the old service states.
+Files are changed through :mod:`edgeward.harden.files`, which never follows a symlink and
+refuses a file that is no longer the one planned (the point records device and inode); what
+it refuses is reported, not changed. As with SCW, a rollback covers
 what apply changed and nothing else; a change made by hand in between is not undone.
 
 ``root`` redirects the files apply writes (``/etc/sysctl.d``) into a scratch tree. Then only
@@ -30,7 +33,9 @@ from pathlib import Path
 
 from edgeward.config.schema import Config
 from edgeward.harden import nft
-from edgeward.harden.host import file_targets, running_units, sysctl_path
+from edgeward.harden.filerules import file_targets, owner_text, service_ids, wanted_owner
+from edgeward.harden.files import Identity, NotChanged, change, identity
+from edgeward.harden.host import running_units, sysctl_path
 from edgeward.harden.install import Layout
 from edgeward.harden.template import RoleTemplate
 from edgeward.runtime_policy import data_paths
@@ -39,8 +44,8 @@ __all__ = ["Plan", "apply", "history", "plan", "points_dir", "rollback"]
 
 DROPIN = "etc/sysctl.d/60-edgeward.conf"
 COVERS = (
-    "rollback covers only what apply changed (the edgeward table, the kernel settings, modes and"
-    " services it listed), nothing else"
+    "rollback covers only what apply changed (the edgeward table, the kernel settings, modes, owners"
+    " and services it listed), nothing else"
 )
 
 
@@ -55,8 +60,11 @@ class Plan:
     dropin_before: str | None = None
     dropin_after: str = ""
     modes: dict[str, tuple[int, int]] = field(default_factory=dict)  # path: (before, after)
+    owners: dict[str, tuple[int, int]] = field(default_factory=dict)  # path: (uid, gid) after
+    seen: dict[str, Identity] = field(default_factory=dict)  # path: as planned, for modes and owners
     services: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    not_changed: list[str] = field(default_factory=list)  # filled by apply: files it refused to touch
 
     @property
     def dropin_path(self) -> Path:
@@ -65,7 +73,7 @@ class Plan:
     def empty(self) -> bool:
         return (
             self.table_before == self.table_after and not self.sysctls and not self.modes
-            and not self.services and self.dropin_before == self.dropin_after
+            and not self.owners and not self.services and self.dropin_before == self.dropin_after
         )  # fmt: skip
 
     def diff(self) -> list[str]:
@@ -83,6 +91,8 @@ class Plan:
         out += [f"sysctl {k}: in the drop-in only (host-wide, not changed live with --root)"
                 for k in self.host_wide_file_only]  # fmt: skip
         out += [f"mode {p}: {a:04o} -> {b:04o}" for p, (a, b) in self.modes.items()]
+        out += [f"owner {p}: {owner_text(self.seen[p].uid, self.seen[p].gid)} -> {owner_text(u, g)}"
+                for p, (u, g) in self.owners.items()]  # fmt: skip
         out += [f"service {u}: stop and disable" for u in self.services]
         return out
 
@@ -113,14 +123,28 @@ def plan(template: RoleTemplate, config: Config, config_path: Path, root: Path =
         p.dropin_before = p.dropin_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         p.dropin_before = None
-    for path, max_mode, _owner in file_targets(template, config, config_path):
+    service = service_ids(config)
+    for target in file_targets(template, config, config_path):
+        path, max_mode, owner = target.path, target.max_mode, target.owner
+        if not target.trusted:
+            p.notes.append(f"{path}: another user's symlink is on the way, left alone")
+            continue
         try:
             st = path.lstat()
         except FileNotFoundError:
             continue
-        mode = stat.S_IMODE(st.st_mode)
-        if not stat.S_ISLNK(st.st_mode) and mode & ~max_mode:
-            p.modes[str(path)] = (mode, mode & max_mode)
+        if stat.S_ISLNK(st.st_mode):
+            p.notes.append(f"{path}: a symlink, not followed")
+            continue
+        seen = identity(str(path))
+        if seen.mode & ~max_mode:
+            p.modes[str(path)] = (seen.mode, seen.mode & max_mode)
+        uid, gid = wanted_owner(owner, service)
+        owned = (seen.uid if uid is None else uid, seen.gid if gid is None else gid)
+        if owned != (seen.uid, seen.gid):
+            p.owners[str(path)] = owned
+        if str(path) in p.modes or str(path) in p.owners:
+            p.seen[str(path)] = seen
     if not Layout(root).unit.exists():
         # The unit comes with the layout it names (user, folders), so install-service owns it.
         p.notes.append(f"{Layout(root).unit} is not installed: run 'edgeward install-service'")
@@ -159,6 +183,8 @@ def apply(p: Plan, config: Config) -> Path:
         "table": p.table_before, "sysctls": {k: a for k, (a, _) in p.sysctls.items()},
         "dropin": p.dropin_before, "dropin_written": p.dropin_before != p.dropin_after,
         "modes": {k: a for k, (a, _) in p.modes.items()},
+        "owners": {k: [p.seen[k].uid, p.seen[k].gid] for k in p.owners},
+        "files": {k: [v.dev, v.ino] for k, v in p.seen.items()},
         "services": {u: _service_state(u) for u in p.services},
     }  # fmt: skip
     path = folder / f"{point_id}.json"
@@ -175,8 +201,12 @@ def apply(p: Plan, config: Config) -> Path:
         p.dropin_path.parent.mkdir(parents=True, exist_ok=True)
         p.dropin_path.write_text(p.dropin_after, encoding="utf-8")
         p.dropin_path.chmod(0o644)
-    for file, (_, mode) in p.modes.items():
-        os.chmod(file, mode, follow_symlinks=False)
+    for file, seen in p.seen.items():
+        uid, gid = p.owners.get(file, (None, None))
+        try:
+            change(file, seen, uid=uid, gid=gid, mode=p.modes[file][1] if file in p.modes else None)
+        except NotChanged as exc:
+            p.not_changed.append(str(exc.strerror))
     for unit in p.services:
         subprocess.run(["systemctl", "disable", "--now", unit], capture_output=True, check=False)
     return path
@@ -189,6 +219,19 @@ def history(config: Config) -> list[dict[str, object]]:
     return [json.loads(f.read_text(encoding="utf-8")) for f in sorted(folder.glob("*.json"))]
 
 
+def _check_trusted(point: Path) -> None:
+    """Refuse a point root did not write: rollback chmods and chowns what it lists, as root.
+
+    The points live below ``state/``, which the service user owns; it cannot make a root-owned
+    file or folder, but it could put its own ``harden/`` folder there.
+    """
+    for path in (point.parent, point):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode) or st.st_uid != 0 or st.st_mode & 0o022:
+            mode = stat.S_IMODE(st.st_mode)
+            raise PermissionError(f"{path} is not root's own (uid {st.st_uid}, mode {mode:04o}): not used")
+
+
 def rollback(config: Config, point_id: str | None = None) -> dict[str, object]:
     """Restore the point (the newest not yet rolled back by default); returns it."""
     points = [p for p in history(config) if point_id in (None, p["id"])]
@@ -197,6 +240,7 @@ def rollback(config: Config, point_id: str | None = None) -> dict[str, object]:
     if not points:
         raise LookupError(f"no rollback point {point_id}" if point_id else "no rollback point to restore")
     point = points[-1]
+    _check_trusted(points_dir(config) / f"{point['id']}.json")
     table = point["table"]
     if table is None:
         nft.delete_table()
@@ -210,8 +254,19 @@ def rollback(config: Config, point_id: str | None = None) -> dict[str, object]:
             dropin.unlink(missing_ok=True)
         else:
             dropin.write_text(str(point["dropin"]), encoding="utf-8")
-    for file, mode in dict(point["modes"]).items():  # type: ignore[call-overload]
-        os.chmod(file, int(mode), follow_symlinks=False)
+    skipped: list[str] = []
+    modes, owners = dict(point["modes"]), dict(point.get("owners") or {})  # type: ignore[call-overload]
+    for file, ids in dict(point.get("files") or {}).items():  # type: ignore[call-overload]
+        uid, gid = owners.get(file, (None, None))
+        try:
+            st = os.lstat(file)
+            now = Identity(ids[0], ids[1], st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+            change(file, now, uid=uid, gid=gid, mode=modes.get(file))
+        except OSError as exc:
+            skipped.append(str(exc.strerror) if isinstance(exc, NotChanged) else f"{file}: {exc.strerror}")
+    if "files" not in point:  # a point written before owners were recorded
+        for file, mode in modes.items():
+            os.chmod(file, int(mode), follow_symlinks=False)
     for unit, state in dict(point["services"]).items():  # type: ignore[call-overload]
         if shutil.which("systemctl") is None:
             break
@@ -220,6 +275,7 @@ def rollback(config: Config, point_id: str | None = None) -> dict[str, object]:
         if state.get("active") == "active":
             subprocess.run(["systemctl", "start", unit], capture_output=True, check=False)
     point["rolled_back"] = time.time()
+    point["not_restored"] = skipped
     path = points_dir(config) / f"{point['id']}.json"
     path.write_text(json.dumps(point, indent=2), encoding="utf-8")
     return point

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
-import os
 import pwd
 import re
 import shutil
 import stat
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edgeward.config.schema import Config
+from edgeward.harden.filerules import file_targets, owner_text, service_ids, wanted_owner
 from edgeward.harden.findings import Finding
 from edgeward.harden.template import RoleTemplate
 
-__all__ = ["Listener", "Notes", "check_host", "file_targets", "listeners"]
+__all__ = ["Listener", "Notes", "Step", "check_host", "host_steps", "listeners"]
 
 _NOLOGIN = {"/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"}
 # Which KRN id a kernel setting's finding gets; the first matching fragment wins.
@@ -213,44 +213,18 @@ def _check_unit(notes: Notes) -> Iterator[Finding]:
     notes.checked.append(f"the unit {path}")
 
 
-def file_targets(template: RoleTemplate, config: Config, config_path: Path) -> list[tuple[Path, int, str]]:
-    """(path, max mode, owner) for each file rule, paths filled in from the configuration."""
-    values = {
-        "config": str(config_path), "config_dir": str(config_path.parent),
-        "data_dir": str(config.resolve(Path("."))).rstrip("/."),
-        "log_dir": str(config.resolve(config.logging.dir)),
-    }  # fmt: skip
-    out: list[tuple[Path, int, str]] = []
-    for rule in template.files:
-        top = Path(os.path.normpath(rule.path.format(**values)))
-        out.append((top, rule.max_mode, rule.owner))
-        try:
-            walk = rule.recursive and top.is_dir()
-        except OSError:  # a folder above is not ours to read: the lstat below says so
-            walk = False
-        if walk:
-            try:
-                for dirpath, dirnames, filenames in os.walk(top):
-                    for name in dirnames + filenames:
-                        child = Path(dirpath, name)
-                        # Files get no execute bit; folders keep the rule's.
-                        mode = rule.max_mode if child.is_dir() else rule.max_mode & 0o666
-                        out.append((child, mode, rule.owner))
-            except OSError:
-                pass
-    return out
-
-
 def _check_files(
     template: RoleTemplate, config: Config, config_path: Path, notes: Notes
 ) -> Iterator[Finding]:
-    try:
-        service_uid: int | None = pwd.getpwnam(config.server.user).pw_uid
-    except KeyError:
-        service_uid = None
+    service = service_ids(config)
     unread: list[str] = []
+    links: list[str] = []
     targets = file_targets(template, config, config_path)
-    for path, max_mode, owner in targets:
+    for target in targets:
+        path, max_mode, owner = target.path, target.max_mode, target.owner
+        if not target.trusted:
+            links.append(str(path))
+            continue
         try:
             st = path.lstat()
         except FileNotFoundError:
@@ -258,15 +232,21 @@ def _check_files(
         except OSError:
             unread.append(str(path))
             continue
+        if stat.S_ISLNK(st.st_mode):
+            links.append(str(path))
+            continue
         mode = stat.S_IMODE(st.st_mode)
-        if not stat.S_ISLNK(st.st_mode) and mode & ~max_mode:
+        if mode & ~max_mode:
             yield Finding("EW-FILE-001", f"{path} is {mode:04o} (at most {max_mode:04o})")
-        want = 0 if owner == "root" else service_uid if owner == "service" else None
-        if want is not None and st.st_uid != want:
-            yield Finding("EW-FILE-002", f"{path} is owned by uid {st.st_uid} (want {owner})")
+        uid, gid = wanted_owner(owner, service)
+        if (uid is not None and st.st_uid != uid) or (gid is not None and st.st_gid != gid):
+            have, want = owner_text(st.st_uid, st.st_gid), owner_text(uid, gid)
+            yield Finding("EW-FILE-002", f"{path} is owned by {have} (want {want})")
     notes.checked.append(f"owner and mode of {len(targets)} path(s)")
     if unread:
         notes.not_checked.append(f"not readable: {', '.join(unread)}")
+    if links:
+        notes.not_checked.append(f"symlinks not followed: {', '.join(links)}")
 
 
 def _check_user(config: Config, notes: Notes) -> Iterator[Finding]:
@@ -292,13 +272,21 @@ def _check_user(config: Config, notes: Notes) -> Iterator[Finding]:
     notes.checked.append(f"the service user {name}")
 
 
+Step = tuple[str, Callable[[], Iterable[Finding]]]
+
+
+def host_steps(template: RoleTemplate, config: Config, config_path: Path, notes: Notes) -> list[Step]:
+    """The host checks as (what, run) steps, so a caller can show progress between them."""
+    return [
+        ("listening sockets", lambda: _check_sockets(template, notes)),
+        ("the firewall", lambda: _check_firewall(template, notes)),
+        ("kernel settings", lambda: _check_sysctls(template, notes)),
+        ("running services", lambda: _check_services(template, notes)),
+        ("the unit", lambda: _check_unit(notes)),
+        ("owners and modes", lambda: _check_files(template, config, config_path, notes)),
+        ("the service user", lambda: _check_user(config, notes)),
+    ]
+
+
 def check_host(template: RoleTemplate, config: Config, config_path: Path, notes: Notes) -> list[Finding]:
-    out: list[Finding] = []
-    out += _check_sockets(template, notes)
-    out += _check_firewall(template, notes)
-    out += _check_sysctls(template, notes)
-    out += _check_services(template, notes)
-    out += _check_unit(notes)
-    out += _check_files(template, config, config_path, notes)
-    out += _check_user(config, notes)
-    return out
+    return [f for _, run in host_steps(template, config, config_path, notes) for f in run()]
