@@ -329,14 +329,16 @@ class Gateway:
             ))  # fmt: skip
 
     def _carry_engine_state(self, env: tuple[SessionEnv, ConnectorTable] | None) -> None:
-        """The new scan policy learns which engines are down, so a reload during an outage
-        does not announce it again (and the engine's return is still announced)."""
+        """The new scan policy learns which engines are down and paused, so a reload during an
+        outage does not announce it again nor ask the frozen engine at once (and the engine's
+        return is still announced)."""
         if env is None or self._env is None:
             return
         old = [a for a in self._env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
         new = [a for a in env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
         if old and new:
             new[0].policy.down.update(old[0].policy.down)
+            new[0].policy.paused.update(old[0].policy.paused)
 
     def _scan_engines(self) -> list[Reloadable]:
         """The running engines with rules or lists of their own to reload (YARA, hash list)."""

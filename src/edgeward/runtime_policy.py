@@ -360,7 +360,7 @@ def build_scan_policy(config: Config, notifier: EventSink | None = None) -> Mult
         )
         engines.append(Engine(clamd, timeout, av.clamd.required))
     engines.extend(build_file_engines(config, cap))
-    return MultiEnginePolicy(engines, av.require, notifier)
+    return MultiEnginePolicy(engines, av.require, notifier, retry_after=av.retry_after)
 
 
 def build_file_engines(config: Config, cap: float) -> list[Engine]:

@@ -17,6 +17,7 @@ import smtplib
 import subprocess
 import sys
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,8 @@ def _config(workdir: Path, port: int, sink: SmtpSink, clamd: Clamd, **av: object
     antivirus = {
         "enabled": True,
         "clamd": {"socket": str(clamd.socket), "timeout": 3, "max_stream": STREAM_MAX, "chunk_size": 8192},
+        # Off unless a test is about it: the others expect clamd back the moment it is.
+        "retry_after": 0,
         **av,
     }
     return gateway_config(workdir, port=port, sink_port=sink.port, antivirus=antivirus)
@@ -218,6 +221,26 @@ def test_clamd_frozen_times_out_with_451_and_recovers(workdir: Path, sink: SmtpS
         assert _send(port, INFECTED["base64"]())[0] == 550
         delivered = sink.wait_for(2)
     assert len(delivered) == 2
+
+
+def test_clamd_frozen_is_paused_so_mail_is_deferred_at_once_then_probed_again(
+    workdir: Path, sink: SmtpSink, clamd: Clamd
+) -> None:
+    port = free_port()
+    with InProcessGateway(_config(workdir, port, sink, clamd, retry_after=1)):
+        clamd.freeze()
+        assert _send(port, _clean(1))[0] == 451  # after clamd's time limit
+        assert _send(port, INFECTED["plain"]())[0] == 451  # paused: clamd is not asked
+        logs = "".join(p.read_text() for p in (workdir / "log").rglob("*.log"))
+        assert "not asked again" in logs
+        clamd.thaw()
+        for _ in range(20):  # the pause ends; the next scan probes clamd and closes the breaker
+            if _send(port, _clean(2))[0] == 250:
+                break
+            time.sleep(0.25)
+        assert _send(port, INFECTED["plain"]())[0] == 550
+        [delivered] = sink.wait_for(1)
+    assert b"part 2" in delivered
 
 
 def test_clamd_restarted_brings_mail_back_without_a_gateway_restart(

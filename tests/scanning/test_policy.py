@@ -108,3 +108,64 @@ def test_an_engine_that_raises_anything_is_that_engines_failure() -> None:
 
     report = scan("any", [Engine(Broken(name="broken"), 5.0), *engines("ok")])
     assert report.scanned and report.failed[0].engine == "broken" and "KeyError" in report.failed[0].reason
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_failed_engine_is_skipped_until_retry_after_then_probed_once() -> None:
+    slow = FakeScanner({VIRUS: "Sig"}, name="clamd", delay=30.0)
+    clock = Clock()
+    policy = MultiEnginePolicy([Engine(slow, timeout=0.05)], "all", retry_after=10.0, clock=clock)
+
+    async def run() -> None:
+        first = await policy.scan(ITEMS)
+        assert not first.scanned and "no answer within 0.05s" in first.failed[0].reason
+        asked = len(slow.scanned)
+        assert asked == 1
+        # Paused: the engine is not asked, the message gets the bias's answer (not scanned) at once.
+        second = await policy.scan(ITEMS)
+        assert not second.scanned and "not asked again for 10s" in second.failed[0].reason
+        assert len(slow.scanned) == asked
+        # The pause is over and the engine answers again: one probe closes the breaker.
+        clock.now += 10.5
+        slow.delay = 0.0
+        third = await policy.scan(ITEMS)
+        assert third.scanned and [h.signature for h in third.hits] == ["Sig"]
+        assert "clamd" not in policy.paused
+
+    asyncio.run(run())
+
+
+def test_while_a_probe_runs_other_scans_skip_the_engine_and_a_failed_probe_pauses_again() -> None:
+    slow = FakeScanner({VIRUS: "Sig"}, name="clamd", delay=30.0)
+    clock = Clock()
+    policy = MultiEnginePolicy([Engine(slow, timeout=0.2)], "all", retry_after=10.0, clock=clock)
+
+    async def run() -> None:
+        await policy.scan(ITEMS)
+        clock.now += 11.0
+        probe = asyncio.create_task(policy.scan(ITEMS))
+        await asyncio.sleep(0.05)  # the probe is waiting on the frozen engine
+        during = await policy.scan(ITEMS)
+        assert "not asked again" in during.failed[0].reason
+        assert "no answer within" in (await probe).failed[0].reason
+        assert policy.paused["clamd"][0] == clock.now + 10.0
+
+    asyncio.run(run())
+
+
+def test_too_large_items_and_a_zero_retry_after_never_pause_an_engine() -> None:
+    big = engines("big")
+    policy = MultiEnginePolicy(big, "all", retry_after=10.0)
+    assert asyncio.run(policy.scan(ITEMS)).unscannable and policy.paused == {}
+    slow = engines("slow")
+    policy = MultiEnginePolicy(slow, "all")
+    asyncio.run(policy.scan(ITEMS))
+    assert policy.paused == {}
+    assert "no answer within" in asyncio.run(policy.scan(ITEMS)).failed[0].reason

@@ -213,6 +213,13 @@ class AntivirusConfig(_Section):
     action: Literal["reject", "quarantine", "discard"] = Field(
         "reject", description="An infection: reject (550 5.7.1 naming the virus), quarantine, or discard"
     )
+    retry_after: Duration = Field(
+        5.0,
+        description=(
+            "After an engine fails, messages skip it for this long (they get the bias's answer at"
+            " once, not after the engine's timeout); then one scan tries it again. 0: ask every time"
+        ),
+    )
     unscannable: Literal["reject", "tempfail"] = Field(
         "reject",
         description="An item larger than an engine accepts: reject (552 5.3.4) or tempfail (451 4.7.0)",

@@ -16,13 +16,22 @@ With a notifier, the policy remembers which engines are down and emits ``engine_
 an engine stops answering and ``engine_up`` when it answers again: one event per transition,
 not one per deferred message. An item too large for an engine is no outage.
 
+A failed engine is not asked again for ``retry_after`` seconds (a circuit breaker): a frozen
+clamd would otherwise hold every message for its whole time limit, filling the connection slots
+with sessions that end in 451 anyway. Meanwhile the engine counts as not answering at once, so
+the bias decides as it would after the timeout (fail closed stays fail closed). When the pause is
+over one scan probes the engine (the others keep skipping it for the probe's time limit); an
+answer closes the breaker, another failure pauses it again. An item too large for an engine is
+no outage and never opens it.
+
 Pure logic over the port: no sockets here, so the unit tests run it with ``FakeScanner``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -72,16 +81,25 @@ class MultiEnginePolicy:
     """Run engines concurrently and judge their answers by the bias."""
 
     def __init__(
-        self, engines: Sequence[Engine], require: Bias = "all", notifier: EventSink | None = None
+        self,
+        engines: Sequence[Engine],
+        require: Bias = "all",
+        notifier: EventSink | None = None,
+        *,
+        retry_after: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.engines = tuple(engines)
         self.require = require
         self.notifier = notifier
+        self.retry_after = retry_after
+        self._clock = clock
         self.down: dict[str, str] = {}  # engine -> why, while it does not answer
+        self.paused: dict[str, tuple[float, str]] = {}  # engine -> (skipped until, why)
 
     async def scan(self, items: Sequence[ScanItem]) -> ScanReport:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_run(engine, items)) for engine in self.engines]
+            tasks = [group.create_task(self._guarded(engine, items)) for engine in self.engines]
         hits: list[ScanHit] = []
         answered: list[str] = []
         failed: list[EngineFailure] = []
@@ -96,6 +114,24 @@ class MultiEnginePolicy:
         if self.notifier is not None:
             self._transitions(report)
         return report
+
+    async def _guarded(self, engine: Engine, items: Sequence[ScanItem]) -> list[ScanHit] | EngineFailure:
+        """``_run`` behind the engine's breaker."""
+        pause = self.paused.get(engine.name)
+        now = self._clock()
+        if pause is not None:
+            until, why = pause
+            if now < until:
+                return EngineFailure(engine.name, f"{why} (not asked again for {until - now:.0f}s)")
+            # This scan probes; concurrent ones skip the engine while it does.
+            self.paused[engine.name] = (now + engine.timeout, why)
+        result = await _run(engine, items)
+        if isinstance(result, EngineFailure):
+            if not result.too_large and self.retry_after > 0:
+                self.paused[engine.name] = (self._clock() + self.retry_after, result.reason)
+        else:
+            self.paused.pop(engine.name, None)
+        return result
 
     def _transitions(self, report: ScanReport) -> None:
         assert self.notifier is not None
