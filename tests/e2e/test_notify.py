@@ -40,6 +40,7 @@ def _config(workdir: Path, port: int, sink: SmtpSink, clamd: Clamd) -> Config:
     antivirus = {
         "enabled": True,
         "clamd": {"socket": str(clamd.socket), "timeout": 3, "max_stream": STREAM_MAX, "chunk_size": 8192},
+        "retry_after": 0,  # clamd is asked again the moment it is back
     }
     notify = {"admin_addresses": [ADMIN], "interval": "10m"}
     return gateway_config(workdir, port=port, sink_port=sink.port, antivirus=antivirus, notify=notify)
@@ -134,8 +135,10 @@ def test_a_reload_during_an_outage_does_not_announce_it_again(workdir: Path, sin
     assert gw._env is not None
     [old] = [a for a in gw._env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
     old.policy.down["clamd"] = "connection refused"
+    old.policy.paused["clamd"] = (123.0, "connection refused")
     env = gw._build_env(config)
     gw._carry_engine_state(env)
     [new] = [a for a in env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
     assert new is not old and new.policy.down == {"clamd": "connection refused"}
+    assert new.policy.paused == {"clamd": (123.0, "connection refused")}
     assert new.notifier is gw.notifier is not None
