@@ -24,6 +24,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
@@ -46,6 +47,18 @@ directory_app = typer.Typer(
     no_args_is_help=True,
 )
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def entries_progress(out: Console) -> Progress:
+    """The bar of a directory read: entries counted as they arrive (the total is unknown)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TextColumn("{task.completed} entries"),
+        TimeElapsedColumn(),
+        console=out,
+        transient=True,
+    )
 
 
 def _password(config: Config) -> str:
@@ -72,14 +85,7 @@ def sync(
     path = directory_replica_path(config)
     owner = service_owner(path.parent)
     out = console()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed} entries"),
-        TimeElapsedColumn(),
-        console=out,
-        transient=True,
-    ) as progress:
+    with entries_progress(out) as progress:
         task = progress.add_task("reading the directory", total=None)
         try:
             report = run_sync(

@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from edgeward.cli.directory import JsonOption, _password, _when, directory_app
+from edgeward.cli.directory import JsonOption, _password, _when, directory_app, entries_progress
 from edgeward.cli.queue import ConfigOption, clean, console, fail, load
 from edgeward.cli.tables import add_id_column, print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
@@ -159,14 +158,7 @@ def push(
     password = _password(config)
     path = directory_replica_path(config)
     out = console()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TextColumn("{task.completed} entries"),
-        TimeElapsedColumn(),
-        console=out,
-        transient=True,
-    ) as progress:
+    with entries_progress(out) as progress:
         task = progress.add_task("reading the directory", total=None)
         try:
             run_sync(
