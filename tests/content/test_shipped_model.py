@@ -68,6 +68,10 @@ def test_dev_report_names_every_source_and_stays_on_modern_ham() -> None:
     # ceiling far above the measured value (docs/content-model.md), not the measured value.
     assert rows[("foff-milter-ham", "ham")]["share_scl>=7"] < 0.1
     assert rows[("abuse-desk-ham", "ham")]["share_scl>=7"] < 0.02
+    # Content alone rejects at SCL 8 (the default reject_threshold), a subset of SCL 7 and up.
+    for row in rows.values():
+        assert row["share_scl>=8"] <= row["share_scl>=7"] <= row["share_scl>=4"]
+    assert rows[("foff-milter-ham", "ham")]["share_scl>=8"] < 0.05
     assert rows[("spamassassin", "spam")]["roc_auc"] > 0.998
 
 

@@ -35,7 +35,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from edgeward.cli.tables import add_id_column, print_table
 from edgeward.content.classifier import SpamClassifier, default_model_path
+from edgeward.content.devreport import REJECT_SCL
 from edgeward.content.evaluate import evaluate_scores, write_roc_png
 from edgeward.content.model import ModelFormatError
 from edgeward.content.sources import count_messages, iter_messages, label_from_path
@@ -48,7 +50,6 @@ spam_app = typer.Typer(
     add_completion=False,
 )
 
-REJECT_SCL = 7
 
 ModelOption = Annotated[
     Path | None, typer.Option("--model", help="Model file (.npz); default: the model shipped in the package.")
@@ -234,7 +235,7 @@ def evaluate(
 
 def _dev_report(classifier: SpamClassifier, root: Path, as_json: bool) -> None:
     from edgeward.content.corpora import corpus_sets
-    from edgeward.content.devreport import QUARANTINE_SCL, dev_report
+    from edgeward.content.devreport import NEAR_REJECT_SCL, QUARANTINE_SCL, dev_report
 
     try:
         sets = corpus_sets(root)
@@ -252,6 +253,7 @@ def _dev_report(classifier: SpamClassifier, root: Path, as_json: bool) -> None:
             "label": "spam" if f.is_spam else "ham",
             "messages": f.count,
             f"share_scl>={REJECT_SCL}": round(f.at_reject, 4),
+            f"share_scl>={NEAR_REJECT_SCL}": round(f.at_near_reject, 4),
             f"share_scl>={QUARANTINE_SCL}": round(f.at_quarantine, 4),
             "roc_auc": round(f.roc_auc, 5),
         }
@@ -260,10 +262,14 @@ def _dev_report(classifier: SpamClassifier, root: Path, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows, sort_keys=True))
         return
-    table = Table(*rows[0].keys(), title="dev split (ham: false-positive rate; spam: recall)")
+    table = Table(title="dev split (ham: false-positive rate; spam: recall)")
+    add_id_column(table, "source")
+    for header in ("label", "messages", f"SCL>={REJECT_SCL} (reject)", f"SCL>={NEAR_REJECT_SCL}",
+                   f"SCL>={QUARANTINE_SCL} (quarantine)", "ROC AUC"):  # fmt: skip
+        table.add_column(header)
     for row in rows:
         table.add_row(*(str(v) for v in row.values()))
-    Console().print(table)
+    print_table(Console(), table, keep=[str(r["source"]) for r in rows])
 
 
 @spam_app.command()

@@ -1,8 +1,10 @@
 """Per-source figures of a scorer on the development sets of :mod:`edgeward.content.corpora`.
 
 This module owns :func:`dev_report`: for every dev set, the share of messages at or above the
-reject SCL (:data:`REJECT_SCL`) and the quarantine SCL (:data:`QUARANTINE_SCL`) (for ham that is
-the false-positive rate, for spam the recall) and ROC AUC. An archive holds one label only, so the
+SCL at which content alone rejects (:data:`REJECT_SCL`, the content filter's default), at SCL 7
+(where two more points from other agents reach the policy's reject total) and at the quarantine
+SCL (:data:`QUARANTINE_SCL`) (for ham that is the false-positive rate, for spam the recall) and
+ROC AUC. An archive holds one label only, so the
 AUC of a modern ham archive is taken against all modern dev spam and that of a modern spam archive
 against all modern dev ham; SpamAssassin dev is measured on its own ham and spam.
 """
@@ -12,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from edgeward.config.schema import ContentFilterConfig
 from edgeward.content.corpora import CorpusSet
 
-__all__ = ["QUARANTINE_SCL", "REJECT_SCL", "SourceFigures", "dev_report"]
+__all__ = ["NEAR_REJECT_SCL", "QUARANTINE_SCL", "REJECT_SCL", "SourceFigures", "dev_report"]
 
-REJECT_SCL = 7
+# The content filter's default reject_threshold: the SCL at which content alone rejects.
+REJECT_SCL: int = ContentFilterConfig.model_fields["reject_threshold"].default
+# The policy's reject total is the weight of SCL 8; SCL 7 is two points of other findings short.
+NEAR_REJECT_SCL = 7
 # Exchange's junk threshold, and the SCL at which the issue counted modern ham as flagged.
 QUARANTINE_SCL = 4
 
@@ -30,6 +36,7 @@ class SourceFigures:
     is_spam: bool
     count: int
     at_reject: float
+    at_near_reject: float
     at_quarantine: float
     roc_auc: float
 
@@ -66,6 +73,7 @@ def dev_report(sets: list[CorpusSet], scorer: Scorer) -> list[SourceFigures]:
                 is_spam=is_spam,
                 count=len(results),
                 at_reject=sum(scl >= REJECT_SCL for _, scl in results) / n,
+                at_near_reject=sum(scl >= NEAR_REJECT_SCL for _, scl in results) / n,
                 at_quarantine=sum(scl >= QUARANTINE_SCL for _, scl in results) / n,
                 roc_auc=auc,
             )
