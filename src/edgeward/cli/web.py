@@ -92,7 +92,7 @@ def web(
     console().print(Text(f"web console on https://{shown}:{port}/ (certificate {cert})"))
     uvicorn.run(
         app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
-        log_level="warning", server_header=False, proxy_headers=False,
+        log_level="warning", server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
     )  # fmt: skip
 
 
