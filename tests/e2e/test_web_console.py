@@ -118,6 +118,10 @@ def test_release_from_the_console_reaches_the_sink(workdir: Path, sink: SmtpSink
         with _web(path, web_port), Browser(web_port, ca) as web:
             form = web.get("/login")
             assert form.headers["content-security-policy"].startswith("default-src 'none'")
+            tls = form.extensions["network_stream"].get_extra_info("ssl_object")
+            assert tls.version() in ("TLSv1.2", "TLSv1.3") and (
+                "GCM" in tls.cipher()[0] or "CHACHA" in tls.cipher()[0]
+            )
             r = web.post("/login", data={"name": "boss", "password": PASSWORD, "csrf": _csrf(form.text)})
             assert r.status_code == 303, r.text
             listing = web.get("/quarantine", params={"subject": "free money"})

@@ -3,7 +3,8 @@
 ``edgeward web -c FILE [--listen ADDR:PORT]`` serves ``web.app`` with uvicorn on ``[web]
 listen`` (loopback by default), with the certificate bound to the ``https`` service in the
 certificate store (``edgeward cert enable THUMB --service https``), or else the store's
-default self-signed one (created as ``serve`` does if there is none yet).
+default self-signed one (created as ``serve`` does if there is none yet), under the same TLS
+policy as the SMTP listeners (``tls.context.server_context``).
 
 ``web user add|list|remove`` manage console accounts (``admin`` or ``readonly``; passwords
 from a hidden prompt asked twice, or ``--password-stdin``), ``web token add|list|remove`` the
@@ -88,10 +89,14 @@ def web(
         app = create_app(cfg)
     except (EdgewardError, OSError) as exc:
         fail(str(exc), code=1)
+    from edgeward.tls.context import server_context
+
     shown = f"[{host}]" if ":" in host else host
     console().print(Text(f"web console on https://{shown}:{port}/ (certificate {cert})"))
     uvicorn.run(
         app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
+        # The gateway's own listener policy (TLS 1.2+, ECDHE with AEAD only), not uvicorn's defaults.
+        ssl_context_factory=lambda _config, _default: server_context(cert, key),
         log_level="warning", server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
     )  # fmt: skip
 
