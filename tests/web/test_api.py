@@ -3,6 +3,7 @@ input, the OpenAPI document, and the metrics' sources and access rule."""
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -130,3 +131,33 @@ def test_metrics_count_what_is_on_disk_and_only_for_allowed_sources(config: Conf
     assert 'edgeward_queue_messages{state="incoming"} 0.0' in text
     [days] = [line for line in text.splitlines() if line.startswith("edgeward_certificate_expiry_days{")]
     assert 29 < float(days.rsplit(" ", 1)[1]) <= 30
+
+
+NASTY = ["", "0", "-1", "NaN", "1e309", "x" * 2000, "\x00", "../../etc/passwd", "%", "' OR 1=1 --", "\u202e",
+         "<script>", "2h", "9" * 40]  # fmt: skip
+
+
+def test_no_5xx_for_any_parameter_the_openapi_document_names(config: Config, client: TestClient) -> None:
+    admin, _reader = _tokens(config)
+    hold(config, message())
+    doc = client.get("/api/v1/openapi.json").json()
+    tried = 0
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            params = op.get("parameters", [])
+            for param in params:
+                for value in NASTY:
+                    url, query = path, {}
+                    if param["in"] == "path":
+                        encoded = urllib.parse.quote(value, safe="") or "x"
+                        url = path.replace("{" + param["name"] + "}", encoded)
+                    else:
+                        query = {param["name"]: value}
+                    url = url.replace("{qid}", "abcdefgh12")
+                    r = client.request(method, url, params=query, headers=admin)
+                    assert r.status_code < 500, (method, url, query, r.status_code, r.text)
+                    tried += 1
+    for body in ([], {"recipients": "x"}, {"recipients": [1]}, {"recipients": ["a" * 400]}, "null", {"x": 1}):
+        r = client.post("/api/v1/quarantine/abcdefgh12/release", json=body, headers=admin)
+        assert 400 <= r.status_code < 500 and "detail" in r.json()
+    assert tried > 200
