@@ -9,6 +9,7 @@ and checks the name in it (mx.example.test, sent as SNI and verified while conne
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import ssl
@@ -115,7 +116,10 @@ def test_release_from_the_console_reaches_the_sink(workdir: Path, sink: SmtpSink
         assert _send(port, SPAM, ["alice@example.test", "bob@example.test"]) == 250
         cfg = load_config(path)
         ca, _key = CertificateStore(cfg.resolve(cfg.tls.store)).binding_for("smtp")  # the default one
-        with _web(path, web_port), Browser(web_port, ca) as web:
+        with _web(path, web_port) as proc, Browser(web_port, ca) as web:
+            if os.geteuid() == 0:  # started as root, it serves as the service user
+                uids = Path(f"/proc/{proc.pid}/status").read_text().split("Uid:")[1].split()[:4]
+                assert set(uids) == {str(pwd.getpwnam(cfg.server.user).pw_uid)}
             form = web.get("/login")
             assert form.headers["content-security-policy"].startswith("default-src 'none'")
             tls = form.extensions["network_stream"].get_extra_info("ssl_object")

@@ -4,7 +4,8 @@
 listen`` (loopback by default), with the certificate bound to the ``https`` service in the
 certificate store (``edgeward cert enable THUMB --service https``), or else the store's
 default self-signed one (created as ``serve`` does if there is none yet), under the same TLS
-policy as the SMTP listeners (``tls.context.server_context``).
+policy as the SMTP listeners (``tls.context.server_context``). Started as root, it reads the
+key and binds the socket, then runs as ``server.user`` as ``serve`` does.
 
 ``web user add|list|remove`` manage console accounts (``admin`` or ``readonly``; passwords
 from a hidden prompt asked twice, or ``--password-stdin``), ``web token add|list|remove`` the
@@ -75,30 +76,48 @@ def web(
     """Serve the web console over HTTPS (the certificate bound to 'https', else the default one)."""
     if ctx.invoked_subcommand is not None:
         return
-    import uvicorn
-
-    from edgeward.web.app import create_app
-
     cfg = load(config)
     try:
         host, port = split_listen(listen or cfg.web.listen)
     except ValueError as exc:
         fail(f"--listen: {exc}")
     try:
-        cert, key = _certificate(cfg)
-        app = create_app(cfg)
+        _serve(cfg, config, host, port)
     except (EdgewardError, OSError) as exc:
-        fail(str(exc), code=1)
-    from edgeward.tls.context import server_context
+        fail(f"cannot start: {exc}", code=1)
 
+
+def _serve(cfg: Config, config_path: Path, host: str, port: int) -> None:
+    """Serve ``serve``'s way: key read and socket bound while still root, then run as the
+    service user (``server.user``), with no capabilities, refusing to go on as root."""
+    import socket
+
+    import uvicorn
+
+    from edgeward.runtime_policy import data_paths
+    from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
+    from edgeward.tls.context import server_context
+    from edgeward.web.app import create_app
+
+    paths = data_paths(cfg)
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = _certificate(cfg)
+    # The gateway's own listener policy (TLS 1.2+, ECDHE with AEAD only), not uvicorn's defaults.
+    context = server_context(cert, key)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=128)
+    drop_privileges(cfg.server.user, cfg.server.group, own=tuple(paths.values()), readable=(config_path,))
+    drop_capabilities()
+    refuse_root()
+    app = create_app(cfg)
     shown = f"[{host}]" if ":" in host else host
     console().print(Text(f"web console on https://{shown}:{port}/ (certificate {cert})"))
-    uvicorn.run(
-        app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key),
-        # The gateway's own listener policy (TLS 1.2+, ECDHE with AEAD only), not uvicorn's defaults.
-        ssl_context_factory=lambda _config, _default: server_context(cert, key),
+    server = uvicorn.Server(uvicorn.Config(
+        app, ssl_certfile=str(cert), ssl_context_factory=lambda _config, _default: context,
         log_level="warning", server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
-    )  # fmt: skip
+    ))  # fmt: skip
+    server.run(sockets=[sock])
 
 
 def _password(from_stdin: bool) -> str:
