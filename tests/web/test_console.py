@@ -203,3 +203,19 @@ def test_pages_are_capped(tmp_path: Path) -> None:
         login(client, "admin", ADMIN_PW)
         page = client.get("/quarantine")
         assert "5 message(s), page 1 of 3" in page.text and page.text.count('href="/quarantine/') == 2
+
+
+def test_hostile_message_id_and_link_page_are_escaped(config: Config, client: TestClient) -> None:
+    data = message().replace(b"<m1@remote.test>", b'<"><script>alert(3)</script>@x>')
+    subject = '<img src=x onerror="alert(4)">\u2066'
+    qid = hold(config, data, subject=subject)
+    login(client, "admin", ADMIN_PW)
+    shown = client.get(f"/quarantine/{qid}").text
+    assert (
+        "<script>alert(3)" not in shown
+        and "&lt;&#34;&gt;&lt;script&gt;alert(3)&lt;/script&gt;@x&gt;" in shown
+    )
+    token = release_tokens(config).issue(qid, "u@example.test", 3600)
+    page = client.get(f"/release/{token}").text
+    assert "<img" not in page and "\u2066" not in page
+    assert "&lt;img src=x onerror=&#34;alert(4)&#34;&gt;\\u2066" in page
