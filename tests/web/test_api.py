@@ -95,11 +95,26 @@ def test_tracking_api(config: Config, client: TestClient) -> None:
     assert [e["event"] for e in got["entries"]] == ["RECEIVE", "SEND"]
 
 
+def test_queue_api_pages_and_refuses_unknown_states(config: Config, client: TestClient) -> None:
+    admin, reader = _tokens(config)
+    for _ in range(2):
+        qid = hold(config, message())
+        assert client.post(f"/api/v1/quarantine/{qid}/release", headers=admin).status_code == 200
+    got = client.get("/api/v1/queue", headers=reader, params={"state": "incoming", "page_size": 1}).json()
+    assert got["total"] == 2 and len(got["entries"]) == 1 and got["entries"][0]["state"] == "incoming"
+    assert got["entries"][0]["recipients"][0]["address"] == "u@example.test"
+    r = client.get("/api/v1/queue", headers=reader, params={"state": "nowhere"})
+    assert r.status_code == 400 and "unknown queue state" in r.json()["detail"]
+    assert client.get("/api/v1/queue").status_code == 401
+
+
 def test_openapi_document_lists_the_api_only(client: TestClient) -> None:
     doc = client.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     base = "/api/v1/quarantine"
-    assert set(doc["paths"]) == {base, base + "/{qid}", base + "/{qid}/release", "/api/v1/tracking"}
+    assert set(doc["paths"]) == {
+        base, base + "/{qid}", base + "/{qid}/release", "/api/v1/tracking", "/api/v1/queue",
+    }  # fmt: skip
     assert "post" in doc["paths"]["/api/v1/quarantine/{qid}/release"]
     assert client.get("/docs").status_code == 404  # the interactive docs would load script from a CDN
 

@@ -219,3 +219,15 @@ def test_hostile_message_id_and_link_page_are_escaped(config: Config, client: Te
     page = client.get(f"/release/{token}").text
     assert "<img" not in page and "\u2066" not in page
     assert "&lt;img src=x onerror=&#34;alert(4)&#34;&gt;\\u2066" in page
+
+
+def test_the_queue_viewer_lists_released_mail_escaped(config: Config, client: TestClient) -> None:
+    qid = hold(config, message(), rcpts=("<svg onload=x>@example.test",))
+    login(client, "admin", ADMIN_PW)
+    csrf = csrf_of(client.get(f"/quarantine/{qid}").text)
+    client.post(f"/quarantine/{qid}/release", data={"csrf": csrf, "to": ["<svg onload=x>@example.test"]})
+    page = client.get("/queue")
+    assert page.status_code == 200 and "1 message(s)" in page.text
+    assert "<svg" not in page.text and "&lt;svg onload=x&gt;@example.test" in page.text
+    assert "0 message(s)" in client.get("/queue", params={"state": "hold"}).text
+    assert client.get("/queue", params={"state": "nowhere"}).status_code == 400

@@ -20,9 +20,10 @@ from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.service import Search
 from edgeward.quarantine.store import QuarantineError
+from edgeward.queue.model import record_to_dict
 from edgeward.web.app import console_of
 from edgeward.web.auth import ApiToken
-from edgeward.web.queries import TrackingQuery, track_search
+from edgeward.web.queries import TrackingQuery, queue_page, track_search
 
 __all__ = ["router"]
 
@@ -148,3 +149,23 @@ def tracking(
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     return {"entries": entries, "more": more}
+
+
+@router.get("/queue", responses={**_ERRORS, 400: {"description": "Not a queue state"}})
+def queue(
+    request: Request,
+    _tok: Annotated[ApiToken, Depends(token)],
+    state: Annotated[str, Query(max_length=16, description="incoming, active, deferred, hold, corrupt")] = "",
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000, description="Capped at [web] page_size_max")] = 50,
+) -> dict[str, Any]:
+    console = console_of(request)
+    size = min(page_size, console.page_size)
+    try:
+        records, total = queue_page(console, state, page, size)
+    except ValueError as exc:
+        raise HTTPException(400, str(exc)) from None
+    entries = [{**record_to_dict(r), "state": r.state.value} for r in records]
+    for e in entries:
+        e.pop("v", None)
+    return {"total": total, "page": page, "page_size": size, "entries": entries}

@@ -1,4 +1,5 @@
-"""The console's HTML pages: login, quarantine (search, show, release, delete), tracking, links.
+"""The console's HTML pages: login, quarantine (search, show, release, delete), the queue
+(read-only), tracking, digest links.
 
 Every page but the login and the digest link page needs a session; every change is a POST
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
@@ -23,7 +24,7 @@ from edgeward.quarantine.tokens import TokenError
 from edgeward.quarantine.view import escape
 from edgeward.web.app import LOGIN_COOKIE, SESSION_COOKIE, Console, console_of
 from edgeward.web.auth import LoginRefused, Session, csrf_ok
-from edgeward.web.queries import TrackingQuery, track_search, why_lines
+from edgeward.web.queries import TrackingQuery, queue_page, track_search, why_lines
 
 __all__ = ["router"]
 
@@ -176,6 +177,20 @@ def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Respon
     except KeyError:
         return console.message(request, "Not found", "No such message in quarantine.", 404, session)
     return console.message(request, "Deleted", f"Message {qid} was deleted from quarantine.", 200, session)
+
+
+@router.get("/queue", response_class=HTMLResponse)
+def queue(request: Request, state: Text = "", page: Annotated[int, Query(ge=1, le=100000)] = 1) -> Response:
+    """The queue viewer, read-only in this version (hold, retry and remove: ``edgeward queue``)."""
+    console = console_of(request)
+    session = console.require(request)
+    try:
+        records, total = queue_page(console, state, page, console.page_size)
+    except ValueError as exc:
+        return console.message(request, "Bad state", str(exc), 400, session)
+    pages = max(1, -(-total // console.page_size))
+    return console.render(request, "queue.html", session=session, records=records, total=total,
+                          page=page, pages=pages, state=state, now=console.now())  # fmt: skip
 
 
 @router.get("/tracking", response_class=HTMLResponse)

@@ -1,4 +1,4 @@
-"""Tracking searches as the pages and the API ask for them: text criteria in, entries out.
+"""Tracking searches and queue pages as the pages and the API ask for them.
 
 The criteria are those of ``edgeward track`` (sender, recipient, Message-ID, queue id, time
 range as ISO-8601 or an age such as ``2h``, event); the search itself is
@@ -17,11 +17,12 @@ import typer
 
 from edgeward.cli.track import explain, parse_when
 from edgeward.logs.tracking import TrackingEvent, search
+from edgeward.queue.model import MessageRecord, QueueState
 
 if TYPE_CHECKING:
     from edgeward.web.app import Console
 
-__all__ = ["TrackingQuery", "track_search", "why_lines"]
+__all__ = ["TrackingQuery", "queue_page", "track_search", "why_lines"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,3 +73,18 @@ def why_lines(console: Console, msg_id: str) -> list[str]:
     if not console.log_dir.is_dir():
         return []
     return explain(list(search(console.log_dir, msg_id=msg_id)))
+
+
+def queue_page(console: Console, state: str, page: int, size: int) -> tuple[list[MessageRecord], int]:
+    """One page of the queue, oldest first (``Spool.list``, as ``edgeward queue list``), and the total.
+    ``ValueError`` for a state that is none."""
+    wanted = None
+    if state:
+        try:
+            wanted = QueueState(state.lower())
+        except ValueError:
+            names = ", ".join(s.value for s in QueueState)
+            raise ValueError(f"unknown queue state; one of {names}") from None
+    records = console.quarantine.queue().list(wanted)
+    start = (page - 1) * size
+    return records[start : start + size], len(records)
