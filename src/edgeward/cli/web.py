@@ -70,7 +70,7 @@ def web(
     ctx: typer.Context,
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     listen: Annotated[
-        str | None, typer.Option("--listen", help="ADDR:PORT to listen on (default: [web] listen).")
+        str | None, typer.Option("--listen", help="ADDR:PORT to listen on (default: web.listen).")
     ] = None,
 ) -> None:
     """Serve the web console over HTTPS (the certificate bound to 'https', else the default one)."""
