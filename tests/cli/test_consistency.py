@@ -27,7 +27,7 @@ LISTINGS = {
     "quarantine show", "spam classify",
     "spam eval", "track", "user list",
     "antispam ip allow list", "antispam ip block list", "antispam test-ip",
-    "harden analyse", "harden history", "harden template list",
+    "harden analyse", "harden history", "harden template list", "web user list", "web token list",
 }  # fmt: skip
 
 

@@ -102,6 +102,19 @@ def test_a_token_works_once_for_its_recipient_only(tmp_path: Path) -> None:
     assert fresh.verify(t.issue(qid, "v@example.test", 3600)) == (qid, "v@example.test")
 
 
+def test_peek_checks_like_verify_and_uses_nothing_up(tmp_path: Path) -> None:
+    t, qid = tokens(tmp_path)
+    token = t.issue(qid, "u@example.test", 3600)
+    assert t.peek(token) == t.peek(token) == (qid, "u@example.test")
+    assert t.verify(token) == (qid, "u@example.test")
+    with pytest.raises(TokenError) as used:
+        t.peek(token)
+    assert used.value.reason == "used"
+    with pytest.raises(TokenError) as altered:
+        t.peek(token + "x")
+    assert altered.value.reason == "bad-signature"
+
+
 @pytest.mark.parametrize("damage", ["payload", "mac", "form", "recipient"])
 def test_a_changed_token_is_refused(tmp_path: Path, damage: str) -> None:
     t, qid = tokens(tmp_path)

@@ -36,6 +36,7 @@ from edgeward.cli.rules import rules_app
 from edgeward.cli.spam import spam_app
 from edgeward.cli.track import track_app
 from edgeward.cli.user import user_app
+from edgeward.cli.web import web_app
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError, EdgewardError
@@ -68,6 +69,7 @@ app.add_typer(
 )
 app.command("install-service")(install_service)
 app.add_typer(harden_app, name="harden", help="Host hardening by role: template, analyse, apply, rollback.")
+app.add_typer(web_app, name="web", help="The web console over HTTPS: serve it; its accounts and API tokens.")
 
 err = Console(stderr=True, soft_wrap=True)
 

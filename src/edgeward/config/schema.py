@@ -36,6 +36,7 @@ from edgeward.config.policy_store import PolicyStoreConfig
 from edgeward.config.quarantine import QuarantineConfig
 from edgeward.config.rules import TransportRule, check_rules
 from edgeward.config.scores import SCORE_TABLE, unknown_names
+from edgeward.config.web import WebConfig
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|k|mb|m|gb|g)?\s*$", re.IGNORECASE)
@@ -929,6 +930,7 @@ class Config(_Section):
     notify: NotifyConfig = NotifyConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
     directory: DirectoryConfig = DirectoryConfig()
+    web: WebConfig = WebConfig()
     rules: Annotated[tuple[TransportRule, ...], AfterValidator(check_rules)] = Field(
         (), description="Transport rules ([[rules]]: conditions, exceptions, actions; 'edgeward rules list')"
     )

@@ -48,6 +48,7 @@ __all__ = [
     "DigestLine",
     "build_digests",
     "next_run",
+    "peek_release_token",
     "render",
     "send_digests",
     "verify_release_token",
@@ -183,6 +184,12 @@ def verify_release_token(config: Config, token: str) -> tuple[str, str]:
     """What a web front calls with a link's token: ``(qid, recipient)``, the token used up,
     or ``TokenError`` (expired, used, bad signature, unknown entry)."""
     return release_tokens(config).verify(token)
+
+
+def peek_release_token(config: Config, token: str) -> tuple[str, str]:
+    """``(qid, recipient)`` a link would release, the token left unused; ``TokenError`` as
+    :func:`verify_release_token`."""
+    return release_tokens(config).peek(token)
 
 
 async def release_by_token(config: Config, service: QuarantineService, token: str) -> Released:

@@ -7,9 +7,10 @@ bytes, created 0600 for the service user at first use). Nothing in a token is se
 nothing in it can be changed: a recipient cannot turn a link for their copy into a link for
 someone else's.
 
-:meth:`ReleaseTokens.verify` is what a web front calls. It checks, in order, the form, the
-signature (in constant time), the expiry, that the link was not used, that the entry still
-holds that recipient, and then records the nonce in ``<state>/quarantine-release.db``
+:meth:`ReleaseTokens.verify` is what a web front calls (:meth:`~ReleaseTokens.peek` runs the
+same checks without using the link up, for the page that asks to confirm). It checks, in
+order, the form, the signature (in constant time), the expiry, that the link was not used,
+that the entry still holds that recipient, and then records the nonce in ``<state>/quarantine-release.db``
 (SQLite): the insert is the last check, so two clicks racing each other cannot both pass.
 Each failure is a :class:`TokenError` whose ``reason`` a front can map to a page
 (``malformed``, ``bad-signature``, ``expired``, ``used``, ``unknown-entry``).
@@ -82,8 +83,16 @@ class ReleaseTokens:
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return f"{payload}.{self._mac(payload)}"
 
+    def peek(self, token: str) -> tuple[str, str]:
+        """``(qid, recipient)`` of a good token, left unused: what a link's page shows before
+        the recipient confirms. ``TokenError`` exactly as :meth:`verify`."""
+        return self._check(token, use=False)
+
     def verify(self, token: str) -> tuple[str, str]:
         """``(qid, recipient)`` of a good token, which is used up by this call."""
+        return self._check(token, use=True)
+
+    def _check(self, token: str, *, use: bool) -> tuple[str, str]:
         if len(token) > _MAX_TOKEN or token.count(".") != 1:
             raise TokenError("malformed", "the release link is not one of ours")
         payload, mac = token.split(".")
@@ -107,6 +116,8 @@ class ReleaseTokens:
                 raise TokenError("unknown-entry", "the message is no longer in quarantine") from None
             if rcpt.lower() not in (r.lower() for r in entry.recipients):
                 raise TokenError("unknown-entry", "the message is no longer held for this recipient")
+            if not use:
+                return qid, rcpt
             try:
                 db.execute("INSERT INTO used VALUES (?, ?, ?)", (nonce, now, expires))
             except sqlite3.IntegrityError:  # a second click that raced this one

@@ -1,0 +1,222 @@
+"""``edgeward web``: serve the web console over HTTPS, and manage its accounts and API tokens.
+
+``edgeward web -c FILE [--listen ADDR:PORT]`` serves ``web.app`` with uvicorn on ``[web]
+listen`` (loopback by default), with the certificate bound to the ``https`` service in the
+certificate store (``edgeward cert enable THUMB --service https``), or else the store's
+default self-signed one (created as ``serve`` does if there is none yet), under the same TLS
+policy as the SMTP listeners (``tls.context.server_context``). Started as root, it reads the
+key and binds the socket, then runs as ``server.user`` as ``serve`` does.
+
+``web user add|list|remove`` manage console accounts (``admin`` or ``readonly``; passwords
+from a hidden prompt asked twice, or ``--password-stdin``), ``web token add|list|remove`` the
+API tokens (the secret is printed once, at creation). Both live in ``<state>/web.db``
+(``web.auth``); run as root, the file is handed to the owner of the state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from edgeward.auth.users import UserError
+from edgeward.cli.queue import ConfigOption, clean, console, fail, load
+from edgeward.cli.tables import add_id_column, print_table
+from edgeward.config.load import DEFAULT_CONFIG_PATH
+from edgeward.config.schema import Config
+from edgeward.config.web import split_listen
+from edgeward.errors import EdgewardError
+from edgeward.web.auth import ROLES, WebAccounts
+
+__all__ = ["web_app"]
+
+web_app = typer.Typer(help="The web console: serve it, its accounts and API tokens.")
+user_app = typer.Typer(help="Console accounts (admin or readonly).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for /api/v1.", no_args_is_help=True)
+web_app.add_typer(user_app, name="user")
+web_app.add_typer(token_app, name="token")
+
+RoleOption = Annotated[str, typer.Option("--role", help=f"One of: {', '.join(ROLES)}.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+
+
+def _accounts(config: Config) -> WebAccounts:
+    return WebAccounts(config.resolve(Path("state")))
+
+
+def _date(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _certificate(config: Config) -> tuple[Path, Path]:
+    from edgeward.tls.errors import NoBinding
+    from edgeward.tls.store import CertificateStore
+
+    store = CertificateStore(config.resolve(config.tls.store))
+    try:
+        return store.binding_for("https")
+    except NoBinding:
+        return store.ensure_default(config.server.hostname)
+
+
+@web_app.callback(invoke_without_command=True)
+def web(
+    ctx: typer.Context,
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    listen: Annotated[
+        str | None, typer.Option("--listen", help="ADDR:PORT to listen on (default: web.listen).")
+    ] = None,
+) -> None:
+    """Serve the web console over HTTPS (the certificate bound to 'https', else the default one)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    cfg = load(config)
+    try:
+        host, port = split_listen(listen or cfg.web.listen)
+    except ValueError as exc:
+        fail(f"--listen: {exc}")
+    try:
+        _serve(cfg, config, host, port)
+    except (EdgewardError, OSError) as exc:
+        fail(f"cannot start: {exc}", code=1)
+
+
+def _serve(cfg: Config, config_path: Path, host: str, port: int) -> None:
+    """Serve ``serve``'s way: key read and socket bound while still root, then run as the
+    service user (``server.user``), with no capabilities, refusing to go on as root."""
+    import socket
+
+    import uvicorn
+
+    from edgeward.runtime_policy import data_paths
+    from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
+    from edgeward.tls.context import server_context
+    from edgeward.web.app import create_app
+
+    paths = data_paths(cfg)
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cert, key = _certificate(cfg)
+    # The gateway's own listener policy (TLS 1.2+, ECDHE with AEAD only), not uvicorn's defaults.
+    context = server_context(cert, key)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=128)
+    drop_privileges(cfg.server.user, cfg.server.group, own=tuple(paths.values()), readable=(config_path,))
+    drop_capabilities()
+    refuse_root()
+    app = create_app(cfg)
+    shown = f"[{host}]" if ":" in host else host
+    console().print(Text(f"web console on https://{shown}:{port}/ (certificate {cert})"))
+    server = uvicorn.Server(uvicorn.Config(
+        app, ssl_certfile=str(cert), ssl_context_factory=lambda _config, _default: context,
+        log_level="warning", server_header=False, proxy_headers=False, timeout_graceful_shutdown=10,
+    ))  # fmt: skip
+    server.run(sockets=[sock])
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        fail("the password is empty")
+    return password
+
+
+@user_app.command("add")
+def user_add(
+    name: Annotated[str, typer.Argument(help="Account name (compared case-insensitively).")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    role: RoleOption = "readonly",
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
+    ] = False,
+) -> None:
+    """Add a console account."""
+    if role not in ROLES:
+        fail(f"--role must be one of {', '.join(ROLES)}")
+    accounts = _accounts(load(config))
+    if any(a.name == name.casefold() for a in accounts.list()):
+        fail(f"a console account named {clean(name)!r} exists already")
+    try:
+        account = accounts.add(name, _password(password_stdin), role)
+    except UserError as exc:
+        fail(str(exc))
+    console().print(Text(f"added console account {clean(account.name)} ({account.role})"))
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """List the console accounts."""
+    accounts = _accounts(load(config)).list()
+    if as_json:
+        typer.echo(json.dumps([{"name": a.name, "role": a.role, "created": a.created} for a in accounts]))
+        return
+    table = Table()
+    add_id_column(table, "Name")
+    table.add_column("Role")
+    table.add_column("Created")
+    for a in accounts:
+        table.add_row(Text(clean(a.name)), a.role, _date(a.created))
+    print_table(console(), table, keep=[clean(a.name) for a in accounts])
+
+
+@user_app.command("remove")
+def user_remove(
+    name: Annotated[str, typer.Argument(help="Account name.")], config: ConfigOption = DEFAULT_CONFIG_PATH
+) -> None:
+    """Remove a console account (its sessions end at once)."""
+    try:
+        _accounts(load(config)).remove(name)
+    except UserError as exc:
+        fail(str(exc))
+    console().print(Text(f"removed console account {clean(name)}"))
+
+
+@token_app.command("add")
+def token_add(
+    name: Annotated[str, typer.Argument(help="A name for the token (what uses it).")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+    role: RoleOption = "readonly",
+) -> None:
+    """Make an API token; the secret is printed once, on standard output."""
+    try:
+        secret = _accounts(load(config)).add_token(name, role)
+    except UserError as exc:
+        fail(str(exc))
+    typer.echo(secret)
+
+
+@token_app.command("list")
+def token_list(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """List the API tokens (names and roles; secrets are not kept)."""
+    tokens = _accounts(load(config)).tokens()
+    if as_json:
+        typer.echo(json.dumps([{"name": t.name, "role": t.role, "created": t.created} for t in tokens]))
+        return
+    table = Table()
+    add_id_column(table, "Name")
+    table.add_column("Role")
+    table.add_column("Created")
+    for t in tokens:
+        table.add_row(Text(clean(t.name)), t.role, _date(t.created))
+    print_table(console(), table, keep=[clean(t.name) for t in tokens])
+
+
+@token_app.command("remove")
+def token_remove(
+    name: Annotated[str, typer.Argument(help="Token name.")], config: ConfigOption = DEFAULT_CONFIG_PATH
+) -> None:
+    """Revoke an API token."""
+    try:
+        _accounts(load(config)).remove_token(name)
+    except UserError as exc:
+        fail(str(exc))
+    console().print(Text(f"removed API token {clean(name)}"))

@@ -1,0 +1,118 @@
+"""Prometheus ``/metrics``, read at scrape time from what the gateway already writes.
+
+Nothing is counted in the gateway's hot path: at each scrape a collector reads
+
+- the tracking logs (gateway, delivery and administrators' files, current and rotated):
+  ``edgeward_tracking_events_total{event}``, the events still on disk by kind; a counter
+  that can fall when old files are pruned by ``[logging] max_age``, which Prometheus's
+  ``rate()`` treats as a reset;
+- the quarantine folder: ``edgeward_quarantine_entries`` (metadata files only);
+- the spool: ``edgeward_queue_messages{state}`` and ``edgeward_spool_free_bytes``;
+- the certificate store: ``edgeward_certificate_expiry_days{thumbprint,subject}``.
+
+Reading the tracking logs costs a pass over them per scrape (about the files' size in JSON
+parsing); with the default rotation that is bounded, and scrapes are a minute apart.
+
+``/metrics`` has no login; it is answered only to clients in ``[web] metrics_allow``
+(loopback by default) and 403 to everyone else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections import Counter
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from edgeward.logs.rotating import read_entries
+from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME, TrackingEvent
+from edgeward.queue.model import QueueState
+from edgeward.tls.store import CertificateStore
+from edgeward.web.app import Console, console_of
+
+__all__ = ["GatewayCollector", "router"]
+
+log = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+
+
+class GatewayCollector(Collector):
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        for part in (self._tracking, self._quarantine, self._queue, self._certificates):
+            try:
+                yield from part()
+            except Exception:  # one broken source must not take the others with it
+                log.exception("metrics: %s could not be read", part.__name__.strip("_"))
+
+    def _tracking(self) -> Iterator[CounterMetricFamily]:
+        counts: Counter[str] = Counter()
+        folder = self.console.log_dir
+        if folder.is_dir():
+            for name in (LOG_NAME, DELIVERY_LOG_NAME, ADMIN_LOG_NAME):
+                counts.update(str(e.get("event", "")) for e in read_entries(folder, name))
+        family = CounterMetricFamily(
+            "edgeward_tracking_events", "Message tracking events in the logs kept on disk", labels=["event"]
+        )
+        for event in TrackingEvent:
+            family.add_metric([event.value], counts.get(event.value, 0))
+        yield family
+
+    def _quarantine(self) -> Iterator[GaugeMetricFamily]:
+        entries = len(self.console.quarantine.store.list())
+        yield GaugeMetricFamily("edgeward_quarantine_entries", "Messages held in quarantine", value=entries)
+
+    def _queue(self) -> Iterator[GaugeMetricFamily]:
+        spool = self.console.quarantine.queue()
+        counts = spool.counts()
+        family = GaugeMetricFamily(
+            "edgeward_queue_messages", "Messages in the queue by state", labels=["state"]
+        )
+        for state in QueueState:
+            family.add_metric([state.value], counts.get(state, 0))
+        yield family
+        yield GaugeMetricFamily("edgeward_spool_free_bytes", "Free space where the spool is",
+                                value=spool.free_bytes())  # fmt: skip
+
+    def _certificates(self) -> Iterator[GaugeMetricFamily]:
+        config = self.console.config
+        store = CertificateStore(config.resolve(config.tls.store))
+        family = GaugeMetricFamily(
+            "edgeward_certificate_expiry_days", "Days until a stored certificate expires",
+            labels=["thumbprint", "subject"],
+        )  # fmt: skip
+        now = self.console.now()
+        for cert in store.list():
+            family.add_metric([cert.thumbprint, cert.subject], (cert.not_after.timestamp() - now) / 86400)
+        yield family
+
+
+def _allowed(console: Console, host: str) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in ipaddress.ip_network(n, strict=False) for n in console.config.web.metrics_allow)
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    console = console_of(request)
+    if not _allowed(console, request.client.host if request.client else ""):
+        return JSONResponse({"detail": "metrics are not served to this address"}, status_code=403)
+    registry = getattr(request.app.state, "registry", None)
+    if registry is None:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(GatewayCollector(console))
+        request.app.state.registry = registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

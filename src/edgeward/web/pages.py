@@ -1,0 +1,264 @@
+"""The console's HTML pages: login, quarantine (search, show, release, delete), the queue
+(read-only), tracking, digest links.
+
+Every page but the login and the digest link page needs a session; every change is a POST
+carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
+is answered 405), and releasing or deleting needs the ``admin`` role. The digest link page
+(``/release/{token}``) needs no login: the signed token is the authority, and it shows what it
+would release before a POST uses it up (``quarantine.tokens``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from edgeward.quarantine.crypto import KeyMismatch
+from edgeward.quarantine.digest import peek_release_token, release_by_token
+from edgeward.quarantine.service import Search
+from edgeward.quarantine.store import QuarantineError
+from edgeward.quarantine.tokens import TokenError
+from edgeward.quarantine.view import escape
+from edgeward.web.app import LOGIN_COOKIE, SESSION_COOKIE, Console, console_of
+from edgeward.web.auth import LoginRefused, Session, csrf_ok
+from edgeward.web.queries import TrackingQuery, queue_page, track_search, why_lines
+
+__all__ = ["router"]
+
+router = APIRouter(include_in_schema=False)
+Text = Annotated[str, Query(max_length=500)]
+FormText = Annotated[str, Form(max_length=1000)]
+_UNUSABLE = (KeyError, QuarantineError, KeyMismatch)
+
+
+def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict")
+
+
+def _refused(console: Console, request: Request, session: Session) -> HTMLResponse | None:
+    """The page for a change this session may not make, or None when it may."""
+    if not session.is_admin:
+        return console.message(request, "Not allowed", "Your account may look but not change.", 403, session)
+    return None
+
+
+def _bad_csrf(console: Console, request: Request, session: Session) -> HTMLResponse:
+    text = "The form was out of date or did not come from this console. Reload the page and try again."
+    return console.message(request, "Form refused", text, 403, session)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request) -> Response:
+    console_of(request).require(request)
+    return RedirectResponse("/quarantine", status_code=303)
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_form(request: Request) -> Response:
+    console = console_of(request)
+    token = secrets.token_urlsafe(32)
+    response = console.render(request, "login.html", csrf=token, error="")
+    _cookie(response, LOGIN_COOKIE, token, 3600)
+    return response
+
+
+@router.post("/login", response_class=HTMLResponse)
+def login(request: Request, name: FormText = "", password: FormText = "", csrf: FormText = "") -> Response:
+    console = console_of(request)
+    expected = request.cookies.get(LOGIN_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected.encode(), csrf.encode("utf-8", "replace")):
+        token = secrets.token_urlsafe(32)
+        response = console.render(
+            request, "login.html", 403, csrf=token, error="The form expired; try again."
+        )
+        _cookie(response, LOGIN_COOKIE, token, 3600)
+        return response
+    source = request.client.host if request.client else "unknown"
+    try:
+        cookie, session = console.accounts.login(name, password, source)
+    except LoginRefused as exc:
+        status = 429 if exc.reason == "throttled" else 401
+        return console.render(request, "login.html", status, csrf=expected, error=str(exc))
+    done = RedirectResponse("/quarantine", status_code=303)
+    _cookie(done, SESSION_COOKIE, cookie, int(session.expires - console.now()))
+    done.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return done
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: FormText = "") -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    if not csrf_ok(session, csrf):
+        return _bad_csrf(console, request, session)
+    console.accounts.logout(request.cookies.get(SESSION_COOKIE, ""))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+def quarantine_list(
+    request: Request,
+    sender: Text = "",
+    recipient: Text = "",
+    subject: Text = "",
+    reason: Text = "",
+    finding: Text = "",
+    page: Annotated[int, Query(ge=1, le=100000)] = 1,
+) -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    size = console.page_size
+    query = Search(sender=sender, recipient=recipient, subject=subject, reason=reason, finding=finding,
+                   offset=(page - 1) * size, limit=size)  # fmt: skip
+    try:
+        found = console.quarantine.search(query)
+    except KeyMismatch as exc:
+        return console.message(request, "Quarantine unreadable", str(exc), 500, session)
+    pages = max(1, -(-found.total // size))
+    return console.render(
+        request, "quarantine_list.html", session=session, found=found, page=page, pages=pages,
+        query={"sender": sender, "recipient": recipient, "subject": subject, "reason": reason,
+               "finding": finding},
+    )  # fmt: skip
+
+
+@router.get("/quarantine/{qid}", response_class=HTMLResponse)
+def quarantine_show(request: Request, qid: str) -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    try:
+        shown = console.quarantine.show(qid)
+    except _UNUSABLE as exc:
+        text = "No such message in quarantine." if isinstance(exc, KeyError) else str(exc)
+        return console.message(request, "Not found", text, 404, session)
+    return console.render(
+        request, "quarantine_show.html", session=session, entry=shown.entry, view=shown.view,
+    )  # fmt: skip
+
+
+@router.post("/quarantine/{qid}/release", response_class=HTMLResponse)
+async def quarantine_release(
+    request: Request, qid: str, csrf: FormText = "", to: Annotated[list[str] | None, Form()] = None
+) -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    if not csrf_ok(session, csrf):
+        return _bad_csrf(console, request, session)
+    if (refused := _refused(console, request, session)) is not None:
+        return refused
+    if not to:
+        return console.message(request, "Nothing released", "Choose at least one recipient.", 400, session)
+    try:
+        done = await console.quarantine.release(qid, to, by=f"{session.name} (web console)")
+    except ValueError as exc:
+        return console.message(request, "Not released", escape(str(exc), keep_newlines=False), 400, session)
+    except _UNUSABLE:
+        return console.message(request, "Not found", "No such message in quarantine.", 404, session)
+    left = f"; still held for {', '.join(done.remaining)}" if done.remaining else ""
+    text = f"Queued as {done.msg_id} for {', '.join(done.recipients)}{left}."
+    return console.message(request, "Released", escape(text, keep_newlines=False), 200, session)
+
+
+@router.post("/quarantine/{qid}/delete", response_class=HTMLResponse)
+def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    if not csrf_ok(session, csrf):
+        return _bad_csrf(console, request, session)
+    if (refused := _refused(console, request, session)) is not None:
+        return refused
+    try:
+        console.quarantine.delete(qid, by=f"{session.name} (web console)")
+    except KeyError:
+        return console.message(request, "Not found", "No such message in quarantine.", 404, session)
+    return console.message(request, "Deleted", f"Message {qid} was deleted from quarantine.", 200, session)
+
+
+@router.get("/queue", response_class=HTMLResponse)
+def queue(request: Request, state: Text = "", page: Annotated[int, Query(ge=1, le=100000)] = 1) -> Response:
+    """The queue viewer, read-only in this version (hold, retry and remove: ``edgeward queue``)."""
+    console = console_of(request)
+    session = console.require(request)
+    try:
+        records, total = queue_page(console, state, page, console.page_size)
+    except ValueError as exc:
+        return console.message(request, "Bad state", str(exc), 400, session)
+    pages = max(1, -(-total // console.page_size))
+    return console.render(request, "queue.html", session=session, records=records, total=total,
+                          page=page, pages=pages, state=state, now=console.now())  # fmt: skip
+
+
+@router.get("/tracking", response_class=HTMLResponse)
+def tracking(
+    request: Request,
+    sender: Text = "",
+    recipient: Text = "",
+    message_id: Text = "",
+    msg_id: Text = "",
+    since: Text = "",
+    until: Text = "",
+    event: Text = "",
+) -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    query = TrackingQuery(sender, recipient, message_id, msg_id, since, until, event)
+    values = {"sender": sender, "recipient": recipient, "message_id": message_id, "msg_id": msg_id,
+              "since": since, "until": until, "event": event}  # fmt: skip
+    try:
+        entries, more = track_search(console, query, console.page_size)
+    except ValueError as exc:
+        return console.render(request, "tracking.html", 400, session, query=values, entries=[],
+                              more=False, error=str(exc), searched=True)  # fmt: skip
+    return console.render(
+        request, "tracking.html", session=session, query=values, entries=entries, more=more, error="",
+        searched=any(values.values()),
+    )  # fmt: skip
+
+
+@router.get("/tracking/why/{msg_id}", response_class=HTMLResponse)
+def tracking_why(request: Request, msg_id: str) -> Response:
+    console = console_of(request)
+    session = console.require(request)
+    lines = why_lines(console, msg_id)
+    return console.render(request, "why.html", session=session, msg_id=msg_id, lines=lines)
+
+
+def _token_page(
+    console: Console, request: Request, token: str, status: int, error: str = "", done: str = ""
+) -> HTMLResponse:
+    entry = None
+    recipient = ""
+    if not error and not done:
+        try:
+            qid, recipient = peek_release_token(console.config, token)
+            entry = console.quarantine.entry(qid)
+        except TokenError as exc:
+            error, status = str(exc), 410 if exc.reason in ("used", "expired", "unknown-entry") else 400
+        except _UNUSABLE:
+            error, status = "the message is no longer in quarantine", 410
+    return console.render(request, "release_link.html", status, entry=entry, recipient=recipient,
+                          error=error, done=done, token=token)  # fmt: skip
+
+
+@router.get("/release/{token}", response_class=HTMLResponse)
+def release_link(request: Request, token: str) -> Response:
+    return _token_page(console_of(request), request, token, 200)
+
+
+@router.post("/release/{token}", response_class=HTMLResponse)
+async def release_link_use(request: Request, token: str) -> Response:
+    console = console_of(request)
+    try:
+        done = await release_by_token(console.config, console.quarantine, token)
+    except TokenError as exc:
+        status = 410 if exc.reason in ("used", "expired", "unknown-entry") else 400
+        return _token_page(console, request, token, status, error=str(exc))
+    except (ValueError, *_UNUSABLE):
+        return _token_page(console, request, token, 410, error="the message is no longer in quarantine")
+    text = f"The message was released to {', '.join(done.recipients)} and is on its way."
+    return _token_page(console, request, token, 200, done=text)
