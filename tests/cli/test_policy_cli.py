@@ -116,3 +116,15 @@ def test_agents_list_with_the_policy_store_marks_nothing_off(tmp_path: Path) -> 
 async def _create_store(path: Path) -> None:
     async with SqlitePolicyStore(path):
         pass
+
+
+def test_track_why_reads_a_damaged_line_without_failing() -> None:
+    from edgeward.cli.track import explain
+
+    entry = {"event": "REJECT", "msg_id": "01Q", "decided_by": "threshold reject 7",
+             "findings": [{"name": "SPF_FAIL", "agent": None, "score": "3x"},
+                          {"name": 7, "agent": "content-filter", "score": 5},
+                          {"name": "FLAG", "score": True}, "not a finding"]}  # fmt: skip
+    lines = explain([entry])
+    assert any("SPF_FAIL" in line and "3x" in line for line in lines)
+    assert lines[-1] == "  total 5; decided by: threshold reject 7"

@@ -143,6 +143,10 @@ def _num(value: object) -> str:
     return f"{value:g}" if isinstance(value, int | float) else str(value or 0)
 
 
+def _score(value: object) -> float:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
+
+
 def explain(entries: list[dict[str, Any]]) -> list[str]:
     """The lines of ``track why``: per verdict event, every finding and the rule that decided."""
     lines: list[str] = []
@@ -160,10 +164,11 @@ def explain(entries: list[dict[str, Any]]) -> list[str]:
             lines.append(f"  {'STAGE':<8} {'AGENT':<20} {'FINDING':<30} {'SCORE':>6}  DETAIL")
         for f in found:
             lines.append(
-                f"  {f.get('stage', '') or '-':<8} {f.get('agent', ''):<20} {f.get('name', ''):<30}"
-                f" {_num(f.get('score')):>6}  {f.get('detail', '')}"
+                f"  {f.get('stage', '') or '-'!s:<8} {f.get('agent', '')!s:<20}"
+                f" {f.get('name', '')!s:<30} {_num(f.get('score')):>6}  {f.get('detail', '')}"
             )
-        total = sum(float(f.get("score") or 0) for f in found)
+        # The log is read back as written, so a hand-edited or damaged line may carry anything.
+        total = sum(_score(f.get("score")) for f in found)
         lines.append(f"  total {total:g}; decided by: {e.get('decided_by') or 'unknown'}")
     return [clean(line) for line in lines]
 
