@@ -302,3 +302,26 @@ def test_rollback_refuses_a_point_the_service_user_could_have_written(netns: Net
     os.chown(point, 0, 0)
     back = netns.edgeward("harden", "rollback", "-c", str(conf))
     assert back.returncode == 0, back.stderr
+
+
+def test_a_locally_changed_unit_gets_the_shipped_one_and_rollback_puts_the_edit_back(
+    netns: Netns, tmp_path: Path
+) -> None:
+    from edgeward.harden.install import Layout, unit_text
+
+    conf, root = _config(tmp_path), tmp_path / "root"
+    unit = Layout(root).unit
+    unit.parent.mkdir(parents=True)
+    shipped = unit_text("/usr/bin/edgeward")
+    edited = shipped.replace("NoNewPrivileges=yes", "NoNewPrivileges=no")
+    assert edited != shipped
+    unit.write_text(edited)
+    dry = netns.edgeward("harden", "apply", "-c", str(conf), "--root", str(root), "--dry-run")
+    assert "-NoNewPrivileges=no" in dry.stdout and "+NoNewPrivileges=yes" in dry.stdout, dry.stdout
+    assert unit.read_text() == edited
+    done = netns.edgeward("harden", "apply", "-c", str(conf), "--root", str(root), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert unit.read_text() == shipped and stat.S_IMODE(unit.stat().st_mode) == 0o644
+    back = netns.edgeward("harden", "rollback", "-c", str(conf))
+    assert back.returncode == 0, back.stderr
+    assert unit.read_text() == edited

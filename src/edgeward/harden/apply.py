@@ -1,8 +1,10 @@
 """``harden apply`` and ``harden rollback``: enforce a template's host parts, and undo exactly that.
 
 :func:`plan` reads the host and computes the change (the nftables table, kernel settings, the
-sysctl drop-in, file modes and owners, services to stop); :func:`apply` first writes a
-rollback point holding the previous state of precisely those items, then changes them.
+sysctl drop-in, file modes and owners, services to stop, and the shipped unit over a locally
+changed one: a missing unit is install-service's, which makes the user and folders it names);
+:func:`apply` first writes a rollback point holding the previous state of precisely those items,
+then changes them.
 :func:`rollback` puts every recorded item back: the old table text (or no table), the old
 values, the old drop-in (or none), the old modes, uids and gids, the old service states.
 Files are changed through :mod:`edgeward.harden.files`, which never follows a symlink and
@@ -36,7 +38,7 @@ from edgeward.harden import nft
 from edgeward.harden.filerules import file_targets, owner_text, service_ids, wanted_owner
 from edgeward.harden.files import Identity, NotChanged, change, identity
 from edgeward.harden.host import running_units, sysctl_path
-from edgeward.harden.install import Layout
+from edgeward.harden.install import Layout, unit_text
 from edgeward.harden.template import RoleTemplate
 from edgeward.runtime_policy import data_paths
 
@@ -44,8 +46,8 @@ __all__ = ["Plan", "apply", "history", "plan", "points_dir", "rollback"]
 
 DROPIN = "etc/sysctl.d/60-edgeward.conf"
 COVERS = (
-    "rollback covers only what apply changed (the edgeward table, the kernel settings, modes, owners"
-    " and services it listed), nothing else"
+    "rollback covers only what apply changed (the edgeward table, the kernel settings, modes, owners,"
+    " services and the unit it listed), nothing else"
 )
 
 
@@ -63,6 +65,8 @@ class Plan:
     owners: dict[str, tuple[int, int]] = field(default_factory=dict)  # path: (uid, gid) after
     seen: dict[str, Identity] = field(default_factory=dict)  # path: as planned, for modes and owners
     services: list[str] = field(default_factory=list)
+    unit_before: str | None = None  # an installed unit that differs from the shipped one
+    unit_after: str = ""
     notes: list[str] = field(default_factory=list)
     not_changed: list[str] = field(default_factory=list)  # filled by apply: files it refused to touch
 
@@ -74,6 +78,7 @@ class Plan:
         return (
             self.table_before == self.table_after and not self.sysctls and not self.modes
             and not self.owners and not self.services and self.dropin_before == self.dropin_after
+            and self.unit_before is None
         )  # fmt: skip
 
     def diff(self) -> list[str]:
@@ -94,6 +99,10 @@ class Plan:
         out += [f"owner {p}: {owner_text(self.seen[p].uid, self.seen[p].gid)} -> {owner_text(u, g)}"
                 for p, (u, g) in self.owners.items()]  # fmt: skip
         out += [f"service {u}: stop and disable" for u in self.services]
+        if self.unit_before is not None:
+            unit = str(Layout(Path(self.root)).unit)
+            out += difflib.unified_diff(self.unit_before.splitlines(), self.unit_after.splitlines(),
+                                        f"{unit} (now)", f"{unit} (shipped)", lineterm="")  # fmt: skip
         return out
 
 
@@ -145,9 +154,20 @@ def plan(template: RoleTemplate, config: Config, config_path: Path, root: Path =
             p.owners[str(path)] = owned
         if str(path) in p.modes or str(path) in p.owners:
             p.seen[str(path)] = seen
-    if not Layout(root).unit.exists():
+    unit = Layout(root).unit
+    try:
+        installed = unit.read_text(encoding="utf-8")
+    except FileNotFoundError:
         # The unit comes with the layout it names (user, folders), so install-service owns it.
-        p.notes.append(f"{Layout(root).unit} is not installed: run 'edgeward install-service'")
+        p.notes.append(f"{unit} is not installed: run 'edgeward install-service'")
+    except OSError as exc:
+        p.notes.append(f"{unit}: {exc.strerror}, left alone")
+    else:
+        # A locally changed unit (EW-SVC-003) gets the shipped one back, for the executable it names.
+        exec_line = next((x for x in installed.splitlines() if x.startswith("ExecStart=")), "")
+        shipped = unit_text(exec_line.removeprefix("ExecStart=").split(" ", 1)[0] or None)
+        if installed != shipped:
+            p.unit_before, p.unit_after = installed, shipped
     units = running_units()
     if units is None:
         p.notes.append("services: systemd is not running here, none stopped")
@@ -186,6 +206,7 @@ def apply(p: Plan, config: Config) -> Path:
         "owners": {k: [p.seen[k].uid, p.seen[k].gid] for k in p.owners},
         "files": {k: [v.dev, v.ino] for k, v in p.seen.items()},
         "services": {u: _service_state(u) for u in p.services},
+        "unit": p.unit_before,
     }  # fmt: skip
     path = folder / f"{point_id}.json"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -209,7 +230,20 @@ def apply(p: Plan, config: Config) -> Path:
             p.not_changed.append(str(exc.strerror))
     for unit in p.services:
         subprocess.run(["systemctl", "disable", "--now", unit], capture_output=True, check=False)
+    if p.unit_before is not None:
+        _write_unit(Path(p.root), p.unit_after)
     return path
+
+
+def _write_unit(root: Path, text: str) -> None:
+    """Replace the unit file (root 0644, as install-service writes it) and tell systemd."""
+    path = Layout(root).unit
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    os.replace(tmp, path)
+    if root == Path("/") and shutil.which("systemctl") is not None and running_units() is not None:
+        subprocess.run(["systemctl", "daemon-reload"], capture_output=True, check=False)
 
 
 def history(config: Config) -> list[dict[str, object]]:
@@ -274,6 +308,8 @@ def rollback(config: Config, point_id: str | None = None) -> dict[str, object]:
             subprocess.run(["systemctl", "enable", unit], capture_output=True, check=False)
         if state.get("active") == "active":
             subprocess.run(["systemctl", "start", unit], capture_output=True, check=False)
+    if point.get("unit") is not None:
+        _write_unit(Path(str(point["root"])), str(point["unit"]))
     point["rolled_back"] = time.time()
     point["not_restored"] = skipped
     path = points_dir(config) / f"{point['id']}.json"
