@@ -4,7 +4,7 @@ Every command is a thin front over ``quarantine.service``, which a web console w
 Releasing puts the message back in the queue for its original recipients (or the ones named
 with ``--to``), with the envelope, Message-ID and DSN parameters it arrived with, and, with
 learning on, teaches the classifier that it was not spam (Exchange's "release as not junk").
-Release, delete and purge are written to the tracking log (RELEASE, REMOVE; ``cli.adminlog``);
+Release, delete and purge are written to the tracking log (RELEASE, REMOVE; ``logs.adminlog``);
 run as root, everything written is given to the service user that owns the data folders, so
 the running gateway can read it.
 ``digest`` builds the users' digests (``quarantine.digest``), printing them with ``--dry-run``
@@ -32,13 +32,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from edgeward.cli.adminlog import track_admin
 from edgeward.cli.queue import ConfigOption, clean, console, duration, fail, load
 from edgeward.cli.tables import print_table
 from edgeward.cli.track import parse_when
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError
+from edgeward.logs.adminlog import track_admin
 from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.service import Page, QuarantineService, Search, open_store
 from edgeward.quarantine.store import QuarantineError

@@ -4,7 +4,7 @@
 directly, so they work whether or not the gateway runs: every spool operation is an atomic
 rename, and the running queue manager rescans its folders. Run as root, every file they write
 is given to the spool's owner (the service user), and ``hold``, ``release`` and ``remove`` write
-HOLD, RELEASE and REMOVE events to the tracking log (``cli.adminlog``).
+HOLD, RELEASE and REMOVE events to the tracking log (``logs.adminlog``).
 
 Security: everything shown comes from mail senders; control characters are escaped before they
 reach the terminal and nothing is interpreted as Rich markup. ``export`` writes a new 0600 file
@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
@@ -27,11 +26,12 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from edgeward.cli.adminlog import track_admin, track_record
 from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError, QueueError
+from edgeward.logs.adminlog import track_admin, track_record
+from edgeward.logs.why import escape_controls as clean
 from edgeward.ports import SystemClock
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, record_to_dict
 from edgeward.queue.spool import Spool
@@ -47,15 +47,7 @@ SpoolOption = Annotated[
 ]
 IdArgument = Annotated[str, typer.Argument(help="Queue id, as shown by 'queue list'.")]
 MAX_HEADER_BYTES = 64 * 1024
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-
-
 # -- helpers shared with the other CLI commands (``cli.track``) ---------------------------------
-
-
-def clean(text: str) -> str:
-    """``text`` with control characters escaped, so terminal escapes in mail cannot reach a tty."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def console() -> Console:

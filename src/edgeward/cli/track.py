@@ -11,10 +11,9 @@ read as Rich markup.
 from __future__ import annotations
 
 import json
-import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -24,31 +23,21 @@ from edgeward.cli.queue import clean, console, err_console, fail, load
 from edgeward.cli.tables import add_id_column, print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.logs.tracking import TrackingEvent, search
-from edgeward.ports import Clock, SystemClock
+from edgeward.logs.why import explain, findings_cell
+from edgeward.logs.why import parse_when as _parse_when
+from edgeward.ports import Clock
 
 __all__ = ["explain", "findings_cell", "parse_when", "track", "track_app", "why"]
-
-_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 track_app = typer.Typer(help="Search the message tracking log.")
 
 
 def parse_when(text: str, clock: Clock | None = None) -> datetime:
-    """An aware UTC datetime from ``2024-05-01``, ``2024-05-01T12:30:00+02:00`` or ``2h`` (ago)."""
-    m = _AGE.match(text)
-    if m:
-        now = (clock or SystemClock()).now()
-        return datetime.fromtimestamp(now, UTC) - timedelta(
-            seconds=int(m.group(1)) * _UNITS[m.group(2).lower()]
-        )
+    """:func:`edgeward.logs.why.parse_when`, as a command-line parameter error."""
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{text!r} is neither an ISO date/time nor an age such as 2h or 3d"
-        ) from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        return _parse_when(text, clock)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def _event(value: str | None) -> TrackingEvent | None:
@@ -129,48 +118,6 @@ def track(
         )
         table.add_row(*(Text(clean(c)) for c in cells))
     print_table(console(), table, keep=[clean(str(e.get("msg_id", ""))) for e in rows])
-
-
-def findings_cell(entry: dict[str, Any]) -> str:
-    """``NAME=score`` of every finding an entry carries, then the rule that decided."""
-    found = entry.get("findings") or []
-    names = ", ".join(f"{f.get('name', '')}={_num(f.get('score'))}" for f in found if isinstance(f, dict))
-    rule = str(entry.get("decided_by") or "")
-    return "; ".join(x for x in (names, rule) if x)
-
-
-def _num(value: object) -> str:
-    return f"{value:g}" if isinstance(value, int | float) else str(value or 0)
-
-
-def _score(value: object) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0
-
-
-def explain(entries: list[dict[str, Any]]) -> list[str]:
-    """The lines of ``track why``: per verdict event, every finding and the rule that decided."""
-    lines: list[str] = []
-    for e in entries:
-        if "findings" not in e and "decided_by" not in e:
-            continue
-        rcpts = ", ".join(str(r) for r in e.get("recipients") or ())
-        lines.append(
-            f"{e.get('time', '')} {e.get('event', '')} {e.get('msg_id', '') or '-'}"
-            f" from <{e.get('sender', '')}> to {rcpts or '-'}"
-            + (f": {e.get('reply')}" if e.get("reply") else "")
-        )
-        found = [f for f in e.get("findings") or [] if isinstance(f, dict)]
-        if found:
-            lines.append(f"  {'STAGE':<8} {'AGENT':<20} {'FINDING':<30} {'SCORE':>6}  DETAIL")
-        for f in found:
-            lines.append(
-                f"  {f.get('stage', '') or '-'!s:<8} {f.get('agent', '')!s:<20}"
-                f" {f.get('name', '')!s:<30} {_num(f.get('score')):>6}  {f.get('detail', '')}"
-            )
-        # The log is read back as written, so a hand-edited or damaged line may carry anything.
-        total = sum(_score(f.get("score")) for f in found)
-        lines.append(f"  total {total:g}; decided by: {e.get('decided_by') or 'unknown'}")
-    return [clean(line) for line in lines]
 
 
 @track_app.command("why")

@@ -28,8 +28,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from edgeward.cli.adminlog import track_admin
 from edgeward.config.schema import Config
+from edgeward.logs.adminlog import track_admin
 from edgeward.quarantine.service import QuarantineService, open_store
 from edgeward.quarantine.view import escape
 from edgeward.queue.spool import Spool

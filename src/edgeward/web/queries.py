@@ -2,7 +2,7 @@
 
 The criteria are those of ``edgeward track`` (sender, recipient, Message-ID, queue id, time
 range as ISO-8601 or an age such as ``2h``, event); the search itself is
-``logs.tracking.search`` and the "why" of a message is ``cli.track.explain``, the very lines
+``logs.tracking.search`` and the "why" of a message is ``logs.why.explain``, the very lines
 ``edgeward track why`` prints. Bad criteria are ``ValueError`` with a sentence to show.
 """
 
@@ -13,10 +13,8 @@ from datetime import datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-import typer
-
-from edgeward.cli.track import explain, parse_when
 from edgeward.logs.tracking import TrackingEvent, search
+from edgeward.logs.why import explain, parse_when
 from edgeward.queue.model import MessageRecord, QueueState
 
 if TYPE_CHECKING:
@@ -41,7 +39,7 @@ def _when(text: str, what: str) -> datetime | None:
         return None
     try:
         return parse_when(text)
-    except typer.BadParameter:
+    except ValueError:
         raise ValueError(f"{what}: not an ISO date/time nor an age such as 2h or 3d") from None
 
 
