@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -32,7 +33,7 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.config.web import split_listen
 from edgeward.errors import EdgewardError
-from edgeward.web.auth import ROLES, WebAccounts
+from edgeward.web.auth import ROLES, Account, ApiToken, WebAccounts
 
 __all__ = ["web_app"]
 
@@ -152,20 +153,24 @@ def user_add(
     console().print(Text(f"added console account {clean(account.name)} ({account.role})"))
 
 
-@user_app.command("list")
-def user_list(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
-    """List the console accounts."""
-    accounts = _accounts(load(config)).list()
+def _print_named(rows: Sequence[Account] | Sequence[ApiToken], as_json: bool) -> None:
+    """Accounts or tokens: name, role and when made, as JSON or a table."""
     if as_json:
-        typer.echo(json.dumps([{"name": a.name, "role": a.role, "created": a.created} for a in accounts]))
+        typer.echo(json.dumps([{"name": r.name, "role": r.role, "created": r.created} for r in rows]))
         return
     table = Table()
     add_id_column(table, "Name")
     table.add_column("Role")
     table.add_column("Created")
-    for a in accounts:
-        table.add_row(Text(clean(a.name)), a.role, _date(a.created))
-    print_table(console(), table, keep=[clean(a.name) for a in accounts])
+    for r in rows:
+        table.add_row(Text(clean(r.name)), r.role, _date(r.created))
+    print_table(console(), table, keep=[clean(r.name) for r in rows])
+
+
+@user_app.command("list")
+def user_list(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """List the console accounts."""
+    _print_named(_accounts(load(config)).list(), as_json)
 
 
 @user_app.command("remove")
@@ -197,17 +202,7 @@ def token_add(
 @token_app.command("list")
 def token_list(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
     """List the API tokens (names and roles; secrets are not kept)."""
-    tokens = _accounts(load(config)).tokens()
-    if as_json:
-        typer.echo(json.dumps([{"name": t.name, "role": t.role, "created": t.created} for t in tokens]))
-        return
-    table = Table()
-    add_id_column(table, "Name")
-    table.add_column("Role")
-    table.add_column("Created")
-    for t in tokens:
-        table.add_row(Text(clean(t.name)), t.role, _date(t.created))
-    print_table(console(), table, keep=[clean(t.name) for t in tokens])
+    _print_named(_accounts(load(config)).tokens(), as_json)
 
 
 @token_app.command("remove")
