@@ -453,6 +453,11 @@ class SenderFilterConfig(_Section):
     action: Literal["reject", "stamp"] = Field(
         "reject", description="reject (554 5.1.0 Sender denied) or stamp (a SENDER_BLOCKED finding, scored)"
     )
+    disconnect: bool = Field(
+        True,
+        description="After a reject, close the connection as Exchange does (off: the client may try"
+        " another sender in the same session)",
+    )
 
 
 class RecipientFilterConfig(_Section):
