@@ -185,6 +185,7 @@ class ConnectionFilter:
             if not state.allowed:
                 state.blocked = await self.lists.lookup("block", ip)
         except PolicyStoreError as exc:
+            log.warning("connection-filter: IP lists unavailable, %s not checked against them: %s", ip, exc)
             state.findings.append(Finding("IP_LIST_TEMPERROR", self.name, str(exc)))
         if state.allowed or state.blocked is not None:
             return Outcome.proceed(*state.findings)
