@@ -831,6 +831,11 @@ class ConnectionFilterConfig(_Section):
     list_refresh: Duration = Field(
         5.0, gt=0, description="How often the gateway re-reads the IP allow list for exemptions"
     )
+    disconnect: bool = Field(
+        True,
+        description="Close the connection of a blocked or listed client once its recipients are done:"
+        " at DATA, when every one was refused (Exchange's behaviour; bypassed recipients still get mail)",
+    )
 
     @model_validator(mode="after")
     def _unique_providers(self) -> ConnectionFilterConfig:
