@@ -11,8 +11,9 @@ restart.
 ``action = "reject"`` (the default, as Exchange) answers ``554 5.1.0 Sender denied`` and, with
 ``disconnect`` (on by default, as Exchange's Sender Filter does), closes the connection after it:
 a client that sends from a blocked sender is rarely worth another try on the same connection,
-and a spam run that walks through forged senders would otherwise get one probe per MAIL. The
-session tracks the refusal with the close. ``"stamp"`` accepts and reports the finding, which
+and a spam run that walks through forged senders would otherwise get one probe per MAIL
+(RFC 5321 §7.8 leaves a server free to close on clients it takes for abuse). The session
+tracks the refusal with the close. ``"stamp"`` accepts and reports the finding, which
 the score table weighs at end of data. It
 is an anti-spam agent: an exempt session (allow list, ``bypass_antispam``) is not filtered, as
 Exchange filters only external mail by default. A store that cannot answer gives
