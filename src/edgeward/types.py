@@ -184,6 +184,10 @@ class Outcome:
     reply: Reply | None = None
     findings: tuple[Finding, ...] = field(default=())
     headers: tuple[tuple[str, str], ...] = ()
+    # A REJECT at RCPT that should end the session once the client's recipients are done: at
+    # DATA with none accepted, the session answers and closes (Exchange's blocked IP). Closing
+    # at the RCPT itself would cut off the recipients a blocked client may still reach.
+    close_after_recipients: bool = False
 
     def __post_init__(self) -> None:
         if self.action in (Action.REJECT, Action.TEMPFAIL) and self.reply is None:

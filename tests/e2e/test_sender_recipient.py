@@ -57,10 +57,16 @@ def test_a_sender_blocked_live_is_refused_554_5_1_0(
             _cli("sender", "block", "add", "*.spam.test", "--comment", "campaign", "-c", str(config_file))
             code, text = c.mail("a@mail.spam.test")
             assert (code, text.split()[0]) == (554, b"5.1.0")
+            # Closed after the refusal, as Exchange's Sender Filter does.
+            with pytest.raises(smtplib.SMTPServerDisconnected):
+                c.mail("a@fine.test")
+        with smtplib.SMTP("127.0.0.1", port, source_address=("127.0.0.2", 0), timeout=30) as c:
+            c.ehlo("client.remote.test")
             assert c.mail("a@fine.test")[0] == 250
         gw.call(store.close())
     [refusal] = search(workdir / "log", event="REJECT")
     assert refusal["decided_by"] == "agent sender-filter"
+    assert refusal["detail"] == "at MAIL, connection closed"
     assert [f["name"] for f in refusal["findings"]] == ["SENDER_BLOCKED"]
 
 

@@ -33,6 +33,13 @@ Format (one item per line; blank lines and lines starting with ``#`` are ignored
     T: REJECT | at MAIL | agent sender-filter | SENDER_BLOCKED
                                     the next tracking event: event | detail | decided_by | findings
                                     (``*`` matches anything: a model's SCL is not the agent's wiring)
+
+Regenerating: ``EDGEWARD_REGEN_TRANSCRIPTS=1 .venv/bin/pytest tests/filters/test_agent_transcripts.py``
+rewrites every ``S:`` and ``T:`` line that no longer matches with what the gateway now says (a
+line that still matches is kept, with its ``{ID}`` or ``*``), and leaves everything else as it
+was written. It cannot move the steps: when the server now closes earlier or later, or the
+stored messages break a ``B``/``Q`` line, the test still fails and the file is edited by hand.
+Read the diff before committing it: a regenerated transcript is a changed behaviour.
 """
 
 from __future__ import annotations
@@ -40,6 +47,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +74,8 @@ from edgeward.types import Peer
 
 HOSTNAME = "mx.test"
 READ_TIMEOUT = 30.0
+# Set to rewrite the S: and T: lines that no longer match (see the module docstring).
+REGENERATE = os.environ.get("EDGEWARD_REGEN_TRANSCRIPTS", "") not in ("", "0")
 _ID = re.escape("{ID}")
 
 
@@ -193,6 +203,10 @@ class Run:
     tracking: list[str]
     queued: list[bytes] = field(default_factory=list)
     quarantined: list[bytes] = field(default_factory=list)
+    # The reply line read for each ``S:`` step, in order (b"" where the server had closed).
+    replies: list[bytes] = field(default_factory=list)
+    # Steps other than replies that did not hold (a close that did not come): not regenerable.
+    structural: list[str] = field(default_factory=list)
 
     def missing_holds(self, holds: list[tuple[str, bool, str]]) -> list[str]:
         """The ``B``/``Q`` lines the stored messages break (none stored breaks a ``+`` line)."""
@@ -268,20 +282,57 @@ async def replay(script: Script, root: Path) -> Run:
 
     server = await asyncio.start_server(session, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    mismatches: list[str] = []
+    run = Run([], [])
     try:
         async with server:
-            await _play(script, port, clock, mismatches)
+            await _play(script, port, clock, run)
     finally:
         tracking.close()
         state.close()
-    events = [_event_line(e) for e in search(root / "log")]
-    queued = [spool.read_data(r.id) for r in spool.list()]
-    held = [quarantine.get(e.qid)[1] for e in quarantine.list()]
-    return Run(mismatches, events, queued, held)
+    run.tracking = [_event_line(e) for e in search(root / "log")]
+    run.queued = [spool.read_data(r.id) for r in spool.list()]
+    run.quarantined = [quarantine.get(e.qid)[1] for e in quarantine.list()]
+    return run
 
 
-async def _play(script: Script, port: int, clock: FakeClock, mismatches: list[str]) -> None:
+def regenerate(script: Script, run: Run) -> bool:
+    """Rewrite the transcript's ``S:`` and ``T:`` lines from ``run``; True if the file changed.
+
+    Each line that still matches is kept as written; a ``T:`` block is replaced as a whole, at
+    the place of the first ``T:`` line (or at the end), by one line per event of the run.
+    """
+    lines = script.path.read_text().splitlines()
+    out: list[str] = []
+    replies = iter(run.replies)
+    expected = iter(script.tracking)
+    events: list[str] = []
+    for got in run.tracking:
+        want = next(expected, None)
+        events.append(f"T: {want}" if want is not None and fnmatch.fnmatchcase(got, want) else f"T: {got}")
+    placed = False
+    for line in lines:
+        head, _, rest = line.partition(" ")
+        if head == "S:":
+            got = next(replies, b"")
+            text = got.decode("utf-8", "replace").removesuffix("\r\n")
+            keep = not got or _matches(rest.encode() + b"\r\n", got)
+            out.append(line if keep else f"S: {text}")
+        elif head == "T:":
+            if not placed:
+                out.extend(events)
+                placed = True
+        else:
+            out.append(line)
+    if not placed:
+        out.extend(events)
+    text = "\n".join(out) + "\n"
+    if text == script.path.read_text():
+        return False
+    script.path.write_text(text)
+    return True
+
+
+async def _play(script: Script, port: int, clock: FakeClock, run: Run) -> None:
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
 
@@ -308,13 +359,16 @@ async def _play(script: Script, port: int, clock: FakeClock, mismatches: list[st
                 await writer.drain()
             elif step.kind == "expect":
                 got = await asyncio.wait_for(reader.readline(), READ_TIMEOUT)
+                run.replies.append(got)
                 if not _matches(step.data, got):
-                    mismatches.append(f"expected {step.data!r}, got {got!r}")
-                    return
+                    run.mismatches.append(f"expected {step.data!r}, got {got!r}")
+                    if not REGENERATE:
+                        return
             elif step.kind == "closed":
                 rest = await asyncio.wait_for(reader.read(), READ_TIMEOUT)
                 if rest:
-                    mismatches.append(f"expected the server to close, got {rest!r}")
+                    run.mismatches.append(f"expected the server to close, got {rest!r}")
+                    run.structural.append(run.mismatches[-1])
                     return
     finally:
         await close()

@@ -1,7 +1,10 @@
 """Golden transcripts of every agent: one refused and one passed session each, replayed over a
 real session on loopback (``agent_transcript``), replies compared byte for byte and every
 refusal checked in the tracking log with its findings and the rule that decided; where a
-transcript says so, the queued and quarantined messages are checked too."""
+transcript says so, the queued and quarantined messages are checked too.
+
+``EDGEWARD_REGEN_TRANSCRIPTS=1`` rewrites the replies and tracking lines that changed instead of
+failing on them (``agent_transcript`` says what it can and cannot regenerate)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgeward.config.schema import AGENT_NAMES
-from tests.filters.agent_transcript import parse, replay
+from tests.filters.agent_transcript import REGENERATE, parse, regenerate, replay
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 FILES = sorted(TRANSCRIPTS.glob("*.txt"))
@@ -29,6 +32,11 @@ async def test_transcript(path: Path, tmp_path: Path) -> None:
     agent = path.name.split(".")[0]
     assert agent in script.agents or agent == "relay-control", "a transcript runs the agent it is named for"
     run = await replay(script, tmp_path)
+    if REGENERATE:
+        regenerate(script, run)
+        assert run.structural == [], "regeneration cannot move steps: edit the transcript by hand"
+        assert run.missing_holds(script.holds) == []
+        return
     assert run.mismatches == []
     assert run.tracking_matches(script.tracking), (run.tracking, script.tracking)
     assert run.missing_holds(script.holds) == []

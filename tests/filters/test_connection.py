@@ -111,6 +111,22 @@ async def test_providers_are_asked_at_connect_and_refuse_at_rcpt_with_their_text
     assert ("2.0.0.127.bl.test", "A") in dns.queries
 
 
+@pytest.mark.parametrize("disconnect", [True, False])
+async def test_a_refusal_asks_to_close_once_the_recipients_are_done_unless_turned_off(
+    disconnect: bool,
+) -> None:
+    dns = FakeResolver({("2.0.0.127.bl.test", "A"): ["127.0.0.2"]})
+    store = MemoryPolicyStore()
+    await store.list_add("ip-block", "127.0.0.3/32")
+    f = agent(store, dns=dns, block_providers=[BL], disconnect=disconnect)
+    for ip in ("127.0.0.2", "127.0.0.3"):  # a DNSBL listing, then the IP block list
+        await f.check(Stage.CONNECT, ctx(Stage.CONNECT, ip, sid=ip))
+        await f.check(Stage.MAIL, ctx(Stage.MAIL, ip, sid=ip))
+        out = await f.check(Stage.RCPT, ctx(Stage.RCPT, ip, "user@example.test", sid=ip))
+        # A REJECT of this recipient, never a DISCONNECT: postmaster@ may come next.
+        assert out.action is Action.REJECT and out.close_after_recipients is disconnect
+
+
 async def test_postmaster_and_abuse_at_accepted_domains_still_reach_a_listed_client() -> None:
     dns = FakeResolver({("2.0.0.127.bl.test", "A"): ["127.0.0.2"]})
     f = agent(dns=dns, block_providers=[BL])

@@ -67,22 +67,32 @@ async def test_blocked_sender_domain_and_domain_with_subdomains() -> None:
         )
     )
     refused = await agent.check(Stage.MAIL, _mail("spammer@remote.test"))
-    assert refused.action is Action.REJECT and _said(refused).startswith("554 5.1.0 Sender denied")
+    # Exchange's Reject closes the connection after the 554: DISCONNECT with that reply.
+    assert refused.action is Action.DISCONNECT and _said(refused).startswith("554 5.1.0 Sender denied")
     assert [f.name for f in refused.findings] == ["SENDER_BLOCKED"]
-    assert (await agent.check(Stage.MAIL, _mail("a@exact.test"))).action is Action.REJECT
+    assert (await agent.check(Stage.MAIL, _mail("a@exact.test"))).action is Action.DISCONNECT
     # Exchange's BlockedDomains is exact: a subdomain passes; BlockedDomainsAndSubdomains covers both.
     assert (await agent.check(Stage.MAIL, _mail("a@sales.exact.test"))).action is Action.CONTINUE
-    assert (await agent.check(Stage.MAIL, _mail("a@tree.test"))).action is Action.REJECT
-    assert (await agent.check(Stage.MAIL, _mail("a@deep.sales.tree.test"))).action is Action.REJECT
+    assert (await agent.check(Stage.MAIL, _mail("a@tree.test"))).action is Action.DISCONNECT
+    assert (await agent.check(Stage.MAIL, _mail("a@deep.sales.tree.test"))).action is Action.DISCONNECT
     assert (await agent.check(Stage.MAIL, _mail("a@nottree.test"))).action is Action.CONTINUE
     assert (await agent.check(Stage.MAIL, _mail("other@remote.test"))).action is Action.CONTINUE
+
+
+async def test_with_disconnect_off_a_blocked_sender_is_refused_and_the_session_stays() -> None:
+    agent = SenderFilter(SenderFilterConfig(blocked_senders=("s@remote.test",), disconnect=False))
+    refused = await agent.check(Stage.MAIL, _mail("s@remote.test"))
+    assert refused.action is Action.REJECT and _said(refused).startswith("554 5.1.0 Sender denied")
+    stamp = SenderFilter(SenderFilterConfig(blocked_senders=("s@remote.test",), action="stamp"))
+    # disconnect (on by default) belongs to reject: a stamped sender is never closed on.
+    assert (await stamp.check(Stage.MAIL, _mail("s@remote.test"))).action is Action.CONTINUE
 
 
 async def test_the_blank_sender_passes_unless_blocking_it_is_on() -> None:
     assert (await SenderFilter(SenderFilterConfig()).check(Stage.MAIL, _mail(""))).action is Action.CONTINUE
     strict = SenderFilter(SenderFilterConfig(block_blank_sender=True))
     refused = await strict.check(Stage.MAIL, _mail(""))
-    assert refused.action is Action.REJECT and [f.name for f in refused.findings] == ["SENDER_BLANK"]
+    assert refused.action is Action.DISCONNECT and [f.name for f in refused.findings] == ["SENDER_BLANK"]
 
 
 async def test_stamp_reports_the_finding_and_lets_the_sender_on() -> None:
@@ -97,7 +107,7 @@ async def test_the_live_list_applies_without_a_restart_and_a_broken_store_is_451
     agent = SenderFilter(SenderFilterConfig(), store)
     assert (await agent.check(Stage.MAIL, _mail("a@b.spam.test"))).action is Action.CONTINUE
     await store.list_add(SENDER_BLOCK_LIST, sender_entry("*.spam.test"), ttl=60)
-    assert (await agent.check(Stage.MAIL, _mail("a@b.spam.test"))).action is Action.REJECT
+    assert (await agent.check(Stage.MAIL, _mail("a@b.spam.test"))).action is Action.DISCONNECT
     clock.advance(60)  # the entry expired
     assert (await agent.check(Stage.MAIL, _mail("a@b.spam.test"))).action is Action.CONTINUE
     store.break_down()

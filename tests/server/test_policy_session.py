@@ -215,7 +215,7 @@ async def test_disconnect_at_mail_sends_the_reply_and_closes(gateway: tuple[Serv
     assert replies[3:] == [b""]  # closed: NOOP gets no answer
     [refusal] = search(log, event="REJECT")
     assert (refusal["detail"], refusal["decided_by"], refusal["sender"]) == (
-        "at MAIL", "agent disconnector", "bad@remote.test",
+        "at MAIL, connection closed", "agent disconnector", "bad@remote.test",
     )  # fmt: skip
     assert [f["name"] for f in refusal["findings"]] == ["RATE_LIMITED"]
 

@@ -36,6 +36,8 @@ DETAIL = {
     Stage.CONNECT: "at CONNECT", Stage.HELO: "at HELO", Stage.MAIL: "at MAIL", Stage.RCPT: "at RCPT",
     Stage.DATA: "at DATA", Stage.EOD: "at EOD by actor",
 }  # fmt: skip
+# A DISCONNECT after CONNECT is tracked with the close (at CONNECT every refusal closes).
+CLOSED = {s: d if s is Stage.CONNECT else f"{d}, connection closed" for s, d in DETAIL.items()}
 
 
 class Watcher:
@@ -129,7 +131,7 @@ async def test_disconnect_sends_the_agents_reply_and_closes_at_every_stage(
     assert replies[at + 1 :] == [b""] * (len(replies) - at - 1)
     [refusal] = search(log, event="REJECT")
     assert (refusal["detail"], refusal["decided_by"], refusal["reply"]) == (
-        DETAIL[stage], "agent actor", str(go_away),
+        CLOSED[stage], "agent actor", str(go_away),
     )  # fmt: skip
     assert [(f["name"], f["stage"]) for f in refusal["findings"]] == [
         ("DNSWL_LISTED", "connect"), ("RATE_LIMITED", stage.value),

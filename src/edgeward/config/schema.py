@@ -453,6 +453,11 @@ class SenderFilterConfig(_Section):
     action: Literal["reject", "stamp"] = Field(
         "reject", description="reject (554 5.1.0 Sender denied) or stamp (a SENDER_BLOCKED finding, scored)"
     )
+    disconnect: bool = Field(
+        True,
+        description="After a reject, close the connection as Exchange does (off: the client may try"
+        " another sender in the same session)",
+    )
 
 
 class RecipientFilterConfig(_Section):
@@ -825,6 +830,11 @@ class ConnectionFilterConfig(_Section):
     )
     list_refresh: Duration = Field(
         5.0, gt=0, description="How often the gateway re-reads the IP allow list for exemptions"
+    )
+    disconnect: bool = Field(
+        True,
+        description="Close the connection of a blocked or listed client once its recipients are done:"
+        " at DATA, when every one was refused (Exchange's behaviour; bypassed recipients still get mail)",
     )
 
     @model_validator(mode="after")

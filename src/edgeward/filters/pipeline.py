@@ -84,7 +84,7 @@ class Pipeline:
             outcome = await self._call(agent, stage, seen)
             if outcome.findings:
                 scored = tuple(self.scores.scored(f, stage.value) for f in outcome.findings)
-                outcome = Outcome(outcome.action, outcome.reply, scored, outcome.headers)
+                outcome = replace(outcome, findings=scored)
             findings.extend(outcome.findings)
             headers.extend(outcome.headers)
             if self._observer is not None:
@@ -99,7 +99,7 @@ class Pipeline:
                     "observe-only: agent %s would %s at %s", agent.name, outcome.action.value, stage.value
                 )
                 continue
-            final = Outcome(outcome.action, outcome.reply, tuple(findings), tuple(headers))
+            final = replace(outcome, findings=tuple(findings), headers=tuple(headers))
             return StageResult(final, agent.name)
         return StageResult(Outcome(Action.CONTINUE, None, tuple(findings), tuple(headers)))
 

@@ -45,6 +45,8 @@ class StageDecision:
     disconnect: bool = False
     decided_by: str = ""
     findings: tuple[Finding, ...] = ()
+    # A refused recipient whose agent closes once the recipients are done (Outcome's field).
+    close_after_recipients: bool = False
 
 
 class VerdictListener(Protocol):
@@ -103,7 +105,9 @@ class Policy:
         findings = (*ledger.findings, *result.findings)
         default = ACCESS_DENIED if ctx.stage is Stage.CONNECT else CLOSING
         reply = result.outcome.reply or default
-        return StageDecision(reply, action is Action.DISCONNECT, f"agent {result.decided_by}", findings)
+        linger = ctx.stage is Stage.RCPT and action is Action.REJECT and result.outcome.close_after_recipients
+        closes = action is Action.DISCONNECT
+        return StageDecision(reply, closes, f"agent {result.decided_by}", findings, linger)
 
     async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
         """Run the EOD agents and decide the message over everything the session found."""

@@ -62,10 +62,14 @@ def track_refusal(
     if reply.code >= 400:
         findings = decision.findings if decision is not None else ()
         decided_by = decision.decided_by if decision is not None else "session"
+        # A refusal at CONNECT always ends the session; later, closing is the agent's choice and
+        # explains why the client sent nothing more (the transcript and `track why` say so).
+        closed = decision is not None and decision.disconnect and stage != "CONNECT"
         env.tracking.event(
             "REJECT", msg_id=msg_id, sender=str(sender) if sender is not None else "",
             recipients=[str(r) for r in recipients], client_ip=info.peer.ip, connector=info.connector.name,
-            reply=str(reply), detail=f"at {stage}", findings=findings, decided_by=decided_by,
+            reply=str(reply), detail=f"at {stage}" + (", connection closed" if closed else ""),
+            findings=findings, decided_by=decided_by,
         )  # fmt: skip
     return reply
 
@@ -83,8 +87,9 @@ async def dispose(
     message_id = sanitize(headers.get("Message-ID").strip(), 500)
     why = {"findings": verdict.findings, "decided_by": verdict.decided_by, "message_id": message_id}
     if verdict.refused and verdict.reply is not None:
+        closed = ", connection closed" if verdict.action is Action.DISCONNECT else ""
         track(env, "REJECT", msg_id, tx, info, len(data), reply=str(verdict.reply),
-              detail=f"at EOD by {verdict.decided_by.removeprefix('agent ')}", **why)  # fmt: skip
+              detail=f"at EOD by {verdict.decided_by.removeprefix('agent ')}{closed}", **why)  # fmt: skip
         return verdict.reply
     if verdict.action is Action.DISCARD:
         track(env, "DISCARD", msg_id, tx, info, len(data), detail=verdict.decided_by, **why)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 
 from edgeward.filters.base import SessionInfo
+from edgeward.filters.policy import StageDecision
 from edgeward.filters.transforms.stamps import trace_header
 from edgeward.headers import HeaderBlock, sanitize
 from edgeward.queue.model import MessageRecord, RecipientRecord
@@ -21,7 +22,9 @@ from edgeward.types import Address
 class Transaction:
     """The mail transaction in progress: sender, recipients and their parameters."""
 
-    __slots__ = ("bdat_started", "mail_from", "mail_params", "rcpt_params", "rcpts", "smtputf8")
+    __slots__ = (
+        "bdat_started", "close_after", "mail_from", "mail_params", "rcpt_params", "rcpts", "smtputf8",
+    )  # fmt: skip
 
     def __init__(self, mail: ev.MailFrom) -> None:
         self.mail_from: Address = mail.address
@@ -30,6 +33,8 @@ class Transaction:
         self.rcpts: list[Address] = []
         self.rcpt_params: list[dict[str, str | None]] = []
         self.bdat_started = False
+        # A recipient refusal that asked to close once the recipients are done (StageDecision).
+        self.close_after: StageDecision | None = None
 
     def replace_recipients(self, rcpts: tuple[Address, ...]) -> bool:
         """Take ``rcpts`` as the recipients (a transport rule's redirect or blind copy); those

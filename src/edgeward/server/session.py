@@ -49,6 +49,7 @@ from edgeward.server.peertls import certificate_groups, discard_buffered, upgrad
 from edgeward.server.receipt import Transaction, queue_record
 from edgeward.smtp import events as ev
 from edgeward.smtp.connection import Extensions, ProtocolLimits, ServerConnection
+from edgeward.smtp.replies import NO_VALID_RECIPIENTS
 from edgeward.types import Action, Address, Peer, Reply
 
 log = logging.getLogger("edgeward.session")
@@ -278,6 +279,8 @@ class Session:
             case ev.AuthResponse():
                 return await self._auth(await self.auth.respond(event))
             case ev.ProtocolViolation():
+                if (closing := self._close_after_recipients(event)) is not None:
+                    return closing
                 self._track_violation(event)
                 return event.reply, event.fatal
         raise TypeError(f"unexpected protocol event {event!r}")
@@ -295,6 +298,16 @@ class Session:
         answer = reply.reply or CLOSING
         track_refusal(self.env, self.info, stage, answer, sender, rcpts or (), decision=reply)
         return answer, self._closing
+
+    def _close_after_recipients(self, event: ev.ProtocolViolation) -> tuple[Reply, bool] | None:
+        """DATA or BDAT when every recipient was refused by an agent that closes once they are
+        done (the core answers ``554 5.5.1``): tracked as that agent's refusal, then closed."""
+        tx = self.tx
+        if tx is None or tx.rcpts or tx.close_after is None or event.reply != NO_VALID_RECIPIENTS:
+            return None
+        self._closing = True
+        why = StageDecision(event.reply, True, tx.close_after.decided_by, tx.close_after.findings)
+        return self._refused("DATA", why, tx.mail_from)
 
     def _track_violation(self, event: ev.ProtocolViolation) -> None:
         """The core's refusal of a MAIL or RCPT (a declared SIZE over the limit, a bad address)
@@ -362,6 +375,8 @@ class Session:
             recipients=tuple(tx.rcpts),
         )
         if refusal := await self._ask(ctx):
+            if refusal.close_after_recipients:
+                tx.close_after = refusal
             return refusal
         tx.rcpts.append(event.address)
         tx.rcpt_params.append({k.upper(): v for k, v in event.params})

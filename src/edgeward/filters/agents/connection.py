@@ -20,7 +20,9 @@ exemptions ask synchronously) at each CONNECT and every ``list_refresh`` seconds
 Provider lookups start at CONNECT, all at once, and are awaited at MAIL, so they run while the
 client says EHLO and cost nothing in the common case. As Exchange does, a refusal waits until
 RCPT: ``bypassed_recipients`` (postmaster and abuse at any accepted domain by default) still get
-the mail, and the sender and recipients of refused mail are logged. A store or DNS fault gives a
+the mail, and the sender and recipients of refused mail are logged; once the recipients are done
+(DATA with every one refused) the session answers and closes the connection, as Exchange drops
+it (``disconnect``, on by default), and tracks the close. A store or DNS fault gives a
 ``*_TEMPERROR`` finding and never a listing; the mail goes on as for an unlisted client.
 """
 
@@ -37,7 +39,7 @@ from edgeward.config.schema import ConnectionFilterConfig
 from edgeward.filters.agents.dnsbl import ProviderResult, ask_all
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import Clock, DnsLookup, ListEntry, PolicyStore, PolicyStoreError, SystemClock
-from edgeward.types import Address, Finding, Outcome, Reply
+from edgeward.types import Action, Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.agents.connection")
 
@@ -185,6 +187,7 @@ class ConnectionFilter:
             if not state.allowed:
                 state.blocked = await self.lists.lookup("block", ip)
         except PolicyStoreError as exc:
+            log.warning("connection-filter: IP lists unavailable, %s not checked against them: %s", ip, exc)
             state.findings.append(Finding("IP_LIST_TEMPERROR", self.name, str(exc)))
         if state.allowed or state.blocked is not None:
             return Outcome.proceed(*state.findings)
@@ -238,7 +241,7 @@ class ConnectionFilter:
             text = self.config.ip_block_response.format_map(fields)
             comment = f": {state.blocked.comment}" if state.blocked.comment else ""
             finding = Finding("IP_BLOCKED", self.name, f"{state.blocked.member}{comment}")
-            return Outcome.reject(Reply(550, "5.7.1", text), finding)
+            return self._refuse(text, finding)
         results = await self.results(state)
         allow = {p.name for p in self.config.allow_providers}
         if any(r.listed and r.provider.name in allow for r in results):
@@ -249,5 +252,9 @@ class ConnectionFilter:
                 finding = Finding(
                     "DNSBL_LISTED", self.name, f"{r.provider.name} ({r.provider.zone}): {r.detail}"
                 )
-                return Outcome.reject(Reply(550, "5.7.1", text), finding)
+                return self._refuse(text, finding)
         return Outcome.proceed()
+
+    def _refuse(self, text: str, finding: Finding) -> Outcome:
+        reply = Reply(550, "5.7.1", text)
+        return Outcome(Action.REJECT, reply, (finding,), close_after_recipients=self.config.disconnect)

@@ -136,6 +136,7 @@ class SenderReputation:
                 return Outcome.proceed()
             srl = await self.store.get(f"rep:srl:{ip}")
         except PolicyStoreError as exc:
+            log.warning("sender-reputation: policy store unavailable, %s not rated: %s", ip, exc)
             return Outcome.proceed(Finding("REPUTATION_TEMPERROR", self.name, str(exc)))
         rdns = await self._rdns(ip)
         findings = [rdns] if rdns is not None else []
@@ -195,6 +196,7 @@ class SenderReputation:
             else:
                 found = await self.store.get(key) or ""
         except PolicyStoreError as exc:
+            log.warning("sender-reputation: open-proxy result for %s unavailable: %s", ip, exc)
             return Finding("REPUTATION_TEMPERROR", self.name, str(exc))
         if found in ("", "no", "testing"):
             return None

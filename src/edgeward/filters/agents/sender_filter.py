@@ -8,8 +8,13 @@ The lists are the configuration's ``[agents.sender_filter]`` and the live list `
 of the policy store, changed with ``edgeward antispam sender block add|remove|list`` without a
 restart.
 
-``action = "reject"`` (the default, as Exchange) answers ``554 5.1.0 Sender denied``;
-``"stamp"`` accepts and reports the finding, which the score table weighs at end of data. It
+``action = "reject"`` (the default, as Exchange) answers ``554 5.1.0 Sender denied`` and, with
+``disconnect`` (on by default, as Exchange's Sender Filter does), closes the connection after it:
+a client that sends from a blocked sender is rarely worth another try on the same connection,
+and a spam run that walks through forged senders would otherwise get one probe per MAIL
+(RFC 5321 §7.8 leaves a server free to close on clients it takes for abuse). The session
+tracks the refusal with the close. ``"stamp"`` accepts and reports the finding, which
+the score table weighs at end of data. It
 is an anti-spam agent: an exempt session (allow list, ``bypass_antispam``) is not filtered, as
 Exchange filters only external mail by default. A store that cannot answer gives
 ``451 4.3.0``: "unknown" must not pass as "not blocked".
@@ -23,7 +28,7 @@ from edgeward.config.schema import SenderFilterConfig
 from edgeward.errors import ConfigError
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import PolicyStore, PolicyStoreError
-from edgeward.types import Address, Finding, Outcome, Reply
+from edgeward.types import Action, Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.filters.sender_filter")
 
@@ -71,6 +76,7 @@ class SenderFilter:
 
     def __init__(self, config: SenderFilterConfig, store: PolicyStore | None = None) -> None:
         self.action = config.action
+        self.disconnect = config.disconnect
         self.blank = config.block_blank_sender
         try:
             members = [
@@ -111,4 +117,6 @@ class SenderFilter:
     def _blocked(self, finding: Finding) -> Outcome:
         if self.action == "stamp":
             return Outcome.proceed(finding)
+        if self.disconnect:
+            return Outcome(Action.DISCONNECT, SENDER_DENIED, (finding,))
         return Outcome.reject(SENDER_DENIED, finding)
