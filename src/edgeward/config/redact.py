@@ -35,7 +35,8 @@ __all__ = ["REDACTED", "SECRET", "is_secret", "is_secret_name", "redact", "scrub
 SECRET: dict[str, Any] = {"secret": True}
 REDACTED = "(redacted)"
 _SECRET_NAME = re.compile(
-    r"pass(word|wd|phrase)|(^|_)pass$|secret|token|api_?key|private|hmac|credential|cookie|(^|_)key($|_)",
+    r"pass(word|wd|phrase)|(^|[_-])pass$|secret|token|api[_-]?key|private|hmac|credential|cookie"
+    r"|(^|[_-])key($|[_-])",
     re.IGNORECASE,
 )
 _SECRET_PARAM = re.compile(r"sig(nature)?$|auth|code$|" + _SECRET_NAME.pattern, re.IGNORECASE)
