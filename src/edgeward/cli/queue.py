@@ -33,6 +33,7 @@ from edgeward.errors import ConfigError, QueueError
 from edgeward.logs.adminlog import track_admin, track_record
 from edgeward.logs.why import escape_controls as clean
 from edgeward.ports import SystemClock
+from edgeward.queue.admin import header_lines
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, record_to_dict
 from edgeward.queue.spool import Spool
 
@@ -46,7 +47,6 @@ SpoolOption = Annotated[
     typer.Option("--spool", help="Spool folder (default: <data_dir>/queue from the configuration)."),
 ]
 IdArgument = Annotated[str, typer.Argument(help="Queue id, as shown by 'queue list'.")]
-MAX_HEADER_BYTES = 64 * 1024
 # -- helpers shared with the other CLI commands (``cli.track``) ---------------------------------
 
 
@@ -175,15 +175,6 @@ def list_messages(
     print_table(console(), table, keep=[clean(r.id) for r in records])
 
 
-def _headers(spool: Spool, msg_id: str) -> list[str]:
-    """The header lines of the message (bounded), unfolded lines kept as they are."""
-    with spool.open_data(msg_id) as fh:
-        head = fh.read(MAX_HEADER_BYTES)
-    end = head.find(b"\r\n\r\n")
-    block = head if end < 0 else head[:end]
-    return block.decode("utf-8", "replace").split("\r\n") if block else []
-
-
 @queue_app.command()
 def show(
     msg_id: IdArgument,
@@ -197,10 +188,7 @@ def show(
         record = spool.load(msg_id)
     except KeyError:
         _unknown(msg_id)
-    try:
-        headers = _headers(spool, msg_id)
-    except KeyError:
-        headers = []  # a corrupt entry whose data is gone
+    headers = list(header_lines(spool, msg_id))  # none when a corrupt entry's data is gone
     if as_json:
         typer.echo(json.dumps({**_as_json(record), "headers": headers}, indent=2, ensure_ascii=False))
         return
