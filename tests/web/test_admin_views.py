@@ -112,6 +112,8 @@ def test_the_confirmation_page_changes_nothing_and_a_post_needs_the_csrf_token(
         for form in ({}, {"csrf": "forged"}):
             r = client.post(f"/queue/{msg_id}/{action}", data=form)
             assert r.status_code == 403 and "did not come from this console" in r.text
+    r = client.post("/queue/bulk", data={"action": "remove", "id": [msg_id]})
+    assert r.status_code == 403
     assert state_of(config, msg_id) is QueueState.INCOMING and admin_events(config, msg_id) == []
 
 
@@ -186,20 +188,20 @@ def test_quarantine_export_is_a_download_never_a_page(config: Config, client: Te
     assert client.get("/quarantine/..%2Fstate/export").status_code == 404
     [(event, detail)] = admin_events(config, qid)
     assert event == "EXPORT" and detail == "exported from quarantine by admin (web console)"
-    assert hold is not None and client.get(f"/quarantine/{qid}").status_code == 200  # still held
+    assert client.get(f"/quarantine/{qid}").status_code == 200  # an export leaves the entry held
 
 
-def test_config_view_shows_check_findings_and_no_secret(
-    tmp_path: Path, client: TestClient, config: Config
+def test_config_view_shows_check_findings_and_no_secret_is_on_any_page(
+    tmp_path: Path, client: TestClient
 ) -> None:
-    # The running console's configuration is `config`; a second app over a configuration with
-    # secrets in it is built for this test.
+    # A console over a configuration with secrets in it, beside the fixture's plain one.
     from edgeward.web.app import create_app
     from edgeward.web.auth import WebAccounts
 
     secret_token = "T0KEN-s3cr3t-value"
+    key_bytes = "HMAC-key-contents-never-shown-0123456789"
     key = tmp_path / "webhook.key"
-    key.write_bytes(b"k" * 32)
+    key.write_text(key_bytes)
     key.chmod(0o600)
     risky = Config.model_validate({
         "server": {"data_dir": str(tmp_path / "other"), "hostname": "mx.example.test"},
@@ -208,14 +210,22 @@ def test_config_view_shows_check_findings_and_no_secret(
         "notify": {"webhook": {"url": f"https://hooks.example.test/s/{secret_token}", "key_file": str(key)}},
         "antivirus": {"updates": {"custom_urls": [f"https://user:{secret_token}@sigs.example.test/x.ndb"]}},
     })  # fmt: skip
-    WebAccounts(risky.resolve(Path("state"))).add("reader", READER_PW, "readonly")
+    accounts = WebAccounts(risky.resolve(Path("state")))
+    accounts.add("reader", READER_PW, "readonly")
+    api = {"Authorization": f"Bearer {accounts.add_token('reader', 'readonly')}"}
     with TestClient(create_app(risky), base_url="https://testserver") as other:
         login(other, "reader", READER_PW)
         page = other.get("/config")
+        answers = [other.get(p) for p in ("/config", "/agents", "/certificates", "/queue", "/quarantine")]
+        answers += [other.get(f"/api/v1/{p}", headers=api) for p in ("config", "config/check", "agents",
+                                                                      "certificates")]  # fmt: skip
     assert page.status_code == 200
     assert secret_token not in page.text and "(redacted)" in page.text
     assert "warning" in page.text and "queue.fsync" in page.text and "power failure" in page.text
     assert "[notify]" in page.text and str(key) in page.text  # where the key is, not what it is
+    for answer in answers:
+        assert answer.status_code == 200, answer.url
+        assert secret_token not in answer.text and key_bytes not in answer.text, answer.url
     login(client, "reader", READER_PW)
     assert "mx.example.test" in client.get("/config").text
 
