@@ -81,7 +81,7 @@ class QueueAdmin:
 
     def retry(self, msg_id: str, *, by: str) -> MessageRecord:
         spool = self._spool()
-        before = _checked(spool.load(msg_id), "retry")
+        before = spool.load(msg_id)
         if spool.retry(msg_id) == 0:
             raise WrongState(f"message {msg_id} is {spool.load(msg_id).state.value}, not deferred")
         track_record(self._config, "RETRY", before, detail=f"by {by}")
@@ -97,7 +97,10 @@ class QueueAdmin:
     def _act(self, action: str, msg_id: str, **kw: str) -> MessageRecord:
         """``Spool.<action>``, and the record as it is afterwards (or was, if removed)."""
         spool = self._spool()
-        before = _checked(spool.load(msg_id), action)
+        before = spool.load(msg_id)
+        if action == "hold" and before.state is QueueState.HOLD:
+            # The spool would hold it again; twice is a mistake (the reason is set at the first).
+            raise WrongState(f"message {msg_id} is held already ({before.hold_reason})")
         try:
             result = getattr(spool, action)(msg_id, **kw)
         except QueueError as exc:
@@ -114,17 +117,9 @@ class QueueAdmin:
             return before  # delivered or moved on by the running gateway meanwhile
 
 
-def _checked(record: MessageRecord, action: str) -> MessageRecord:
-    if action not in allowed(record):
-        raise WrongState(f"message {record.id} is {record.state.value}: it cannot be {_DONE[action]}")
-    return record
-
-
-_DONE = {"retry": "retried", "hold": "held", "release": "released", "remove": "removed"}
-
-
 def allowed(record: MessageRecord) -> tuple[str, ...]:
-    """The actions that make sense for a message in its present state (for the pages' buttons)."""
+    """The actions that make sense for a message in its present state: the pages' buttons. The
+    spool has the last word (a message may move on between looking and acting)."""
     state = record.state
     out: list[str] = []
     if state is QueueState.DEFERRED:
