@@ -112,8 +112,11 @@ def test_openapi_document_lists_the_api_only(client: TestClient) -> None:
     doc = client.get("/api/v1/openapi.json").json()
     assert doc["openapi"].startswith("3.")
     base = "/api/v1/quarantine"
+    queue = "/api/v1/queue/{msg_id}"
     assert set(doc["paths"]) == {
-        base, base + "/{qid}", base + "/{qid}/release", "/api/v1/tracking", "/api/v1/queue",
+        base, base + "/{qid}", base + "/{qid}/release", base + "/{qid}/export", "/api/v1/tracking",
+        "/api/v1/queue", queue, queue + "/retry", queue + "/hold", queue + "/release", "/api/v1/config",
+        "/api/v1/config/check", "/api/v1/certificates", "/api/v1/agents",
     }  # fmt: skip
     assert "post" in doc["paths"]["/api/v1/quarantine/{qid}/release"]
     assert client.get("/docs").status_code == 404  # the interactive docs would load script from a CDN

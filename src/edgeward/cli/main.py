@@ -262,67 +262,33 @@ def agents_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of text")] = False,
 ) -> None:
     """Print the effective agent pipeline in the order it runs."""
-    from edgeward.filters.base import Stage, describe, is_antispam
+    from edgeward.agents_listing import pipeline, score_rows
+    from edgeward.filters.base import describe
     from edgeward.filters.scoring import Thresholds
-    from edgeward.queue.spool import Spool
-    from edgeward.runtime import build_agents
-    from edgeward.runtime_policy import STORE_AGENTS, pipeline_listing
-    from edgeward.state.policy import default_policy_path
-    from edgeward.state.stores import policy_store_for
 
     config = _load(config_path)
-    spool = Spool(config.resolve(Path("queue")), fsync=False)
-    # Never opened here (a root shell must not create it). Without the SQLite file the
-    # store-backed agents are listed in their place as off: none runs until `serve` creates it.
-    # A Redis store exists outside this machine, so it is listed as the gateway runs it.
-    store_path = default_policy_path(config.server.data_dir)
-    redis = config.policy_store.backend == "redis"
-    store = policy_store_for(config) if redis or store_path.exists() else None
-    agents = build_agents(config, spool, policy_store=store)
-    rows = pipeline_listing(config, agents, policy_store=store is not None)
-    mode = "observe-only" if config.agents.observe_only else "enforcing"
+    listing = pipeline(config)
     if as_json:
-        doc = {
-            "mode": mode,
-            "timeout": config.agents.timeout,
-            "policy_store": {
-                "backend": config.policy_store.backend,
-                "path": None if redis else str(store_path),
-                "present": store is not None,
-            },
-            "agents": [
-                {
-                    "name": row.name,
-                    "stages": [s.value for s in Stage if row.agent and s in row.agent.stages],
-                    "fail_open": bool(row.agent and row.agent.fail_open),
-                    "exemptible": bool(row.agent and is_antispam(row.agent)),
-                    "needs_policy_store": row.name in STORE_AGENTS,
-                    "off": row.off or None,
-                    "off_without_store": row.without_store or None,
-                }
-                for row in rows
-            ],
-            "thresholds": Thresholds.from_config(config).values,
-            "pcl_thresholds": Thresholds.from_config(config).pcl,
-            "scores": {n: {"weight": w, "description": d} for n, w, _, d in _score_rows(config)},
-        }
-        typer.echo(json.dumps(doc, indent=2))
+        typer.echo(json.dumps(listing.document(), indent=2))
         return
-    for i, row in enumerate(rows, 1):
+    store_path = listing.store_path
+    for i, row in enumerate(listing.rows, 1):
         if row.agent is None:
             typer.echo(f"{i:>2}. {row.name:<20} (off: {row.off} at {store_path}; `serve` creates it)")
             continue
         part = f" ({row.without_store} off: no policy store)" if row.without_store else ""
         typer.echo(f"{i:>2}. {describe(row.agent)}{part}")
-    typer.echo(f"mode: {mode}; per-stage timeout {config.agents.timeout:g}s (451 4.3.0 on timeout or error)")
+    typer.echo(
+        f"mode: {listing.mode}; per-stage timeout {config.agents.timeout:g}s (451 4.3.0 on timeout or error)"
+    )
     typer.echo("anti-spam agents are skipped for exempt clients, senders and recipients; hard ones never")
     typer.echo("")
     typer.echo("thresholds (total score -> action): " + _thresholds_line(config))
     pcl = Thresholds.from_config(config).pcl
     typer.echo("phishing (PCL -> action): " + ", ".join(f"{n} {v or 'off'}" for n, v in pcl.items()))
     typer.echo("score table ('*' overridden in [scores]):")
-    for name, weight, marker, description in _score_rows(config):
-        typer.echo(f"  {name:<30} {weight:>6g}{marker} {description}")
+    for r in score_rows(config):
+        typer.echo(f"  {r.name:<30} {r.weight:>6g}{'*' if r.overridden else ' '} {r.description}")
 
 
 def _thresholds_line(config: Config) -> str:
@@ -330,15 +296,6 @@ def _thresholds_line(config: Config) -> str:
 
     values = Thresholds.from_config(config).values
     return ", ".join(f"{n} {'off' if v is None else f'{v:g}'}" for n, v in values.items())
-
-
-def _score_rows(config: Config) -> list[tuple[str, float, str, str]]:
-    from edgeward.config.scores import SCORE_TABLE
-
-    return [
-        (name, config.scores.get(name, d.weight), "*" if name in config.scores else " ", d.description)
-        for name, d in SCORE_TABLE.items()
-    ]
 
 
 def _describe_defaults() -> dict[str, object]:

@@ -4,7 +4,8 @@
 directly, so they work whether or not the gateway runs: every spool operation is an atomic
 rename, and the running queue manager rescans its folders. Run as root, every file they write
 is given to the spool's owner (the service user), and ``hold``, ``release`` and ``remove`` write
-HOLD, RELEASE and REMOVE events to the tracking log (``logs.adminlog``).
+HOLD, RELEASE and REMOVE events to the tracking log; they go through ``queue.admin``, as the web
+console's queue viewer does, so both refuse the same states and track alike.
 
 Security: everything shown comes from mail senders; control characters are escaped before they
 reach the terminal and nothing is interpreted as Rich markup. ``export`` writes a new 0600 file
@@ -33,6 +34,7 @@ from edgeward.errors import ConfigError, QueueError
 from edgeward.logs.adminlog import track_admin, track_record
 from edgeward.logs.why import escape_controls as clean
 from edgeward.ports import SystemClock
+from edgeward.queue.admin import QueueAdmin, header_lines
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, record_to_dict
 from edgeward.queue.spool import Spool
 
@@ -46,7 +48,6 @@ SpoolOption = Annotated[
     typer.Option("--spool", help="Spool folder (default: <data_dir>/queue from the configuration)."),
 ]
 IdArgument = Annotated[str, typer.Argument(help="Queue id, as shown by 'queue list'.")]
-MAX_HEADER_BYTES = 64 * 1024
 # -- helpers shared with the other CLI commands (``cli.track``) ---------------------------------
 
 
@@ -175,15 +176,6 @@ def list_messages(
     print_table(console(), table, keep=[clean(r.id) for r in records])
 
 
-def _headers(spool: Spool, msg_id: str) -> list[str]:
-    """The header lines of the message (bounded), unfolded lines kept as they are."""
-    with spool.open_data(msg_id) as fh:
-        head = fh.read(MAX_HEADER_BYTES)
-    end = head.find(b"\r\n\r\n")
-    block = head if end < 0 else head[:end]
-    return block.decode("utf-8", "replace").split("\r\n") if block else []
-
-
 @queue_app.command()
 def show(
     msg_id: IdArgument,
@@ -197,10 +189,7 @@ def show(
         record = spool.load(msg_id)
     except KeyError:
         _unknown(msg_id)
-    try:
-        headers = _headers(spool, msg_id)
-    except KeyError:
-        headers = []  # a corrupt entry whose data is gone
+    headers = list(header_lines(spool, msg_id))  # none when a corrupt entry's data is gone
     if as_json:
         typer.echo(json.dumps({**_as_json(record), "headers": headers}, indent=2, ensure_ascii=False))
         return
@@ -257,21 +246,17 @@ def retry(
 
 
 def _act(action: str, msg_id: str, config: Path, spool_dir: Path | None, **kw: str) -> MessageRecord:
-    """Run ``Spool.<action>`` and return the record as it is afterwards (or was, if removed)."""
+    """``queue.admin``'s ``action`` (tracked, as the web console's), and the record as it is
+    afterwards (or was, if removed)."""
     spool = open_spool(config, spool_dir)
+    admin = QueueAdmin(lambda: spool, tracking_config(config, spool_dir))
     try:
-        before = spool.load(msg_id)
-        result = getattr(spool, action)(msg_id, **kw)
+        record: MessageRecord = getattr(admin, action)(msg_id, by="administrator", **kw)
     except KeyError:
         _unknown(msg_id)
     except QueueError as exc:
         fail(str(exc), code=1)
-    if isinstance(result, MessageRecord):
-        return result
-    try:
-        return spool.load(msg_id)
-    except KeyError:
-        return before  # already delivered or moved on by the running gateway
+    return record
 
 
 @queue_app.command()
@@ -282,8 +267,7 @@ def hold(
     spool_dir: SpoolOption = None,
 ) -> None:
     """Hold a message: it is not delivered until released."""
-    record = _act("hold", msg_id, config, spool_dir, reason=reason)
-    track_record(tracking_config(config, spool_dir), "HOLD", record, detail=f"by administrator: {reason}")
+    _act("hold", msg_id, config, spool_dir, reason=reason)
     typer.echo(f"held {msg_id}")
 
 
@@ -292,8 +276,7 @@ def release(
     msg_id: IdArgument, config: ConfigOption = DEFAULT_CONFIG_PATH, spool_dir: SpoolOption = None
 ) -> None:
     """Release a held (or repaired corrupt) message for delivery now."""
-    record = _act("release", msg_id, config, spool_dir)
-    track_record(tracking_config(config, spool_dir), "RELEASE", record, detail="by administrator")
+    _act("release", msg_id, config, spool_dir)
     typer.echo(f"released {msg_id}")
 
 
@@ -309,8 +292,7 @@ def remove(
     """Delete a message from the queue (with --ndr, tell the sender it was not delivered)."""
     settings = tracking_config(config, spool_dir)
     if not ndr:
-        record = _act("remove", msg_id, config, spool_dir)
-        track_record(settings, "REMOVE", record, detail="by administrator, no report")
+        _act("remove", msg_id, config, spool_dir)
         typer.echo(f"removed {msg_id}")
         return
     spool = open_spool(config, spool_dir)

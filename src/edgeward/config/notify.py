@@ -26,6 +26,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+from edgeward.config.redact import SECRET
+
 
 def _duration(value: object) -> float:
     # Imported here because schema imports this module for its root Config.
@@ -90,7 +92,11 @@ class SyslogConfig(_Section):
 
 
 class WebhookConfig(_Section):
-    url: str = Field("", description="http:// or https:// URL to POST each notice to as JSON; empty: off")
+    url: str = Field(
+        "",
+        description="http:// or https:// URL to POST each notice to as JSON; empty: off",
+        json_schema_extra=SECRET,  # many receivers' URLs are the credential (a token in the path)
+    )
     key_file: Path | None = Field(
         None,
         description=(

@@ -46,6 +46,8 @@ class TrackingEvent(enum.Enum):
     HOLD = "HOLD"  # held by an administrator
     RELEASE = "RELEASE"  # released from hold
     REMOVE = "REMOVE"  # removed by an administrator
+    RETRY = "RETRY"  # made due now by an administrator
+    EXPORT = "EXPORT"  # a copy taken out of quarantine by an administrator (the entry stays)
     POISON = "POISON"  # parked after crashing delivery too often
     DISCARD = "DISCARD"  # accepted, then dropped by an agent's decision
     QUARANTINE = "QUARANTINE"  # accepted into quarantine

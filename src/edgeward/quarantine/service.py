@@ -3,7 +3,8 @@
 A thin front (the ``edgeward quarantine`` commands, a web console) calls this and nothing
 else; no HTTP and no terminal here. Each action that takes a message out of the quarantine
 is written to the tracking log through ``track`` (RELEASE with the new queue id, REMOVE,
-EXPIRE), so ``edgeward track`` tells a message's whole history.
+EXPIRE; an export from the web console as EXPORT), so ``edgeward track`` tells a message's
+whole history.
 
 Search reads the metadata files only, never a message: they are a few hundred bytes each
 (sealed or not), so a search over 10,000 entries stays well under a second without an index
@@ -135,9 +136,13 @@ class QuarantineService:
         entry, data = self.store.get(qid)
         return Shown(entry, view_message(data))
 
-    def export(self, qid: str) -> bytes:
-        """The message as it arrived (RFC 5322 bytes, CRLF), for a .eml file."""
-        return self.store.get(qid)[1]
+    def export(self, qid: str, *, by: str = "") -> bytes:
+        """The message as it arrived (RFC 5322 bytes, CRLF), for a .eml file. With ``by`` the copy
+        is tracked as EXPORT naming who took it (the web console's downloads)."""
+        entry, data = self.store.get(qid)
+        if by:
+            self._removed(qid, entry, "EXPORT", f"exported from quarantine by {by}")
+        return data
 
     async def release(
         self,

@@ -124,7 +124,7 @@ def build_console(config: Config, *, now: Callable[[], float] = time.time) -> Co
 
 def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastAPI:
     """The console for ``config``: pages, ``/api/v1`` and ``/metrics``."""
-    from edgeward.web import api, metrics, pages
+    from edgeward.web import admin_views, api, api_admin, metrics, pages
 
     console = build_console(config, now=now)
     app = FastAPI(
@@ -143,7 +143,9 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
         return RedirectResponse("/login", status_code=303)
 
     app.include_router(pages.router)
+    app.include_router(admin_views.router)
     app.include_router(api.router)
+    app.include_router(api_admin.router)
     app.include_router(metrics.router)
     return app
 
