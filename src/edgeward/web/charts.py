@@ -23,11 +23,11 @@ from edgeward.logs.stats import SERIES, Dashboard
 
 __all__ = ["AreaChart", "BarChart", "DashboardCharts", "area_chart", "bar_chart", "charts_for", "histogram"]
 
-WIDTH, HEIGHT = 600, 160
-_LEFT, _RIGHT, _TOP, _BOTTOM = 44, 10, 10, 22
-_LABEL_MAX = 48  # characters of a label drawn; the full one is in the bar's <title> and the table
-_BAR_ROW = 20
-_BAR_LABEL = 230  # room for the labels of horizontal bars
+WIDTH, HEIGHT = 420, 150
+_LEFT, _RIGHT, _TOP, _BOTTOM = 34, 8, 10, 20
+_LABEL_MAX = 26  # characters of a label drawn; the full one is in the bar's <title> and the table
+_BAR_ROW = 18
+_BAR_LABEL = 178  # room for the labels of horizontal bars
 COLOURS = {"received": "#1d6fb8", "delivered": "#2a9d4b", "rejected": "#c0392b", "quarantined": "#b7791f",
            "deferred": "#7b5ea7", "bounced": "#5d6d7e"}  # fmt: skip
 TITLES = {"received": "Received", "delivered": "Delivered", "rejected": "Rejected",
@@ -105,7 +105,7 @@ def area_chart(series: str, times: list[float], values: list[int], bucket_second
     base = _TOP + plot_h
     area = f"{_LEFT:.1f},{base:.1f} {line} {_LEFT + (n - 1) * step:.1f},{base:.1f}" if n else ""
     fmt = "%a %H:%M" if bucket_seconds >= 3600 else "%H:%M"
-    x_ticks = tuple(Tick(xy[i][0], _stamp(times[i], fmt)) for i in range(0, n, max(1, n // 6)))
+    x_ticks = tuple(Tick(xy[i][0], _stamp(times[i], fmt)) for i in range(0, n, max(1, n // 4)))
     y_ticks = tuple(Tick(_TOP + plot_h * (1 - f), f"{top * f:g}") for f in (0.0, 0.5, 1.0))
     rows = tuple((_stamp(t, "%Y-%m-%d %H:%M"), v) for t, v in zip(times, values, strict=True))
     return AreaChart(series, TITLES.get(series, series), COLOURS.get(series, "#1d6fb8"), line, area,
@@ -119,7 +119,7 @@ def _short(label: str) -> str:
 def bar_chart(series: str, title: str, items: list[tuple[str, int]], heading: str = "Name") -> BarChart:
     """Horizontal bars, one row per item, the label on the left: for top lists."""
     top = max((v for _, v in items), default=0) or 1
-    room = WIDTH - _BAR_LABEL - _RIGHT - 40  # and room for the count after the bar
+    room = WIDTH - _BAR_LABEL - _RIGHT - 36  # and room for the count after the bar
     bars = tuple(
         Bar(label, _short(label), value, _BAR_LABEL, 4 + i * _BAR_ROW, room * value / top, _BAR_ROW - 6)
         for i, (label, value) in enumerate(items)
