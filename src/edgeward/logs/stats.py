@@ -38,7 +38,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -69,7 +69,6 @@ _INBOUND = frozenset({"RECEIVE", "QUARANTINE", "REJECT", "DISCARD"})
 _SCORED = frozenset({"RECEIVE", "QUARANTINE", "REJECT"})
 _DIMENSIONS = ("reject_agent", "reject_finding", "ip", "domain", "scl", "av")
 _SIGNATURE = re.compile(r"signature=(.*?)(?: path=|$)")
-_SCL = re.compile(r"SCL_([0-9])")
 _AV_SEP = "\x00"  # joins finding and signature in one counter key; never in a decoded label
 
 Breakdown = dict[str, Counter[str]]
@@ -134,7 +133,7 @@ class TrackingStats:
         self._minutes: dict[int, _Minute] = {}
         self._hours: dict[int, Breakdown] = {}
         self._totals: Counter[str] = Counter()
-        self._minute_of: dict[str, int | None] = {}  # "YYYY-MM-DDTHH:MM" -> epoch minute
+        self._day_of: dict[str, int] = {}  # "YYYY-MM-DD" -> epoch seconds of its midnight
         self._pruned_at = 0
         self.damaged = 0
         self.bytes_read = 0
@@ -181,21 +180,20 @@ class TrackingStats:
                 self.bytes_read += cut
 
     def _line(self, line: bytes, now: float) -> None:
-        if not line.strip():
-            return
+        # The hot loop of a first read: plain type checks and dict lookups, no helpers per key.
         try:
             entry = json.loads(line)
         except ValueError:  # JSONDecodeError and UnicodeDecodeError both are
+            if line.strip():
+                self.damaged += 1
+            return
+        event = entry.get("event") if type(entry) is dict else None
+        stamp = entry.get("time") if type(entry) is dict else None
+        minute = self._minute(stamp) if type(stamp) is str else None
+        if type(event) is not str or minute is None:
             self.damaged += 1
             return
-        event = entry.get("event") if isinstance(entry, dict) else None
-        stamp = entry.get("time") if isinstance(entry, dict) else None
-        minute = self._minute(stamp) if isinstance(stamp, str) else None
-        if not isinstance(event, str) or minute is None:
-            self.damaged += 1
-            return
-        assert isinstance(entry, dict)
-        self._totals[event[:_KEY_MAX]] += 1
+        self._totals[event if len(event) <= _KEY_MAX else event[:_KEY_MAX]] += 1
         if not now - _KEEP <= minute <= now + _FUTURE:
             return
         bucket = self._minutes.get(minute)
@@ -204,33 +202,47 @@ class TrackingStats:
         series = _SERIES_OF.get(event)
         if series is not None:
             bucket.counts[series] += 1
-        keys = list(_keys(event, entry))
+        if event not in _INBOUND and "findings" not in entry:
+            return
+        keys = _keys(event, entry)
         if not keys:
             return
         hour = minute - minute % 3600
         hourly = self._hours.get(hour)
         if hourly is None:
             hourly = self._hours[hour] = _breakdown()
-        targets = [hourly]
+        detail = None
         if minute >= now - _DETAIL_KEEP:
-            if bucket.detail is None:
-                bucket.detail = _breakdown()
-            targets.append(bucket.detail)
+            detail = bucket.detail
+            if detail is None:
+                detail = bucket.detail = _breakdown()
         for dimension, value in keys:
-            for target in targets:
-                _add(target[dimension], value)
+            _add(hourly[dimension], value)
+            if detail is not None:
+                _add(detail[dimension], value)
 
     def _minute(self, stamp: str) -> int | None:
-        prefix = stamp[:16]
-        if prefix not in self._minute_of:
-            if len(self._minute_of) > 50_000:
-                self._minute_of.clear()
+        """The minute of an ISO stamp as the writer makes it (``2026-01-01T12:00:00.000Z``)."""
+        day = self._day_of.get(stamp[:10])
+        if day is None:
+            if len(self._day_of) > 10_000:
+                self._day_of.clear()
             try:
-                when = datetime.strptime(prefix, "%Y-%m-%dT%H:%M").replace(tzinfo=UTC)
-                self._minute_of[prefix] = int(when.timestamp())
+                day = int(datetime.strptime(stamp[:10], "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
             except ValueError:
-                self._minute_of[prefix] = None
-        return self._minute_of[prefix]
+                return None
+            self._day_of[stamp[:10]] = day
+        hh, mm = stamp[11:13], stamp[14:16]
+        if (
+            stamp[10:11] != "T"
+            or stamp[13:14] != ":"
+            or not (hh + mm).isascii()
+            or not (hh + mm).isdigit()
+            or hh > "23"
+            or mm > "59"
+        ):
+            return None
+        return day + int(hh) * 3600 + int(mm) * 60
 
     def _prune(self, now: float) -> None:
         minute = int(now) - int(now) % 60
@@ -302,41 +314,42 @@ class TrackingStats:
         )  # fmt: skip
 
 
-def _keys(event: str, entry: dict[str, Any]) -> Iterator[tuple[str, str]]:
+def _keys(event: str, entry: dict[str, Any]) -> list[tuple[str, str]]:
     """The breakdown keys one line adds to."""
-    findings = [f for f in entry.get("findings") or () if isinstance(f, dict)]
-    names = [n for n in (f.get("name") for f in findings) if isinstance(n, str)]
+    keys: list[tuple[str, str]] = []
+    findings = entry.get("findings")
+    findings = [f for f in findings if type(f) is dict] if type(findings) is list else []
+    names = [n for n in (f.get("name") for f in findings) if type(n) is str]
     if event == "REJECT":
         decided_by = entry.get("decided_by")
-        yield "reject_agent", decided_by if isinstance(decided_by, str) and decided_by else "(unknown)"
-        for name in dict.fromkeys(names):
-            yield "reject_finding", name
+        keys.append(("reject_agent", decided_by if type(decided_by) is str and decided_by else "(unknown)"))
+        keys.extend(("reject_finding", name) for name in dict.fromkeys(names))
     if event in _INBOUND:
         ip = entry.get("client_ip")
-        if isinstance(ip, str) and ip:
-            yield "ip", ip
+        if type(ip) is str and ip:
+            keys.append(("ip", ip))
         sender = entry.get("sender")
-        if isinstance(sender, str) and "@" in sender:
-            yield "domain", sender.rpartition("@")[2].lower()
+        if type(sender) is str and "@" in sender:
+            keys.append(("domain", sender.rpartition("@")[2].lower()))
     if event in _SCORED:
         scl = _scl(entry.get("scl"), names)
         if scl is not None:
-            yield "scl", str(scl)
+            keys.append(("scl", str(scl)))
     for f in findings:
         found, detail = f.get("name"), f.get("detail")
-        if isinstance(found, str) and found.startswith("AV_") and isinstance(detail, str):
+        if type(found) is str and found.startswith("AV_") and type(detail) is str:
             m = _SIGNATURE.search(detail)
             if m:
-                yield "av", f"{found}{_AV_SEP}{m.group(1)}"
+                keys.append(("av", f"{found}{_AV_SEP}{m.group(1)}"))
+    return keys
 
 
 def _scl(value: object, names: list[str]) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 9:
+    if type(value) is int and 0 <= value <= 9:
         return value
     for name in names:
-        m = _SCL.fullmatch(name)
-        if m:
-            return int(m.group(1))
+        if len(name) == 5 and name.startswith("SCL_") and name[4].isdigit():
+            return int(name[4])
     return None
 
 
