@@ -8,7 +8,8 @@ FastAPI's TestClient (in process: no TLS, no network), three runs each, and prin
 wall seconds as JSON.
 ``*_first_s`` is a console's first call (it reads every line on disk), ``*_after_100_s`` a
 later call after 100 more events were written (it reads those only), ``full_reread_s`` what
-one pass over every line costs (what each scrape cost before the incremental reader).
+one pass over every line costs (what each scrape cost before the incremental reader), and
+``reader_first_s`` the incremental reader's first pass alone, without HTTP.
 
     .venv/bin/python bench/web_bench.py [--events 100000] [--entries 2000]
 """
@@ -33,6 +34,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from edgeward.config.schema import Config  # noqa: E402
 from edgeward.logs.rotating import read_entries  # noqa: E402
+from edgeward.logs.stats import TrackingStats  # noqa: E402
 from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME, TrackingLog  # noqa: E402
 from edgeward.quarantine.entry import QuarantineEntry  # noqa: E402
 from edgeward.quarantine.service import open_store  # noqa: E402
@@ -142,6 +144,7 @@ def main() -> None:
         week = {"params": {"window": "week"}, "headers": headers}
         result: dict[str, object] = {"events": args.events, "entries": args.entries,
                                      "full_reread_s": median_of(3, reread)}  # fmt: skip
+        result["reader_first_s"] = median_of(3, lambda: TrackingStats(folder).refresh())
         result["stats_first_s"] = first("/api/v1/stats", **week)
         result["metrics_scrape_first_s"] = first("/metrics")
         with TestClient(create_app(config), base_url="https://testserver", client=("127.0.0.1", 1)) as client:

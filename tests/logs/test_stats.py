@@ -130,6 +130,31 @@ def test_rotation_loses_and_repeats_nothing_and_truncation_starts_again(
     assert stats.totals()["RECEIVE"] == 121
 
 
+def test_a_file_renamed_behind_the_listing_is_read_on_under_its_new_name(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = writer(tmp_path, clock)
+    for n in range(10):
+        receive(log, n)
+    stats = stats_of(tmp_path, clock)
+    stats.refresh()
+    for n in range(10, 15):
+        receive(log, n)  # written to the old file after the first read
+    log.close()
+    (tmp_path / "tracking.log").rename(tmp_path / "tracking-20260101T120000000000Z.log")
+    log = writer(tmp_path, clock)
+    receive(log, 99)
+    log.close()
+    # The listing was taken before the rename: it names only the current file (the new one).
+    real = log_files
+    monkeypatch.setattr("edgeward.logs.stats.log_files", lambda d, n: [x for x in real(d, n) if x[1] is None])
+    stats.refresh()
+    assert stats.totals()["RECEIVE"] == 11
+    monkeypatch.undo()
+    stats.refresh()
+    assert stats.totals()["RECEIVE"] == 16
+
+
 def test_damaged_lines_are_counted_and_a_torn_line_waits_for_its_end(
     tmp_path: Path, clock: FakeClock
 ) -> None:

@@ -2,12 +2,13 @@
 
 :class:`TrackingStats` remembers, per file (the gateway's, the delivery process's and the
 administrators' tracking logs, current and rotated), how far it has read, keyed by device and
-inode, so a refresh costs only the bytes written since the last one. A rotation is a rename
-(same inode: the rest of the file is read under its new name, and the new current file is a new
-inode, read from its start); a file shorter than what was read, or whose first bytes changed
-(an inode reused after pruning), is read again from its start. Only whole lines are taken; a
-torn last line waits for its newline. A line that is not a JSON object with an event and a time
-is counted as damaged and skipped.
+inode, so a refresh costs only the bytes written since the last one. A rotation is a rename:
+same inode, so the rest of the file is read under its new name, and the new current file, a
+new inode, from its start (a file renamed between the listing and its opening is found under
+its new name at the next refresh). A file shorter than what was read, or whose first bytes
+changed (an inode reused after pruning), is read again from its start. Only whole lines are
+taken; a torn last line waits for its newline. A line that is not a JSON object with an event
+and a time is counted as damaged and skipped.
 
 Memory is bounded whatever the traffic:
 
@@ -62,6 +63,7 @@ _KEEP = WINDOWS["week"]
 _DETAIL_KEEP = 2 * 3600  # minute buckets keep their breakdowns this long
 _FUTURE = 3600  # a line stamped further ahead than this is not bucketed (a clock gone wrong)
 _HEAD = 64  # bytes that identify a file beyond its inode
+_MISSES = 3
 _CHUNK = 1 << 20
 _KEY_MAX = 200
 _SERIES_OF = {"RECEIVE": 0, "SEND": 1, "DELIVER": 1, "REJECT": 2, "QUARANTINE": 3, "DEFER": 4, "FAIL": 5}
@@ -93,6 +95,7 @@ class _Minute:
 class _File:
     offset: int
     head: bytes
+    missed: int = 0  # refreshes in a row that did not list it
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +151,13 @@ class TrackingStats:
             for name in self.names:
                 for path, _rotated in log_files(self.directory, name):
                     self._read(path, now, seen)
-            self._files = seen  # files gone (pruned) are forgotten
+            # A file renamed by a rotation between the listing and its opening is missed once
+            # and found under its new name the next time: forget it only when gone for good.
+            for key, state in self._files.items():
+                if key not in seen and state.missed < _MISSES:
+                    state.missed += 1
+                    seen[key] = state
+            self._files = seen
             self._prune(now)
 
     def _read(self, path: Path, now: float, seen: dict[tuple[int, int], _File]) -> None:
@@ -167,6 +176,7 @@ class TrackingStats:
                 state = _File(0, head)  # new, truncated or a reused inode: from the start
             elif len(state.head) < _HEAD:
                 state.head = head
+            state.missed = 0
             seen[key] = state
             fh.seek(state.offset)
             rest = b""
