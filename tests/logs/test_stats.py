@@ -165,6 +165,9 @@ def test_damaged_lines_are_counted_and_a_torn_line_waits_for_its_end(
     with path.open("ab") as fh:
         fh.write(b"not json\n[1, 2]\n" + json.dumps({"event": "RECEIVE"}).encode() + b"\n\xff\xfe\n")
         fh.write(json.dumps({"event": "RECEIVE", "time": "yesterday"}).encode() + b"\n")
+        fh.write(
+            json.dumps({"event": "NOPE", "time": "2026-01-01T12:00:00.000Z"}).encode() + b"\n"
+        )  # no kind
         fh.write(b'{"time":"2026-01-01T12:00:00.000Z","event":"REC')  # the writer was cut off here
     stats = stats_of(tmp_path, clock)
     stats.refresh()

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.logs.rotating import log_files
-from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME
+from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME, TrackingEvent
 from edgeward.queue.model import QueueState
 from edgeward.queue.spool import Spool
 from edgeward.tls.store import CertificateStore
@@ -71,7 +71,8 @@ _INBOUND = frozenset({"RECEIVE", "QUARANTINE", "REJECT", "DISCARD"})
 _SCORED = frozenset({"RECEIVE", "QUARANTINE", "REJECT"})
 _DIMENSIONS = ("reject_agent", "reject_finding", "ip", "domain", "scl", "av")
 _SIGNATURE = re.compile(r"signature=(.*?)(?: path=|$)")
-_AV_SEP = "\x00"  # joins finding and signature in one counter key; never in a decoded label
+_AV_SEP = "\x00"  # joins finding and signature in one key; the AV agent writes neither with one
+_EVENTS = frozenset(e.value for e in TrackingEvent)
 
 Breakdown = dict[str, Counter[str]]
 
@@ -203,7 +204,8 @@ class TrackingStats:
         if type(event) is not str or minute is None:
             self.damaged += 1
             return
-        self._totals[event if len(event) <= _KEY_MAX else event[:_KEY_MAX]] += 1
+        if event in _EVENTS:  # the writer knows no others; a key per stray name would grow unbounded
+            self._totals[event] += 1
         if not now - _KEEP <= minute <= now + _FUTURE:
             return
         bucket = self._minutes.get(minute)
@@ -277,7 +279,8 @@ class TrackingStats:
             return len(self._minutes), len(self._hours)
 
     def totals(self) -> dict[str, int]:
-        """Events of each kind read since this reader was made (all files, any age)."""
+        """Events of each kind (:class:`TrackingEvent`) read since this reader was made (all
+        files, any age)."""
         with self._lock:
             return dict(self._totals)
 
