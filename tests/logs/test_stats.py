@@ -82,6 +82,18 @@ def test_every_figure_is_drawn_from_the_three_files(tmp_path: Path, clock: FakeC
     assert snap.damaged_lines == 0
 
 
+def test_the_first_read_can_run_in_the_background(tmp_path: Path, clock: FakeClock) -> None:
+    log = writer(tmp_path, clock)
+    for n in range(20):
+        receive(log, n)
+    log.close()
+    stats = stats_of(tmp_path, clock)
+    stats.refresh_in_background().join(timeout=60)
+    assert stats.totals() == {"RECEIVE": 20}
+    stats.refresh()
+    assert stats.totals() == {"RECEIVE": 20}
+
+
 def test_a_second_read_takes_only_what_was_appended(tmp_path: Path, clock: FakeClock) -> None:
     log = writer(tmp_path, clock)
     for n in range(50):

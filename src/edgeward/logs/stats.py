@@ -34,6 +34,7 @@ asked: they are states, not events. Nothing here speaks HTTP.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -73,6 +74,7 @@ _DIMENSIONS = ("reject_agent", "reject_finding", "ip", "domain", "scl", "av")
 _SIGNATURE = re.compile(r"signature=(.*?)(?: path=|$)")
 _AV_SEP = "\x00"  # joins finding and signature in one key; the AV agent writes neither with one
 _EVENTS = frozenset(e.value for e in TrackingEvent)
+log = logging.getLogger(__name__)
 
 Breakdown = dict[str, Counter[str]]
 
@@ -161,11 +163,28 @@ class TrackingStats:
             self._files = seen
             self._prune(now)
 
+    def refresh_in_background(self) -> threading.Thread:
+        """Start the first refresh (a read of every retained line) in a thread of its own, so
+        the first page after a start does not wait for all of it."""
+
+        def run() -> None:
+            try:
+                self.refresh()
+            except Exception:
+                log.exception("tracking statistics: the first read failed; the next call tries again")
+
+        thread = threading.Thread(target=run, name="tracking-stats", daemon=True)
+        thread.start()
+        return thread
+
     def _read(self, path: Path, now: float, seen: dict[tuple[int, int], _File]) -> None:
         try:
             fh = path.open("rb")
         except FileNotFoundError:
             return  # rotated or pruned between the listing and here: found under its new name
+        except OSError as exc:  # unreadable: the others still count, and the next call tries again
+            log.warning("tracking statistics: cannot read %s: %s", path, exc)
+            return
         with fh:
             st = os.fstat(fh.fileno())
             key = (st.st_dev, st.st_ino)
