@@ -209,7 +209,7 @@ def test_windows_buckets_and_the_week_limit(tmp_path: Path, clock: FakeClock) ->
     # The newest minute is the last point, one 61 s back the one before it.
     assert hour.series["received"][-1] == 1 and hour.series["received"][-3] == 1
     assert sum(1 for v in hour.series["received"] if v) == 3
-    assert len(hour.top_ips) == 3 and len(week.top_ips) == 5
+    assert len(hour.top_ips) == 3 and len(day.top_ips) == 4 and len(week.top_ips) == 5
     assert stats.totals()["RECEIVE"] == 6  # the 8-day-old line is counted for /metrics, not bucketed
     with pytest.raises(ValueError, match="unknown window"):
         stats.snapshot("month")
