@@ -112,6 +112,7 @@ def _serve(cfg: Config, config_path: Path, host: str, port: int) -> None:
     drop_capabilities()
     refuse_root()
     app = create_app(cfg)
+    app.state.console.stats.refresh_in_background()  # the dashboard's first read, off the first request
     shown = f"[{host}]" if ":" in host else host
     console().print(Text(f"web console on https://{shown}:{port}/ (certificate {cert})"))
     server = uvicorn.Server(uvicorn.Config(

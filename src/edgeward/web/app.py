@@ -1,7 +1,8 @@
 """The web console's FastAPI application, built from a :class:`Config` by :func:`create_app`.
 
 Layout: :class:`Console` holds what every handler needs (the configuration, the accounts, the
-quarantine manager, the templates); ``web.pages`` serves the HTML pages, ``web.api`` the REST
+quarantine manager, the templates, the tracking statistics); ``web.pages`` serves the HTML
+pages, ``web.dashboard`` the dashboard and ``/api/v1/stats``, ``web.api`` the rest of the REST
 API under ``/api/v1``, ``web.metrics`` the Prometheus ``/metrics``. Handlers parse, check the
 role and CSRF token, call the same service layer the CLI calls (``quarantine.service``,
 ``quarantine.digest``, ``logs.tracking``) and render; no policy lives in a handler.
@@ -30,6 +31,7 @@ from fastapi.staticfiles import StaticFiles
 
 from edgeward.config.schema import Config
 from edgeward.logs.adminlog import track_admin
+from edgeward.logs.stats import TrackingStats
 from edgeward.quarantine.service import QuarantineService, open_store
 from edgeward.quarantine.view import escape
 from edgeward.queue.spool import Spool
@@ -60,6 +62,7 @@ class Console:
     quarantine: QuarantineService
     templates: jinja2.Environment
     now: Callable[[], float]
+    stats: TrackingStats  # one incremental reader of the tracking logs, for the dashboard and /metrics
 
     @property
     def log_dir(self) -> Path:
@@ -119,12 +122,13 @@ def build_console(config: Config, *, now: Callable[[], float] = time.time) -> Co
     service = QuarantineService(
         open_store(config, on_corrupt=corrupt), spool, functools.partial(track_admin, config), now=now
     )
-    return Console(config, accounts, service, _environment(), now)
+    stats = TrackingStats(config.resolve(config.logging.dir), now=now)
+    return Console(config, accounts, service, _environment(), now, stats)
 
 
 def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastAPI:
     """The console for ``config``: pages, ``/api/v1`` and ``/metrics``."""
-    from edgeward.web import admin_views, api, api_admin, metrics, pages
+    from edgeward.web import admin_views, api, api_admin, dashboard, metrics, pages
 
     console = build_console(config, now=now)
     app = FastAPI(
@@ -143,9 +147,11 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
         return RedirectResponse("/login", status_code=303)
 
     app.include_router(pages.router)
+    app.include_router(dashboard.router)
     app.include_router(admin_views.router)
     app.include_router(api.router)
     app.include_router(api_admin.router)
+    app.include_router(dashboard.api_router)
     app.include_router(metrics.router)
     return app
 

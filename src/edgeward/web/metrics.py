@@ -3,15 +3,15 @@
 Nothing is counted in the gateway's hot path: at each scrape a collector reads
 
 - the tracking logs (gateway, delivery and administrators' files, current and rotated):
-  ``edgeward_tracking_events_total{event}``, the events still on disk by kind; a counter
-  that can fall when old files are pruned by ``[logging] max_age``, which Prometheus's
-  ``rate()`` treats as a reset;
+  ``edgeward_tracking_events_total{event}``, the events by kind, through the console's
+  incremental reader (``logs.stats``): the first scrape reads what is on disk, later ones only
+  what was written since; the count never falls when old files are pruned, and starts again
+  (a reset to ``rate()``) when the console restarts;
 - the quarantine folder: ``edgeward_quarantine_entries`` (metadata files only);
 - the spool: ``edgeward_queue_messages{state}`` and ``edgeward_spool_free_bytes``;
 - the certificate store: ``edgeward_certificate_expiry_days{thumbprint,subject}``.
 
-Reading the tracking logs costs a pass over them per scrape (about the files' size in JSON
-parsing); with the default rotation that is bounded, and scrapes are a minute apart.
+A scrape costs the JSON parsing of the tracking lines written since the last one.
 
 ``/metrics`` has no login; it is answered only to clients in ``[web] metrics_allow``
 (loopback by default) and 403 to everyone else.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections import Counter
 from collections.abc import Iterator
 
 from fastapi import APIRouter, Request
@@ -30,8 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from edgeward.logs.rotating import read_entries
-from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME, TrackingEvent
+from edgeward.logs.tracking import TrackingEvent
 from edgeward.queue.model import QueueState
 from edgeward.tls.store import CertificateStore
 from edgeward.web.app import Console, console_of
@@ -54,13 +52,12 @@ class GatewayCollector(Collector):
                 log.exception("metrics: %s could not be read", part.__name__.strip("_"))
 
     def _tracking(self) -> Iterator[CounterMetricFamily]:
-        counts: Counter[str] = Counter()
-        folder = self.console.log_dir
-        if folder.is_dir():
-            for name in (LOG_NAME, DELIVERY_LOG_NAME, ADMIN_LOG_NAME):
-                counts.update(str(e.get("event", "")) for e in read_entries(folder, name))
+        self.console.stats.refresh()
+        counts = self.console.stats.totals()
         family = CounterMetricFamily(
-            "edgeward_tracking_events", "Message tracking events in the logs kept on disk", labels=["event"]
+            "edgeward_tracking_events",
+            "Message tracking events read from the tracking logs",
+            labels=["event"],
         )
         for event in TrackingEvent:
             family.add_metric([event.value], counts.get(event.value, 0))

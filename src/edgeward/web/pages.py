@@ -53,7 +53,7 @@ def _bad_csrf(console: Console, request: Request, session: Session) -> HTMLRespo
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> Response:
     console_of(request).require(request)
-    return RedirectResponse("/quarantine", status_code=303)
+    return RedirectResponse("/dashboard", status_code=303)
 
 
 @router.get("/login", response_class=HTMLResponse)
@@ -82,7 +82,7 @@ def login(request: Request, name: FormText = "", password: FormText = "", csrf: 
     except LoginRefused as exc:
         status = 429 if exc.reason == "throttled" else 401
         return console.render(request, "login.html", status, csrf=expected, error=str(exc))
-    done = RedirectResponse("/quarantine", status_code=303)
+    done = RedirectResponse("/dashboard", status_code=303)
     _cookie(done, SESSION_COOKIE, cookie, int(session.expires - console.now()))
     done.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return done
