@@ -32,7 +32,9 @@ from prometheus_client.registry import Collector
 
 from edgeward.logs.rotating import read_entries
 from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME, TrackingEvent
+from edgeward.metrics import ProcessMetrics, metrics_dir
 from edgeward.queue.model import QueueState
+from edgeward.runtime_policy import data_paths
 from edgeward.tls.store import CertificateStore
 from edgeward.web.app import Console, console_of
 
@@ -114,5 +116,7 @@ def metrics(request: Request) -> Response:
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(GatewayCollector(console))
+        # The counters and histograms every gateway process keeps (edgeward.metrics).
+        registry.register(ProcessMetrics(metrics_dir(data_paths(console.config)["state"])))
         request.app.state.registry = registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
