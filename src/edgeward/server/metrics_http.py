@@ -4,9 +4,9 @@ Deliberately small, as exporters' listeners are: one request per connection (ans
 ``Connection: close``), ``GET`` or ``HEAD`` of ``/metrics`` only (404 for other paths, 405 for
 other methods, 400 for what is not HTTP). It serves metrics only, so it needs no framework.
 
-Security: a client outside ``[web] metrics_allow`` gets 403 before its request is read; the
-request head is capped (8 KiB, 10 s) so a slow or endless client holds a connection briefly at
-most, and at most ``MAX_CLIENTS`` are served at once (the rest are closed unanswered).
+Security: a client outside ``[web] metrics_allow`` gets 403 and nothing else; the request head
+is capped (8 KiB, 10 s) so a slow or endless client holds a connection briefly at most, and at
+most ``MAX_CLIENTS`` are served at once (the rest are closed unanswered).
 Scrape-time work (merging the processes' files, counting the spool, reading the certificate
 store) runs in a worker thread, so sessions never wait on a scrape.
 """
@@ -74,7 +74,13 @@ class MetricsListener:
         try:
             writer.write(await self._answer(reader, writer))
             await writer.drain()
-        except (ConnectionError, OSError):
+            # What the client sent beyond the head is read and dropped before closing: closing
+            # with unread input would reset the connection and the client might lose the answer.
+            writer.write_eof()
+            async with asyncio.timeout(1.0):
+                while await reader.read(65536):
+                    pass
+        except (ConnectionError, OSError, TimeoutError, asyncio.LimitOverrunError):
             pass
         finally:
             self._clients -= 1
@@ -83,14 +89,14 @@ class MetricsListener:
                 await writer.wait_closed()
 
     async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
-        peer = writer.get_extra_info("peername") or ("", 0)
-        if not allowed(str(peer[0]), self._allow()):
-            return _response("403 Forbidden", b"metrics are not served to this address\n")
         try:
             async with asyncio.timeout(HEAD_TIMEOUT):
                 head = await reader.readuntil(b"\r\n\r\n")
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             return _response("400 Bad Request", b"bad request\n")
+        peer = writer.get_extra_info("peername") or ("", 0)
+        if not allowed(str(peer[0]), self._allow()):
+            return _response("403 Forbidden", b"metrics are not served to this address\n")
         parts = head.split(b"\r\n", 1)[0].split(b" ")
         if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
             return _response("400 Bad Request", b"bad request\n")
