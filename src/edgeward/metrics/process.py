@@ -46,11 +46,12 @@ def enable(path: Path) -> None:
     """Count this process's samples in ``path`` (and its children's: they inherit ``ENV``)."""
     if getattr(values.ValueClass, "_multiprocess", False) and os.environ.get(ENV) == str(path):
         return  # already (e.g. the variable was inherited, so the import chose the files)
-    os.environ[ENV] = str(path)
-    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
     for family in FAMILIES:
         # A sample touched before this lives in memory, not in the files: start it again.
+        # (Before the variable is set: prometheus-client warns of clearing in multiprocess mode.)
         family.clear()
+    os.environ[ENV] = str(path)
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
 
 
 def enabled_dir() -> Path | None:
