@@ -155,9 +155,9 @@ def audit(config: Config) -> list[Problem]:
     if config.agents.from_header == "off":
         warn("agents.from_header", "'off' delivers mail without exactly one well-formed From field")
     if config.metrics.listen and not _network(split_listen(config.metrics.listen)[0]).is_loopback:
-        public = [n for n in config.web.metrics_allow if _holds_public(_network(n))]
-        if public:
-            warn("metrics.listen", f"plain-HTTP metrics readable from public range(s) {', '.join(public)}"
+        readers = [n for n in config.web.metrics_allow if _holds_public(_network(n))]
+        if readers:
+            warn("metrics.listen", f"plain-HTTP metrics readable from public range(s) {', '.join(readers)}"
                  " (web.metrics_allow); keep them to your monitoring hosts")  # fmt: skip
     for i, domain in enumerate(config.accepted_domains):
         # Mail to an accepted domain is taken from anyone; a wildcard over a whole top-level
