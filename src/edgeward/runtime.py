@@ -438,6 +438,8 @@ class Gateway:
             log.warning("[policy_store] changed; it takes effect at the next restart")
         if config.notify != self.config.notify and self.receive:
             log.warning("[notify] changed; its channels take effect at the next restart")
+        if config.metrics != self.config.metrics and self.receive:
+            log.warning("[metrics] changed; its listener takes effect at the next restart")
         self._carry_engine_state(env)
         self.config = config
         self._env = env
