@@ -6,6 +6,8 @@ the test reads deltas of ``edgeward_connections_total`` from the registry.
 
 from __future__ import annotations
 
+import socket
+import time
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -47,3 +49,22 @@ def test_limits_and_eviction_are_counted_by_result(workdir: Path) -> None:
     assert {r: after[r] - before[r] for r in RESULTS} == {
         "accepted": 4, "limit_per_network": 1, "limit_per_connector": 1, "evicted": 1,
     }  # fmt: skip
+
+
+def test_a_failed_implicit_tls_handshake_is_counted(workdir: Path) -> None:
+    port = free_port()
+    config = gateway_config(workdir, port=port, connector={"implicit_tls": True})
+
+    def failed() -> float:
+        labels = {"connector": "internet", "result": "tls_failed"}
+        return REGISTRY.get_sample_value("edgeward_connections_total", labels) or 0.0
+
+    before = failed()
+    with InProcessGateway(config):
+        with socket.create_connection(("127.0.0.1", port), timeout=10, source_address=("127.0.0.2", 0)) as s:
+            s.sendall(b"EHLO plain.remote.test\r\n")  # plain text where a TLS ClientHello belongs
+            s.recv(1024)
+        deadline = time.monotonic() + 10
+        while failed() == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert failed() - before == 1

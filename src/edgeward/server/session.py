@@ -190,7 +190,7 @@ class Session:
                 return
             try:
                 await self._handshake()
-            except BaseException:
+            except Exception:  # not a cancellation: a stop is no failed handshake
                 count_connection(name, "tls_failed")
                 raise
         await self._greet_pause()
