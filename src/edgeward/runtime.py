@@ -22,9 +22,12 @@ import logging
 import signal
 import socket
 import ssl
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+
+from prometheus_client import CollectorRegistry
 
 from edgeward.auth.addresses import AccountAddresses
 from edgeward.auth.throttle import Throttle
@@ -45,6 +48,7 @@ from edgeward.filters.base import Stage, StageContext
 from edgeward.logs.agentlog import AgentLog
 from edgeward.logs.protocol import ProtocolLog
 from edgeward.logs.tracking import DELIVERY_LOG_NAME, LOG_NAME, TrackingLog
+from edgeward.metrics import StateCollector, count_agent_outcome, counted
 from edgeward.net.dns import DnsResolver
 from edgeward.notify.build import build_notifier
 from edgeward.notify.notifier import Notifier
@@ -54,6 +58,7 @@ from edgeward.quarantine.growth import GrowthWatch, run_growth_watch
 from edgeward.quarantine.retention import run_retention
 from edgeward.quarantine.service import open_store
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
+from edgeward.queue.model import QueueState
 from edgeward.queue.spool import Spool
 from edgeward.runtime_policy import build_agents as build_agents
 from edgeward.runtime_policy import build_classifier as build_classifier
@@ -67,6 +72,7 @@ from edgeward.scanning.updates import Reloadable, run_updates
 from edgeward.scanning.yara_engine import YaraEngine
 from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
+from edgeward.server.metrics_http import MetricsListener
 from edgeward.server.session import SessionEnv
 from edgeward.state.sqlite import DB_FILENAME, StateStore
 from edgeward.state.stores import OwnedPolicyStore, policy_store_for
@@ -255,6 +261,7 @@ class Gateway:
     def _observe(self, agent: str, stage: Stage, ctx: StageContext, outcome: Outcome) -> None:
         if not outcome.action.is_final and not outcome.findings:
             return
+        count_agent_outcome(agent, outcome.action.value, tuple(f.name for f in outcome.findings))
         self.agent_log.record(
             session_id=ctx.session.session_id,
             client_ip=ctx.session.peer.ip,
@@ -294,6 +301,7 @@ class Gateway:
             self._start_signature_updates()
             self._start_notifier(retention_store)
             self._start_directory_push()
+            self._start_metrics_listener()
             if self.config.quarantine.digest_enabled:
                 self.tasks.start("quarantine-digest", lambda: run_digests(
                     lambda: self.config, self.spool.accept, self._notify
@@ -306,6 +314,26 @@ class Gateway:
             return
         listener = build_listener(self.config, directory_replica_path(self.config))
         self.tasks.start("directory-push", listener.serve)
+
+    def _start_metrics_listener(self) -> None:
+        """``[metrics] listen``: every process's counters and the state read at scrape time."""
+        if not self.config.metrics.listen:
+            return
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(counted())
+        registry.register(StateCollector(
+            lambda: {state.value: n for state, n in self.spool.counts().items()},
+            (state.value for state in QueueState), self.spool.free_bytes, self._certificate_days,
+        ))  # fmt: skip
+        listener = MetricsListener(
+            self.config.metrics.listen, registry, lambda: self.config.web.metrics_allow
+        )
+        self.tasks.start("metrics-listener", listener.serve)
+
+    def _certificate_days(self) -> list[tuple[str, str, float]]:
+        store = CertificateStore(self.config.resolve(self.config.tls.store))
+        now = time.time()
+        return [(c.thumbprint, c.subject, (c.not_after.timestamp() - now) / 86400) for c in store.list()]
 
     def _start_signature_updates(self) -> None:
         """freshclam every [antivirus.updates] interval, only where a mirror is set (without one,
@@ -410,6 +438,8 @@ class Gateway:
             log.warning("[policy_store] changed; it takes effect at the next restart")
         if config.notify != self.config.notify and self.receive:
             log.warning("[notify] changed; its channels take effect at the next restart")
+        if config.metrics != self.config.metrics and self.receive:
+            log.warning("[metrics] changed; its listener takes effect at the next restart")
         self._carry_engine_state(env)
         self.config = config
         self._env = env
@@ -450,6 +480,7 @@ class Gateway:
         await self.tasks.cancel(
             "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
             "signature-update", "quarantine-growth", "quarantine-digest", "directory-push",
+            "metrics-listener",
         )  # fmt: skip
         if self.receive:
             await self.listener.stop_accepting()

@@ -172,6 +172,7 @@ def serve(
             from edgeward.supervisor import serve_delivery
 
             refuse_root()
+            _count_metrics(config)
             asyncio.run(serve_delivery(config, config_path, notify_fd))
             return
         _serve(config, config_path)
@@ -182,6 +183,7 @@ def serve(
 
 
 def _serve(config: Config, config_path: Path) -> None:
+    from edgeward import metrics
     from edgeward.runtime import Gateway, data_paths, tls_contexts
     from edgeward.server.listener import bind_sockets
     from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
@@ -190,6 +192,8 @@ def _serve(config: Config, config_path: Path) -> None:
     paths = data_paths(config)
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # Every counter starts at zero with the service; inside state/, so handed over with it.
+    metrics.reset(metrics.metrics_dir(paths["state"]))
     # The certificate is made (if missing) while we may still be root, so its key is written
     # before the folder is handed over.
     tls_contexts(config)
@@ -200,10 +204,19 @@ def _serve(config: Config, config_path: Path) -> None:
     )
     drop_capabilities()
     refuse_root()
+    _count_metrics(config)  # before the delivery process starts: it inherits the folder
     if config.server.delivery_process:
         asyncio.run(serve_split(config, config_path, sockets))
     else:
         asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
+
+
+def _count_metrics(config: Config) -> None:
+    """Count in the gateway's shared metrics folder (``edgeward.metrics``), as the service user."""
+    from edgeward import metrics
+    from edgeward.runtime import data_paths
+
+    metrics.enable(metrics.metrics_dir(data_paths(config)["state"]))
 
 
 @config_app.command("show")

@@ -27,6 +27,7 @@ from typing import Literal
 from edgeward.config.directory import audit_directory
 from edgeward.config.policy_store import audit_policy_store
 from edgeward.config.schema import Config, ReceiveConnectorConfig
+from edgeward.config.web import split_listen
 
 Severity = Literal["error", "warning"]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -153,6 +154,11 @@ def audit(config: Config) -> list[Problem]:
             warn(key, "tls = 'none' still sends in clear to domains without MTA-STS or DANE")
     if config.agents.from_header == "off":
         warn("agents.from_header", "'off' delivers mail without exactly one well-formed From field")
+    if config.metrics.listen and not _network(split_listen(config.metrics.listen)[0]).is_loopback:
+        readers = [n for n in config.web.metrics_allow if _holds_public(_network(n))]
+        if readers:
+            warn("metrics.listen", f"plain-HTTP metrics readable from public range(s) {', '.join(readers)}"
+                 " (web.metrics_allow); keep them to your monitoring hosts")  # fmt: skip
     for i, domain in enumerate(config.accepted_domains):
         # Mail to an accepted domain is taken from anyone; a wildcard over a whole top-level
         # domain (or "*") accepts mail for strangers' domains: an open relay by another name.

@@ -31,6 +31,7 @@ from pydantic import (
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.directory import DirectoryConfig
+from edgeward.config.metrics import MetricsConfig
 from edgeward.config.notify import NotifyConfig
 from edgeward.config.policy_store import PolicyStoreConfig
 from edgeward.config.quarantine import QuarantineConfig
@@ -941,6 +942,7 @@ class Config(_Section):
     quarantine: QuarantineConfig = QuarantineConfig()
     directory: DirectoryConfig = DirectoryConfig()
     web: WebConfig = WebConfig()
+    metrics: MetricsConfig = MetricsConfig()
     rules: Annotated[tuple[TransportRule, ...], AfterValidator(check_rules)] = Field(
         (), description="Transport rules ([[rules]]: conditions, exceptions, actions; 'edgeward rules list')"
     )

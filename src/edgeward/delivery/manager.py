@@ -44,6 +44,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -54,6 +55,7 @@ from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResu
 from edgeward.delivery.routing import Route, Router
 from edgeward.delivery.tracker import DeliveryTracker, Tracking
 from edgeward.errors import QueueError
+from edgeward.metrics import DELIVERY_SECONDS, count_delivery, next_hop_label
 from edgeward.ports import Clock, SystemClock
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, RecipientStatus
 from edgeward.queue.schedule import is_expired, needs_delay_notice, next_attempt
@@ -63,6 +65,10 @@ from edgeward.types import Reply
 __all__ = ["QueueManager", "Tracking"]
 
 log = logging.getLogger(__name__)
+
+_RESULT_NAMES: dict[type[RecipientResult], str] = {
+    Delivered: "delivered", Deferred: "deferred", Failed: "failed",
+}  # fmt: skip
 
 
 class _HopLimits:
@@ -281,6 +287,7 @@ class QueueManager:
                 # Exchange's "unreachable" queue: wait for an administrator to add a connector.
                 reply = Reply(451, "4.4.0", f"No route to {domain}")
                 results[rcpt.address] = Deferred(reply)
+                count_delivery("unreachable", "deferred")
                 self._tracker.event(
                     "DEFER", record, [rcpt.address], reply=reply_line(reply), detail="unreachable"
                 )
@@ -288,10 +295,14 @@ class QueueManager:
                 routes.setdefault(route.next_hop, (route, []))[1].append(rcpt)
 
         async def one(route: Route, rcpts: list[RecipientRecord]) -> None:
+            hop = next_hop_label(route.connector.name, route.kind, route.next_hop)
+            started = time.perf_counter()
             got = await self._hops.run(route, self._deliver, record, rcpts, data)
+            DELIVERY_SECONDS.labels(hop).observe(time.perf_counter() - started)
             for rcpt in rcpts:
                 result = got.get(rcpt.address) or Deferred(Reply(451, "4.3.0", "No result from delivery"))
                 results[rcpt.address] = result
+                count_delivery(hop, _RESULT_NAMES[type(result)])
             self._tracker.results(record, route, rcpts, got)
 
         async with asyncio.TaskGroup() as group:

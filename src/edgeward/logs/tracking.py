@@ -22,6 +22,7 @@ from typing import Any
 
 from edgeward.config.schema import LoggingConfig
 from edgeward.logs.rotating import LogWriter, iso_time, read_entries, utc_timestamp
+from edgeward.metrics import count_message
 from edgeward.ports import Clock
 from edgeward.types import Finding
 
@@ -88,6 +89,7 @@ class TrackingLog(LogWriter):
         name = event.value if isinstance(event, TrackingEvent) else event
         if name not in _EVENTS:
             raise ValueError(f"unknown tracking event {name!r}")
+        count_message(name)
         entry: dict[str, object] = {
             "time": iso_time(self._clock.now()),
             "event": name,

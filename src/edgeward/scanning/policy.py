@@ -35,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from edgeward.metrics import observe_scan
 from edgeward.notify.events import Event, EventSink
 from edgeward.ports import ScanEngineError, ScanHit, ScanItem, Scanner
 from edgeward.scanning import ItemTooLarge
@@ -164,6 +165,7 @@ class MultiEnginePolicy:
 
 async def _run(engine: Engine, items: Sequence[ScanItem]) -> list[ScanHit] | EngineFailure:
     """One engine's hits, or why it gave none; never raises (but for cancellation)."""
+    started = time.perf_counter()
     try:
         async with asyncio.timeout(engine.timeout):
             return list(await engine.scanner.scan(items))
@@ -176,3 +178,5 @@ async def _run(engine: Engine, items: Sequence[ScanItem]) -> list[ScanHit] | Eng
     except Exception as exc:
         # A bug in one engine is that engine's outage, not the whole scan's crash.
         return EngineFailure(engine.name, f"{type(exc).__name__}: {exc}")
+    finally:
+        observe_scan(engine.name, time.perf_counter() - started)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from edgeward.config.schema import ReceiveConnectorConfig, split_hostport
 from edgeward.logs.ratelimit import RateLimitFilter
+from edgeward.metrics import count_connection
 from edgeward.server.guard import SHUTTING_DOWN, ReadGuard
 from edgeward.server.session import Session, SessionEnv
 from edgeward.server.stress import Refusal, SlotTable
@@ -211,11 +212,16 @@ class Listener:
         env, table = self._env_factory()
         connector = table.select(peer.local_ip, peer.local_port, peer.ip)
         if connector is None or self._stopping:
+            if connector is None:
+                count_connection("none", "no_connector")
+            else:
+                count_connection(connector.name, "shutting_down")
             await _refuse(writer, NO_CONNECTOR if connector is None else SHUTTING_DOWN)
             return
         stressed = self.slots.stressed(connector)
         slot = self.slots.admit(connector, peer.ip)
         if isinstance(slot, Refusal):
+            count_connection(connector.name, "limit_" + slot.limit.replace(" ", "_"))
             log.warning("connection limit (%s) reached on %s for %s", slot.limit, connector.name, peer.ip)
             await _refuse(writer, TOO_MANY)
             return

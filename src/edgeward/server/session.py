@@ -39,6 +39,7 @@ from edgeward.filters.verdict import Ledger
 from edgeward.headers import parse_headers, sanitize
 from edgeward.logs.protocol import ProtocolLog, ProtocolSession
 from edgeward.logs.tracking import TrackingLog
+from edgeward.metrics import count_connection
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.server.auth import AuthExchange, AuthStep
@@ -183,12 +184,19 @@ class Session:
     # -- the loop ---------------------------------------------------------------------------
 
     async def _serve(self) -> None:
+        name = self.connector.name
         if self.connector.implicit_tls:
             if self.tls_context is None:
+                count_connection(name, "tls_failed")
                 return
-            await self._handshake()
+            try:
+                await self._handshake()
+            except Exception:  # not a cancellation: a stop is no failed handshake
+                count_connection(name, "tls_failed")
+                raise
         await self._greet_pause()
         decision = await self.env.policy.stage(StageContext(Stage.CONNECT, self.info), self.ledger)
+        count_connection(name, "accepted" if decision.reply is None else "refused_by_policy")
         if decision.reply is not None:
             refusal = track_refusal(self.env, self.info, "CONNECT", decision.reply, None, decision=decision)
             self._write(self.conn.greeting(refusal))

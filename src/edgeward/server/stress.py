@@ -28,6 +28,7 @@ from itertools import islice
 from typing import Any
 
 from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.metrics import count_connection
 from edgeward.server.guard import EVICTED, ReadGuard
 
 EVICTION_SCAN = 64
@@ -95,6 +96,7 @@ class SlotTable:
             victim.guard.interrupt(EVICTED)
             self.release(victim)
             self.figures.evicted += 1
+            count_connection(name, "evicted")
         self._per_connector[name] += 1
         self._per_source[(name, ip)] += 1
         self._per_network[(name, slot.network)] += 1

@@ -30,7 +30,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edgeward.logs.tracking import TrackingEvent
+from edgeward.metrics import ProcessMetrics, metrics_dir
 from edgeward.queue.model import QueueState
+from edgeward.runtime_policy import data_paths
 from edgeward.tls.store import CertificateStore
 from edgeward.web.app import Console, console_of
 
@@ -111,5 +113,7 @@ def metrics(request: Request) -> Response:
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(GatewayCollector(console))
+        # The counters and histograms every gateway process keeps (edgeward.metrics).
+        registry.register(ProcessMetrics(metrics_dir(data_paths(console.config)["state"])))
         request.app.state.registry = registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -37,6 +37,7 @@ from edgeward.content.classifier import ContentVerdict, SpamClassifier
 from edgeward.filters.agents.senderauth import auth_results
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.message import MessageView
+from edgeward.metrics import observe_classifier
 from edgeward.types import Action, Finding, Outcome
 
 SCL_HEADER = "X-Edgeward-SCL"
@@ -68,11 +69,14 @@ class ContentFilter:
         # Only our own results: every Authentication-Results field in the message came from the
         # client, whatever authserv-id it names.
         auth = auth_results(ctx.earlier)
+        started = time.perf_counter()
         if len(ctx.data) > INLINE_LIMIT:
             # The parse moves to the worker thread too: it is the larger part of the work.
             verdict = await asyncio.to_thread(self._score, ctx.data, message, auth)
+            observe_classifier(time.perf_counter() - started, "thread")
         else:
             verdict = self._score(ctx.data, message, auth)
+            observe_classifier(time.perf_counter() - started, "inline")
         cues = ",".join(name for name, _ in verdict.findings[:6])
         detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")
         finding = Finding(f"SCL_{verdict.scl}", self.name, detail)
