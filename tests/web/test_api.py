@@ -114,6 +114,7 @@ def test_openapi_document_lists_the_api_only(client: TestClient) -> None:
     base = "/api/v1/quarantine"
     assert set(doc["paths"]) == {
         base, base + "/{qid}", base + "/{qid}/release", "/api/v1/tracking", "/api/v1/queue",
+        "/api/v1/audit",
     }  # fmt: skip
     assert "post" in doc["paths"]["/api/v1/quarantine/{qid}/release"]
     assert client.get("/docs").status_code == 404  # the interactive docs would load script from a CDN

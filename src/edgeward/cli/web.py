@@ -7,9 +7,11 @@ default self-signed one (created as ``serve`` does if there is none yet), under 
 policy as the SMTP listeners (``tls.context.server_context``). Started as root, it reads the
 key and binds the socket, then runs as ``server.user`` as ``serve`` does.
 
-``web user add|list|remove`` manage console accounts (``admin`` or ``readonly``; passwords
-from a hidden prompt asked twice, or ``--password-stdin``), ``web token add|list|remove`` the
-API tokens (the secret is printed once, at creation). Both live in ``<state>/web.db``
+``web user add|list|remove`` manage console accounts (``admin``, ``readonly``, or ``user``
+with ``--address`` for each address it receives; passwords from a hidden prompt asked twice,
+or ``--password-stdin``), ``web token add|list|remove`` the API tokens (the secret is printed
+once, at creation; a ``user`` token names its ``--account``). ``web user totp`` and ``web
+audit`` are in ``cli.web_accounts``. Every change is written to the audit log. Both live in ``<state>/web.db``
 (``web.auth``); run as root, the file is handed to the owner of the state folder.
 """
 
@@ -33,12 +35,14 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.config.web import split_listen
 from edgeward.errors import EdgewardError
+from edgeward.logs.audit import audit
 from edgeward.web.auth import ROLES, Account, ApiToken, WebAccounts
 
 __all__ = ["web_app"]
 
-web_app = typer.Typer(help="The web console: serve it, its accounts and API tokens.")
-user_app = typer.Typer(help="Console accounts (admin or readonly).", no_args_is_help=True)
+web_app = typer.Typer(help="The web console: serve it, its accounts, API tokens and audit log.")
+user_app = typer.Typer(help="Console accounts (admin, readonly, or user: own quarantine only).",
+                       no_args_is_help=True)  # fmt: skip
 token_app = typer.Typer(help="API tokens for /api/v1.", no_args_is_help=True)
 web_app.add_typer(user_app, name="user")
 web_app.add_typer(token_app, name="token")
@@ -139,17 +143,28 @@ def user_add(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from the first line of stdin.")
     ] = False,
+    address: Annotated[
+        list[str] | None, typer.Option("--address", help="An address an end user receives (repeat).")
+    ] = None,
 ) -> None:
     """Add a console account."""
     if role not in ROLES:
         fail(f"--role must be one of {', '.join(ROLES)}")
-    accounts = _accounts(load(config))
+    if (role == "user") != bool(address):
+        fail("--address is for end users (--role user), who need at least one")
+    cfg = load(config)
+    accounts = _accounts(cfg)
     if any(a.name == name.casefold() for a in accounts.list()):
         fail(f"a console account named {clean(name)!r} exists already")
     try:
+        from edgeward.web.enduser import check_address
+
+        addresses = [check_address(a) for a in address or ()]
         account = accounts.add(name, _password(password_stdin), role)
+        accounts.endusers.add_addresses(account.name, addresses)
     except UserError as exc:
         fail(str(exc))
+    audit(cfg, "account.add", target=account.name, detail=" ".join([account.role, *addresses]))
     console().print(Text(f"added console account {clean(account.name)} ({account.role})"))
 
 
@@ -178,10 +193,12 @@ def user_remove(
     name: Annotated[str, typer.Argument(help="Account name.")], config: ConfigOption = DEFAULT_CONFIG_PATH
 ) -> None:
     """Remove a console account (its sessions end at once)."""
+    cfg = load(config)
     try:
-        _accounts(load(config)).remove(name)
+        _accounts(cfg).remove(name)
     except UserError as exc:
         fail(str(exc))
+    audit(cfg, "account.remove", target=name.casefold())
     console().print(Text(f"removed console account {clean(name)}"))
 
 
@@ -190,12 +207,17 @@ def token_add(
     name: Annotated[str, typer.Argument(help="A name for the token (what uses it).")],
     config: ConfigOption = DEFAULT_CONFIG_PATH,
     role: RoleOption = "readonly",
+    account: Annotated[
+        str | None, typer.Option("--account", help="The end-user account a user token acts for.")
+    ] = None,
 ) -> None:
     """Make an API token; the secret is printed once, on standard output."""
+    cfg = load(config)
     try:
-        secret = _accounts(load(config)).add_token(name, role)
+        secret = _accounts(cfg).add_token(name, role, account)
     except UserError as exc:
         fail(str(exc))
+    audit(cfg, "token.add", target=name, detail=role + (f" for {account}" if account else ""))
     typer.echo(secret)
 
 
@@ -210,8 +232,15 @@ def token_remove(
     name: Annotated[str, typer.Argument(help="Token name.")], config: ConfigOption = DEFAULT_CONFIG_PATH
 ) -> None:
     """Revoke an API token."""
+    cfg = load(config)
     try:
-        _accounts(load(config)).remove_token(name)
+        _accounts(cfg).remove_token(name)
     except UserError as exc:
         fail(str(exc))
+    audit(cfg, "token.remove", target=name)
     console().print(Text(f"removed API token {clean(name)}"))
+
+
+from edgeward.cli import web_accounts as _web_accounts  # noqa: E402  (registers totp and audit)
+
+_web_accounts.register(web_app, user_app)

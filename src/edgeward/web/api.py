@@ -2,10 +2,12 @@
 
 Scripts authenticate with an API token (``edgeward web token add NAME --role ...``) in an
 ``Authorization: Bearer`` header; there are no cookies here, so no CSRF to guard against.
-Read calls need any token, release and delete an ``admin`` token. Every 4xx has a JSON body
-(``{"detail": ...}``; FastAPI's for validation errors); bad input is never a 5xx: ids that are
-not ids are 404, criteria that do not parse are 400 or 422. Lists are paged and a page holds
-at most ``[web] page_size_max`` entries, whatever was asked for.
+Read calls need any token, release and delete an ``admin`` token; a ``user`` token (bound to
+an end-user account) sees and releases only that account's mail (``web.enduser``: other
+entries are 404) and reaches nothing else. Changes are audited as ``API token NAME``. Every
+4xx has a JSON body (``{"detail": ...}``; FastAPI's for validation errors); bad input is never
+a 5xx: ids that are not ids are 404, criteria that do not parse are 400 or 422. Lists are
+paged and a page holds at most ``[web] page_size_max`` entries, whatever was asked for.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import BaseModel, Field
 
+from edgeward.logs.audit import Actor, acting
 from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.service import Search
@@ -23,6 +26,7 @@ from edgeward.quarantine.store import QuarantineError
 from edgeward.queue.model import record_to_dict
 from edgeward.web.app import console_of
 from edgeward.web.auth import ApiToken
+from edgeward.web.enduser import Scope
 from edgeward.web.queries import TrackingQuery, queue_page, track_search
 
 __all__ = ["router"]
@@ -50,6 +54,22 @@ def admin_token(tok: Annotated[ApiToken, Depends(token)]) -> ApiToken:
     return tok
 
 
+def staff_token(tok: Annotated[ApiToken, Depends(token)]) -> ApiToken:
+    """Any token but an end user's: for what is not about one's own quarantine."""
+    if tok.role == "user":
+        raise HTTPException(403, "this token reaches its own quarantine only")
+    return tok
+
+
+def _scope(request: Request, tok: ApiToken) -> Scope:
+    endusers = console_of(request).accounts.endusers
+    return endusers.scope(tok.role, endusers.token_account(tok.name))
+
+
+def _actor(request: Request, tok: ApiToken) -> Actor:
+    return Actor(f"API token {tok.name}", "api", request.client.host if request.client else "unknown")
+
+
 def _entry(e: QuarantineEntry) -> dict[str, Any]:
     out = asdict(e)
     out.pop("queue_record", None)  # the spool's internals; everything a client needs is above
@@ -59,7 +79,7 @@ def _entry(e: QuarantineEntry) -> dict[str, Any]:
 @router.get("/quarantine", responses=_ERRORS)
 def quarantine_search(
     request: Request,
-    _tok: Annotated[ApiToken, Depends(token)],
+    tok: Annotated[ApiToken, Depends(token)],
     sender: Text = "",
     recipient: Text = "",
     subject: Text = "",
@@ -75,7 +95,7 @@ def quarantine_search(
     query = Search(sender=sender, recipient=recipient, subject=subject, reason=reason, finding=finding,
                    since=since, until=until, offset=(page - 1) * size, limit=size)  # fmt: skip
     try:
-        found = console.quarantine.search(query)
+        found = _scope(request, tok).search(console.quarantine, query)
     except KeyMismatch as exc:
         raise HTTPException(503, str(exc)) from None
     return {
@@ -87,9 +107,9 @@ def quarantine_search(
 
 
 @router.get("/quarantine/{qid}", responses=_ERRORS)
-def quarantine_show(request: Request, qid: str, _tok: Annotated[ApiToken, Depends(token)]) -> dict[str, Any]:
+def quarantine_show(request: Request, qid: str, tok: Annotated[ApiToken, Depends(token)]) -> dict[str, Any]:
     try:
-        shown = console_of(request).quarantine.show(qid)
+        shown = _scope(request, tok).show(console_of(request).quarantine, qid)
     except _UNUSABLE:
         raise HTTPException(404, "no such message in quarantine") from None
     return {"entry": _entry(shown.entry), "view": asdict(shown.view)}
@@ -105,12 +125,16 @@ class ReleaseBody(BaseModel):
 async def quarantine_release(
     request: Request,
     qid: str,
-    tok: Annotated[ApiToken, Depends(admin_token)],
+    tok: Annotated[ApiToken, Depends(token)],
     body: ReleaseBody | None = None,
 ) -> dict[str, Any]:
-    wanted = body.recipients if body is not None else None
+    if tok.role == "readonly":
+        raise HTTPException(403, "this token is read-only")
+    service, scope = console_of(request).quarantine, _scope(request, tok)
     try:
-        done = await console_of(request).quarantine.release(qid, wanted, by=f"API token {tok.name}")
+        wanted = scope.release_to(scope.entry(service, qid), body.recipients if body is not None else None)
+        with acting(_actor(request, tok)):
+            done = await service.release(qid, wanted, by=f"API token {tok.name}")
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     except _UNUSABLE:
@@ -123,7 +147,8 @@ def quarantine_delete(
     request: Request, qid: str, tok: Annotated[ApiToken, Depends(admin_token)]
 ) -> dict[str, Any]:
     try:
-        console_of(request).quarantine.delete(qid, by=f"API token {tok.name}")
+        with acting(_actor(request, tok)):
+            console_of(request).quarantine.delete(qid, by=f"API token {tok.name}")
     except KeyError:
         raise HTTPException(404, "no such message in quarantine") from None
     return {"deleted": qid}
@@ -132,7 +157,7 @@ def quarantine_delete(
 @router.get("/tracking", responses={**_ERRORS, 400: {"description": "Criteria that do not parse"}})
 def tracking(
     request: Request,
-    _tok: Annotated[ApiToken, Depends(token)],
+    _tok: Annotated[ApiToken, Depends(staff_token)],
     sender: Text = "",
     recipient: Text = "",
     message_id: Text = "",
@@ -154,7 +179,7 @@ def tracking(
 @router.get("/queue", responses={**_ERRORS, 400: {"description": "Not a queue state"}})
 def queue(
     request: Request,
-    _tok: Annotated[ApiToken, Depends(token)],
+    _tok: Annotated[ApiToken, Depends(staff_token)],
     state: Annotated[str, Query(max_length=16, description="incoming, active, deferred, hold, corrupt")] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000, description="Capped at [web] page_size_max")] = 50,

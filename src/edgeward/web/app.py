@@ -1,7 +1,8 @@
 """The web console's FastAPI application, built from a :class:`Config` by :func:`create_app`.
 
 Layout: :class:`Console` holds what every handler needs (the configuration, the accounts, the
-quarantine manager, the templates); ``web.pages`` serves the HTML pages, ``web.api`` the REST
+quarantine manager, the templates); ``web.login`` serves logging in and out, ``web.pages``
+the HTML pages, ``web.audit`` the audit log, ``web.api`` the REST
 API under ``/api/v1``, ``web.metrics`` the Prometheus ``/metrics``. Handlers parse, check the
 role and CSRF token, call the same service layer the CLI calls (``quarantine.service``,
 ``quarantine.digest``, ``logs.tracking``) and render; no policy lives in a handler.
@@ -106,7 +107,7 @@ def build_console(config: Config, *, now: Callable[[], float] = time.time) -> Co
     web = config.web
     accounts = WebAccounts(
         state, max_failures=web.login_max_failures, window=web.login_window,
-        session_lifetime=web.session_lifetime, now=now,
+        session_lifetime=web.session_lifetime, require_totp=web.require_totp_for_admins, now=now,
     )  # fmt: skip
 
     def spool() -> Spool:
@@ -124,7 +125,7 @@ def build_console(config: Config, *, now: Callable[[], float] = time.time) -> Co
 
 def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastAPI:
     """The console for ``config``: pages, ``/api/v1`` and ``/metrics``."""
-    from edgeward.web import api, metrics, pages
+    from edgeward.web import api, audit, login, metrics, pages
 
     console = build_console(config, now=now)
     app = FastAPI(
@@ -142,8 +143,11 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
     async def _login(request: Request, exc: NeedLogin) -> Response:
         return RedirectResponse("/login", status_code=303)
 
+    app.include_router(login.router)
     app.include_router(pages.router)
+    app.include_router(audit.router)
     app.include_router(api.router)
+    app.include_router(audit.api_router)
     app.include_router(metrics.router)
     return app
 

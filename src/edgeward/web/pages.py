@@ -1,29 +1,34 @@
-"""The console's HTML pages: login, quarantine (search, show, release, delete), the queue
-(read-only), tracking, digest links.
+"""The console's HTML pages: quarantine (search, show, release, delete), the queue
+(read-only), tracking, digest links (logging in and out: ``web.login``).
 
 Every page but the login and the digest link page needs a session; every change is a POST
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
-is answered 405), and releasing or deleting needs the ``admin`` role. The digest link page
+is answered 405), and releasing or deleting needs the ``admin`` role. End users (role
+``user``) see and release only their own mail through their scope (``web.enduser``); the
+queue and tracking pages are not theirs. Changes run ``acting`` as the session's account, so
+the audit log names who made them. The digest link page
 (``/release/{token}``) needs no login: the signed token is the authority, and it shows what it
 would release before a POST uses it up (``quarantine.tokens``).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from edgeward.logs.audit import Actor, acting
 from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.digest import peek_release_token, release_by_token
 from edgeward.quarantine.service import Search
 from edgeward.quarantine.store import QuarantineError
 from edgeward.quarantine.tokens import TokenError
 from edgeward.quarantine.view import escape
-from edgeward.web.app import LOGIN_COOKIE, SESSION_COOKIE, Console, console_of
-from edgeward.web.auth import LoginRefused, Session, csrf_ok
+from edgeward.web.app import Console, console_of
+from edgeward.web.auth import Session, csrf_ok
+from edgeward.web.enduser import Scope
+from edgeward.web.login import source_of
 from edgeward.web.queries import TrackingQuery, queue_page, track_search, why_lines
 
 __all__ = ["router"]
@@ -34,8 +39,19 @@ FormText = Annotated[str, Form(max_length=1000)]
 _UNUSABLE = (KeyError, QuarantineError, KeyMismatch)
 
 
-def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict")
+def _scope(console: Console, session: Session) -> Scope:
+    return console.accounts.endusers.scope(session.role, session.name)
+
+
+def _actor(request: Request, session: Session) -> Actor:
+    return Actor(session.name, "web", source_of(request))
+
+
+def _staff(console: Console, request: Request, session: Session) -> HTMLResponse | None:
+    """The refusal for an end user on a page that is for administrators, or None."""
+    if session.is_user:
+        return console.message(request, "Not allowed", "This page is for administrators.", 403, session)
+    return None
 
 
 def _refused(console: Console, request: Request, session: Session) -> HTMLResponse | None:
@@ -56,50 +72,6 @@ def home(request: Request) -> Response:
     return RedirectResponse("/quarantine", status_code=303)
 
 
-@router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request) -> Response:
-    console = console_of(request)
-    token = secrets.token_urlsafe(32)
-    response = console.render(request, "login.html", csrf=token, error="")
-    _cookie(response, LOGIN_COOKIE, token, 3600)
-    return response
-
-
-@router.post("/login", response_class=HTMLResponse)
-def login(request: Request, name: FormText = "", password: FormText = "", csrf: FormText = "") -> Response:
-    console = console_of(request)
-    expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected.encode(), csrf.encode("utf-8", "replace")):
-        token = secrets.token_urlsafe(32)
-        response = console.render(
-            request, "login.html", 403, csrf=token, error="The form expired; try again."
-        )
-        _cookie(response, LOGIN_COOKIE, token, 3600)
-        return response
-    source = request.client.host if request.client else "unknown"
-    try:
-        cookie, session = console.accounts.login(name, password, source)
-    except LoginRefused as exc:
-        status = 429 if exc.reason == "throttled" else 401
-        return console.render(request, "login.html", status, csrf=expected, error=str(exc))
-    done = RedirectResponse("/quarantine", status_code=303)
-    _cookie(done, SESSION_COOKIE, cookie, int(session.expires - console.now()))
-    done.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-    return done
-
-
-@router.post("/logout")
-def logout(request: Request, csrf: FormText = "") -> Response:
-    console = console_of(request)
-    session = console.require(request)
-    if not csrf_ok(session, csrf):
-        return _bad_csrf(console, request, session)
-    console.accounts.logout(request.cookies.get(SESSION_COOKIE, ""))
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-    return response
-
-
 @router.get("/quarantine", response_class=HTMLResponse)
 def quarantine_list(
     request: Request,
@@ -116,7 +88,7 @@ def quarantine_list(
     query = Search(sender=sender, recipient=recipient, subject=subject, reason=reason, finding=finding,
                    offset=(page - 1) * size, limit=size)  # fmt: skip
     try:
-        found = console.quarantine.search(query)
+        found = _scope(console, session).search(console.quarantine, query)
     except KeyMismatch as exc:
         return console.message(request, "Quarantine unreadable", str(exc), 500, session)
     pages = max(1, -(-found.total // size))
@@ -132,7 +104,7 @@ def quarantine_show(request: Request, qid: str) -> Response:
     console = console_of(request)
     session = console.require(request)
     try:
-        shown = console.quarantine.show(qid)
+        shown = _scope(console, session).show(console.quarantine, qid)
     except _UNUSABLE as exc:
         text = "No such message in quarantine." if isinstance(exc, KeyError) else str(exc)
         return console.message(request, "Not found", text, 404, session)
@@ -149,12 +121,15 @@ async def quarantine_release(
     session = console.require(request)
     if not csrf_ok(session, csrf):
         return _bad_csrf(console, request, session)
-    if (refused := _refused(console, request, session)) is not None:
+    if not session.is_user and (refused := _refused(console, request, session)) is not None:
         return refused
     if not to:
         return console.message(request, "Nothing released", "Choose at least one recipient.", 400, session)
+    scope = _scope(console, session)
     try:
-        done = await console.quarantine.release(qid, to, by=f"{session.name} (web console)")
+        wanted = scope.release_to(scope.entry(console.quarantine, qid), to)
+        with acting(_actor(request, session)):
+            done = await console.quarantine.release(qid, wanted, by=f"{session.name} (web console)")
     except ValueError as exc:
         return console.message(request, "Not released", escape(str(exc), keep_newlines=False), 400, session)
     except _UNUSABLE:
@@ -173,7 +148,8 @@ def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Respon
     if (refused := _refused(console, request, session)) is not None:
         return refused
     try:
-        console.quarantine.delete(qid, by=f"{session.name} (web console)")
+        with acting(_actor(request, session)):
+            console.quarantine.delete(qid, by=f"{session.name} (web console)")
     except KeyError:
         return console.message(request, "Not found", "No such message in quarantine.", 404, session)
     return console.message(request, "Deleted", f"Message {qid} was deleted from quarantine.", 200, session)
@@ -184,6 +160,8 @@ def queue(request: Request, state: Text = "", page: Annotated[int, Query(ge=1, l
     """The queue viewer, read-only in this version (hold, retry and remove: ``edgeward queue``)."""
     console = console_of(request)
     session = console.require(request)
+    if (refused := _staff(console, request, session)) is not None:
+        return refused
     try:
         records, total = queue_page(console, state, page, console.page_size)
     except ValueError as exc:
@@ -206,6 +184,8 @@ def tracking(
 ) -> Response:
     console = console_of(request)
     session = console.require(request)
+    if (refused := _staff(console, request, session)) is not None:
+        return refused
     query = TrackingQuery(sender, recipient, message_id, msg_id, since, until, event)
     values = {"sender": sender, "recipient": recipient, "message_id": message_id, "msg_id": msg_id,
               "since": since, "until": until, "event": event}  # fmt: skip
@@ -224,6 +204,8 @@ def tracking(
 def tracking_why(request: Request, msg_id: str) -> Response:
     console = console_of(request)
     session = console.require(request)
+    if (refused := _staff(console, request, session)) is not None:
+        return refused
     lines = why_lines(console, msg_id)
     return console.render(request, "why.html", session=session, msg_id=msg_id, lines=lines)
 
@@ -254,7 +236,8 @@ def release_link(request: Request, token: str) -> Response:
 async def release_link_use(request: Request, token: str) -> Response:
     console = console_of(request)
     try:
-        done = await release_by_token(console.config, console.quarantine, token)
+        with acting(Actor("digest link", "web", source_of(request))):
+            done = await release_by_token(console.config, console.quarantine, token)
     except TokenError as exc:
         status = 410 if exc.reason in ("used", "expired", "unknown-entry") else 400
         return _token_page(console, request, token, status, error=str(exc))
