@@ -12,7 +12,7 @@ paged and a page holds at most ``[web] page_size_max`` entries, whatever was ask
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -135,6 +135,8 @@ async def quarantine_release(
         wanted = scope.release_to(scope.entry(service, qid), body.recipients if body is not None else None)
         with acting(_actor(request, tok)):
             done = await service.release(qid, wanted, by=f"API token {tok.name}")
+        if scope.limited:
+            done = replace(done, remaining=())  # who else got the message is not theirs to know
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     except _UNUSABLE:

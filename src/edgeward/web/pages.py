@@ -134,7 +134,8 @@ async def quarantine_release(
         return console.message(request, "Not released", escape(str(exc), keep_newlines=False), 400, session)
     except _UNUSABLE:
         return console.message(request, "Not found", "No such message in quarantine.", 404, session)
-    left = f"; still held for {', '.join(done.remaining)}" if done.remaining else ""
+    shown = done.remaining if not scope.limited else ()  # the other recipients are not theirs to know
+    left = f"; still held for {', '.join(shown)}" if shown else ""
     text = f"Queued as {done.msg_id} for {', '.join(done.recipients)}{left}."
     return console.message(request, "Released", escape(text, keep_newlines=False), 200, session)
 
