@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -182,6 +183,7 @@ def serve(
 
 
 def _serve(config: Config, config_path: Path) -> None:
+    from edgeward.children import ConsoleProcess, serve_with_console
     from edgeward.runtime import Gateway, data_paths, tls_contexts
     from edgeward.server.listener import bind_sockets
     from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
@@ -194,16 +196,33 @@ def _serve(config: Config, config_path: Path) -> None:
     # before the folder is handed over.
     tls_contexts(config)
     sockets = bind_sockets(config.receive_connectors)
+    console_sock = _bind_console(config)
     drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
     drop_privileges(
         config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
     )
     drop_capabilities()
     refuse_root()
+    console = ConsoleProcess(config_path, console_sock) if console_sock is not None else None
     if config.server.delivery_process:
-        asyncio.run(serve_split(config, config_path, sockets))
+        asyncio.run(serve_split(config, config_path, sockets, console))
+    elif console is not None:
+        gateway = Gateway(config, config_path=config_path)
+        asyncio.run(serve_with_console(gateway, sockets, console, config.server.shutdown_grace))
     else:
         asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
+
+
+def _bind_console(config: Config) -> socket.socket | None:
+    """With ``[web] enabled``: the console's socket, and its certificate made if missing, both
+    while still root (``cli.web``)."""
+    if not config.web.enabled:
+        return None
+    from edgeward.cli.web import _certificate, bind_console
+    from edgeward.config.web import split_listen
+
+    _certificate(config)
+    return bind_console(*split_listen(config.web.listen))
 
 
 @config_app.command("show")

@@ -7,6 +7,11 @@ default self-signed one (created as ``serve`` does if there is none yet), under 
 policy as the SMTP listeners (``tls.context.server_context``). Started as root, it reads the
 key and binds the socket, then runs as ``server.user`` as ``serve`` does.
 
+With ``[web] enabled``, ``serve`` binds the console's socket before it drops its privileges
+and starts ``edgeward web --socket-fd N`` as a supervised child (``children.py``), which
+serves on the inherited socket, already unprivileged; SIGHUP makes it read its certificate
+again (a renewal), SIGTERM stops it gracefully.
+
 ``web user add|list|remove`` manage console accounts (``admin``, ``readonly``, or ``user``
 with ``--address`` for each address it receives; passwords from a hidden prompt asked twice,
 or ``--password-stdin``), ``web token add|list|remove`` the API tokens (the secret is printed
@@ -18,6 +23,11 @@ audit`` are in ``cli.web_accounts``. Every change is written to the audit log. B
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -40,6 +50,7 @@ from edgeward.web.auth import ROLES, Account, ApiToken, WebAccounts
 
 __all__ = ["web_app"]
 
+log = logging.getLogger("edgeward.web")
 web_app = typer.Typer(help="The web console: serve it, its accounts, API tokens and audit log.")
 user_app = typer.Typer(help="Console accounts (admin, readonly, or user: own quarantine only).",
                        no_args_is_help=True)  # fmt: skip
@@ -77,11 +88,15 @@ def web(
     listen: Annotated[
         str | None, typer.Option("--listen", help="ADDR:PORT to listen on (default: web.listen).")
     ] = None,
+    socket_fd: Annotated[int, typer.Option("--socket-fd", hidden=True)] = -1,
 ) -> None:
     """Serve the web console over HTTPS (the certificate bound to 'https', else the default one)."""
     if ctx.invoked_subcommand is not None:
         return
     cfg = load(config)
+    if socket_fd >= 0:  # started by `serve`, on the socket it bound, already unprivileged
+        _serve_inherited(cfg, socket_fd)
+        return
     try:
         host, port = split_listen(listen or cfg.web.listen)
     except ValueError as exc:
@@ -95,27 +110,61 @@ def web(
 def _serve(cfg: Config, config_path: Path, host: str, port: int) -> None:
     """Serve ``serve``'s way: key read and socket bound while still root, then run as the
     service user (``server.user``), with no capabilities, refusing to go on as root."""
-    import socket
-
-    import uvicorn
-
     from edgeward.runtime_policy import data_paths
     from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
-    from edgeward.tls.context import server_context
-    from edgeward.web.app import create_app
 
     paths = data_paths(cfg)
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cert, key = _certificate(cfg)
-    # The gateway's own listener policy (TLS 1.2+, ECDHE with AEAD only), not uvicorn's defaults.
-    context = server_context(cert, key)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family, backlog=128)
+    context, cert = _tls(cfg)
+    sock = bind_console(host, port)
     drop_privileges(cfg.server.user, cfg.server.group, own=tuple(paths.values()), readable=(config_path,))
     drop_capabilities()
     refuse_root()
+    _run(cfg, sock, context, cert)
+
+
+def bind_console(host: str, port: int) -> socket.socket:
+    """The console's listening socket (bound while still root: the port may be privileged)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+def _serve_inherited(cfg: Config, fd: int) -> None:
+    from edgeward.server.privileges import refuse_root
+
+    logging.basicConfig(level=cfg.logging.level.upper(), stream=sys.stderr,
+                        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s")  # fmt: skip
+    refuse_root()
+    try:
+        _run(cfg, socket.socket(fileno=fd), *_tls(cfg))
+    except (EdgewardError, OSError) as exc:
+        fail(f"cannot start: {exc}", code=1)
+
+
+def _tls(cfg: Config) -> tuple[ssl.SSLContext, Path]:
+    from edgeward.tls.context import server_context
+
+    cert, key = _certificate(cfg)
+    # The gateway's own listener policy (TLS 1.2+, ECDHE with AEAD only), not uvicorn's defaults.
+    return server_context(cert, key), cert
+
+
+def _run(cfg: Config, sock: socket.socket, context: ssl.SSLContext, cert: Path) -> None:
+    """Serve on ``sock`` until SIGTERM; SIGHUP reads the certificate again."""
+    import uvicorn
+
+    from edgeward.web.app import create_app
+
+    def reload_certificate(_sig: int, _frame: object) -> None:
+        try:
+            context.load_cert_chain(*_certificate(cfg))  # new handshakes use it
+        except (EdgewardError, OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: kept the old certificate: %s", exc)
+
+    signal.signal(signal.SIGHUP, reload_certificate)
     app = create_app(cfg)
+    host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     console().print(Text(f"web console on https://{shown}:{port}/ (certificate {cert})"))
     server = uvicorn.Server(uvicorn.Config(
