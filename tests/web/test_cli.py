@@ -90,3 +90,20 @@ def test_the_https_binding_wins_over_the_default_certificate(config_path: Path) 
     store.enable(info.thumbprint, "https")
     cert, key = _certificate(config)
     assert cert != default_cert and (cert, key) == store.binding_for("https")
+
+
+@pytest.mark.parametrize(
+    ("listen", "require", "warned"),
+    [("127.0.0.1:8443", False, False), ("[::1]:8443", False, False), ("0.0.0.0:8443", False, True),
+     ("192.0.2.1:443", True, False)],
+)  # fmt: skip
+def test_config_check_warns_of_a_console_beyond_loopback_without_totp(
+    listen: str, require: bool, warned: bool
+) -> None:
+    from edgeward.config.check import audit
+    from edgeward.config.load import parse_config
+
+    config = parse_config({"accepted_domains": ["example.org"],
+                           "web": {"listen": listen, "require_totp_for_admins": require}})  # fmt: skip
+    found = [p for p in audit(config) if p.key == "web.listen"]
+    assert bool(found) == warned and all(p.severity == "warning" for p in found)
