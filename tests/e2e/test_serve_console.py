@@ -61,10 +61,9 @@ def _wait_answer(port: int, ca: Path, timeout: float = 30.0) -> httpx.Response:
 def test_serve_supervises_the_console(workdir: Path, delivery_process: bool) -> None:
     port, web_port = free_port(), free_port()
     config = _init(workdir, port, None)
-    config.write_text(
-        config.read_text().replace("[server]\n", f"[server]\ndelivery_process = {str(delivery_process).lower()}\n")
-        + f"\n[web]\nenabled = true\nlisten = '127.0.0.1:{web_port}'\n"
-    )
+    split = f"[server]\ndelivery_process = {str(delivery_process).lower()}\n"
+    web = f"\n[web]\nenabled = true\nlisten = '127.0.0.1:{web_port}'\n"
+    config.write_text(config.read_text().replace("[server]\n", split) + web)
     cfg = load_config(config)
     gateway = GatewayProcess(config, port).start()
     try:

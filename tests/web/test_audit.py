@@ -17,6 +17,7 @@ from edgeward.config.load import load_config
 from edgeward.config.schema import Config
 from edgeward.logs.adminlog import track_admin
 from edgeward.logs.audit import Actor, AuditQuery, acting, audit, read_audit
+from edgeward.quarantine.digest import release_tokens
 from edgeward.web.app import create_app
 from edgeward.web.auth import WebAccounts
 from tests.web.conftest import ADMIN_PW, READER_PW, csrf_of, hold, login, make_config, message
@@ -93,6 +94,15 @@ def test_api_changes_are_audited_as_the_token(config: Config, client: TestClient
                          ).status_code == 200  # fmt: skip
     [line] = _lines(config)
     assert line["actor"] == "API token script" and line["via"] == "api" and line["target"] == qid
+
+
+def test_a_digest_link_release_is_audited_as_the_link(config: Config, client: TestClient) -> None:
+    qid = hold(config, message())
+    token = release_tokens(config).issue(qid, "u@example.test", 3600)
+    assert client.post(f"/release/{token}").status_code == 200
+    [line] = _lines(config)
+    assert line["actor"] == "digest link" and line["action"] == "message.release"
+    assert "to u@example.test" in line["detail"] and line["source"] == "testclient"
 
 
 def test_message_actions_name_the_actor_set_else_the_cli_user(config: Config) -> None:

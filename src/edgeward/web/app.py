@@ -137,6 +137,7 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
     )
     app.state.console = console
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(audit.ActorMiddleware)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
 
     @app.exception_handler(NeedLogin)

@@ -4,6 +4,12 @@ Both search by actor (a part of the name), action (a prefix: ``login`` finds fai
 too) and time (ISO-8601 or an age such as ``2h``), newest first, one page of at most ``[web]
 page_size_max`` lines. The lines hold names as typed at the login form: the page escapes them
 like every value (autoescape, and control characters made visible).
+
+:class:`ActorMiddleware` names the actor of every request that may change something (any
+method but GET and HEAD) before a handler runs: the session's account, ``API token NAME``, or
+``digest link`` for ``/release/...``. Whatever a handler then does through the service layer
+(a release, a delete, a queue action) is audited as that actor by ``logs.adminlog``, with no
+audit call in the handler: a handler cannot forget it.
 """
 
 from __future__ import annotations
@@ -12,13 +18,15 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from edgeward.logs.audit import audit_query, read_audit
+from edgeward.logs.audit import Actor, acting, audit_query, read_audit
 from edgeward.web.api import admin_token
-from edgeward.web.app import console_of
+from edgeward.web.app import SESSION_COOKIE, Console, console_of
 from edgeward.web.auth import ApiToken
 
-__all__ = ["api_router", "router"]
+__all__ = ["ActorMiddleware", "api_router", "router"]
 
 router = APIRouter(include_in_schema=False)
 api_router = APIRouter(prefix="/api/v1", tags=["v1"])
@@ -74,3 +82,31 @@ def audit_api(
         raise HTTPException(400, str(exc)) from None
     entries, total = read_audit(console.config, query)
     return {"total": total, "page": page, "page_size": size, "entries": entries}
+
+
+def _actor(console: Console, request: Request) -> Actor:
+    source = request.client.host if request.client else "unknown"
+    if request.url.path.startswith("/release/"):
+        return Actor("digest link", "web", source)
+    scheme, _, secret = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and (tok := console.accounts.token_role(secret.strip())) is not None:
+        return Actor(f"API token {tok.name}", "api", source)
+    session = console.accounts.session(request.cookies.get(SESSION_COOKIE, ""))
+    return Actor(session.name if session else "(not logged in)", "web", source)
+
+
+class ActorMiddleware:
+    """Sets the audit actor for requests that may change something (plain ASGI, no buffering)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD"):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        console: Console = scope["app"].state.console
+        actor = await run_in_threadpool(_actor, console, request)  # SQLite: off the event loop
+        with acting(actor):
+            await self.app(scope, receive, send)

@@ -154,11 +154,12 @@ class WebAccounts:
         self._lifetime = session_lifetime
         self._now = now
         self._require_totp = require_totp
+        self.path.touch(mode=0o600)  # private from the start: TOTP secrets go in it
         with self._db() as db:
             db.executescript(_SCHEMA)
         self.totp = TotpStore(self.path, now=now)
         self.endusers = EndUsers(self.path)
-        self.path.chmod(0o600)  # TOTP secrets are in it
+        self.path.chmod(0o600)  # a database made before TOTP existed
         hand_over(self.path)
 
     @contextlib.contextmanager

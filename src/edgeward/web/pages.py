@@ -5,8 +5,8 @@ Every page but the login and the digest link page needs a session; every change 
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
 is answered 405), and releasing or deleting needs the ``admin`` role. End users (role
 ``user``) see and release only their own mail through their scope (``web.enduser``); the
-queue and tracking pages are not theirs. Changes run ``acting`` as the session's account, so
-the audit log names who made them. The digest link page
+queue and tracking pages are not theirs. The audit log names who made a change
+(``web.audit.ActorMiddleware``). The digest link page
 (``/release/{token}``) needs no login: the signed token is the authority, and it shows what it
 would release before a POST uses it up (``quarantine.tokens``).
 """
@@ -18,7 +18,6 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from edgeward.logs.audit import Actor, acting
 from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.digest import peek_release_token, release_by_token
 from edgeward.quarantine.service import Search
@@ -28,7 +27,6 @@ from edgeward.quarantine.view import escape
 from edgeward.web.app import Console, console_of
 from edgeward.web.auth import Session, csrf_ok
 from edgeward.web.enduser import Scope
-from edgeward.web.login import source_of
 from edgeward.web.queries import TrackingQuery, queue_page, track_search, why_lines
 
 __all__ = ["router"]
@@ -41,10 +39,6 @@ _UNUSABLE = (KeyError, QuarantineError, KeyMismatch)
 
 def _scope(console: Console, session: Session) -> Scope:
     return console.accounts.endusers.scope(session.role, session.name)
-
-
-def _actor(request: Request, session: Session) -> Actor:
-    return Actor(session.name, "web", source_of(request))
 
 
 def _staff(console: Console, request: Request, session: Session) -> HTMLResponse | None:
@@ -128,8 +122,7 @@ async def quarantine_release(
     scope = _scope(console, session)
     try:
         wanted = scope.release_to(scope.entry(console.quarantine, qid), to)
-        with acting(_actor(request, session)):
-            done = await console.quarantine.release(qid, wanted, by=f"{session.name} (web console)")
+        done = await console.quarantine.release(qid, wanted, by=f"{session.name} (web console)")
     except ValueError as exc:
         return console.message(request, "Not released", escape(str(exc), keep_newlines=False), 400, session)
     except _UNUSABLE:
@@ -149,8 +142,7 @@ def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Respon
     if (refused := _refused(console, request, session)) is not None:
         return refused
     try:
-        with acting(_actor(request, session)):
-            console.quarantine.delete(qid, by=f"{session.name} (web console)")
+        console.quarantine.delete(qid, by=f"{session.name} (web console)")
     except KeyError:
         return console.message(request, "Not found", "No such message in quarantine.", 404, session)
     return console.message(request, "Deleted", f"Message {qid} was deleted from quarantine.", 200, session)
@@ -237,8 +229,7 @@ def release_link(request: Request, token: str) -> Response:
 async def release_link_use(request: Request, token: str) -> Response:
     console = console_of(request)
     try:
-        with acting(Actor("digest link", "web", source_of(request))):
-            done = await release_by_token(console.config, console.quarantine, token)
+        done = await release_by_token(console.config, console.quarantine, token)
     except TokenError as exc:
         status = 410 if exc.reason in ("used", "expired", "unknown-entry") else 400
         return _token_page(console, request, token, status, error=str(exc))
