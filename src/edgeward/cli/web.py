@@ -29,7 +29,7 @@ import signal
 import socket
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -217,24 +217,40 @@ def user_add(
     console().print(Text(f"added console account {clean(account.name)} ({account.role})"))
 
 
-def _print_named(rows: Sequence[Account] | Sequence[ApiToken], as_json: bool) -> None:
-    """Accounts or tokens: name, role and when made, as JSON or a table."""
+def _print_named(
+    rows: Sequence[Account] | Sequence[ApiToken],
+    as_json: bool,
+    extra: Sequence[tuple[str, Callable[[str], bool | list[str]]]] = (),
+) -> None:
+    """Accounts or tokens: name, role and when made (and ``extra`` fields of a name), as JSON
+    or a table."""
     if as_json:
-        typer.echo(json.dumps([{"name": r.name, "role": r.role, "created": r.created} for r in rows]))
+        typer.echo(json.dumps([{"name": r.name, "role": r.role, "created": r.created,
+                                **{key: get(r.name) for key, get in extra}} for r in rows]))  # fmt: skip
         return
     table = Table()
     add_id_column(table, "Name")
     table.add_column("Role")
     table.add_column("Created")
+    for key, _get in extra:
+        table.add_column(key.capitalize())
     for r in rows:
-        table.add_row(Text(clean(r.name)), r.role, _date(r.created))
+        cells = [get(r.name) for _key, get in extra]
+        shown = [("yes" if c else "") if isinstance(c, bool) else clean(", ".join(c)) for c in cells]
+        table.add_row(Text(clean(r.name)), r.role, _date(r.created), *map(Text, shown))
     print_table(console(), table, keep=[clean(r.name) for r in rows])
 
 
 @user_app.command("list")
 def user_list(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
-    """List the console accounts."""
-    _print_named(_accounts(load(config)).list(), as_json)
+    """List the console accounts (with TOTP and, for end users, their addresses)."""
+    accounts = _accounts(load(config))
+    enrolled = accounts.totp.names()
+    extra = (
+        ("totp", lambda name: name in enrolled),
+        ("addresses", lambda n: list(accounts.endusers.addresses(n))),
+    )
+    _print_named(accounts.list(), as_json, extra)
 
 
 @user_app.command("remove")

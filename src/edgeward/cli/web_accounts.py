@@ -1,4 +1,5 @@
-"""``edgeward web user totp enable|disable NAME`` and ``edgeward web audit``.
+"""``edgeward web user totp enable|disable NAME``, ``web user address add|remove NAME ADDR``
+and ``edgeward web audit``.
 
 ``totp enable`` makes a new secret (replacing any: the way to re-enrol a lost phone), prints
 the ``otpauth://`` URI and the secret once on standard output, for an authenticator app to
@@ -19,16 +20,19 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from edgeward.auth.users import UserError
 from edgeward.cli.queue import ConfigOption, clean, console, fail, load
 from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.logs.audit import audit, audit_query, read_audit
 from edgeward.web.auth import WebAccounts
+from edgeward.web.enduser import check_address
 from edgeward.web.totp import otpauth_uri
 
 __all__ = ["register"]
 
 totp_app = typer.Typer(help="TOTP second factor for a console account.", no_args_is_help=True)
+address_app = typer.Typer(help="The addresses of an end-user account.", no_args_is_help=True)
 NameArg = Annotated[str, typer.Argument(help="Account name.")]
 
 
@@ -59,6 +63,49 @@ def totp_disable(name: NameArg, config: ConfigOption = DEFAULT_CONFIG_PATH) -> N
         fail(f"{clean(account.name)!r} has no TOTP enrolled")
     audit(cfg, "totp.disable", target=account.name)
     console().print(Text(f"TOTP disabled for {clean(account.name)}"))
+
+
+@address_app.command("add")
+def address_add(
+    name: NameArg,
+    addresses: Annotated[list[str], typer.Argument(help="Addresses the end user receives.")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Give an end user more addresses."""
+    cfg = load(config)
+    accounts = WebAccounts(cfg.resolve(Path("state")))
+    account = accounts.get(name)
+    if account is None or account.role != "user":
+        fail(f"no end-user account named {clean(name)!r}")
+    try:
+        checked = [check_address(a) for a in addresses]
+    except UserError as exc:
+        fail(str(exc))
+    accounts.endusers.add_addresses(account.name, checked)
+    audit(cfg, "account.address.add", target=account.name, detail=" ".join(checked))
+    console().print(
+        Text(f"{clean(account.name)} receives {clean(', '.join(accounts.endusers.addresses(account.name)))}")
+    )
+
+
+@address_app.command("remove")
+def address_remove(
+    name: NameArg,
+    address: Annotated[str, typer.Argument(help="The address to take away.")],
+    config: ConfigOption = DEFAULT_CONFIG_PATH,
+) -> None:
+    """Take an address from an end user (its mail is no longer theirs to see)."""
+    cfg = load(config)
+    accounts = WebAccounts(cfg.resolve(Path("state")))
+    account = accounts.get(name)
+    if account is None:
+        fail(f"no console account named {clean(name)!r}")
+    try:
+        accounts.endusers.remove_address(account.name, address)
+    except UserError as exc:
+        fail(str(exc))
+    audit(cfg, "account.address.remove", target=account.name, detail=address.strip().lower())
+    console().print(Text(f"removed {clean(address)} from {clean(account.name)}"))
 
 
 def audit_command(
@@ -93,4 +140,5 @@ def audit_command(
 
 def register(web_app: typer.Typer, user_app: typer.Typer) -> None:
     user_app.add_typer(totp_app, name="totp")
+    user_app.add_typer(address_app, name="address")
     web_app.command("audit")(audit_command)
