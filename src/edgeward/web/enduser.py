@@ -134,8 +134,10 @@ class Scope:
     def search(self, service: QuarantineService, query: Search) -> Page:
         if self.addresses is None:
             return service.search(query)
-        everything = service.search(replace(query, offset=0, limit=1 << 62))
-        mine = [self.narrow(e) for e in everything.entries if self.sees(e)]
+        # The criteria are matched against the entry as this scope shows it: a search for
+        # another recipient must not tell whether they got the message too.
+        everything = service.search(Search(limit=1 << 62)).entries
+        mine = [n for n in (self.narrow(e) for e in everything if self.sees(e)) if query.matches(n)]
         offset, limit = max(query.offset, 0), max(query.limit, 0)
         return Page(tuple(mine[offset : offset + limit]), len(mine), offset)
 
