@@ -152,3 +152,20 @@ def test_cli_changes_are_audited_and_listed_as_json(tmp_path: Path) -> None:
     assert bad.exit_code == 2 and "--address" in bad.stderr
     cfg = load_config(path)
     assert (cfg.resolve(cfg.logging.dir) / "audit.log").stat().st_mode & 0o777 == 0o600
+
+
+def test_cli_quarantine_actions_are_audited(tmp_path: Path) -> None:
+    path = tmp_path / "edgeward.toml"
+    path.write_text(f'accepted_domains = ["example.test"]\n[server]\nhostname = "mx.example.test"\n'
+                    f'data_dir = "{tmp_path}"\n')  # fmt: skip
+    config = load_config(path)
+    qid = hold(config, message(), rcpts=("a@example.test", "b@example.test"))
+    runner = CliRunner()
+    for args in (["export", qid, "-o", str(tmp_path / "x.eml")], ["release", qid, "--to", "a@example.test"],
+                 ["delete", qid]):  # fmt: skip
+        done = runner.invoke(app, ["quarantine", args[0], "-c", str(path), *args[1:]])
+        assert done.exit_code == 0, done.stderr
+    lines = list(reversed(_lines(config)))
+    assert [e["action"] for e in lines] == ["message.export", "message.release", "message.remove"]
+    assert lines[0]["target"] == qid and lines[0]["detail"].endswith("x.eml")
+    assert all(e["via"] == "cli" for e in lines) and "to a@example.test" in lines[1]["detail"]
