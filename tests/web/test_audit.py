@@ -169,3 +169,11 @@ def test_cli_quarantine_actions_are_audited(tmp_path: Path) -> None:
     assert [e["action"] for e in lines] == ["message.export", "message.release", "message.remove"]
     assert lines[0]["target"] == qid and lines[0]["detail"].endswith("x.eml")
     assert all(e["via"] == "cli" for e in lines) and "to a@example.test" in lines[1]["detail"]
+
+
+def test_searches_find_names_json_escapes(config: Config) -> None:
+    for name in ('back\\slash "quoted"', "Zoë", "plain"):
+        audit(config, "login", actor=Actor(name, "web", "192.0.2.1"))
+    for needle in ("back\\slash", '"quoted"', "zoë", "ZOË", "lain"):
+        assert len(_lines(config, actor=needle)) == 1, needle
+    assert len(_lines(config, actor="plain", action="logout")) == 0

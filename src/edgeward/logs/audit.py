@@ -120,12 +120,21 @@ class AuditQuery:
         return self.actor.lower() in actor.lower() and action.startswith(self.action.strip().lower())
 
 
+def _verbatim(needle: str) -> bool:
+    return bool(needle) and needle.isascii() and needle.isprintable() and not {'"', "\\"} & set(needle)
+
+
 def read_audit(config: Config, query: AuditQuery) -> tuple[list[dict[str, Any]], int]:
     """One page of matching lines, newest first, and how many matched; damaged lines skipped."""
     path = audit_path(config)
     found: list[dict[str, Any]] = []
+    # Lines are ASCII (non-ASCII is \u-escaped), so a needle that JSON writes as itself and that
+    # is absent from a line's bytes rules the line out before parsing: most lines of a long log.
+    needles = [n.lower().encode() for n in (query.actor, query.action.strip()) if _verbatim(n)]
     with contextlib.suppress(FileNotFoundError), path.open("rb") as fh:
         for raw in fh:
+            if needles and not all(n in raw.lower() for n in needles):
+                continue
             try:
                 entry = json.loads(raw)
             except ValueError:
