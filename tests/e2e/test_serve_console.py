@@ -1,6 +1,7 @@
 """``edgeward serve`` with ``[web] enabled = true``: the console answers HTTPS on its port as a
 child of ``serve``, is started again when it dies, and SIGTERM stops it with everything else;
-with one gateway process as with the delivery process beside it."""
+with one gateway process as with the delivery process beside it. SIGHUP passed on makes it
+serve a newly bound certificate."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import os
 import pwd
 import signal
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,6 +41,16 @@ def _console_child(gateway: GatewayProcess, other_than: int = 0, timeout: float 
                 return pid
         time.sleep(0.1)
     raise AssertionError(f"no console child:\n{gateway.log.read_text()[-3000:]}")
+
+
+def _give_back(store: Path) -> None:
+    """`cert new` run as root leaves what it wrote root's; give it to the store's owner, so the
+    unprivileged gateway and console can read it again."""
+    if os.geteuid() != 0:
+        return
+    owner = store.stat()
+    for path in (store, *store.rglob("*")):
+        os.chown(path, owner.st_uid, owner.st_gid)
 
 
 def _get(port: int, ca: Path) -> httpx.Response:
@@ -81,9 +94,24 @@ def test_serve_supervises_the_console(workdir: Path, delivery_process: bool) -> 
         os.kill(first, signal.SIGKILL)
         second = _console_child(gateway, other_than=first)
         assert _wait_answer(web_port, ca).status_code == 200  # on the same socket, kept by serve
+        # A new certificate bound to https, then SIGHUP to serve: passed on, the console serves it.
+        command = [sys.executable, "-m", "edgeward", "cert", "new", "mx.example.test", "--service", "https"]
+        made = subprocess.run(
+            [*command, "--config", str(config)], capture_output=True, text=True, check=False
+        )
+        assert made.returncode == 0, made.stderr
+        _give_back(cfg.resolve(cfg.tls.store))
+        new_ca, _key = CertificateStore(cfg.resolve(cfg.tls.store)).binding_for("https")
+        assert new_ca != ca
+        with pytest.raises(httpx.ConnectError):  # not before the reload
+            _get(web_port, new_ca)
         gateway.signal(signal.SIGHUP)
-        time.sleep(0.5)
-        assert _console_child(gateway) == second
+        try:
+            reloaded = _wait_answer(web_port, new_ca, timeout=10)
+        except httpx.ConnectError:
+            raise AssertionError(gateway.log.read_text()[-3000:]) from None
+        assert reloaded.status_code == 200 and "SIGHUP: kept the old" not in gateway.log.read_text()
+        assert _console_child(gateway) == second  # reloaded, not restarted
     finally:
         children = gateway.children(timeout=1) if gateway.proc is not None else []
         assert gateway.stop() == 0
