@@ -8,15 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fastapi import Depends, Request
 from fastapi.testclient import TestClient
 
 from edgeward.config.schema import Config
 from edgeward.quarantine.service import open_store
 from edgeward.queue.model import QueueState
 from edgeward.queue.spool import Spool
-from edgeward.web.app import create_app
+from edgeward.web.api import token
+from edgeward.web.app import console_of, create_app
 from edgeward.web.auth import WebAccounts, WebAuthError
-from tests.web.conftest import csrf_of, hold, login, message
+from tests.web.conftest import ADMIN_PW, csrf_of, hold, login, message
 
 USER_PW = "my own mail only"
 A, B = "a@example.test", "b@example.test"
@@ -141,3 +143,22 @@ def test_removing_an_account_forgets_its_addresses(config: Config, held: dict[st
     accounts.remove("alice")
     accounts.add("alice", USER_PW, "user")
     assert accounts.endusers.addresses("alice") == ()
+
+
+def test_a_page_added_later_is_closed_to_end_users_by_default(config: Config, held: dict[str, str]) -> None:
+    app = create_app(config)
+
+    @app.get("/settings")
+    def settings(request: Request) -> dict[str, str]:
+        return {"who": console_of(request).require(request).name}
+
+    @app.get("/api/v1/settings", dependencies=[Depends(token)])
+    def api_settings() -> dict[str, str]:
+        return {"ok": "yes"}
+
+    secret = WebAccounts(config.resolve(Path("state"))).add_token("alice-script", "user", "alice")
+    with TestClient(app, base_url="https://testserver") as c:
+        assert login(c, "alice", USER_PW).get("/settings").status_code == 403
+        assert c.get("/api/v1/settings", headers={"Authorization": f"Bearer {secret}"}).status_code == 403
+        c.cookies.clear()
+        assert login(c, "admin", ADMIN_PW).get("/settings").json() == {"who": "admin"}

@@ -26,7 +26,7 @@ from edgeward.quarantine.store import QuarantineError
 from edgeward.queue.model import record_to_dict
 from edgeward.web.app import console_of
 from edgeward.web.auth import ApiToken
-from edgeward.web.enduser import Scope
+from edgeward.web.enduser import Scope, end_user_may
 from edgeward.web.queries import TrackingQuery, queue_page, track_search
 
 __all__ = ["router"]
@@ -45,19 +45,14 @@ def token(request: Request) -> ApiToken:
     found = console_of(request).accounts.token_role(secret.strip()) if scheme.lower() == "bearer" else None
     if found is None:
         raise HTTPException(401, "a valid API token is needed", headers={"WWW-Authenticate": "Bearer"})
+    if found.role == "user" and not end_user_may(request.url.path):
+        raise HTTPException(403, "this token reaches its own quarantine only")
     return found
 
 
 def admin_token(tok: Annotated[ApiToken, Depends(token)]) -> ApiToken:
     if tok.role != "admin":
         raise HTTPException(403, "this token is read-only")
-    return tok
-
-
-def staff_token(tok: Annotated[ApiToken, Depends(token)]) -> ApiToken:
-    """Any token but an end user's: for what is not about one's own quarantine."""
-    if tok.role == "user":
-        raise HTTPException(403, "this token reaches its own quarantine only")
     return tok
 
 
@@ -153,7 +148,7 @@ def quarantine_delete(
 @router.get("/tracking", responses={**_ERRORS, 400: {"description": "Criteria that do not parse"}})
 def tracking(
     request: Request,
-    _tok: Annotated[ApiToken, Depends(staff_token)],
+    _tok: Annotated[ApiToken, Depends(token)],
     sender: Text = "",
     recipient: Text = "",
     message_id: Text = "",
@@ -175,7 +170,7 @@ def tracking(
 @router.get("/queue", responses={**_ERRORS, 400: {"description": "Not a queue state"}})
 def queue(
     request: Request,
-    _tok: Annotated[ApiToken, Depends(staff_token)],
+    _tok: Annotated[ApiToken, Depends(token)],
     state: Annotated[str, Query(max_length=16, description="incoming, active, deferred, hold, corrupt")] = "",
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000, description="Capped at [web] page_size_max")] = 50,

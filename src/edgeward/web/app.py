@@ -35,6 +35,7 @@ from edgeward.quarantine.service import QuarantineService, open_store
 from edgeward.quarantine.view import escape
 from edgeward.queue.spool import Spool
 from edgeward.web.auth import Session, WebAccounts
+from edgeward.web.enduser import end_user_may
 from edgeward.web.security import SecurityHeaders
 
 __all__ = ["SESSION_COOKIE", "Console", "NeedLogin", "create_app"]
@@ -46,6 +47,13 @@ _HERE = Path(__file__).parent
 
 class NeedLogin(Exception):
     """Raised by page handlers without a live session: answered with a redirect to /login."""
+
+
+class NotForEndUsers(Exception):
+    """Raised for an end user's session on a page beyond their quarantine: answered 403."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
 
 def _when(value: object) -> str:
@@ -77,6 +85,8 @@ class Console:
         session = self.session(request)
         if session is None:
             raise NeedLogin
+        if session.is_user and not end_user_may(request.url.path):
+            raise NotForEndUsers(session)
         return session
 
     def render(
@@ -143,6 +153,11 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
     @app.exception_handler(NeedLogin)
     async def _login(request: Request, exc: NeedLogin) -> Response:
         return RedirectResponse("/login", status_code=303)
+
+    @app.exception_handler(NotForEndUsers)
+    async def _staff_only(request: Request, exc: NotForEndUsers) -> Response:
+        text = "This page is for administrators."
+        return console.message(request, "Not allowed", text, 403, exc.session)
 
     app.include_router(login.router)
     app.include_router(pages.router)

@@ -13,7 +13,9 @@ addresses is a recipient. Through a scope:
 - a release goes only to one's own addresses among the entry's recipients, never to the
   others of the same message (they stay held); a request naming any other address is refused
   as a whole;
-- deleting, the queue, tracking, configuration and the audit log are not for end users.
+- deleting, the queue, tracking, configuration and the audit log are not for end users: what
+  they may reach is an allow-list (:func:`end_user_may`), checked where every page gets its
+  session and every API call its token, so a page added later is closed to them by default.
 
 API tokens of role ``user`` belong to an account (table ``token_accounts``) and have its scope.
 End users log in with console accounts only, not with their SMTP AUTH credentials: a mailbox
@@ -33,12 +35,21 @@ from edgeward.auth.users import UserError
 from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.service import Page, QuarantineService, Search, Shown
 
-__all__ = ["EndUsers", "Scope", "check_address"]
+__all__ = ["EndUsers", "Scope", "check_address", "end_user_may"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS addresses (name TEXT NOT NULL, address TEXT NOT NULL, PRIMARY KEY (name, address));
 CREATE TABLE IF NOT EXISTS token_accounts (token TEXT PRIMARY KEY, name TEXT NOT NULL);
 """
+
+
+_END_USER_PATHS = ("/", "/logout", "/quarantine", "/api/v1/quarantine")
+
+
+def end_user_may(path: str) -> bool:
+    """Whether an end user's session or token may reach ``path`` at all (their quarantine,
+    the home page that leads there, logging out); the scope then narrows what they see."""
+    return path in _END_USER_PATHS or path.startswith(("/quarantine/", "/api/v1/quarantine/"))
 
 
 def check_address(address: str) -> str:

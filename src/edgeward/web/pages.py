@@ -4,8 +4,8 @@
 Every page but the login and the digest link page needs a session; every change is a POST
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
 is answered 405), and releasing or deleting needs the ``admin`` role. End users (role
-``user``) see and release only their own mail through their scope (``web.enduser``); the
-queue and tracking pages are not theirs. The audit log names who made a change
+``user``) see and release only their own mail through their scope (``web.enduser``); every
+other page refuses them where the session is read (``Console.require``). The audit log names who made a change
 (``web.audit.ActorMiddleware``). The digest link page
 (``/release/{token}``) needs no login: the signed token is the authority, and it shows what it
 would release before a POST uses it up (``quarantine.tokens``).
@@ -39,13 +39,6 @@ _UNUSABLE = (KeyError, QuarantineError, KeyMismatch)
 
 def _scope(console: Console, session: Session) -> Scope:
     return console.accounts.endusers.scope(session.role, session.name)
-
-
-def _staff(console: Console, request: Request, session: Session) -> HTMLResponse | None:
-    """The refusal for an end user on a page that is for administrators, or None."""
-    if session.is_user:
-        return console.message(request, "Not allowed", "This page is for administrators.", 403, session)
-    return None
 
 
 def _refused(console: Console, request: Request, session: Session) -> HTMLResponse | None:
@@ -153,8 +146,6 @@ def queue(request: Request, state: Text = "", page: Annotated[int, Query(ge=1, l
     """The queue viewer, read-only in this version (hold, retry and remove: ``edgeward queue``)."""
     console = console_of(request)
     session = console.require(request)
-    if (refused := _staff(console, request, session)) is not None:
-        return refused
     try:
         records, total = queue_page(console, state, page, console.page_size)
     except ValueError as exc:
@@ -177,8 +168,6 @@ def tracking(
 ) -> Response:
     console = console_of(request)
     session = console.require(request)
-    if (refused := _staff(console, request, session)) is not None:
-        return refused
     query = TrackingQuery(sender, recipient, message_id, msg_id, since, until, event)
     values = {"sender": sender, "recipient": recipient, "message_id": message_id, "msg_id": msg_id,
               "since": since, "until": until, "event": event}  # fmt: skip
@@ -197,8 +186,6 @@ def tracking(
 def tracking_why(request: Request, msg_id: str) -> Response:
     console = console_of(request)
     session = console.require(request)
-    if (refused := _staff(console, request, session)) is not None:
-        return refused
     lines = why_lines(console, msg_id)
     return console.render(request, "why.html", session=session, msg_id=msg_id, lines=lines)
 
