@@ -94,6 +94,8 @@ def test_end_users_delete_nothing_and_reach_no_admin_page(
     assert len(open_store(config).list()) == 3
     for path in ("/queue", "/tracking", "/tracking/why/x", "/audit"):
         assert alice.get(path).status_code == 403, path
+    home = alice.get("/", follow_redirects=False)
+    assert home.status_code == 303 and home.headers["location"] == "/quarantine"
     nav = alice.get("/quarantine").text
     assert 'href="/queue"' not in nav and 'href="/audit"' not in nav
 

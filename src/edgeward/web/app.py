@@ -156,6 +156,8 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
 
     @app.exception_handler(NotForEndUsers)
     async def _staff_only(request: Request, exc: NotForEndUsers) -> Response:
+        if request.url.path == "/":
+            return RedirectResponse("/quarantine", status_code=303)
         text = "This page is for administrators."
         return console.message(request, "Not allowed", text, 403, exc.session)
 

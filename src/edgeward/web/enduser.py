@@ -43,12 +43,13 @@ CREATE TABLE IF NOT EXISTS token_accounts (token TEXT PRIMARY KEY, name TEXT NOT
 """
 
 
-_END_USER_PATHS = ("/", "/logout", "/quarantine", "/api/v1/quarantine")
+_END_USER_PATHS = ("/logout", "/quarantine", "/api/v1/quarantine")
 
 
 def end_user_may(path: str) -> bool:
-    """Whether an end user's session or token may reach ``path`` at all (their quarantine,
-    the home page that leads there, logging out); the scope then narrows what they see."""
+    """Whether an end user's session or token may reach ``path`` at all (their quarantine and
+    logging out; ``/`` sends them to their quarantine, whatever it shows administrators); the
+    scope then narrows what they see."""
     return path in _END_USER_PATHS or path.startswith(("/quarantine/", "/api/v1/quarantine/"))
 
 
