@@ -30,6 +30,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from edgeward.children import ConsoleProcess
 from edgeward.config.schema import Config
 from edgeward.runtime import Gateway
 
@@ -97,24 +98,40 @@ class DeliveryProcess:
                     os.close(fd)
 
 
-async def serve_split(config: Config, config_path: Path, sockets: Sequence[socket.socket]) -> None:
-    """Receive here, deliver in a child process; return after SIGTERM and a full drain."""
+async def serve_split(
+    config: Config,
+    config_path: Path,
+    sockets: Sequence[socket.socket],
+    console: ConsoleProcess | None = None,
+) -> None:
+    """Receive here, deliver in a child process (and the web console in another, when given);
+    return after SIGTERM and a full drain."""
     child = DeliveryProcess(config_path)
     gateway = Gateway(config, config_path=config_path, deliver=False, notify=child.notify)
     gateway.spool.recover()  # once, before either process touches the spool
     child.start()
     watcher = asyncio.create_task(child.watch(), name="delivery-watch")
+    if console is not None:
+        console.supervise()
     stopped = asyncio.Event()
 
     async def stop_child_on_signal() -> int:
         await stopped.wait()
-        return await child.stop(config.server.shutdown_grace)
+        grace = config.server.shutdown_grace
+        if console is None:
+            return await child.stop(grace)
+        rc, console_rc = await asyncio.gather(child.stop(grace), console.stop(grace))
+        log.info("web console process stopped (%s)", console_rc)
+        return rc
+
+    def reload() -> None:
+        child.signal(signal.SIGHUP)
+        if console is not None:
+            console.signal(signal.SIGHUP)
 
     child_stop = asyncio.create_task(stop_child_on_signal(), name="delivery-stop")
     try:
-        await gateway.serve_until_signalled(
-            sockets, recover=False, on_reload=lambda: child.signal(signal.SIGHUP), stopped=stopped
-        )
+        await gateway.serve_until_signalled(sockets, recover=False, on_reload=reload, stopped=stopped)
     finally:
         stopped.set()
         rc = await child_stop

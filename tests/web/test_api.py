@@ -116,7 +116,7 @@ def test_openapi_document_lists_the_api_only(client: TestClient) -> None:
     assert set(doc["paths"]) == {
         base, base + "/{qid}", base + "/{qid}/release", base + "/{qid}/export", "/api/v1/tracking",
         "/api/v1/queue", queue, queue + "/retry", queue + "/hold", queue + "/release", "/api/v1/config",
-        "/api/v1/config/check", "/api/v1/certificates", "/api/v1/agents", "/api/v1/stats",
+        "/api/v1/config/check", "/api/v1/certificates", "/api/v1/agents", "/api/v1/stats", "/api/v1/audit",
     }  # fmt: skip
     assert "post" in doc["paths"]["/api/v1/quarantine/{qid}/release"]
     assert client.get("/docs").status_code == 404  # the interactive docs would load script from a CDN

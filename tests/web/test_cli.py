@@ -48,7 +48,13 @@ def test_accounts_are_added_listed_and_removed(config_path: Path, tmp_path: Path
     assert code == 2 and "--role" in err
     code, out, _ = _run("web", "user", "list", "-c", c, "--json")
     assert code == 0 and json.loads(out) == [
-        {"name": "ops", "role": "admin", "created": json.loads(out)[0]["created"]}
+        {
+            "name": "ops",
+            "role": "admin",
+            "created": json.loads(out)[0]["created"],
+            "totp": False,
+            "addresses": [],
+        }
     ]
     accounts = WebAccounts(tmp_path / "state")
     cookie, _session = accounts.login("OPS", "s3cret pw", "192.0.2.1")
@@ -90,3 +96,40 @@ def test_the_https_binding_wins_over_the_default_certificate(config_path: Path) 
     store.enable(info.thumbprint, "https")
     cert, key = _certificate(config)
     assert cert != default_cert and (cert, key) == store.binding_for("https")
+
+
+@pytest.mark.parametrize(
+    ("listen", "require", "warned"),
+    [("127.0.0.1:8443", False, False), ("[::1]:8443", False, False), ("0.0.0.0:8443", False, True),
+     ("192.0.2.1:443", True, False)],
+)  # fmt: skip
+def test_config_check_warns_of_a_console_beyond_loopback_without_totp(
+    listen: str, require: bool, warned: bool
+) -> None:
+    from edgeward.config.check import audit
+    from edgeward.config.load import parse_config
+
+    config = parse_config({"accepted_domains": ["example.org"],
+                           "web": {"listen": listen, "require_totp_for_admins": require}})  # fmt: skip
+    found = [p for p in audit(config) if p.key == "web.listen"]
+    assert bool(found) == warned and all(p.severity == "warning" for p in found)
+
+
+def test_end_user_addresses_and_totp_show_in_the_list(config_path: Path) -> None:
+    c = str(config_path)
+    add = ("web", "user", "add", "al", "-c", c, "--role", "user", "--address", "al@example.org")
+    assert _run(*add, "--password-stdin", stdin="pw pw\n")[0] == 0
+    assert _run("web", "user", "address", "add", "al", "AL2@example.org", "al@example.org", "-c", c)[0] == 0
+    code, _out, err = _run("web", "user", "address", "add", "al", "not an address", "-c", c)
+    assert code == 2 and "not an email address" in err
+    assert _run("web", "user", "totp", "enable", "al", "-c", c)[0] == 0
+    code, out, _ = _run("web", "user", "list", "-c", c, "--json")
+    [row] = json.loads(out)
+    assert row["addresses"] == ["al2@example.org", "al@example.org"] and row["totp"] is True
+    assert _run("web", "user", "address", "remove", "al", "al2@example.org", "-c", c)[0] == 0
+    code, _out, err = _run("web", "user", "address", "remove", "al", "al2@example.org", "-c", c)
+    assert code == 2 and "not an address of" in err
+    code, out, _ = _run("web", "user", "list", "-c", c)
+    assert code == 0 and "al@example.org" in out and "yes" in out
+    code, _out, err = _run("web", "user", "totp", "disable", "nobody", "-c", c)
+    assert code == 2 and "no console account" in err

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -184,6 +185,7 @@ def serve(
 
 def _serve(config: Config, config_path: Path) -> None:
     from edgeward import metrics
+    from edgeward.children import ConsoleProcess, serve_with_console
     from edgeward.runtime import Gateway, data_paths, tls_contexts
     from edgeward.server.listener import bind_sockets
     from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
@@ -198,6 +200,7 @@ def _serve(config: Config, config_path: Path) -> None:
     # before the folder is handed over.
     tls_contexts(config)
     sockets = bind_sockets(config.receive_connectors)
+    console_sock = _bind_console(config)
     drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
     drop_privileges(
         config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
@@ -205,8 +208,12 @@ def _serve(config: Config, config_path: Path) -> None:
     drop_capabilities()
     refuse_root()
     _count_metrics(config)  # before the delivery process starts: it inherits the folder
+    console = ConsoleProcess(config_path, console_sock) if console_sock is not None else None
     if config.server.delivery_process:
-        asyncio.run(serve_split(config, config_path, sockets))
+        asyncio.run(serve_split(config, config_path, sockets, console))
+    elif console is not None:
+        gateway = Gateway(config, config_path=config_path)
+        asyncio.run(serve_with_console(gateway, sockets, console, config.server.shutdown_grace))
     else:
         asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
 
@@ -217,6 +224,18 @@ def _count_metrics(config: Config) -> None:
     from edgeward.runtime import data_paths
 
     metrics.enable(metrics.metrics_dir(data_paths(config)["state"]))
+
+
+def _bind_console(config: Config) -> socket.socket | None:
+    """With ``[web] enabled``: the console's socket, and its certificate made if missing, both
+    while still root (``cli.web``)."""
+    if not config.web.enabled:
+        return None
+    from edgeward.cli.web import _certificate, bind_console
+    from edgeward.config.web import split_listen
+
+    _certificate(config)
+    return bind_console(*split_listen(config.web.listen))
 
 
 @config_app.command("show")

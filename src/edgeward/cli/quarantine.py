@@ -39,6 +39,7 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError
 from edgeward.logs.adminlog import track_admin
+from edgeward.logs.audit import audit
 from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.service import Page, QuarantineService, Search, open_store
 from edgeward.quarantine.store import QuarantineError
@@ -208,10 +209,12 @@ def export(
     ] = None,
 ) -> None:
     """The message as it arrived, as an .eml file (a new file, 0600) or on standard output."""
+    config = load(config_path)
     try:
-        data = service(load(config_path)).export(qid)
+        data = service(config).export(qid)
     except Unusable as exc:
         unusable(exc, qid)
+    audit(config, "message.export", target=qid, detail=str(output or "standard output"))
     if output is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

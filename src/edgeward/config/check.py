@@ -174,6 +174,10 @@ def audit(config: Config) -> list[Problem]:
         warn("accepted_domains", "empty: no mail from the internet will be accepted")
     if not config.queue.fsync:
         warn("queue.fsync", "false: accepted mail can be lost in a power failure")
+    host, _port = split_listen(config.web.listen)
+    if not ipaddress.ip_address(host).is_loopback and not config.web.require_totp_for_admins:
+        warn("web.listen", f"the web console listens beyond loopback ({config.web.listen}) without"
+             " require_totp_for_admins: a password alone opens it")  # fmt: skip
     if config.agents.observe_only:
         # Observe-only covers relay-control too: its 550 "Unable to relay" is only logged.
         exposed = [rc.name for rc in config.receive_connectors if serves_public(rc)]

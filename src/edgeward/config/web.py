@@ -10,6 +10,11 @@ Decisions:
   extended by use, so a stolen cookie is worth one day at most.
 - Logins are throttled per account and per source address: ``login_max_failures`` failures
   within ``login_window`` lock that account or address out until the window has passed.
+- ``serve`` starts the console as a supervised child only when ``enabled`` is set: a gateway
+  does not open an administrative port nobody asked for.
+- TOTP is optional per administrator; ``require_totp_for_admins`` turns it into a rule (an
+  administrator without a second factor cannot log in). ``config check`` warns when the
+  console listens beyond loopback without that rule.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ def split_listen(value: str) -> tuple[str, int]:
 class WebConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    enabled: bool = Field(
+        False, description="Whether 'edgeward serve' starts the console as a supervised child"
+    )
     listen: str = Field("127.0.0.1:8443", description="ADDR:PORT the web console listens on (HTTPS)")
     metrics_allow: tuple[str, ...] = Field(
         ("127.0.0.1/8", "::1/128"),
@@ -56,6 +64,9 @@ class WebConfig(BaseModel):
     )
     login_window: Duration = Field(
         900.0, description="Window in which failed logins are counted, and how long a lockout lasts"
+    )
+    require_totp_for_admins: bool = Field(
+        False, description="Refuse administrators' logins unless they have TOTP enrolled"
     )
     page_size_max: int = Field(
         100, ge=1, le=1000, description="Most entries one page of a list (pages or /api/v1) holds"

@@ -5,6 +5,9 @@ The gateway's processes each write their own tracking file; these commands write
 time, so a message's history shows who held, released or removed it. One line is written per
 action and the file is closed at once: commands are short-lived and rarely run together.
 
+Each action by someone (not ``CORRUPT`` or ``EXPIRE``, which the software notes by itself) is
+also written to the audit log (``logs.audit``) with the actor the caller set.
+
 Run as root while the gateway runs as its service user, the log folder and file are handed to
 the owner of the log folder (``config.ownership``), so a later command run as that user can
 still append and ``edgeward track`` can still read.
@@ -17,12 +20,14 @@ from collections.abc import Iterable
 
 from edgeward.config.ownership import hand_over, make_private_dirs, service_owner
 from edgeward.config.schema import Config
+from edgeward.logs.audit import audit
 from edgeward.logs.tracking import ADMIN_LOG_NAME, TrackingLog
 from edgeward.queue.model import MessageRecord
 
 __all__ = ["track_admin", "track_record"]
 
 log = logging.getLogger(__name__)
+_NOT_BY_SOMEONE = frozenset({"CORRUPT", "EXPIRE"})
 
 
 def track_admin(
@@ -43,6 +48,7 @@ def track_admin(
     """
     if config is None:
         return
+    recipients = tuple(recipients)
     folder = config.resolve(config.logging.dir)
     try:
         make_private_dirs(folder, owner=service_owner(folder))
@@ -57,6 +63,11 @@ def track_admin(
         hand_over(folder / f"{ADMIN_LOG_NAME}.log")
     except OSError as exc:
         log.warning("could not write the tracking event %s for %s: %s", event, msg_id, exc)
+    if event not in _NOT_BY_SOMEONE:
+        to = ", ".join(recipients)
+        audit(
+            config, f"message.{event.lower()}", target=msg_id, detail=f"{detail}; to {to}" if to else detail
+        )
 
 
 def track_record(config: Config | None, event: str, record: MessageRecord, detail: str = "") -> None:

@@ -2,15 +2,18 @@
 
 Scripts authenticate with an API token (``edgeward web token add NAME --role ...``) in an
 ``Authorization: Bearer`` header; there are no cookies here, so no CSRF to guard against.
-Read calls need any token, release and delete an ``admin`` token. Every 4xx has a JSON body
-(``{"detail": ...}``; FastAPI's for validation errors); bad input is never a 5xx: ids that are
-not ids are 404, criteria that do not parse are 400 or 422. Lists are paged and a page holds
-at most ``[web] page_size_max`` entries, whatever was asked for.
+Read calls need any token, release and delete an ``admin`` token; a ``user`` token (bound to
+an end-user account) sees and releases only that account's mail (``web.enduser``: other
+entries are 404) and reaches nothing else. Changes are audited as ``API token NAME``
+(``web.audit.ActorMiddleware``). Every
+4xx has a JSON body (``{"detail": ...}``; FastAPI's for validation errors); bad input is never
+a 5xx: ids that are not ids are 404, criteria that do not parse are 400 or 422. Lists are
+paged and a page holds at most ``[web] page_size_max`` entries, whatever was asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -23,6 +26,7 @@ from edgeward.quarantine.store import QuarantineError
 from edgeward.queue.model import record_to_dict
 from edgeward.web.app import console_of
 from edgeward.web.auth import ApiToken
+from edgeward.web.enduser import Scope, end_user_may
 from edgeward.web.queries import TrackingQuery, queue_page, track_search
 
 __all__ = ["router"]
@@ -41,6 +45,8 @@ def token(request: Request) -> ApiToken:
     found = console_of(request).accounts.token_role(secret.strip()) if scheme.lower() == "bearer" else None
     if found is None:
         raise HTTPException(401, "a valid API token is needed", headers={"WWW-Authenticate": "Bearer"})
+    if found.role == "user" and not end_user_may(request.url.path):
+        raise HTTPException(403, "this token reaches its own quarantine only")
     return found
 
 
@@ -48,6 +54,11 @@ def admin_token(tok: Annotated[ApiToken, Depends(token)]) -> ApiToken:
     if tok.role != "admin":
         raise HTTPException(403, "this token is read-only")
     return tok
+
+
+def _scope(request: Request, tok: ApiToken) -> Scope:
+    endusers = console_of(request).accounts.endusers
+    return endusers.scope(tok.role, endusers.token_account(tok.name))
 
 
 def _entry(e: QuarantineEntry) -> dict[str, Any]:
@@ -59,7 +70,7 @@ def _entry(e: QuarantineEntry) -> dict[str, Any]:
 @router.get("/quarantine", responses=_ERRORS)
 def quarantine_search(
     request: Request,
-    _tok: Annotated[ApiToken, Depends(token)],
+    tok: Annotated[ApiToken, Depends(token)],
     sender: Text = "",
     recipient: Text = "",
     subject: Text = "",
@@ -75,7 +86,7 @@ def quarantine_search(
     query = Search(sender=sender, recipient=recipient, subject=subject, reason=reason, finding=finding,
                    since=since, until=until, offset=(page - 1) * size, limit=size)  # fmt: skip
     try:
-        found = console.quarantine.search(query)
+        found = _scope(request, tok).search(console.quarantine, query)
     except KeyMismatch as exc:
         raise HTTPException(503, str(exc)) from None
     return {
@@ -87,9 +98,9 @@ def quarantine_search(
 
 
 @router.get("/quarantine/{qid}", responses=_ERRORS)
-def quarantine_show(request: Request, qid: str, _tok: Annotated[ApiToken, Depends(token)]) -> dict[str, Any]:
+def quarantine_show(request: Request, qid: str, tok: Annotated[ApiToken, Depends(token)]) -> dict[str, Any]:
     try:
-        shown = console_of(request).quarantine.show(qid)
+        shown = _scope(request, tok).show(console_of(request).quarantine, qid)
     except _UNUSABLE:
         raise HTTPException(404, "no such message in quarantine") from None
     return {"entry": _entry(shown.entry), "view": asdict(shown.view)}
@@ -105,12 +116,17 @@ class ReleaseBody(BaseModel):
 async def quarantine_release(
     request: Request,
     qid: str,
-    tok: Annotated[ApiToken, Depends(admin_token)],
+    tok: Annotated[ApiToken, Depends(token)],
     body: ReleaseBody | None = None,
 ) -> dict[str, Any]:
-    wanted = body.recipients if body is not None else None
+    if tok.role == "readonly":
+        raise HTTPException(403, "this token is read-only")
+    service, scope = console_of(request).quarantine, _scope(request, tok)
     try:
-        done = await console_of(request).quarantine.release(qid, wanted, by=f"API token {tok.name}")
+        wanted = scope.release_to(scope.entry(service, qid), body.recipients if body is not None else None)
+        done = await service.release(qid, wanted, by=f"API token {tok.name}")
+        if scope.limited:
+            done = replace(done, remaining=())  # who else got the message is not theirs to know
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
     except _UNUSABLE:

@@ -1,8 +1,9 @@
 """The web console's FastAPI application, built from a :class:`Config` by :func:`create_app`.
 
 Layout: :class:`Console` holds what every handler needs (the configuration, the accounts, the
-quarantine manager, the templates, the tracking statistics); ``web.pages`` serves the HTML
-pages, ``web.dashboard`` the dashboard and ``/api/v1/stats``, ``web.api`` the rest of the REST
+quarantine manager, the templates, the tracking statistics); ``web.login`` serves logging in
+and out, ``web.pages`` the HTML pages, ``web.dashboard`` the dashboard and ``/api/v1/stats``,
+``web.audit`` the audit log, ``web.api`` the rest of the REST
 API under ``/api/v1``, ``web.metrics`` the Prometheus ``/metrics``. Handlers parse, check the
 role and CSRF token, call the same service layer the CLI calls (``quarantine.service``,
 ``quarantine.digest``, ``logs.tracking``) and render; no policy lives in a handler.
@@ -36,6 +37,7 @@ from edgeward.quarantine.service import QuarantineService, open_store
 from edgeward.quarantine.view import escape
 from edgeward.queue.spool import Spool
 from edgeward.web.auth import Session, WebAccounts
+from edgeward.web.enduser import end_user_may
 from edgeward.web.security import SecurityHeaders
 
 __all__ = ["SESSION_COOKIE", "Console", "NeedLogin", "create_app"]
@@ -47,6 +49,13 @@ _HERE = Path(__file__).parent
 
 class NeedLogin(Exception):
     """Raised by page handlers without a live session: answered with a redirect to /login."""
+
+
+class NotForEndUsers(Exception):
+    """Raised for an end user's session on a page beyond their quarantine: answered 403."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
 
 
 def _when(value: object) -> str:
@@ -79,6 +88,8 @@ class Console:
         session = self.session(request)
         if session is None:
             raise NeedLogin
+        if session.is_user and not end_user_may(request.url.path):
+            raise NotForEndUsers(session)
         return session
 
     def render(
@@ -109,7 +120,7 @@ def build_console(config: Config, *, now: Callable[[], float] = time.time) -> Co
     web = config.web
     accounts = WebAccounts(
         state, max_failures=web.login_max_failures, window=web.login_window,
-        session_lifetime=web.session_lifetime, now=now,
+        session_lifetime=web.session_lifetime, require_totp=web.require_totp_for_admins, now=now,
     )  # fmt: skip
 
     def spool() -> Spool:
@@ -128,7 +139,7 @@ def build_console(config: Config, *, now: Callable[[], float] = time.time) -> Co
 
 def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastAPI:
     """The console for ``config``: pages, ``/api/v1`` and ``/metrics``."""
-    from edgeward.web import admin_views, api, api_admin, dashboard, metrics, pages
+    from edgeward.web import admin_views, api, api_admin, audit, dashboard, login, metrics, pages
 
     console = build_console(config, now=now)
     app = FastAPI(
@@ -140,18 +151,29 @@ def create_app(config: Config, *, now: Callable[[], float] = time.time) -> FastA
     )
     app.state.console = console
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(audit.ActorMiddleware)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
 
     @app.exception_handler(NeedLogin)
     async def _login(request: Request, exc: NeedLogin) -> Response:
         return RedirectResponse("/login", status_code=303)
 
+    @app.exception_handler(NotForEndUsers)
+    async def _staff_only(request: Request, exc: NotForEndUsers) -> Response:
+        if request.url.path == "/":
+            return RedirectResponse("/quarantine", status_code=303)
+        text = "This page is for administrators."
+        return console.message(request, "Not allowed", text, 403, exc.session)
+
+    app.include_router(login.router)
     app.include_router(pages.router)
     app.include_router(dashboard.router)
     app.include_router(admin_views.router)
+    app.include_router(audit.router)
     app.include_router(api.router)
     app.include_router(api_admin.router)
     app.include_router(dashboard.api_router)
+    app.include_router(audit.api_router)
     app.include_router(metrics.router)
     return app
 

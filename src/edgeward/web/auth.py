@@ -1,6 +1,7 @@
 """Console accounts, API tokens, sessions and login throttling, in ``<state>/web.db`` (SQLite).
 
-Two roles: ``admin`` may change things (release, delete), ``readonly`` may only look. The
+Three roles: ``admin`` may change things (release, delete), ``readonly`` may only look, and
+``user`` reaches only the quarantined mail of its own addresses (``web.enduser``). The
 console's accounts are apart from the SMTP users (``auth.users``): a mailbox password never
 opens the console. Passwords are hashed like the SMTP users' (argon2id, ``default_hasher``,
 same name and password rules), and a login for an unknown name costs one argon2id check all
@@ -10,6 +11,10 @@ Sessions are server-side: the cookie holds 32 random bytes, the database their S
 copy of the database opens no session), the account, the role, the CSRF token every POST form
 must echo, and the expiry. A session is not extended by use; logout deletes it. API tokens are
 the same idea for scripts: ``ew_`` and 32 random bytes, shown once at creation, stored hashed.
+
+An account with TOTP enrolled (``web.totp``) logs in in two steps: a right password makes a
+pending login, not a session; the code opens the session. ``require_totp`` refuses
+administrators without TOTP. Wrong codes are failed logins like wrong passwords.
 
 Throttling counts failed logins per account and per source address over
 ``[web] login_window``: at ``login_max_failures`` that account or address is refused, without
@@ -39,12 +44,23 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from edgeward.auth.users import UserError, default_hasher, prepare_password, username_key
 from edgeward.config.ownership import hand_over, make_private_dirs, service_owner
 from edgeward.errors import EdgewardError
+from edgeward.web.enduser import EndUsers
+from edgeward.web.totp import TotpStore
 
-__all__ = ["DB_NAME", "ROLES", "Account", "ApiToken", "LoginRefused", "Role", "Session", "WebAccounts"]
+__all__ = [
+    "DB_NAME", "ROLES", "Account", "ApiToken", "LoginRefused", "LoginStep", "Role", "Session", "WebAccounts",
+]  # fmt: skip
 
 DB_NAME = "web.db"
-Role = Literal["admin", "readonly"]
-ROLES: tuple[Role, ...] = ("admin", "readonly")
+Role = Literal["admin", "readonly", "user"]
+ROLES: tuple[Role, ...] = ("admin", "readonly", "user")
+Refusal = Literal["throttled", "bad-credentials", "bad-code", "totp-required"]
+_REFUSALS: dict[str, str] = {
+    "throttled": "too many failed logins: try again later",
+    "bad-credentials": "wrong name or password",
+    "bad-code": "wrong or already used code",
+    "totp-required": "administrators must use a TOTP code here: ask for 'edgeward web user totp enable'",
+}
 TOKEN_PREFIX = "ew_"  # noqa: S105  (a marker, not a secret)
 
 _SCHEMA = """
@@ -64,9 +80,8 @@ class WebAuthError(UserError):
 
 
 class LoginRefused(EdgewardError):
-    def __init__(self, reason: Literal["throttled", "bad-credentials"]) -> None:
-        super().__init__("too many failed logins: try again later" if reason == "throttled" else
-                         "wrong name or password")  # fmt: skip
+    def __init__(self, reason: Refusal) -> None:
+        super().__init__(_REFUSALS[reason])
         self.reason = reason
 
 
@@ -95,6 +110,19 @@ class Session:
     def is_admin(self) -> bool:
         return self.role == "admin"
 
+    @property
+    def is_user(self) -> bool:
+        return self.role == "user"
+
+
+@dataclass(frozen=True, slots=True)
+class LoginStep:
+    """What a right password gives: a session, or (TOTP enrolled) a pending login's cookie."""
+
+    name: str
+    cookie: str
+    session: Session | None  # None: ``cookie`` is a pending login waiting for the code
+
 
 def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8", "replace")).hexdigest()
@@ -103,7 +131,7 @@ def _digest(secret: str) -> str:
 def _role(value: str) -> Role:
     if value not in ROLES:
         raise WebAuthError(f"role must be one of {', '.join(ROLES)}, not {value!r}")
-    return "admin" if value == "admin" else "readonly"
+    return "admin" if value == "admin" else "user" if value == "user" else "readonly"
 
 
 class WebAccounts:
@@ -114,6 +142,7 @@ class WebAccounts:
         max_failures: int = 5,
         window: float = 900.0,
         session_lifetime: float = 8 * 3600.0,
+        require_totp: bool = False,
         now: Callable[[], float] = time.time,
     ) -> None:
         make_private_dirs(state_dir, owner=service_owner(state_dir.parent))
@@ -124,8 +153,13 @@ class WebAccounts:
         self._window = window
         self._lifetime = session_lifetime
         self._now = now
+        self._require_totp = require_totp
+        self.path.touch(mode=0o600)  # private from the start: TOTP secrets go in it
         with self._db() as db:
             db.executescript(_SCHEMA)
+        self.totp = TotpStore(self.path, now=now)
+        self.endusers = EndUsers(self.path)
+        self.path.chmod(0o600)  # a database made before TOTP existed
         hand_over(self.path)
 
     @contextlib.contextmanager
@@ -156,15 +190,30 @@ class WebAccounts:
             if db.execute("DELETE FROM accounts WHERE name = ?", (key,)).rowcount == 0:
                 raise WebAuthError(f"no console account named {key!r}")
             db.execute("DELETE FROM sessions WHERE name = ?", (key,))  # logged out at once
+        self.totp.disable(key)
+        self.endusers.forget(key)
+
+    def get(self, name: str) -> Account | None:
+        try:
+            key = username_key(name)
+        except UserError:
+            return None
+        with self._db() as db:
+            row = db.execute("SELECT name, role, created FROM accounts WHERE name = ?", (key,)).fetchone()
+        return Account(row[0], _role(row[1]), row[2]) if row else None
 
     def list(self) -> builtins.list[Account]:
         with self._db() as db:
             rows = db.execute("SELECT name, role, created FROM accounts ORDER BY name").fetchall()
         return [Account(n, _role(r), c) for n, r, c in rows]
 
-    def add_token(self, name: str, role: str) -> str:
-        """A new API token named ``name``; the secret is returned here and never again."""
+    def add_token(self, name: str, role: str, account: str | None = None) -> str:
+        """A new API token named ``name``; the secret is returned here and never again. A
+        ``user`` token acts for the end-user ``account`` (its addresses, nothing more)."""
         checked = _role(role)
+        owner = self.get(account) if account else None
+        if checked == "user" and (owner is None or owner.role != "user"):
+            raise WebAuthError("a token of role user needs --account naming an end-user account")
         if not (0 < len(name) <= 64 and name.isprintable() and not name.isspace()):
             raise WebAuthError(f"not a token name: {name!r}")
         secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -175,12 +224,15 @@ class WebAccounts:
                 )
             except sqlite3.IntegrityError:
                 raise WebAuthError(f"an API token named {name!r} exists already") from None
+        if checked == "user" and owner is not None:
+            self.endusers.bind_token(name, owner.name)
         return secret
 
     def remove_token(self, name: str) -> None:
         with self._db() as db:
             if db.execute("DELETE FROM tokens WHERE name = ?", (name,)).rowcount == 0:
                 raise WebAuthError(f"no API token named {name!r}")
+        self.endusers.unbind_token(name)
 
     def tokens(self) -> builtins.list[ApiToken]:
         with self._db() as db:
@@ -200,36 +252,75 @@ class WebAccounts:
     # -- login, sessions -------------------------------------------------------------------
 
     def login(self, name: str, password: str, source: str) -> tuple[str, Session]:
-        """``(cookie value, session)`` for a right password; :class:`LoginRefused` otherwise."""
+        """``(cookie value, session)`` for a right password of an account without TOTP;
+        :class:`LoginRefused` otherwise (``bad-code`` for one that needs a code)."""
+        step = self.begin_login(name, password, source)
+        if step.session is None:
+            self.totp.finish(step.cookie)
+            raise LoginRefused("bad-code")
+        return step.cookie, step.session
+
+    def begin_login(self, name: str, password: str, source: str) -> LoginStep:
+        """The first step: a session, or a pending login when the account has TOTP."""
         now = self._now()
         try:
             key = username_key(name)
         except UserError:
             key = ""
-        keys = (f"account:{key}", f"source:{source}")
+        keys = self._throttle(key, source)
         with self._db() as db:
-            db.execute("DELETE FROM failures WHERE at < ?", (now - self._window,))
-            for k in keys:
-                (count,) = db.execute("SELECT COUNT(*) FROM failures WHERE key = ?", (k,)).fetchone()
-                if count >= self._max_failures:
-                    raise LoginRefused("throttled")
             row = (
                 db.execute("SELECT role, hash FROM accounts WHERE name = ?", (key,)).fetchone()
                 if key
                 else None
             )
         if not self._check(row[1] if row else self._dummy, password) or row is None:
-            with self._db() as db:
-                db.executemany("INSERT INTO failures VALUES (?, ?)", [(k, now) for k in keys])
+            self._failed(keys, now)
             raise LoginRefused("bad-credentials")
-        cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-        session = Session(key, _role(row[0]), csrf, now + self._lifetime)
+        role = _role(row[0])
+        if self.totp.enrolled(key):
+            return LoginStep(key, self.totp.start(key, role), None)
+        if role == "admin" and self._require_totp:
+            raise LoginRefused("totp-required")
+        return self._open(key, role, keys[0])
+
+    def finish_login(self, pending: str, code: str, source: str) -> LoginStep:
+        """The second step: the session for a pending login and a right, unused code."""
+        found = self.totp.pending(pending)
+        if found is None:
+            raise LoginRefused("bad-credentials")
+        key, role = found
+        keys = self._throttle(key, source)
+        if not self.totp.check(key, code):
+            self._failed(keys, self._now())
+            raise LoginRefused("bad-code")
+        self.totp.finish(pending)
+        return self._open(key, _role(role), keys[0])
+
+    def _throttle(self, key: str, source: str) -> tuple[str, str]:
+        keys = (f"account:{key}", f"source:{source}")
         with self._db() as db:
-            db.execute("DELETE FROM failures WHERE key = ?", (keys[0],))
+            db.execute("DELETE FROM failures WHERE at < ?", (self._now() - self._window,))
+            for k in keys:
+                (count,) = db.execute("SELECT COUNT(*) FROM failures WHERE key = ?", (k,)).fetchone()
+                if count >= self._max_failures:
+                    raise LoginRefused("throttled")
+        return keys
+
+    def _failed(self, keys: tuple[str, str], now: float) -> None:
+        with self._db() as db:
+            db.executemany("INSERT INTO failures VALUES (?, ?)", [(k, now) for k in keys])
+
+    def _open(self, key: str, role: Role, account_key: str) -> LoginStep:
+        now = self._now()
+        cookie, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        session = Session(key, role, csrf, now + self._lifetime)
+        with self._db() as db:
+            db.execute("DELETE FROM failures WHERE key = ?", (account_key,))
             db.execute("DELETE FROM sessions WHERE expires < ?", (now,))
             db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)",
                        (_digest(cookie), key, session.role, csrf, session.expires))  # fmt: skip
-        return cookie, session
+        return LoginStep(key, cookie, session)
 
     def _check(self, stored: str, password: str) -> bool:
         try:

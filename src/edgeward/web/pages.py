@@ -1,16 +1,18 @@
-"""The console's HTML pages: login, quarantine (search, show, release, delete), the queue
-(read-only), tracking, digest links.
+"""The console's HTML pages: quarantine (search, show, release, delete), the queue
+(read-only), tracking, digest links (logging in and out: ``web.login``).
 
 Every page but the login and the digest link page needs a session; every change is a POST
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
-is answered 405), and releasing or deleting needs the ``admin`` role. The digest link page
+is answered 405), and releasing or deleting needs the ``admin`` role. End users (role
+``user``) see and release only their own mail through their scope (``web.enduser``); every
+other page refuses them where the session is read (``Console.require``). The audit log names who made a change
+(``web.audit.ActorMiddleware``). The digest link page
 (``/release/{token}``) needs no login: the signed token is the authority, and it shows what it
 would release before a POST uses it up (``quarantine.tokens``).
 """
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request
@@ -22,8 +24,9 @@ from edgeward.quarantine.service import Search
 from edgeward.quarantine.store import QuarantineError
 from edgeward.quarantine.tokens import TokenError
 from edgeward.quarantine.view import escape
-from edgeward.web.app import LOGIN_COOKIE, SESSION_COOKIE, Console, console_of
-from edgeward.web.auth import LoginRefused, Session, csrf_ok
+from edgeward.web.app import Console, console_of
+from edgeward.web.auth import Session, csrf_ok
+from edgeward.web.enduser import Scope, landing
 from edgeward.web.queries import TrackingQuery, queue_page, track_search, why_lines
 
 __all__ = ["router"]
@@ -34,8 +37,8 @@ FormText = Annotated[str, Form(max_length=1000)]
 _UNUSABLE = (KeyError, QuarantineError, KeyMismatch)
 
 
-def _cookie(response: Response, name: str, value: str, max_age: int) -> None:
-    response.set_cookie(name, value, max_age=max_age, path="/", secure=True, httponly=True, samesite="strict")
+def _scope(console: Console, session: Session) -> Scope:
+    return console.accounts.endusers.scope(session.role, session.name)
 
 
 def _refused(console: Console, request: Request, session: Session) -> HTMLResponse | None:
@@ -52,52 +55,8 @@ def _bad_csrf(console: Console, request: Request, session: Session) -> HTMLRespo
 
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> Response:
-    console_of(request).require(request)
-    return RedirectResponse("/dashboard", status_code=303)
-
-
-@router.get("/login", response_class=HTMLResponse)
-def login_form(request: Request) -> Response:
-    console = console_of(request)
-    token = secrets.token_urlsafe(32)
-    response = console.render(request, "login.html", csrf=token, error="")
-    _cookie(response, LOGIN_COOKIE, token, 3600)
-    return response
-
-
-@router.post("/login", response_class=HTMLResponse)
-def login(request: Request, name: FormText = "", password: FormText = "", csrf: FormText = "") -> Response:
-    console = console_of(request)
-    expected = request.cookies.get(LOGIN_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected.encode(), csrf.encode("utf-8", "replace")):
-        token = secrets.token_urlsafe(32)
-        response = console.render(
-            request, "login.html", 403, csrf=token, error="The form expired; try again."
-        )
-        _cookie(response, LOGIN_COOKIE, token, 3600)
-        return response
-    source = request.client.host if request.client else "unknown"
-    try:
-        cookie, session = console.accounts.login(name, password, source)
-    except LoginRefused as exc:
-        status = 429 if exc.reason == "throttled" else 401
-        return console.render(request, "login.html", status, csrf=expected, error=str(exc))
-    done = RedirectResponse("/dashboard", status_code=303)
-    _cookie(done, SESSION_COOKIE, cookie, int(session.expires - console.now()))
-    done.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-    return done
-
-
-@router.post("/logout")
-def logout(request: Request, csrf: FormText = "") -> Response:
-    console = console_of(request)
-    session = console.require(request)
-    if not csrf_ok(session, csrf):
-        return _bad_csrf(console, request, session)
-    console.accounts.logout(request.cookies.get(SESSION_COOKIE, ""))
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
-    return response
+    session = console_of(request).require(request)
+    return RedirectResponse(landing(session), status_code=303)
 
 
 @router.get("/quarantine", response_class=HTMLResponse)
@@ -116,7 +75,7 @@ def quarantine_list(
     query = Search(sender=sender, recipient=recipient, subject=subject, reason=reason, finding=finding,
                    offset=(page - 1) * size, limit=size)  # fmt: skip
     try:
-        found = console.quarantine.search(query)
+        found = _scope(console, session).search(console.quarantine, query)
     except KeyMismatch as exc:
         return console.message(request, "Quarantine unreadable", str(exc), 500, session)
     pages = max(1, -(-found.total // size))
@@ -132,7 +91,7 @@ def quarantine_show(request: Request, qid: str) -> Response:
     console = console_of(request)
     session = console.require(request)
     try:
-        shown = console.quarantine.show(qid)
+        shown = _scope(console, session).show(console.quarantine, qid)
     except _UNUSABLE as exc:
         text = "No such message in quarantine." if isinstance(exc, KeyError) else str(exc)
         return console.message(request, "Not found", text, 404, session)
@@ -149,17 +108,20 @@ async def quarantine_release(
     session = console.require(request)
     if not csrf_ok(session, csrf):
         return _bad_csrf(console, request, session)
-    if (refused := _refused(console, request, session)) is not None:
+    if not session.is_user and (refused := _refused(console, request, session)) is not None:
         return refused
     if not to:
         return console.message(request, "Nothing released", "Choose at least one recipient.", 400, session)
+    scope = _scope(console, session)
     try:
-        done = await console.quarantine.release(qid, to, by=f"{session.name} (web console)")
+        wanted = scope.release_to(scope.entry(console.quarantine, qid), to)
+        done = await console.quarantine.release(qid, wanted, by=f"{session.name} (web console)")
     except ValueError as exc:
         return console.message(request, "Not released", escape(str(exc), keep_newlines=False), 400, session)
     except _UNUSABLE:
         return console.message(request, "Not found", "No such message in quarantine.", 404, session)
-    left = f"; still held for {', '.join(done.remaining)}" if done.remaining else ""
+    shown = done.remaining if not scope.limited else ()  # the other recipients are not theirs to know
+    left = f"; still held for {', '.join(shown)}" if shown else ""
     text = f"Queued as {done.msg_id} for {', '.join(done.recipients)}{left}."
     return console.message(request, "Released", escape(text, keep_newlines=False), 200, session)
 
