@@ -4,7 +4,7 @@
 ``edgeward serve`` that quarantines spam (content filter, threshold 7) and relays the rest
 to the sink, and ``edgeward web`` as a child process (as root it drops to the service user).
 The console's accounts ``boss`` (admin) and ``clerk`` (readonly) and one API token of each
-role are made with the CLI, as an operator would. The digest's release links point at the
+role are made before the console starts. The digest's release links point at the
 console (``[quarantine] release_link_base``), so a link taken from a digest the sink received
 is opened in the browser as a recipient would open it.
 
@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from edgeward.config.load import load_config
 from edgeward.config.schema import Config
 from edgeward.tls.store import CertificateStore
+from edgeward.web.auth import WebAccounts
 from tests.e2e.harness import GatewayProcess, SmtpSink, free_port
 from tests.e2e.test_web_console import _edgeward, _web
 
@@ -157,10 +158,13 @@ def running_stack(root: Path) -> Iterator[Stack]:
         cfg = load_config(path)
         cert, _key = CertificateStore(cfg.resolve(cfg.tls.store)).binding_for("smtp")  # the default one
         stack = Stack(root, path, cfg, smtp_port, web_port, sink, spki_pin(cert))
-        for name, role in ((ADMIN, "admin"), (READER, "readonly")):
-            stack.cli("web", "user", "add", name, "--role", role, "--password-stdin", stdin=PASSWORD + "\n")
-        stack.admin_token = stack.cli("web", "token", "add", "ops-script", "--role", "admin").strip()
-        stack.reader_token = stack.cli("web", "token", "add", "wallboard", "--role", "readonly").strip()
+        # In process, not by `edgeward web user add` (tests/e2e covers that): four interpreters
+        # fewer to start. As root the database is handed to the service user all the same.
+        accounts = WebAccounts(cfg.resolve(Path("state")))
+        accounts.add(ADMIN, PASSWORD, "admin")
+        accounts.add(READER, PASSWORD, "readonly")
+        stack.admin_token = accounts.add_token("ops-script", "admin")
+        stack.reader_token = accounts.add_token("wallboard", "readonly")
         with _web(path, web_port):
             yield stack
     finally:

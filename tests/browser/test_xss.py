@@ -113,7 +113,7 @@ def _shows_payloads_as_text(page: Watched, *payloads: str) -> None:
 def test_quarantine_pages_show_hostile_mail_as_text(held_hostile: Stack, open_page: OpenPage) -> None:
     page = open_page("admin")
     page.login(ADMIN, PASSWORD)
-    page.visit("/quarantine?subject=FREE+MONEY", shot="list")
+    page.visit("/quarantine?sender=evil%40hostile.test", shot="list")
     _shows_payloads_as_text(page, SCRIPT)
     [link] = page.page.locator("a[href^='/quarantine/']").all()
     qid = (link.get_attribute("href") or "").rsplit("/", 1)[1]
@@ -138,15 +138,36 @@ def test_tracking_pages_show_hostile_mail_as_text(held_hostile: Stack, open_page
     assert "evil@hostile.test" in page.page.inner_text("main")
 
 
-def test_the_release_link_page_shows_hostile_mail_as_text(held_hostile: Stack, open_page: OpenPage) -> None:
+@pytest.fixture(scope="module")
+def hostile_digest(held_hostile: Stack) -> EmailMessage:
     held_hostile.cli("quarantine", "digest", "--send")
 
     def digest(m: EmailMessage) -> bool:
         return str(m["Subject"]).startswith("Quarantine digest") and str(m["To"]) == RCPT
 
-    plain = held_hostile.arrived(digest).get_body(("plain",))
+    return held_hostile.arrived(digest)
+
+
+def test_the_release_link_page_shows_hostile_mail_as_text(
+    hostile_digest: EmailMessage, open_page: OpenPage
+) -> None:
+    plain = hostile_digest.get_body(("plain",))
     assert plain is not None
     [link] = re.findall(r"Release: (\S+)", plain.get_content())
     page = open_page("recipient")
     page.visit(link, shot="link")
     _shows_payloads_as_text(page, SCRIPT)
+
+
+def test_the_digest_itself_runs_no_script_in_a_mail_reader(
+    hostile_digest: EmailMessage, open_page: OpenPage
+) -> None:
+    """The digest's HTML as a mail reader shows it: no console around it, so no CSP either;
+    only its own escaping stands between the sender's subject and the recipient's reader."""
+    html = hostile_digest.get_body(("html",))
+    assert html is not None
+    page = open_page("digest")
+    page.page.set_content(html.get_content(), wait_until="load")
+    page.page.wait_for_timeout(300)  # an <img onerror> would have fired by now
+    page.settled(shot="digest-html")
+    assert SCRIPT in page.page.inner_text("body")
