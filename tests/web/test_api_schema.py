@@ -6,13 +6,16 @@ that searches return some; generated ids are no ids and must be 404s, never erro
 
 from __future__ import annotations
 
+import traceback
 from pathlib import Path
 
 import pytest
 import schemathesis
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
+from pydantic import BaseModel
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.schemas import APIOperation
@@ -64,12 +67,13 @@ def test_the_document_lists_every_api_operation(operations: list[APIOperation]) 
     }  # fmt: skip
 
 
-# Driven by hand rather than by schemathesis' pytest plugin: its lazy fixture loader does not
-# work with this pytest (9.x), and a loop over the operations says plainly what is covered.
-@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_every_operation_answers_as_documented(operations: list[APIOperation], mode: GenerationMode) -> None:
-    headers = {"Authorization": f"Bearer {_token['admin']}"}
-    no_invalid_input: set[str] = set()
+def _fuzz(operations: list[APIOperation], mode: GenerationMode, headers: dict[str, str]) -> set[str]:
+    """Run the checks on generated requests to each operation; the operations for which no
+    request of that mode could be made. A failed check raises, with the request to replay.
+
+    Driven by hand rather than by schemathesis' pytest plugin: its lazy fixture loader does not
+    work with this pytest (9.x), and a loop over the operations says plainly what is covered."""
+    none_made: set[str] = set()
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))
@@ -88,7 +92,41 @@ def test_every_operation_answers_as_documented(operations: list[APIOperation], m
         except Unsatisfiable:
             if mode is GenerationMode.POSITIVE:
                 raise
-            no_invalid_input.add(f"{operation.method.upper()} {operation.path}")
+            none_made.add(f"{operation.method.upper()} {operation.path}")
+    return none_made
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_every_operation_answers_as_documented(operations: list[APIOperation], mode: GenerationMode) -> None:
+    no_invalid_input = _fuzz(operations, mode, {"Authorization": f"Bearer {_token['admin']}"})
     # Every string is a well-formed qid (unknown ones are 404s): there is no invalid request to
     # make of the operations whose one input is the id, and only of those.
     assert no_invalid_input <= {"GET /api/v1/quarantine/{qid}", "DELETE /api/v1/quarantine/{qid}"}
+
+
+def _broken_app() -> FastAPI:
+    app = FastAPI(openapi_url="/openapi.json")
+
+    class Count(BaseModel):
+        total: int
+
+    @app.get("/fail")
+    def fail(q: str = "") -> JSONResponse:
+        return JSONResponse({"detail": "it broke"}, status_code=500)
+
+    @app.get("/count", response_model=Count)
+    def count() -> JSONResponse:
+        return JSONResponse({"total": "many"})  # not what the document declares
+
+    return app
+
+
+@pytest.mark.parametrize(
+    ("path", "failure"), [("/fail", "Server error"), ("/count", "Response violates schema")]
+)
+def test_the_checks_fail_on_a_5xx_and_on_an_undeclared_body(path: str, failure: str) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", _broken_app())
+    [operation] = [r.ok() for r in schema.get_all_operations() if r.ok().path == path]
+    with pytest.raises(BaseException) as caught:  # the checks raise a group of their failures
+        _fuzz([operation], GenerationMode.POSITIVE, {})
+    assert failure in "".join(traceback.format_exception(caught.value))
