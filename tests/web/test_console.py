@@ -3,6 +3,7 @@ escaping of hostile mail, the security headers, release by POST only, digest lin
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -168,6 +169,16 @@ def test_a_digest_link_releases_once(config: Config, client: TestClient) -> None
     assert second.status_code == 410 and "cannot be used" in second.text
     assert len(_spooled(config)) == 1
     assert client.post(f"/release/{token[:-2]}xx").status_code == 400  # altered
+
+
+def test_an_encoded_subject_is_shown_decoded_and_escaped(config: Config, client: TestClient) -> None:
+    subject = "=?utf-8?b?" + base64.b64encode("<b>Re\u202eport</b>".encode()).decode() + "?="
+    qid = hold(config, message(subject=subject), subject=subject)
+    login(client, "reader", READER_PW)
+    for page in (client.get("/quarantine").text, client.get(f"/quarantine/{qid}").text):
+        assert "&lt;b&gt;Re\\u202eport&lt;/b&gt;" in page and "=?utf-8?" not in page
+    token = release_tokens(config).issue(qid, "u@example.test", 3600)
+    assert "&lt;b&gt;Re\\u202eport&lt;/b&gt;" in client.get(f"/release/{token}").text
 
 
 def test_the_digest_form_of_a_link_shows_the_same_page(config: Config, client: TestClient) -> None:
