@@ -59,6 +59,7 @@ class Stack:
     smtp_port: int
     web_port: int
     sink: SmtpSink
+    cert: Path  # the console's (self-signed) certificate
     spki: str
     admin_token: str = ""
     reader_token: str = ""
@@ -157,7 +158,7 @@ def running_stack(root: Path) -> Iterator[Stack]:
         gateway.start()
         cfg = load_config(path)
         cert, _key = CertificateStore(cfg.resolve(cfg.tls.store)).binding_for("smtp")  # the default one
-        stack = Stack(root, path, cfg, smtp_port, web_port, sink, spki_pin(cert))
+        stack = Stack(root, path, cfg, smtp_port, web_port, sink, cert, spki_pin(cert))
         # In process, not by `edgeward web user add` (tests/e2e covers that): four interpreters
         # fewer to start. As root the database is handed to the service user all the same.
         accounts = WebAccounts(cfg.resolve(Path("state")))

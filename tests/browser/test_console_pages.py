@@ -1,6 +1,7 @@
 """The console in Chromium over HTTPS, against a running gateway and a real downstream: log in
 through the form, search tracking and open a "why", release held spam from the quarantine page
-and see it delivered, follow a digest's release link twice. Every page is screenshotted."""
+and see it delivered, follow a digest's release link twice, use the served API by token.
+Every page is screenshotted."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from email.message import EmailMessage
 import pytest
 
 from tests.browser.driver import Watched
-from tests.browser.stack import ADMIN, PASSWORD, READER, Stack
+from tests.browser.stack import ADMIN, HOSTNAME, PASSWORD, READER, Stack
 from tests.e2e.test_quarantine_manager import SPAM
+from tests.e2e.test_web_console import Browser as Client
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 OpenPage = Callable[[str], Watched]
+SNI = {"sni_hostname": HOSTNAME}  # the name the console's certificate is checked against
 
 
 def spam(tag: str) -> bytes:
@@ -147,3 +150,28 @@ def test_a_digest_link_works_once_in_the_browser(stack: Stack, open_page: OpenPa
     again = open_page("again")
     again.visit(link, status=410, shot="link-again")
     assert "cannot be used" in again.page.inner_text("main")
+
+
+def test_the_served_api_by_token_then_the_page_that_follows(stack: Stack, open_page: OpenPage) -> None:
+    """The API of the running console (httpx trusting its certificate, as scripts would): a
+    read-only token finds but may not delete, no token is 401, an admin token deletes; the
+    page in the browser then says the message is gone."""
+    stack.send(spam("api-1"), ["heidi@example.test"])
+    reader = {"Authorization": f"Bearer {stack.reader_token}"}
+    admin = {"Authorization": f"Bearer {stack.admin_token}"}
+    with Client(stack.web_port, stack.cert) as api:
+        found = api.get("/api/v1/quarantine", params={"subject": "api-1"}, headers=reader)
+        assert found.status_code == 200 and found.headers["content-security-policy"].startswith("default-src")
+        [entry] = found.json()["entries"]
+        assert entry["recipients"] == ["heidi@example.test"]
+        qid = entry["qid"]
+        assert (
+            api.client.delete(f"/api/v1/quarantine/{qid}", headers=reader, extensions=SNI).status_code == 403
+        )
+        assert api.get("/api/v1/quarantine").status_code == 401
+        gone = api.client.delete(f"/api/v1/quarantine/{qid}", headers=admin, extensions=SNI)
+        assert gone.json() == {"deleted": qid}
+    page = open_page("admin")
+    page.login(ADMIN, PASSWORD)
+    page.visit(f"/quarantine/{qid}", status=404, shot="deleted")
+    assert "No such message in quarantine" in page.page.inner_text("main")
