@@ -138,6 +138,8 @@ def test_a_digest_link_works_once_in_the_browser(stack: Stack, open_page: OpenPa
     page = open_page("recipient")  # no login: the link is the authority
     page.visit(link, shot="link")
     assert "FREE MONEY digest-1" in page.page.inner_text("main")
+    stale = open_page("stale")  # the same link open in another tab, its button still there
+    stale.visit(link)
     with page.page.expect_navigation():
         page.page.get_by_role("button", name="Release it to me").click()
     page.settled(shot="link-used")
@@ -150,6 +152,11 @@ def test_a_digest_link_works_once_in_the_browser(stack: Stack, open_page: OpenPa
     again = open_page("again")
     again.visit(link, status=410, shot="link-again")
     assert "cannot be used" in again.page.inner_text("main")
+    with stale.page.expect_navigation() as used_twice:
+        stale.page.get_by_role("button", name="Release it to me").click()
+    assert used_twice.value is not None and used_twice.value.status == 410
+    stale.settled(shot="link-posted-twice")
+    assert "cannot be used: the release link has already been used" in stale.page.inner_text("main")
 
 
 def test_the_served_api_by_token_then_the_page_that_follows(stack: Stack, open_page: OpenPage) -> None:
