@@ -21,6 +21,12 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# The browser tests drive Debian's chromium headless (Playwright cannot download a browser
+# build here); without recommends, so none of the desktop's extras come along.
+if ! dpkg-query -W -f='${Status}' chromium 2>/dev/null | grep -q "install ok installed"; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
 # Nothing of the system's own mail service may hold port 25 or run during tests.
 if command -v postfix >/dev/null && postfix status >/dev/null 2>&1; then postfix stop || true; fi
 # Nor the system's clamd or freshclam daemon: tests start a private clamd with a database they build.

@@ -179,3 +179,10 @@ def test_no_5xx_for_any_parameter_the_openapi_document_names(config: Config, cli
         r = client.post("/api/v1/quarantine/abcdefgh12/release", json=body, headers=admin)
         assert 400 <= r.status_code < 500 and "detail" in r.json()
     assert tried > 200
+
+
+def test_an_unreadable_tracking_log_is_a_503(config: Config, client: TestClient) -> None:
+    _admin, reader = _tokens(config)
+    (config.resolve(Path("log")) / "tracking.log").mkdir(parents=True)
+    r = client.get("/api/v1/tracking", headers=reader)
+    assert r.status_code == 503 and "cannot be read" in r.json()["detail"]

@@ -3,6 +3,7 @@ escaping of hostile mail, the security headers, release by POST only, digest lin
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -168,6 +169,33 @@ def test_a_digest_link_releases_once(config: Config, client: TestClient) -> None
     assert second.status_code == 410 and "cannot be used" in second.text
     assert len(_spooled(config)) == 1
     assert client.post(f"/release/{token[:-2]}xx").status_code == 400  # altered
+
+
+def test_an_encoded_subject_is_shown_decoded_and_escaped(config: Config, client: TestClient) -> None:
+    subject = "=?utf-8?b?" + base64.b64encode("<b>Re\u202eport</b>".encode()).decode() + "?="
+    qid = hold(config, message(subject=subject), subject=subject)
+    login(client, "reader", READER_PW)
+    for page in (client.get("/quarantine").text, client.get(f"/quarantine/{qid}").text):
+        assert "&lt;b&gt;Re\\u202eport&lt;/b&gt;" in page and "=?utf-8?" not in page
+    token = release_tokens(config).issue(qid, "u@example.test", 3600)
+    assert "&lt;b&gt;Re\\u202eport&lt;/b&gt;" in client.get(f"/release/{token}").text
+
+
+def test_the_digest_form_of_a_link_shows_the_same_page(config: Config, client: TestClient) -> None:
+    qid = hold(config, message(subject="a newsletter"), subject="a newsletter")
+    token = release_tokens(config).issue(qid, "u@example.test", 3600)
+    page = client.get("/release", params={"token": token})  # release_link_base?token=...
+    assert page.status_code == 200 and "a newsletter" in page.text
+    assert f'action="/release/{token}"' in page.text
+    assert client.get("/release").status_code == 400  # no token: a page saying so
+
+
+def test_an_unreadable_tracking_log_is_a_503_page_not_a_500(config: Config, client: TestClient) -> None:
+    (config.resolve(Path("log")) / "tracking.log").mkdir(parents=True)  # opening it fails, even as root
+    login(client, "reader", READER_PW)
+    for path in ("/tracking?sender=a@remote.test", "/tracking/why/01ABC"):
+        r = client.get(path)
+        assert r.status_code == 503 and "tracking log cannot be read (tracking.log" in r.text, r.text
 
 
 def test_tracking_search_and_why(config: Config, client: TestClient) -> None:

@@ -27,7 +27,7 @@ from edgeward.queue.model import record_to_dict
 from edgeward.web.app import console_of
 from edgeward.web.auth import ApiToken
 from edgeward.web.enduser import Scope, end_user_may
-from edgeward.web.queries import TrackingQuery, queue_page, track_search
+from edgeward.web.queries import LogUnreadable, TrackingQuery, queue_page, track_search
 
 __all__ = ["router"]
 
@@ -145,7 +145,14 @@ def quarantine_delete(
     return {"deleted": qid}
 
 
-@router.get("/tracking", responses={**_ERRORS, 400: {"description": "Criteria that do not parse"}})
+@router.get(
+    "/tracking",
+    responses={
+        **_ERRORS,
+        400: {"description": "Criteria that do not parse"},
+        503: {"description": "The tracking log cannot be read"},
+    },
+)
 def tracking(
     request: Request,
     _tok: Annotated[ApiToken, Depends(token)],
@@ -164,6 +171,8 @@ def tracking(
         entries, more = track_search(console, query, min(limit, console.page_size))
     except ValueError as exc:
         raise HTTPException(400, str(exc)) from None
+    except LogUnreadable as exc:
+        raise HTTPException(503, str(exc)) from None
     return {"entries": entries, "more": more}
 
 

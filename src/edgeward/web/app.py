@@ -10,7 +10,8 @@ role and CSRF token, call the same service layer the CLI calls (``quarantine.ser
 
 Templates are Jinja2 with autoescaping on for every template (not chosen by file name), so
 every value from mail is HTML-escaped where it is put into a page; the service layer has
-already turned control and bidirectional characters into visible ``\\xNN`` text. Handlers that
+already turned control and bidirectional characters into visible ``\\xNN`` text (``header()``
+decodes RFC 2047 words first, for subjects kept as they came). Handlers that
 touch files or hash passwords are plain functions, which FastAPI runs in its thread pool, so
 the event loop is never blocked by them.
 """
@@ -34,7 +35,7 @@ from edgeward.config.schema import Config
 from edgeward.logs.adminlog import track_admin
 from edgeward.logs.stats import TrackingStats
 from edgeward.quarantine.service import QuarantineService, open_store
-from edgeward.quarantine.view import escape
+from edgeward.quarantine.view import escape, header_text
 from edgeward.queue.spool import Spool
 from edgeward.web.auth import Session, WebAccounts
 from edgeward.web.enduser import end_user_may
@@ -112,6 +113,9 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["when"] = _when
     env.globals["clean"] = lambda s: escape(str(s), keep_newlines=False)
+    # A subject is kept in the entry as it came, RFC 2047 words and all: shown decoded, as the
+    # show page's headers and the digest show it, then escaped as clean() does.
+    env.globals["header"] = lambda s: header_text(str(s))
     return env
 
 

@@ -5,10 +5,10 @@ Every page but the login and the digest link page needs a session; every change 
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
 is answered 405), and releasing or deleting needs the ``admin`` role. End users (role
 ``user``) see and release only their own mail through their scope (``web.enduser``); every
-other page refuses them where the session is read (``Console.require``). The audit log names who made a change
-(``web.audit.ActorMiddleware``). The digest link page
-(``/release/{token}``) needs no login: the signed token is the authority, and it shows what it
-would release before a POST uses it up (``quarantine.tokens``).
+other page refuses them where the session is read (``Console.require``). The audit log names
+who made a change (``web.audit.ActorMiddleware``). The digest link page (``/release/{token}``,
+or ``/release?token=`` as digests write it) needs no login: the signed token is the authority,
+and it shows what it would release before a POST uses it up (``quarantine.tokens``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from edgeward.quarantine.view import escape
 from edgeward.web.app import Console, console_of
 from edgeward.web.auth import Session, csrf_ok
 from edgeward.web.enduser import Scope, landing
-from edgeward.web.queries import TrackingQuery, queue_page, track_search, why_lines
+from edgeward.web.queries import LogUnreadable, TrackingQuery, queue_page, track_search, why_lines
 
 __all__ = ["router"]
 
@@ -176,6 +176,8 @@ def tracking(
     except ValueError as exc:
         return console.render(request, "tracking.html", 400, session, query=values, entries=[],
                               more=False, error=str(exc), searched=True)  # fmt: skip
+    except LogUnreadable as exc:
+        return console.message(request, "Tracking unreadable", str(exc), 503, session)
     return console.render(
         request, "tracking.html", session=session, query=values, entries=entries, more=more, error="",
         searched=any(values.values()),
@@ -186,7 +188,10 @@ def tracking(
 def tracking_why(request: Request, msg_id: str) -> Response:
     console = console_of(request)
     session = console.require(request)
-    lines = why_lines(console, msg_id)
+    try:
+        lines = why_lines(console, msg_id)
+    except LogUnreadable as exc:
+        return console.message(request, "Tracking unreadable", str(exc), 503, session)
     return console.render(request, "why.html", session=session, msg_id=msg_id, lines=lines)
 
 
@@ -209,6 +214,13 @@ def _token_page(
 
 @router.get("/release/{token}", response_class=HTMLResponse)
 def release_link(request: Request, token: str) -> Response:
+    return _token_page(console_of(request), request, token, 200)
+
+
+@router.get("/release", response_class=HTMLResponse)
+def release_link_query(request: Request, token: Annotated[str, Query(max_length=2000)] = "") -> Response:
+    """The digest's own form of the link, ``release_link_base?token=...`` with the base set to
+    ``https://CONSOLE/release``: the same page (its form posts to ``/release/{token}``)."""
     return _token_page(console_of(request), request, token, 200)
 
 

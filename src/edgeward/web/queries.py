@@ -3,14 +3,18 @@
 The criteria are those of ``edgeward track`` (sender, recipient, Message-ID, queue id, time
 range as ISO-8601 or an age such as ``2h``, event); the search itself is
 ``logs.tracking.search`` and the "why" of a message is ``logs.why.explain``, the very lines
-``edgeward track why`` prints. Bad criteria are ``ValueError`` with a sentence to show.
+``edgeward track why`` prints. Bad criteria are ``ValueError`` with a sentence to show; a
+tracking file the console cannot open (owned by another user, a folder in its place) is
+:class:`LogUnreadable`, which the fronts answer with 503 and that sentence, not a 500.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgeward.logs.tracking import TrackingEvent, search
@@ -20,7 +24,11 @@ from edgeward.queue.model import MessageRecord, QueueState
 if TYPE_CHECKING:
     from edgeward.web.app import Console
 
-__all__ = ["TrackingQuery", "queue_page", "track_search", "why_lines"]
+__all__ = ["LogUnreadable", "TrackingQuery", "queue_page", "track_search", "why_lines"]
+
+
+class LogUnreadable(Exception):
+    """A tracking file exists but cannot be read by this process."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +70,23 @@ def track_search(console: Console, q: TrackingQuery, limit: int) -> tuple[list[d
         console.log_dir, sender=q.sender or None, recipient=q.recipient or None,
         message_id=q.message_id or None, msg_id=q.msg_id or None, since=since, until=until, event=event,
     )  # fmt: skip
-    entries = list(islice(found, limit + 1))
+    entries = _read(lambda: list(islice(found, limit + 1)))
     return entries[:limit], len(entries) > limit
+
+
+def _read(take: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    try:
+        return take()
+    except OSError as exc:  # the search opens the files lazily, while it is consumed
+        where = Path(exc.filename).name if exc.filename else "a tracking file"
+        raise LogUnreadable(f"the tracking log cannot be read ({where}: {exc.strerror})") from None
 
 
 def why_lines(console: Console, msg_id: str) -> list[str]:
     """``edgeward track why``'s lines for a queue id (empty when no verdict is logged)."""
     if not console.log_dir.is_dir():
         return []
-    return explain(list(search(console.log_dir, msg_id=msg_id)))
+    return explain(_read(lambda: list(search(console.log_dir, msg_id=msg_id))))
 
 
 def queue_page(console: Console, state: str, page: int, size: int) -> tuple[list[MessageRecord], int]:
