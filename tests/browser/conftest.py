@@ -23,7 +23,7 @@ except ImportError:  # the test extras are not installed: every test here skips
     sync_playwright = None  # type: ignore[assignment]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack() -> Iterator[Stack]:
     if sync_playwright is None or chromium_path() is None:
         why = "playwright or Debian's chromium is missing (scripts/install-test-deps.sh, dev extras)"
@@ -40,7 +40,9 @@ def stack() -> Iterator[Stack]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in the main
+# thread while it is open, and every test after this folder that calls asyncio.run would fail.
+@pytest.fixture(scope="package")
 def browser(stack: Stack) -> Iterator[Browser]:
     with sync_playwright() as playwright:
         b = launch(playwright, hostname=HOSTNAME, spki=stack.spki)

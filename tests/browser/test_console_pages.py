@@ -182,3 +182,21 @@ def test_the_served_api_by_token_then_the_page_that_follows(stack: Stack, open_p
     page.login(ADMIN, PASSWORD)
     page.visit(f"/quarantine/{qid}", status=404, shot="deleted")
     assert "No such message in quarantine" in page.page.inner_text("main")
+
+
+def test_the_dashboard_draws_what_the_gateway_did(stack: Stack, open_page: OpenPage) -> None:
+    stack.send(spam("charted-1"), ["dave@example.test"])  # held: a QUARANTINE event
+    page = open_page("dashboard")
+    page.login(ADMIN, PASSWORD)
+    page.visit("/dashboard?window=hour", shot="dashboard-hour")
+    chart = page.page.locator("figure.chart-box > svg.chart[data-series='quarantined']")
+    assert chart.count() == 1
+    assert chart.is_visible()
+    box = chart.bounding_box()
+    assert box is not None and box["width"] > 100 and box["height"] > 50, box
+    assert int(chart.get_attribute("data-points") or "0") >= 1
+    # The line is drawn, and it rises off the baseline somewhere: the chart shows the event.
+    line = page.page.locator("svg.chart[data-series='quarantined'] polyline.line")
+    assert line.count() == 1 and line.is_visible()
+    heights = {p.split(",")[1] for p in (line.get_attribute("points") or "").split()}
+    assert len(heights) >= 2, heights

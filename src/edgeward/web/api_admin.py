@@ -93,7 +93,7 @@ class HoldBody(BaseModel):
     reason: str = Field("admin", min_length=1, max_length=200, description="Why, shown in the queue")
 
 
-@router.post("/queue/{msg_id}/hold", responses=_ACTION_ERRORS)
+@router.post("/queue/{msg_id}/hold", responses={**_ACTION_ERRORS, 400: {"description": "No JSON body"}})
 def queue_hold(request: Request, msg_id: str, tok: Admin, body: HoldBody | None = None) -> dict[str, Any]:
     """Hold a waiting message: it is not delivered until released."""
     reason = body.reason if body is not None else "admin"
