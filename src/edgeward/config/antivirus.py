@@ -124,7 +124,9 @@ class OfficeConfig(_Section):
     enabled: bool = Field(True, description="Analyse Office and RTF documents with oletools")
     timeout: Duration = Field(10.0, description="Time the analysis may take for the items of one message")
     required: bool = Field(False, description="The analysis must answer for every message, whatever the bias")
-    vba_macro: FindingAction = Field("score", description="A document with VBA macros (AV_MACRO)")
+    vba_macro: FindingAction = Field(
+        "score", description="A document with VBA, OpenDocument Basic or script macros (AV_MACRO)"
+    )
     vba_autoexec: FindingAction = Field(
         "reject", description="VBA run on open or close (AutoOpen, Document_Open ...: AV_MACRO_AUTOEXEC)"
     )
