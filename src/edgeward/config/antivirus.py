@@ -128,10 +128,18 @@ class OfficeConfig(_Section):
         "score", description="A document with VBA, OpenDocument Basic or script macros (AV_MACRO)"
     )
     vba_autoexec: FindingAction = Field(
-        "reject", description="VBA run on open or close (AutoOpen, Document_Open ...: AV_MACRO_AUTOEXEC)"
+        "reject",
+        description=(
+            "Macros run on open or close (VBA AutoOpen, Document_Open; XLM Auto_Open; ODF load events:"
+            " AV_MACRO_AUTOEXEC)"
+        ),
     )
     vba_suspicious: FindingAction = Field(
-        "score", description="VBA with suspicious keywords (Shell, CreateObject ...: AV_MACRO_SUSPICIOUS)"
+        "score",
+        description=(
+            "Macros with suspicious calls (VBA Shell, CreateObject; XLM EXEC, CALL, REGISTER,"
+            " URLDownloadToFile ...: AV_MACRO_SUSPICIOUS)"
+        ),
     )
     xlm_macro: FindingAction = Field("reject", description="Excel 4 (XLM) macros (AV_XLM_MACRO)")
     dde: FindingAction = Field("reject", description="DDE links that start programs (AV_DDE)")

@@ -57,6 +57,7 @@ from defusedxml import ElementTree as SafeET
 from edgeward.scanning.archives import is_encrypted_office
 from edgeward.scanning.odf import inspect_odf, is_odf_package
 from edgeward.scanning.ooxml import inspect_package, is_office_package
+from edgeward.scanning.xlm import biff8_findings, package_findings
 
 with warnings.catch_warnings():
     # oletools 0.60.2 calls pyparsing's pre-3.0 names, which pyparsing 3.3 warns about on import.
@@ -158,6 +159,8 @@ def _vba(data: bytes, name: str) -> Iterator[Finding]:
         xlm = parser.detect_xlm_macros()
         if xlm:
             yield "AV_XLM_MACRO", "xlm"
+            if parser.type == olevba_mod.TYPE_OLE:
+                yield from biff8_findings(parser.xlm_macros or ())
         if parser.contains_vba_macros or xlm:
             for kind, keyword, _ in parser.analyze_macros() or ():
                 if kind == "AutoExec":
@@ -300,6 +303,7 @@ def _package(zf: zipfile.ZipFile) -> Iterator[Finding]:
         yield "AV_EXTERNAL_REFERENCE", _clean(f"{kind}:{target.strip()}")
     if facts.macrosheets:
         yield "AV_XLM_MACRO", _clean(f"macrosheet:{facts.macrosheets[0]}")
+        yield from package_findings(zf)
 
 
 def _odf(zf: zipfile.ZipFile, nesting: int) -> Iterator[Finding]:
