@@ -32,6 +32,7 @@ from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.install_service import install_service
 from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
+from edgeward.cli.quarantine_keys import rekey_command as _rekey  # noqa: F401  (registers 'quarantine rekey')
 from edgeward.cli.queue import queue_app
 from edgeward.cli.rules import rules_app
 from edgeward.cli.spam import spam_app

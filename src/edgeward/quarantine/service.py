@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.config.schema import Config
-from edgeward.quarantine.crypto import KeyMismatch, load_key
+from edgeward.quarantine.crypto import KeyMismatch, Keyring
 from edgeward.quarantine.entry import QuarantineEntry
 from edgeward.quarantine.store import QuarantineError, QuarantineStore, release_record
 from edgeward.quarantine.view import MessageView, view_message
@@ -41,9 +41,9 @@ Track = Callable[..., None]
 def open_store(config: Config, on_corrupt: Callable[[str, str], None] | None = None) -> QuarantineStore:
     """The configured store (sealed with the key file when ``[quarantine]`` names one)."""
     key_file = config.quarantine.encryption_key_file
-    key = load_key(config.resolve(key_file)) if key_file is not None else None
+    keyring = Keyring(config.resolve(key_file)) if key_file is not None else None
     return QuarantineStore(
-        config.resolve(Path("quarantine")), fsync=config.queue.fsync, on_corrupt=on_corrupt, key=key
+        config.resolve(Path("quarantine")), fsync=config.queue.fsync, on_corrupt=on_corrupt, keyring=keyring
     )
 
 

@@ -37,10 +37,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from edgeward.config.ownership import make_private_dirs, service_owner
+from edgeward.config.ownership import Owner, make_private_dirs, service_owner
 from edgeward.errors import EdgewardError
 from edgeward.headers import parse_headers, sanitize
-from edgeward.quarantine.crypto import Damaged, KeyMismatch, Sealer
+from edgeward.quarantine.crypto import Damaged, KeyMismatch, Keyring, Sealer
 from edgeward.quarantine.entry import QID as _QID
 from edgeward.quarantine.entry import QuarantineEntry, entry_from_dict
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
@@ -69,15 +69,32 @@ class QuarantineStore:
         fsync: bool = True,
         on_corrupt: Callable[[str, str], None] | None = None,
         key: bytes | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         """``on_corrupt`` is called with the name and the reason of each entry moved aside;
-        ``key`` (32 bytes) seals what is written and opens what was sealed."""
+        ``key`` (32 bytes) seals what is written and opens what was sealed; a ``keyring``
+        instead follows the key file through a rotation (``quarantine.crypto``)."""
         self.root = root
-        self.sealer = Sealer(key)
+        self._fixed = Sealer(key)
+        self.keyring = keyring
         self._sync = fsync
         self.on_corrupt = on_corrupt
         self._owner = service_owner(root)
         make_private_dirs(root, owner=self._owner)
+
+    @property
+    def fsync(self) -> bool:
+        return self._sync
+
+    @property
+    def owner(self) -> Owner | None:
+        """Who files written here belong to (the service user, when run as root)."""
+        return self._owner
+
+    @property
+    def sealer(self) -> Sealer:
+        """The sealer now: the keyring's current keys, or the fixed key."""
+        return self.keyring.sealer() if self.keyring is not None else self._fixed
 
     def _path(self, qid: str, suffix: str) -> Path:
         if not _QID.match(qid):
@@ -136,11 +153,11 @@ class QuarantineStore:
         except Damaged as exc:
             raise _Unusable(f"message: {exc}") from None
 
-    def _read(self, path: Path) -> QuarantineEntry:
+    def _read(self, path: Path, sealer: Sealer | None = None) -> QuarantineEntry:
         if not stat.S_ISREG(path.lstat().st_mode):
             raise _Unusable("not a regular file")  # a FIFO would block the read, a link lead elsewhere
         try:
-            raw = self.sealer.open(path.name, path.read_bytes())
+            raw = (sealer or self.sealer).open(path.name, path.read_bytes())
         except (PermissionError, IsADirectoryError) as exc:
             raise _Unusable(f"unreadable: {exc.strerror}") from None
         except Damaged as exc:
@@ -154,9 +171,10 @@ class QuarantineStore:
         return sorted(self._entries(), key=lambda e: e.quarantined_at)
 
     def _entries(self) -> Iterator[QuarantineEntry]:
+        sealer = self.sealer  # the keys once per listing, not once per entry
         for path in self.root.glob("*.json"):
             try:
-                yield self._read(path)
+                yield self._read(path, sealer)
             except FileNotFoundError:
                 continue  # released or deleted while we looked
             except KeyMismatch as exc:
