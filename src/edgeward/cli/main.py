@@ -56,7 +56,7 @@ app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, l
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")
 app.add_typer(
-    quarantine_app, name="quarantine", help="Quarantined messages: search, show, release, purge, digests."
+    quarantine_app, name="quarantine", help="Quarantined messages: search, release, purge, digests, rekey."
 )
 app.add_typer(
     user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."

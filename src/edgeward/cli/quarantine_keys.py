@@ -1,11 +1,15 @@
-"""``edgeward quarantine rekey``: a new quarantine key, every entry sealed again under it.
+"""``edgeward quarantine rekey`` and ``reindex``: the quarantine's key and its search index.
 
 * ``rekey [-c CONFIG] [--json]``: see :mod:`edgeward.quarantine.rekey`. Prints how many files
   were sealed again, the entries under a key we do not hold and the damaged ones (each by id),
   and whether the old key was retired. A running gateway follows the new key by itself.
 
-Exit codes: 0 every entry is under the new key, 1 some are not (unknown key, damaged), 2 bad
-input (encryption is off, a key file that cannot be used).
+* ``reindex [-c CONFIG] [--json]``: build the search index (``quarantine.index``) again from
+  the entries' files, with a progress bar. Searches rebuild a damaged index by themselves;
+  this is for after restoring the folder from a backup, or to check the count.
+
+Exit codes (rekey): 0 every entry is under the new key, 1 some are not (unknown key,
+damaged), 2 bad input (encryption is off, a key file that cannot be used).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from edgeward.cli.quarantine import quarantine_app, service
 from edgeward.cli.queue import ConfigOption, console, fail, load
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.errors import ConfigError
+from edgeward.quarantine.crypto import KeyMismatch
 from edgeward.quarantine.rekey import rekey
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON.")]
@@ -60,3 +65,22 @@ def rekey_command(config_path: ConfigOption = DEFAULT_CONFIG_PATH, as_json: Json
     elif report.retired:
         out.print(Text(f"{report.retired} old key(s) retired"))
     raise typer.Exit(1 if left else 0)
+
+
+@quarantine_app.command("reindex")
+def reindex_command(config_path: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption = False) -> None:
+    """Build the search index again from the entries' files."""
+    config = load(config_path)
+    svc = service(config)
+    total = sum(1 for p in svc.store.root.glob("*.json") if not p.name.startswith("."))
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console(), transient=True, disable=as_json) as bar:  # fmt: skip
+        task = bar.add_task("indexing", total=total)
+        try:
+            count = svc.reindex(progress=lambda n: bar.update(task, completed=n))
+        except (ConfigError, KeyMismatch) as exc:
+            fail(str(exc))
+    if as_json:
+        typer.echo(json.dumps({"indexed": count, "files": total}))
+    else:
+        console().print(Text(f"indexed {count} of {total} entries"))

@@ -14,7 +14,8 @@ they change):
    (a release, retention), the new version is left as the other writer made it and the
    temporary file is removed, so a deleted entry never comes back;
 3. a second pass takes what the gateway wrote during the first with the old key;
-4. a previous key that no file is sealed under any more is dropped from ``.previous`` (the
+4. the search index, whose rows are sealed too, is built again under the new key;
+5. a previous key that no file is sealed under any more is dropped from ``.previous`` (the
    point of rotating a key is to stop depending on it). One still in use is kept, and said.
 
 Entries sealed under a key the keyring does not hold are reported with their ids and left
@@ -168,5 +169,8 @@ def rekey(store: QuarantineStore, key_file: Path, progress: Progress | None = No
     report.damaged = late.damaged
     report.under_new_key = late.under_new_key
     assert Sealer(new).key_id == sealer.key_id
+    if store.index is not None:
+        # Its rows are sealed under the old key, which is about to be retired.
+        store.index.rebuild(store.list())
     _retire(store, key_file, sealer.key_id, report)
     return report

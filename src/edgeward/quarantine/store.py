@@ -4,7 +4,8 @@ Layout: ``<root>/<qid>.eml`` (the message as it would have been delivered) and `
 (the entry of ``quarantine.entry``). Both are written 0600 through tmp + fsync + rename, the
 metadata last, so a listed entry always has its message; ``entry`` reads the metadata alone,
 and ``rewrite`` replaces it (a release to some of the recipients). The manager
-(``quarantine.service``) builds search, release and purge on these.
+(``quarantine.service``) builds search, release and purge on these. With ``indexed`` every
+change is also written to the search index (``quarantine.index``) after the files.
 
 An entry that cannot be used (metadata that does not parse, or a file the gateway may not read)
 is moved with its message to ``<root>/corrupt/`` when a listing meets it, logged and reported
@@ -43,6 +44,7 @@ from edgeward.headers import parse_headers, sanitize
 from edgeward.quarantine.crypto import Damaged, KeyMismatch, Keyring, Sealer
 from edgeward.quarantine.entry import QID as _QID
 from edgeward.quarantine.entry import QuarantineEntry, entry_from_dict
+from edgeward.quarantine.index import QuarantineIndex
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, decode_record
 
@@ -70,10 +72,12 @@ class QuarantineStore:
         on_corrupt: Callable[[str, str], None] | None = None,
         key: bytes | None = None,
         keyring: Keyring | None = None,
+        indexed: bool = False,
     ) -> None:
         """``on_corrupt`` is called with the name and the reason of each entry moved aside;
         ``key`` (32 bytes) seals what is written and opens what was sealed; a ``keyring``
-        instead follows the key file through a rotation (``quarantine.crypto``)."""
+        instead follows the key file through a rotation (``quarantine.crypto``); ``indexed``
+        keeps the search index (``quarantine.index``) on every change."""
         self.root = root
         self._fixed = Sealer(key)
         self.keyring = keyring
@@ -81,6 +85,7 @@ class QuarantineStore:
         self.on_corrupt = on_corrupt
         self._owner = service_owner(root)
         make_private_dirs(root, owner=self._owner)
+        self.index = QuarantineIndex(root, lambda: self.sealer) if indexed else None
 
     @property
     def fsync(self) -> bool:
@@ -113,7 +118,13 @@ class QuarantineStore:
         os.rename(tmp_meta, self._path(qid, ".json"))
         if self._sync:
             sync_dir(self.root)
+        self._indexed(lambda index: index.upsert([replace(entry, qid=qid, size=len(data))]))
         return qid
+
+    def _indexed(self, change: Callable[[QuarantineIndex], None]) -> None:
+        index = self.index
+        if index is not None:
+            index.kept(lambda: change(index))
 
     def get(self, qid: str) -> tuple[QuarantineEntry, bytes]:
         """The entry and its message; ``KeyError`` if there is none, ``QuarantineError`` if it
@@ -167,6 +178,21 @@ class QuarantineStore:
         except (ValueError, TypeError, AttributeError) as exc:
             raise _Unusable(f"corrupt: {exc}") from None
 
+    def listable(self, qid: str) -> QuarantineEntry | None:
+        """The entry as a listing sees it: None when a listing would leave it out (gone, under
+        an unknown key, or unusable: that one is set aside as a listing does)."""
+        try:
+            return self._read(self._path(qid, ".json"))
+        except (FileNotFoundError, KeyError):
+            return None
+        except KeyMismatch as exc:
+            log.error("quarantine entry %s left out: %s", qid, exc)
+        except _Unusable as exc:
+            self.set_aside(qid, str(exc))
+        except OSError as exc:
+            log.warning("cannot read quarantine entry %s now: %s", qid, exc)
+        return None
+
     def list(self) -> list[QuarantineEntry]:
         return sorted(self._entries(), key=lambda e: e.quarantined_at)
 
@@ -203,6 +229,7 @@ class QuarantineStore:
             moved = True
         if not moved:
             return
+        self._indexed(lambda index: index.remove([name]))
         if self._sync:
             sync_dir(corrupt)
         log.error("quarantine entry %s moved to %s/: %s", name, CORRUPT_DIR, reason)
@@ -225,6 +252,7 @@ class QuarantineStore:
         os.rename(tmp, path)
         if self._sync:
             sync_dir(self.root)
+        self._indexed(lambda index: index.upsert([entry]))
 
     def delete(self, qid: str) -> None:
         meta, data = self._path(qid, ".json"), self._path(qid, ".eml")
@@ -233,6 +261,7 @@ class QuarantineStore:
         unlink_quiet(data)
         if self._sync:
             sync_dir(self.root)
+        self._indexed(lambda index: index.remove([qid]))
 
     def expire(self, older_than: float) -> builtins.list[QuarantineEntry]:
         """Delete entries quarantined before ``older_than`` (epoch seconds); return them."""
