@@ -20,9 +20,9 @@ The files stay the truth; the index only makes the search fast, and never makes 
   under the current keys, is removed and built again from the files, then asked.
 
 Encryption at rest: with ``[quarantine] encryption_key_file`` the index must not hold in the
-clear what the files hide. The searchable columns are then left empty and the metadata is
-sealed (AES-GCM, the store's keys, the row's id as associated data); a search opens the rows
-(no file opened, no JSON file parsed per entry) and filters them in this process.
+clear what the files hide. The searchable columns are then left empty and the same fields are
+kept sealed in ``meta`` (AES-GCM, the store's keys, the row's id as associated data); a search
+opens the rows (no file opened, no entry parsed) and filters them in this process.
 
 Several processes (the gateway, administrators' commands) share the file: WAL mode and a busy
 timeout; run as root, the files are handed to the service user (``config.ownership``).
@@ -38,13 +38,12 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edgeward.config.ownership import hand_over
 from edgeward.quarantine.crypto import Damaged, KeyMismatch, Sealer
-from edgeward.quarantine.entry import QuarantineEntry, entry_from_dict
+from edgeward.quarantine.entry import QuarantineEntry
 
 if TYPE_CHECKING:
     from edgeward.quarantine.service import Search
@@ -135,10 +134,11 @@ class QuarantineIndex:
 
     def _row(self, e: QuarantineEntry) -> tuple[object, ...]:
         sealer = self._sealer()
-        meta = json.dumps(asdict(e)).encode()
+        fields = row_fields(e)
         if sealer.enabled:
-            return (e.qid, e.quarantined_at, e.size, "", "", "", "", "", sealer.seal(f"index/{e.qid}", meta))
-        return (e.qid, e.quarantined_at, e.size, *row_fields(e), meta)
+            sealed = sealer.seal(f"index/{e.qid}", json.dumps(fields).encode())
+            return (e.qid, e.quarantined_at, e.size, "", "", "", "", "", sealed)
+        return (e.qid, e.quarantined_at, e.size, *fields, b"")
 
     def _write(self, sql: str, rows: Sequence[tuple[object, ...]]) -> None:
         with self._lock:
@@ -219,13 +219,17 @@ class QuarantineIndex:
 
     # -- the search ---------------------------------------------------------------------------
 
-    def query(self, q: Search) -> tuple[list[str], int]:
-        """The ids of one page of matches, newest first, and how many match in all."""
+    def query(self, q: Search) -> tuple[list[str], int] | None:
+        """The ids of one page of matches, newest first, and how many match in all; None for a
+        query the index cannot answer as the files would (a needle with a line break, which
+        the joined recipient and finding texts would match across two of them)."""
+        if any("\n" in n for n in _needles(q)):
+            return None
         with self._lock:
             db = self._connect()
             try:
-                if self._sealer().enabled or any("\n" in n for n in _needles(q)):
-                    return self._query_rows(db, q)
+                if self._sealer().enabled:
+                    return self._query_sealed(db, q)
                 return self._query_sql(db, q)
             except sqlite3.DatabaseError as exc:
                 raise IndexDamaged(str(exc)) from exc
@@ -238,15 +242,18 @@ class QuarantineIndex:
         page = db.execute(_PAGE, [*args, max(q.limit, 0), max(q.offset, 0)])
         return [r[0] for r in page], total
 
-    def _query_rows(self, db: sqlite3.Connection, q: Search) -> tuple[list[str], int]:
+    def _query_sealed(self, db: sqlite3.Connection, q: Search) -> tuple[list[str], int]:
         sealer = self._sealer()
+        needles = [n.lower() for n in _needles(q)]
         found: list[str] = []
         for qid, meta in db.execute(_ROWS, _dates(q)):
             try:
-                entry = entry_from_dict(json.loads(sealer.open(f"index/{qid}", meta)))
-            except (KeyMismatch, Damaged, ValueError, TypeError) as exc:
+                fields = json.loads(sealer.open(f"index/{qid}", meta))
+            except (KeyMismatch, Damaged, ValueError) as exc:
                 raise IndexDamaged(f"row {qid}: {exc}") from exc
-            if q.matches(entry):
+            if not isinstance(fields, list) or len(fields) != len(needles):
+                raise IndexDamaged(f"row {qid}: not the searchable fields")
+            if all(n in str(f) for n, f in zip(needles, fields, strict=True)):
                 found.append(qid)
         offset, limit = max(q.offset, 0), max(q.limit, 0)
         return found[offset : offset + limit], len(found)

@@ -145,11 +145,14 @@ class QuarantineService:
         for _ in range(3):
             try:
                 index.reconcile(self.store.listable)
-                qids, total = index.query(q)
+                answer = index.query(q)
             except (IndexDamaged, sqlite3.DatabaseError) as exc:
                 log.error("quarantine index unusable (%s); building it again from the files", exc)
                 self.reindex()
                 continue
+            if answer is None:
+                return None
+            qids, total = answer
             entries: list[QuarantineEntry] = []
             for qid in qids:
                 entry = self.store.listable(qid)
