@@ -85,7 +85,8 @@ def test_the_index_answers_as_the_files_do(store: QuarantineStore) -> None:
     ]
     for q in [*QUERIES, *dated]:
         assert by_index(store, q) == by_files(store, q), q
-    assert (store.root / INDEX_NAME).exists()
+    for path in store.root.glob(INDEX_NAME + "*"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
 
 
 def test_changes_through_the_store_are_kept(store: QuarantineStore) -> None:

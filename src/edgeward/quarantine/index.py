@@ -91,6 +91,7 @@ class QuarantineIndex:
         self._sealer = sealer
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
+        self._files_private = False
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -110,10 +111,17 @@ class QuarantineIndex:
         except (sqlite3.DatabaseError, IndexDamaged):
             db.close()
             raise
-        for name in (INDEX_NAME, INDEX_NAME + "-wal", INDEX_NAME + "-shm"):
-            hand_over(self.root / name)
+        self._private()
         self._db = db
         return db
+
+    def _private(self) -> None:
+        # SQLite creates its files by the umask (the WAL at the first write): like every
+        # quarantine file they are 0600, and the service user's when made by root.
+        for name in (INDEX_NAME, INDEX_NAME + "-wal", INDEX_NAME + "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(self.root / name, 0o600)
+                hand_over(self.root / name)
 
     def close(self) -> None:
         with self._lock:
@@ -150,6 +158,9 @@ class QuarantineIndex:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+            if not self._files_private:
+                self._private()
+                self._files_private = True
 
     def upsert(self, entries: Iterable[QuarantineEntry]) -> None:
         self._write(
