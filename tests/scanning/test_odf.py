@@ -176,6 +176,23 @@ def test_hostile_xml_gives_no_findings_and_no_crash() -> None:
         assert inspect_odf(zf).unreadable == ["content.xml"]
 
 
+def test_a_password_protected_document_is_encrypted() -> None:
+    manifest = MANIFEST.replace(
+        "</manifest:manifest>",
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml">'
+        '<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="x">'
+        '<manifest:algorithm manifest:algorithm-name="Blowfish CFB" manifest:initialisation-vector="y"/>'
+        "</manifest:encryption-data></manifest:file-entry></manifest:manifest>",
+    )
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        z.writestr("META-INF/manifest.xml", manifest)
+        z.writestr("content.xml", bytes(range(256)) * 4)  # ciphertext
+    assert found(buf.getvalue()) == {("ARCHIVE_ENCRYPTED", "encrypted OpenDocument")}
+    assert found(odf()) == set()
+
+
 def _message(filename: str, data: bytes) -> bytes:
     msg = EmailMessage()
     msg["From"] = "sender@remote.test"

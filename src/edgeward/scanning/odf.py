@@ -25,6 +25,8 @@ OpenOffice run or load lives in these places instead:
   another host (the credential leak of a linked picture): ``AV_EXTERNAL_REFERENCE``.
 - **DDE**: ``office:dde-source``, ``table:dde-link`` and ``text:dde-connection-decl`` name a
   program and topic: ``AV_DDE``.
+- **Password protection**: a manifest with ``encryption-data`` (the parts are ciphertext) is
+  ``ARCHIVE_ENCRYPTED``, as an encrypted archive or Office file is.
 
 Findings are the Office analysis's own names, so ``[antivirus.office]`` sets what each does
 for OpenDocument as for Microsoft formats.
@@ -172,7 +174,7 @@ def _members(zf: zipfile.ZipFile, facts: OdfFacts) -> Iterator[zipfile.ZipInfo]:
     for info in zf.infolist():
         name = info.filename
         if info.flag_bits & 0x1:
-            facts.unreadable.append(name)  # ODF's own encryption is reported by the manifest step
+            facts.unreadable.append(name)  # a zip-encrypted member (the walk reports it)
             continue
         lowered = name.lower()
         if lowered.startswith("basic/") and lowered.endswith(".xml"):
@@ -185,9 +187,27 @@ def _members(zf: zipfile.ZipFile, facts: OdfFacts) -> Iterator[zipfile.ZipInfo]:
         yield info
 
 
+def _encrypted(zf: zipfile.ZipFile) -> bool:
+    """Whether the manifest says parts are encrypted (ODF's own password protection)."""
+    try:
+        info = zf.getinfo("META-INF/manifest.xml")
+        with zf.open(info) as raw:
+            for _event, element in SafeET.iterparse(_Bounded(raw), events=("end",)):
+                if _local(element.tag)[1] == "encryption-data":
+                    return True
+                element.clear()
+    except (KeyError, *_UNREADABLE):
+        return False
+    return False
+
+
 def inspect_odf(zf: zipfile.ZipFile) -> OdfFacts:
     """The findings of one OpenDocument package (see the module docstring)."""
     facts = OdfFacts()
+    if _encrypted(zf):
+        # Its content and macros are ciphertext: nothing below can be read, as with an
+        # encrypted archive, and the same finding (and [antivirus.office] encrypted) applies.
+        facts.add("ARCHIVE_ENCRYPTED", "encrypted OpenDocument")
     for info in _members(zf, facts):
         if info.filename in _SCRIPT_PARTS or info.filename.endswith("/content.xml"):
             try:
