@@ -222,3 +222,15 @@ def test_a_search_reads_only_the_files_of_its_page(
     assert page.total == 17 and len(page.entries) == 4
     assert len(reads) == 4  # the page: reconciling found every entry already indexed
     assert all(e.mail_from == "wave@spam.test" for e in page.entries)
+
+
+def test_an_index_that_cannot_be_written_leaves_the_files_to_answer(store: QuarantineStore) -> None:
+    fill(store, 5)
+    assert store.index is not None
+    store.index.close()
+    (store.root / INDEX_NAME).unlink()
+    (store.root / INDEX_NAME).mkdir()  # neither a database nor removable as a file
+    fresh = QuarantineStore(store.root, fsync=False, indexed=True)
+    qid = fresh.put(entry(7, time.time()), BODY)  # the store still works; the index update is logged
+    ids, total = by_index(fresh, Search())
+    assert total == 6 and ids[0] == qid

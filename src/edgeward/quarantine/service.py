@@ -146,9 +146,14 @@ class QuarantineService:
             try:
                 index.reconcile(self.store.listable)
                 answer = index.query(q)
-            except (IndexDamaged, sqlite3.DatabaseError) as exc:
+            except (IndexDamaged, sqlite3.Error) as exc:
                 log.error("quarantine index unusable (%s); building it again from the files", exc)
-                self.reindex()
+                try:
+                    self.reindex()
+                except (IndexDamaged, sqlite3.Error, OSError) as again:
+                    # A search never fails for its index: the files answer, as without one.
+                    log.error("quarantine index cannot be built (%s); searching the files", again)
+                    return None
                 continue
             if answer is None:
                 return None
