@@ -234,3 +234,15 @@ def test_an_index_that_cannot_be_written_leaves_the_files_to_answer(store: Quara
     qid = fresh.put(entry(7, time.time()), BODY)  # the store still works; the index update is logged
     ids, total = by_index(fresh, Search())
     assert total == 6 and ids[0] == qid
+
+
+def test_retention_finds_its_entries_through_the_index(
+    store: QuarantineStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    qids = fill(store, 20)
+    behind = QuarantineStore(store.root, fsync=False).put(entry(50, time.time() - 30 * 86400), BODY)
+    cutoff = store.entry(qids[5]).quarantined_at
+    monkeypatch.setattr(store, "list", lambda: pytest.fail("retention read every file"))
+    gone = store.expire(cutoff)
+    assert [e.qid for e in gone] == [behind, *qids[:5]]
+    assert sorted(p.stem for p in store.root.glob("*.json")) == sorted(qids[5:])

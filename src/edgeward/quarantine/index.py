@@ -230,6 +230,15 @@ class QuarantineIndex:
 
     # -- the search ---------------------------------------------------------------------------
 
+    def older_than(self, cutoff: float) -> list[str]:
+        """Ids of the rows quarantined before ``cutoff`` (retention's candidates)."""
+        with self._lock:
+            try:
+                rows = self._connect().execute("SELECT qid FROM entries WHERE at < ?", (cutoff,))
+                return [r[0] for r in rows]
+            except sqlite3.DatabaseError as exc:
+                raise IndexDamaged(str(exc)) from exc
+
     def query(self, q: Search) -> tuple[list[str], int] | None:
         """The ids of one page of matches, newest first, and how many match in all; None for a
         query the index cannot answer as the files would (a needle with a line break, which

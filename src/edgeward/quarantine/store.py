@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +45,7 @@ from edgeward.headers import parse_headers, sanitize
 from edgeward.quarantine.crypto import Damaged, KeyMismatch, Keyring, Sealer
 from edgeward.quarantine.entry import QID as _QID
 from edgeward.quarantine.entry import QuarantineEntry, entry_from_dict
-from edgeward.quarantine.index import QuarantineIndex
+from edgeward.quarantine.index import IndexDamaged, QuarantineIndex
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, decode_record
 
@@ -263,10 +264,24 @@ class QuarantineStore:
             sync_dir(self.root)
         self._indexed(lambda index: index.remove([qid]))
 
+    def _older_than(self, cutoff: float) -> builtins.list[QuarantineEntry]:
+        """Retention's candidates: from the index once reconciled (every listable entry has its
+        row, and a row's date is its entry's, which never changes), else every file."""
+        index = self.index
+        if index is not None:
+            try:
+                index.reconcile(self.listable)
+                found = (self.listable(qid) for qid in index.older_than(cutoff))
+                return sorted((e for e in found if e is not None), key=lambda e: e.quarantined_at)
+            except (IndexDamaged, sqlite3.Error, OSError) as exc:
+                log.warning("quarantine retention reads every entry: the index failed (%s)", exc)
+        return self.list()
+
     def expire(self, older_than: float) -> builtins.list[QuarantineEntry]:
-        """Delete entries quarantined before ``older_than`` (epoch seconds); return them."""
+        """Delete entries quarantined before ``older_than`` (epoch seconds); return them. Each
+        entry's date is read from its file before it is deleted."""
         gone: list[QuarantineEntry] = []
-        for entry in self.list():
+        for entry in self._older_than(older_than):
             if entry.quarantined_at < older_than:
                 try:
                     self.delete(entry.qid)
