@@ -95,3 +95,14 @@ def test_as_root_the_key_belongs_to_the_service_user(tmp_path: Path) -> None:
     assert run("dkim", "keygen", "-c", str(cfg))[0] == 0
     for path in (key_file, key_file.parent):
         assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+
+
+def test_config_check_warns_about_a_missing_or_open_key(tmp_path: Path) -> None:
+    cfg, key_file = _config(tmp_path)
+    cfg.write_text(cfg.read_text().replace("[dkim_sign]", "[dkim_sign]\nenabled = true"))
+    out = run("config", "check", "-c", str(cfg))[1]
+    assert "dkim_sign.key_file" in out and "does not exist" in out, out
+    assert run("dkim", "keygen", "-c", str(cfg))[0] == 0
+    assert "dkim_sign.key_file" not in run("config", "check", "-c", str(cfg))[1]
+    key_file.chmod(0o644)
+    assert "readable by others" in run("config", "check", "-c", str(cfg))[1]
