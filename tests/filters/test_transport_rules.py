@@ -357,7 +357,9 @@ def test_log_event_text_is_logged_and_tracked_as_a_finding(caplog: pytest.LogCap
         outcome = run(found)
     assert outcome.action is Action.CONTINUE
     assert [(f.name, f.detail) for f in outcome.findings] == [
-        ("RULE_MATCH", "audit"), ("RULE_LOG_EVENT", "audit: Quarterly figures left the company")]
+        ("RULE_MATCH", "audit"),
+        ("RULE_LOG_EVENT", "audit: Quarterly figures left the company"),
+    ]
     assert any("rule audit: Quarterly figures left the company" in r.getMessage() for r in caplog.records)
     # A rule with only this action changes nothing in the message.
     assert RuleChanges(found).apply(PLAIN, accepted(found, ["audit"])) == PLAIN
