@@ -58,6 +58,7 @@ from edgeward.filters.rules.groups import FileGroups
 from edgeward.filters.scoring import ScoreTable, Thresholds
 from edgeward.filters.transforms import Transform, Transforms
 from edgeward.filters.transforms.arcseal import ArcSeal
+from edgeward.filters.transforms.dkimsign import DkimSign
 from edgeward.filters.transforms.rules import RuleChanges
 from edgeward.filters.transforms.stamps import Stamps
 from edgeward.filters.transforms.strip import StripAttachments
@@ -289,14 +290,21 @@ def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
 
 
 def _transforms(config: Config) -> list[Transform]:
-    """The stamps, attachment stripping, then the ARC seal when ``[arc]`` configures one (it seals
-    the message as it leaves)."""
+    """The stamps, attachment stripping, the rules' changes, the DKIM signature when
+    ``[dkim_sign]`` is on (it signs what they made), then the ARC seal when ``[arc]`` configures
+    one (it seals the message as it leaves)."""
     chain: list[Transform] = [Stamps(exchange=config.stamps.exchange_organization)]
     if config.attachments.enabled and config.attachments.action == "strip":
         store: Callable[[], QuarantineStore] = functools.cache(lambda: open_store(config))
         chain.append(StripAttachments(config.attachments, store, observe_only=config.agents.observe_only))
     if config.rules:
         chain.append(RuleChanges(config.rules, observe_only=config.agents.observe_only))
+    signing = config.dkim_sign
+    if signing.enabled:
+        try:
+            chain.append(DkimSign(signing, config.resolve(signing.key_file).read_bytes()))
+        except OSError as exc:
+            log.error("dkim-sign: cannot read the signing key (%s); outbound mail is not signed", exc)
     arc = config.arc
     if arc.seal_domain and arc.seal_key is not None:
         try:

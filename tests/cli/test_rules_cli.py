@@ -60,3 +60,31 @@ def test_test_shows_matches_changes_and_refusals(tmp_path: Path) -> None:
     refused = CliRunner().invoke(app, ["rules", "test", str(msg), "-c", str(cfg), "--json"])
     assert refused.exit_code == 1
     assert json.loads(refused.output)["reply"] == "550 5.7.1 Invoices go to the portal"
+
+
+AUDIT = """
+[[rules]]
+name = "audit"
+priority = 3
+conditions = {{ subject_contains = ["hello"] }}
+actions = {{ log_event_text = "Greeting sent", copy_to = ["records@example.test"] }}
+"""
+
+
+def test_log_event_text_and_copy_to_in_list_and_test(tmp_path: Path) -> None:
+    cfg, msg = _setup(tmp_path)
+    cfg.write_text(cfg.read_text() + AUDIT.format())
+    rows = json.loads(CliRunner().invoke(app, ["rules", "list", "-c", str(cfg), "--json"]).output)
+    assert rows[2]["actions"] == {"copy_to": ["records@example.test"], "log_event_text": "Greeting sent"}
+    table = CliRunner().invoke(app, ["rules", "list", "-c", str(cfg)], env={"COLUMNS": "300"}).output
+    assert "log_event_text" in table and "copy_to" in table
+    args = ["rules", "test", str(msg), "-c", str(cfg), "--recipient", "b@example.test", "--show"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["logged"] == ["audit: Greeting sent"]
+    assert report["copied"] == ["audit: records@example.test"]
+    assert report["recipients"] == ["b@example.test", "records@example.test"]
+    assert "Cc: records@example.test" in report["message"]
+    text = CliRunner().invoke(app, args).output
+    assert "logged: audit: Greeting sent" in text and "copied (Cc): audit: records@example.test" in text

@@ -26,6 +26,8 @@ from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_con
 from tests.scanning.clamd import CLAMD, STREAM_MAX, Clamd, start_clamd
 from tests.scanning.mirror import Mirror
 from tests.scanning.office_samples import sample
+from tests.scanning.test_odf import BASIC, ON_LOAD, odf
+from tests.scanning.test_xlm import xlsm
 
 pytestmark = pytest.mark.e2e
 
@@ -121,12 +123,19 @@ def test_office_yara_and_hash_findings_are_refused_over_smtp(
         assert (code, text) == (550, b"5.7.1 Virus found: Site_Mark (2/notes.txt)")
         code, text = _send(port, _attached("data.bin", LISTED))
         assert (code, text) == (550, b"5.7.1 Virus found: Site.Listed (2/data.bin)")
+        # An OpenDocument text running a Basic macro on opening, and an XLM workbook calling EXEC.
+        minutes = odf(head=ON_LOAD, parts={"Basic/Standard/Module1.xml": BASIC})
+        code, text = _send(port, _attached("minutes.odt", minutes))
+        assert code == 550 and b"odf-event:dom:load" in text, text
+        code, text = _send(port, _attached("book.xlsm", xlsm('EXEC(CHAR(99)&"alc")')))
+        assert code == 550 and text.startswith(b"5.7.1 Dangerous content found: "), text
         assert _send(port, _attached("clean.docx", sample("msodde/harmless-clean.docx")))[0] == 250
         [delivered] = sink.wait_for(1)
     assert b"clean.docx" in delivered
     tracking = "".join(p.read_text() for p in (workdir / "log").rglob("*track*"))
     for name in ("AV_MACRO_AUTOEXEC", "AV_EXTERNAL_REFERENCE", "AV_YARA_MATCH", "AV_HASH_BLOCKED"):
         assert name in tracking
+    assert "xlm:EXEC" in tracking and "odf-basic:Basic/Standard/Module1.xml" in tracking
 
 
 def test_the_gateway_updates_signatures_from_its_mirror(workdir: Path, sink: SmtpSink, clamd: Clamd) -> None:

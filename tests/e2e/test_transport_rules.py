@@ -93,3 +93,24 @@ def test_rules_over_smtp(workdir: Path, sink: SmtpSink) -> None:
     received = [e for e in search(workdir / "log", event="RECEIVE")
                 if "helpdesk@example.test" in e["recipients"]]  # fmt: skip
     assert received and received[0]["recipients"] == ["helpdesk@example.test"]
+
+
+def test_log_event_text_and_copy_to_over_smtp(workdir: Path, sink: SmtpSink) -> None:
+    actions = {"log_event_text": "A contract was mailed", "copy_to": ["records@example.test"]}
+    audit = [{"name": "audit", "conditions": {"subject_contains": ["contract"]}, "actions": actions}]
+    port = free_port()
+    config = gateway_config(workdir, port=port, sink_port=sink.port, rules=audit,
+                            agents={"content_filter": {"enabled": False}})  # fmt: skip
+    with InProcessGateway(config):
+        code, _ = _send(port, "127.0.0.2", "eve@remote.test", "user@example.test",
+                        _message("The contract", "user@example.test"))  # fmt: skip
+        assert code == 250
+        [dump] = sink.wait_for(1)
+    assert sorted(_rcpts(dump)) == ["<records@example.test>", "<user@example.test>"]
+    parsed = email.message_from_bytes(dump.replace(b"\n", b"\r\n"), policy=email.policy.default)
+    assert [a.addr_spec for a in parsed["Cc"].addresses] == ["records@example.test"]
+    [received] = list(search(workdir / "log", event="RECEIVE"))
+    assert received["recipients"] == ["user@example.test", "records@example.test"]
+    details = {(f["name"], f["detail"]) for f in received["findings"]}
+    assert ("RULE_LOG_EVENT", "audit: A contract was mailed") in details
+    assert ("RULE_COPY_TO", "audit: records@example.test") in details

@@ -345,3 +345,47 @@ def test_the_transaction_keeps_dsn_parameters_of_kept_recipients() -> None:
     assert not tx.replace_recipients((ceo,))
     assert tx.replace_recipients((ceo, legal))
     assert tx.rcpts == [ceo, legal] and tx.rcpt_params == [{"NOTIFY": "FAILURE"}, {}]
+
+
+# -- LogEventText and CopyTo ------------------------------------------------------------------
+
+
+def test_log_event_text_is_logged_and_tracked_as_a_finding(caplog: pytest.LogCaptureFixture) -> None:
+    found = rules({"name": "audit", "conditions": {"subject_contains": ["quarterly"]},
+                   "actions": {"log_event_text": "Quarterly figures left the company"}})  # fmt: skip
+    with caplog.at_level("INFO", logger="edgeward.rules"):
+        outcome = run(found)
+    assert outcome.action is Action.CONTINUE
+    assert [(f.name, f.detail) for f in outcome.findings] == [
+        ("RULE_MATCH", "audit"),
+        ("RULE_LOG_EVENT", "audit: Quarterly figures left the company"),
+    ]
+    assert any("rule audit: Quarterly figures left the company" in r.getMessage() for r in caplog.records)
+    # A rule with only this action changes nothing in the message.
+    assert RuleChanges(found).apply(PLAIN, accepted(found, ["audit"])) == PLAIN
+
+
+def test_copy_to_adds_the_recipient_and_names_it_in_cc() -> None:
+    found = rules({"name": "copy", "actions": {"copy_to": ["Records@Example.test"]}})
+    outcome = run(found)
+    assert ("RULE_COPY_TO", "copy: records@example.test") in [(f.name, f.detail) for f in outcome.findings]
+    changes = RuleChanges(found)
+    acc = accepted(found, ["copy"])
+    assert [str(a) for a in changes.recipients(acc)] == ["ceo@example.test", "records@example.test"]
+    out = changes.apply(PLAIN, acc)
+    assert parse_headers(out).get_all("Cc") == ["records@example.test"]
+    # An existing Cc keeps its bytes and gets the copy on a continuation line, once.
+    cc = b"Cc: Bob <bob@remote.test>,\r\n carol@remote.test"
+    out = changes.apply(PLAIN.replace(b"X-Tag: blue\r\n", cc + b"\r\nX-Tag: blue\r\n"), acc)
+    assert cc + b",\r\n records@example.test\r\nX-Tag: blue\r\n" in out
+    assert changes.apply(out, acc) == out
+    parsed = email.message_from_bytes(out, policy=email.policy.default)
+    assert [a.addr_spec for a in parsed["Cc"].addresses] == ["bob@remote.test", "carol@remote.test",
+                                                               "records@example.test"]  # fmt: skip
+
+
+def test_copy_to_takes_only_plain_addresses() -> None:
+    with pytest.raises(ConfigError, match="not a plain address"):
+        rules({"name": "bad", "actions": {"copy_to": ["x,<spy@evil.test>"]}})
+    with pytest.raises(ConfigError, match="control characters"):
+        rules({"name": "bad", "actions": {"log_event_text": "line\r\nX-Injected: 1"}})

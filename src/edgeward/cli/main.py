@@ -27,11 +27,13 @@ from edgeward.cli.av_update import update as _av_update  # noqa: F401  (register
 from edgeward.cli.cert import cert_app
 from edgeward.cli.directory import directory_app
 from edgeward.cli.directory_push import push as _directory_push  # noqa: F401  (registers subscribe, push, ...)
+from edgeward.cli.dkim import dkim_app
 from edgeward.cli.harden import harden_app
 from edgeward.cli.init import default_hostname, render, write_config
 from edgeward.cli.install_service import install_service
 from edgeward.cli.notify import notify_app
 from edgeward.cli.quarantine import quarantine_app
+from edgeward.cli.quarantine_keys import rekey_command as _rekey  # noqa: F401  (registers 'quarantine rekey')
 from edgeward.cli.queue import queue_app
 from edgeward.cli.rules import rules_app
 from edgeward.cli.spam import spam_app
@@ -55,12 +57,13 @@ app.add_typer(cert_app, name="cert", help="Certificates: new, request, import, l
 app.add_typer(spam_app, name="spam", help="The content classifier: train, eval, classify, learn.")
 app.add_typer(track_app, name="track", help="Search the message tracking log.")
 app.add_typer(
-    quarantine_app, name="quarantine", help="Quarantined messages: search, show, release, purge, digests."
+    quarantine_app, name="quarantine", help="Quarantined messages: search, release, purge, digests, rekey."
 )
 app.add_typer(
     user_app, name="user", help="Accounts for SMTP AUTH: add, remove, list, passwd, disable, enable."
 )
 app.add_typer(av_app, name="av", help="The scan engines: status, test, update.")
+app.add_typer(dkim_app, name="dkim", help="DKIM signing of outbound mail: keygen, record.")
 app.add_typer(notify_app, name="notify", help="Notifications to administrators: test.")
 app.add_typer(rules_app, name="rules", help="Transport rules: list, test.")
 app.add_typer(

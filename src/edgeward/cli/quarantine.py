@@ -46,7 +46,7 @@ from edgeward.quarantine.store import QuarantineError
 from edgeward.queue.spool import Spool
 
 quarantine_app = typer.Typer(
-    help="Quarantined messages: list, search, show, export, release, delete, purge, digest.",
+    help="Quarantined messages: list, search, show, export, release, delete, purge, digest, rekey, reindex.",
     no_args_is_help=True,
 )
 

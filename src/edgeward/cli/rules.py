@@ -5,7 +5,8 @@
 * ``test MESSAGE [-c CONFIG] [--json] [--sender ADDR] [--recipient ADDR ...] [--direction
   inbound|outbound] [--scl N] [--show]``: which rules match the message and what they would do,
   with the same evaluator and transform the gateway runs (``transport-rules``,
-  ``filters.transforms.rules``); ``--show`` prints the message as it would leave.
+  ``filters.transforms.rules``), the texts the matched rules log (LogEventText) and the copies
+  they record (CopyTo); ``--show`` prints the message as it would leave.
 
 Exit codes: 0 the message would be accepted, 1 a rule refuses, holds or disconnects it, 2 bad
 input.
@@ -130,6 +131,9 @@ def test_rules(
         "matched": matched,
         "action": outcome.action.value, "reply": str(outcome.reply) if outcome.reply else None,
         "recipients": [str(r) for r in out_rcpts], "changed": result != data,
+        # What the gateway would log (LogEventText) and record as copies (CopyTo), by rule.
+        "logged": [f.detail for f in outcome.findings if f.name == "RULE_LOG_EVENT"],
+        "copied": [f.detail for f in outcome.findings if f.name == "RULE_COPY_TO"],
     }  # fmt: skip
     if as_json:
         if show:
@@ -144,6 +148,10 @@ def test_rules(
         reply = f" ({report['reply']})" if report["reply"] else ""
         console().print(Text(f"action: {report['action']}{reply}"))
         console().print(Text(f"recipients: {', '.join(report['recipients'])}"))
+        for line in report["logged"]:
+            console().print(Text(f"logged: {line}"))
+        for line in report["copied"]:
+            console().print(Text(f"copied (Cc): {line}"))
         if show:
             typer.echo(result.decode("utf-8", "replace"))
     raise typer.Exit(1 if outcome.action is not Action.CONTINUE else 0)

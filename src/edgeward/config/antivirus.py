@@ -124,12 +124,22 @@ class OfficeConfig(_Section):
     enabled: bool = Field(True, description="Analyse Office and RTF documents with oletools")
     timeout: Duration = Field(10.0, description="Time the analysis may take for the items of one message")
     required: bool = Field(False, description="The analysis must answer for every message, whatever the bias")
-    vba_macro: FindingAction = Field("score", description="A document with VBA macros (AV_MACRO)")
+    vba_macro: FindingAction = Field(
+        "score", description="A document with VBA, OpenDocument Basic or script macros (AV_MACRO)"
+    )
     vba_autoexec: FindingAction = Field(
-        "reject", description="VBA run on open or close (AutoOpen, Document_Open ...: AV_MACRO_AUTOEXEC)"
+        "reject",
+        description=(
+            "Macros run on open or close (VBA AutoOpen, Document_Open; XLM Auto_Open; ODF load events:"
+            " AV_MACRO_AUTOEXEC)"
+        ),
     )
     vba_suspicious: FindingAction = Field(
-        "score", description="VBA with suspicious keywords (Shell, CreateObject ...: AV_MACRO_SUSPICIOUS)"
+        "score",
+        description=(
+            "Macros with suspicious calls (VBA Shell, CreateObject; XLM EXEC, CALL, REGISTER,"
+            " URLDownloadToFile ...: AV_MACRO_SUSPICIOUS)"
+        ),
     )
     xlm_macro: FindingAction = Field("reject", description="Excel 4 (XLM) macros (AV_XLM_MACRO)")
     dde: FindingAction = Field("reject", description="DDE links that start programs (AV_DDE)")

@@ -192,6 +192,13 @@ def audit(config: Config) -> list[Problem]:
             )
         else:
             warn("agents.observe_only", "true: no agent verdict is enforced")
+    if config.dkim_sign.enabled:
+        key_file = config.resolve(config.dkim_sign.key_file)
+        if not key_file.exists():
+            warn("dkim_sign.key_file", f"{key_file} does not exist: outbound mail goes unsigned"
+                 " until 'edgeward dkim keygen' makes it")  # fmt: skip
+        elif key_file.stat().st_mode & 0o077:
+            warn("dkim_sign.key_file", f"{key_file} is readable by others; make it mode 0600")
     for text in audit_policy_store(config.policy_store, config.resolve):
         warn("policy_store", text)
     for text in audit_directory(config.directory, config.resolve):

@@ -18,7 +18,11 @@ Actions that decide (the ``transport-rules`` agent, before the ``250``): ``rejec
 enhanced, text}``, default Exchange's ``550 5.7.1 Delivery not authorized, message refused``),
 ``quarantine``, ``disconnect``, ``set_scl`` (0-9: a ``RULE_SCL_<n>`` finding weighing n). Actions
 that change (the rules transform, after acceptance): ``prepend_subject``, ``add_headers``,
-``remove_headers``, ``redirect_to``, ``bcc``, ``disclaimer`` (``{text, html, signed}``).
+``remove_headers``, ``redirect_to``, ``bcc``, ``copy_to`` (Exchange's CopyTo: added to the
+envelope and to the ``Cc`` field, so the copy is on record in the message), ``disclaimer``
+(``{text, html, signed}``). ``log_event_text`` (Exchange's LogEventText) changes nothing: the
+agent logs the text and reports it as a ``RULE_LOG_EVENT`` finding, which the message's
+tracking line carries (``edgeward track why``).
 
 Regular expressions are RE2 (``google-re2``): matching is linear in the text, so no pattern an
 operator writes can make a message take exponential time, and there is no timeout to tune.
@@ -28,6 +32,7 @@ whose compiled program is bigger than ``MAX_PROGRAM`` is a configuration error n
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -198,8 +203,6 @@ class Disclaimer(_Section):
 
 
 def _header_name(value: str) -> str:
-    import re
-
     if not re.fullmatch(r"[!-9;-~]{1,76}", value):
         raise ValueError(f"invalid header field name {value!r}")
     return value
@@ -220,6 +223,10 @@ class RuleActions(_Section):
     remove_headers: tuple[str, ...] = Field((), description="Header field names to remove")
     redirect_to: Addresses = Field((), description="Replace the recipients with these")
     bcc: Addresses = Field((), description="Add these recipients (blind copy)")
+    copy_to: Addresses = Field((), description="Add these recipients and name them in Cc (a copy on record)")
+    log_event_text: str | None = Field(
+        None, min_length=1, max_length=500, description="Log this text and track it with the message"
+    )
     disclaimer: Disclaimer | None = None
 
     @field_validator("add_headers")
@@ -231,16 +238,25 @@ class RuleActions(_Section):
                 raise ValueError(f"header {name!r}: value holds control characters")
         return v
 
+    @field_validator("copy_to")
+    @classmethod
+    def _copy_to(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        # These go into the Cc field as they are: a plain addr-spec, nothing a header could misread.
+        for address in v:
+            if not re.fullmatch(r"[a-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[a-z0-9.-]{1,253}", address):
+                raise ValueError(f"copy_to: {address!r} is not a plain address (letters, digits, .-_+ ...)")
+        return v
+
     @field_validator("remove_headers")
     @classmethod
     def _removed(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(_header_name(n) for n in v)
 
-    @field_validator("prepend_subject")
+    @field_validator("prepend_subject", "log_event_text")
     @classmethod
     def _prefix(cls, v: str | None) -> str | None:
         if v is not None and any(not ch.isprintable() for ch in v):
-            raise ValueError("prepend_subject holds control characters")
+            raise ValueError("the text holds control characters")
         return v
 
     @property
@@ -250,7 +266,7 @@ class RuleActions(_Section):
     @property
     def changing(self) -> bool:
         return bool(self.prepend_subject or self.add_headers or self.remove_headers or self.redirect_to
-                    or self.bcc or self.disclaimer)  # fmt: skip
+                    or self.bcc or self.copy_to or self.disclaimer)  # fmt: skip
 
 
 class TransportRule(_Section):
@@ -271,7 +287,7 @@ class TransportRule(_Section):
         acts = self.actions
         if len(acts.deciding) > 1:
             raise ValueError(f"rule {self.name!r}: choose one of {', '.join(acts.deciding)}")
-        if not acts.deciding and not acts.changing and acts.set_scl is None:
+        if not acts.deciding and not acts.changing and acts.set_scl is None and not acts.log_event_text:
             raise ValueError(f"rule {self.name!r} has no action")
         if acts.redirect_to and acts.deciding:
             raise ValueError(f"rule {self.name!r}: redirect_to with {acts.deciding[0]} is contradictory")

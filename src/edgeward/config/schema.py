@@ -31,6 +31,7 @@ from pydantic import (
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.config.attachments import AttachmentsConfig
 from edgeward.config.directory import DirectoryConfig
+from edgeward.config.dkim_sign import DkimSignConfig
 from edgeward.config.metrics import MetricsConfig
 from edgeward.config.notify import NotifyConfig
 from edgeward.config.policy_store import PolicyStoreConfig
@@ -928,6 +929,7 @@ class Config(_Section):
     spf: SpfConfig = SpfConfig()
     dmarc: DmarcConfig = DmarcConfig()
     arc: ArcConfig = ArcConfig()
+    dkim_sign: DkimSignConfig = DkimSignConfig()
     attachments: AttachmentsConfig = AttachmentsConfig()
     scores: Annotated[dict[str, float], AfterValidator(_known_scores)] = Field(
         default_factory=dict,

@@ -206,6 +206,10 @@ _TABLE: dict[str, ScoreDefinition] = {
     "SPF_HELO_PERMERROR": ScoreDefinition(0.5, "SPF permerror for the HELO/EHLO name: its record is broken"),
     # Transport rules (issue 10): which rules matched, and the SCL a rule set (Exchange's SetSCL).
     "RULE_MATCH": ScoreDefinition(0.0, "a transport rule matched (the detail names it); its actions follow"),
+    "RULE_LOG_EVENT": ScoreDefinition(0.0, "a transport rule's LogEventText: the rule and its text"),
+    "RULE_COPY_TO": ScoreDefinition(
+        0.0, "a transport rule's CopyTo: the rule and the recipients copied (in Cc)"
+    ),
     **{
         f"RULE_SCL_{n}": ScoreDefinition(float(n), f"a transport rule set SCL {n}: adds {n} to the total")
         for n in range(10)

@@ -10,6 +10,12 @@ the plaintext of entries written before encryption was turned on, and read as th
 
 The key file holds 32 random bytes; :func:`load_key` creates it 0600 for the service user
 when missing and refuses one that others may read.
+
+Key rotation (``edgeward quarantine rekey``, :mod:`edgeward.quarantine.rekey`): the keys a key
+file replaced are kept in ``<key file>.previous`` (32 bytes each, 0600) until no entry is
+sealed under them. A :class:`Keyring` seals with the key file's key and opens with any of
+them, and reads both files again whenever either changes (one ``stat`` each per use), so a
+running gateway seals with the new key from its next entry on and keeps reading the old ones.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import stat
 from pathlib import Path
@@ -28,7 +35,10 @@ from edgeward.config.ownership import make_private_dirs, service_owner
 from edgeward.errors import ConfigError, EdgewardError
 from edgeward.queue.files import write_new
 
-__all__ = ["MAGIC", "Damaged", "KeyMismatch", "Sealer", "load_key"]
+__all__ = [
+    "MAGIC", "Damaged", "KeyMismatch", "Keyring", "Sealer", "key_id_of", "load_key", "load_previous",
+    "previous_path",
+]  # fmt: skip
 
 MAGIC = b"EWQ1"
 _HEAD = len(MAGIC) + 8 + 12
@@ -45,9 +55,13 @@ class Damaged(ValueError):
 class Sealer:
     """Seals and opens one entry's files under one key (or passes plaintext through without one)."""
 
-    def __init__(self, key: bytes | None) -> None:
+    def __init__(self, key: bytes | None, older: tuple[bytes, ...] = ()) -> None:
+        """``key`` seals and opens; the ``older`` keys only open (a rotation in progress)."""
         self._aead = AESGCM(key) if key is not None else None
         self.key_id = _key_id(key) if key is not None else b""
+        self._openers = {_key_id(k): AESGCM(k) for k in older}
+        if self._aead is not None:
+            self._openers[self.key_id] = self._aead
 
     @property
     def enabled(self) -> bool:
@@ -68,19 +82,80 @@ class Sealer:
             )
         if len(blob) < _HEAD + 16:
             raise Damaged("encrypted file is truncated")
-        if not hmac.compare_digest(blob[4:12], self.key_id):
+        aead = self._openers.get(blob[4:12])
+        if aead is None:
             raise KeyMismatch(
                 f"quarantine entry {name} was encrypted with another key than"
-                " [quarantine] encryption_key_file"
+                " [quarantine] encryption_key_file (or its previous keys)"
             )
         try:
-            return self._aead.decrypt(blob[12:_HEAD], blob[_HEAD:], name.encode())
+            return aead.decrypt(blob[12:_HEAD], blob[_HEAD:], name.encode())
         except InvalidTag:
             raise Damaged("encrypted file fails authentication (damaged)") from None
+
+    def knows(self, key_id: bytes) -> bool:
+        return key_id in self._openers
 
 
 def _key_id(key: bytes) -> bytes:
     return hmac.new(key, b"edgeward quarantine key id", hashlib.sha256).digest()[:8]
+
+
+def key_id_of(blob: bytes) -> bytes | None:
+    """The key id a sealed file names; None for a plaintext (or too short) file."""
+    return blob[4:12] if blob.startswith(MAGIC) and len(blob) >= 12 else None
+
+
+def previous_path(key_file: Path) -> Path:
+    return key_file.with_name(key_file.name + ".previous")
+
+
+def _check_private(path: Path, st: os.stat_result, setting: str) -> None:
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{setting}: {path} must be 0600 (it is {st.st_mode & 0o777:o})")
+
+
+def load_previous(key_file: Path) -> tuple[bytes, ...]:
+    """The keys ``key_file`` replaced (``<key_file>.previous``); none when that file is missing."""
+    path = previous_path(key_file)
+    try:
+        st = path.stat()
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return ()
+    except OSError as exc:
+        raise ConfigError(f"quarantine.encryption_key_file: cannot read {path}: {exc.strerror}") from None
+    _check_private(path, st, "quarantine.encryption_key_file")
+    if len(raw) % 32:
+        raise ConfigError(
+            f"quarantine.encryption_key_file: {path} must hold 32-byte keys (it holds {len(raw)} bytes)"
+        )
+    return tuple(raw[i : i + 32] for i in range(0, len(raw), 32))
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+class Keyring:
+    """The key file and its previous keys as one :class:`Sealer`, read again when they change."""
+
+    def __init__(self, key_file: Path) -> None:
+        self.key_file = key_file
+        self._stamp: object = object()
+        self._sealer = Sealer(None)
+        self.sealer()  # a key file that cannot be read is an error now, not at the first message
+
+    def sealer(self) -> Sealer:
+        stamp = (_stamp(self.key_file), _stamp(previous_path(self.key_file)))
+        if stamp != self._stamp:
+            self._sealer = Sealer(load_key(self.key_file), load_previous(self.key_file))
+            self._stamp = (_stamp(self.key_file), _stamp(previous_path(self.key_file)))
+        return self._sealer
 
 
 def load_key(path: Path) -> bytes:
@@ -95,9 +170,7 @@ def load_key(path: Path) -> bytes:
         key = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"quarantine.encryption_key_file: cannot read {path}: {exc.strerror}") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        mode = st.st_mode & 0o777
-        raise ConfigError(f"quarantine.encryption_key_file: {path} must be 0600 (it is {mode:o})")
+    _check_private(path, st, "quarantine.encryption_key_file")
     if len(key) != 32:
         raise ConfigError(f"quarantine.encryption_key_file: {path} must hold 32 bytes (it holds {len(key)})")
     return key

@@ -6,9 +6,11 @@ is written to the tracking log through ``track`` (RELEASE with the new queue id,
 EXPIRE; an export from the web console as EXPORT), so ``edgeward track`` tells a message's
 whole history.
 
-Search reads the metadata files only, never a message: they are a few hundred bytes each
-(sealed or not), so a search over 10,000 entries stays well under a second without an index
-to keep consistent with the files (see docs/architecture.md for the figures). Criteria are
+Search asks the SQLite index (``quarantine.index``) when the store keeps one, as
+:func:`open_store` makes it: the index is reconciled with the folder first, the page's
+entries are read from their files and checked against the query again, and an index that
+cannot be used is built again; after three tries at a consistent page (files changing under
+it) the search reads every metadata file, as it does without an index. Criteria are
 case-insensitive substrings except the date range; ``finding`` matches a finding name, a scan
 engine or a signature.
 
@@ -21,6 +23,9 @@ teaches the classifier the message was not spam.
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -28,8 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from edgeward.config.schema import Config
-from edgeward.quarantine.crypto import KeyMismatch, load_key
+from edgeward.quarantine.crypto import KeyMismatch, Keyring
 from edgeward.quarantine.entry import QuarantineEntry
+from edgeward.quarantine.index import IndexDamaged, QuarantineIndex
 from edgeward.quarantine.store import QuarantineError, QuarantineStore, release_record
 from edgeward.quarantine.view import MessageView, view_message
 from edgeward.queue.spool import Spool
@@ -37,15 +43,17 @@ from edgeward.queue.spool import Spool
 __all__ = ["Page", "QuarantineService", "Released", "Search", "Shown", "open_store"]
 
 Track = Callable[..., None]
+log = logging.getLogger(__name__)
 
 
 def open_store(config: Config, on_corrupt: Callable[[str, str], None] | None = None) -> QuarantineStore:
     """The configured store (sealed with the key file when ``[quarantine]`` names one)."""
     key_file = config.quarantine.encryption_key_file
-    key = load_key(config.resolve(key_file)) if key_file is not None else None
+    keyring = Keyring(config.resolve(key_file)) if key_file is not None else None
     return QuarantineStore(
-        config.resolve(Path("quarantine")), fsync=config.queue.fsync, on_corrupt=on_corrupt, key=key
-    )
+        config.resolve(Path("quarantine")), fsync=config.queue.fsync, on_corrupt=on_corrupt, keyring=keyring,
+        indexed=True,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +131,54 @@ class QuarantineService:
     def search(self, query: Search | None = None) -> Page:
         """Entries matching ``query``, newest first, one page of them."""
         q = query or Search()
+        if self.store.index is not None:
+            page = self._indexed(self.store.index, q)
+            if page is not None:
+                return page
         found = [e for e in self.store.list() if q.matches(e)]
         found.reverse()
         offset, limit = max(q.offset, 0), max(q.limit, 0)
         return Page(tuple(found[offset : offset + limit]), len(found), offset)
+
+    def _indexed(self, index: QuarantineIndex, q: Search) -> Page | None:
+        """The page from the index, each entry read from its file; None if no try gave a
+        consistent page (the caller then reads every file)."""
+        for _ in range(3):
+            try:
+                index.reconcile(self.store.listable)
+                answer = index.query(q)
+            except (IndexDamaged, sqlite3.Error) as exc:
+                log.error("quarantine index unusable (%s); building it again from the files", exc)
+                try:
+                    self.reindex()
+                except (IndexDamaged, sqlite3.Error, OSError) as again:
+                    # A search never fails for its index: the files answer, as without one.
+                    log.error("quarantine index cannot be built (%s); searching the files", again)
+                    return None
+                continue
+            if answer is None:
+                return None
+            qids, total = answer
+            entries: list[QuarantineEntry] = []
+            for qid in qids:
+                entry = self.store.listable(qid)
+                if entry is not None and q.matches(entry):
+                    entries.append(entry)
+                    continue
+                # A row older than its file: corrected, and the query asked again.
+                index.kept(functools.partial(index.remove, [qid]) if entry is None
+                           else functools.partial(index.upsert, [entry]))  # fmt: skip
+                break
+            else:
+                return Page(tuple(entries), total, max(q.offset, 0))
+        return None
+
+    def reindex(self, progress: Callable[[int], None] | None = None) -> int:
+        """Build the search index again from the files; the number of entries indexed."""
+        index = self.store.index
+        if index is None:
+            return 0
+        return index.rebuild(self.store.list(), progress)
 
     def entry(self, qid: str) -> QuarantineEntry:
         """The metadata only; ``KeyError`` if there is none."""

@@ -4,7 +4,8 @@ Layout: ``<root>/<qid>.eml`` (the message as it would have been delivered) and `
 (the entry of ``quarantine.entry``). Both are written 0600 through tmp + fsync + rename, the
 metadata last, so a listed entry always has its message; ``entry`` reads the metadata alone,
 and ``rewrite`` replaces it (a release to some of the recipients). The manager
-(``quarantine.service``) builds search, release and purge on these.
+(``quarantine.service``) builds search, release and purge on these. With ``indexed`` every
+change is also written to the search index (``quarantine.index``) after the files.
 
 An entry that cannot be used (metadata that does not parse, or a file the gateway may not read)
 is moved with its message to ``<root>/corrupt/`` when a listing meets it, logged and reported
@@ -31,18 +32,20 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from edgeward.config.ownership import make_private_dirs, service_owner
+from edgeward.config.ownership import Owner, make_private_dirs, service_owner
 from edgeward.errors import EdgewardError
 from edgeward.headers import parse_headers, sanitize
-from edgeward.quarantine.crypto import Damaged, KeyMismatch, Sealer
+from edgeward.quarantine.crypto import Damaged, KeyMismatch, Keyring, Sealer
 from edgeward.quarantine.entry import QID as _QID
 from edgeward.quarantine.entry import QuarantineEntry, entry_from_dict
+from edgeward.quarantine.index import IndexDamaged, QuarantineIndex
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, decode_record
 
@@ -69,15 +72,35 @@ class QuarantineStore:
         fsync: bool = True,
         on_corrupt: Callable[[str, str], None] | None = None,
         key: bytes | None = None,
+        keyring: Keyring | None = None,
+        indexed: bool = False,
     ) -> None:
         """``on_corrupt`` is called with the name and the reason of each entry moved aside;
-        ``key`` (32 bytes) seals what is written and opens what was sealed."""
+        ``key`` (32 bytes) seals what is written and opens what was sealed; a ``keyring``
+        instead follows the key file through a rotation (``quarantine.crypto``); ``indexed``
+        keeps the search index (``quarantine.index``) on every change."""
         self.root = root
-        self.sealer = Sealer(key)
+        self._fixed = Sealer(key)
+        self.keyring = keyring
         self._sync = fsync
         self.on_corrupt = on_corrupt
         self._owner = service_owner(root)
         make_private_dirs(root, owner=self._owner)
+        self.index = QuarantineIndex(root, lambda: self.sealer) if indexed else None
+
+    @property
+    def fsync(self) -> bool:
+        return self._sync
+
+    @property
+    def owner(self) -> Owner | None:
+        """Who files written here belong to (the service user, when run as root)."""
+        return self._owner
+
+    @property
+    def sealer(self) -> Sealer:
+        """The sealer now: the keyring's current keys, or the fixed key."""
+        return self.keyring.sealer() if self.keyring is not None else self._fixed
 
     def _path(self, qid: str, suffix: str) -> Path:
         if not _QID.match(qid):
@@ -96,7 +119,13 @@ class QuarantineStore:
         os.rename(tmp_meta, self._path(qid, ".json"))
         if self._sync:
             sync_dir(self.root)
+        self._indexed(lambda index: index.upsert([replace(entry, qid=qid, size=len(data))]))
         return qid
+
+    def _indexed(self, change: Callable[[QuarantineIndex], None]) -> None:
+        index = self.index
+        if index is not None:
+            index.kept(lambda: change(index))
 
     def get(self, qid: str) -> tuple[QuarantineEntry, bytes]:
         """The entry and its message; ``KeyError`` if there is none, ``QuarantineError`` if it
@@ -136,11 +165,11 @@ class QuarantineStore:
         except Damaged as exc:
             raise _Unusable(f"message: {exc}") from None
 
-    def _read(self, path: Path) -> QuarantineEntry:
+    def _read(self, path: Path, sealer: Sealer | None = None) -> QuarantineEntry:
         if not stat.S_ISREG(path.lstat().st_mode):
             raise _Unusable("not a regular file")  # a FIFO would block the read, a link lead elsewhere
         try:
-            raw = self.sealer.open(path.name, path.read_bytes())
+            raw = (sealer or self.sealer).open(path.name, path.read_bytes())
         except (PermissionError, IsADirectoryError) as exc:
             raise _Unusable(f"unreadable: {exc.strerror}") from None
         except Damaged as exc:
@@ -150,13 +179,29 @@ class QuarantineStore:
         except (ValueError, TypeError, AttributeError) as exc:
             raise _Unusable(f"corrupt: {exc}") from None
 
+    def listable(self, qid: str) -> QuarantineEntry | None:
+        """The entry as a listing sees it: None when a listing would leave it out (gone, under
+        an unknown key, or unusable: that one is set aside as a listing does)."""
+        try:
+            return self._read(self._path(qid, ".json"))
+        except (FileNotFoundError, KeyError):
+            return None
+        except KeyMismatch as exc:
+            log.error("quarantine entry %s left out: %s", qid, exc)
+        except _Unusable as exc:
+            self.set_aside(qid, str(exc))
+        except OSError as exc:
+            log.warning("cannot read quarantine entry %s now: %s", qid, exc)
+        return None
+
     def list(self) -> list[QuarantineEntry]:
         return sorted(self._entries(), key=lambda e: e.quarantined_at)
 
     def _entries(self) -> Iterator[QuarantineEntry]:
+        sealer = self.sealer  # the keys once per listing, not once per entry
         for path in self.root.glob("*.json"):
             try:
-                yield self._read(path)
+                yield self._read(path, sealer)
             except FileNotFoundError:
                 continue  # released or deleted while we looked
             except KeyMismatch as exc:
@@ -185,6 +230,7 @@ class QuarantineStore:
             moved = True
         if not moved:
             return
+        self._indexed(lambda index: index.remove([name]))
         if self._sync:
             sync_dir(corrupt)
         log.error("quarantine entry %s moved to %s/: %s", name, CORRUPT_DIR, reason)
@@ -207,6 +253,7 @@ class QuarantineStore:
         os.rename(tmp, path)
         if self._sync:
             sync_dir(self.root)
+        self._indexed(lambda index: index.upsert([entry]))
 
     def delete(self, qid: str) -> None:
         meta, data = self._path(qid, ".json"), self._path(qid, ".eml")
@@ -215,11 +262,26 @@ class QuarantineStore:
         unlink_quiet(data)
         if self._sync:
             sync_dir(self.root)
+        self._indexed(lambda index: index.remove([qid]))
+
+    def _older_than(self, cutoff: float) -> builtins.list[QuarantineEntry]:
+        """Retention's candidates: from the index once reconciled (every listable entry has its
+        row, and a row's date is its entry's, which never changes), else every file."""
+        index = self.index
+        if index is not None:
+            try:
+                index.reconcile(self.listable)
+                found = (self.listable(qid) for qid in index.older_than(cutoff))
+                return sorted((e for e in found if e is not None), key=lambda e: e.quarantined_at)
+            except (IndexDamaged, sqlite3.Error, OSError) as exc:
+                log.warning("quarantine retention reads every entry: the index failed (%s)", exc)
+        return self.list()
 
     def expire(self, older_than: float) -> builtins.list[QuarantineEntry]:
-        """Delete entries quarantined before ``older_than`` (epoch seconds); return them."""
+        """Delete entries quarantined before ``older_than`` (epoch seconds); return them. Each
+        entry's date is read from its file before it is deleted."""
         gone: list[QuarantineEntry] = []
-        for entry in self.list():
+        for entry in self._older_than(older_than):
             if entry.quarantined_at < older_than:
                 try:
                     self.delete(entry.qid)

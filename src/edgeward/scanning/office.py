@@ -45,6 +45,7 @@ from typing import Any
 
 import edgeward
 from edgeward.ports import EngineStatus, ScanEngineError, ScanHit, ScanItem
+from edgeward.scanning.odf import is_odf_package
 from edgeward.scanning.office_analysis import sniff
 from edgeward.scanning.ooxml import is_office_package
 
@@ -194,7 +195,7 @@ class OfficeEngine:
 
 
 def _office_packages(items: Sequence[ScanItem]) -> set[str]:
-    """Paths of the items that are OOXML packages: their parts are analysed with them.
+    """Paths of the items that are OOXML or OpenDocument packages: their parts are analysed with them.
 
     The walk unpacks a .docm like any zip, so its ``vbaProject.bin`` and embedded objects come
     again as items of their own; analysing them too would report every macro twice and cost a
@@ -206,7 +207,7 @@ def _office_packages(items: Sequence[ScanItem]) -> set[str]:
             continue
         try:
             with zipfile.ZipFile(io.BytesIO(item.data)) as zf:
-                if is_office_package(zf):
+                if is_office_package(zf) or is_odf_package(zf):
                     found.add(item.path)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError):
             continue

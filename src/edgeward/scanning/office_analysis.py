@@ -14,6 +14,9 @@ What is looked at, by container (read from the content, never from the file name
   (msodde), embedded OLE files (oleobj), remote templates and URL-handler targets and macro
   sheets (:mod:`edgeward.scanning.ooxml`). A zip without ``[Content_Types].xml`` is an
   archive: the MIME walk unpacks it, not this.
+- **OpenDocument** (a zip with ``META-INF/manifest.xml`` or an ODF ``mimetype``): Basic
+  modules and scripts, macros bound to document events, embedded OLE objects, external links
+  and DDE (:mod:`edgeward.scanning.odf`), and VBA in OLE members (olevba).
 - **RTF**: embedded objects (rtfobj) and DDE fields (msodde).
 - **Word/Excel 2003 XML, Flat OPC, MHTML, SYLK**: VBA and XLM (olevba).
 - **CSV** (by its declared or true type): DDE formulas (``=cmd|'/c calc'!A1``).
@@ -52,7 +55,9 @@ import olefile
 from defusedxml import ElementTree as SafeET
 
 from edgeward.scanning.archives import is_encrypted_office
+from edgeward.scanning.odf import inspect_odf, is_odf_package
 from edgeward.scanning.ooxml import inspect_package, is_office_package
+from edgeward.scanning.xlm import biff8_findings, package_findings
 
 with warnings.catch_warnings():
     # oletools 0.60.2 calls pyparsing's pre-3.0 names, which pyparsing 3.3 warns about on import.
@@ -154,6 +159,8 @@ def _vba(data: bytes, name: str) -> Iterator[Finding]:
         xlm = parser.detect_xlm_macros()
         if xlm:
             yield "AV_XLM_MACRO", "xlm"
+            if parser.type == olevba_mod.TYPE_OLE:
+                yield from biff8_findings(parser.xlm_macros or ())
         if parser.contains_vba_macros or xlm:
             for kind, keyword, _ in parser.analyze_macros() or ():
                 if kind == "AutoExec":
@@ -296,6 +303,24 @@ def _package(zf: zipfile.ZipFile) -> Iterator[Finding]:
         yield "AV_EXTERNAL_REFERENCE", _clean(f"{kind}:{target.strip()}")
     if facts.macrosheets:
         yield "AV_XLM_MACRO", _clean(f"macrosheet:{facts.macrosheets[0]}")
+        yield from package_findings(zf)
+
+
+def _odf(zf: zipfile.ZipFile, nesting: int) -> Iterator[Finding]:
+    facts = inspect_odf(zf)
+    yield from facts.findings
+    if nesting < MAX_NESTING:
+        # An embedded object is a whole Office file (a workbook in a text): its macros, XLM,
+        # DDE and packages are the document's.
+        for member in facts.ole_members:
+            yield from _analyze(zf.read(member), member, "ole", nesting + 1)
+    for source in facts.basic.values():
+        # olevba's tables name VBA's calls; StarBasic's Shell and CreateObject are the same words.
+        for keyword, _ in olevba_mod.detect_autoexec(source):
+            yield "AV_MACRO_AUTOEXEC", _clean(keyword)
+        for keyword, _ in olevba_mod.detect_suspicious(source):
+            if keyword not in _NOISE:
+                yield "AV_MACRO_SUSPICIOUS", _clean(keyword)
 
 
 def _objects_rtf(data: bytes) -> Iterator[Finding]:
@@ -357,11 +382,14 @@ def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
         except (zipfile.BadZipFile, OSError, EOFError, ValueError):
             return []
         with zf:
-            if not is_office_package(zf):
+            if is_odf_package(zf):
+                found += _quietly(lambda: _odf(zf, nesting))
+            elif is_office_package(zf):
+                found += _quietly(lambda: _package(zf))
+                found += _quietly(lambda: _objects_zip(zf))
+            else:
                 return []
-            found += _quietly(lambda: _package(zf))
-            found += _quietly(lambda: _objects_zip(zf))
-        found += _quietly(lambda: _vba(data, name))
+        found += _quietly(lambda: _vba(data, name))  # olevba reads VBA in OLE members of either
         found += _quietly(lambda: _dde_xml(data))
     elif kind == "rtf":
         found += _quietly(lambda: _objects_rtf(data))

@@ -11,7 +11,11 @@ transform knows what to change after acceptance), and carries out the deciding a
 - ``disconnect``: ``421 4.7.0`` and close, without accepting;
 - ``quarantine``: accepted into the quarantine (the changing actions of the matched rules still
   apply, so a released message is what would have been delivered);
-- ``set_scl``: the finding ``RULE_SCL_<n>``, weighing n in the total.
+- ``set_scl``: the finding ``RULE_SCL_<n>``, weighing n in the total;
+- ``log_event_text``: the text logged (``edgeward.rules``, with the message id) and the finding
+  ``RULE_LOG_EVENT`` (``<rule>: <text>``), so the tracking line of the message carries it;
+- ``copy_to``: the finding ``RULE_COPY_TO`` (``<rule>: <addresses>``) records the copy; the
+  rules transform adds the recipients and the ``Cc`` field.
 
 A hard control: exemptions (allow lists, bypass rights) do not skip it, since rules are the
 organisation's own policy (a disclaimer on an authenticated user's mail). A group source that
@@ -50,6 +54,10 @@ def decide(matches: Iterable[RuleMatch]) -> Outcome:
         findings.append(Finding("RULE_MATCH", NAME, m.rule.name))
         if acts.set_scl is not None:
             findings.append(Finding(f"RULE_SCL_{acts.set_scl}", NAME, m.rule.name))
+        if acts.log_event_text:
+            findings.append(Finding("RULE_LOG_EVENT", NAME, f"{m.rule.name}: {acts.log_event_text}"))
+        if acts.copy_to:
+            findings.append(Finding("RULE_COPY_TO", NAME, f"{m.rule.name}: {', '.join(acts.copy_to)}"))
         if final is not None:
             continue
         if acts.reject is not None:
@@ -101,4 +109,7 @@ class TransportRules:
             return Outcome.tempfail(GROUPS_DOWN, Finding("RULE_GROUP_TEMPERROR", NAME, str(exc)))
         if matches:
             log.info("message %s: rules matched: %s", ctx.msg_id, ", ".join(m.rule.name for m in matches))
+        for m in matches:
+            if m.rule.actions.log_event_text:
+                log.info("message %s: rule %s: %s", ctx.msg_id, m.rule.name, m.rule.actions.log_event_text)
         return decide(matches)

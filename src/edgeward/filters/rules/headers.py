@@ -20,7 +20,7 @@ import base64
 from edgeward.headers import header_end, remove_fields
 from edgeward.scanning.decode import decode_words
 
-__all__ = ["add_header", "encode_value", "prepend_subject", "remove_headers", "set_header"]
+__all__ = ["add_cc", "add_header", "encode_value", "prepend_subject", "remove_headers", "set_header"]
 
 MAX_LINE = 998
 
@@ -110,3 +110,28 @@ def prepend_subject(data: bytes, prefix: str) -> bytes:
     # Too long for one line (or an encoded prefix of several words): the original moves to a
     # continuation line of its own, unchanged.
     return data[:value_at] + b" " + encoded.encode("ascii") + b"\r\n " + data[start:]
+
+
+def add_cc(data: bytes, addresses: tuple[str, ...]) -> bytes:
+    """``addresses`` named in the Cc field: appended to the first one (its bytes untouched, each
+    new address on a continuation line), or a new Cc field. Addresses already in it are skipped.
+
+    ``addresses`` are plain addr-specs checked at configuration load."""
+    end = header_end(data)
+    head = data[:end]
+    found = _first_field(head, b"cc")
+    if found is None:
+        return _insert_field(data, b"Cc: " + b",\r\n ".join(a.encode("ascii") for a in addresses) + b"\r\n")
+    value_at, eol = found
+    # The field goes on over its continuation lines (those starting with a space or a tab).
+    while head[eol + 2 : eol + 3] in (b" ", b"\t") and eol + 2 < len(head):
+        nxt = head.find(b"\r\n", eol + 2)
+        eol = len(head) if nxt < 0 else nxt
+    present = head[value_at:eol].decode("utf-8", "replace").lower()
+    new = [a for a in addresses if a.lower() not in present]
+    if not new:
+        return data
+    # An empty Cc (just "Cc:") takes the first address without a comma before it.
+    joined = b",\r\n ".join(a.encode("ascii") for a in new)
+    glue = b",\r\n " if head[value_at:eol].strip() else b" "
+    return data[:eol] + glue + joined + data[eol:]

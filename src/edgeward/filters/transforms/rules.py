@@ -4,7 +4,8 @@ The ``transport-rules`` agent decided which rules match (its ``RULE_MATCH`` find
 this transform carries out what they change, in rule order: ``prepend_subject``,
 ``remove_headers``, ``add_headers`` (raw header edits, ``filters.rules.headers``), ``disclaimer``
 (``filters.rules.disclaimer``, marked with ``X-Edgeward-Disclaimer: <rule>``), and the envelope:
-``redirect_to`` replaces the recipients, ``bcc`` adds some. The envelope change is asked for
+``redirect_to`` replaces the recipients, ``bcc`` adds some, and ``copy_to`` adds some that
+are also named in the ``Cc`` field (Exchange's CopyTo: a copy on record). The envelope change is asked for
 through ``recipients`` before the message is changed, so the queue record (and the tracking
 RECEIVE) carries the new recipients; added recipients have no DSN parameters.
 
@@ -20,7 +21,7 @@ from collections.abc import Iterable
 from edgeward.config.rules import TransportRule, ordered
 from edgeward.filters.agents.transport_rules import matched_rules
 from edgeward.filters.rules.disclaimer import MARK_HEADER, add_disclaimer
-from edgeward.filters.rules.headers import add_header, prepend_subject, remove_headers, set_header
+from edgeward.filters.rules.headers import add_cc, add_header, prepend_subject, remove_headers, set_header
 from edgeward.filters.transforms.base import Accepted
 from edgeward.headers import parse_headers
 from edgeward.types import Action, Address
@@ -57,6 +58,7 @@ class RuleChanges:
             if rule.actions.redirect_to:
                 rcpts = [parse_address(a) for a in rule.actions.redirect_to]
             copies.extend(rule.actions.bcc)
+            copies.extend(rule.actions.copy_to)
         for extra in copies:
             if all(str(r).lower() != extra for r in rcpts):
                 rcpts.append(parse_address(extra))
@@ -80,6 +82,8 @@ class RuleChanges:
             data = remove_headers(data, acts.remove_headers)
         for name, value in acts.add_headers.items():
             data = set_header(data, name, value)
+        if acts.copy_to:
+            data = add_cc(data, acts.copy_to)
         if acts.disclaimer is not None:
             data = self._disclaimer(data, rule, accepted)
         return data
@@ -97,4 +101,3 @@ class RuleChanges:
             return data
         # Another rule's mark stays: each rule's disclaimer is added once.
         return add_header(result.data, MARK_HEADER, rule.name)
-
