@@ -77,3 +77,17 @@ def test_spool_and_quarantine_written_as_root_belong_to_the_service(data: Path, 
         QuarantineEntry("", "a@x.test", ("b@y.test",), "test"), b"x\r\n"
     )
     assert owners(data) == {service.uid}
+
+
+def test_certificates_made_as_root_stay_readable_by_the_service(data: Path, service: Owner) -> None:
+    # `edgeward cert new` beside a running gateway: the store's index, keys, lock and folders
+    # must be the service user's, or the gateway's next reload fails on a 0600 root file.
+    from edgeward.tls.store import CertificateStore
+
+    store = CertificateStore(data / "certs")
+    info = store.create_self_signed("mail.example.test", key_type="ec")
+    store.enable(info.thumbprint, "smtp")
+    store.request("mail.example.test", key_type="ec")
+    made = list(data.rglob("*"))
+    assert {p.name for p in made} >= {"index.json", ".lock", "keys", "certs", "requests"}
+    assert owners(data) == {service.uid}
