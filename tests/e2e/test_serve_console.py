@@ -43,16 +43,6 @@ def _console_child(gateway: GatewayProcess, other_than: int = 0, timeout: float 
     raise AssertionError(f"no console child:\n{gateway.log.read_text()[-3000:]}")
 
 
-def _give_back(store: Path) -> None:
-    """`cert new` run as root leaves what it wrote root's; give it to the store's owner, so the
-    unprivileged gateway and console can read it again."""
-    if os.geteuid() != 0:
-        return
-    owner = store.stat()
-    for path in (store, *store.rglob("*")):
-        os.chown(path, owner.st_uid, owner.st_gid)
-
-
 def _get(port: int, ca: Path) -> httpx.Response:
     context = ssl.create_default_context(cafile=str(ca))
     with httpx.Client(base_url=f"https://127.0.0.1:{port}", verify=context, timeout=30) as client:
@@ -100,7 +90,6 @@ def test_serve_supervises_the_console(workdir: Path, delivery_process: bool) -> 
             [*command, "--config", str(config)], capture_output=True, text=True, check=False
         )
         assert made.returncode == 0, made.stderr
-        _give_back(cfg.resolve(cfg.tls.store))
         new_ca, _key = CertificateStore(cfg.resolve(cfg.tls.store)).binding_for("https")
         assert new_ca != ca
         with pytest.raises(httpx.ConnectError):  # not before the reload
