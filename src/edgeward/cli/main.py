@@ -156,10 +156,13 @@ def serve(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     role: Annotated[str, typer.Option("--role", hidden=True)] = "",
     notify_fd: Annotated[int, typer.Option("--notify-fd", hidden=True)] = -1,
+    receiver: Annotated[str, typer.Option("--receiver", hidden=True)] = "",
+    listen_fds: Annotated[str, typer.Option("--listen-fds", hidden=True)] = "",
+    slots_fd: Annotated[int, typer.Option("--slots-fd", hidden=True)] = -1,
 ) -> None:
     """Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads)."""
     config = _load(config_path)
-    if role != "deliver":
+    if role not in ("deliver", "receive"):
         _refuse_unsafe(config, config_path)
     logging.basicConfig(
         level=config.logging.level.upper(),
@@ -173,6 +176,15 @@ def serve(
 
             refuse_root()
             asyncio.run(serve_delivery(config, config_path, notify_fd))
+            return
+        if role == "receive":  # another receiving process, started by the first
+            from edgeward.server.privileges import refuse_root
+            from edgeward.supervisor import serve_receiver
+
+            refuse_root()
+            index, _, count = receiver.partition("/")
+            fds = [int(fd) for fd in listen_fds.split(",") if fd]
+            asyncio.run(serve_receiver(config, config_path, int(index), int(count), fds, notify_fd, slots_fd))
             return
         _serve(config, config_path)
     except OSError as exc:
@@ -193,7 +205,13 @@ def _serve(config: Config, config_path: Path) -> None:
     # The certificate is made (if missing) while we may still be root, so its key is written
     # before the folder is handed over.
     tls_contexts(config)
-    sockets = bind_sockets(config.receive_connectors)
+    receivers = config.server.receiver_count() if config.server.delivery_process else 1
+    sockets = bind_sockets(config.receive_connectors, reuse_port=receivers > 1)
+    # The other receiving processes' own sockets on the same bindings, bound while we may be root.
+    others = [
+        bind_sockets(config.receive_connectors, reuse_port=True, shared_only=True)
+        for _ in range(receivers - 1)
+    ]
     drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
     drop_privileges(
         config.server.user, config.server.group, own=(*paths.values(), *drops), readable=(config_path,)
@@ -201,7 +219,7 @@ def _serve(config: Config, config_path: Path) -> None:
     drop_capabilities()
     refuse_root()
     if config.server.delivery_process:
-        asyncio.run(serve_split(config, config_path, sockets))
+        asyncio.run(serve_split(config, config_path, sockets, [o for o in others if o]))
     else:
         asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import string
 from pathlib import Path
@@ -120,6 +121,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+MAX_RECEIVERS = 64
+AUTO_RECEIVERS_CAP = 8
+
+
 class ServerConfig(_Section):
     hostname: str = Field(
         "localhost.localdomain", description="FQDN used in the banner, EHLO and Received headers"
@@ -137,6 +142,13 @@ class ServerConfig(_Section):
     delivery_process: bool = Field(
         True, description="Deliver from a second process, so receiving and delivering each get a core"
     )
+    receivers: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_RECEIVERS)] = Field(
+        "auto",
+        description=(
+            "Receiving processes sharing the listening sockets (with delivery_process); auto: one per"
+            " core this process may run on, at most 8"
+        ),
+    )
     max_bytes_in_flight: Size = Field(
         256 * 1024 * 1024,
         description=(
@@ -144,6 +156,12 @@ class ServerConfig(_Section):
             " actual bytes in DATA); beyond it MAIL or the message gets 452 4.3.1; 0: no cap"
         ),
     )
+
+    def receiver_count(self) -> int:
+        """How many receiving processes ``receivers`` asks for on this host."""
+        if self.receivers != "auto":
+            return self.receivers
+        return max(1, min(AUTO_RECEIVERS_CAP, len(os.sched_getaffinity(0))))
 
 
 class TlsConfig(_Section):
