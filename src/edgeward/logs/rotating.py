@@ -10,7 +10,11 @@ a crash of the process loses nothing, and only a power cut can lose the last mom
 explain what happened; the spool, which is fsync'd, is what makes mail safe. An fsync per line
 would put a disk flush on the path of every accepted message for no gain in mail safety.
 
-One writer per file: a lock makes it safe across threads; processes use different names.
+A lock makes a log safe across threads. Several processes may append to one file (the
+receiving processes share the tracking and agent logs): every line is one ``O_APPEND`` write, a
+rotation happens under an ``flock`` on the folder, and a writer whose file was rotated away by
+another process (its inode is no longer the path's) opens the new one before its next line. A
+line written in the instant of another process's rotation can so end the rotated file.
 
 Security: files are created 0600 in a 0700 folder (they hold addresses and IPs). Entries are
 JSON-encoded, so a client cannot forge a line break or terminal escape in the log. JSON itself
@@ -23,6 +27,8 @@ nothing active.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -90,14 +96,32 @@ class RotatingJsonLog:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._size = 0
+        self._inode = 0
 
     def _open(self) -> TextIO:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         # buffering=1: line-buffered, one write() per entry.
         fh = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open across calls
-        self._size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        self._size, self._inode = st.st_size, st.st_ino
         return fh
+
+    def _moved(self) -> bool:
+        """Whether another process rotated our file away from the path."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    @contextlib.contextmanager
+    def _folder_locked(self) -> Iterator[None]:
+        fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # drops the lock
 
     def write(self, entry: Mapping[str, Any]) -> None:
         line = encode_entry(entry)
@@ -105,8 +129,16 @@ class RotatingJsonLog:
         with self._lock:
             if self._file is None:
                 self._file = self._open()
-            if self._size and self._size + size > self._max_size:
-                self._rotate()
+            moved = self._moved()
+            if not moved:  # the file's own size: other processes append to it too
+                self._size = os.fstat(self._file.fileno()).st_size
+            if moved or (self._size and self._size + size > self._max_size):
+                with self._folder_locked():
+                    if moved or self._moved():  # another process rotated it: follow
+                        self._file.close()
+                        self._file = self._open()
+                    if self._size and self._size + size > self._max_size:
+                        self._rotate()
             assert self._file is not None  # _rotate reopens it
             self._file.write(line)
             self._size += size
