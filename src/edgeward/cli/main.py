@@ -7,7 +7,6 @@ printed as one clear message with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from edgeward import __version__
+from edgeward import __version__, eventloop
 from edgeward.cli.antispam import antispam_app
 from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
@@ -175,7 +174,7 @@ def serve(
             from edgeward.supervisor import serve_delivery
 
             refuse_root()
-            asyncio.run(serve_delivery(config, config_path, notify_fd))
+            eventloop.run(serve_delivery(config, config_path, notify_fd), config.server.event_loop)
             return
         if role == "receive":  # another receiving process, started by the first
             from edgeward.server.privileges import refuse_root
@@ -184,7 +183,10 @@ def serve(
             refuse_root()
             index, _, count = receiver.partition("/")
             fds = [int(fd) for fd in listen_fds.split(",") if fd]
-            asyncio.run(serve_receiver(config, config_path, int(index), int(count), fds, notify_fd, slots_fd))
+            eventloop.run(
+                serve_receiver(config, config_path, int(index), int(count), fds, notify_fd, slots_fd),
+                config.server.event_loop,
+            )
             return
         _serve(config, config_path)
     except OSError as exc:
@@ -219,9 +221,13 @@ def _serve(config: Config, config_path: Path) -> None:
     drop_capabilities()
     refuse_root()
     if config.server.delivery_process:
-        asyncio.run(serve_split(config, config_path, sockets, [o for o in others if o]))
+        eventloop.run(
+            serve_split(config, config_path, sockets, [o for o in others if o]), config.server.event_loop
+        )
     else:
-        asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
+        eventloop.run(
+            Gateway(config, config_path=config_path).serve_until_signalled(sockets), config.server.event_loop
+        )
 
 
 @config_app.command("show")

@@ -149,6 +149,9 @@ class ServerConfig(_Section):
             " core this process may run on, at most 8"
         ),
     )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop of serve: auto takes uvloop where installed, else asyncio's own"
+    )
     max_bytes_in_flight: Size = Field(
         256 * 1024 * 1024,
         description=(
