@@ -25,7 +25,7 @@ def views() -> Iterator[tuple[SharedSlots, SharedSlots]]:
 
 
 def _connector(**limits: int) -> ReceiveConnectorConfig:
-    return ReceiveConnectorConfig(name="internet", bindings=("127.0.0.1:2525",), **limits)  # type: ignore[arg-type]
+    return ReceiveConnectorConfig(name="internet", bindings=("127.0.0.1:2525",), **limits)
 
 
 def test_the_per_source_limit_counts_both_processes(views: tuple[SharedSlots, SharedSlots]) -> None:

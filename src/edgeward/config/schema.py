@@ -146,7 +146,7 @@ class ServerConfig(_Section):
         "auto",
         description=(
             "Receiving processes sharing the listening sockets (with delivery_process); auto: one per"
-            " core this process may run on, at most 8"
+            " core this process may run on less the delivery process's, at least 1, at most 8"
         ),
     )
     event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
@@ -164,7 +164,9 @@ class ServerConfig(_Section):
         """How many receiving processes ``receivers`` asks for on this host."""
         if self.receivers != "auto":
             return self.receivers
-        return max(1, min(AUTO_RECEIVERS_CAP, len(os.sched_getaffinity(0))))
+        # The delivery process keeps about a core busy under load: on 2 cores a second receiving
+        # process only adds CPU per message (bench/README.md), from 3 on the rest are sessions'.
+        return max(1, min(AUTO_RECEIVERS_CAP, len(os.sched_getaffinity(0)) - 1))
 
 
 class TlsConfig(_Section):
