@@ -12,9 +12,11 @@ would put a disk flush on the path of every accepted message for no gain in mail
 
 A lock makes a log safe across threads. Several processes may append to one file (the
 receiving processes share the tracking and agent logs): every line is one ``O_APPEND`` write, a
-rotation happens under an ``flock`` on the folder, and a writer whose file was rotated away by
-another process (its inode is no longer the path's) opens the new one before its next line. A
-line written in the instant of another process's rotation can so end the rotated file.
+rotation happens under an ``flock`` on the folder, and a writer looks at most once every
+``SHARED_CHECK`` seconds (two ``stat`` calls per line were a few per cent of a busy receiving
+process) whether its file was rotated away by another process (its inode is no longer the
+path's), then opens the new one, and takes the file's real size for its own rotation. Lines a
+process writes in that second after another's rotation so end the rotated file.
 
 Security: files are created 0600 in a 0700 folder (they hold addresses and IPs). Entries are
 JSON-encoded, so a client cannot forge a line break or terminal escape in the log. JSON itself
@@ -33,6 +35,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,7 @@ __all__ = ["RotatingJsonLog", "encode_entry", "iso_time", "log_files", "read_ent
 
 # Characters JSON leaves raw that a terminal or viewer acts on (module docstring).
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+SHARED_CHECK = 1.0  # seconds between looks at whether another process rotated the file
 _ROTATED = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)(?:-(?P<n>\d+))?\.log$")
 
 
@@ -97,6 +101,7 @@ class RotatingJsonLog:
         self._file: TextIO | None = None
         self._size = 0
         self._inode = 0
+        self._checked = 0.0  # monotonic time of the last look at the shared file
 
     def _open(self) -> TextIO:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -129,9 +134,13 @@ class RotatingJsonLog:
         with self._lock:
             if self._file is None:
                 self._file = self._open()
-            moved = self._moved()
-            if not moved:  # the file's own size: other processes append to it too
-                self._size = os.fstat(self._file.fileno()).st_size
+            moved = False
+            now = time.monotonic()
+            if now - self._checked >= SHARED_CHECK:
+                self._checked = now
+                moved = self._moved()
+                if not moved:  # the file's own size: other processes append to it too
+                    self._size = os.fstat(self._file.fileno()).st_size
             if moved or (self._size and self._size + size > self._max_size):
                 with self._folder_locked():
                     if moved or self._moved():  # another process rotated it: follow
