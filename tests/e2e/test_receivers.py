@@ -151,3 +151,39 @@ def test_sigterm_stops_every_process(workdir: Path, sink: SmtpSink) -> None:
     while any(Path(f"/proc/{pid}").exists() for pid in pids):
         assert time.monotonic() < deadline, "a child outlived its supervisor"
         time.sleep(0.1)
+
+
+def test_sighup_reaches_every_process_and_a_dead_supervisor_takes_the_others_along(
+    workdir: Path, sink: SmtpSink
+) -> None:
+    gw, port = _two_receivers(workdir, sink)
+    children = [*gw.children_in("receive"), gw.delivery()]
+    deadline = time.monotonic() + 30
+    while gw.log.read_text().count(" started (") < 3:  # a SIGHUP before its handler would end it
+        assert time.monotonic() < deadline, gw.log.read_text()[-3000:]
+        time.sleep(0.1)
+    gw.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while gw.log.read_text().count("configuration reloaded") < 3:
+        assert time.monotonic() < deadline, gw.log.read_text()[-3000:]
+        time.sleep(0.1)
+    acked = [f"sup-{i}" for i in range(5) if _send(port, f"sup-{i}")]
+    gw.kill9()  # the first receiving process, which supervises the others
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and _state(pid) != "Z" for pid in children):
+        assert time.monotonic() < deadline, "a child outlived its supervisor"
+        time.sleep(0.1)
+    assert len(acked) == 5
+    # Acknowledged mail is in the spool or delivered; a new start sends what is left.
+    restarted = GatewayProcess(gw.config_path, port).start()
+    try:
+        sink.wait_for(5, timeout=60)
+    finally:
+        assert restarted.stop() == 0
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
