@@ -42,7 +42,7 @@ from typing import Protocol
 from relay.edgeward import EdgewardRelay
 from relay.load import percentile, run_smtp_source, timed_load
 from relay.postfix import PostfixRelay
-from relay.procs import BenchError, count_processes, cpu_seconds, filesystem_of, kill_processes_in
+from relay.procs import BenchError, count_processes, cpu_seconds, filesystem_of, kill_processes_in, rss_bytes
 from relay.sink import Sink
 
 SMALL, LARGE = 2048, 200 * 1024
@@ -80,12 +80,14 @@ class CaseResult:
     p99_ms: float | None = None
     max_ms: float | None = None
     cpu_ms_per_msg: float | None = None
+    peak_rss_mb: float | None = None
     peak_processes: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
 
 class ProcessSampler:
-    """Peak number of live processes per command name in a relay's tree, sampled in a thread.
+    """Peak number of live processes per command name in a relay's tree, and the peak resident
+    memory of the whole tree, sampled in a thread.
 
     Postfix forks smtpd, cleanup and smtp workers on demand; the peaks show how many it really
     used on the two cores, which is what the fairness note in the README reports.
@@ -96,12 +98,14 @@ class ProcessSampler:
         self._interval = interval
         self._stop = threading.Event()
         self.peak: Counter[str] = Counter()
+        self.peak_rss = 0
         self._thread = threading.Thread(target=self._run, name="process-sampler", daemon=True)
 
     def _run(self) -> None:
         while self._root is not None and not self._stop.is_set():
             for name, n in count_processes(self._root).items():
                 self.peak[name] = max(self.peak[name], n)
+            self.peak_rss = max(self.peak_rss, rss_bytes(self._root))
             self._stop.wait(self._interval)
 
     def __enter__(self) -> ProcessSampler:
@@ -139,6 +143,7 @@ def measure_case(
         result.e2e_msgs_per_s = messages / (last - start)
         result.cpu_ms_per_msg = (cpu_after - cpu_before) * 1000.0 / messages if root else None
         result.peak_processes = dict(sorted(sampler.peak.items()))
+        result.peak_rss_mb = sampler.peak_rss / 1e6 if sampler.peak_rss else None
 
         # Pass 2: the timing client, then wait for the relay to drain so the next case starts idle.
         base = sink.count
@@ -183,10 +188,10 @@ def fmt(value: float | None, digits: int = 1) -> str:
 def print_results(results: list[CaseResult], ratios: list[dict[str, object]]) -> None:
     head = (
         f"{'relay':<9} {'size':>6} {'sess':>4} {'msgs':>5} {'e2e msg/s':>10} {'accept msg/s':>12}"
-        f" {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>10}  peak processes"
+        f" {'p50 ms':>8} {'p99 ms':>8} {'CPU ms/msg':>10} {'RSS MB':>7}  peak processes"
     )
     print("\n" + head + "\n" + "-" * len(head))
-    for r in results:
+    for r in results:  # RSS: peak resident memory of the relay's whole process tree
         if r.error:
             print(f"{r.relay:<9} {size_label(r.size):>6} {r.sessions:>4} {r.messages:>5}  ERROR: {r.error}")
             continue
@@ -194,15 +199,15 @@ def print_results(results: list[CaseResult], ratios: list[dict[str, object]]) ->
         print(
             f"{r.relay:<9} {size_label(r.size):>6} {r.sessions:>4} {r.messages:>5}"
             f" {fmt(r.e2e_msgs_per_s):>10} {fmt(r.accept_msgs_per_s):>12} {fmt(r.p50_ms, 2):>8}"
-            f" {fmt(r.p99_ms, 2):>8} {fmt(r.cpu_ms_per_msg, 2):>10}  {procs}"
+            f" {fmt(r.p99_ms, 2):>8} {fmt(r.cpu_ms_per_msg, 2):>10} {fmt(r.peak_rss_mb):>7}  {procs}"
         )
     if ratios:
-        head = f"{'Edgeward / Postfix':<19} {'e2e':>6} {'accept':>7} {'p50':>6} {'p99':>6}"
+        head = f"{'X / Postfix':<33} {'e2e':>6} {'accept':>7} {'p50':>6} {'p99':>6}"
         print("\n" + head + "\n" + "-" * len(head))
         for q in ratios:
-            label = f"{size_label(int(str(q['size'])))}, {q['sessions']} sess"
+            label = f"{q['relay']}, {size_label(int(str(q['size'])))}, {q['sessions']} sess"
             print(
-                f"{label:<19} {fmt(_f(q['e2e']), 2):>6} {fmt(_f(q['accept']), 2):>7}"
+                f"{label:<33} {fmt(_f(q['e2e']), 2):>6} {fmt(_f(q['accept']), 2):>7}"
                 f" {fmt(_f(q['p50']), 2):>6} {fmt(_f(q['p99']), 2):>6}"
             )
 
@@ -219,11 +224,12 @@ def compute_ratios(results: list[CaseResult]) -> list[dict[str, object]]:
     by_key = {(r.relay, r.size, r.sessions): r for r in results if not r.error}
     ratios: list[dict[str, object]] = []
     for r in results:
-        if r.relay != "edgeward" or r.error or ("postfix", r.size, r.sessions) not in by_key:
+        if r.relay == "postfix" or r.error or ("postfix", r.size, r.sessions) not in by_key:
             continue
         p = by_key[("postfix", r.size, r.sessions)]
         ratios.append(
             {
+                "relay": r.relay,
                 "size": r.size,
                 "sessions": r.sessions,
                 # Throughput: >1 means Edgeward is faster. Latency: >1 means Edgeward is slower.
@@ -243,7 +249,11 @@ def make_relays(args: argparse.Namespace, workdir: Path, sink_port: int) -> list
             relays.append(PostfixRelay(workdir, sink_port, args.postfix_process_limit))
         else:
             cmd = shlex.split(args.edgeward_cmd) if args.edgeward_cmd else None
-            relays.append(EdgewardRelay(workdir, sink_port, cmd))
+            relays.append(
+                EdgewardRelay(
+                    workdir, sink_port, cmd, content_filter=name == "edgeward", server=args.edgeward_server
+                )
+            )
     return relays
 
 
@@ -274,6 +284,7 @@ def summarise(runs: list[CaseResult]) -> list[CaseResult]:
             "p99_ms",
             "max_ms",
             "cpu_ms_per_msg",
+            "peak_rss_mb",
         ):
             values = [v for r in group if (v := getattr(r, name)) is not None]
             setattr(row, name, statistics.median(values) if values else None)
@@ -315,7 +326,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="parallel sessions, comma separated (default 1,20)",
     )
     ap.add_argument(
-        "--relays", default="postfix,edgeward", help="which relays to run (default postfix,edgeward)"
+        "--relays",
+        default="postfix,edgeward,edgeward-nocf",
+        help="which relays to run (default postfix,edgeward,edgeward-nocf: the last without content filter)",
     )
     ap.add_argument(
         "--reuse-connections",
@@ -330,6 +343,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--postfix-process-limit", type=int, default=100, help="Postfix default_process_limit")
     ap.add_argument("--edgeward-cmd", help="command that runs the edgeward CLI (default: .venv/bin/edgeward)")
+    ap.add_argument("--receivers", default="", help="Edgeward's [server] receivers (default: its default)")
+    ap.add_argument("--event-loop", default="", help="Edgeward's [server] event_loop (default: its default)")
     ap.add_argument("--workdir", type=Path, help="parent of the temporary folder (default /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, queues, logs)")
     ap.add_argument("--json", type=Path, help="also write the results to this JSON file")
@@ -338,10 +353,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.messages_small, args.messages_large = 200, 20
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    args.edgeward_server = {
+        k: v for k, v in (("receivers", args.receivers), ("event_loop", args.event_loop)) if v
+    }
     args.relay_names = [r.strip() for r in args.relays.split(",") if r.strip()]
-    unknown = set(args.relay_names) - {"postfix", "edgeward"}
+    unknown = set(args.relay_names) - {"postfix", "edgeward", "edgeward-nocf"}
     if unknown or not args.relay_names:
-        ap.error(f"--relays takes postfix and/or edgeward, not {', '.join(sorted(unknown)) or 'nothing'}")
+        ap.error(
+            f"--relays takes postfix, edgeward, edgeward-nocf, not {', '.join(sorted(unknown)) or 'nothing'}"
+        )
     return args
 
 
@@ -389,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             "reuse_connections": args.reuse_connections,
             "repeat": args.repeat,
             "pipelining": False,
+            "edgeward_server": args.edgeward_server or "defaults",
             "argv": sys.argv[1:] if argv is None else argv,
         },
         "relays": {},
@@ -463,7 +484,9 @@ def main(argv: list[str] | None = None) -> int:
     host["loadavg_end"] = os.getloadavg()
     ratios = compute_ratios(results)
     print_results(results, ratios)
-    goal = next((q for q in ratios if (q["size"], q["sessions"]) == GOAL_CASE), None)
+    goal = next(
+        (q for q in ratios if (q["relay"], q["size"], q["sessions"]) == ("edgeward", *GOAL_CASE)), None
+    )
     paired = paired_ratios(runs, *GOAL_CASE)
     # With repeats, judge by the median of the back-to-back pairs: a change in background load
     # between repeats moves both relays of a pair alike but skews a ratio of separate medians.

@@ -4,6 +4,9 @@ The configuration is what ``init`` writes for a loopback relay to one smart host
 with everything else at its defaults; in particular ``[queue] fsync`` stays on, so a message is
 on disk before the 250 reply to its DATA, as in Postfix. The benchmark refuses to run if the
 generated configuration turns fsync off.
+
+``EdgewardRelay(..., content_filter=False)`` is the same with ``[agents.content_filter] enabled =
+false``, run as a third relay (``edgeward-nocf``) so the classifier's share of the cost shows.
 """
 
 from __future__ import annotations
@@ -32,11 +35,20 @@ def default_command() -> list[str]:
 class EdgewardRelay:
     """Initialise, start and stop one Edgeward instance in its own folder."""
 
-    name = "edgeward"
-
-    def __init__(self, workdir: Path, sink_port: int, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        sink_port: int,
+        command: list[str] | None = None,
+        *,
+        content_filter: bool = True,
+        server: dict[str, str] | None = None,
+    ) -> None:
+        self.name = "edgeward" if content_filter else "edgeward-nocf"
+        self.content_filter = content_filter
+        self.server = server or {}  # [server] settings over init's (receivers, event_loop)
         self.port = free_port()
-        self.dir = workdir / "edgeward"
+        self.dir = workdir / self.name
         self.config_file = self.dir / "edgeward.toml"
         self.sink_port = sink_port
         self.command = command or default_command()
@@ -74,8 +86,14 @@ class EdgewardRelay:
             raise BenchError(f"edgeward init wrote no {self.config_file}")
         # SPF and DMARC would ask the host's resolver about the benchmark's made-up domains for
         # every message; the DNS-dependent agents are measured with a local DNS server instead.
+        text = self.config_file.read_text()
+        for key, value in self.server.items():
+            toml_value = value if value.isdigit() else f'"{value}"'
+            text = text.replace("[server]\n", f"[server]\n{key} = {toml_value}\n", 1)
         self.config_file.write_text(
-            self.config_file.read_text() + "\n[spf]\nenabled = false\n\n[dmarc]\nenabled = false\n"
+            text
+            + "\n[spf]\nenabled = false\n\n[dmarc]\nenabled = false\n"
+            + ("" if self.content_filter else "\n[agents.content_filter]\nenabled = false\n")
         )
         with self.config_file.open("rb") as f:
             config = tomllib.load(f)

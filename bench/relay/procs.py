@@ -153,6 +153,18 @@ def count_processes(root: int) -> Counter[str]:
     return Counter(process_tree(root).values())
 
 
+def rss_bytes(root: int) -> int:
+    """Resident memory of ``root``'s whole tree (the sum of each process's VmRSS)."""
+    total = 0
+    for pid in process_tree(root):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+                    break
+    return total
+
+
 def filesystem_of(path: Path) -> tuple[str, str]:
     """(mount point, filesystem type) holding ``path``, from /proc/mounts (longest prefix wins)."""
     target = str(path.resolve())

@@ -74,6 +74,7 @@ from edgeward.server.budget import ByteBudget
 from edgeward.server.listener import ConnectorTable, Listener
 from edgeward.server.metrics_http import MetricsListener
 from edgeward.server.session import SessionEnv
+from edgeward.server.shared_slots import SharedSlots
 from edgeward.state.sqlite import DB_FILENAME, StateStore
 from edgeward.state.stores import OwnedPolicyStore, policy_store_for
 from edgeward.tasks import TaskSupervisor
@@ -117,16 +118,22 @@ class Gateway:
         receive: bool = True,
         deliver: bool = True,
         notify: Callable[[str], None] | None = None,
+        primary: bool = True,
+        slots: SharedSlots | None = None,
     ) -> None:
         """``receive``: run listeners and sessions; ``deliver``: run the queue manager.
 
         A gateway that receives without delivering hands each queued id to ``notify`` (the
-        supervisor's pipe to the delivery process).
+        supervisor's pipe to the delivery process). One of several receiving processes
+        (``supervisor``) counts connection slots and held bytes in ``slots`` with the others,
+        and runs the gateway-wide background loops only when ``primary``.
         """
         self.config = config
         self.config_path = config_path
         self.receive = receive
         self.deliver = deliver
+        self.primary = primary
+        self.on_certificates_renewed: Callable[[], None] = lambda: None
         paths = data_paths(config)
         self.paths = paths
         self.spool = Spool(
@@ -144,9 +151,10 @@ class Gateway:
             deliver=self.dispatcher,
         )  # fmt: skip
         self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
-        self.listener = Listener(self._session_env)
-        # One budget for the process, kept across reloads (a reload must not forget what is held).
-        self.budget = ByteBudget(config.server.max_bytes_in_flight)
+        self.listener = Listener(self._session_env, slots=slots)
+        # One budget for the process, kept across reloads (a reload must not forget what is held),
+        # counted with the other receiving processes when there are several.
+        self.budget = ByteBudget(config.server.max_bytes_in_flight, slots)
         self._throttle_by_name: dict[str, Throttle] = {}
         # One ledger of failed AUTH per account for every connector: a limit per account that
         # each port counted apart would multiply with the ports that offer AUTH.
@@ -286,9 +294,12 @@ class Gateway:
         if self.receive:
             await self._open_policy_store()
             await self.listener.start(sockets)
-            self.tasks.start("certificate-upkeep", self._certificate_upkeep)
             if self.learner is not None:
                 self.tasks.start("site-learning", self.learner.run)
+            self._start_notifier()
+        if self.receive and self.primary:
+            # Gateway-wide upkeep runs once, in the first receiving process.
+            self.tasks.start("certificate-upkeep", self._certificate_upkeep)
             retention_store = self._quarantine_store(self.config)
             self.tasks.start(
                 "quarantine-retention",
@@ -299,7 +310,7 @@ class Gateway:
                 ),
             )
             self._start_signature_updates()
-            self._start_notifier(retention_store)
+            self._start_growth_watch(retention_store)
             self._start_directory_push()
             self._start_metrics_listener()
             if self.config.quarantine.digest_enabled:
@@ -344,10 +355,13 @@ class Gateway:
                 lambda: self.config, self._scan_engines, notifier=self.notifier
             ))  # fmt: skip
 
-    def _start_notifier(self, store: QuarantineStore) -> None:
+    def _start_notifier(self) -> None:
+        if self.notifier is not None:
+            self.tasks.start("notifier", self.notifier.run)
+
+    def _start_growth_watch(self, store: QuarantineStore) -> None:
         if self.notifier is None:
             return
-        self.tasks.start("notifier", self.notifier.run)
         cfg = self.config.notify
         if cfg.quarantine_growth_threshold > 0:
             watch = GrowthWatch(store, self.notifier)
@@ -385,7 +399,8 @@ class Gateway:
             await self.policy_store.open()
         except PolicyStoreError as exc:
             log.error("policy store unavailable: %s", exc)
-        self.tasks.start("policy-store-purge", self._purge_policy_store)
+        if self.primary:
+            self.tasks.start("policy-store-purge", self._purge_policy_store)
         self.tasks.start("ip-allow-list-refresh", self._refresh_ip_lists)
 
     async def _purge_policy_store(self) -> None:
@@ -464,6 +479,7 @@ class Gateway:
             else:
                 if report.renewed:
                     self._reload_tls()
+                    self.on_certificates_renewed()
             await asyncio.sleep(CERTIFICATE_CHECK_INTERVAL)
 
     def _reload_tls(self) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeward.auth.addresses import AccountAddresses
@@ -30,7 +30,7 @@ from edgeward.directory.recipients import (
 )
 from edgeward.directory.replica import ReplicaReader, replica_path
 from edgeward.filters.agents.antivirus import Antivirus
-from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
+from edgeward.filters.agents.attachments import AttachmentFilter, text_subtypes_matter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
@@ -348,7 +348,12 @@ def build_policy(
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
         listeners=[a for a in agents if isinstance(a, SenderReputation | SiteLearning)],
-        walk_limits=walk_limits(config.attachments),
+        walk_limits=replace(
+            walk_limits(config.attachments),
+            text_subtypes=text_subtypes_matter(
+                config.attachments, yara=config.antivirus.enabled and config.antivirus.yara.enabled
+            ),
+        ),
     )
 
 

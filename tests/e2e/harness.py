@@ -223,6 +223,20 @@ class GatewayProcess:
             time.sleep(0.05)
         return []
 
+    def children_in(self, role: str, count: int = 1, timeout: float = 20.0) -> list[int]:
+        """The child processes started with ``--role role``, once there are ``count`` of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [pid for pid in self.children(timeout) if _role_of(pid) == role]
+            if len(found) >= count or time.monotonic() > deadline:
+                return found
+            time.sleep(0.05)
+
+    def delivery(self, timeout: float = 20.0) -> int:
+        """The delivery process's pid."""
+        [pid] = self.children_in("deliver", 1, timeout)
+        return pid
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
@@ -243,6 +257,14 @@ class GatewayProcess:
         if rc != 0:
             raise AssertionError(f"edgeward serve exited with {rc}:\n{self.log.read_text()[-4000:]}")
         return rc
+
+
+def _role_of(pid: int) -> str:
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return ""
+    return args[args.index(b"--role") + 1].decode() if b"--role" in args else ""
 
 
 def insecure_context() -> ssl.SSLContext:

@@ -230,13 +230,13 @@ def test_a_killed_delivery_process_is_restarted_and_nothing_is_lost(workdir: Pat
     _fast_retry(config)
     gw = GatewayProcess(config, port).start()
     try:
-        children = gw.children()
+        children = gw.children_in("deliver")
         assert len(children) == 1, "the delivery process runs beside the receiving one"
         os.kill(children[0], signal.SIGKILL)
         _send(port, 1, "after-crash")
         [message] = sink.wait_for(1, timeout=60)
         assert b"Subject: after-crash-1" in message
-        restarted = gw.children()
+        restarted = gw.children_in("deliver")
         assert restarted and restarted != children
     finally:
         assert gw.stop() == 0

@@ -164,7 +164,7 @@ def kill_whole(gw: GatewayProcess) -> None:
 
 def kill_delivery(gw: GatewayProcess) -> int:
     """kill -9 of the delivery process alone; returns its pid."""
-    [child] = gw.children()
+    child = gw.delivery()
     os.kill(child, signal.SIGKILL)
     return child
 
@@ -215,7 +215,7 @@ def run_kills(
                     gw = GatewayProcess(config, port).start()
                 else:
                     old = kill_delivery(gw)
-                    while gw.children() in ([], [old]):
+                    while gw.children_in("deliver", timeout=0.05) in ([], [old]):
                         time.sleep(0.05)
                 elapsed = time.monotonic() - started
                 result.cycles.append(CycleResult(n + 1, kind, before, restart_seconds=elapsed))

@@ -121,3 +121,48 @@ async def test_the_pipeline_gives_each_finding_its_stage_and_its_weight() -> Non
     [finding] = result.findings
     assert (finding.name, finding.stage, finding.score) == ("DNSBL_LISTED", "rcpt", 2.5)
     assert finding.detail == "zen"
+
+
+class Waits(Fixed):
+    """Awaits a few times (a real wait, then a yield to the loop) before it answers."""
+
+    def __init__(self, name: str, outcome: Outcome) -> None:
+        super().__init__(name, outcome)
+        self.cleaned_up = False
+        self.event = asyncio.Event()
+
+    async def check(self, stage: Stage, c: StageContext) -> Outcome:
+        try:
+            await self.event.wait()
+            await asyncio.sleep(0)
+            return self.outcome
+        finally:
+            self.cleaned_up = True
+
+
+async def test_an_agent_that_waits_then_answers_is_heard() -> None:
+    agent = Waits("waits", Outcome.reject(REJECT, Finding("W_BAD", "waits")))
+    asyncio.get_running_loop().call_later(0.01, agent.event.set)
+    result = await Pipeline([agent], timeout=5).run(Stage.RCPT, ctx())
+    assert result.action is Action.REJECT and result.decided_by == "waits" and agent.cleaned_up
+
+
+async def test_an_agent_that_waits_past_the_limit_is_cut_and_told() -> None:
+    agent = Waits("stuck", Outcome.proceed())
+    result = await Pipeline([agent], timeout=0.05).run(Stage.RCPT, ctx())
+    assert result.action is Action.TEMPFAIL and result.outcome.findings[0].detail == "timed out"
+    assert agent.cleaned_up  # the cancellation reached the agent's own code
+
+
+async def test_cancelling_a_stage_cancels_the_waiting_agent() -> None:
+    agent = Waits("waits", Outcome.proceed())
+    task = asyncio.create_task(Pipeline([agent], timeout=5).run(Stage.RCPT, ctx()))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the stage was not cancelled")
+    assert agent.cleaned_up

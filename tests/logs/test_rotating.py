@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from edgeward.logs import rotating
 from edgeward.logs.rotating import RotatingJsonLog, iso_time, log_files, read_entries
 
 DAY = 86400.0
@@ -125,3 +126,23 @@ def test_iso_time_is_utc_with_milliseconds() -> None:
 def test_log_names_cannot_escape_the_folder(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         RotatingJsonLog(tmp_path, "../evil", max_file_size=1, max_age=1)
+
+
+def test_two_processes_writing_one_log_lose_no_line_and_follow_each_others_rotation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two writers of one file stand for two receiving processes (each has its own instance);
+    # they look at the shared file before every line here, not once a second.
+    monkeypatch.setattr(rotating, "SHARED_CHECK", 0.0)
+    clock = FixedClock()
+    a, b = (RotatingJsonLog(tmp_path, "t", max_file_size=400, max_age=DAY, clock=clock) for _ in range(2))
+    for n in range(60):
+        clock.t += 1.0
+        (a if n % 3 else b).write({"n": n, "pad": "x" * 20})
+    a.close()
+    b.close()
+    seen = [e["n"] for e in read_entries(tmp_path, "t")]
+    assert sorted(seen) == list(range(60))
+    files = log_files(tmp_path, "t")
+    assert len(files) >= 5
+    assert all(path.stat().st_size <= 400 for path, _ in files)

@@ -7,7 +7,6 @@ printed as one clear message with exit code 2, never as a traceback.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from edgeward import __version__
+from edgeward import __version__, eventloop
 from edgeward.cli.antispam import antispam_app
 from edgeward.cli.av import av_app
 from edgeward.cli.av_update import update as _av_update  # noqa: F401  (registers 'av update')
@@ -160,10 +159,13 @@ def serve(
     config_path: ConfigOpt = DEFAULT_CONFIG_PATH,
     role: Annotated[str, typer.Option("--role", hidden=True)] = "",
     notify_fd: Annotated[int, typer.Option("--notify-fd", hidden=True)] = -1,
+    receiver: Annotated[str, typer.Option("--receiver", hidden=True)] = "",
+    listen_fds: Annotated[str, typer.Option("--listen-fds", hidden=True)] = "",
+    slots_fd: Annotated[int, typer.Option("--slots-fd", hidden=True)] = -1,
 ) -> None:
     """Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads)."""
     config = _load(config_path)
-    if role != "deliver":
+    if role not in ("deliver", "receive"):
         _refuse_unsafe(config, config_path)
     logging.basicConfig(
         level=config.logging.level.upper(),
@@ -177,7 +179,20 @@ def serve(
 
             refuse_root()
             _count_metrics(config)
-            asyncio.run(serve_delivery(config, config_path, notify_fd))
+            eventloop.run(serve_delivery(config, config_path, notify_fd), config.server.event_loop)
+            return
+        if role == "receive":  # another receiving process, started by the first
+            from edgeward.server.privileges import refuse_root
+            from edgeward.supervisor import serve_receiver
+
+            refuse_root()
+            _count_metrics(config)
+            index, _, count = receiver.partition("/")
+            fds = [int(fd) for fd in listen_fds.split(",") if fd]
+            eventloop.run(
+                serve_receiver(config, config_path, int(index), int(count), fds, notify_fd, slots_fd),
+                config.server.event_loop,
+            )
             return
         _serve(config, config_path)
     except OSError as exc:
@@ -202,7 +217,13 @@ def _serve(config: Config, config_path: Path) -> None:
     # The certificate is made (if missing) while we may still be root, so its key is written
     # before the folder is handed over.
     tls_contexts(config)
-    sockets = bind_sockets(config.receive_connectors)
+    receivers = config.server.receiver_count() if config.server.delivery_process else 1
+    sockets = bind_sockets(config.receive_connectors, reuse_port=receivers > 1)
+    # The other receiving processes' own sockets on the same bindings, bound while we may be root.
+    others = [
+        bind_sockets(config.receive_connectors, reuse_port=True, shared_only=True)
+        for _ in range(receivers - 1)
+    ]
     console_sock = _bind_console(config)
     drops = tuple(config.resolve(c.drop_dir) for c in config.send_connectors if c.drop_dir is not None)
     drop_privileges(
@@ -213,12 +234,18 @@ def _serve(config: Config, config_path: Path) -> None:
     _count_metrics(config)  # before the delivery process starts: it inherits the folder
     console = ConsoleProcess(config_path, console_sock) if console_sock is not None else None
     if config.server.delivery_process:
-        asyncio.run(serve_split(config, config_path, sockets, console))
+        eventloop.run(
+            serve_split(config, config_path, sockets, [o for o in others if o], console),
+            config.server.event_loop,
+        )
     elif console is not None:
         gateway = Gateway(config, config_path=config_path)
-        asyncio.run(serve_with_console(gateway, sockets, console, config.server.shutdown_grace))
+        grace = config.server.shutdown_grace
+        eventloop.run(serve_with_console(gateway, sockets, console, grace), config.server.event_loop)
     else:
-        asyncio.run(Gateway(config, config_path=config_path).serve_until_signalled(sockets))
+        eventloop.run(
+            Gateway(config, config_path=config_path).serve_until_signalled(sockets), config.server.event_loop
+        )
 
 
 def _count_metrics(config: Config) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import re
 import string
 from pathlib import Path
@@ -122,6 +123,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+MAX_RECEIVERS = 64
+AUTO_RECEIVERS_CAP = 8
+
+
 class ServerConfig(_Section):
     hostname: str = Field(
         "localhost.localdomain", description="FQDN used in the banner, EHLO and Received headers"
@@ -139,6 +144,16 @@ class ServerConfig(_Section):
     delivery_process: bool = Field(
         True, description="Deliver from a second process, so receiving and delivering each get a core"
     )
+    receivers: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_RECEIVERS)] = Field(
+        "auto",
+        description=(
+            "Receiving processes sharing the listening sockets (with delivery_process); auto: one per"
+            " core this process may run on less the delivery process's, at least 1, at most 8"
+        ),
+    )
+    event_loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop of serve: auto takes uvloop where installed, else asyncio's own"
+    )
     max_bytes_in_flight: Size = Field(
         256 * 1024 * 1024,
         description=(
@@ -146,6 +161,14 @@ class ServerConfig(_Section):
             " actual bytes in DATA); beyond it MAIL or the message gets 452 4.3.1; 0: no cap"
         ),
     )
+
+    def receiver_count(self) -> int:
+        """How many receiving processes ``receivers`` asks for on this host."""
+        if self.receivers != "auto":
+            return self.receivers
+        # The delivery process keeps about a core busy under load: on 2 cores a second receiving
+        # process only adds CPU per message (bench/README.md), from 3 on the rest are sessions'.
+        return max(1, min(AUTO_RECEIVERS_CAP, len(os.sched_getaffinity(0)) - 1))
 
 
 class TlsConfig(_Section):

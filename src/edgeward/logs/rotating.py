@@ -10,7 +10,13 @@ a crash of the process loses nothing, and only a power cut can lose the last mom
 explain what happened; the spool, which is fsync'd, is what makes mail safe. An fsync per line
 would put a disk flush on the path of every accepted message for no gain in mail safety.
 
-One writer per file: a lock makes it safe across threads; processes use different names.
+A lock makes a log safe across threads. Several processes may append to one file (the
+receiving processes share the tracking and agent logs): every line is one ``O_APPEND`` write, a
+rotation happens under an ``flock`` on the folder, and a writer looks at most once every
+``SHARED_CHECK`` seconds (two ``stat`` calls per line were a few per cent of a busy receiving
+process) whether its file was rotated away by another process (its inode is no longer the
+path's), then opens the new one, and takes the file's real size for its own rotation. Lines a
+process writes in that second after another's rotation so end the rotated file.
 
 Security: files are created 0600 in a 0700 folder (they hold addresses and IPs). Entries are
 JSON-encoded, so a client cannot forge a line break or terminal escape in the log. JSON itself
@@ -23,10 +29,13 @@ nothing active.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +48,7 @@ __all__ = ["RotatingJsonLog", "encode_entry", "iso_time", "log_files", "read_ent
 
 # Characters JSON leaves raw that a terminal or viewer acts on (module docstring).
 _UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+SHARED_CHECK = 1.0  # seconds between looks at whether another process rotated the file
 _ROTATED = re.compile(r"^(?P<name>.+)-(?P<stamp>\d{8}T\d{6}\d{6}Z)(?:-(?P<n>\d+))?\.log$")
 
 
@@ -90,14 +100,33 @@ class RotatingJsonLog:
         self._lock = threading.Lock()
         self._file: TextIO | None = None
         self._size = 0
+        self._inode = 0
+        self._checked = 0.0  # monotonic time of the last look at the shared file
 
     def _open(self) -> TextIO:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
         # buffering=1: line-buffered, one write() per entry.
         fh = open(fd, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - kept open across calls
-        self._size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        self._size, self._inode = st.st_size, st.st_ino
         return fh
+
+    def _moved(self) -> bool:
+        """Whether another process rotated our file away from the path."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except FileNotFoundError:
+            return True
+
+    @contextlib.contextmanager
+    def _folder_locked(self) -> Iterator[None]:
+        fd = os.open(self.directory, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # drops the lock
 
     def write(self, entry: Mapping[str, Any]) -> None:
         line = encode_entry(entry)
@@ -105,8 +134,20 @@ class RotatingJsonLog:
         with self._lock:
             if self._file is None:
                 self._file = self._open()
-            if self._size and self._size + size > self._max_size:
-                self._rotate()
+            moved = False
+            now = time.monotonic()
+            if now - self._checked >= SHARED_CHECK:
+                self._checked = now
+                moved = self._moved()
+                if not moved:  # the file's own size: other processes append to it too
+                    self._size = os.fstat(self._file.fileno()).st_size
+            if moved or (self._size and self._size + size > self._max_size):
+                with self._folder_locked():
+                    if moved or self._moved():  # another process rotated it: follow
+                        self._file.close()
+                        self._file = self._open()
+                    if self._size and self._size + size > self._max_size:
+                        self._rotate()
             assert self._file is not None  # _rotate reopens it
             self._file.write(line)
             self._size += size

@@ -73,6 +73,10 @@ class WalkLimits:
     max_parts: int = 500
     max_decoded_bytes: int = 64 * 1024 * 1024
     archive: archives.ArchiveLimits = field(default_factory=archives.ArchiveLimits)
+    # False: a body part (no file name, declared text/*, not an archive member) gets libmagic's
+    # answer without its text tests (``truetype``), for a configuration in which no consumer
+    # tells text subtypes apart there; attachments and members always get the full answer.
+    text_subtypes: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +353,13 @@ class _Walker:
                 self.walk.finding("ATTACH_NAME_HOSTILE", f"{where[:300]}: {why}")
         name = names.escape(found[0]) if found else ""
         path = f"{where}/{name}" if name and not member else where
-        kind = true_type(content)
+        body_text = (
+            not found
+            and not member
+            and bool(declared)
+            and all(t.lower().startswith("text/") for t in declared)
+        )
+        kind = true_type(content, text_subtype=self.limits.text_subtypes or not body_text)
         item = ScanItem(content, path, name, declared[0] if declared else "", kind)
         self.walk.add(Entry(item, tuple(readings), tuple(declared), span, signed, member))
         if kind in EXECUTABLE_TYPES and _disguised(found, declared):

@@ -13,10 +13,16 @@ them by the message size) and the message then gets ``452 4.3.1`` instead of ``2
 is dropped after ``250`` and nothing crashes. The count is of message bytes, once; the
 process's peak memory is about three times the budget (read buffer, the message, its stamped
 copy on its way to the spool).
+
+With several receiving processes the budget is the gateway's: ``shared`` holds every process's
+bytes (``server/shared_slots.py``), and a reservation fits when the total does.
 """
 
 from __future__ import annotations
 
+import contextlib
+
+from edgeward.server.shared_slots import SharedSlots
 from edgeward.types import Reply
 
 BUDGET_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
@@ -25,18 +31,33 @@ BUDGET_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later"
 class ByteBudget:
     """Bytes reserved by open transactions, against ``limit`` (0: no cap)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, shared: SharedSlots | None = None) -> None:
         self.limit = limit
-        self.in_use = 0
+        self.held = 0  # by this process
         self.refused = 0  # reservations refused, for the figures
+        self.shared = shared
+
+    @property
+    def in_use(self) -> int:
+        """Bytes held, by every receiving process when the budget is shared."""
+        return self.shared.held_bytes() if self.shared is not None else self.held
 
     def reserve(self, size: int) -> Reservation | None:
         """A reservation of ``size`` bytes, or None when it does not fit."""
-        if not self._fits(size):
-            self.refused += 1
-            return None
-        self.in_use += size
+        with self._locked():
+            if not self._fits(size):
+                self.refused += 1
+                return None
+            self._add(size)
         return Reservation(self, size)
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return self.shared.locked() if self.shared is not None else contextlib.nullcontext()
+
+    def _add(self, delta: int) -> None:
+        self.held += delta
+        if self.shared is not None:
+            self.shared.add_bytes(delta)
 
     def _fits(self, extra: int) -> bool:
         return self.limit <= 0 or self.in_use + extra <= self.limit
@@ -57,13 +78,15 @@ class Reservation:
         extra = total - self.size
         if extra <= 0 or self.exceeded:
             return
-        if self._budget._fits(extra):
-            self._budget.in_use += extra
-            self.size = total
-        else:
-            self.exceeded = True
-            self._budget.refused += 1
+        with self._budget._locked():
+            if self._budget._fits(extra):
+                self._budget._add(extra)
+                self.size = total
+            else:
+                self.exceeded = True
+                self._budget.refused += 1
 
     def release(self) -> None:
-        self._budget.in_use -= self.size
+        with self._budget._locked():
+            self._budget._add(-self.size)
         self.size = 0

@@ -35,6 +35,7 @@ from edgeward.logs.ratelimit import RateLimitFilter
 from edgeward.metrics import count_connection
 from edgeward.server.guard import SHUTTING_DOWN, ReadGuard
 from edgeward.server.session import Session, SessionEnv
+from edgeward.server.shared_slots import SharedSlots
 from edgeward.server.stress import Refusal, SlotTable
 from edgeward.types import Peer, Reply
 
@@ -50,9 +51,18 @@ NO_CONNECTOR = Reply(554, "5.7.1", "This server does not accept mail from your a
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def bind_sockets(connectors: Sequence[ReceiveConnectorConfig]) -> list[socket.socket]:
-    """Bind and listen on every distinct binding of every connector."""
-    seen: set[tuple[str, int]] = set()
+def bind_sockets(
+    connectors: Sequence[ReceiveConnectorConfig], *, reuse_port: bool = False, shared_only: bool = False
+) -> list[socket.socket]:
+    """Bind and listen on every distinct binding of every connector.
+
+    ``reuse_port``: with SO_REUSEPORT, so each receiving process can have a socket of its own on
+    the same binding (the kernel spreads connections over them; it lets only sockets of the
+    same user join, and these are bound as root before the privilege drop). ``shared_only``:
+    skip the bindings of connectors that offer AUTH, which the first receiving process alone
+    serves, so the failed-AUTH throttle, kept in its memory, sees every attempt.
+    """
+    seen: set[tuple[str, int]] = set(auth_bindings(connectors)) if shared_only else set()
     sockets: list[socket.socket] = []
     try:
         for connector in connectors:
@@ -66,6 +76,8 @@ def bind_sockets(connectors: Sequence[ReceiveConnectorConfig]) -> list[socket.so
                 # Owned by the list from here, so a failed bind below closes it with the rest.
                 sockets.append(sock)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port and (host, port) not in auth_bindings(connectors):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 if family == socket.AF_INET6:
                     # One socket per family: "::" must not also grab IPv4, which has its own binding.
                     sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -77,6 +89,11 @@ def bind_sockets(connectors: Sequence[ReceiveConnectorConfig]) -> list[socket.so
             s.close()
         raise
     return sockets
+
+
+def auth_bindings(connectors: Sequence[ReceiveConnectorConfig]) -> set[tuple[str, int]]:
+    """The (host, port) bindings of connectors that offer AUTH."""
+    return {split_hostport(b, 25) for c in connectors if c.auth_mechanisms for b in c.bindings}
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +147,18 @@ def _plain(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
 class Listener:
     """Accepts connections and runs one ``Session`` for each, within the limits."""
 
-    def __init__(self, env_factory: Callable[[], tuple[SessionEnv, ConnectorTable]]) -> None:
+    def __init__(
+        self,
+        env_factory: Callable[[], tuple[SessionEnv, ConnectorTable]],
+        *,
+        slots: SharedSlots | None = None,
+    ) -> None:
         # The factory is asked at every connection, so a reload takes effect for new sessions
         # while running ones keep the configuration they started with.
         self._env_factory = env_factory
         self._servers: list[asyncio.Server] = []
         self._sessions: dict[asyncio.Task[None], ReadGuard | None] = {}
-        self.slots = SlotTable()
+        self.slots = SlotTable(slots)  # ``slots``: counted with the other receiving processes
         self._ids = itertools.count(1)
         self._prefix = os.urandom(3).hex()
         self.log_limit = RateLimitFilter()

@@ -17,6 +17,10 @@ holds more slots than the newcomer's would (``victim > newcomer + 1``), closes i
 a crowd of idle connections, while an address that already holds its share cannot push
 others out. Only the oldest ``EVICTION_SCAN`` entries are looked at, which keeps an accept
 O(1) however full the connector is.
+
+With several receiving processes the counts the limits and stress compare are the gateway's
+totals (``shared``: ``server/shared_slots.py``); this table still keeps its own process's slots,
+which are the ones it can evict.
 """
 
 from __future__ import annotations
@@ -25,11 +29,12 @@ import ipaddress
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, Protocol
 
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.metrics import count_connection
 from edgeward.server.guard import EVICTED, ReadGuard
+from edgeward.server.shared_slots import SharedSlots, TableFull
 
 EVICTION_SCAN = 64
 
@@ -66,7 +71,8 @@ class SlotFigures:
 class SlotTable:
     """The slots of every connector of one listener."""
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedSlots | None = None) -> None:
+        self.shared = shared
         self._per_connector: Counter[str] = Counter()
         self._per_source: Counter[tuple[str, str]] = Counter()
         self._per_network: Counter[tuple[str, str]] = Counter()
@@ -75,21 +81,39 @@ class SlotTable:
         self.figures = SlotFigures()
 
     def held(self, connector: str) -> int:
+        if self.shared is not None:
+            return self.shared.count(_keys(connector, "", "")[0])
         return self._per_connector[connector]
 
     def stressed(self, connector: ReceiveConnectorConfig) -> bool:
-        return self._per_connector[connector.name] >= connector.stress_threshold * connector.max_connections
+        return self.held(connector.name) >= connector.stress_threshold * connector.max_connections
 
     def admit(self, connector: ReceiveConnectorConfig, ip: str) -> Slot | Refusal:
         """A slot for a client at ``ip``, evicting an idle holder if the connector is full."""
+        if self.shared is None:
+            return self._admit(connector, ip, self._per_connector, self._per_source, self._per_network)
+        try:
+            with self.shared.locked():
+                return self._admit(connector, ip, *_SharedCounts.views(self.shared))
+        except TableFull:
+            return self._refuse("per connector")
+
+    def _admit(
+        self,
+        connector: ReceiveConnectorConfig,
+        ip: str,
+        per_connector: _Counts,
+        per_source: _Counts,
+        per_network: _Counts,
+    ) -> Slot | Refusal:
         name = connector.name
         slot = Slot(name, ip, network_of(ip))
-        if self._per_source[(name, ip)] >= connector.max_connections_per_source:
+        if per_source[(name, ip)] >= connector.max_connections_per_source:
             return self._refuse("per source")
-        if self._per_network[(name, slot.network)] >= connector.max_connections_per_network:
+        if per_network[(name, slot.network)] >= connector.max_connections_per_network:
             return self._refuse("per network")
-        if self._per_connector[name] >= connector.max_connections:
-            victim = self._victim(name, self._per_source[(name, ip)])
+        if per_connector[name] >= connector.max_connections:
+            victim = self._victim(name, per_source[(name, ip)], per_source)
             if victim is None:
                 return self._refuse("per connector")
             assert victim.guard is not None
@@ -100,6 +124,9 @@ class SlotTable:
         self._per_connector[name] += 1
         self._per_source[(name, ip)] += 1
         self._per_network[(name, slot.network)] += 1
+        if self.shared is not None:
+            for key in _keys(name, ip, slot.network):
+                self.shared.add(key, 1)
         self._idle.setdefault(name, OrderedDict())[slot] = None
         self.figures.admitted += 1
         return slot
@@ -108,12 +135,12 @@ class SlotTable:
         self.figures.refused[limit] += 1
         return Refusal(limit)
 
-    def _victim(self, name: str, newcomer_holds: int) -> Slot | None:
+    def _victim(self, name: str, newcomer_holds: int, per_source: _Counts) -> Slot | None:
         for slot in islice(self._idle.get(name, OrderedDict()), EVICTION_SCAN):
             guard = slot.guard
             if guard is None or not guard.waiting or guard.in_transaction or guard.ending is not None:
                 continue
-            if self._per_source[(name, slot.source)] > newcomer_holds + 1:
+            if per_source[(name, slot.source)] > newcomer_holds + 1:
                 return slot
         return None
 
@@ -132,9 +159,41 @@ class SlotTable:
         _drop(self._per_connector, name)
         _drop(self._per_source, (name, slot.source))
         _drop(self._per_network, (name, slot.network))
+        if self.shared is not None:
+            with self.shared.locked():
+                for key in _keys(name, slot.source, slot.network):
+                    self.shared.add(key, -1)
 
     def guards(self) -> list[ReadGuard]:
         return [s.guard for idle in self._idle.values() for s in idle if s.guard is not None]
+
+
+class _Counts(Protocol):
+    def __getitem__(self, key: Any, /) -> int: ...
+
+
+def _keys(connector: str, source: str, network: str) -> tuple[str, str, str]:
+    """The shared table's keys of a connector's total, a source's and a network's slots."""
+    return f"c\0{connector}", f"s\0{connector}\0{source}", f"n\0{connector}\0{network}"
+
+
+class _SharedCounts:
+    """The shared totals read like the table's own counters (keyed the same way)."""
+
+    def __init__(self, shared: SharedSlots, kind: int) -> None:
+        self._shared = shared
+        self._kind = kind
+
+    @classmethod
+    def views(cls, shared: SharedSlots) -> tuple[_SharedCounts, _SharedCounts, _SharedCounts]:
+        return cls(shared, 0), cls(shared, 1), cls(shared, 2)
+
+    def __getitem__(self, key: Any) -> int:
+        if self._kind == 0:
+            return self._shared.count(_keys(key, "", "")[0])
+        name, value = key
+        keys = _keys(name, value, value)
+        return self._shared.count(keys[self._kind])
 
 
 def _drop(counter: Counter[Any], key: object) -> None:

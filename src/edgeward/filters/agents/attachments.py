@@ -28,14 +28,14 @@ import asyncio
 import fnmatch
 from dataclasses import dataclass
 
-from edgeward.config.attachments import AttachmentsConfig
+from edgeward.config.attachments import TRUE_TYPES, AttachmentsConfig
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.message import MessageView
 from edgeward.scanning.archives import ArchiveLimits
-from edgeward.scanning.walk import Entry, Walk, WalkLimits
+from edgeward.scanning.walk import EXECUTABLE_TYPES, Entry, Walk, WalkLimits
 from edgeward.types import Action, Finding, Outcome, Reply
 
-__all__ = ["AttachmentFilter", "AttachmentRules", "Block", "walk_limits"]
+__all__ = ["AttachmentFilter", "AttachmentRules", "Block", "text_subtypes_matter", "walk_limits"]
 
 NAME = "attachment-filter"
 REPORT_HEADER = "X-Edgeward-Attachments"
@@ -45,6 +45,9 @@ INCOMPLETE = Reply(554, "5.6.0", "Message structure exceeds what this gateway ca
 INCOMPLETE_LATER = Reply(451, "4.6.0", "Message structure exceeds what this gateway can check now; try later")
 ENCRYPTED = Reply(550, "5.7.1", "Message rejected: encrypted attachments cannot be checked for safety")
 SIGNED = Reply(550, "5.7.1", "Message rejected: a signed message carries unacceptable attachments")
+# Types libmagic reads only from binary signatures (none of its text tests names one), so a
+# true-type list of these cannot match a text body part, whichever text subtype it is.
+BINARY_TYPES = frozenset(TRUE_TYPES) | EXECUTABLE_TYPES
 
 
 def walk_limits(cfg: AttachmentsConfig) -> WalkLimits:
@@ -56,6 +59,13 @@ def walk_limits(cfg: AttachmentsConfig) -> WalkLimits:
     )  # fmt: skip
     return WalkLimits(max_depth=w.max_depth, max_parts=w.max_parts, max_decoded_bytes=w.max_decoded_bytes,
                       archive=archive)  # fmt: skip
+
+
+def text_subtypes_matter(cfg: AttachmentsConfig, *, yara: bool) -> bool:
+    """Whether anything reads the text subtype of a body part: YARA rules (``filetype``), or a
+    true-type list that names more than binary types. Transport rules do not: body parts are
+    not attachments to them."""
+    return yara or any(p.lower() not in BINARY_TYPES for p in cfg.true_types)
 
 
 @dataclass(frozen=True, slots=True)
