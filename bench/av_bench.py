@@ -125,7 +125,7 @@ def start_stack(name: str, args: argparse.Namespace, workdir: Path, clamd_socket
         header = "X-Virus-Scanned"
     else:
         cmd = shlex.split(args.edgeward_cmd) if args.edgeward_cmd else None
-        impl = EdgewardStack(workdir, sink.port, cmd, clamd_socket, STREAM_MAX)
+        impl = EdgewardStack(workdir, sink.port, cmd, clamd_socket, STREAM_MAX, args.receivers)
         header = "X-Edgeward-AV"
     stack = Stack(impl, sink, header)
     try:
@@ -219,6 +219,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--messages", type=int, default=1000, help=f"messages per pass, a multiple of {cycle} (default 1000)"
     )
+    ap.add_argument("--receivers", default="auto", help="Edgeward's [server] receivers (default auto)")
     ap.add_argument("--warmup", type=int, default=40, help="warm-up messages per stack (default 40)")
     ap.add_argument("--sessions", type=int, default=4, help="parallel SMTP sessions (default 4)")
     ap.add_argument("--repeat", "--rounds", type=int, default=3, help="measured passes per stack (default 3)")

@@ -78,11 +78,18 @@ class EdgewardStack(EdgewardRelay):
     name = "edgeward"
 
     def __init__(
-        self, workdir: Path, sink_port: int, command: list[str] | None, clamd_socket: Path, stream_max: int
+        self,
+        workdir: Path,
+        sink_port: int,
+        command: list[str] | None,
+        clamd_socket: Path,
+        stream_max: int,
+        receivers: str = "auto",
     ) -> None:
         super().__init__(workdir, sink_port, command)
         self.clamd_socket = clamd_socket
         self.stream_max = stream_max
+        self.receivers = receivers
 
     def config_text(self) -> str:
         return f"""# Edgeward for the anti-virus benchmark (bench/avstack/edgeward_stack.py).
@@ -92,6 +99,7 @@ accepted_domains = ["bench.test"]
 hostname = "edgeward.bench.test"
 data_dir = "."
 user = "edgeward"
+receivers = {self.receivers if self.receivers.isdigit() else '"' + self.receivers + '"'}
 
 [[receive_connectors]]
 name = "internet"
