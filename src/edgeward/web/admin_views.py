@@ -50,17 +50,6 @@ _NO_SUCH = "No such message in the queue."
 _DONE = {"retry": "due now", "hold": "held", "release": "released", "remove": "removed"}
 
 
-def _refused(console: Console, request: Request, session: Session) -> HTMLResponse | None:
-    if not session.is_admin:
-        return console.message(request, "Not allowed", "Your account may look but not change.", 403, session)
-    return None
-
-
-def _bad_csrf(console: Console, request: Request, session: Session) -> HTMLResponse:
-    text = "The form was out of date or did not come from this console. Reload the page and try again."
-    return console.message(request, "Refused", text, 403, session)
-
-
 def _unknown_action(console: Console, request: Request, session: Session) -> HTMLResponse:
     return console.message(request, "Not found", f"The actions are {', '.join(ACTIONS)}.", 404, session)
 
@@ -73,7 +62,7 @@ def queue_bulk_confirm(request: Request, action: Annotated[str, Query(max_length
                        id: Ids = None) -> Response:  # fmt: skip
     console = console_of(request)
     session = console.require(request)
-    if (refused := _refused(console, request, session)) is not None:
+    if (refused := console.not_admin(request, session)) is not None:
         return refused
     if action not in ACTIONS:
         return _unknown_action(console, request, session)
@@ -102,8 +91,8 @@ def queue_bulk(
     console = console_of(request)
     session = console.require(request)
     if not csrf_ok(session, csrf):
-        return _bad_csrf(console, request, session)
-    if (refused := _refused(console, request, session)) is not None:
+        return console.bad_form(request, session)
+    if (refused := console.not_admin(request, session)) is not None:
         return refused
     if action not in ACTIONS:
         return _unknown_action(console, request, session)
@@ -152,7 +141,7 @@ def queue_show(request: Request, msg_id: str) -> Response:
 def queue_confirm(request: Request, msg_id: str, action: str) -> Response:
     console = console_of(request)
     session = console.require(request)
-    if (refused := _refused(console, request, session)) is not None:
+    if (refused := console.not_admin(request, session)) is not None:
         return refused
     if action not in ACTIONS:
         return _unknown_action(console, request, session)
@@ -175,8 +164,8 @@ def queue_act(
     console = console_of(request)
     session = console.require(request)
     if not csrf_ok(session, csrf):
-        return _bad_csrf(console, request, session)
-    if (refused := _refused(console, request, session)) is not None:
+        return console.bad_form(request, session)
+    if (refused := console.not_admin(request, session)) is not None:
         return refused
     if action not in ACTIONS:
         return _unknown_action(console, request, session)
@@ -194,7 +183,7 @@ def queue_act(
 def quarantine_export(request: Request, qid: str) -> Response:
     console = console_of(request)
     session = console.require(request)
-    if (refused := _refused(console, request, session)) is not None:
+    if (refused := console.not_admin(request, session)) is not None:
         return refused
     try:
         data = console.quarantine.export(qid, by=web_actor(session.name))

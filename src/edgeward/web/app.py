@@ -104,6 +104,17 @@ class Console:
     ) -> HTMLResponse:
         return self.render(request, "message.html", status, session, title=title, text=text)
 
+    def not_admin(self, request: Request, session: Session) -> HTMLResponse | None:
+        """The page for a change this session may not make, or None when it may."""
+        if not session.is_admin:
+            return self.message(request, "Not allowed", "Your account may look but not change.", 403, session)
+        return None
+
+    def bad_form(self, request: Request, session: Session) -> HTMLResponse:
+        """The page for a POST whose CSRF token is missing or stale."""
+        text = "The form was out of date or did not come from this console. Reload the page and try again."
+        return self.message(request, "Form refused", text, 403, session)
+
 
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(

@@ -41,18 +41,6 @@ def _scope(console: Console, session: Session) -> Scope:
     return console.accounts.endusers.scope(session.role, session.name)
 
 
-def _refused(console: Console, request: Request, session: Session) -> HTMLResponse | None:
-    """The page for a change this session may not make, or None when it may."""
-    if not session.is_admin:
-        return console.message(request, "Not allowed", "Your account may look but not change.", 403, session)
-    return None
-
-
-def _bad_csrf(console: Console, request: Request, session: Session) -> HTMLResponse:
-    text = "The form was out of date or did not come from this console. Reload the page and try again."
-    return console.message(request, "Form refused", text, 403, session)
-
-
 @router.get("/", response_class=HTMLResponse)
 def home(request: Request) -> Response:
     session = console_of(request).require(request)
@@ -107,8 +95,8 @@ async def quarantine_release(
     console = console_of(request)
     session = console.require(request)
     if not csrf_ok(session, csrf):
-        return _bad_csrf(console, request, session)
-    if not session.is_user and (refused := _refused(console, request, session)) is not None:
+        return console.bad_form(request, session)
+    if not session.is_user and (refused := console.not_admin(request, session)) is not None:
         return refused
     if not to:
         return console.message(request, "Nothing released", "Choose at least one recipient.", 400, session)
@@ -131,8 +119,8 @@ def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Respon
     console = console_of(request)
     session = console.require(request)
     if not csrf_ok(session, csrf):
-        return _bad_csrf(console, request, session)
-    if (refused := _refused(console, request, session)) is not None:
+        return console.bad_form(request, session)
+    if (refused := console.not_admin(request, session)) is not None:
         return refused
     try:
         console.quarantine.delete(qid, by=f"{session.name} (web console)")
