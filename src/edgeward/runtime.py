@@ -332,19 +332,16 @@ class Gateway:
             return
         registry = CollectorRegistry(auto_describe=False)
         registry.register(counted())
+        store = CertificateStore(self.config.resolve(self.config.tls.store))
         registry.register(StateCollector(
             lambda: {state.value: n for state, n in self.spool.counts().items()},
-            (state.value for state in QueueState), self.spool.free_bytes, self._certificate_days,
+            (state.value for state in QueueState), self.spool.free_bytes,
+            lambda: [(c.thumbprint, c.subject, c.days_until_expiry(time.time())) for c in store.list()],
         ))  # fmt: skip
         listener = MetricsListener(
             self.config.metrics.listen, registry, lambda: self.config.web.metrics_allow
         )
         self.tasks.start("metrics-listener", listener.serve)
-
-    def _certificate_days(self) -> list[tuple[str, str, float]]:
-        store = CertificateStore(self.config.resolve(self.config.tls.store))
-        now = time.time()
-        return [(c.thumbprint, c.subject, (c.not_after.timestamp() - now) / 86400) for c in store.list()]
 
     def _start_signature_updates(self) -> None:
         """freshclam every [antivirus.updates] interval, only where a mirror is set (without one,

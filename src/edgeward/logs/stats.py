@@ -420,7 +420,7 @@ def queue_depth(spool: Spool) -> dict[str, int]:
 def certificate_expiry(store: CertificateStore, now: float) -> list[CertExpiry]:
     return [
         CertExpiry(c.thumbprint, c.subject, tuple(str(b) for b in c.bindings), c.not_after.timestamp(),
-                   round((c.not_after.timestamp() - now) / 86400, 2))
+                   round(c.days_until_expiry(now), 2))
         for c in store.list()
     ]  # fmt: skip
 

@@ -68,6 +68,10 @@ class CertInfo:
     def days_left(self, now: datetime) -> int:
         return (self.not_after - now).days
 
+    def days_until_expiry(self, now: float) -> float:
+        """Days, with their fraction, from the epoch time ``now`` to expiry (negative: expired)."""
+        return (self.not_after.timestamp() - now) / 86400
+
     def to_json(self) -> dict[str, object]:
         return {
             "thumbprint": self.thumbprint,

@@ -38,7 +38,7 @@ from edgeward.web.admin_data import (
     web_actor,
 )
 from edgeward.web.app import Console, console_of
-from edgeward.web.auth import Session, csrf_ok
+from edgeward.web.auth import Session
 
 __all__ = ["router"]
 
@@ -90,9 +90,7 @@ def queue_bulk(
 ) -> Response:
     console = console_of(request)
     session = console.require(request)
-    if not csrf_ok(session, csrf):
-        return console.bad_form(request, session)
-    if (refused := console.not_admin(request, session)) is not None:
+    if (refused := console.refuse_change(request, session, csrf)) is not None:
         return refused
     if action not in ACTIONS:
         return _unknown_action(console, request, session)
@@ -163,9 +161,7 @@ def queue_act(
 ) -> Response:  # fmt: skip
     console = console_of(request)
     session = console.require(request)
-    if not csrf_ok(session, csrf):
-        return console.bad_form(request, session)
-    if (refused := console.not_admin(request, session)) is not None:
+    if (refused := console.refuse_change(request, session, csrf)) is not None:
         return refused
     if action not in ACTIONS:
         return _unknown_action(console, request, session)

@@ -37,7 +37,7 @@ from edgeward.logs.stats import TrackingStats
 from edgeward.quarantine.service import QuarantineService, open_store
 from edgeward.quarantine.view import escape, header_text
 from edgeward.queue.spool import Spool
-from edgeward.web.auth import Session, WebAccounts
+from edgeward.web.auth import Session, WebAccounts, csrf_ok
 from edgeward.web.enduser import end_user_may
 from edgeward.web.security import SecurityHeaders
 
@@ -103,6 +103,21 @@ class Console:
         self, request: Request, title: str, text: str, status: int, session: Session | None = None
     ) -> HTMLResponse:
         return self.render(request, "message.html", status, session, title=title, text=text)
+
+    def pages(self, total: int, size: int | None = None) -> int:
+        """How many pages ``total`` rows fill (at least one, so an empty list has a page 1)."""
+        return max(1, -(-total // (size or self.page_size)))
+
+    def refuse_change(
+        self, request: Request, session: Session, csrf: str, *, users: bool = False
+    ) -> HTMLResponse | None:
+        """The refusal page for a POST with a stale form or from a role that may not change
+        anything (end users may when ``users``: their scope then limits what), or None."""
+        if not csrf_ok(session, csrf):
+            return self.bad_form(request, session)
+        if users and session.is_user:
+            return None
+        return self.not_admin(request, session)
 
     def not_admin(self, request: Request, session: Session) -> HTMLResponse | None:
         """The page for a change this session may not make, or None when it may."""

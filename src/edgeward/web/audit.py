@@ -55,7 +55,7 @@ def audit_page(
     except ValueError as exc:
         return console.render(request, "audit.html", 400, session, query=values, entries=[], total=0,
                               page=1, pages=1, error=str(exc))  # fmt: skip
-    pages = max(1, -(-total // size))
+    pages = console.pages(total, size)
     return console.render(request, "audit.html", session=session, query=values, entries=entries,
                           total=total, page=page, pages=pages, error="")  # fmt: skip
 

@@ -1,6 +1,5 @@
-"""Prometheus ``/metrics``, read at scrape time from what the gateway already writes.
-
-Nothing is counted in the gateway's hot path: at each scrape a collector reads
+"""Prometheus ``/metrics``: the gateway processes' own counters and histograms
+(``edgeward.metrics``, summed from their files), plus what a collector reads at each scrape:
 
 - the tracking logs (gateway, delivery and administrators' files, current and rotated):
   ``edgeward_tracking_events_total{event}``, the events by kind, through the console's
@@ -30,7 +29,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from edgeward.logs.tracking import TrackingEvent
-from edgeward.metrics import ProcessMetrics, metrics_dir
+from edgeward.metrics import ProcessMetrics, StateCollector, metrics_dir
 from edgeward.queue.model import QueueState
 from edgeward.runtime_policy import data_paths
 from edgeward.tls.store import CertificateStore
@@ -47,7 +46,7 @@ class GatewayCollector(Collector):
         self.console = console
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
-        for part in (self._tracking, self._quarantine, self._queue, self._certificates):
+        for part in (self._tracking, self._quarantine):
             try:
                 yield from part()
             except Exception:  # one broken source must not take the others with it
@@ -69,30 +68,6 @@ class GatewayCollector(Collector):
         entries = len(self.console.quarantine.store.list())
         yield GaugeMetricFamily("edgeward_quarantine_entries", "Messages held in quarantine", value=entries)
 
-    def _queue(self) -> Iterator[GaugeMetricFamily]:
-        spool = self.console.quarantine.queue()
-        counts = spool.counts()
-        family = GaugeMetricFamily(
-            "edgeward_queue_messages", "Messages in the queue by state", labels=["state"]
-        )
-        for state in QueueState:
-            family.add_metric([state.value], counts.get(state, 0))
-        yield family
-        yield GaugeMetricFamily("edgeward_spool_free_bytes", "Free space where the spool is",
-                                value=spool.free_bytes())  # fmt: skip
-
-    def _certificates(self) -> Iterator[GaugeMetricFamily]:
-        config = self.console.config
-        store = CertificateStore(config.resolve(config.tls.store))
-        family = GaugeMetricFamily(
-            "edgeward_certificate_expiry_days", "Days until a stored certificate expires",
-            labels=["thumbprint", "subject"],
-        )  # fmt: skip
-        now = self.console.now()
-        for cert in store.list():
-            family.add_metric([cert.thumbprint, cert.subject], (cert.not_after.timestamp() - now) / 86400)
-        yield family
-
 
 def _allowed(console: Console, host: str) -> bool:
     try:
@@ -113,6 +88,14 @@ def metrics(request: Request) -> Response:
     if registry is None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(GatewayCollector(console))
+        # Queue depth, spool space and certificate expiry: the same gauges as the gateway's own
+        # listener (edgeward.metrics.StateCollector), read at each scrape.
+        store = CertificateStore(console.config.resolve(console.config.tls.store))
+        registry.register(StateCollector(
+            lambda: {state.value: n for state, n in console.quarantine.queue().counts().items()},
+            (state.value for state in QueueState), lambda: console.quarantine.queue().free_bytes(),
+            lambda: [(c.thumbprint, c.subject, c.days_until_expiry(console.now())) for c in store.list()],
+        ))  # fmt: skip
         # The counters and histograms every gateway process keeps (edgeward.metrics).
         registry.register(ProcessMetrics(metrics_dir(data_paths(console.config)["state"])))
         request.app.state.registry = registry

@@ -1,5 +1,5 @@
-"""The console's HTML pages: quarantine (search, show, release, delete), the queue
-(read-only), tracking, digest links (logging in and out: ``web.login``).
+"""The console's HTML pages: quarantine (search, show, release, delete), the queue list,
+tracking, digest links (logging in and out: ``web.login``; queue actions: ``web.admin_views``).
 
 Every page but the login and the digest link page needs a session; every change is a POST
 carrying the session's CSRF token (a GET never changes anything: a GET to a change's address
@@ -25,7 +25,7 @@ from edgeward.quarantine.store import QuarantineError
 from edgeward.quarantine.tokens import TokenError
 from edgeward.quarantine.view import escape
 from edgeward.web.app import Console, console_of
-from edgeward.web.auth import Session, csrf_ok
+from edgeward.web.auth import Session
 from edgeward.web.enduser import Scope, landing
 from edgeward.web.queries import LogUnreadable, TrackingQuery, queue_page, track_search, why_lines
 
@@ -66,7 +66,7 @@ def quarantine_list(
         found = _scope(console, session).search(console.quarantine, query)
     except KeyMismatch as exc:
         return console.message(request, "Quarantine unreadable", str(exc), 500, session)
-    pages = max(1, -(-found.total // size))
+    pages = console.pages(found.total, size)
     return console.render(
         request, "quarantine_list.html", session=session, found=found, page=page, pages=pages,
         query={"sender": sender, "recipient": recipient, "subject": subject, "reason": reason,
@@ -94,9 +94,7 @@ async def quarantine_release(
 ) -> Response:
     console = console_of(request)
     session = console.require(request)
-    if not csrf_ok(session, csrf):
-        return console.bad_form(request, session)
-    if not session.is_user and (refused := console.not_admin(request, session)) is not None:
+    if (refused := console.refuse_change(request, session, csrf, users=True)) is not None:
         return refused
     if not to:
         return console.message(request, "Nothing released", "Choose at least one recipient.", 400, session)
@@ -118,9 +116,7 @@ async def quarantine_release(
 def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Response:
     console = console_of(request)
     session = console.require(request)
-    if not csrf_ok(session, csrf):
-        return console.bad_form(request, session)
-    if (refused := console.not_admin(request, session)) is not None:
+    if (refused := console.refuse_change(request, session, csrf)) is not None:
         return refused
     try:
         console.quarantine.delete(qid, by=f"{session.name} (web console)")
@@ -131,14 +127,14 @@ def quarantine_delete(request: Request, qid: str, csrf: FormText = "") -> Respon
 
 @router.get("/queue", response_class=HTMLResponse)
 def queue(request: Request, state: Text = "", page: Annotated[int, Query(ge=1, le=100000)] = 1) -> Response:
-    """The queue viewer, read-only in this version (hold, retry and remove: ``edgeward queue``)."""
+    """The queue viewer's list (one message and its actions: ``web.admin_views``)."""
     console = console_of(request)
     session = console.require(request)
     try:
         records, total = queue_page(console, state, page, console.page_size)
     except ValueError as exc:
         return console.message(request, "Bad state", str(exc), 400, session)
-    pages = max(1, -(-total // console.page_size))
+    pages = console.pages(total)
     return console.render(request, "queue.html", session=session, records=records, total=total,
                           page=page, pages=pages, state=state, now=console.now())  # fmt: skip
 
