@@ -27,8 +27,8 @@ events (RECEIVE, QUARANTINE, REJECT, DISCARD), not from delivery, which repeats 
 is an ``scl`` field when a line has one, else the content filter's ``SCL_<n>`` finding. AV
 detections are findings named ``AV_*`` whose detail names a ``signature=``.
 
-Queue depth (the spool's count per state) and certificate expiry (the store) are read when
-asked: they are states, not events. Nothing here speaks HTTP.
+Queue depth and certificate expiry, states rather than events, are joined to these figures by
+the console (``web.figures``). Nothing here speaks HTTP.
 """
 
 from __future__ import annotations
@@ -41,18 +41,15 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edgeward.logs.rotating import log_files
 from edgeward.logs.tracking import ADMIN_LOG_NAME, DELIVERY_LOG_NAME, LOG_NAME, TrackingEvent
-from edgeward.queue.model import QueueState
-from edgeward.queue.spool import Spool
-from edgeward.tls.store import CertificateStore
 
-__all__ = ["CAP", "SERIES", "WINDOWS", "CertExpiry", "Dashboard", "Snapshot", "TrackingStats", "dashboard"]
+__all__ = ["CAP", "SERIES", "WINDOWS", "Snapshot", "TrackingStats"]
 
 WINDOWS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 POINTS = 60  # buckets per chart, whatever the window
@@ -383,53 +380,3 @@ def _scl(value: object, names: list[str]) -> int | None:
         if len(name) == 5 and name.startswith("SCL_") and name[4].isdigit():
             return int(name[4])
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class CertExpiry:
-    thumbprint: str
-    subject: str
-    services: tuple[str, ...]
-    not_after: float
-    days_left: float
-
-
-@dataclass(frozen=True, slots=True)
-class Dashboard:
-    """A window's tracking figures with the queue and certificates as they are now."""
-
-    stats: Snapshot
-    queue: dict[str, int]  # messages per queue state
-    certificates: list[CertExpiry]  # soonest to expire first
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self.stats)
-        for name in ("rejected_by_agent", "rejected_by_finding", "top_ips", "top_domains"):
-            out[name] = [{"name": k, "count": n} for k, n in out[name]]
-        out["av"] = [{"finding": f, "signature": s, "count": n} for f, s, n in out["av"]]
-        out["queue"] = self.queue
-        out["certificates"] = [asdict(c) for c in self.certificates]
-        return out
-
-
-def queue_depth(spool: Spool) -> dict[str, int]:
-    counts = spool.counts()
-    return {state.value: counts.get(state, 0) for state in QueueState}
-
-
-def certificate_expiry(store: CertificateStore, now: float) -> list[CertExpiry]:
-    return [
-        CertExpiry(c.thumbprint, c.subject, tuple(str(b) for b in c.bindings), c.not_after.timestamp(),
-                   round(c.days_until_expiry(now), 2))
-        for c in store.list()
-    ]  # fmt: skip
-
-
-def dashboard(
-    stats: TrackingStats, spool: Spool, store: CertificateStore, window: str, now: float
-) -> Dashboard:
-    """Refresh ``stats`` and answer ``window`` (``ValueError`` for a window that is none)."""
-    if window not in WINDOWS:
-        raise ValueError(f"unknown window {window!r}; one of {', '.join(WINDOWS)}")
-    stats.refresh()
-    return Dashboard(stats.snapshot(window), queue_depth(spool), certificate_expiry(store, now))

@@ -19,7 +19,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from edgeward.logs.stats import SERIES, Dashboard
+from edgeward.logs.stats import SERIES
+from edgeward.web.figures import Dashboard
 
 __all__ = ["AreaChart", "BarChart", "DashboardCharts", "area_chart", "bar_chart", "charts_for", "histogram"]
 

@@ -15,12 +15,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 
-from edgeward.logs.stats import WINDOWS, Dashboard, dashboard
+from edgeward.logs.stats import WINDOWS
 from edgeward.tls.store import CertificateStore
 from edgeward.web.api import token
 from edgeward.web.app import Console, console_of
 from edgeward.web.auth import ApiToken
 from edgeward.web.charts import charts_for
+from edgeward.web.figures import Dashboard, dashboard
 
 __all__ = ["api_router", "router"]
 
