@@ -137,32 +137,31 @@ def _xml_names(data: bytes) -> Iterator[str]:
             yield element.get("name", "")
 
 
+def _varint(data: bytes, pos: int, most: int) -> tuple[int, int] | None:
+    """A little-endian number of at most ``most`` bytes, 7 bits a byte (the high bit: more
+    follow), and the position after it; None when the data ends first."""
+    value, shift = 0, 0
+    for _ in range(most):
+        if pos >= len(data):
+            return None
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    return value, pos
+
+
 def _records(data: bytes) -> Iterator[tuple[int, bytes]]:
     """BIFF12 records (MS-XLSB 2.1.4): a 1-2 byte type and a 1-4 byte size, 7 bits a byte."""
-    pos, end = 0, len(data)
-    while pos < end:
-        kind, shift = 0, 0
-        for _ in range(2):
-            if pos >= end:
-                return
-            byte = data[pos]
-            pos += 1
-            kind |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        size, shift = 0, 0
-        for _ in range(4):
-            if pos >= end:
-                return
-            byte = data[pos]
-            pos += 1
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        yield kind, data[pos : pos + size]
-        pos += size
+    pos = 0
+    while pos < len(data):
+        if (kind := _varint(data, pos, 2)) is None or (size := _varint(data, kind[1], 4)) is None:
+            return
+        pos = size[1]
+        yield kind[0], data[pos : pos + size[0]]
+        pos += size[0]
 
 
 # BrtFmlaString, BrtFmlaNum, BrtFmlaBool, BrtFmlaError: a cell (8 bytes), the cached value, two
