@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 
 from tests.dnsserver import NSD, start_nsd
 from tests.ports import free_port as free_port
+from tests.smtpdownstream import ClosingController as Controller
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 

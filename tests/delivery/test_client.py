@@ -248,14 +248,13 @@ async def test_connections_are_reused_for_messages_to_the_same_host() -> None:
     """Three messages to one smart host travel over one connection (Exchange: 20 per connection)."""
     import asyncio
 
-    from aiosmtpd.controller import Controller
-
     from edgeward.config.schema import SendConnectorConfig
     from edgeward.delivery.client import SmtpClient
     from edgeward.delivery.results import Delivered
     from edgeward.delivery.routing import Router
     from edgeward.queue.model import MessageRecord, RecipientRecord
     from tests.delivery.conftest import free_port
+    from tests.smtpdownstream import ClosingController as Controller
 
     sessions: list[object] = []
     received: list[bytes] = []

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from edgeward.config.schema import Config, QueueConfig, SendConnectorConfig, ServerConfig
 from edgeward.delivery.dispatch import Dispatcher
@@ -26,6 +25,7 @@ from edgeward.errors import InsufficientStorage
 from edgeward.queue import MessageRecord, QueueState, RecipientRecord, RecipientStatus, Spool
 from edgeward.types import Reply
 from tests.delivery.conftest import free_port
+from tests.smtpdownstream import ClosingController as Controller
 
 BODY = b"From: a@src.test\r\nTo: b@dst.test\r\nSubject: hi\r\nMessage-ID: <m1@src.test>\r\n\r\nhello\r\n"
 T0 = 1_800_000_000.0

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 
 from edgeward.config.schema import SendConnectorConfig
 from edgeward.delivery.client import SmtpClient
@@ -28,6 +27,7 @@ from edgeward.queue.model import MessageRecord, RecipientRecord
 from tests.dnssec import missing_servers, signed_zone, start_validating_resolver, tlsa_line, unsigned_zone
 from tests.policyhost import PolicyHost, enforce
 from tests.ports import free_port
+from tests.smtpdownstream import ClosingController as Controller
 
 from .conftest import Recorder
 

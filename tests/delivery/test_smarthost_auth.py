@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import trustme
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from edgeward.config.schema import SendConnectorConfig
@@ -18,6 +17,7 @@ from edgeward.delivery.results import Deferred, Delivered
 from edgeward.delivery.routing import Route
 from edgeward.queue.model import MessageRecord, RecipientRecord
 from tests.delivery.conftest import free_port
+from tests.smtpdownstream import ClosingController as Controller
 
 MESSAGE = b"Subject: via smart host\r\n\r\nbody\r\n"
 
