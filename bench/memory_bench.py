@@ -354,7 +354,7 @@ class MemoryRelay(EdgewardRelay):
 def run(args: argparse.Namespace, workdir: Path) -> Results:
     results = Results()
     sink = Sink(workdir)
-    relay = MemoryRelay(workdir, sink.port)
+    relay = MemoryRelay(workdir, sink.port, content_filter=not args.no_content_filter)
     sink.start()
     try:
         relay.start()
@@ -438,6 +438,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--concurrent-size", type=int, default=5 * MB, help="bytes of each concurrent message")
     ap.add_argument("--idle-sessions", type=int, default=10_000, help="idle sessions to hold (0: skip)")
     ap.add_argument("--idle-addresses", type=int, default=200, help="loopback source addresses they use")
+    ap.add_argument(
+        "--no-content-filter", action="store_true", help="[agents.content_filter] off, to see its share"
+    )
     ap.add_argument("--sample-ms", type=float, default=5.0, help="smaps_rollup sampling interval")
     ap.add_argument("--run-timeout", type=float, default=300.0, help="seconds allowed for a delivery")
     ap.add_argument("--workdir", type=Path, help="parent of the temporary folder (default /var/tmp)")
