@@ -104,9 +104,9 @@ def remove_fields(data: bytes, prefixes: tuple[bytes, ...]) -> bytes:
     ``prefixes`` are lower-case. The body is left byte for byte as it was.
     """
     end = header_end(data)
-    head, body = data[:end], data[end:]
+    head = data[:end]
     if not any(p in head.lower() for p in prefixes):
-        return data
+        return data  # the common case: no copy of the body is made
     # Lines are cut at any line end (see _LINE_END) and kept with the end they had. A dropped
     # line hands its end to the line before, so the block still ends with the ends it had.
     parts = _LINE_END_KEPT.split(head)
@@ -119,4 +119,6 @@ def remove_fields(data: bytes, prefixes: tuple[bytes, ...]) -> bytes:
             out.append([line, sep])
         elif out:
             out[-1][1] = sep
-    return b"".join(line + sep for line, sep in out) + body
+    # The body goes into the join as a view: one copy of it (the result), not two.
+    with memoryview(data) as view:
+        return b"".join([*(line + sep for line, sep in out), view[end:]])

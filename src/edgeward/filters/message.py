@@ -44,3 +44,14 @@ class MessageView:
     def parsed(self) -> bool:
         """Whether the MIME tree has been built (for tests holding the parse-once promise)."""
         return self._mime is not None
+
+    def release(self) -> None:
+        """Drop the MIME tree and the walk once the agents are done with them.
+
+        Each holds decoded copies of the message's parts (a plain part of 10 MB is 10 MB
+        more), and the session still awaits the accepted transforms and the spool's commit
+        after the agents; released, those copies are gone before the stamped copy is made.
+        A later use parses again.
+        """
+        self._mime = None
+        self._walk = None

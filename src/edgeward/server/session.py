@@ -425,12 +425,14 @@ class Session:
         headers = parse_headers(data)
         # Allocated before the agents run, so the agent log and a REJECT name the same id.
         msg_id = self.env.spool.new_id()
+        view = MessageView(data, headers, policy.walk_limits)
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
             recipients=tuple(tx.rcpts), data=data, headers=headers, msg_id=msg_id,
-            message=MessageView(data, headers, policy.walk_limits),
+            message=view,
         )  # fmt: skip
         verdict = await policy.end_of_data(ctx, self.ledger)
+        view.release()  # the parts' decoded copies are not needed past the agents
         self.ledger.new_transaction()
         self._closing = verdict.action is Action.DISCONNECT
         if verdict.refused:

@@ -92,8 +92,14 @@ class MessageBuffer:
         self._buf = bytearray()
 
     def content(self) -> bytes:
-        """The stored message (without the virtual CRLF); empty once a limit was passed."""
-        return bytes(self._buf[len(_PREFIX) :]) if self.violation is None else b""
+        """The stored message (without the virtual CRLF); empty once a limit was passed.
+
+        The buffer is given up: the bytes object is the only copy left once this returns, so a
+        message is held twice at most while it is handed on, never three times.
+        """
+        if self.violation is not None:
+            return b""
+        return _take(self._buf, len(_PREFIX))
 
     def with_prefix(self) -> bytearray:
         return self._buf
@@ -153,10 +159,21 @@ def finish_data(message: MessageBuffer, bare_lf: Literal["reject", "normalize"])
     bare = _has_bare(raw)
     if bare and bare_lf == "reject":
         return MessageData(b"", r.BARE_LINE_ENDING)
-    unstuffed = raw.replace(b"\r\n.", b"\r\n")
-    with memoryview(unstuffed) as view:
-        data = bytes(view[len(_PREFIX) :])
+    # Most messages have no line starting with a dot: then no unstuffed copy is made at all.
+    if b"\r\n." in raw:
+        unstuffed = raw.replace(b"\r\n.", b"\r\n")
+        raw.clear()  # the received bytes are not needed once unstuffed: two copies at most
+        raw = unstuffed
+    data = _take(raw, len(_PREFIX))
     return MessageData(_to_crlf(data) if bare else data)
+
+
+def _take(buf: bytearray, start: int) -> bytes:
+    """``bytes(buf[start:])`` in one copy, emptying ``buf`` so its memory goes at once."""
+    with memoryview(buf) as view:
+        data = bytes(view[start:])
+    buf.clear()
+    return data
 
 
 def finish_bdat(message: MessageBuffer, binary: bool) -> MessageData:
