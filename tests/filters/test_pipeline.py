@@ -166,3 +166,70 @@ async def test_cancelling_a_stage_cancels_the_waiting_agent() -> None:
     else:
         raise AssertionError("the stage was not cancelled")
     assert agent.cleaned_up
+
+
+class Sleeps(Fixed):
+    """Waits ``delay`` seconds on the loop, then answers."""
+
+    def __init__(self, name: str, outcome: Outcome, delay: float) -> None:
+        super().__init__(name, outcome)
+        self.delay = delay
+
+    async def check(self, stage: Stage, c: StageContext) -> Outcome:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        return self.outcome
+
+
+async def test_a_slow_agent_among_fast_ones_is_named_and_timed_out() -> None:
+    before = [Fixed("fast1", Outcome.proceed(Finding("F1", "fast1"))), Sleeps("quick", Outcome.proceed(), 0)]
+    slow = Slow("slow", Outcome.proceed())
+    after = Fixed("fast2", Outcome.proceed())
+    result = await Pipeline([*before, slow, after], timeout=0.05).run(Stage.RCPT, ctx())
+    assert result.action is Action.TEMPFAIL and result.outcome.reply == AGENT_FAILURE
+    failure = result.outcome.findings[-1]
+    assert (failure.name, failure.agent, failure.detail) == ("AGENT_FAILURE", "slow", "timed out")
+    assert [f.name for f in result.outcome.findings] == ["F1", "AGENT_FAILURE"]
+    assert after.calls == 0
+
+
+async def test_a_fail_open_slow_agent_is_timed_out_and_the_agents_after_it_still_run() -> None:
+    slow = Slow("slow", Outcome.proceed())
+    slow.fail_open = True
+    waits = Sleeps("waits", Outcome.reject(REJECT, Finding("W_BAD", "waits")), 0.01)
+    result = await Pipeline([Fixed("fast", Outcome.proceed()), slow, waits], timeout=0.05).run(
+        Stage.RCPT, ctx()
+    )
+    assert result.action is Action.REJECT and result.decided_by == "waits"
+    assert [(f.name, f.agent) for f in result.findings] == [("AGENT_FAILURE", "slow"), ("W_BAD", "waits")]
+
+
+async def test_the_limit_is_per_agent_not_per_stage() -> None:
+    # Together the three take longer than the limit; each alone stays well inside it.
+    agents = [Sleeps(name, Outcome.proceed(), 0.2) for name in ("a", "b", "c")]
+    result = await Pipeline(agents, timeout=0.5).run(Stage.RCPT, ctx())
+    assert result.action is Action.CONTINUE and result.findings == ()
+    assert [a.calls for a in agents] == [1, 1, 1]
+
+
+class CancelledFromOutside(Waits):
+    """Waits; while it does, someone else cancels the stage's task."""
+
+    async def check(self, stage: Stage, c: StageContext) -> Outcome:
+        task = asyncio.current_task()
+        assert task is not None
+        asyncio.get_running_loop().call_soon(task.cancel)
+        return await super().check(stage, c)
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation_after_a_timeout() -> None:
+    slow = Slow("slow", Outcome.proceed())
+    slow.fail_open = True
+    waits = CancelledFromOutside("waits", Outcome.proceed())
+    try:
+        await asyncio.create_task(Pipeline([slow, waits], timeout=0.05).run(Stage.RCPT, ctx()))
+    except asyncio.CancelledError:
+        pass
+    else:
+        raise AssertionError("the stage was not cancelled")
+    assert waits.cleaned_up

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+import time
+import types
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from edgeward.filters.base import Agent, Stage, StageContext, is_antispam
 from edgeward.filters.scoring import ScoreTable
@@ -73,6 +76,13 @@ class Pipeline:
         return self._by_stage[stage]
 
     async def run(self, stage: Stage, ctx: StageContext) -> StageResult:
+        guard = _StageDeadline()
+        try:
+            return await self._run(stage, ctx, guard)
+        finally:
+            guard.close()
+
+    async def _run(self, stage: Stage, ctx: StageContext, guard: _StageDeadline) -> StageResult:
         findings: list[Finding] = []
         headers: list[tuple[str, str]] = []
         for agent in self._by_stage[stage]:
@@ -81,7 +91,7 @@ class Pipeline:
             # A later agent of the stage sees what the earlier ones found (the content filter
             # reads the DKIM and DMARC results of the sender-auth agent before it).
             seen = replace(ctx, earlier=(*ctx.earlier, *findings)) if findings else ctx
-            outcome = await self._call(agent, stage, seen)
+            outcome = await self._call(agent, stage, seen, guard)
             if outcome.findings:
                 scored = tuple(self.scores.scored(f, stage.value) for f in outcome.findings)
                 outcome = replace(outcome, findings=scored)
@@ -103,10 +113,9 @@ class Pipeline:
             return StageResult(final, agent.name)
         return StageResult(Outcome(Action.CONTINUE, None, tuple(findings), tuple(headers)))
 
-    async def _call(self, agent: Agent, stage: Stage, ctx: StageContext) -> Outcome:
+    async def _call(self, agent: Agent, stage: Stage, ctx: StageContext, guard: _StageDeadline) -> Outcome:
         try:
-            async with asyncio.timeout(self.timeout):
-                outcome = await agent.check(stage, ctx)
+            outcome = await guard.run(agent.check(stage, ctx), self.timeout)
             if not isinstance(outcome, Outcome):
                 raise TypeError(f"returned {type(outcome).__name__}, not Outcome")
             return outcome
@@ -118,3 +127,98 @@ class Pipeline:
             if agent.fail_open:
                 return Outcome.proceed(finding)
             return Outcome.tempfail(AGENT_FAILURE, finding)
+
+
+class _StageDeadline:
+    """One timer for all the agents of a stage, each still held to its own limit.
+
+    ``asyncio.timeout`` around every agent call cost a timer, a reschedule and three lookups of
+    the running loop per agent (each a ``getpid`` system call on Python 3.11). Here an agent's
+    first step runs straight away: one that answers without waiting (most do) costs no timer at
+    all. Only when an agent waits is the stage's single timer armed; later agents just move its
+    deadline on, and the timer, when it fires early, re-arms itself for the current deadline.
+    Expiry cancels the stage's task as ``asyncio.timeout`` does and turns that cancellation,
+    and only that one, into ``TimeoutError``.
+    """
+
+    __slots__ = ("_active", "_cancelling", "_deadline", "_expired", "_handle", "_loop", "_task")
+
+    def __init__(self) -> None:
+        self._deadline = 0.0
+        self._active = False
+        self._expired = False
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cancelling = 0
+
+    async def run(self, coro: Coroutine[Any, Any, Any], limit: float) -> Any:
+        deadline = time.monotonic() + limit
+        try:
+            first = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
+        if deadline <= time.monotonic():  # the first step alone took the whole limit
+            coro.close()
+            raise TimeoutError
+        self._deadline, self._active = deadline, True
+        if self._handle is None:
+            self._loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task(self._loop)
+            if self._task is None:
+                coro.close()
+                raise RuntimeError("agents run inside a task")
+            self._cancelling = self._task.cancelling()
+            self._arm()
+        try:
+            return await _resume(coro, first)
+        except asyncio.CancelledError:
+            if self._expired and self._task is not None and self._task.uncancel() <= self._cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self._active = False
+            if self._expired:
+                self._expired = False
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _arm(self) -> None:
+        assert self._loop is not None
+        self._handle = self._loop.call_later(max(0.0, self._deadline - time.monotonic()), self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        if not self._active:
+            return  # between agents: the next one that waits arms the timer again
+        if time.monotonic() < self._deadline:
+            self._arm()
+            return
+        assert self._task is not None
+        self._expired = True
+        self._task.cancel()
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, Any], yielded: Any) -> Generator[Any, Any, Any]:
+    """Go on with a coroutine whose first step has run, in the calling task (``yield from``
+    for a coroutine that has already yielded once)."""
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration as stop:
+                return stop.value
