@@ -29,7 +29,7 @@ sys.path[:0] = [str(REPO / "src"), str(REPO)]
 from tests.e2e.harness import InProcessGateway, free_port, gateway_config, shared_tmpdir  # noqa: E402
 
 from edgeward.content.state import SqliteModelStateStore  # noqa: E402
-from edgeward.runtime import content_state_path  # noqa: E402
+from edgeward.paths import content_state_path  # noqa: E402
 
 TRAP = "trap@example.test"
 SAMPLE = (REPO / "tests" / "content" / "data" / "spam.eml").read_bytes()

@@ -1,6 +1,6 @@
 """The effective agent pipeline as ``edgeward agents list`` and the web console show it.
 
-Built the way the gateway builds it (``runtime.build_agents``), with nothing started: the
+Built the way the gateway builds it (``runtime_policy.build_agents``), with nothing started: the
 policy store is opened only when it exists (a root shell or a console must not create the
 SQLite file; without it the store-backed agents are listed in their place as off) or when it
 is Redis, which lives outside this machine and is listed as the gateway runs it. The score
@@ -79,8 +79,7 @@ class Pipeline:
 def pipeline(config: Config) -> Pipeline:
     """The agents ``config`` runs, in their order."""
     from edgeward.queue.spool import Spool
-    from edgeward.runtime import build_agents
-    from edgeward.runtime_policy import pipeline_listing
+    from edgeward.runtime_policy import build_agents, pipeline_listing
     from edgeward.state.policy import default_policy_path
     from edgeward.state.stores import policy_store_for
 

@@ -28,7 +28,7 @@ from edgeward.directory.recipients import (
     DirectorySenderLists,
     StaleWatch,
 )
-from edgeward.directory.replica import ReplicaReader, replica_path
+from edgeward.directory.replica import ReplicaReader
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.attachments import AttachmentFilter, text_subtypes_matter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
@@ -65,33 +65,17 @@ from edgeward.filters.transforms.strip import StripAttachments
 from edgeward.net import openproxy
 from edgeward.net.dns import DnsResolver
 from edgeward.notify.events import EventSink
+from edgeward.paths import content_state_path, directory_replica_path
 from edgeward.ports import Clock, DnsLookup, PolicyStore, SystemClock
 from edgeward.quarantine.service import open_store
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
 from edgeward.scanning.clamd import ClamdScanner
 from edgeward.scanning.hashlist import HashListEngine
-from edgeward.scanning.office import OfficeEngine
 from edgeward.scanning.policy import Engine, MultiEnginePolicy
 from edgeward.scanning.yara_engine import YaraEngine
 
 log = logging.getLogger("edgeward.runtime")
-
-
-def data_paths(config: Config) -> dict[str, Path]:
-    """The folders the gateway writes, by role."""
-    return {
-        "queue": config.resolve(Path("queue")),
-        "log": config.resolve(config.logging.dir),
-        "tls": config.resolve(config.tls.store),
-        "state": config.resolve(Path("state")),
-        "quarantine": config.resolve(Path("quarantine")),
-    }
-
-
-def directory_replica_path(config: Config) -> Path:
-    """The SQLite file of the directory replica (``directory.replica``)."""
-    return replica_path(data_paths(config)["state"])
 
 
 # One reader per replica file for the process: the agents and the exemptions built together
@@ -104,11 +88,6 @@ def directory_reader(config: Config) -> ReplicaReader:
     if path not in _READERS:
         _READERS[path] = ReplicaReader(path)
     return _READERS[path]
-
-
-def content_state_path(config: Config) -> Path:
-    """The SQLite file holding the live (learned) spam model."""
-    return data_paths(config)["state"] / "content-model.db"
 
 
 def build_classifier(config: Config) -> SpamClassifier:
@@ -386,6 +365,9 @@ def build_file_engines(config: Config, cap: float) -> list[Engine]:
         engines.append(Engine(yara, timeout, av.yara.required))
     if av.office.enabled:
         timeout = min(av.office.timeout, cap)
+        # oletools and its parsers (12 MB) are loaded only by a gateway that scans Office files.
+        from edgeward.scanning.office import OfficeEngine
+
         # The pool's own limit kills a worker just before the policy stops waiting for it.
         office = OfficeEngine(timeout=timeout * 0.95, workers=av.office.workers)
         engines.append(Engine(office, timeout, av.office.required))

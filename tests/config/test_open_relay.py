@@ -15,7 +15,8 @@ from edgeward.config.load import parse_config
 from edgeward.config.schema import AGENT_NAMES, Config
 from edgeward.errors import ConfigError
 from edgeward.queue.spool import Spool
-from edgeward.runtime import Gateway, build_agents
+from edgeward.runtime import Gateway
+from edgeward.runtime_policy import build_agents
 from edgeward.testing.dns import FakeResolver
 from edgeward.testing.policystore import MemoryPolicyStore
 

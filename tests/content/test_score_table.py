@@ -24,7 +24,7 @@ from edgeward.filters.message import MessageView
 from edgeward.filters.scoring import Thresholds
 from edgeward.filters.verdict import Ledger, Verdict
 from edgeward.headers import parse_headers
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.testing.dns import FakeResolver
 from edgeward.types import Action, Address, Finding, Outcome, Peer
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edgeward.config.schema import Config
-from edgeward.runtime import build_classifier
+from edgeward.runtime_policy import build_classifier
 from tests.e2e.harness import InProcessGateway, SmtpSink, free_port, gateway_config
 
 pytestmark = pytest.mark.e2e

@@ -132,12 +132,12 @@ def test_a_reload_during_an_outage_does_not_announce_it_again(workdir: Path, sin
         notify={"admin_addresses": [ADMIN]},
     )  # fmt: skip
     gw = Gateway(config)
-    assert gw._env is not None
-    [old] = [a for a in gw._env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
+    assert gw.receiving is not None
+    [old] = [a for a in gw.receiving.env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
     old.policy.down["clamd"] = "connection refused"
     old.policy.paused["clamd"] = (123.0, "connection refused")
-    env = gw._build_env(config)
-    gw._carry_engine_state(env)
+    env = gw.receiving.build_env(config)
+    gw.receiving._carry_engine_state(env)
     [new] = [a for a in env[0].policy.pipeline.agents if isinstance(a, Antivirus)]
     assert new is not old and new.policy.down == {"clamd": "connection refused"}
     assert new.policy.paused == {"clamd": (123.0, "connection refused")}

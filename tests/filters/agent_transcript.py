@@ -62,7 +62,7 @@ from edgeward.config.schema import AGENT_NAMES, ALWAYS_ON_AGENTS
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_agents, build_policy
+from edgeward.runtime_policy import build_agents, build_policy
 from edgeward.scanning.policy import Engine, MultiEnginePolicy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.state.sqlite import StateStore

@@ -18,7 +18,7 @@ from edgeward.filters.agents.dnsbl import ask_all, classify, query_name
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_agents
+from edgeward.runtime_policy import build_agents
 from edgeward.testing.clock import FakeClock
 from edgeward.testing.dns import FakeResolver
 from edgeward.testing.policystore import MemoryPolicyStore

@@ -7,7 +7,7 @@ from pathlib import Path
 from edgeward.config.schema import Config, ReceiveConnectorConfig
 from edgeward.filters.base import SessionInfo
 from edgeward.filters.policy import AUTH_REQUIRED, NO_POSTMASTER, TLS_REQUIRED, mail_admission
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.types import Address, Peer, Reply
 
 CONNECTOR = ReceiveConnectorConfig(name="internet", tarpit_interval=5)

@@ -9,7 +9,7 @@ from edgeward.config.schema import Config, ProtocolAnalysisConfig, ReceiveConnec
 from edgeward.filters.agents.protocol import ProtocolAnalysis
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.signals import ProtocolSignals, signals_of
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.smtp import events as ev
 from edgeward.smtp import replies as r
 from edgeward.types import Address, Peer, Reply

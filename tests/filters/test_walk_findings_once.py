@@ -22,8 +22,7 @@ from edgeward.filters.message import MessageView
 from edgeward.filters.verdict import Ledger, Verdict
 from edgeward.headers import parse_headers
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_agents, build_policy
-from edgeward.runtime_policy import build_scan_policy
+from edgeward.runtime_policy import build_agents, build_policy, build_scan_policy
 from edgeward.scanning.office import OfficeEngine
 from edgeward.scanning.walk import walk_message
 from edgeward.types import Address, Peer

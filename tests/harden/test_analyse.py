@@ -115,7 +115,7 @@ def test_gateway_faults_get_their_ids(tmp_path: Path) -> None:
 def test_a_missing_or_stale_directory_replica_is_found(tmp_path: Path) -> None:
     from edgeward.config.load import load_config
     from edgeward.directory.replica import Meta, ReplicaState, write_replica
-    from edgeward.runtime_policy import directory_replica_path
+    from edgeward.paths import directory_replica_path
 
     text = BASE + '[agents.local_recipients]\nenabled = true\nsource = "directory"\n'
     text += '[directory]\nmax_age = "1h"\n'

@@ -26,7 +26,7 @@ from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.net.dns import DnsResolver
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.types import Address, Peer
 from tests.dnsserver import NSD, Nsd, start_nsd

@@ -19,7 +19,7 @@ from edgeward.filters.agents.connection import ALLOW_LIST, ConnectionFilter, IpL
 from edgeward.filters.agents.relay import RelayControl
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.testing.dns import FakeResolver
 from edgeward.testing.policystore import MemoryPolicyStore

@@ -20,7 +20,7 @@ import pytest
 from edgeward.config.schema import Config, LoggingConfig, ReceiveConnectorConfig
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_agents, build_policy
+from edgeward.runtime_policy import build_agents, build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.state.policy import SqlitePolicyStore
 from edgeward.testing.clock import FakeClock

@@ -23,7 +23,7 @@ from edgeward.config.load import parse_config
 from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_agents, build_policy
+from edgeward.runtime_policy import build_agents, build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.types import Peer
 

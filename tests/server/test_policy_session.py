@@ -21,7 +21,7 @@ from edgeward.config.schema import Config, LoggingConfig, ReceiveConnectorConfig
 from edgeward.filters.base import Agent, Stage, StageContext
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.types import Action, Finding, Outcome, Peer, Reply
 

@@ -32,7 +32,7 @@ from edgeward.filters.agents.sender_filter import SenderFilter
 from edgeward.filters.base import Agent
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.testing.policystore import MemoryPolicyStore
 from edgeward.types import Peer

@@ -18,7 +18,7 @@ from edgeward.filters.agents.senderauth import SenderAuth
 from edgeward.filters.agents.spf import SpfAgent
 from edgeward.logs.tracking import TrackingLog, search
 from edgeward.queue.spool import Spool
-from edgeward.runtime import build_policy
+from edgeward.runtime_policy import build_policy
 from edgeward.server.session import Session, SessionEnv
 from edgeward.testing.dns import FakeResolver
 from edgeward.types import Peer

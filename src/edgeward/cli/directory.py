@@ -39,7 +39,7 @@ from edgeward.directory.lists import listed
 from edgeward.directory.replica import ReplicaState, age, read_replica
 from edgeward.directory.sync import Mapper, SyncRefused
 from edgeward.directory.sync import sync as run_sync
-from edgeward.runtime_policy import directory_replica_path
+from edgeward.paths import directory_replica_path
 from edgeward.types import Address
 
 directory_app = typer.Typer(

@@ -37,7 +37,7 @@ from edgeward.directory.replica import read_replica
 from edgeward.directory.subscription import Enrolment, Subscription, SubscriptionError, parse_serial
 from edgeward.directory.sync import SyncRefused
 from edgeward.directory.sync import sync as run_sync
-from edgeward.runtime_policy import directory_replica_path
+from edgeward.paths import directory_replica_path
 
 
 @directory_app.command()

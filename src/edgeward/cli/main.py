@@ -124,7 +124,7 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing configuration")] = False,
 ) -> None:
     """Write DIR/edgeward.toml, a self-signed certificate and the data folders."""
-    from edgeward.runtime import data_paths
+    from edgeward.paths import data_paths
     from edgeward.tls.store import CertificateStore
 
     fqdn = hostname or default_hostname()
@@ -165,35 +165,23 @@ def serve(
 ) -> None:
     """Run the gateway in the foreground (SIGTERM drains, SIGHUP reloads)."""
     config = _load(config_path)
-    if role not in ("deliver", "receive"):
-        _refuse_unsafe(config, config_path)
-    logging.basicConfig(
-        level=config.logging.level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
-        stream=sys.stderr,
-    )
     try:
-        if role == "deliver":  # started by the receiving process, already unprivileged
-            from edgeward.server.privileges import refuse_root
-            from edgeward.supervisor import serve_delivery
+        if role:  # a child started by serve itself (edgeward.roles), already unprivileged
+            from edgeward.roles import ROLES, run
 
-            refuse_root()
-            _count_metrics(config)
-            eventloop.run(serve_delivery(config, config_path, notify_fd), config.server.event_loop)
+            if role not in ROLES:
+                raise fail(f"--role must be one of {', '.join(ROLES)}")
+            run(
+                config, config_path, role, notify_fd=notify_fd, receiver=receiver,
+                listen_fds=listen_fds, slots_fd=slots_fd,
+            )  # fmt: skip
             return
-        if role == "receive":  # another receiving process, started by the first
-            from edgeward.server.privileges import refuse_root
-            from edgeward.supervisor import serve_receiver
-
-            refuse_root()
-            _count_metrics(config)
-            index, _, count = receiver.partition("/")
-            fds = [int(fd) for fd in listen_fds.split(",") if fd]
-            eventloop.run(
-                serve_receiver(config, config_path, int(index), int(count), fds, notify_fd, slots_fd),
-                config.server.event_loop,
-            )
-            return
+        _refuse_unsafe(config, config_path)
+        logging.basicConfig(
+            level=config.logging.level.upper(),
+            format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+            stream=sys.stderr,
+        )
         _serve(config, config_path)
     except OSError as exc:
         raise fail(f"cannot start: {exc}") from None
@@ -204,7 +192,9 @@ def serve(
 def _serve(config: Config, config_path: Path) -> None:
     from edgeward import metrics
     from edgeward.children import ConsoleProcess, serve_with_console
-    from edgeward.runtime import Gateway, data_paths, tls_contexts
+    from edgeward.paths import data_paths
+    from edgeward.runtime import Gateway
+    from edgeward.runtime_receive import tls_contexts
     from edgeward.server.listener import bind_sockets
     from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
     from edgeward.supervisor import serve_split
@@ -251,7 +241,7 @@ def _serve(config: Config, config_path: Path) -> None:
 def _count_metrics(config: Config) -> None:
     """Count in the gateway's shared metrics folder (``edgeward.metrics``), as the service user."""
     from edgeward import metrics
-    from edgeward.runtime import data_paths
+    from edgeward.paths import data_paths
 
     metrics.enable(metrics.metrics_dir(data_paths(config)["state"]))
 

@@ -23,8 +23,8 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.errors import ConfigError
 from edgeward.notify.build import build_notifier
 from edgeward.notify.notifier import ChannelResult
+from edgeward.paths import data_paths
 from edgeward.queue.spool import Spool
-from edgeward.runtime_policy import data_paths
 
 notify_app = typer.Typer(help="Notifications to administrators: test.", no_args_is_help=True)
 

@@ -63,7 +63,8 @@ def _learner(config: Config) -> Callable[[bytes], None] | None:
 
     def learn(data: bytes) -> None:
         from edgeward.content.state import SqliteModelStateStore
-        from edgeward.runtime import build_classifier, content_state_path
+        from edgeward.paths import content_state_path
+        from edgeward.runtime_policy import build_classifier
 
         build_classifier(config).learn(data, is_spam=False)
         # Counted for 'spam status' (the release path of the learning ledger).

@@ -313,7 +313,7 @@ def _gateway_classifier(config_path: Path) -> SpamClassifier:
     from edgeward.config.load import load_config
     from edgeward.content.words import CustomWords
     from edgeward.errors import ConfigError
-    from edgeward.runtime import content_state_path
+    from edgeward.paths import content_state_path
 
     try:
         config = load_config(config_path)
@@ -358,7 +358,7 @@ def learn(
     if config_path is not None:
         from edgeward.config.load import load_config
         from edgeward.errors import ConfigError
-        from edgeward.runtime import content_state_path
+        from edgeward.paths import content_state_path
 
         try:
             config = load_config(config_path)

@@ -57,7 +57,7 @@ def _file_origin(path: Path, shipped: bool) -> dict[str, Any]:
 
 def status_report(config: Config) -> dict[str, Any]:
     """Everything ``spam status`` prints, as one JSON-ready mapping."""
-    from edgeward.runtime import content_state_path
+    from edgeward.paths import content_state_path
 
     cf, learning = config.agents.content_filter, config.learning
     model_path = config.resolve(cf.model) if cf.model is not None else default_model_path()

@@ -110,7 +110,7 @@ def web(
 def _serve(cfg: Config, config_path: Path, host: str, port: int) -> None:
     """Serve ``serve``'s way: key read and socket bound while still root, then run as the
     service user (``server.user``), with no capabilities, refusing to go on as root."""
-    from edgeward.runtime_policy import data_paths
+    from edgeward.paths import data_paths
     from edgeward.server.privileges import drop_capabilities, drop_privileges, refuse_root
 
     paths = data_paths(cfg)

@@ -40,7 +40,7 @@ from edgeward.harden.files import Identity, NotChanged, change, identity
 from edgeward.harden.host import running_units, sysctl_path
 from edgeward.harden.install import Layout, unit_text
 from edgeward.harden.template import RoleTemplate
-from edgeward.runtime_policy import data_paths
+from edgeward.paths import data_paths
 
 __all__ = ["Plan", "apply", "history", "plan", "points_dir", "rollback"]
 

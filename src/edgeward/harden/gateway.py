@@ -141,7 +141,7 @@ def _signatures(config: Config, notes: Notes) -> Iterator[Finding]:
 
 def _directory(config: Config, notes: Notes) -> Iterator[Finding]:
     from edgeward.directory.replica import age, read_replica
-    from edgeward.runtime_policy import directory_replica_path
+    from edgeward.paths import directory_replica_path
 
     local, cfg = config.agents.local_recipients, config.directory
     if not (cfg.urls or cfg.push_listen or (local.enabled and local.source == "directory")):

@@ -30,8 +30,8 @@ from prometheus_client.registry import Collector
 
 from edgeward.logs.tracking import TrackingEvent
 from edgeward.metrics import ProcessMetrics, StateCollector, metrics_dir
+from edgeward.paths import data_paths
 from edgeward.queue.model import QueueState
-from edgeward.runtime_policy import data_paths
 from edgeward.tls.store import CertificateStore
 from edgeward.web.app import Console, console_of
 
