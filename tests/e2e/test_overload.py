@@ -145,12 +145,13 @@ def test_the_byte_budget_refuses_at_mail_and_after_data_and_is_given_back(workdi
             assert b.command("DATA").startswith("354")
             b.send(MESSAGE + b".\r\n")
             assert b.reply().startswith("250")
-        assert gw.gateway is not None
+        assert gw.gateway is not None and gw.gateway.receiving is not None
+        budget = gw.gateway.receiving.budget
         # Every reservation was given back when its session ended.
         deadline = time.monotonic() + 10
-        while gw.gateway.budget.in_use and time.monotonic() < deadline:
+        while budget.in_use and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert gw.gateway.budget.in_use == 0
+        assert budget.in_use == 0
 
 
 def test_a_client_below_the_minimum_data_rate_is_cut(workdir: Path) -> None:

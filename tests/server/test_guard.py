@@ -7,8 +7,23 @@ import asyncio
 import pytest
 
 from edgeward.config.schema import ReceiveConnectorConfig
-from edgeward.server.guard import DATA_TOO_SLOW, IDLE_TIMEOUT, SHUTTING_DOWN, ReadGuard, SessionEnd
+from edgeward.server.guard import (
+    DATA_TOO_SLOW,
+    IDLE_TIMEOUT,
+    SESSION_TOO_LONG,
+    SHUTTING_DOWN,
+    ReadGuard,
+    SessionEnd,
+)
 from edgeward.testing.clock import FakeClock
+
+
+class _Stressed:
+    def stressed(self) -> bool:
+        return True
+
+    def touch(self) -> None:
+        pass
 
 
 def _connector(**kw: object) -> ReceiveConnectorConfig:
@@ -46,7 +61,7 @@ async def test_the_rate_applies_per_body_and_only_in_data() -> None:
 
 
 async def test_stress_shortens_the_wait() -> None:
-    guard = ReadGuard(_connector(stress_idle_timeout=0.01, idle_timeout=60), stressed=lambda: True)
+    guard = ReadGuard(_connector(stress_idle_timeout=0.01, idle_timeout=60), slot=_Stressed())
     with pytest.raises(SessionEnd) as end:
         await guard.read(asyncio.StreamReader(), "GREETED")
     assert end.value.reply == IDLE_TIMEOUT
@@ -97,3 +112,50 @@ async def test_junk_commands_are_counted_between_messages() -> None:
     assert not guard.junk_command()
     assert not guard.junk_command()
     assert guard.junk_command()
+
+
+async def test_within_a_session_a_read_moves_the_session_timer_and_puts_it_back() -> None:
+    guard = ReadGuard(_connector(idle_timeout=60, connection_timeout=300))
+    reader = asyncio.StreamReader()
+    async with asyncio.timeout(300) as session:
+        guard.within(session)
+        before = session.when()
+        task = asyncio.create_task(guard.read(reader, "GREETED"))
+        await asyncio.sleep(0)
+        # While the read waits the one timer is at the idle limit, not the session's.
+        assert session.when() is not None and before is not None and session.when() < before - 200
+        reader.feed_data(b"NOOP\r\n")
+        assert await task == b"NOOP\r\n"
+        assert session.when() == before
+
+
+async def test_within_a_session_the_idle_limit_ends_it_with_its_reply_and_no_cancellation() -> None:
+    guard = ReadGuard(_connector(stress_idle_timeout=0.01, idle_timeout=60), slot=_Stressed())
+
+    async def session() -> SessionEnd:
+        async with asyncio.timeout(300) as limit:
+            guard.within(limit)
+            with pytest.raises(SessionEnd) as end:
+                await guard.read(asyncio.StreamReader(), "GREETED")
+        return end.value
+
+    task = asyncio.create_task(session())
+    end = await task
+    assert end.reply == IDLE_TIMEOUT
+    assert task.cancelling() == 0
+
+
+async def test_within_a_session_its_own_limit_ends_a_read_that_would_wait_longer() -> None:
+    guard = ReadGuard(_connector(idle_timeout=60, connection_timeout=300))
+
+    async def session() -> SessionEnd:
+        async with asyncio.timeout(0.05) as limit:  # the session has 50 ms left, the read 60 s
+            guard.within(limit)
+            with pytest.raises(SessionEnd) as end:
+                await guard.read(asyncio.StreamReader(), "GREETED")
+        return end.value
+
+    task = asyncio.create_task(session())
+    end = await task
+    assert end.reply == SESSION_TOO_LONG
+    assert task.cancelling() == 0

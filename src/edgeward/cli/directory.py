@@ -34,11 +34,8 @@ from edgeward.cli.tables import print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.ownership import service_owner
 from edgeward.config.schema import Config
-from edgeward.directory.ldap import DirectoryError, LdapDirectory, read_password
 from edgeward.directory.lists import listed
 from edgeward.directory.replica import ReplicaState, age, read_replica
-from edgeward.directory.sync import Mapper, SyncRefused
-from edgeward.directory.sync import sync as run_sync
 from edgeward.paths import directory_replica_path
 from edgeward.types import Address
 
@@ -61,7 +58,13 @@ def entries_progress(out: Console) -> Progress:
     )
 
 
+# The LDAP client (ldap3, about 4 MB) is imported by the commands that talk to the directory,
+# not with the application: `edgeward serve` is this application too, and never needs it.
+
+
 def _password(config: Config) -> str:
+    from edgeward.directory.ldap import DirectoryError, read_password
+
     cfg = config.directory
     if not cfg.urls or not cfg.base_dn:
         fail("[directory] needs urls and base_dn")
@@ -80,6 +83,10 @@ def sync(
     ] = False,
 ) -> None:
     """Read the directory and replace the replica (changes only, after the first full sync)."""
+    from edgeward.directory.ldap import DirectoryError
+    from edgeward.directory.sync import SyncRefused
+    from edgeward.directory.sync import sync as run_sync
+
     config = load(config_path)
     password = _password(config)
     path = directory_replica_path(config)
@@ -243,6 +250,9 @@ def lookup(
 @directory_app.command()
 def test(config_path: ConfigOption = DEFAULT_CONFIG_PATH) -> None:
     """Connect, check TLS, bind and search once; nothing is written."""
+    from edgeward.directory.ldap import DirectoryError, LdapDirectory
+    from edgeward.directory.sync import Mapper
+
     config = load(config_path)
     password = _password(config)
     cfg = config.directory

@@ -30,13 +30,8 @@ from edgeward.cli.tables import add_id_column, print_table
 from edgeward.config.load import DEFAULT_CONFIG_PATH
 from edgeward.config.ownership import service_owner
 from edgeward.config.schema import Config, parse_duration
-from edgeward.directory.ldap import DirectoryError
-from edgeward.directory.push import PushError, enrol, enrolment_for, gateway_certificate
-from edgeward.directory.push import push as send_push
 from edgeward.directory.replica import read_replica
 from edgeward.directory.subscription import Enrolment, Subscription, SubscriptionError, parse_serial
-from edgeward.directory.sync import SyncRefused
-from edgeward.directory.sync import sync as run_sync
 from edgeward.paths import directory_replica_path
 
 
@@ -53,6 +48,8 @@ def subscribe(
     reset: Annotated[bool, typer.Option("--reset", help="Forget every enrolled host first.")] = False,
 ) -> None:
     """Write a subscription file (gateway certificate, one-time secret) for 'directory push'."""
+    from edgeward.directory.push import gateway_certificate
+
     config = load(config_path)
     address = gateway or config.directory.push_listen
     if not address:
@@ -74,6 +71,8 @@ def subscribe(
 
 
 def _enrolment(config: Config) -> Enrolment:
+    from edgeward.directory.push import enrolment_for  # with the LDAP client: cli.directory says why
+
     state_dir = config.resolve(Path("state"))
     owner = service_owner(state_dir)
     return enrolment_for(config, (owner.uid, owner.gid) if owner else None)
@@ -150,6 +149,12 @@ def push(
     ] = False,
 ) -> None:
     """On an inside host: read the directory and send the replica to the gateway over mutual TLS."""
+    from edgeward.directory.ldap import DirectoryError
+    from edgeward.directory.push import PushError, enrol
+    from edgeward.directory.push import push as send_push
+    from edgeward.directory.sync import SyncRefused
+    from edgeward.directory.sync import sync as run_sync
+
     config = load(config_path)
     try:
         sub = Subscription.read(subscription)

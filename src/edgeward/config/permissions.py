@@ -15,6 +15,7 @@ connector that does not name it.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from edgeward.config.schema import ReceiveConnectorConfig
@@ -29,9 +30,17 @@ GROUP_RIGHTS: dict[str, frozenset[str]] = {
 
 def rights_for(connector: ReceiveConnectorConfig, groups: Iterable[str]) -> frozenset[str]:
     """The rights of a client of ``connector`` that proved membership of ``groups``."""
-    rights: set[str] = set(connector.permissions)
+    return _rights(connector.permissions, connector.permission_groups, frozenset(groups))
+
+
+# Every session asks for its anonymous rights: one set per connector, shared, not one each.
+@functools.lru_cache(maxsize=256)
+def _rights(
+    permissions: tuple[str, ...], permission_groups: tuple[str, ...], groups: frozenset[str]
+) -> frozenset[str]:
+    rights: set[str] = set(permissions)
     for group in {"anonymous", *groups}:
-        if group in connector.permission_groups:
+        if group in permission_groups:
             rights |= GROUP_RIGHTS[group]
     # Relay rights are given to the organisation's own servers, which send as its domains.
     if "relay" in rights:

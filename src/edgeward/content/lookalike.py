@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from functools import cache
 
 from confusable_homoglyphs import confusables
-from publicsuffixlist import PublicSuffixList
 from rapidfuzz.distance import OSA
 
 from edgeward.content.facts import MessageFacts
+from edgeward.suffixes import public_suffix_list
 
 __all__ = [
     "MIN_NAME_LENGTH",
@@ -59,12 +59,6 @@ MIN_TWO_TYPOS_LENGTH = 10
 # From and Reply-To domains, where impersonation sits, are always tested.
 MAX_HOSTS = 40
 _DIGITS_AS_LETTERS = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b"})
-
-
-@cache
-def _psl() -> PublicSuffixList:
-    # About 0.1 s to build; only a classifier given accepted domains pays it.
-    return PublicSuffixList()
 
 
 @cache
@@ -130,7 +124,7 @@ class OwnDomains:
             domain = entry.strip().lower().rstrip(".").removeprefix("*.")
             if not domain or domain == "*":
                 continue
-            registrable = _psl().privatesuffix(domain) or domain
+            registrable = public_suffix_list().privatesuffix(domain) or domain
             name, _, suffix = registrable.partition(".")
             if len(name) >= MIN_NAME_LENGTH:
                 owns[registrable] = _Own(registrable, name, suffix, skeleton(name))
@@ -151,7 +145,7 @@ class OwnDomains:
                 ascii_host = host.encode("idna").decode("ascii")
             except UnicodeError:
                 ascii_host = host
-        registrable = _psl().privatesuffix(ascii_host) or ascii_host
+        registrable = public_suffix_list().privatesuffix(ascii_host) or ascii_host
         if registrable in self._registrable:
             return None
         name, _, suffix = _unicode_labels(registrable).partition(".")

@@ -24,7 +24,7 @@ pipeline does for agents.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from edgeward.filters.base import Stage
 from edgeward.filters.pipeline import StageResult
@@ -38,12 +38,15 @@ PHISHING_REJECTED = Reply(550, "5.7.1", "Message rejected as suspected phishing"
 
 @dataclass(slots=True)
 class _Part:
-    findings: list[Finding] = field(default_factory=list)
-    headers: list[tuple[str, str]] = field(default_factory=list)
+    # Tuples, not lists: most parts stay empty, and the empty tuple costs an idle session nothing.
+    findings: tuple[Finding, ...] = ()
+    headers: tuple[tuple[str, str], ...] = ()
 
     def add(self, result: StageResult) -> None:
-        self.findings.extend(result.outcome.findings)
-        self.headers.extend(result.outcome.headers)
+        if result.outcome.findings:
+            self.findings += result.outcome.findings
+        if result.outcome.headers:
+            self.headers += result.outcome.headers
 
 
 class Ledger:

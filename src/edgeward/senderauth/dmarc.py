@@ -36,6 +36,7 @@ from publicsuffixlist import PublicSuffixList
 
 from edgeward.ports import DnsError, DnsFailure, DnsLookup
 from edgeward.senderauth.dkim import DkimResult, DkimStatus
+from edgeward.suffixes import public_suffix_list
 
 __all__ = [
     "DmarcChecker",
@@ -123,12 +124,11 @@ def parse_record(text: str) -> DmarcRecord:
 class OrganizationalDomains:
     """The organisational domain of a name (RFC 7489 §3.2) from the packaged Public Suffix List.
 
-    Building the list takes about 0.1 s, so one instance is made by the composition root and
-    shared; it holds no state beyond the list.
+    The list is the process's one copy (``edgeward.suffixes``) unless one is given.
     """
 
     def __init__(self, psl: PublicSuffixList | None = None) -> None:
-        self._psl = psl or PublicSuffixList()
+        self._psl = psl or public_suffix_list()
 
     def __call__(self, domain: str) -> str:
         domain = domain.rstrip(".").lower()

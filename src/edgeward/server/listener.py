@@ -253,12 +253,7 @@ class Listener:
                 "max_protocol_errors": min(connector.max_protocol_errors, strict),
                 "max_junk_commands": min(connector.max_junk_commands, strict),
             })  # fmt: skip
-        name = connector.name
-        guard = ReadGuard(
-            connector,
-            stressed=lambda: self.slots.held(name) >= connector.stress_threshold * connector.max_connections,
-            on_wait=lambda: self.slots.touch(slot),
-        )
+        guard = ReadGuard(connector, slot=slot)
         slot.guard = guard
         self._sessions[task] = guard
         try:

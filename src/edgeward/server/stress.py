@@ -47,11 +47,22 @@ def network_of(ip: str) -> str:
 
 @dataclass(eq=False, slots=True)
 class Slot:
+    """One session's place on a connector; its guard asks it about stress and idleness."""
+
     connector: str
     source: str
     network: str
     guard: ReadGuard | None = None
     released: bool = False
+    table: SlotTable | None = None
+    stress_at: float = 0.0  # sessions on the connector from which it is under stress
+
+    def stressed(self) -> bool:
+        return self.table is not None and self.table.held(self.connector) >= self.stress_at
+
+    def touch(self) -> None:
+        if self.table is not None:
+            self.table.touch(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +118,10 @@ class SlotTable:
         per_network: _Counts,
     ) -> Slot | Refusal:
         name = connector.name
-        slot = Slot(name, ip, network_of(ip))
+        slot = Slot(
+            name, ip, network_of(ip), table=self,
+            stress_at=connector.stress_threshold * connector.max_connections,
+        )  # fmt: skip
         if per_source[(name, ip)] >= connector.max_connections_per_source:
             return self._refuse("per source")
         if per_network[(name, slot.network)] >= connector.max_connections_per_network:
