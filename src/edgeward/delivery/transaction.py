@@ -12,8 +12,8 @@ the transaction (RFC 5321 §3.3, §4.2):
   defers them; a 5xx fails them. A 5xx to MAIL fails the whole transaction.
 * DSN parameters (RFC 3461 §4.1) are relayed as asked.
 
-Line endings (RFC 5321 §2.3.8, §4.5.2): aiosmtplib's ``data()`` turns every bare LF and bare
-CR into CRLF and doubles a leading '.', so the next hop receives CRLF lines only.
+Line endings (RFC 5321 §2.3.8, §4.5.2): the body goes out through ``delivery.body``, which
+sends CRLF lines only and doubles a leading '.', in bounded chunks.
 
 Security: addresses are sent inside ``<>`` and aiosmtplib refuses control characters in
 commands, so a recipient cannot inject one; remote replies are cleaned by
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import aiosmtplib
 
+from edgeward.delivery.body import send_data
 from edgeward.delivery.results import Deferred, Delivered, Failed, RecipientResult, reply_from_remote
 from edgeward.queue.model import MessageRecord, RecipientRecord
 from edgeward.types import Reply
@@ -143,7 +144,7 @@ async def transaction(
         return HostOutcome(results=results)
 
     try:
-        resp = await smtp.data(data)
+        resp = await send_data(smtp, data)
         final = remote_reply(resp.code, resp.message, where)
     except aiosmtplib.SMTPResponseException as exc:
         final = remote_reply(exc.code, exc.message, where)

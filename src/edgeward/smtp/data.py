@@ -34,7 +34,15 @@ from edgeward.smtp import replies as r
 from edgeward.smtp.events import MessageData
 from edgeward.types import Reply
 
-__all__ = ["TERMINATOR", "DataReader", "MessageBuffer", "finish_bdat", "finish_data"]
+__all__ = [
+    "TERMINATOR",
+    "DataReader",
+    "MessageBuffer",
+    "finish_bdat",
+    "finish_data",
+    "has_bare_line_endings",
+    "to_crlf",
+]
 
 TERMINATOR = b"\r\n.\r\n"
 _PREFIX = b"\r\n"  # the CRLF that ended the DATA command line: the body starts at a line start
@@ -140,12 +148,12 @@ class DataReader:
         self._skip = max(0, self._skip - stop)
 
 
-def _has_bare(data: bytes | bytearray) -> bool:
+def has_bare_line_endings(data: bytes | bytearray) -> bool:
     crlf = data.count(b"\r\n")
     return data.count(b"\n") != crlf or data.count(b"\r") != crlf
 
 
-def _to_crlf(data: bytes) -> bytes:
+def to_crlf(data: bytes) -> bytes:
     return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
@@ -156,7 +164,7 @@ def finish_data(message: MessageBuffer, bare_lf: Literal["reject", "normalize"])
     raw = message.with_prefix()
     if b"\x00" in raw:
         return MessageData(b"", r.NUL_IN_MESSAGE)
-    bare = _has_bare(raw)
+    bare = has_bare_line_endings(raw)
     if bare and bare_lf == "reject":
         return MessageData(b"", r.BARE_LINE_ENDING)
     # Most messages have no line starting with a dot: then no unstuffed copy is made at all.
@@ -165,7 +173,7 @@ def finish_data(message: MessageBuffer, bare_lf: Literal["reject", "normalize"])
         raw.clear()  # the received bytes are not needed once unstuffed: two copies at most
         raw = unstuffed
     data = _take(raw, len(_PREFIX))
-    return MessageData(_to_crlf(data) if bare else data)
+    return MessageData(to_crlf(data) if bare else data)
 
 
 def _take(buf: bytearray, start: int) -> bytes:
@@ -185,4 +193,4 @@ def finish_bdat(message: MessageBuffer, binary: bool) -> MessageData:
         return MessageData(data)
     if b"\x00" in data:
         return MessageData(b"", r.NUL_IN_MESSAGE)
-    return MessageData(_to_crlf(data) if _has_bare(data) else data)
+    return MessageData(to_crlf(data) if has_bare_line_endings(data) else data)
