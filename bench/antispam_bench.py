@@ -153,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         "settings": {
             "messages": args.messages, "warmup": args.warmup, "sessions": args.sessions,
             "repeat": args.repeat, "body_bytes": mail.BODY_SIZE, "greet_pause": args.greet_pause,
+            "receivers": args.receivers or "auto",
             "connection_per_message": True, "argv": args.argv,
         },
     }  # fmt: skip
@@ -174,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
                 impl = PostfixStack(workdir, sink.port)
             else:
                 cmd = shlex.split(args.edgeward_cmd) if args.edgeward_cmd else None
-                impl = EdgewardStack(workdir, sink.port, cmd, args.greet_pause)
+                impl = EdgewardStack(workdir, sink.port, cmd, args.greet_pause, args.receivers)
             stack = Stack(impl, sink)
             stacks.append(stack)
             impl.start()
@@ -261,6 +262,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--stacks", default="postfix,edgeward", help="which stacks (default postfix,edgeward)")
     ap.add_argument("--greet-pause", type=float, default=0.0, help="Edgeward's greet_pause (default 0)")
+    ap.add_argument(
+        "--receivers", default="", help="Edgeward's [server] receivers (default: its own default, auto)"
+    )
     ap.add_argument("--edgeward-cmd", help="command that runs the edgeward CLI (default: this tree's)")
     ap.add_argument("--run-timeout", type=float, default=300.0, help="seconds allowed for one pass")
     ap.add_argument("--workdir", type=Path, help="parent of the temporary folder (default /var/tmp)")

@@ -32,9 +32,13 @@ AUTHSERV_ID = "edgeward.bench.test"
 class EdgewardStack(EdgewardRelay):
     name = "edgeward"
 
-    def __init__(self, workdir: Path, sink_port: int, command: list[str] | None, greet_pause: float) -> None:
+    def __init__(
+        self, workdir: Path, sink_port: int, command: list[str] | None, greet_pause: float,
+        receivers: str = "",
+    ) -> None:  # fmt: skip
         super().__init__(workdir, sink_port, command)
         self.greet_pause = greet_pause
+        self.receivers = receivers  # [server] receivers; empty: Edgeward's default
 
     def config_text(self) -> str:
         providers = "".join(
@@ -49,6 +53,7 @@ accepted_domains = ["bench.test"]
 hostname = "{AUTHSERV_ID}"
 data_dir = "."
 user = "edgeward"
+{f"receivers = {self.receivers}" if self.receivers.isdigit() else ""}
 
 [[receive_connectors]]
 name = "internet"

@@ -73,6 +73,7 @@ from edgeward.queue.spool import Spool
 from edgeward.scanning.clamd import ClamdScanner
 from edgeward.scanning.hashlist import HashListEngine
 from edgeward.scanning.policy import Engine, MultiEnginePolicy
+from edgeward.scanning.walk import WalkLimits
 from edgeward.scanning.yara_engine import YaraEngine
 
 log = logging.getLogger("edgeward.runtime")
@@ -327,12 +328,18 @@ def build_policy(
         postmaster=f"postmaster@{config.accepted_domains[0]}" if config.accepted_domains else "",
         tarpit_max=config.agents.protocol.tarpit_max if config.agents.protocol.enabled else 0.0,
         listeners=[a for a in agents if isinstance(a, SenderReputation | SiteLearning)],
-        walk_limits=replace(
-            walk_limits(config.attachments),
-            text_subtypes=text_subtypes_matter(
-                config.attachments, yara=config.antivirus.enabled and config.antivirus.yara.enabled
-            ),
-        ),
+        walk_limits=_walk_limits(config),
+    )
+
+
+def _walk_limits(config: Config) -> WalkLimits:
+    """The walk's bounds, and what of a body part's type anything reads (``WalkLimits``)."""
+    av = config.antivirus
+    subtypes = text_subtypes_matter(config.attachments, yara=av.enabled and av.yara.enabled)
+    return replace(
+        walk_limits(config.attachments),
+        text_subtypes=subtypes,
+        body_libmagic=subtypes or (av.enabled and av.office.enabled),
     )
 
 

@@ -55,3 +55,36 @@ def test_text_subtypes_matter_for_yara_and_for_lists_naming_more_than_binary_typ
     assert text_subtypes_matter(AttachmentsConfig(), yara=True)
     assert text_subtypes_matter(AttachmentsConfig(true_types=("text/x-shellscript",)), yara=False)
     assert text_subtypes_matter(AttachmentsConfig(true_types=("application/x-*",)), yara=False)
+
+
+def test_an_ascii_body_part_skips_libmagic_only_when_nothing_reads_its_type() -> None:
+    data = message(("clean.sh", SCRIPT, "text/plain"), text=CSV.decode())
+    no_magic = WalkLimits(text_subtypes=False, body_libmagic=False)
+    by_path = {i.path: i.true_type for i in walk_message(data, no_magic).items}
+    # The body is text/plain without libmagic; the attachment still gets libmagic's full answer.
+    assert by_path == {"1": "text/plain", "2/clean.sh": "text/x-shellscript"}
+    # With the Office engine on (body_libmagic), the CSV body keeps libmagic's own answer.
+    with_magic = walk_message(data, WalkLimits(text_subtypes=False))
+    assert with_magic.items[0].true_type == "text/csv"
+
+
+def test_a_program_in_a_text_body_part_is_still_a_program_without_body_libmagic() -> None:
+    for body in (EXE, b"MZ" + EXE[2:]):
+        data = raw_message("Content-Type: text/plain\nContent-Transfer-Encoding: base64\n",
+                           base64.b64encode(body).decode())  # fmt: skip
+        fast = walk_message(data, WalkLimits(text_subtypes=False, body_libmagic=False))
+        assert fast.items[0].true_type == walk_message(data).items[0].true_type != "text/plain"
+        assert any(n == "ATTACH_TYPE_MISMATCH" for n, _ in fast.findings)
+
+
+def test_body_libmagic_follows_yara_the_office_engine_and_the_true_type_list() -> None:
+    from edgeward.config.load import parse_config
+    from edgeward.runtime_policy import _walk_limits
+
+    def limits(**extra: object) -> WalkLimits:
+        return _walk_limits(parse_config({"server": {"hostname": "mx.example.test"}, **extra}))
+
+    assert not limits().body_libmagic  # init's defaults: antivirus off
+    assert limits(antivirus={"enabled": True}).body_libmagic  # its Office engine is on by default
+    assert not limits(antivirus={"enabled": True, "office": {"enabled": False}}).body_libmagic
+    assert limits(attachments={"true_types": ["text/x-shellscript"]}).body_libmagic

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +36,7 @@ import dns.exception
 import dns.flags
 import dns.message
 import dns.name
+import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
@@ -102,6 +104,11 @@ class DnsResolver:
         # SPF, DKIM key and DMARC names again, and a query costs far more CPU than a lookup.
         # Server failures and time-outs are never kept. The DNSSEC resolver below keeps none.
         self._resolver.cache = dns.resolver.LRUCache(ANSWER_CACHE_SIZE)
+        # In front of it, the port's own answers by the question as asked, until dnspython's
+        # expiration of the same answer: a hit in dnspython's cache still costs a name parse,
+        # a resolution object and the answer's conversion, about 30 us, and a message asks
+        # seven or so questions (both DNSBLs, SPF, the DKIM key, DMARC, the client's name).
+        self._kept: dict[tuple[str, str], tuple[DnsAnswer | tuple[str, DnsFailure], float]] = {}
         # A second resolver for the DNSSEC questions, so the ordinary lookups keep sending
         # plain queries and getting the smaller answers without signatures.
         self._dnssec = _make_resolver(nameservers, port, timeout)
@@ -124,6 +131,15 @@ class DnsResolver:
 
     async def query(self, name: str, rdtype: str) -> DnsAnswer:
         """One question (:class:`edgeward.ports.DnsLookup`): the records as presentation strings."""
+        key = (name, rdtype)
+        kept = self._kept.get(key)
+        if kept is not None:
+            result, expiration = kept
+            if time.time() < expiration:
+                if isinstance(result, DnsAnswer):
+                    return result
+                raise DnsError(*result)
+            del self._kept[key]
         try:
             qname = dns.name.from_text(name)
         except (dns.exception.DNSException, ValueError) as exc:
@@ -135,14 +151,29 @@ class DnsResolver:
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False, raise_on_no_answer=False)
         except dns.resolver.NXDOMAIN:
-            raise DnsError(f"{name}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN) from None
+            denial = (f"{name}: no such domain (NXDOMAIN)", DnsFailure.NXDOMAIN)
+            # Kept as long as dnspython keeps it (the zone's negative TTL, RFC 2308), which it
+            # does under the type ANY, whatever type was asked.
+            cached = self._resolver.cache.get((qname, dns.rdatatype.ANY, dns.rdataclass.IN))
+            if cached is not None:
+                self._keep(key, denial, cached.expiration)
+            raise DnsError(*denial) from None
         except dns.resolver.YXDOMAIN:
             raise DnsError(f"{name}: name too long after substitution", DnsFailure.INVALID) from None
         except dns.resolver.LifetimeTimeout:
             raise DnsError(f"{name}/{rdtype}: DNS timeout", DnsFailure.TIMEOUT) from None
         except dns.exception.DNSException as exc:
             raise DnsError(f"{name}/{rdtype}: DNS server failure ({exc})", DnsFailure.SERVFAIL) from None
-        return DnsAnswer(tuple(_presentation(r) for r in answer), _authenticated(answer.response))
+        result = DnsAnswer(tuple(_presentation(r) for r in answer), _authenticated(answer.response))
+        self._keep(key, result, answer.expiration)
+        return result
+
+    def _keep(
+        self, key: tuple[str, str], result: DnsAnswer | tuple[str, DnsFailure], expiration: float
+    ) -> None:
+        if len(self._kept) >= ANSWER_CACHE_SIZE:
+            del self._kept[next(iter(self._kept))]  # the oldest question
+        self._kept[key] = (result, expiration)
 
     async def _secure_query(self, name: str, rdtype: str) -> tuple[list[Any], bool]:
         """The records of ``name`` (none for NXDOMAIN or NODATA) and the answer's AD flag."""

@@ -27,7 +27,10 @@ import dkim as dkimpy
 
 from edgeward.headers import header_end
 from edgeward.ports import DnsLookup
+from edgeward.senderauth import dkimcrypto
 from edgeward.senderauth.keys import KeyLookup, KeyStatus, QuietLogger, dnsfunc, fetch_keys, key_name, offload
+
+dkimcrypto.install()  # dkimpy's RSA check with its conversions in C (dkimcrypto says why)
 
 __all__ = ["ArcResult", "ArcSet", "ArcStatus", "verify_arc"]
 

@@ -39,6 +39,7 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 
 from edgeward.headers import header_end
 from edgeward.ports import DnsLookup
+from edgeward.senderauth import dkimcrypto
 from edgeward.senderauth.keys import (
     KeyLookup,
     KeyStatus,
@@ -50,6 +51,8 @@ from edgeward.senderauth.keys import (
     key_name,
     offload,
 )
+
+dkimcrypto.install()  # dkimpy's RSA check with its conversions in C (dkimcrypto says why)
 
 __all__ = ["MAX_SIGNATURES", "MIN_RSA_BITS", "DkimResult", "DkimStatus", "SignatureResult", "verify_dkim"]
 
