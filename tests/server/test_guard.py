@@ -129,11 +129,12 @@ async def test_within_a_session_a_read_moves_the_session_timer_and_puts_it_back(
         assert session.when() == before
 
 
-async def test_within_a_session_the_idle_limit_ends_it_with_its_reply_and_no_cancellation() -> None:
-    guard = ReadGuard(_connector(stress_idle_timeout=0.01, idle_timeout=60), slot=_Stressed())
+async def _silent_session(guard: ReadGuard, session_limit: float) -> tuple[SessionEnd, int]:
+    """A session of ``session_limit`` seconds whose client never speaks: how it ended, and the
+    cancellations its task was left with."""
 
     async def session() -> SessionEnd:
-        async with asyncio.timeout(300) as limit:
+        async with asyncio.timeout(session_limit) as limit:
             guard.within(limit)
             with pytest.raises(SessionEnd) as end:
                 await guard.read(asyncio.StreamReader(), "GREETED")
@@ -141,21 +142,18 @@ async def test_within_a_session_the_idle_limit_ends_it_with_its_reply_and_no_can
 
     task = asyncio.create_task(session())
     end = await task
+    return end, task.cancelling()
+
+
+async def test_within_a_session_the_idle_limit_ends_it_with_its_reply_and_no_cancellation() -> None:
+    guard = ReadGuard(_connector(stress_idle_timeout=0.01, idle_timeout=60), slot=_Stressed())
+    end, cancelling = await _silent_session(guard, 300)
     assert end.reply == IDLE_TIMEOUT
-    assert task.cancelling() == 0
+    assert cancelling == 0
 
 
 async def test_within_a_session_its_own_limit_ends_a_read_that_would_wait_longer() -> None:
     guard = ReadGuard(_connector(idle_timeout=60, connection_timeout=300))
-
-    async def session() -> SessionEnd:
-        async with asyncio.timeout(0.05) as limit:  # the session has 50 ms left, the read 60 s
-            guard.within(limit)
-            with pytest.raises(SessionEnd) as end:
-                await guard.read(asyncio.StreamReader(), "GREETED")
-        return end.value
-
-    task = asyncio.create_task(session())
-    end = await task
+    end, cancelling = await _silent_session(guard, 0.05)  # 50 ms left for the session, 60 s for the read
     assert end.reply == SESSION_TOO_LONG
-    assert task.cancelling() == 0
+    assert cancelling == 0
