@@ -22,9 +22,26 @@ from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import EdgewardError
 
-__all__ = ["ROLES", "main", "run"]
+__all__ = ["ROLES", "count_metrics", "log_to_stderr", "main", "run"]
 
 ROLES = ("deliver", "receive")
+
+
+def log_to_stderr(config: Config) -> None:
+    """Every process of ``serve`` logs to standard error, its PID in each line."""
+    logging.basicConfig(
+        level=config.logging.level.upper(),
+        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def count_metrics(config: Config) -> None:
+    """Count in the gateway's shared metrics folder (``edgeward.metrics``), as the service user."""
+    from edgeward import metrics
+    from edgeward.paths import data_paths
+
+    metrics.enable(metrics.metrics_dir(data_paths(config)["state"]))
 
 
 def run(
@@ -38,18 +55,11 @@ def run(
     slots_fd: int = -1,
 ) -> None:
     """Run one child of ``serve`` (already unprivileged: it refuses to run as root)."""
-    from edgeward import metrics
-    from edgeward.paths import data_paths
     from edgeward.server.privileges import refuse_root
 
-    logging.basicConfig(
-        level=config.logging.level.upper(),
-        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
-        stream=sys.stderr,
-    )
+    log_to_stderr(config)
     refuse_root()
-    # Count in the gateway's shared metrics folder, which the first process reset at start.
-    metrics.enable(metrics.metrics_dir(data_paths(config)["state"]))
+    count_metrics(config)  # in the folder the first process reset at start
     if role == "deliver":
         from edgeward.supervisor import serve_delivery
 

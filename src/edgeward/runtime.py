@@ -200,9 +200,6 @@ class Gateway:
         self.tasks.retire()
         receiving = self.receiving
         if receiving is not None:
-            from edgeward.runtime_receive import UPKEEP_TASKS
-
-            await self.tasks.cancel(*UPKEEP_TASKS)
             await receiving.stop_accepting()
         # Receiving and delivering drain side by side, so a stop takes one grace period, not two.
         await asyncio.gather(receiving.drain(grace) if receiving is not None else asyncio.sleep(0),

@@ -68,14 +68,14 @@ from edgeward.types import Outcome
 if TYPE_CHECKING:
     from edgeward.state.stores import OwnedPolicyStore
 
-__all__ = ["UPKEEP_TASKS", "ReceiveSide", "tls_contexts"]
+__all__ = ["ReceiveSide", "tls_contexts"]
 
 log = logging.getLogger("edgeward.runtime")
 
 CERTIFICATE_CHECK_INTERVAL = 12 * 3600.0
 POLICY_PURGE_INTERVAL = 600.0
 LEARNING_DRAIN = 5.0  # seconds a stop waits for queued lessons before dropping them
-# The loops a stop cancels first, before sessions and deliveries drain.
+# The loops a stop cancels first, before sessions drain (``stop_accepting``).
 UPKEEP_TASKS = (
     "certificate-upkeep", "quarantine-retention", "policy-store-purge", "ip-allow-list-refresh",
     "signature-update", "quarantine-growth", "quarantine-digest", "directory-push", "metrics-listener",
@@ -285,6 +285,8 @@ class ReceiveSide:
         self.env = env
 
     async def stop_accepting(self) -> None:
+        """End the upkeep loops, then stop taking connections."""
+        await self.tasks.cancel(*UPKEEP_TASKS)
         await self.listener.stop_accepting()
 
     async def drain(self, grace: float) -> None:

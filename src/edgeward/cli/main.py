@@ -8,10 +8,7 @@ printed as one clear message with exit code 2, never as a traceback.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import socket
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +39,7 @@ from edgeward.cli.web import web_app
 from edgeward.config.load import DEFAULT_CONFIG_PATH, load_config
 from edgeward.config.schema import Config
 from edgeward.errors import ConfigError, EdgewardError
+from edgeward.roles import count_metrics, log_to_stderr
 
 app = typer.Typer(help="Edgeward: a secure-by-default mail edge gateway.", no_args_is_help=True)
 config_app = typer.Typer(help="Show and check the configuration.", no_args_is_help=True)
@@ -177,11 +175,7 @@ def serve(
             )  # fmt: skip
             return
         _refuse_unsafe(config, config_path)
-        logging.basicConfig(
-            level=config.logging.level.upper(),
-            format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s",
-            stream=sys.stderr,
-        )
+        log_to_stderr(config)
         _serve(config, config_path)
     except OSError as exc:
         raise fail(f"cannot start: {exc}") from None
@@ -221,7 +215,7 @@ def _serve(config: Config, config_path: Path) -> None:
     )
     drop_capabilities()
     refuse_root()
-    _count_metrics(config)  # before the delivery process starts: it inherits the folder
+    count_metrics(config)  # before the delivery process starts: it inherits the folder
     console = ConsoleProcess(config_path, console_sock) if console_sock is not None else None
     if config.server.delivery_process:
         eventloop.run(
@@ -236,14 +230,6 @@ def _serve(config: Config, config_path: Path) -> None:
         eventloop.run(
             Gateway(config, config_path=config_path).serve_until_signalled(sockets), config.server.event_loop
         )
-
-
-def _count_metrics(config: Config) -> None:
-    """Count in the gateway's shared metrics folder (``edgeward.metrics``), as the service user."""
-    from edgeward import metrics
-    from edgeward.paths import data_paths
-
-    metrics.enable(metrics.metrics_dir(data_paths(config)["state"]))
 
 
 def _bind_console(config: Config) -> socket.socket | None:

@@ -39,6 +39,11 @@ from edgeward.server.shared_slots import SharedSlots, TableFull
 EVICTION_SCAN = 64
 
 
+def stress_point(connector: ReceiveConnectorConfig) -> float:
+    """Sessions on ``connector`` from which it is under stress."""
+    return connector.stress_threshold * connector.max_connections
+
+
 def network_of(ip: str) -> str:
     """The /24 (IPv4) or /64 (IPv6) holding ``ip``."""
     prefix = 24 if ":" not in ip else 64
@@ -97,7 +102,7 @@ class SlotTable:
         return self._per_connector[connector]
 
     def stressed(self, connector: ReceiveConnectorConfig) -> bool:
-        return self.held(connector.name) >= connector.stress_threshold * connector.max_connections
+        return self.held(connector.name) >= stress_point(connector)
 
     def admit(self, connector: ReceiveConnectorConfig, ip: str) -> Slot | Refusal:
         """A slot for a client at ``ip``, evicting an idle holder if the connector is full."""
@@ -120,7 +125,7 @@ class SlotTable:
         name = connector.name
         slot = Slot(
             name, ip, network_of(ip), table=self,
-            stress_at=connector.stress_threshold * connector.max_connections,
+            stress_at=stress_point(connector),
         )  # fmt: skip
         if per_source[(name, ip)] >= connector.max_connections_per_source:
             return self._refuse("per source")
