@@ -40,11 +40,12 @@ Security:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 
 from edgeward.errors import ProtocolError
 from edgeward.smtp import replies as r
 from edgeward.smtp.commands import command_event, param_policy, render_helo
-from edgeward.smtp.data import DataReader, MessageBuffer, finish_bdat, finish_data
+from edgeward.smtp.data import BodySink, DataReader, MessageBuffer, finish_bdat, finish_data
 from edgeward.smtp.events import (
     NEED_DATA,
     Auth,
@@ -113,6 +114,9 @@ class ServerConnection:
         self._errors = 0
         self.discarded_after_starttls = 0  # bytes dropped by the STARTTLS rule, for the log
         self._reader: DataReader | None = None
+        # Where a message past ``limits.spill_above`` goes as it arrives (the session's spool
+        # file); None keeps every message in memory.
+        self.spill_to: Callable[[], BodySink] | None = None
         self._chunk_left = 0
         self._chunk_size = 0
         self._chunk_last = False
@@ -250,7 +254,10 @@ class ServerConnection:
             self._recipients += 1
         elif isinstance(event, Data):
             self._mode = _Mode.DATA
-            self._reader = DataReader(self.limits.max_message_size, self.limits.max_header_size)
+            self._reader = DataReader(
+                self.limits.max_message_size, self.limits.max_header_size, self.spill_to,
+                normalize=self.limits.bare_lf == "normalize", spill_above=self.limits.spill_above,
+            )  # fmt: skip
         elif isinstance(event, StartTls):
             self._mode = _Mode.TLS
             self.discarded_after_starttls += len(self._buf) - self._pos
@@ -265,7 +272,18 @@ class ServerConnection:
     def _reset_transaction(self) -> None:
         self._mail = None
         self._recipients = 0
+        if self._bdat is not None:
+            self._bdat.abort()  # a BDAT transaction given up between chunks (RSET, STARTTLS)
         self._bdat = None
+
+    def abandon(self) -> None:
+        """The client is gone: remove the file of a large message that was arriving, if any."""
+        if self._reader is not None:
+            self._reader.message.abort()
+            self._reader = None
+        if self._bdat is not None:
+            self._bdat.abort()
+            self._bdat = None
 
     def _emit(self, event: Event, kind: Input) -> Event:
         self._pending = (event, kind)
@@ -395,7 +413,11 @@ class ServerConnection:
         elif (self._state, kind) not in TABLE:
             refusal = sequence_error(self._state, kind)
         elif self._bdat is None:
-            self._bdat = MessageBuffer(self.limits.max_message_size, self.limits.max_header_size)
+            binary = self._mail is not None and self._mail.body == "BINARYMIME"
+            self._bdat = MessageBuffer(
+                self.limits.max_message_size, self.limits.max_header_size, self.spill_to,
+                spill_above=self.limits.spill_above, mode=(False, not binary, True),
+            )  # fmt: skip
         self._mode = _Mode.CHUNK
         self._chunk_left = self._chunk_size = size
         self._chunk_last = last

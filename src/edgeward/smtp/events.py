@@ -11,9 +11,12 @@ layer above the core ever re-parses client text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from edgeward.types import Address, Reply
+
+if TYPE_CHECKING:
+    from edgeward.message_file import MessageFile
 
 __all__ = [
     "NEED_DATA",
@@ -100,11 +103,14 @@ class MessageData:
 
     ``data`` is unstuffed with CRLF line endings only (BODY=BINARYMIME chunks are passed on as
     sent). When ``violation`` is set the core already knows the message must be refused; the
-    session answers that reply and ``data`` is empty.
+    session answers that reply and ``data`` is empty. A message larger than the inline budget
+    arrives in ``spooled`` (the same bytes in a file, ``smtp.data.SPILL_ABOVE``) and ``data`` is
+    empty too.
     """
 
     data: bytes
     violation: Reply | None = None
+    spooled: MessageFile | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from edgeward.smtp.data import SPILL_ABOVE
 from edgeward.smtp.state import Input
 from edgeward.types import Reply
 
@@ -22,6 +23,9 @@ class ProtocolLimits:
     max_commands: int = 1000  # commands per connection, then 421 4.7.0 and close
     max_protocol_errors: int = 5  # bad/unknown/out-of-sequence commands, then 421 4.7.0 and close
     bare_lf: Literal["reject", "normalize"] = "reject"
+    # Past this many bytes a message goes to ``ServerConnection.spill_to`` (a file) as it arrives
+    # instead of staying in memory; the connection keeps it in memory when no sink is given.
+    spill_above: int = SPILL_ABOVE
 
 
 @dataclass(frozen=True)
