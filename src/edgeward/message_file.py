@@ -22,11 +22,17 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CHUNK", "MessageFile"]
+__all__ = ["CHUNK", "TEXT_WINDOW", "MessageFile", "size_of", "text_of"]
 
 #: The piece a reader gets at a time: large enough that per-piece Python work is negligible,
 #: small enough that a handful of them in flight stays far below the memory goals.
 CHUNK = 64 * 1024
+
+#: What the text readers (the content classifier's parse, site learning) take of a message kept
+#: in a file: its first 256 KiB. Spam and phishing say what they are near the top; SpamAssassin
+#: likewise reads only the first 50 KB of each body part (``body_part_scan_size``). The
+#: attachment walk, the anti-virus engines and DKIM read the whole file, in pieces.
+TEXT_WINDOW = 256 * 1024
 
 
 class MessageFile:
@@ -94,3 +100,12 @@ class MessageFile:
 
     def __repr__(self) -> str:
         return f"MessageFile({self.path.name}, {self.size} bytes, header {len(self.header)})"
+
+
+def size_of(message: bytes | MessageFile) -> int:
+    return message.size if isinstance(message, MessageFile) else len(message)
+
+
+def text_of(data: bytes, spooled: MessageFile | None) -> bytes:
+    """What a text reader reads of an EOD message: all of ``data``, or the window of a file."""
+    return data if spooled is None else spooled.read(0, TEXT_WINDOW)

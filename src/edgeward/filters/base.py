@@ -28,6 +28,7 @@ from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.message import MessageView
 from edgeward.filters.signals import ProtocolSignals
 from edgeward.headers import HeaderBlock
+from edgeward.message_file import MessageFile
 from edgeward.types import Address, Finding, Outcome, Peer
 
 
@@ -86,6 +87,14 @@ class StageContext:
     # so an EOD check can use a result made at MAIL (DMARC reads the SPF result) without state
     # of its own.
     earlier: tuple[Finding, ...] = ()
+    # The message at EOD when it is kept in a file (larger than the inline budget,
+    # ``smtp.data.SPILL_ABOVE``); then ``data`` is empty and an agent reads ``spooled``.
+    spooled: MessageFile | None = None
+
+    @property
+    def size(self) -> int:
+        """The message's size at EOD, wherever it is kept."""
+        return self.spooled.size if self.spooled is not None else len(self.data)
 
 
 @runtime_checkable

@@ -12,32 +12,43 @@ from __future__ import annotations
 
 from edgeward.content.mime import ParsedMessage, parse_message
 from edgeward.headers import HeaderBlock
+from edgeward.message_file import MessageFile, text_of
 from edgeward.scanning.walk import Walk, WalkLimits, walk_message
 
 
 class MessageView:
     """The raw bytes, the header block and (lazily) the MIME tree of one message."""
 
-    __slots__ = ("_mime", "_walk", "data", "headers", "walk_limits")
+    __slots__ = ("_mime", "_walk", "data", "headers", "spooled", "walk_limits")
 
     def __init__(self, data: bytes, headers: HeaderBlock, walk_limits: WalkLimits | None = None) -> None:
         self.data = data
         self.headers = headers
         self.walk_limits = walk_limits
+        self.spooled: MessageFile | None = None
         self._mime: ParsedMessage | None = None
         self._walk: Walk | None = None
+
+    @classmethod
+    def from_file(
+        cls, message: MessageFile, headers: HeaderBlock, walk_limits: WalkLimits | None = None
+    ) -> MessageView:
+        view = cls(b"", headers, walk_limits)
+        view.spooled = message
+        return view
 
     @property
     def mime(self) -> ParsedMessage:
         if self._mime is None:
-            self._mime = parse_message(self.data)
+            self._mime = parse_message(text_of(self.data, self.spooled))
         return self._mime
 
     @property
     def walk(self) -> Walk:
         """The scanning walk, made on first use (``walk_limits``, or the defaults)."""
         if self._walk is None:
-            self._walk = walk_message(self.data, self.walk_limits)
+            data = self.data if self.spooled is None else self.spooled.materialize()
+            self._walk = walk_message(data, self.walk_limits)
         return self._walk
 
     @property

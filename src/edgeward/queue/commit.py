@@ -27,7 +27,8 @@ from pathlib import Path
 
 from edgeward.config.ownership import Owner
 from edgeward.errors import InsufficientStorage, QueueError
-from edgeward.queue.files import sync_dir, unlink_quiet, write_new
+from edgeward.message_file import MessageFile
+from edgeward.queue.files import sync_dir, unlink_quiet, write_new, write_new_from
 
 __all__ = ["GroupCommitter"]
 
@@ -51,9 +52,10 @@ def _store_error(msg_id: str, exc: OSError) -> QueueError:
 @dataclass(slots=True)
 class _Pending:
     msg_id: str
-    data: bytes
+    data: bytes  # the whole message, or with ``source`` the header block that goes before its body
     meta: bytes
     future: asyncio.Future[str]
+    source: MessageFile | None = None
 
 
 class GroupCommitter:
@@ -77,10 +79,14 @@ class GroupCommitter:
         self._task: asyncio.Task[None] | None = None
         self._pool: ThreadPoolExecutor | None = None
 
-    async def submit(self, msg_id: str, data: bytes, meta: bytes) -> str:
-        """Return once the message is durable; raise ``QueueError`` if it could not be stored."""
+    async def submit(
+        self, msg_id: str, data: bytes, meta: bytes, *, source: MessageFile | None = None
+    ) -> str:
+        """Return once the message is durable; raise ``QueueError`` if it could not be stored.
+
+        With ``source`` the data file is ``data`` followed by the body of ``source``."""
         loop = asyncio.get_running_loop()
-        pending = _Pending(msg_id, data, meta, loop.create_future())
+        pending = _Pending(msg_id, data, meta, loop.create_future(), source)
         if self._task is not None and not self._task.done() and self._task.get_loop() is not loop:
             raise RuntimeError("a Spool accepts messages from one event loop only")
         self._pending.append(pending)
@@ -142,7 +148,12 @@ class GroupCommitter:
         data_path = self._data / f"{item.msg_id}.eml"
         tmp = self._tmp / f"{item.msg_id}.new.{secrets.token_hex(4)}"
         try:
-            write_new(data_path, item.data, sync=self._sync, owner=self._owner)
+            if item.source is None:
+                write_new(data_path, item.data, sync=self._sync, owner=self._owner)
+            else:
+                src = item.source
+                write_new_from(data_path, item.data, src.path, src.body_offset, src.file_size,
+                               sync=self._sync, owner=self._owner)  # fmt: skip
             try:
                 write_new(tmp, item.meta, sync=self._sync, owner=self._owner)
             except OSError:

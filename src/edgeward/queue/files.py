@@ -43,6 +43,51 @@ def write_new(path: Path, data: bytes, *, sync: bool, owner: Owner | None = None
     os.close(fd)
 
 
+def write_new_from(
+    path: Path, head: bytes, source: Path, offset: int, end: int, *, sync: bool, owner: Owner | None = None
+) -> None:
+    """Create ``path`` holding ``head`` then ``source[offset:end]``, as ``write_new`` does.
+
+    The copy runs in the kernel (``copy_file_range``, else ``sendfile``), so a large message
+    already in a file reaches the spool without passing through this process's memory.
+    """
+    fd = os.open(path, _CREATE, 0o600)
+    try:
+        give_fd(fd, owner)
+        view = memoryview(head)
+        while view:
+            view = view[os.write(fd, view) :]
+        src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:
+            _copy(src, fd, offset, end)
+        finally:
+            os.close(src)
+        if sync:
+            _datasync(fd)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(path)
+        raise
+    os.close(fd)
+
+
+def _copy(src: int, dst: int, offset: int, end: int) -> None:
+    while offset < end:
+        try:
+            done = os.copy_file_range(src, dst, end - offset, offset)
+        except OSError:  # not across these file systems, or not on this kernel: copy by hand
+            done = 0
+        if done <= 0:
+            piece = os.pread(src, min(1 << 16, end - offset), offset)
+            if not piece:
+                raise OSError(f"short read copying a message at byte {offset}")
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(dst, view) :]
+            done = len(piece)
+        offset += done
+
+
 def sync_dir(path: Path) -> None:
     """fsync a folder so the names created, renamed or removed in it survive a power loss."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

@@ -55,6 +55,7 @@ from typing import BinaryIO
 
 from edgeward.config.ownership import service_owner
 from edgeward.errors import QueueError
+from edgeward.message_file import MessageFile
 from edgeward.ports import Clock, SystemClock
 from edgeward.queue import actions
 from edgeward.queue.commit import GroupCommitter
@@ -68,6 +69,7 @@ from edgeward.queue.model import (
     valid_id,
 )
 from edgeward.queue.recovery import RecoveryReport, recover_spool
+from edgeward.queue.spill import SpillFile
 
 __all__ = ["RecoveryReport", "Spool"]
 
@@ -146,6 +148,18 @@ class Spool:
             raise QueueError(f"invalid queue id {record.id!r}")
         record = replace(record, state=QueueState.INCOMING)
         return await self._committer.submit(record.id, data, encode_record(record))
+
+    async def accept_file(self, record: MessageRecord, message: MessageFile) -> str:
+        """``accept`` for a message kept in a file (``message.header`` then its body), copied
+        into ``data/`` by the kernel; the caller still owns and removes ``message.path``."""
+        if not valid_id(record.id):
+            raise QueueError(f"invalid queue id {record.id!r}")
+        record = replace(record, state=QueueState.INCOMING)
+        return await self._committer.submit(record.id, message.header, encode_record(record), source=message)
+
+    def spill_file(self) -> SpillFile:
+        """A private file in ``tmp/`` for a large message arriving (``smtp.data.BodySink``)."""
+        return SpillFile(self._tmp, self._owner)
 
     # -- reading -------------------------------------------------------------------------------
 

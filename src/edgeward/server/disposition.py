@@ -19,12 +19,14 @@ from edgeward.filters.base import SessionInfo
 from edgeward.filters.policy import StageDecision
 from edgeward.filters.verdict import Verdict
 from edgeward.headers import HeaderBlock, sanitize
-from edgeward.quarantine.entry import held_entry
+from edgeward.message_file import MessageFile, size_of
+from edgeward.quarantine.entry import QuarantineEntry, held_entry
 from edgeward.queue.model import record_to_dict
 from edgeward.server.receipt import Transaction, queue_record
 from edgeward.types import Action, Address, Reply
 
 if TYPE_CHECKING:
+    from edgeward.quarantine.store import QuarantineStore
     from edgeward.server.session import SessionEnv
 
 log = logging.getLogger("edgeward.session")
@@ -79,7 +81,7 @@ async def dispose(
     verdict: Verdict,
     msg_id: str,
     tx: Transaction,
-    data: bytes,
+    data: bytes | MessageFile,
     headers: HeaderBlock,
     info: SessionInfo,
 ) -> Reply:
@@ -88,11 +90,11 @@ async def dispose(
     why = {"findings": verdict.findings, "decided_by": verdict.decided_by, "message_id": message_id}
     if verdict.refused and verdict.reply is not None:
         closed = ", connection closed" if verdict.action is Action.DISCONNECT else ""
-        track(env, "REJECT", msg_id, tx, info, len(data), reply=str(verdict.reply),
+        track(env, "REJECT", msg_id, tx, info, size_of(data), reply=str(verdict.reply),
               detail=f"at EOD by {verdict.decided_by.removeprefix('agent ')}{closed}", **why)  # fmt: skip
         return verdict.reply
     if verdict.action is Action.DISCARD:
-        track(env, "DISCARD", msg_id, tx, info, len(data), detail=verdict.decided_by, **why)
+        track(env, "DISCARD", msg_id, tx, info, size_of(data), detail=verdict.decided_by, **why)
         return Reply(250, "2.0.0", f"OK queued as {msg_id}")
     if verdict.action is Action.QUARANTINE:
         return await quarantine(env, msg_id, tx, data, headers, info, verdict)
@@ -103,14 +105,17 @@ async def enqueue(
     env: SessionEnv,
     msg_id: str,
     tx: Transaction,
-    data: bytes,
+    data: bytes | MessageFile,
     headers: HeaderBlock,
     info: SessionInfo,
     verdict: Verdict | None = None,
 ) -> Reply:
     record = queue_record(msg_id, tx, data, headers, info)
     try:
-        await env.spool.accept(record, data)
+        if isinstance(data, MessageFile):
+            await env.spool.accept_file(record, data)
+        else:
+            await env.spool.accept(record, data)
     except QueueError as exc:
         # The error knows its reply: a full or read-only spool is 452 4.3.1, not 451 4.3.0.
         log.error("session %s: spool refused message: %s", info.session_id, exc)
@@ -136,7 +141,7 @@ async def quarantine(
     env: SessionEnv,
     msg_id: str,
     tx: Transaction,
-    data: bytes,
+    data: bytes | MessageFile,
     headers: HeaderBlock,
     info: SessionInfo,
     verdict: Verdict,
@@ -150,11 +155,17 @@ async def quarantine(
         queue_record=record_to_dict(queue_record(msg_id, tx, data, headers, info)),
     )  # fmt: skip
     try:
-        qid = await asyncio.to_thread(store.put, entry, data)
+        # The store seals (optionally encrypts) what it keeps as one piece: a message kept in a
+        # file is read whole for it, in the worker thread.
+        qid = await asyncio.to_thread(_put, store, entry, data)
     except OSError:
         log.exception("session %s: quarantine refused message", info.session_id)
         return SERVICE_ERROR
-    track(env, "QUARANTINE", msg_id, tx, info, len(data), detail=f"{verdict.decided_by} {qid}",
+    track(env, "QUARANTINE", msg_id, tx, info, size_of(data), detail=f"{verdict.decided_by} {qid}",
           findings=verdict.findings, decided_by=verdict.decided_by,
           message_id=sanitize(headers.get("Message-ID").strip(), 500))  # fmt: skip
     return Reply(250, "2.0.0", f"OK queued as {msg_id}")
+
+
+def _put(store: QuarantineStore, entry: QuarantineEntry, data: bytes | MessageFile) -> str:
+    return store.put(entry, data.materialize() if isinstance(data, MessageFile) else data)

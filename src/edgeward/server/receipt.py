@@ -14,6 +14,7 @@ from edgeward.filters.base import SessionInfo
 from edgeward.filters.policy import StageDecision
 from edgeward.filters.transforms.stamps import trace_header
 from edgeward.headers import HeaderBlock, sanitize
+from edgeward.message_file import MessageFile, size_of
 from edgeward.queue.model import MessageRecord, RecipientRecord
 from edgeward.smtp import events as ev
 from edgeward.types import Address
@@ -52,7 +53,7 @@ def received_header(msg_id: str, tx: Transaction, info: SessionInfo, fqdn: str, 
 
 
 def queue_record(
-    msg_id: str, tx: Transaction, data: bytes, headers: HeaderBlock, info: SessionInfo
+    msg_id: str, tx: Transaction, data: bytes | MessageFile, headers: HeaderBlock, info: SessionInfo
 ) -> MessageRecord:
     """The spool metadata of an accepted message, DSN parameters included (RFC 3461)."""
     return MessageRecord(
@@ -67,7 +68,7 @@ def queue_record(
             for r, p in zip(tx.rcpts, tx.rcpt_params, strict=True)
         ),
         received_at=time.time(),
-        size=len(data),
+        size=size_of(data),
         client_ip=info.peer.ip,
         client_helo=info.helo,
         connector=info.connector.name,

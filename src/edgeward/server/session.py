@@ -41,6 +41,7 @@ from edgeward.filters.verdict import Ledger
 from edgeward.headers import parse_headers, sanitize
 from edgeward.logs.protocol import ProtocolLog, ProtocolSession
 from edgeward.logs.tracking import TrackingLog
+from edgeward.message_file import MessageFile
 from edgeward.metrics import count_connection
 from edgeward.quarantine.store import QuarantineStore
 from edgeward.queue.spool import Spool
@@ -175,7 +176,8 @@ class Session:
         in_data = self.conn.state.name in ("DATA", "BDAT")
         data = await self.guard.read(self.reader, self.conn.state.name)
         if in_data and self.reservation is not None:
-            self.reservation.cover(self.guard.data_bytes)
+            # Past the inline budget a message goes to a file: memory holds no more of it.
+            self.reservation.cover(min(self.guard.data_bytes, self.conn.limits.spill_above))
         return data
 
     async def run(self) -> None:
@@ -188,6 +190,7 @@ class Session:
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("session %s: connection lost: %s", self.info.session_id, exc)
         finally:
+            self.conn.abandon()  # the file of a large message cut off mid-way
             self._release()
             await self._close()
 
@@ -387,10 +390,13 @@ class Session:
         if decision := await self._ask(ctx):
             return decision
         if self.env.budget is not None:
-            self.reservation = self.env.budget.reserve(event.size or self.connector.max_message_size)
+            held = min(event.size or self.connector.max_message_size, self.conn.limits.spill_above)
+            self.reservation = self.env.budget.reserve(held)
             if self.reservation is None:
                 return BUDGET_FULL
         self.tx = tx
+        if self.conn.spill_to is None:  # set here, not per connection: idle sessions hold less
+            self.conn.spill_to = self.env.spool.spill_file
         return Reply(250, "2.1.0", "Sender OK")
 
     async def _rcpt(self, event: ev.RcptTo) -> Reply | StageDecision:
@@ -439,40 +445,66 @@ class Session:
 
     async def _message(self, event: ev.MessageData) -> Reply:
         tx, self.tx = self.tx, None
-        if tx is None or not tx.rcpts:
-            return Reply(554, "5.5.1", "No valid recipients")
-        if event.violation is not None or (self.reservation is not None and self.reservation.exceeded):
-            reply = event.violation or BUDGET_FULL
-            track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(reply), detail="at EOD",
-                  findings=self.ledger.findings, decided_by="protocol limit")  # fmt: skip
-            self.ledger.new_transaction()
-            return reply
+        spooled = event.spooled
+        try:
+            if tx is None or not tx.rcpts:
+                return Reply(554, "5.5.1", "No valid recipients")
+            if event.violation is not None or (self.reservation is not None and self.reservation.exceeded):
+                reply = event.violation or BUDGET_FULL
+                track(self.env, "REJECT", "", tx, self.info, len(event.data), reply=str(reply),
+                      detail="at EOD", findings=self.ledger.findings,
+                      decided_by="protocol limit")  # fmt: skip
+                self.ledger.new_transaction()
+                return reply
+            return await self._end_of_data(tx, event.data, spooled)
+        finally:
+            if spooled is not None:  # committed (copied into data/), quarantined or refused
+                spooled.discard()
+
+    async def _end_of_data(self, tx: Transaction, received: bytes, spooled: MessageFile | None) -> Reply:
         policy = self.env.policy
-        data = policy.transforms.inbound(event.data, self.info)
-        headers = parse_headers(data)
         # Allocated before the agents run, so the agent log and a REJECT name the same id.
         msg_id = self.env.spool.new_id()
-        view = MessageView(data, headers, policy.walk_limits)
+        message: bytes | MessageFile
+        if spooled is not None:  # past the inline budget: the header here, the body in its file
+            spooled = policy.transforms.inbound_file(spooled, self.info)
+            message, data, headers = spooled, b"", parse_headers(spooled.header)
+            view = MessageView.from_file(spooled, headers, policy.walk_limits)
+        else:
+            data = policy.transforms.inbound(received, self.info)
+            message, headers = data, parse_headers(data)
+            view = MessageView(data, headers, policy.walk_limits)
         ctx = StageContext(
             Stage.EOD, self.info, mail_from=tx.mail_from, mail_params=tx.mail_params,
             recipients=tuple(tx.rcpts), data=data, headers=headers, msg_id=msg_id,
-            message=view,
+            message=view, spooled=spooled,
         )  # fmt: skip
         verdict = await policy.end_of_data(ctx, self.ledger)
         view.release()  # the parts' decoded copies are not needed past the agents
         self.ledger.new_transaction()
         self._closing = verdict.action is Action.DISCONNECT
         if verdict.refused:
-            return await dispose(self.env, verdict, msg_id, tx, data, headers, self.info)
+            return await dispose(self.env, verdict, msg_id, tx, message, headers, self.info)
         accepted = Accepted(
-            msg_id, self.info, self.fqdn, tuple(tx.rcpts), verdict, self.conn.tls_active, tx.smtputf8,
-            tx.mail_from, queue_record(msg_id, tx, data, headers, self.info),
+            msg_id,
+            self.info,
+            self.fqdn,
+            tuple(tx.rcpts),
+            verdict,
+            self.conn.tls_active,
+            tx.smtputf8,
+            tx.mail_from,
+            queue_record(msg_id, tx, message, headers, self.info),
         )
         if tx.replace_recipients(policy.transforms.recipients(accepted)):
             # A rule's redirect or blind copy: the queue record (and a quarantined original) follow.
-            record = queue_record(msg_id, tx, data, headers, self.info)
+            record = queue_record(msg_id, tx, message, headers, self.info)
             accepted = replace(accepted, recipients=tuple(tx.rcpts), record=record)
-        final = await policy.transforms.accepted_async(data, accepted)
+        final: bytes | MessageFile
+        if isinstance(message, MessageFile):
+            final = await policy.transforms.accepted_file(message, accepted)
+        else:
+            final = await policy.transforms.accepted_async(message, accepted)
         return await dispose(self.env, verdict, msg_id, tx, final, headers, self.info)
 
     # -- STARTTLS ---------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from edgeward.content.classifier import ContentVerdict, SpamClassifier
 from edgeward.filters.agents.senderauth import auth_results
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.message import MessageView
+from edgeward.message_file import text_of
 from edgeward.metrics import observe_classifier
 from edgeward.types import Action, Finding, Outcome
 
@@ -60,7 +61,7 @@ class ContentFilter:
         self.cfg = cfg
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
-        if len(ctx.data) > self.cfg.max_size:
+        if ctx.size > self.cfg.max_size:
             finding = Finding("CONTENT_BYPASSED", self.name, "size")
             return Outcome(Action.CONTINUE, findings=(finding,), headers=((SCL_HEADER, "-1"),))
         # Here, on the loop's thread, as the store's connection wants; cheap unless it changed.
@@ -70,12 +71,14 @@ class ContentFilter:
         # client, whatever authserv-id it names.
         auth = auth_results(ctx.earlier)
         started = time.perf_counter()
-        if len(ctx.data) > INLINE_LIMIT:
-            # The parse moves to the worker thread too: it is the larger part of the work.
-            verdict = await asyncio.to_thread(self._score, ctx.data, message, auth)
+        if ctx.size > INLINE_LIMIT:
+            # The parse moves to the worker thread too: it is the larger part of the work. A
+            # message kept in a file is read in its text window (``message_file.TEXT_WINDOW``).
+            data = await asyncio.to_thread(text_of, ctx.data, ctx.spooled)
+            verdict = await asyncio.to_thread(self._score, data, message, auth)
             observe_classifier(time.perf_counter() - started, "thread")
         else:
-            verdict = self._score(ctx.data, message, auth)
+            verdict = self._score(text_of(ctx.data, ctx.spooled), message, auth)
             observe_classifier(time.perf_counter() - started, "inline")
         cues = ",".join(name for name, _ in verdict.findings[:6])
         detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")

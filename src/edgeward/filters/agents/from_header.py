@@ -71,7 +71,7 @@ class FromHeader:
         self.mode = mode
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
-        found = from_problems(ctx.data)
+        found = from_problems(ctx.data if ctx.spooled is None else ctx.spooled.header)
         if not found:
             return Outcome.proceed()
         if self.mode == "quarantine":

@@ -35,8 +35,8 @@ class MessageSize:
             declared = ctx.mail_params.get("SIZE")
             if declared and declared.isdigit() and int(declared) > limit:
                 return Outcome.reject(TOO_BIG, Finding("SIZE_DECLARED_TOO_BIG", self.name, declared))
-        elif len(ctx.data) > limit:
-            return Outcome.reject(TOO_BIG, Finding("SIZE_TOO_BIG", self.name, str(len(ctx.data))))
+        elif ctx.size > limit:
+            return Outcome.reject(TOO_BIG, Finding("SIZE_TOO_BIG", self.name, str(ctx.size)))
         return Outcome.proceed()
 
 

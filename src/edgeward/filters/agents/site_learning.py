@@ -52,6 +52,7 @@ from edgeward.filters.agents.spf import spf_from_findings
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.verdict import Verdict
 from edgeward.headers import HeaderBlock
+from edgeward.message_file import text_of
 from edgeward.ports import PolicyStore, PolicyStoreError
 from edgeward.senderauth.dmarc import OrganizationalDomains
 from edgeward.types import Action, Finding, Outcome
@@ -210,12 +211,14 @@ class SiteLearning:
             return
         names = {f.name for f in verdict.findings if f.agent == self.name}
         local = _local(ctx)
+        # A message kept in a file teaches through its text window, as the classifier reads it.
+        data = text_of(ctx.data, ctx.spooled)
         if "TRAP_HIT" in names:
             if not local and self.cfg.traps:
-                learner.submit(Lesson("trap", ctx.data, True))
+                learner.submit(Lesson("trap", data, True))
             return
         if "SPAM_REPORT" in names:
-            learner.submit(Lesson("report", ctx.data, True))
+            learner.submit(Lesson("report", data, True))
             if verdict.action is Action.DISCARD:
                 return
         if verdict.action not in _ACCEPTED or verdict.flagged:
@@ -225,9 +228,9 @@ class SiteLearning:
         elif _content_scl(verdict.findings) >= self.conflict_scl:
             return
         elif "REPLY_TO_LOCAL" in names:
-            learner.submit(Lesson("reply", ctx.data, False))
+            learner.submit(Lesson("reply", data, False))
         elif "KNOWN_CORRESPONDENT" in names:
-            learner.submit(Lesson("correspondent", ctx.data, False))
+            learner.submit(Lesson("correspondent", data, False))
 
     def _remember(self, ctx: StageContext) -> None:
         cfg = self.cfg
@@ -235,9 +238,7 @@ class SiteLearning:
             return
         if not (cfg.replies or cfg.correspondents):
             return
-        outside = tuple(
-            str(r).lower() for r in ctx.recipients if not domain_matches(r.domain, self.accepted)
-        )
+        outside = tuple(str(r).lower() for r in ctx.recipients if not domain_matches(r.domain, self.accepted))
         if not outside:
             return  # internal mail does not leave the organisation: nobody outside to remember
         message_id = ctx.headers.get("Message-ID").strip() if ctx.headers is not None else ""

@@ -90,8 +90,9 @@ class MessageFacts:
             if budget <= 0:
                 break
         attachments = tuple(
-            Attachment(tuple(n.lower() for n in e.names), e.item.true_type.lower(),
-                       e.item.declared_type.lower())
+            Attachment(
+                tuple(n.lower() for n in e.names), e.item.true_type.lower(), e.item.declared_type.lower()
+            )
             for e in view.walk.entries
             if e.names or e.member or not e.item.declared_type.lower().startswith(("text/", "multipart/"))
         )

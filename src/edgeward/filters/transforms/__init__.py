@@ -15,10 +15,18 @@ the session only calls ``Transforms.inbound``, ``Transforms.recipients`` (a tran
 ``recipients`` method may change the envelope: the rules' redirect and blind copy) and
 ``Transforms.accepted_async`` (which awaits the transforms that write something,
 ``AsyncTransform``, so their I/O runs off the event loop).
+
+A message kept in a file (``MessageFile``, past the inline budget) goes through
+``inbound_file`` and ``accepted_file``: a transform that only adds or removes header fields
+(``header_only``: the stamps, and the inbound removals) changes the header block and the body
+stays in its file; one that has nothing to do for this message (its ``wanted`` says so) is
+skipped; any other (DKIM signing, ARC sealing, a transport rule's change, stripping) needs the
+message whole, which is then read into memory once, in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -27,6 +35,7 @@ from edgeward.filters.transforms.authresults import strip_forged_results
 from edgeward.filters.transforms.base import Accepted, AsyncTransform, Transform
 from edgeward.filters.transforms.internal import strip_internal
 from edgeward.filters.transforms.stamps import Stamps
+from edgeward.message_file import MessageFile
 from edgeward.types import Address
 
 __all__ = ["Accepted", "AsyncTransform", "Transform", "Transforms"]
@@ -42,6 +51,30 @@ class Transforms:
     def inbound(self, data: bytes, info: SessionInfo) -> bytes:
         data = strip_internal(data, info)
         return strip_forged_results(data, info, self.authserv_id)
+
+    def inbound_file(self, message: MessageFile, info: SessionInfo) -> MessageFile:
+        """``inbound`` for a message in a file: the removals touch only its header block."""
+        header = self.inbound(message.header, info)
+        return message if header == message.header else message.with_header(header)
+
+    async def accepted_file(self, message: MessageFile, accepted: Accepted) -> bytes | MessageFile:
+        """``accepted_async`` for a message in a file; still one when no transform needed more
+        than its header block."""
+        result: bytes | MessageFile = message
+        for transform in self.chain:
+            if isinstance(result, MessageFile):
+                if getattr(transform, "header_only", False):
+                    result = result.with_header(transform.apply(result.header, accepted))
+                    continue
+                wanted = getattr(transform, "wanted", None)
+                if wanted is not None and not wanted(accepted):
+                    continue
+                result = await asyncio.to_thread(result.materialize)  # the body changes: whole
+            if isinstance(transform, AsyncTransform):
+                result = await transform.apply_async(result, accepted)
+            else:
+                result = transform.apply(result, accepted)
+        return result
 
     def recipients(self, accepted: Accepted) -> tuple[Address, ...]:
         """The envelope recipients after the transforms that change them (transport rules'

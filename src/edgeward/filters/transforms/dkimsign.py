@@ -48,6 +48,12 @@ class DkimSign:
         self.cfg = cfg
         self.key = key
 
+    def wanted(self, accepted: Accepted) -> bool:
+        """Whether ``accepted`` may be signed (outbound and accepted), before reading its From."""
+        if accepted.verdict.action is Action.DISCARD or accepted.verdict.refused:
+            return False
+        return direction_of(accepted.info) == "outbound"
+
     def apply(self, data: bytes, accepted: Accepted) -> bytes:
         if accepted.verdict.action is Action.DISCARD or accepted.verdict.refused:
             return data

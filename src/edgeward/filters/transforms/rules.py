@@ -50,6 +50,10 @@ class RuleChanges:
             return []
         return matched_rules(self.rules, accepted.verdict.findings)
 
+    def wanted(self, accepted: Accepted) -> bool:
+        """Whether any rule changes ``accepted`` (so a message in a file is read whole)."""
+        return bool(self._matched(accepted))
+
     def recipients(self, accepted: Accepted) -> tuple[Address, ...]:
         # A redirect replaces the message's own recipients; blind copies are kept whatever rule
         # order, so an auditing copy cannot be lost to a later redirect.

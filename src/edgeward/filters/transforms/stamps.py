@@ -125,6 +125,7 @@ class Stamps:
     """Adds the trace header and the verdict stamps on top of the message."""
 
     name = "stamps"
+    header_only = True  # fields on top: a message kept in a file keeps its body there
 
     def __init__(self, *, exchange: bool = False) -> None:
         self.exchange = exchange
