@@ -38,6 +38,11 @@ class MessageView:
         return view
 
     @property
+    def size(self) -> int:
+        """The message's size, in memory or in its file."""
+        return self.spooled.size if self.spooled is not None else len(self.data)
+
+    @property
     def mime(self) -> ParsedMessage:
         if self._mime is None:
             self._mime = parse_message(text_of(self.data, self.spooled))

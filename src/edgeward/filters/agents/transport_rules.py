@@ -101,7 +101,7 @@ class TransportRules:
                                    direction=direction_of(ctx.session), scl=scl)  # fmt: skip
 
         # Decoding the parts is CPU work: a big message moves to a thread, as the content filter does.
-        facts = await asyncio.to_thread(gather) if len(message.data) > INLINE_LIMIT else gather()
+        facts = await asyncio.to_thread(gather) if message.size > INLINE_LIMIT else gather()
         try:
             matches = await self.rules.evaluate(facts)
         except OSError as exc:

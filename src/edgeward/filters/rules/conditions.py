@@ -97,7 +97,7 @@ class MessageFacts:
             if e.names or e.member or not e.item.declared_type.lower().startswith(("text/", "multipart/"))
         )
         return cls(sender, tuple(recipients), direction, tuple(mime.headers), tuple(texts), attachments,
-                   scl, len(view.data))  # fmt: skip
+                   scl, view.size)  # fmt: skip
 
     @property
     def subject(self) -> str:
