@@ -5,6 +5,10 @@ as it is unstuffed, header edits joined onto a view of the body, the agents' par
 released before the spool's commit); this checks that none of that changes a byte. The body
 has dot-led lines (unstuffed on DATA, not on BDAT), an internal header the gateway strips, and
 is compared by SHA-256 at smtp-sink, which dumps with LF line ends.
+
+The gateway's byte budget (``max_bytes_in_flight``) is a third of the message: past the inline
+budget a message is written to a spool file as it arrives, so it is still received whole and
+delivered intact.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ hostname = "mx.example.test"
 data_dir = "{root}"
 user = "edgeward"
 shutdown_grace = 5
+max_bytes_in_flight = {SIZE // 3}
 [queue]
 fsync = true
 scan_interval = 0.2

@@ -1,10 +1,11 @@
 """The global budget of message bytes held in memory by the receiving process.
 
-A message is held whole in memory while it is read, checked and spooled, so without a cap a
-hundred sessions sending 10 MB each would need gigabytes. Each transaction reserves, at MAIL,
-the size the client declared (RFC 1870 SIZE) or else the connector's ``max_message_size``;
-during DATA/BDAT the reservation follows the bytes actually received when they pass it (a
-client may send less than it declared, never more than the limit). The reservation is given
+A message up to the inline budget (``smtp.data.SPILL_ABOVE``, 512 KiB) is held whole in memory
+while it is read, checked and spooled; a larger one is written to a spool file as it arrives and
+memory holds only that much of it. Each transaction reserves, at MAIL, the size the client
+declared (RFC 1870 SIZE) or else the connector's ``max_message_size``, capped at the inline
+budget; during DATA/BDAT the reservation follows the bytes actually received when they pass it
+(a client may send less than it declared), up to the same cap. The reservation is given
 back when the transaction ends, whichever way.
 
 Decisions: a MAIL that does not fit gets ``452 4.3.1`` (RFC 3463: mail system full), so the
