@@ -73,6 +73,7 @@ log = logging.getLogger("edgeward.smtp")
 _STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
 _STORAGE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted")
 _FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+_PIECE = 64 * 1024
 
 
 class BodySink(Protocol):
@@ -235,7 +236,12 @@ class MessageBuffer:
             return
         self.spill = _Spill(sink, unstuff=unstuff, check=check, normalize=normalize)
         buf, self._buf = self._buf, bytearray()
-        self._to_sink(buf)
+        # In pieces, as later reads come: a whole-buffer pass would make two more copies of it.
+        with memoryview(buf) as view:
+            for start in range(0, len(buf), _PIECE):
+                self._to_sink(view[start : start + _PIECE])
+                if self.violation is not None:
+                    break
 
     def _to_sink(self, data: bytes | bytearray | memoryview) -> None:
         assert self.spill is not None
