@@ -29,10 +29,10 @@ __all__ = ["CHUNK", "TEXT_WINDOW", "MessageFile", "size_of", "text_of"]
 CHUNK = 64 * 1024
 
 #: What the text readers (the content classifier's parse, site learning) take of a message kept
-#: in a file: its first 256 KiB. Spam and phishing say what they are near the top; SpamAssassin
+#: in a file: its first 64 KiB. Spam and phishing say what they are near the top; SpamAssassin
 #: likewise reads only the first 50 KB of each body part (``body_part_scan_size``). The
 #: attachment walk, the anti-virus engines and DKIM read the whole file, in pieces.
-TEXT_WINDOW = 256 * 1024
+TEXT_WINDOW = 64 * 1024
 
 
 class MessageFile:
