@@ -79,16 +79,8 @@ def list_rules(config: ConfigOption = DEFAULT_CONFIG_PATH, as_json: JsonOption =
     table = Table("#", "name", "prio", "on", "conditions", "exceptions", "actions", "stop")
     for r in rows:
         on = "yes" if r["enabled"] else "no"
-        table.add_row(
-            str(r["order"]),
-            Text(r["name"]),
-            str(r["priority"]),
-            on,
-            Text(_short(r["conditions"])),
-            Text(_short(r["exceptions"])),
-            Text(_short(r["actions"])),
-            "yes" if r["stop"] else "",
-        )
+        table.add_row(str(r["order"]), Text(r["name"]), str(r["priority"]), on, Text(_short(r["conditions"])),
+                      Text(_short(r["exceptions"])), Text(_short(r["actions"])), "yes" if r["stop"] else "")
     console().print(table)
 
 

@@ -97,7 +97,9 @@ def payload(batch: Batch, hostname: str) -> bytes:
         "at": first.at,
         "count": batch.count,
         "fields": dict(first.fields),
-        "events": [{"summary": e.summary, "at": e.at, "fields": dict(e.fields)} for e in batch.samples],
+        "events": [
+            {"summary": e.summary, "at": e.at, "fields": dict(e.fields)} for e in batch.samples
+        ],
     }
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
 
