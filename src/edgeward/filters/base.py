@@ -28,6 +28,7 @@ from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.message import MessageView
 from edgeward.filters.signals import ProtocolSignals
 from edgeward.headers import HeaderBlock
+from edgeward.message_file import MessageFile
 from edgeward.types import Address, Finding, Outcome, Peer
 
 
@@ -86,6 +87,9 @@ class StageContext:
     # so an EOD check can use a result made at MAIL (DMARC reads the SPF result) without state
     # of its own.
     earlier: tuple[Finding, ...] = ()
+    # The message at EOD when kept in a file (larger than the inline budget); then ``data`` is
+    # empty and ``message`` reads the file.
+    spooled: MessageFile | None = None
 
 
 @runtime_checkable

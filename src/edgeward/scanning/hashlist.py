@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.ports import Clock, EngineStatus, ScanEngineError, ScanHit, ScanItem, SystemClock
+from edgeward.scanning import in_memory
 from edgeward.scanning.watch import FileWatch, Fingerprint
 
 __all__ = ["HashList", "HashListEngine", "parse_hash_list"]
@@ -124,6 +125,7 @@ class HashListEngine:
 
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
         blocked = (await self._fresh()).entries
+        items = in_memory(items)
         if sum(len(item.data) for item in items) > _THREAD_ABOVE:
             digests = await asyncio.to_thread(_digests, items)
         else:

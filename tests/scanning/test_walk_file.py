@@ -1,0 +1,202 @@
+"""``walk_file`` gives what ``walk_message`` gives over the same message, holding little of it.
+
+The differential tests walk every parser-test message of the shared corpora and messages built
+around every attachment sample, once in memory and once from a file with windows and leaf bounds
+forced tiny, so the windowed structure search and the streamed decoders run on all of them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import random
+import tarfile
+import tracemalloc
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edgeward.message_file import MessageFile
+from edgeward.scanning.walk import Walk, WalkLimits, walk_message
+from edgeward.scanning.walk_file import walk_file
+from tests.scanning.builders import message
+
+CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
+EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
+# (window, leaf bound): lines longer than a window, delimiters across windows, every leaf
+# streamed, and the in-memory path for small leaves.
+SHAPES = [(61, 0), (1024, 1024), (4096, 300)]
+
+
+def spooled(tmp: Path, data: bytes, name: str = "m") -> MessageFile:
+    """``data`` as the receiving side keeps it: the header in memory, the body in a file."""
+    blank = min((i for i in (data.find(b"\r\n\r\n"), data.find(b"\n\n")) if i >= 0), default=-1)
+    header_end = len(data) if blank < 0 else blank + (4 if data[blank : blank + 4] == b"\r\n\r\n" else 2)
+    path = tmp / name
+    # Some junk before the body, as the spool file holds the header it was received with.
+    path.write_bytes(b"J" * 7 + data[header_end:])
+    return MessageFile(path, data[:header_end], 7, 7 + len(data) - header_end)
+
+
+def compare(data: bytes, got: Walk, want: Walk) -> None:
+    assert got.findings == want.findings
+    assert got.cut == want.cut
+    assert got.signed == want.signed
+    assert len(got.entries) == len(want.entries)
+    for a, b in zip(got.entries, want.entries, strict=True):
+        assert (a.item.path, a.item.name, a.item.declared_type, a.item.true_type) == (
+            b.item.path, b.item.name, b.item.declared_type, b.item.true_type,
+        )  # fmt: skip
+        assert (a.names, a.declared_types, a.span, a.signed, a.member) == (
+            b.names, b.declared_types, b.span, b.signed, b.member,
+        )  # fmt: skip
+        if a.item.partial:
+            assert b.item.data.startswith(a.item.data)
+            assert a.item.sha256 == hashlib.sha256(b.item.data).hexdigest()
+        else:
+            assert a.item.data == b.item.data
+    assert [i.path for i in got.items] == [i.path for i in want.items]
+
+
+def parser_messages() -> Iterator[tuple[str, bytes]]:
+    folder = CORPORA / "parser-tests"
+    for archive in sorted(folder.glob("*.tar.gz")):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.size:
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        yield member.name, handle.read()
+
+
+def attachment_messages() -> Iterator[tuple[str, bytes]]:
+    rng = random.Random(7)
+    for archive in sorted((CORPORA / "attachments").glob("*.tar.gz")):
+        with tarfile.open(archive) as tar:
+            for member in tar.getmembers():
+                handle = tar.extractfile(member) if member.isfile() else None
+                if handle is None:
+                    continue
+                content = handle.read()
+                name = member.name.rsplit("/", 1)[-1]
+                yield member.name, message((name, content, "application/octet-stream"))
+                # Hand-written parts: quoted-printable, a text part with a pasted uuencoded copy.
+                qp = base64.encodebytes(content[:3000]).decode().replace("=", "=3D")
+                uu = "".join(f"M{rng.choice('ABCDEFGH') * 60}\n" for _ in range(40))
+                text = f"hello\n\nbegin 644 {name}\n{uu}`\nend\nbye\n" * 3
+                yield (
+                    member.name + "+qp",
+                    message((name, content, "application/octet-stream"), text=text).replace(
+                        b"see attached", qp.encode()[:4000]
+                    ),
+                )
+
+
+def corpus(kind: str) -> list[tuple[str, bytes]]:
+    if not CORPORA.is_dir():
+        pytest.skip(f"shared corpora not found at {CORPORA}")
+    return list(parser_messages() if kind == "parser" else attachment_messages())
+
+
+def differential(tmp_path: Path, items: list[tuple[str, bytes]], hold: bool) -> int:
+    checked = 0
+    limits = WalkLimits(hold_leaves=hold)
+    for index, (name, data) in enumerate(items):
+        want = walk_message(data, limits)
+        spool = spooled(tmp_path, data, f"m{index}")
+        assert spool.materialize() == data
+        for window, bound in SHAPES:
+            try:
+                compare(data, walk_file(spool, limits, window=window, leaf_bound=bound), want)
+            except AssertionError as exc:
+                raise AssertionError(f"{name} (window {window}, leaf bound {bound}): {exc}") from exc
+        spool.discard()
+        checked += 1
+    return checked
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_parser_corpus_walks_the_same_from_a_file(tmp_path: Path, hold: bool) -> None:
+    assert differential(tmp_path, corpus("parser"), hold) > 500
+
+
+@pytest.mark.parametrize("hold", [True, False])
+def test_attachment_corpus_walks_the_same_from_a_file(tmp_path: Path, hold: bool) -> None:
+    assert differential(tmp_path, corpus("attachments"), hold) > 100
+
+
+def _tricky() -> list[bytes]:
+    big_text = b"".join(b"line %d of plain text =\r\n" % i for i in range(3000))
+    uu = b"".join(b"M" + bytes([65 + i % 20]) * 60 + b"\r\n" for i in range(30))
+    return [
+        # Nested uuencoded blocks, one never closed, in a large 8bit text.
+        b"Content-Type: text/plain\r\n\r\n" + big_text + b"begin 644 a.exe\r\n" + uu
+        + b"begin 600 b.bin\r\n" + uu + b"end\r\n" + big_text + b"begin-base64 644 c\r\nTVqQAA==\r\n",
+        # Quoted-printable with soft breaks, a base64 part with junk and a stray single char.
+        message(("x.bin", bytes(range(256)) * 200, "application/octet-stream")).replace(
+            b"Content-Transfer-Encoding: base64\r\n\r\n", b"Content-Transfer-Encoding: base64\r\n\r\n!!*\r\n"
+        ).replace(b"\r\n--=", b"Q\r\n--=", 1),
+        b"Content-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        + b"<p>=41=\r\n=42 caf=C3=A9</p>=\r\n" * 2000 + b"=4",
+        # A base64 message/rfc822, an unclosed multipart, a delimiter at the very end.
+        b"Content-Type: multipart/mixed; boundary=b\r\n\r\npre\r\n--b\r\nContent-Type: message/rfc822\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(message(("e.com", EICAR, "application/octet-stream")))
+        + b"\r\n--b\r\nContent-Type: text/plain\r\n\r\n" + big_text + b"\r\n--b",
+        b"\n\nno header",
+        b"",
+        b"Subject: only a header, no body",
+        b"Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n"
+        b"--x\r\nno header line here\r\n\r\n--x--\r\nepi",
+    ]  # fmt: skip
+
+
+def test_tricky_messages_walk_the_same_from_a_file(tmp_path: Path) -> None:
+    for hold in (True, False):
+        samples = [(f"tricky{i}", d) for i, d in enumerate(_tricky())]
+        assert differential(tmp_path, samples, hold) == len(samples)
+
+
+def _big_pdf_message(size: int = 7 * 1024 * 1024) -> bytes:
+    rng = random.Random(1)
+    pdf = b"%PDF-1.7\n" + rng.randbytes(size)
+    text = "A plain covering note.\n" * 100
+    return message(("report.pdf", pdf, "application/pdf"), text=text)
+
+
+def _walk_peak(tmp_path: Path, data: bytes, limits: WalkLimits) -> tuple[Walk, int]:
+    spool = spooled(tmp_path, data)
+    del data
+    tracemalloc.start()
+    try:
+        walk = walk_file(spool, limits)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return walk, peak
+
+
+def test_a_10mb_message_with_a_7mb_pdf_is_walked_in_under_2mb(tmp_path: Path) -> None:
+    data = _big_pdf_message()
+    data += b"X" * (10 * 1024 * 1024 - len(data))  # epilogue up to 10 MB
+    want = walk_message(data, WalkLimits(hold_leaves=False))
+    walk, peak = _walk_peak(tmp_path, data, WalkLimits(hold_leaves=False))
+    assert peak < 2 * 1024 * 1024, peak
+    pdf = next(e for e in walk.entries if e.item.name == "report.pdf")
+    assert pdf.item.partial and pdf.item.true_type == "application/pdf"
+    compare(data, walk, want)
+
+
+def test_eicar_inside_a_large_zip_is_still_found(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("filler.bin", random.Random(2).randbytes(2 * 1024 * 1024))
+        z.writestr("eicar.com", EICAR)
+    data = message(("bundle.zip", buf.getvalue(), "application/zip"))
+    walk = walk_file(spooled(tmp_path, data), WalkLimits(hold_leaves=False))
+    found = [i for i in walk.items if i.path.endswith("!eicar.com")]
+    assert found and found[0].data == EICAR
+    assert not [i for i in walk.items if i.partial]
