@@ -7,6 +7,7 @@ forced tiny, so the windowed structure search and the streamed decoders run on a
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -19,13 +20,24 @@ from pathlib import Path
 
 import pytest
 
+from edgeward.config.antivirus import AntivirusConfig
+from edgeward.config.schema import ReceiveConnectorConfig
+from edgeward.filters.agents.antivirus import Antivirus, message_items
+from edgeward.filters.base import SessionInfo, Stage, StageContext
+from edgeward.filters.message import MessageView
+from edgeward.headers import parse_headers
 from edgeward.message_file import MessageFile
+from edgeward.ports import ScanItem
+from edgeward.scanning import in_memory
+from edgeward.scanning.clamd import ClamdScanner, clamd_items
+from edgeward.scanning.policy import Engine, MultiEnginePolicy
 from edgeward.scanning.walk import Walk, WalkLimits, walk_message
 from edgeward.scanning.walk_file import walk_file
+from edgeward.types import Action, Peer
 from tests.scanning.builders import message
+from tests.scanning.clamd import CLAMD, EICAR, STREAM_MAX, Clamd, start_clamd
 
 CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
-EICAR = b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 # (window, leaf bound): lines longer than a window, delimiters across windows, every leaf
 # streamed, and the in-memory path for small leaves.
 SHAPES = [(61, 0), (1024, 1024), (4096, 300)]
@@ -101,9 +113,11 @@ def corpus(kind: str) -> list[tuple[str, bytes]]:
     return list(parser_messages() if kind == "parser" else attachment_messages())
 
 
-def differential(tmp_path: Path, items: list[tuple[str, bytes]], hold: bool) -> int:
+def differential(
+    tmp_path: Path, items: list[tuple[str, bytes]], hold: bool, limits: WalkLimits | None = None
+) -> int:
     checked = 0
-    limits = WalkLimits(hold_leaves=hold)
+    limits = WalkLimits(hold_leaves=hold) if limits is None else limits
     for index, (name, data) in enumerate(items):
         want = walk_message(data, limits)
         spool = spooled(tmp_path, data, f"m{index}")
@@ -158,6 +172,10 @@ def test_tricky_messages_walk_the_same_from_a_file(tmp_path: Path) -> None:
     for hold in (True, False):
         samples = [(f"tricky{i}", d) for i, d in enumerate(_tricky())]
         assert differential(tmp_path, samples, hold) == len(samples)
+        # The bounds cut the streamed leaves where they cut the in-memory ones.
+        for bounds in ({"max_decoded_bytes": 5000}, {"max_decoded_bytes": 70000, "max_parts": 3}):
+            limits = WalkLimits(hold_leaves=hold, **bounds)  # type: ignore[arg-type]
+            assert differential(tmp_path, samples, hold, limits) == len(samples)
 
 
 def _big_pdf_message(size: int = 7 * 1024 * 1024) -> bytes:
@@ -200,3 +218,59 @@ def test_eicar_inside_a_large_zip_is_still_found(tmp_path: Path) -> None:
     found = [i for i in walk.items if i.path.endswith("!eicar.com")]
     assert found and found[0].data == EICAR
     assert not [i for i in walk.items if i.partial]
+
+
+@pytest.fixture(scope="module")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
+    if CLAMD is None:
+        pytest.skip("clamd is not installed (scripts/install-test-deps.sh)")
+    server = start_clamd(tmp_path_factory.mktemp("clamd"))
+    yield server
+    server.stop()
+
+
+def test_clamd_finds_eicar_in_a_large_file_message_read_from_the_file(clamd: Clamd, tmp_path: Path) -> None:
+    # Under the test clamd's StreamMaxLength (1 MiB), yet with a leaf too large to keep whole.
+    big = b"%PDF-1.4\n" + random.Random(3).randbytes(600 * 1024)
+    data = message(("big.pdf", big, "application/pdf"), ("eicar.com", EICAR, "application/octet-stream"))
+    assert len(data) < STREAM_MAX
+    spool = spooled(tmp_path, data)
+    view = MessageView.from_file(spool, parse_headers(spool.header), WalkLimits(hold_leaves=False))
+    items = message_items(b"", view.walk, spool)
+    assert any(item.partial for item in items)
+    sent = clamd_items(items)
+    assert [(item.path, item.source) for item in sent] == [("message", spool)]
+    scanner = ClamdScanner(str(clamd.socket), max_stream=STREAM_MAX, chunk_size=4096)
+    hits = asyncio.run(scanner.scan(items))
+    assert [h.path for h in hits] == ["message"]
+    # The agent does the same from the context the receiving side gives it.
+    config = AntivirusConfig.model_validate({"enabled": True})
+    av = Antivirus(MultiEnginePolicy([Engine(scanner, timeout=20.0)], config.require), config)
+    session = SessionInfo("s1", Peer("192.0.2.1", 1234), ReceiveConnectorConfig(name="internet"))
+    ctx = StageContext(Stage.EOD, session, headers=view.headers, message=view, spooled=spool)
+    outcome = asyncio.run(av.check(Stage.EOD, ctx))
+    assert outcome.action is Action.REJECT and "(message)" in str(outcome.reply)
+
+
+def test_a_file_message_without_partial_items_sends_clamd_its_parts(tmp_path: Path) -> None:
+    data = message(("eicar.com", EICAR, "application/octet-stream"))
+    spool = spooled(tmp_path, data)
+    walk = walk_file(spool, WalkLimits(hold_leaves=False))
+    items = message_items(b"", walk, spool)
+    assert not any(item.partial or item.source for item in items)
+    assert [item.data for item in items if item.name == "eicar.com"] == [EICAR]
+
+
+def test_engines_that_read_bytes_skip_partial_and_file_items(tmp_path: Path) -> None:
+    spool = spooled(tmp_path, message())
+    items = [ScanItem(b"x", "1"), ScanItem(b"y", "2", partial=True), ScanItem(b"", "message", source=spool)]
+    assert [item.path for item in in_memory(items)] == ["1"]
+
+
+def test_the_content_filter_parse_of_a_file_message_reads_only_its_beginning(tmp_path: Path) -> None:
+    data = _big_pdf_message(2 * 1024 * 1024)
+    spool = spooled(tmp_path, data)
+    view = MessageView.from_file(spool, parse_headers(spool.header))
+    assert view.data == b"" and view.size == len(data)
+    assert view.mime is not None
+    assert [e.item.name for e in view.walk.entries] == [e.item.name for e in walk_message(data).entries]

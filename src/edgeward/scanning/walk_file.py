@@ -73,17 +73,18 @@ _NAME_PREFIX = re.compile(rb"[!-9;-~]*[ \t]*\Z")  # a first line that may still 
 
 def _aligned(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """The same bytes in pieces that end after a line feed (the last one may not)."""
-    carry = b""
+    # A line longer than a piece is gathered as a list and joined once (no quadratic copying).
+    pending: list[bytes] = []
     for chunk in chunks:
-        buf = carry + chunk if carry else chunk
-        cut = buf.rfind(b"\n") + 1
+        cut = chunk.rfind(b"\n") + 1
         if cut == 0:
-            carry = buf
+            pending.append(chunk)
             continue
-        carry = buf[cut:]
-        yield buf[:cut] if cut < len(buf) else buf
-    if carry:
-        yield carry
+        pending.append(chunk[:cut] if cut < len(chunk) else chunk)
+        yield b"".join(pending) if len(pending) > 1 else pending[0]
+        pending = [chunk[cut:]] if cut < len(chunk) else []
+    if pending:
+        yield b"".join(pending)
 
 
 class _Source:
@@ -128,19 +129,21 @@ class _UUScan:
         self.open: list[tuple[str, bool, bytearray]] = []
         self.found: list[tuple[str, bytes]] = []
         self.seen = False  # whether any window held "begin" (the in-memory quick test)
-        self._carry = b""
+        self._carry: list[bytes] = []  # the pieces of a line not yet ended
 
     def feed(self, chunk: bytes) -> None:
-        buf = self._carry + chunk if self._carry else chunk
-        cut = buf.rfind(b"\n") + 1
-        self._carry = buf[cut:]
-        if cut:
-            self._scan(buf[:cut])
+        cut = chunk.rfind(b"\n") + 1
+        if cut == 0:
+            self._carry.append(chunk)
+            return
+        self._carry.append(chunk[:cut])
+        self._scan(b"".join(self._carry))
+        self._carry = [chunk[cut:]] if cut < len(chunk) else []
 
     def close(self) -> list[tuple[str, bytes]]:
         if self._carry:
-            self._scan(self._carry)
-            self._carry = b""
+            self._scan(b"".join(self._carry))
+            self._carry = []
         for block in self.open:
             self._decode(block)
         self.open = []
