@@ -38,9 +38,9 @@ from tests.scanning.builders import message
 from tests.scanning.clamd import CLAMD, EICAR, STREAM_MAX, Clamd, start_clamd
 
 CORPORA = Path(__file__).resolve().parents[2].parent / "shared" / "corpora"
-# (window, leaf bound): lines longer than a window, delimiters across windows, every leaf
-# streamed, and the in-memory path for small leaves.
-SHAPES = [(61, 0), (1024, 1024), (4096, 300)]
+# (window, leaf bound, long line): lines longer than a window, delimiters across windows, every
+# leaf streamed, the in-memory path for small leaves, long lines skipped or gathered whole.
+SHAPES = [(61, 0, 200), (1024, 1024, 0), (4096, 300, 5000)]
 
 
 def spooled(tmp: Path, data: bytes, name: str = "m") -> MessageFile:
@@ -122,9 +122,10 @@ def differential(
         want = walk_message(data, limits)
         spool = spooled(tmp_path, data, f"m{index}")
         assert spool.materialize() == data
-        for window, bound in SHAPES:
+        for window, bound, long_line in SHAPES:
             try:
-                compare(data, walk_file(spool, limits, window=window, leaf_bound=bound), want)
+                got = walk_file(spool, limits, window=window, leaf_bound=bound, long_line=long_line)
+                compare(data, got, want)
             except AssertionError as exc:
                 raise AssertionError(f"{name} (window {window}, leaf bound {bound}): {exc}") from exc
         spool.discard()
@@ -145,7 +146,13 @@ def test_attachment_corpus_walks_the_same_from_a_file(tmp_path: Path, hold: bool
 def _tricky() -> list[bytes]:
     big_text = b"".join(b"line %d of plain text =\r\n" % i for i in range(3000))
     uu = b"".join(b"M" + bytes([65 + i % 20]) * 60 + b"\r\n" for i in range(30))
+    long_html = b"<p>" + b"minified html " * 30000 + b"</p>\r\n"
     return [
+        # Lines far longer than a window: skipped, but not those starting like a delimiter.
+        b"Content-Type: multipart/mixed; boundary=q\r\n\r\n--q\r\nContent-Type: text/html\r\n\r\n"
+        + long_html + b"--qq" + b"x" * 9000 + b"\r\n--q" + b" " * 9000
+        + b"\r\nContent-Type: text/plain\r\n\r\n" + b"begin 644 " + b"n" * 9000 + b"\r\n"
+        + long_html + b"end\r\n" + long_html + b"--q--" + b"\t" * 7000,
         # Nested uuencoded blocks, one never closed, in a large 8bit text.
         b"Content-Type: text/plain\r\n\r\n" + big_text + b"begin 644 a.exe\r\n" + uu
         + b"begin 600 b.bin\r\n" + uu + b"end\r\n" + big_text + b"begin-base64 644 c\r\nTVqQAA==\r\n",

@@ -12,7 +12,9 @@ every decision. The in-memory walk pays only a method call per entity for this.
 * Structure: header blocks and multipart delimiters are found in line-aligned windows of the
   file (``WINDOW`` bytes, each window ending after a line feed, with the byte before it for
   ``^``), so a regex sees whole lines exactly as it does over the whole bytes. A line longer
-  than a window is read whole (only a body without line breaks has one).
+  than a window is gathered whole, unless it is longer than ``LONG_LINE`` and cannot start a
+  delimiter (``--``) or a uuencoded file (``begin``): then it is skipped (a minified HTML part,
+  a base64 body without line breaks), since no match can lie inside it.
 * Leaves: one whose raw size is at most ``LEAF_BOUND`` is read and handled as in memory. A
   larger one is decoded in a stream (base64 kept 4-character aligned after the same junk
   removal as ``decode``; quoted-printable decoded line by line, which is what ``a2b_qp`` does
@@ -26,7 +28,8 @@ every decision. The in-memory walk pays only a method call per entity for this.
 * Budget: ``max_decoded_bytes`` counts the decoded size, cut at the bound as in memory.
 
 Differences from ``walk_message`` (memory, never results): a message/rfc822 part with a
-transfer encoding, a uuencoded leaf, and a single line longer than a window are read whole.
+transfer encoding, a uuencoded leaf, a header line and a quoted-printable line longer than a
+window, and a long line that starts like a delimiter or a uuencoded file are read whole.
 
 Security: nothing here writes decoded content to disk, runs a program or follows a name from
 the mail; ``walk_file`` never raises on any input (an I/O error or a bug marks the walk cut
@@ -39,7 +42,7 @@ import binascii
 import hashlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from edgeward.message_file import MessageFile
 from edgeward.scanning import archives
@@ -56,7 +59,7 @@ from edgeward.scanning.walk import (
     _Walker,
 )
 
-__all__ = ["LEAF_BOUND", "WINDOW", "walk_file"]
+__all__ = ["LEAF_BOUND", "LONG_LINE", "WINDOW", "walk_file"]
 
 log = logging.getLogger("edgeward.scanning")
 
@@ -64,6 +67,9 @@ log = logging.getLogger("edgeward.scanning")
 WINDOW = 256 * 1024
 #: A leaf up to this raw size is read whole and handled exactly as in memory.
 LEAF_BOUND = 256 * 1024
+#: A line longer than this is skipped by the delimiter and uuencode scans unless it starts the
+#: way their lines do (``_Aligner``).
+LONG_LINE = 1024 * 1024
 _HEAD_WINDOW = 16 * 1024  # header blocks are small: read them in small pieces
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _UU_BEGIN = re.compile(rb"^begin(?:-base64)? [0-7]{3,4} (.+?)\r?$", re.MULTILINE)
@@ -71,31 +77,88 @@ _UU_END = re.compile(rb"^end\r?$", re.MULTILINE)
 _NAME_PREFIX = re.compile(rb"[!-9;-~]*[ \t]*\Z")  # a first line that may still become a field
 
 
-def _aligned(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The same bytes in pieces that end after a line feed (the last one may not)."""
-    # A line longer than a piece is gathered as a list and joined once (no quadratic copying).
-    pending: list[bytes] = []
-    for chunk in chunks:
+class _Aligner:
+    """Bytes given in any pieces, passed on in pieces that end after a line feed (the last one
+    may not). A line longer than ``long_line`` that ``may_skip`` lets go is passed on as its
+    length only: the scans that use this look only at lines starting with a few known bytes
+    (a delimiter's ``--``, a uuencoded file's ``begin``), so a minified HTML part or a base64
+    body without line breaks is never held whole."""
+
+    def __init__(self, emit: Callable[[bytes | int], None], long_line: int = 0,
+                 may_skip: Callable[[bytes], bool] | None = None) -> None:  # fmt: skip
+        self.emit = emit
+        self.long_line = long_line
+        self.may_skip = may_skip
+        self.pending: list[bytes] = []  # a line not yet ended, gathered to be joined once
+        self.size = 0
+        self.skipping = 0  # the length of a long line being skipped so far
+
+    def push(self, chunk: bytes) -> None:
+        if self.skipping:
+            first = chunk.find(b"\n") + 1
+            if first == 0:
+                self.skipping += len(chunk)
+                return
+            self.emit(self.skipping + first)
+            self.skipping = 0
+            chunk = chunk[first:]
+            if not chunk:
+                return
         cut = chunk.rfind(b"\n") + 1
-        if cut == 0:
-            pending.append(chunk)
-            continue
-        pending.append(chunk[:cut] if cut < len(chunk) else chunk)
-        yield b"".join(pending) if len(pending) > 1 else pending[0]
-        pending = [chunk[cut:]] if cut < len(chunk) else []
-    if pending:
-        yield b"".join(pending)
+        if cut:
+            self.pending.append(chunk[:cut] if cut < len(chunk) else chunk)
+            self.emit(b"".join(self.pending) if len(self.pending) > 1 else self.pending[0])
+            self.pending, self.size = [], 0
+            if cut == len(chunk):
+                return
+            chunk = chunk[cut:]
+        self.pending.append(chunk)
+        self.size += len(chunk)
+        long = self.long_line and self.size > self.long_line and self.may_skip is not None
+        if (
+            long
+            and self.may_skip is not None
+            and self.may_skip(b"".join(p[:16] for p in self.pending[:16])[:16])
+        ):
+            self.skipping, self.pending, self.size = self.size, [], 0
+
+    def finish(self) -> None:
+        if self.skipping:
+            self.emit(self.skipping)
+            self.skipping = 0
+        if self.pending:
+            self.emit(b"".join(self.pending))
+            self.pending, self.size = [], 0
+
+
+def _aligned(
+    chunks: Iterator[bytes], long_line: int = 0, may_skip: Callable[[bytes], bool] | None = None
+) -> Iterator[bytes | int]:
+    """``_Aligner`` as an iterator."""
+    out: list[bytes | int] = []
+    aligner = _Aligner(out.append, long_line, may_skip)
+    for chunk in chunks:
+        aligner.push(chunk)
+        yield from out
+        out.clear()
+    aligner.finish()
+    yield from out
+
+
+def _not_delimiter(head: bytes) -> bool:
+    return not head.startswith(b"--")
 
 
 class _Source:
     """The logical message in the file, read in bounded pieces."""
 
-    __slots__ = ("file", "leaf_bound", "window")
+    __slots__ = ("file", "leaf_bound", "long_line", "window")
 
-    def __init__(self, file: MessageFile, window: int, leaf_bound: int) -> None:
+    def __init__(self, file: MessageFile, window: int, leaf_bound: int, long_line: int) -> None:
         self.file = file
         self.window = window
         self.leaf_bound = leaf_bound
+        self.long_line = long_line
 
     def __getitem__(self, key: slice) -> bytes:
         # Only ``message`` slices the data (an encoded message/rfc822 part, read whole).
@@ -106,14 +169,24 @@ class _Source:
         return self.file.read(start, length)
 
     def windows(
-        self, start: int, end: int, window: int, *, context: bool
+        self,
+        start: int,
+        end: int,
+        window: int,
+        *,
+        context: bool,
+        may_skip: Callable[[bytes], bool] | None = None,
     ) -> Iterator[tuple[int, bytes, int]]:
         """``(base, buf, pos)``: line-aligned pieces of ``[start, end)``, ``buf`` starting at
         ``base`` and new bytes at ``buf[pos:]``; with ``context`` ``buf`` also holds the byte
         before the piece, so ``^`` matches where it would in the whole message."""
         prev = self.file.read(start - 1, 1) if context and start > 0 else b""
         base = start
-        for piece in _aligned(self.file.chunks(start, end, window)):
+        for piece in _aligned(self.file.chunks(start, end, window), self.long_line, may_skip):
+            if isinstance(piece, int):  # a long line no caller's pattern can match
+                base += piece
+                prev = b"\n" if context else b""
+                continue
             yield base - len(prev), prev + piece if prev else piece, len(prev)
             base += len(piece)
             prev = piece[-1:] if context else b""
@@ -123,27 +196,27 @@ class _UUScan:
     """``decode.uu_blocks`` in one pass over a text given in pieces: every ``begin`` line opens
     a block that the next ``end`` line (for all open blocks the same one) closes."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, long_line: int = 0) -> None:
         self.limit = limit
         self.begins = 0
         self.open: list[tuple[str, bool, bytearray]] = []
         self.found: list[tuple[str, bytes]] = []
         self.seen = False  # whether any window held "begin" (the in-memory quick test)
-        self._carry: list[bytes] = []  # the pieces of a line not yet ended
+        # A long line matters only as an open block's content or when it is a begin line.
+        self._lines = _Aligner(self._piece, long_line, self._skippable)
+
+    def _skippable(self, head: bytes) -> bool:
+        return not self.open and not head.startswith(b"begin")
+
+    def _piece(self, piece: bytes | int) -> None:
+        if not isinstance(piece, int):
+            self._scan(piece)
 
     def feed(self, chunk: bytes) -> None:
-        cut = chunk.rfind(b"\n") + 1
-        if cut == 0:
-            self._carry.append(chunk)
-            return
-        self._carry.append(chunk[:cut])
-        self._scan(b"".join(self._carry))
-        self._carry = [chunk[cut:]] if cut < len(chunk) else []
+        self._lines.push(chunk)
 
     def close(self) -> list[tuple[str, bytes]]:
-        if self._carry:
-            self._scan(b"".join(self._carry))
-            self._carry = []
+        self._lines.finish()
         for block in self.open:
             self._decode(block)
         self.open = []
@@ -296,7 +369,8 @@ class _FileWalker(_Walker):
         starts: list[tuple[int, int]] = []
         closed = False
         done = False
-        for base, buf, pos in src.windows(body, end, self.source.window, context=True):
+        windows = src.windows(body, end, self.source.window, context=True, may_skip=_not_delimiter)
+        for base, buf, pos in windows:
             for match in delimiter.finditer(buf, pos):
                 line_end = base + match.end()
                 if src.read(line_end, 1) == b"\n":
@@ -310,6 +384,7 @@ class _FileWalker(_Walker):
                     break
             if done:
                 break
+        windows.close()  # its last window would stay alive while the parts are walked
         if not starts:
             self.walk.finding("MIME_DECODE_ERROR", f"part {ctx.number or 0}: boundary never occurs")
             return False
@@ -337,7 +412,7 @@ class _FileWalker(_Walker):
         if end - start <= self.source.leaf_bound:
             self.text_blocks(src.read(start, end - start), ctx, number)
             return
-        scan = _UUScan(max(self.limits.max_parts - self.parts, 0))
+        scan = _UUScan(max(self.limits.max_parts - self.parts, 0), self.source.long_line)
         for piece in src.file.chunks(start, end, self.source.window):
             scan.feed(piece)
         self.uu_items(scan, ctx, number)
@@ -387,7 +462,8 @@ class _FileWalker(_Walker):
                     self.text_blocks(content, ctx, number)
                 continue
             # Items do not count as parts, so the room for uuencoded files is known already.
-            uu = _UUScan(max(self.limits.max_parts - self.parts, 0)) if text else None
+            room = max(self.limits.max_parts - self.parts, 0)
+            uu = _UUScan(room, self.source.long_line) if text else None
             sink = _Sink(self.limits.max_decoded_bytes - self.decoded, self.limits.hold_leaves, uu)
             repaired = _stream_decode(data, body, end, name, sink, self.source.window)
             if repaired:
@@ -430,6 +506,7 @@ def _stream_decode(src: _Source, start: int, end: int, encoding: str, sink: _Sin
     if encoding == "quoted-printable":
         # ``a2b_qp`` keeps no state across a line feed, so whole lines decode the same apart.
         for piece in _aligned(chunks):
+            assert isinstance(piece, bytes)  # nothing is skipped without a long_line
             try:
                 sink.feed(binascii.a2b_qp(piece))
             except (binascii.Error, ValueError):  # as ``transfer_decode``: kept as written
@@ -450,9 +527,10 @@ def walk_file(
     *,
     window: int = WINDOW,
     leaf_bound: int = LEAF_BOUND,
+    long_line: int = LONG_LINE,
 ) -> Walk:
-    """Walk a message kept in a file (``window`` and ``leaf_bound`` for tests); never raises."""
-    source = _Source(message, max(window, 1), max(leaf_bound, 0))
+    """Walk a message kept in a file (the keywords for tests); never raises."""
+    source = _Source(message, max(window, 1), max(leaf_bound, 0), max(long_line, 0))
     walker = _FileWalker(limits or WalkLimits(), source)
     try:
         walker.entity(source, 0, message.size, _Ctx("", 0, None, False))  # type: ignore[arg-type]
