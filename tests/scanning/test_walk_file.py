@@ -281,3 +281,13 @@ def test_the_content_filter_parse_of_a_file_message_reads_only_its_beginning(tmp
     assert view.data == b"" and view.size == len(data)
     assert view.mime is not None
     assert [e.item.name for e in view.walk.entries] == [e.item.name for e in walk_message(data).entries]
+
+
+def test_a_hash_list_matches_a_partial_item_by_the_digest_of_its_whole(tmp_path: Path) -> None:
+    from edgeward.scanning.hashlist import _digests
+
+    data = _big_pdf_message(400 * 1024)
+    walk = walk_file(spooled(tmp_path, data), WalkLimits(hold_leaves=False))
+    (pdf,) = [item for item in walk.items if item.partial]
+    whole = next(i for i in walk_message(data).items if i.name == "report.pdf").data
+    assert _digests([pdf]) == [hashlib.sha256(whole).hexdigest()]

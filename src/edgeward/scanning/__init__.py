@@ -26,8 +26,9 @@ class ItemTooLarge(ScanEngineError):
 
 
 def in_memory(items: Sequence[ScanItem]) -> list[ScanItem]:
-    """The items an engine that reads bytes in memory (YARA, the Office engine, a hash list) can
-    scan: not a message read from its file, nor a partial leaf. Such engines are configured only
+    """The items an engine that reads bytes in memory (YARA, the Office engine) can scan: not a
+    message read from its file, nor a partial leaf (the hash list reads a partial leaf's
+    ``sha256`` instead). Such engines are configured only
     with ``WalkLimits.hold_leaves``, under which the walk makes no partial item; skipping them
     here keeps a wrong configuration from reading a leaf's beginning as the whole of it."""
     return [item for item in items if not item.partial and item.source is None]
