@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from edgeward.errors import EdgewardError
+from edgeward.message_file import MessageFile
 
 
 @runtime_checkable
@@ -225,6 +226,12 @@ class ScanItem:
     characters already escaped. ``name`` is the file name as declared (escaped the same way),
     empty when there is none. ``declared_type`` is the Content-Type as the message states it,
     ``true_type`` the MIME type read from the content itself (empty when unknown).
+
+    A message kept in a file (``message_file``) may give items that are not whole: ``partial``
+    says ``data`` is only the content's first bytes (enough for ``true_type``), with ``sha256``
+    the hex digest of the whole content; such items reach only engines that read the message
+    themselves (clamd), never one that needs the bytes (``WalkLimits.hold_leaves``). ``source``
+    set: the item is the whole message, read from that file (``data`` is then empty).
     """
 
     data: bytes
@@ -232,6 +239,14 @@ class ScanItem:
     name: str = ""
     declared_type: str = ""
     true_type: str = ""
+    partial: bool = False
+    sha256: str = ""
+    source: MessageFile | None = None
+
+    @property
+    def size(self) -> int:
+        """The bytes an engine would be sent for this item."""
+        return self.source.size if self.source is not None else len(self.data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,11 @@ pipeline whose agents only read headers never pays for it, and one with several 
 (classifier, anti-virus, attachment filter) pays once. The scanning walk (``scanning.walk``:
 every leaf decoded, archives unpacked, for the scan engines and the attachment filter) is
 cached the same way, and is the anti-virus and attachment agents' one walk of the message.
+
+A message larger than the inline budget comes as a ``MessageFile`` (``from_file``): ``data`` is
+then empty, the walk reads the file in bounded pieces (``scanning.walk_file``), and the MIME tree
+for the content filter is built from the message's text window only
+(``message_file.TEXT_WINDOW``, which says why).
 """
 
 from __future__ import annotations
@@ -14,18 +19,25 @@ from edgeward.content.mime import ParsedMessage, parse_message
 from edgeward.headers import HeaderBlock
 from edgeward.message_file import MessageFile, text_of
 from edgeward.scanning.walk import Walk, WalkLimits, walk_message
+from edgeward.scanning.walk_file import walk_file
 
 
 class MessageView:
     """The raw bytes, the header block and (lazily) the MIME tree of one message."""
 
-    __slots__ = ("_mime", "_walk", "data", "headers", "spooled", "walk_limits")
+    __slots__ = ("_mime", "_walk", "data", "file", "headers", "walk_limits")
 
-    def __init__(self, data: bytes, headers: HeaderBlock, walk_limits: WalkLimits | None = None) -> None:
-        self.data = data
+    def __init__(
+        self,
+        data: bytes,
+        headers: HeaderBlock,
+        walk_limits: WalkLimits | None = None,
+        file: MessageFile | None = None,
+    ) -> None:
+        self.data = data  # empty when the message is kept in ``file``
         self.headers = headers
         self.walk_limits = walk_limits
-        self.spooled: MessageFile | None = None
+        self.file = file
         self._mime: ParsedMessage | None = None
         self._walk: Walk | None = None
 
@@ -33,27 +45,29 @@ class MessageView:
     def from_file(
         cls, message: MessageFile, headers: HeaderBlock, walk_limits: WalkLimits | None = None
     ) -> MessageView:
-        view = cls(b"", headers, walk_limits)
-        view.spooled = message
-        return view
+        """The view of a message kept in a file: nothing of it is read until an agent asks."""
+        return cls(b"", headers, walk_limits, message)
 
     @property
     def size(self) -> int:
-        """The message's size, in memory or in its file."""
-        return self.spooled.size if self.spooled is not None else len(self.data)
+        return self.file.size if self.file is not None else len(self.data)
 
     @property
     def mime(self) -> ParsedMessage:
         if self._mime is None:
-            self._mime = parse_message(text_of(self.data, self.spooled))
+            # A message in a file: only its beginning (module docstring); a parse of the whole
+            # would hold decoded copies of every part.
+            self._mime = parse_message(text_of(self.data, self.file))
         return self._mime
 
     @property
     def walk(self) -> Walk:
         """The scanning walk, made on first use (``walk_limits``, or the defaults)."""
         if self._walk is None:
-            data = self.data if self.spooled is None else self.spooled.materialize()
-            self._walk = walk_message(data, self.walk_limits)
+            if self.file is not None:
+                self._walk = walk_file(self.file, self.walk_limits)
+            else:
+                self._walk = walk_message(self.data, self.walk_limits)
         return self._walk
 
     @property

@@ -10,7 +10,9 @@ scans.
 What clamd gets: clamd unpacks archives and parses MIME itself, so it is sent the top-level
 items of the walk (decoded parts, whose ``path`` holds no ``!``) and not the archive members the
 walk unpacked from them; the anti-virus agent hands every engine the whole message as one item
-when the walk found no parts.
+when the walk found no parts. A message kept in a file comes as one item backed by the file
+(``ScanItem.source``, added when a leaf was too large to keep whole): clamd is then sent that
+message alone, read from the file chunk by chunk, since it covers every other item.
 Sending members too would scan each archive twice and hit clamd's own limits, which stay the
 authority for what is inside an archive (set ``AlertExceedsMax yes`` in clamd.conf so a limit
 reached inside an archive is a finding, ``Heuristics.Limits.Exceeded``, not a silent "OK").
@@ -37,7 +39,7 @@ import contextlib
 import re
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from edgeward.ports import EngineStatus, ScanEngineError, ScanHit, ScanItem
 from edgeward.scanning import ItemTooLarge
@@ -53,6 +55,9 @@ _VERSION = re.compile(r"^ClamAV (\S+?)(?:/(\d+)/(.+))?$")
 
 def clamd_items(items: Sequence[ScanItem]) -> list[ScanItem]:
     """What clamd is sent: the items that are not archive members (all of them if none is)."""
+    whole = [item for item in items if item.source is not None]
+    if whole:
+        return whole[:1]
     top = [item for item in items if "!" not in item.path]
     return top or list(items)
 
@@ -87,18 +92,18 @@ class ClamdScanner:
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
         items = clamd_items(items)
         for item in items:
-            if len(item.data) > self.max_stream:
+            if item.size > self.max_stream:
                 raise ItemTooLarge(
-                    f"clamd: {item.path} is {len(item.data)} bytes, over max_stream {self.max_stream}"
+                    f"clamd: {item.path} is {item.size} bytes, over max_stream {self.max_stream}"
                 )
         try:
             async with asyncio.timeout(self.timeout):
                 if len(items) == 1:
-                    answers = [await self._instream(items[0].data)]
+                    answers = [await self._instream(items[0])]
                 else:
                     answers = []
                     for start in range(0, len(items), self.batch):
-                        answers += await self._session([i.data for i in items[start : start + self.batch]])
+                        answers += await self._session(items[start : start + self.batch])
         except TimeoutError:
             raise ScanEngineError(f"clamd at {self.where} did not answer within {self.timeout:g}s") from None
         return [ScanHit("AV_INFECTED", self.name, signature, item.path)
@@ -146,22 +151,22 @@ class ClamdScanner:
         finally:
             await _close(writer)
 
-    async def _instream(self, data: bytes) -> str | None:
-        """The signature clamd found in ``data``, or None when it is clean."""
+    async def _instream(self, item: ScanItem) -> str | None:
+        """The signature clamd found in the item, or None when it is clean."""
         reader, writer = await self._connect()
         try:
-            cut = await self._send(writer, [(b"zINSTREAM\0", data)])
+            cut = await self._send(writer, [(b"zINSTREAM\0", item)])
             reply = await self._reply(reader, cut)
         finally:
             await _close(writer)
         return self._verdict(reply)
 
-    async def _session(self, items: Sequence[bytes]) -> list[str | None]:
+    async def _session(self, items: Sequence[ScanItem]) -> list[str | None]:
         """Every item's verdict through one IDSESSION: clamd numbers the requests from 1 and
         answers ``<n>: stream: ...`` as each scan ends, not necessarily in order."""
         reader, writer = await self._connect()
         try:
-            requests = [(b"zIDSESSION\0", None), *((b"zINSTREAM\0", data) for data in items)]
+            requests = [(b"zIDSESSION\0", None), *((b"zINSTREAM\0", item) for item in items)]
             cut = await self._send(writer, requests)
             replies: dict[int, str] = {}
             while len(replies) < len(items):
@@ -178,20 +183,18 @@ class ClamdScanner:
         return [self._verdict(replies[n]) for n in range(1, len(items) + 1)]
 
     async def _send(
-        self, writer: asyncio.StreamWriter, requests: Sequence[tuple[bytes, bytes | None]]
+        self, writer: asyncio.StreamWriter, requests: Sequence[tuple[bytes, ScanItem | None]]
     ) -> OSError | None:
         """Write each command and, when it has one, its stream in length-prefixed chunks.
 
         Returns the error if clamd cut the connection, which it does when a stream passes its
         StreamMaxLength; its reason may already be in the socket, so the caller reads it."""
         try:
-            for command, data in requests:
+            for command, item in requests:
                 writer.write(command)
-                if data is None:
+                if item is None:
                     continue
-                view = memoryview(data)
-                for start in range(0, len(data), self.chunk_size):
-                    chunk = view[start : start + self.chunk_size]
+                for chunk in self._chunks(item):
                     writer.write(struct.pack("!L", len(chunk)))
                     writer.write(chunk)
                     await writer.drain()
@@ -200,6 +203,17 @@ class ClamdScanner:
         except OSError as exc:
             return exc
         return None
+
+    def _chunks(self, item: ScanItem) -> Iterator[bytes | memoryview]:
+        """The item's bytes in pieces; a file-backed one is read a piece at a time, so a message
+        kept in a file is never whole in memory (local reads of ``chunk_size``, short enough
+        to do on the loop between the socket's drains)."""
+        if item.source is not None:
+            yield from item.source.chunks(0, None, self.chunk_size)
+            return
+        view = memoryview(item.data)
+        for start in range(0, len(item.data), self.chunk_size):
+            yield view[start : start + self.chunk_size]
 
     def _verdict(self, reply: str) -> str | None:
         if _OK.match(reply):

@@ -66,7 +66,9 @@ def parse_hash_list(text: str) -> HashList:
 
 
 def _digests(items: Sequence[ScanItem]) -> list[str]:
-    return [hashlib.sha256(item.data).hexdigest() for item in items]
+    # A partial item (a large leaf of a message kept in a file) carries the digest of its whole
+    # content, streamed while it was decoded, so the list still matches it.
+    return [item.sha256 if item.partial else hashlib.sha256(item.data).hexdigest() for item in items]
 
 
 class HashListEngine:
@@ -124,6 +126,7 @@ class HashListEngine:
 
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
         blocked = (await self._fresh()).entries
+        items = [item for item in items if item.source is None]  # the whole message: not a file
         if sum(len(item.data) for item in items) > _THREAD_ABOVE:
             digests = await asyncio.to_thread(_digests, items)
         else:

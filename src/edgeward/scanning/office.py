@@ -45,6 +45,7 @@ from typing import Any
 
 import edgeward
 from edgeward.ports import EngineStatus, ScanEngineError, ScanHit, ScanItem
+from edgeward.scanning import in_memory
 from edgeward.scanning.odf import is_odf_package
 from edgeward.scanning.office_analysis import sniff
 from edgeward.scanning.ooxml import is_office_package
@@ -167,6 +168,7 @@ class OfficeEngine:
         # The time limit covers the message, as [antivirus.office] timeout says.
         deadline = time.monotonic() + self.timeout
         hits: list[ScanHit] = []
+        items = in_memory(items)
         packages = _office_packages(items)
         for item in items:
             if sniff(item.data, item.declared_type, item.true_type, item.name) is None:

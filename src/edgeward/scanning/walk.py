@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from edgeward.ports import ScanItem
@@ -84,6 +85,11 @@ class WalkLimits:
     # the largest single cost of the receiving process's loop on plain 2 KB mail (6.5 %, py-spy
     # under bench/antispam_bench.py).
     body_libmagic: bool = True
+    # False: a leaf the file walk decodes in a stream (``walk_file``) keeps only its first bytes
+    # unless it is an archive or an OLE container, for a configuration whose engines all read
+    # the message themselves (clamd) and none needs every leaf in memory (YARA, the Office
+    # engine, a hash list); the items are then ``partial`` and clamd is sent the whole file.
+    hold_leaves: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +149,14 @@ class _Ctx:
 
 def _fields(head: bytes) -> dict[str, list[str]]:
     """The Content-* fields of a header block, unfolded; at most MAX_VALUES per name."""
+    return _field_lines(head.split(b"\n"))
+
+
+def _field_lines(lines: Iterable[bytes]) -> dict[str, list[str]]:
+    """``_fields`` over the block's lines (split at LF), so a file's block is read in pieces."""
     raw: list[tuple[str, list[bytes]]] = []
     keep = False
-    for line in head.split(b"\n"):
+    for line in lines:
         line = line.rstrip(b"\r")
         if line[:1] in (b" ", b"\t"):
             if keep:
@@ -195,8 +206,7 @@ class _Walker:
         if ctx.depth > limits.max_depth:
             walk.finding("MIME_TOO_DEEP", f"nesting deeper than {limits.max_depth}", cut=True)
             return
-        body = _split_head(data, start, end, part=ctx.part)
-        fields = _fields(data[start:body])
+        body, fields = self.head(data, start, end, ctx.part)
         span = ctx.outer or Span(start, body, end, root=ctx.number == "")
         types = [parameters(v) for v in fields.get("content-type", [])]
         mains = list(dict.fromkeys(m for m, _ in types if "/" in m)) or [ctx.default_type]
@@ -230,7 +240,12 @@ class _Walker:
         if others or (is_multi and not split):
             # Types without a subtype (Exchange lists "x-internet-signup") still go to the filter.
             odd = [m for m, _ in types if m and "/" not in m]
-            self.leaf(data[body:end], fields, types, (others or mains) + odd, encodings, ctx, span, signed)
+            self.leaf(data, body, end, fields, types, (others or mains) + odd, encodings, ctx, span, signed)
+
+    def head(self, data: bytes, start: int, end: int, part: bool) -> tuple[int, dict[str, list[str]]]:
+        """Where the entity's body starts, and its Content-* fields."""
+        body = _split_head(data, start, end, part=part)
+        return body, _fields(data[start:body])
 
     def multipart(
         self, data: bytes, body: int, end: int, boundary: str, ctx: _Ctx, child: str, signed: bool
@@ -299,7 +314,9 @@ class _Walker:
 
     def leaf(
         self,
-        raw: bytes,
+        data: bytes,
+        body: int,
+        end: int,
         fields: dict[str, list[str]],
         types: list[tuple[str, dict[str, list[str]]]],
         mains: list[str],
@@ -308,6 +325,22 @@ class _Walker:
         span: Span,
         signed: bool,
     ) -> None:
+        found = self.leaf_names(fields, types, ctx)
+        raw = data[body:end]
+        number = ctx.number or "1"
+        for encoding in encodings or ["7bit"]:
+            content, repaired = transfer_decode(raw, encoding)
+            if repaired:
+                self.walk.finding("MIME_DECODE_ERROR", f"part {number}: malformed {encoding}")
+            content = self.budget(content, number)
+            self.item(content, found, mains, number, span, signed, member=False, depth=0)
+            if mains[0].startswith("text/") or not found:
+                self.text_blocks(content, ctx, number)
+
+    def leaf_names(
+        self, fields: dict[str, list[str]], types: list[tuple[str, dict[str, list[str]]]], ctx: _Ctx
+    ) -> list[str]:
+        """Every file name the entity is given, in order, once each."""
         found = [n for _, p in types for n in p.get("name", [])]
         for value in fields.get("content-disposition", []):
             found += parameters(value)[1].get("filename", [])
@@ -318,15 +351,7 @@ class _Walker:
         if len(suffixes) > 1:
             shown = " / ".join(names.escape(n, 60) for n in found[:3])
             self.walk.finding("MIME_AMBIGUOUS", f"part {ctx.number or 0}: file names {shown}")
-        number = ctx.number or "1"
-        for encoding in encodings or ["7bit"]:
-            content, repaired = transfer_decode(raw, encoding)
-            if repaired:
-                self.walk.finding("MIME_DECODE_ERROR", f"part {number}: malformed {encoding}")
-            content = self.budget(content, number)
-            self.item(content, found, mains, number, span, signed, member=False, depth=0)
-            if mains[0].startswith("text/") or not found:
-                self.text_blocks(content, ctx, number)
+        return found
 
     def text_blocks(self, text: bytes, ctx: _Ctx, number: str) -> None:
         """uuencoded files pasted into text: clients show them as attachments, so they are ones."""
@@ -351,8 +376,16 @@ class _Walker:
         *,
         member: bool,
         depth: int,
+        plain: bool | None = None,
+        sha256: str = "",
+        partial: bool = False,
     ) -> None:
-        """Record one item, then unpack it when its content is an archive."""
+        """Record one item, then unpack it when its content is an archive.
+
+        ``content`` is the whole decoded item unless ``partial``: then it is its first bytes
+        (``truetype.SNIFF_BYTES``, all libmagic reads), ``sha256`` the digest of the whole and
+        ``plain`` whether the whole is ASCII without a NUL; the file walk makes such items only
+        of content that is neither an archive nor an OLE container (``walk_file``)."""
         readings = [c for n in found for c in names.candidates(n)]
         for name in found:
             why = names.hostile(name)
@@ -366,11 +399,15 @@ class _Walker:
             and bool(declared)
             and all(t.lower().startswith("text/") for t in declared)
         )
-        if body_text and not self.limits.body_libmagic and content.isascii() and b"\x00" not in content:
+        if (
+            body_text
+            and not self.limits.body_libmagic
+            and (content.isascii() and b"\x00" not in content if plain is None else plain)
+        ):
             kind = TEXT
         else:
             kind = true_type(content, text_subtype=self.limits.text_subtypes or not body_text)
-        item = ScanItem(content, path, name, declared[0] if declared else "", kind)
+        item = ScanItem(content, path, name, declared[0] if declared else "", kind, partial, sha256)
         self.walk.add(Entry(item, tuple(readings), tuple(declared), span, signed, member))
         if kind in EXECUTABLE_TYPES and _disguised(found, declared):
             self.walk.finding("ATTACH_TYPE_MISMATCH", f"{path}: a program ({kind}) named or typed otherwise")

@@ -40,6 +40,7 @@ import yara
 
 from edgeward.config.scores import SCORE_TABLE
 from edgeward.ports import Clock, EngineStatus, ScanEngineError, ScanHit, ScanItem, SystemClock
+from edgeward.scanning import in_memory
 from edgeward.scanning.watch import FileWatch, Fingerprint
 
 __all__ = ["FINDING", "YaraEngine", "rule_files"]
@@ -181,7 +182,7 @@ class YaraEngine:
 
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
         rules = (await self._fresh()).rules
-        return await asyncio.to_thread(_match, rules, items, self.timeout)
+        return await asyncio.to_thread(_match, rules, in_memory(items), self.timeout)
 
     async def status(self) -> EngineStatus:
         try:

@@ -41,6 +41,7 @@ import re
 
 from edgeward.config.antivirus import AntivirusConfig
 from edgeward.filters.base import Stage, StageContext
+from edgeward.message_file import MessageFile
 from edgeward.notify.events import Event, EventSink
 from edgeward.ports import ScanHit, ScanItem
 from edgeward.scanning.policy import MultiEnginePolicy, ScanReport
@@ -63,16 +64,29 @@ def printable(text: str, limit: int = 120) -> str:
     return cleaned[:limit] + ("..." if len(cleaned) > limit else "")
 
 
-def message_items(data: bytes, walk: Walk | None) -> list[ScanItem]:
+def message_items(data: bytes, walk: Walk | None, spooled: MessageFile | None = None) -> list[ScanItem]:
     """What every engine scans: the walk's items (decoded parts and archive members).
 
     The whole message is added when the walk found no parts or was cut short by a bound: clamd,
-    which parses MIME and archives itself, then reads what the walk could not reach.
+    which parses MIME and archives itself, then reads what the walk could not reach. For a
+    message kept in a file (``spooled``) that item is read from the file, and it is added as
+    well when any item is ``partial`` (a large leaf the walk kept only the beginning of): clamd
+    then reads the whole message rather than those beginnings (``clamd.clamd_items``). Engines
+    that need bytes in memory skip such items; they are only configured with
+    ``WalkLimits.hold_leaves``, under which the walk makes no partial item.
     """
     items = list(walk.items) if walk is not None else []
+    if spooled is not None:
+        if not items or walk is None or walk.cut or any(item.partial for item in items):
+            items.append(ScanItem(b"", "message", source=spooled))
+        return items
     if not items or walk is None or walk.cut:
         items.append(ScanItem(data, "message"))
     return items
+
+
+def _file_of(ctx: StageContext) -> MessageFile | None:
+    return ctx.message.file if ctx.message is not None else None
 
 
 class Antivirus:
@@ -96,9 +110,9 @@ class Antivirus:
             message = ctx.message
             # The walk decodes and unpacks: CPU work that, for a large message, would stall every
             # other session on this loop. It is cached on the message for the other agents.
-            big = len(ctx.data) > INLINE_LIMIT
+            big = message.size > INLINE_LIMIT
             walk = await asyncio.to_thread(lambda: message.walk) if big else message.walk
-        report = await self.policy.scan(message_items(ctx.data, walk))
+        report = await self.policy.scan(message_items(ctx.data, walk, ctx.spooled or _file_of(ctx)))
         outcome = self.decide(report)
         if self.notifier is not None:
             self._tell(report, outcome, ctx)

@@ -136,10 +136,14 @@ class AttachmentFilter:
             return Outcome()
         message = ctx.message
         if message is None:
-            message = MessageView(ctx.data, ctx.headers, self.limits) if ctx.headers is not None else None
+            message = (
+                MessageView(ctx.data, ctx.headers, self.limits, ctx.spooled)
+                if ctx.headers is not None
+                else None
+            )
         if message is None:
             return Outcome()
-        if len(message.data) > INLINE_LIMIT:
+        if message.size > INLINE_LIMIT:
             walk = await asyncio.to_thread(lambda: message.walk)
         else:
             walk = message.walk
