@@ -336,10 +336,14 @@ def _walk_limits(config: Config) -> WalkLimits:
     """The walk's bounds, and what of a body part's type anything reads (``WalkLimits``)."""
     av = config.antivirus
     subtypes = text_subtypes_matter(config.attachments, yara=av.enabled and av.yara.enabled)
+    in_memory_engines = av.enabled and (av.yara.enabled or av.office.enabled)
     return replace(
         walk_limits(config.attachments),
         text_subtypes=subtypes,
         body_libmagic=subtypes or (av.enabled and av.office.enabled),
+        # YARA and the Office engine read an item's bytes in memory; without them a large leaf of
+        # a message kept in a file keeps its head and digest only (clamd reads the file itself).
+        hold_leaves=in_memory_engines,
     )
 
 
