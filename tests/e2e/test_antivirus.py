@@ -149,6 +149,26 @@ def test_eicar_is_refused_in_every_wrapping(
     assert sink.messages() == []
 
 
+def test_eicar_in_a_message_past_the_inline_budget_is_refused(
+    workdir: Path, sink: SmtpSink, clamd: Clamd
+) -> None:
+    """The message goes to a spool file as it arrives; clamd reads the file, and a large clean
+    message is delivered whole. (Under the test clamd's 1 MiB stream limit.)"""
+    filler = bytes(range(256)) * 2400  # 600 KB, base64 800 KB: past the 512 KiB inline budget
+    infected = _message("big")
+    infected.add_attachment(filler, maintype="application", subtype="pdf", filename="report.pdf")
+    infected.add_attachment(_zip("eicar.com", EICAR), maintype="application", subtype="zip", filename="x.zip")
+    clean = _message("big clean")
+    clean.add_attachment(filler, maintype="application", subtype="pdf", filename="report.pdf")
+    port = free_port()
+    with InProcessGateway(_config(workdir, port, sink, clamd)):
+        code, text = _send(port, infected.as_bytes().replace(b"\n", b"\r\n"))
+        assert code == 550 and text.startswith(b"5.7.1 Virus found: Edgeward-Eicar-"), text
+        assert _send(port, clean.as_bytes().replace(b"\n", b"\r\n"))[0] == 250
+        [delivered] = sink.wait_for(1)
+    assert base64.b64encode(filler)[:76] in delivered
+
+
 def test_clean_mail_is_delivered_and_refusals_tracked(workdir: Path, sink: SmtpSink, clamd: Clamd) -> None:
     port = free_port()
     with InProcessGateway(_config(workdir, port, sink, clamd)):

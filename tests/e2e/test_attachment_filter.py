@@ -92,6 +92,22 @@ def test_an_exe_renamed_pdf_and_an_exe_inside_a_zip_are_caught(workdir: Path, si
     assert len(_quarantined(workdir)) == 2
 
 
+def test_a_program_in_a_message_past_the_inline_budget_is_stripped(workdir: Path, sink: SmtpSink) -> None:
+    """The walk reads the spool file in pieces; the strip transform reads it whole once."""
+    port = free_port()
+    big = PDF + bytes(range(256)) * 4000  # 1 MB: the message goes to a spool file as it arrives
+    data = message(("report.pdf", big, "application/pdf"), ("invoice.pdf", EXE, "application/pdf"))
+    assert len(data) > 1024 * 1024
+    with InProcessGateway(_config(workdir, port, sink)):
+        assert _send(port, data)[0] == 250
+        [delivered] = sink.wait_for(1)
+    leaves = _leaves(delivered)
+    assert leaves[1].get_content() == big
+    assert "Removed: invoice.pdf (TrueType application/" in leaves[2].get_content()
+    assert EXE not in delivered
+    assert len(_quarantined(workdir)) == 1
+
+
 def test_reject_mode_answers_550_naming_rule_and_file(workdir: Path, sink: SmtpSink) -> None:
     port = free_port()
     data = message(("setup.exe", EXE, "application/octet-stream"))
