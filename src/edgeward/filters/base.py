@@ -28,6 +28,7 @@ from edgeward.config.schema import ReceiveConnectorConfig
 from edgeward.filters.message import MessageView
 from edgeward.filters.signals import ProtocolSignals
 from edgeward.headers import HeaderBlock
+from edgeward.message_file import MessageFile
 from edgeward.types import Address, Finding, Outcome, Peer
 
 
@@ -78,6 +79,7 @@ class StageContext:
     recipient: Address | None = None  # the recipient under test at RCPT
     recipients: tuple[Address, ...] = ()  # recipients accepted so far
     data: bytes = b""  # the whole message at EOD (CRLF line endings)
+    spooled: MessageFile | None = None  # the message at EOD when it is kept in a file; then ``data`` is empty
     headers: HeaderBlock | None = None  # parsed header block at EOD
     msg_id: str = ""  # the queue id at EOD (allocated before the agents run); empty before
     message: MessageView | None = None  # the message at EOD, parsed once for every agent
