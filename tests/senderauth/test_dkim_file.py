@@ -16,6 +16,7 @@ import hashlib
 import re
 import tarfile
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import dkim
@@ -67,6 +68,7 @@ BODIES = {
     "bare-cr": b"a\rb\r\r\nc \r\r\n\r",
     "cr-before-blank": b"text\r\r\n\r\n\r\n",
     "spaces-then-cr": b"a   \r",
+    "long-wsp-runs": b" " * 5000 + b"x\r\n" + b"\t " * 3000 + b"\r\n" + b" " * 4097,
     "long": b"".join(b"line %d with  spaces \t\r\n" % n for n in range(300)) + b"\r\n\r\n",
 }
 CANONS = [(h, b) for h in (b"simple", b"relaxed") for b in (b"simple", b"relaxed")]
@@ -442,9 +444,23 @@ async def test_real_signed_mail(tmp_path: Path) -> None:
 # --- memory ---------------------------------------------------------------------------------
 
 
-async def test_ten_megabyte_message_stays_under_two_megabytes(tmp_path: Path, rsa: SigningKey) -> None:
-    line = b"0123456789 abcdefghij  \t ABCDEFGHIJ 0123456789 abcdefghij ABCDEFGHIJ 01234\r\n"
-    body = line * (10 * 1024 * 1024 // len(line)) + b"\r\n\r\n"
+TEN_MB = 10 * 1024 * 1024
+_LINE = b"0123456789 abcdefghij  \t ABCDEFGHIJ 0123456789 abcdefghij ABCDEFGHIJ 01234\r\n"
+LARGE_BODIES: dict[str, Callable[[], bytes]] = {  # made in the test: 10 MB each
+    "text": lambda: _LINE * (TEN_MB // len(_LINE)) + b"\r\n\r\n",
+    # The worst for the canonicalisations: a WSP run at every other byte, bare LFs, a megabyte of
+    # spaces and megabytes of empty lines, none of which may be held in memory as it comes.
+    "hostile": lambda: (
+        b"a\t" * (TEN_MB // 6) + b"b \n" * (TEN_MB // 12) + b" " * 2**20 + b"\r\n" * (TEN_MB // 6) + b"x"
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LARGE_BODIES))
+async def test_ten_megabyte_message_stays_under_two_megabytes(
+    tmp_path: Path, rsa: SigningKey, kind: str
+) -> None:
+    body = LARGE_BODIES[kind]()
     message = sign(HEADER + body, rsa, canon=(b"relaxed", b"relaxed"))
     message = sign(message, rsa, "s2", canon=(b"simple", b"simple"))
     spooled = file_of(tmp_path, message)
@@ -460,7 +476,7 @@ async def test_ten_megabyte_message_stays_under_two_megabytes(tmp_path: Path, rs
         tracemalloc.stop()
     assert [s.status for s in result.signatures] == [DkimStatus.PASS, DkimStatus.PASS]
     assert arc.status is ArcStatus.NONE
-    assert spooled.size > 10 * 1024 * 1024
+    assert spooled.size > TEN_MB
     assert peak < 2 * 1024 * 1024, peak
 
 
