@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import gc
 import hashlib
+import inspect
 import re
 import tarfile
 import tracemalloc
@@ -34,7 +35,7 @@ from edgeward.message_file import CHUNK, MessageFile
 from edgeward.ports import DnsAnswer, DnsError, DnsFailure, DnsLookup
 from edgeward.senderauth.arc import ArcStatus, verify_arc, verify_arc_file
 from edgeward.senderauth.arcseal import seal
-from edgeward.senderauth.bodyhash import BodyDigests, body_start
+from edgeward.senderauth.bodyhash import BodyDigests, FileDKIM, body_start
 from edgeward.senderauth.dkim import DkimStatus, verify_dkim, verify_dkim_file
 from edgeward.testing.dns import FakeResolver
 from edgeward.types import Peer
@@ -210,6 +211,32 @@ def test_body_start_is_where_dkimpy_starts_the_body() -> None:
         assert _dkimpy_body(message[start:]) == body, message
         assert dkim.rfc822_parse(message[:start])[0] == headers
     assert body_start(b"A: b") is None
+
+
+def test_dkimpy_still_hashes_the_body_where_the_hook_expects() -> None:
+    # The hook repeats what dkimpy's verify_sig_process does before the body hash and removes bh
+    # from its copy of the tags; that is sound only while dkimpy reads the body in that one
+    # place, under "if b'bh' in sig", and signs the raw field rather than the tag dict.
+    source = inspect.getsource(dkim.DomainSigner.verify_sig_process)
+    assert source.count("self.body") == 1
+    assert source.index("if b'bh' in sig:") < source.index("canonicalize_body(self.body)")
+    assert source.index("self.tlsrpt == 'strict'") < source.index("from_c_value") < source.index("if b'bh'")
+    assert "hash_headers(\n        h, canon_policy, headers, include_headers, sig_header, sig)" in source
+    assert "RE_BTAG.sub(b'\\\\1',sigheader[1])" in inspect.getsource(dkim.hash_headers)
+
+
+def test_a_body_hash_mismatch_is_dkimpys_own_error(tmp_path: Path, rsa: SigningKey) -> None:
+    signed = sign(HEADER + b"original\r\n", rsa)
+    changed = signed.replace(b"original", b"altered!")
+    expected = dkim.DKIM(changed)
+    with pytest.raises(dkim.ValidationError) as in_memory:
+        expected.verify(dnsfunc=lambda name, timeout=5: rsa.record.encode())
+    spooled = file_of(tmp_path, changed)
+    verifier = FileDKIM(spooled.header, BodyDigests.of_file(spooled, body_start(spooled.header)))
+    with pytest.raises(dkim.ValidationError) as in_file:
+        verifier.verify(dnsfunc=lambda name, timeout=5: rsa.record.encode())
+    assert str(in_file.value) == str(in_memory.value)
+    assert verifier.body is None
 
 
 # --- DKIM: signed here ----------------------------------------------------------------------
