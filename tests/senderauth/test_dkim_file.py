@@ -10,6 +10,7 @@ carries state across (a CRLF, a WSP run, trailing empty lines, a missing last CR
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gc
 import hashlib
@@ -17,7 +18,7 @@ import inspect
 import re
 import tarfile
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dkim
@@ -33,10 +34,10 @@ from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.headers import header_end, parse_headers
 from edgeward.message_file import CHUNK, MessageFile
 from edgeward.ports import DnsAnswer, DnsError, DnsFailure, DnsLookup
-from edgeward.senderauth.arc import ArcStatus, verify_arc, verify_arc_file
+from edgeward.senderauth.arc import MAX_ARC_FIELDS, ArcStatus, verify_arc, verify_arc_file
 from edgeward.senderauth.arcseal import seal
 from edgeward.senderauth.bodyhash import BodyDigests, FileDKIM, body_start
-from edgeward.senderauth.dkim import DkimStatus, verify_dkim, verify_dkim_file
+from edgeward.senderauth.dkim import MAX_SIGNATURES, DkimStatus, verify_dkim, verify_dkim_file
 from edgeward.testing.dns import FakeResolver
 from edgeward.types import Peer
 
@@ -524,3 +525,36 @@ async def test_agent_reads_a_spooled_message_from_its_file(tmp_path: Path, rsa: 
         assert await agent.check(Stage.EOD, in_file) == await agent.check(Stage.EOD, in_memory)
     outcome = await agent.check(Stage.EOD, StageContext(Stage.EOD, info, spooled=file_of(tmp_path, signed)))
     assert {"DKIM_PASS", "ARC_PASS"} <= {f.name for f in outcome.findings}
+
+
+async def test_one_pass_serves_dkim_and_arc(tmp_path: Path, rsa: SigningKey) -> None:
+    # Over the inline limit, so both checks run in worker threads at once and share the digests.
+    body = BODIES["long"] * 50 + BODIES["wsp-runs"]
+    # No two signatures share a body hash, so a check that found no planned digest would read again.
+    once = sign(HEADER + body, rsa, canon=(b"relaxed", b"simple"))
+    twice = sign(once, rsa, "s2", canon=(b"relaxed", b"relaxed"), length=True)
+    message = _hop(_hop(twice, rsa, "a.example"), rsa, "b.example")
+    dns = resolver(s1=rsa, s2=rsa)
+    for domain in ("a.example", "b.example"):
+        dns.add(f"arc._domainkey.{domain}", "TXT", rsa.record)
+    spooled = file_of(tmp_path, message)
+    passes = 0
+
+    def pieces() -> Iterator[bytes]:
+        nonlocal passes
+        passes += 1
+        yield from spooled.chunks(body_start(spooled.header) or 0)
+
+    for planned, expected_passes in ((True, 1), (False, 2)):
+        passes = 0
+        digests = BodyDigests(pieces)
+        if planned:
+            digests.plan_header(spooled.header, MAX_SIGNATURES, MAX_ARC_FIELDS)
+        dkim_result, arc_result = await asyncio.gather(
+            verify_dkim_file(spooled, dns, digests=digests), verify_arc_file(spooled, dns, digests=digests)
+        )
+        assert dkim_result == await verify_dkim(message, dns)
+        assert arc_result == await verify_arc(message, dns)
+        assert [s.status for s in dkim_result.signatures] == [DkimStatus.PASS] * 2
+        assert arc_result.status is ArcStatus.PASS
+        assert passes == expected_passes

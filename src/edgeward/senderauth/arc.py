@@ -167,13 +167,11 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
     return await offload(len(message), _validate, arc, keys)
 
 
-def _file_reader(message: MessageFile, min_rsa_bits: int, chunk: int) -> FileARC | Exception:
+def _file_reader(message: MessageFile, min_rsa_bits: int, digests: BodyDigests) -> FileARC | Exception:
     start = body_start(message.header)
     try:
         header = message.header if start is None else message.header[:start]
-        return FileARC(
-            header, BodyDigests.of_file(message, start, chunk), logger=_dkimpy_log, minkey=min_rsa_bits
-        )
+        return FileARC(header, digests, logger=_dkimpy_log, minkey=min_rsa_bits)
     except Exception as exc:  # as in _reader: the header block is attacker input
         return exc
 
@@ -201,13 +199,21 @@ def _validate_file(arc: FileARC, keys: dict[str, KeyLookup]) -> ArcResult:
 
 
 async def verify_arc_file(
-    message: MessageFile, dns: DnsLookup, *, min_rsa_bits: int = 1024, chunk: int = CHUNK
+    message: MessageFile,
+    dns: DnsLookup,
+    *,
+    min_rsa_bits: int = 1024,
+    chunk: int = CHUNK,
+    digests: BodyDigests | None = None,
 ) -> ArcResult:
     """:func:`verify_arc` of a message kept in a file, holding its header block and a few
-    ``chunk``-sized pieces of its body at a time, never the whole body."""
+    ``chunk``-sized pieces of its body at a time, never the whole body. ``digests`` as for
+    :func:`~.dkim.verify_dkim_file`."""
     if b"arc-" not in message.header.lower():
         return ArcResult(ArcStatus.NONE, "no ARC sets")  # as in verify_arc, without reading the body
-    arc = await offload(message.size, _file_reader, message, min_rsa_bits, chunk)
+    arc = await offload(
+        message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
+    )
     if isinstance(arc, Exception):
         return ArcResult(ArcStatus.FAIL, f"message not readable: {arc!r}")
     if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):

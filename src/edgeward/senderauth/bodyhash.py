@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import base64
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -203,6 +204,38 @@ class BodyDigests:
         self._pieces = pieces
         self._digests: dict[Triple, bytes] = {}
         self._lengths: dict[bytes, int] = {}
+        self._planned: list[Triple] = []
+        # DKIM and ARC may share one instance from two worker threads: the first to need a
+        # digest makes the pass for everything planned, the other waits and finds it made.
+        self._lock = threading.RLock()
+
+    def plan(self, triples: Iterable[Triple]) -> None:
+        """Triples the next pass computes along with whatever it is asked for."""
+        with self._lock:
+            self._planned.extend(triples)
+
+    def plan_header(self, header: bytes, max_signatures: int, max_arc_fields: int) -> None:
+        """Plan every body hash the signatures in ``header`` can ask for: the first
+        ``max_signatures`` DKIM-Signature fields and up to ``max_arc_fields`` ARC fields (the
+        bounds the DKIM and ARC checks apply), so that one pass serves both checks."""
+        start = body_start(header)
+        try:
+            headers, _ = dkimpy.rfc822_parse(header if start is None else header[:start])
+        except Exception:  # dkimpy parses attacker input; the checks report an unreadable header
+            return
+        dkim_fields = [v for n, v in headers if n.lower() == b"dkim-signature"][:max_signatures]
+        arc_fields = [v for n, v in headers if n.lower() in (b"arc-seal", b"arc-message-signature")]
+        fields = [(v, b"simple/simple") for v in dkim_fields]
+        if len(arc_fields) <= max_arc_fields:
+            fields += [(v, b"relaxed/relaxed") for v in arc_fields]
+        for value, default_c in fields:
+            try:
+                tags = dkimpy.util.parse_tag_value(value)
+            except dkimpy.util.InvalidTagValueList:
+                continue
+            triple = triple_of(tags, default_c) if b"bh" in tags else None
+            if triple is not None:
+                self.plan([triple])
 
     @classmethod
     def of_file(cls, message: MessageFile, start: int | None, chunk: int = CHUNK) -> BodyDigests:
@@ -216,6 +249,11 @@ class BodyDigests:
 
         return cls(pieces)
 
+    @classmethod
+    def of_message(cls, message: MessageFile, chunk: int = CHUNK) -> BodyDigests:
+        """The body dkimpy would see in ``message``, read in ``chunk``-sized pieces."""
+        return cls.of_file(message, body_start(message.header), chunk)
+
     def _resolve(self, triple: Triple) -> Triple:
         # dkimpy slices ``body[:l]``: a negative l keeps all but the last -l bytes. A stream cannot
         # know where that is before its end, so such a limit becomes the positive one it amounts
@@ -228,9 +266,14 @@ class BodyDigests:
     def compute(self, triples: Iterable[Triple], lengths: Iterable[bytes] = ()) -> None:
         """One pass over the body for every triple not yet known, recording the canonical length
         of every canonicalisation the pass runs (and of those in ``lengths``)."""
-        triples = list(triples)
+        with self._lock:
+            triples = [*self._planned, *triples]
+            self._planned = []
+            self._compute(triples, lengths)
+
+    def _compute(self, triples: list[Triple], lengths: Iterable[bytes]) -> None:
         if any(t[2] is not None and t[2] < 0 for t in triples):
-            self.compute((t for t in triples if t[2] is None or t[2] >= 0), lengths)
+            self._compute([t for t in triples if t[2] is None or t[2] >= 0], lengths)
             triples = [self._resolve(t) for t in triples]
         wanted = [t for t in dict.fromkeys(triples) if t not in self._digests]
         names = {t[0] for t in wanted} | (set(lengths) - self._lengths.keys())
@@ -262,15 +305,17 @@ class BodyDigests:
             self._lengths[name] = canon.length
 
     def digest(self, triple: Triple) -> bytes:
-        triple = self._resolve(triple)
-        if triple not in self._digests:
-            self.compute([triple])
-        return self._digests[triple]
+        with self._lock:
+            triple = self._resolve(triple)
+            if triple not in self._digests:
+                self.compute([triple])
+            return self._digests[triple]
 
     def canonical_length(self, name: bytes) -> int:
-        if name not in self._lengths:
-            self.compute([], [name])
-        return self._lengths[name]
+        with self._lock:
+            if name not in self._lengths:
+                self.compute([], [name])
+            return self._lengths[name]
 
 
 class PrecomputedBodyMixin:

@@ -288,13 +288,11 @@ async def verify_dkim(
     return DkimResult(tuple(results), skipped)
 
 
-def _file_reader(message: MessageFile, min_rsa_bits: int, chunk: int) -> FileDKIM | Exception:
+def _file_reader(message: MessageFile, min_rsa_bits: int, digests: BodyDigests) -> FileDKIM | Exception:
     start = body_start(message.header)
     try:
         header = message.header if start is None else message.header[:start]
-        return FileDKIM(
-            header, BodyDigests.of_file(message, start, chunk), logger=_dkimpy_log, minkey=min_rsa_bits
-        )
+        return FileDKIM(header, digests, logger=_dkimpy_log, minkey=min_rsa_bits)
     except Exception as exc:  # as in _reader: the header block is attacker input
         return exc
 
@@ -320,10 +318,14 @@ async def verify_dkim_file(
     max_signatures: int = MAX_SIGNATURES,
     min_rsa_bits: int = MIN_RSA_BITS,
     chunk: int = CHUNK,
+    digests: BodyDigests | None = None,
 ) -> DkimResult:
     """:func:`verify_dkim` of a message kept in a file, holding its header block and a few
-    ``chunk``-sized pieces of its body at a time, never the whole body."""
-    verifier = await offload(message.size, _file_reader, message, min_rsa_bits, chunk)
+    ``chunk``-sized pieces of its body at a time, never the whole body. ``digests`` (made by
+    :meth:`BodyDigests.of_message` and planned for DKIM and ARC) lets one pass serve both."""
+    verifier = await offload(
+        message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
+    )
     if isinstance(verifier, Exception):
         if b"dkim-signature" not in message.header.lower():
             return DkimResult(())
