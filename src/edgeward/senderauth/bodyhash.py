@@ -14,7 +14,9 @@ copies of it. Here instead:
   keeps a trailing space under relaxed), into one hash per distinct (canonicalisation, hash
   algorithm, ``l=``) triple. Every state carried from one piece to the next is bounded (a
   pending CR, one pending space, a count of pending empty lines), so memory stays O(piece)
-  whatever the body holds (megabytes of spaces or of empty lines included);
+  whatever the body holds (megabytes of spaces or of empty lines included). The triples of
+  every DKIM signature and ARC field can be planned from the header block first
+  (:meth:`BodyDigests.plan_header`), so that DKIM and ARC, run at once, share a single pass;
 - :class:`PrecomputedBodyMixin` is the one hook into dkimpy: its ``verify_sig_process`` checks
   ``bh=`` against the digest computed here, raising the very ``ValidationError`` dkimpy raises
   on a mismatch, and only after that match lets dkimpy verify the header signature with ``bh``
