@@ -9,6 +9,10 @@ makes it ``temperror`` instead of a ``fail`` a retry might not repeat. The sets 
 (:class:`ArcSet`) so the policy layer can trust a chain whose newest sealer it knows
 (:meth:`ArcResult.trusted_sealer`) to override a DMARC failure of forwarded mail (RFC 8617 §7.2).
 
+A message kept in a file (:func:`verify_arc_file`) is verified the same way with dkimpy reading
+its header block only: the body hash of every ARC-Message-Signature comes from one streaming pass
+over the file (:mod:`.bodyhash`), so the body is never held whole.
+
 Sealing, when the gateway changes a message, is :mod:`.arcseal`.
 
 Security: ARC fields are attacker-controlled until verified. The number of fields (RFC 8617
@@ -26,13 +30,15 @@ from dataclasses import dataclass
 import dkim as dkimpy
 
 from edgeward.headers import header_end
+from edgeward.message_file import CHUNK, MessageFile
 from edgeward.ports import DnsLookup
 from edgeward.senderauth import dkimcrypto
+from edgeward.senderauth.bodyhash import BodyDigests, FileARC, Triple, body_start, triple_of
 from edgeward.senderauth.keys import KeyLookup, KeyStatus, QuietLogger, dnsfunc, fetch_keys, key_name, offload
 
 dkimcrypto.install()  # dkimpy's RSA check with its conversions in C (dkimcrypto says why)
 
-__all__ = ["ArcResult", "ArcSet", "ArcStatus", "verify_arc"]
+__all__ = ["ArcResult", "ArcSet", "ArcStatus", "verify_arc", "verify_arc_file"]
 
 MAX_INSTANCES = 50
 MAX_ARC_FIELDS = 3 * MAX_INSTANCES
@@ -159,3 +165,64 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
     if transient:
         return ArcResult(ArcStatus.TEMPERROR, transient[0])
     return await offload(len(message), _validate, arc, keys)
+
+
+def _file_reader(message: MessageFile, min_rsa_bits: int, digests: BodyDigests) -> FileARC | Exception:
+    start = body_start(message.header)
+    try:
+        header = message.header if start is None else message.header[:start]
+        return FileARC(header, digests, logger=_dkimpy_log, minkey=min_rsa_bits)
+    except Exception as exc:  # as in _reader: the header block is attacker input
+        return exc
+
+
+def _body_triples(headers: Sequence[tuple[bytes, bytes]]) -> list[Triple]:
+    """The body hashes dkimpy will ask for: every ARC field with a ``bh=`` (an AMS, or a seal
+    that carries one, which dkimpy checks too), under ARC's default ``c=relaxed/relaxed``."""
+    triples: list[Triple] = []
+    for name, value in headers:
+        if name.lower() not in _ARC_FIELDS:
+            continue
+        try:
+            tags = dkimpy.util.parse_tag_value(value)
+        except dkimpy.util.InvalidTagValueList:
+            continue  # dkimpy stops at this field before any body hash
+        triple = triple_of(tags, b"relaxed/relaxed") if b"bh" in tags else None
+        if triple is not None:
+            triples.append(triple)
+    return triples
+
+
+def _validate_file(arc: FileARC, keys: dict[str, KeyLookup]) -> ArcResult:
+    arc.digests.compute(_body_triples(arc.headers))
+    return _validate(arc, keys)
+
+
+async def verify_arc_file(
+    message: MessageFile,
+    dns: DnsLookup,
+    *,
+    min_rsa_bits: int = 1024,
+    chunk: int = CHUNK,
+    digests: BodyDigests | None = None,
+) -> ArcResult:
+    """:func:`verify_arc` of a message kept in a file, holding its header block and a few
+    ``chunk``-sized pieces of its body at a time, never the whole body. ``digests`` as for
+    :func:`~.dkim.verify_dkim_file`."""
+    if b"arc-" not in message.header.lower():
+        return ArcResult(ArcStatus.NONE, "no ARC sets")  # as in verify_arc, without reading the body
+    arc = await offload(
+        message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
+    )
+    if isinstance(arc, Exception):
+        return ArcResult(ArcStatus.FAIL, f"message not readable: {arc!r}")
+    if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):
+        return ArcResult(ArcStatus.NONE, "no ARC sets")
+    names, error = _key_names(arc.headers)
+    if error is not None:
+        return ArcResult(ArcStatus.FAIL, error)
+    keys = await fetch_keys(dns, names)
+    transient = [k.reason for k in keys.values() if k.status is KeyStatus.TEMPERROR]
+    if transient:
+        return ArcResult(ArcStatus.TEMPERROR, transient[0])
+    return await offload(message.size, _validate_file, arc, keys)

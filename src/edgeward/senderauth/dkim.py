@@ -20,6 +20,11 @@ fetched. The result of each signature is one of RFC 8601 §2.7.1's words:
 dkimpy is synchronous: messages over :data:`~.keys.INLINE_LIMIT` are verified in a worker thread
 so a large body does not stall the other sessions of the process.
 
+A message kept in a file (:func:`verify_dkim_file`) is never read whole: dkimpy reads its header
+block only, and the body hashes of all its signatures come from one streaming pass over the
+file (:mod:`.bodyhash`, which also says why that cannot pass a body that does not match). The
+results are those :func:`verify_dkim` gives for the same message in memory.
+
 Security: the message is attacker-controlled. Signatures beyond the bound are not evaluated (and
 say so), keys are bounded as :mod:`.keys` describes, and no exception from dkimpy escapes: each
 becomes a permerror or a fail of that one signature.
@@ -38,8 +43,10 @@ import dkim as dkimpy
 from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizationPolicyError
 
 from edgeward.headers import header_end
+from edgeward.message_file import CHUNK, MessageFile
 from edgeward.ports import DnsLookup
 from edgeward.senderauth import dkimcrypto
+from edgeward.senderauth.bodyhash import BodyDigests, FileDKIM, body_start, triple_of
 from edgeward.senderauth.keys import (
     KeyLookup,
     KeyStatus,
@@ -54,7 +61,15 @@ from edgeward.senderauth.keys import (
 
 dkimcrypto.install()  # dkimpy's RSA check with its conversions in C (dkimcrypto says why)
 
-__all__ = ["MAX_SIGNATURES", "MIN_RSA_BITS", "DkimResult", "DkimStatus", "SignatureResult", "verify_dkim"]
+__all__ = [
+    "MAX_SIGNATURES",
+    "MIN_RSA_BITS",
+    "DkimResult",
+    "DkimStatus",
+    "SignatureResult",
+    "verify_dkim",
+    "verify_dkim_file",
+]
 
 MAX_SIGNATURES = 8
 MIN_RSA_BITS = 1024
@@ -159,7 +174,13 @@ def _set(result: SignatureResult, status: DkimStatus, reason: str, **changes: An
     return dataclasses.replace(result, status=status, reason=reason, **changes)
 
 
-def _unsigned(body: bytes, tags: dict[bytes, bytes]) -> tuple[int | None, int]:
+def _canonical_length(verifier: dkimpy.DKIM, policy: CanonicalizationPolicy) -> int:
+    if isinstance(verifier, FileDKIM):
+        return verifier.digests.canonical_length(policy.body_algorithm.name)
+    return len(policy.canonicalize_body(verifier.body))
+
+
+def _unsigned(verifier: dkimpy.DKIM, tags: dict[bytes, bytes]) -> tuple[int | None, int]:
     if b"l" not in tags:
         return None, 0
     try:
@@ -167,7 +188,7 @@ def _unsigned(body: bytes, tags: dict[bytes, bytes]) -> tuple[int | None, int]:
         policy = CanonicalizationPolicy.from_c_value(tags.get(b"c", b"simple/simple"))
     except (ValueError, InvalidCanonicalizationPolicyError):
         return None, 0
-    return length, max(0, len(policy.canonicalize_body(body)) - length)
+    return length, max(0, _canonical_length(verifier, policy) - length)
 
 
 def _verify_one(
@@ -191,7 +212,7 @@ def _verify_one(
             status=DkimStatus.FAIL,
             reason=f"RSA key of {key.bits} bits is under {min_rsa_bits} (RFC 8301 §3.2)",
         )
-    length, unsigned = _unsigned(verifier.body, parsed.tags)
+    length, unsigned = _unsigned(verifier, parsed.tags)
     result = dataclasses.replace(
         result, status=DkimStatus.PERMERROR, reason="", body_length=length, unsigned_bytes=unsigned
     )
@@ -264,4 +285,55 @@ async def verify_dkim(
     parsed = [_parse(index, value) for index, value in enumerate(fields[:max_signatures])]
     keys = await fetch_keys(dns, (p.key for p, error in parsed if error is None and p.key))
     results = await offload(len(message), _judge, verifier, parsed, keys, min_rsa_bits)
+    return DkimResult(tuple(results), skipped)
+
+
+def _file_reader(message: MessageFile, min_rsa_bits: int, digests: BodyDigests) -> FileDKIM | Exception:
+    start = body_start(message.header)
+    try:
+        header = message.header if start is None else message.header[:start]
+        return FileDKIM(header, digests, logger=_dkimpy_log, minkey=min_rsa_bits)
+    except Exception as exc:  # as in _reader: the header block is attacker input
+        return exc
+
+
+def _judge_file(
+    verifier: FileDKIM,
+    parsed: list[tuple[_Parsed, str | None]],
+    keys: dict[str, KeyLookup],
+    min_rsa_bits: int,
+) -> list[SignatureResult]:
+    # One pass over the body for every signature that can get as far as its body hash; any
+    # other triple dkimpy asks for is computed on demand (BodyDigests.digest).
+    found = (p for p, error in parsed if error is None and p.key and keys[p.key].status is KeyStatus.FOUND)
+    triples = [triple_of(p.tags, b"simple/simple") for p in found]
+    verifier.digests.compute(t for t in triples if t is not None)
+    return _judge(verifier, parsed, keys, min_rsa_bits)
+
+
+async def verify_dkim_file(
+    message: MessageFile,
+    dns: DnsLookup,
+    *,
+    max_signatures: int = MAX_SIGNATURES,
+    min_rsa_bits: int = MIN_RSA_BITS,
+    chunk: int = CHUNK,
+    digests: BodyDigests | None = None,
+) -> DkimResult:
+    """:func:`verify_dkim` of a message kept in a file, holding its header block and a few
+    ``chunk``-sized pieces of its body at a time, never the whole body. ``digests`` (made by
+    :meth:`BodyDigests.of_message` and planned for DKIM and ARC) lets one pass serve both."""
+    verifier = await offload(
+        message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
+    )
+    if isinstance(verifier, Exception):
+        if b"dkim-signature" not in message.header.lower():
+            return DkimResult(())
+        unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {verifier!r}")
+        return DkimResult((unreadable,))
+    fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
+    skipped = max(0, len(fields) - max_signatures)
+    parsed = [_parse(index, value) for index, value in enumerate(fields[:max_signatures])]
+    keys = await fetch_keys(dns, (p.key for p, error in parsed if error is None and p.key))
+    results = await offload(message.size, _judge_file, verifier, parsed, keys, min_rsa_bits)
     return DkimResult(tuple(results), skipped)

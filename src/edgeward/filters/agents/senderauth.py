@@ -39,8 +39,9 @@ from edgeward.filters.agents.spf import not_checked, spf_from_findings
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import DnsLookup
 from edgeward.senderauth import authresults
-from edgeward.senderauth.arc import ArcResult, verify_arc
-from edgeward.senderauth.dkim import DkimResult, verify_dkim
+from edgeward.senderauth.arc import MAX_ARC_FIELDS, ArcResult, verify_arc, verify_arc_file
+from edgeward.senderauth.bodyhash import BodyDigests
+from edgeward.senderauth.dkim import MAX_SIGNATURES, DkimResult, verify_dkim, verify_dkim_file
 from edgeward.senderauth.dmarc import DmarcChecker, DmarcResult, DmarcStatus, Policy
 from edgeward.types import Action, Finding, Outcome, Reply
 
@@ -114,7 +115,17 @@ class SenderAuth:
         if not_checked(ctx):
             return Outcome.proceed()
         # The two fetch their keys independently: one wait for DNS instead of two.
-        dkim, arc = await asyncio.gather(verify_dkim(ctx.data, self.dns), verify_arc(ctx.data, self.dns))
+        if ctx.spooled is not None:
+            # A message over the inline budget: read from its file in pieces, never held whole,
+            # and in one pass for the body hashes of both checks.
+            body = BodyDigests.of_message(ctx.spooled)
+            body.plan_header(ctx.spooled.header, MAX_SIGNATURES, MAX_ARC_FIELDS)
+            dkim, arc = await asyncio.gather(
+                verify_dkim_file(ctx.spooled, self.dns, digests=body),
+                verify_arc_file(ctx.spooled, self.dns, digests=body),
+            )
+        else:
+            dkim, arc = await asyncio.gather(verify_dkim(ctx.data, self.dns), verify_arc(ctx.data, self.dns))
         spf = spf_from_findings(ctx.earlier)
         from_fields = ctx.headers.get_all("From") if ctx.headers is not None else []
         dmarc = await self.checker.check(
