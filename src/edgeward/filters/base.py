@@ -79,7 +79,6 @@ class StageContext:
     recipient: Address | None = None  # the recipient under test at RCPT
     recipients: tuple[Address, ...] = ()  # recipients accepted so far
     data: bytes = b""  # the whole message at EOD (CRLF line endings)
-    spooled: MessageFile | None = None  # the message at EOD when it is kept in a file; then ``data`` is empty
     headers: HeaderBlock | None = None  # parsed header block at EOD
     msg_id: str = ""  # the queue id at EOD (allocated before the agents run); empty before
     message: MessageView | None = None  # the message at EOD, parsed once for every agent
