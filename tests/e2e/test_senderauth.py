@@ -137,3 +137,25 @@ def test_dns_failure_is_stamped_temperror_not_refused(gateway: int, sink: SmtpSi
     assert spf.startswith("temperror ")
     [results] = [v for n, v in fields if n.lower() == "authentication-results"]
     assert "spf=temperror" in results and "dmarc=temperror" in results
+
+
+def test_a_signed_message_past_the_inline_budget_passes_and_a_changed_one_fails(
+    gateway: int, sink: SmtpSink, key: SigningKey
+) -> None:
+    """Kept in a spool file as it arrives, the body is hashed in pieces (``senderauth.bodyhash``):
+    it passes as in memory, and one character of a 2 MB body changed is a DKIM fail (DMARC
+    still passes here on the aligned SPF pass)."""
+    line = b"line %d of the quarterly report, with  spaces \t and tabs\r\n"
+    body = b"".join(line % i for i in range(36000))
+    data = message("news@auth.test", "big report").replace(b"Hello,", body + b"Hello,")
+    assert len(data) > 2 * 1024 * 1024
+    signed = dkim.sign(data, b"s1", b"auth.test", key.private, signature_algorithm=key.algorithm) + data
+    assert send(gateway, "news@auth.test", signed)[0] == 250
+    [delivered] = sink.wait_for(1)
+    [results] = [v for n, v in head(delivered) if n.lower() == "authentication-results"]
+    assert "dkim=pass" in results and "dmarc=pass" in results
+    changed = signed.replace(b"line 30000 of", b"line 30001 of")
+    assert send(gateway, "news@auth.test", changed)[0] == 250
+    [tampered] = [m for m in sink.wait_for(2) if b"line 30001 of" in m]
+    [results] = [v for n, v in head(tampered) if n.lower() == "authentication-results"]
+    assert "dkim=fail" in results and "spf=pass" in results
