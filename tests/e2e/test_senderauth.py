@@ -154,8 +154,8 @@ def test_a_signed_message_past_the_inline_budget_passes_and_a_changed_one_fails(
     [delivered] = sink.wait_for(1)
     [results] = [v for n, v in head(delivered) if n.lower() == "authentication-results"]
     assert "dkim=pass" in results and "dmarc=pass" in results
-    changed = signed.replace(b"line 30000 of", b"line 30001 of")
+    changed = signed.replace(b"line 30000 of the", b"line 30000 of thy")
     assert send(gateway, "news@auth.test", changed)[0] == 250
-    [tampered] = [m for m in sink.wait_for(2) if b"line 30001 of" in m]
+    [tampered] = [m for m in sink.wait_for(2) if b"line 30000 of thy" in m]
     [results] = [v for n, v in head(tampered) if n.lower() == "authentication-results"]
     assert "dkim=fail" in results and "spf=pass" in results
