@@ -10,6 +10,7 @@ gateway's user. Folders are created 0700.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from edgeward.config.ownership import Owner, give_fd, make_private_dirs
@@ -27,20 +28,7 @@ def write_new(path: Path, data: bytes, *, sync: bool, owner: Owner | None = None
     so it is the service's by the time any rename publishes it. On failure the partial file is
     removed before the error propagates.
     """
-    fd = os.open(path, _CREATE, 0o600)
-    try:
-        give_fd(fd, owner)
-        view = memoryview(data)
-        while view:
-            # os.write may write less than asked (signals, some file systems): loop until done.
-            view = view[os.write(fd, view) :]
-        if sync:
-            _datasync(fd)
-    except BaseException:
-        os.close(fd)
-        unlink_quiet(path)
-        raise
-    os.close(fd)
+    _create(path, lambda fd: write_all(fd, data), sync=sync, owner=owner)
 
 
 def write_new_from(
@@ -48,20 +36,27 @@ def write_new_from(
 ) -> None:
     """Create ``path`` holding ``head`` then ``source[offset:end]``, as ``write_new`` does.
 
-    The copy runs in the kernel (``copy_file_range``, else ``sendfile``), so a large message
-    already in a file reaches the spool without passing through this process's memory.
+    The copy runs in the kernel (``copy_file_range``; by hand where the file systems or the
+    kernel cannot), so a large message already in a file reaches the spool without passing
+    through this process's memory.
     """
-    fd = os.open(path, _CREATE, 0o600)
-    try:
-        give_fd(fd, owner)
-        view = memoryview(head)
-        while view:
-            view = view[os.write(fd, view) :]
+
+    def fill(fd: int) -> None:
+        write_all(fd, head)
         src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
         try:
             _copy(src, fd, offset, end)
         finally:
             os.close(src)
+
+    _create(path, fill, sync=sync, owner=owner)
+
+
+def _create(path: Path, fill: Callable[[int], None], *, sync: bool, owner: Owner | None) -> None:
+    fd = os.open(path, _CREATE, 0o600)
+    try:
+        give_fd(fd, owner)
+        fill(fd)
         if sync:
             _datasync(fd)
     except BaseException:
@@ -69,6 +64,13 @@ def write_new_from(
         unlink_quiet(path)
         raise
     os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        # os.write may write less than asked (signals, some file systems): loop until done.
+        view = view[os.write(fd, view) :]
 
 
 def _copy(src: int, dst: int, offset: int, end: int) -> None:
@@ -81,9 +83,7 @@ def _copy(src: int, dst: int, offset: int, end: int) -> None:
             piece = os.pread(src, min(1 << 16, end - offset), offset)
             if not piece:
                 raise OSError(f"short read copying a message at byte {offset}")
-            view = memoryview(piece)
-            while view:
-                view = view[os.write(dst, view) :]
+            write_all(dst, piece)
             done = len(piece)
         offset += done
 

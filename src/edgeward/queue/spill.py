@@ -15,7 +15,7 @@ from pathlib import Path
 
 from edgeward.config.ownership import Owner, give_fd
 from edgeward.message_file import MessageFile
-from edgeward.queue.files import unlink_quiet
+from edgeward.queue.files import unlink_quiet, write_all
 
 __all__ = ["SpillFile"]
 
@@ -40,9 +40,7 @@ class SpillFile:
     def write(self, data: bytes) -> None:
         if self._fd is None:
             raise OSError(f"{self.path}: written after it was closed")
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
+        write_all(self._fd, data)
         self.written += len(data)
 
     def finish(self, header: bytes) -> MessageFile:
