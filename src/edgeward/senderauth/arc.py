@@ -24,8 +24,9 @@ from __future__ import annotations
 import enum
 import logging
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import dkim as dkimpy
 
@@ -155,6 +156,13 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
         if b"arc-" not in message[: header_end(message)].lower():
             return ArcResult(ArcStatus.NONE, "no ARC sets")
         return ArcResult(ArcStatus.FAIL, f"message not readable: {arc!r}")
+    return await _settle(arc, dns, len(message), _validate)
+
+
+async def _settle(
+    arc: dkimpy.ARC, dns: DnsLookup, size: int, validate: Callable[[Any, dict[str, KeyLookup]], ArcResult]
+) -> ArcResult:
+    """From the reader on, the same for a message in memory and one in a file."""
     if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):
         return ArcResult(ArcStatus.NONE, "no ARC sets")
     names, error = _key_names(arc.headers)
@@ -164,7 +172,7 @@ async def verify_arc(message: bytes, dns: DnsLookup, *, min_rsa_bits: int = 1024
     transient = [k.reason for k in keys.values() if k.status is KeyStatus.TEMPERROR]
     if transient:
         return ArcResult(ArcStatus.TEMPERROR, transient[0])
-    return await offload(len(message), _validate, arc, keys)
+    return await offload(size, validate, arc, keys)
 
 
 def _file_reader(message: MessageFile, min_rsa_bits: int, digests: BodyDigests) -> FileARC | Exception:
@@ -216,13 +224,4 @@ async def verify_arc_file(
     )
     if isinstance(arc, Exception):
         return ArcResult(ArcStatus.FAIL, f"message not readable: {arc!r}")
-    if not any(name.lower() in (*_ARC_FIELDS, b"arc-authentication-results") for name, _ in arc.headers):
-        return ArcResult(ArcStatus.NONE, "no ARC sets")
-    names, error = _key_names(arc.headers)
-    if error is not None:
-        return ArcResult(ArcStatus.FAIL, error)
-    keys = await fetch_keys(dns, names)
-    transient = [k.reason for k in keys.values() if k.status is KeyStatus.TEMPERROR]
-    if transient:
-        return ArcResult(ArcStatus.TEMPERROR, transient[0])
-    return await offload(message.size, _validate_file, arc, keys)
+    return await _settle(arc, dns, message.size, _validate_file)

@@ -36,6 +36,7 @@ import dataclasses
 import enum
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -275,8 +276,22 @@ async def verify_dkim(
 ) -> DkimResult:
     """Verify every DKIM signature of ``message`` (CRLF or LF line endings), keys via ``dns``."""
     verifier = await offload(len(message), _reader, message, min_rsa_bits)
+    header = message[: header_end(message)]
+    return await _settle(verifier, header, dns, len(message), _judge, max_signatures, min_rsa_bits)
+
+
+async def _settle(
+    verifier: dkimpy.DKIM | Exception,
+    header: bytes,
+    dns: DnsLookup,
+    size: int,
+    judge: Callable[..., list[SignatureResult]],
+    max_signatures: int,
+    min_rsa_bits: int,
+) -> DkimResult:
+    """From the reader on, the same for a message in memory and one in a file."""
     if isinstance(verifier, Exception):
-        if b"dkim-signature" not in message[: header_end(message)].lower():
+        if b"dkim-signature" not in header.lower():
             return DkimResult(())
         unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {verifier!r}")
         return DkimResult((unreadable,))
@@ -284,7 +299,7 @@ async def verify_dkim(
     skipped = max(0, len(fields) - max_signatures)
     parsed = [_parse(index, value) for index, value in enumerate(fields[:max_signatures])]
     keys = await fetch_keys(dns, (p.key for p, error in parsed if error is None and p.key))
-    results = await offload(len(message), _judge, verifier, parsed, keys, min_rsa_bits)
+    results = await offload(size, judge, verifier, parsed, keys, min_rsa_bits)
     return DkimResult(tuple(results), skipped)
 
 
@@ -326,14 +341,5 @@ async def verify_dkim_file(
     verifier = await offload(
         message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
     )
-    if isinstance(verifier, Exception):
-        if b"dkim-signature" not in message.header.lower():
-            return DkimResult(())
-        unreadable = SignatureResult("", "", "", DkimStatus.PERMERROR, f"message not readable: {verifier!r}")
-        return DkimResult((unreadable,))
-    fields = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"]
-    skipped = max(0, len(fields) - max_signatures)
-    parsed = [_parse(index, value) for index, value in enumerate(fields[:max_signatures])]
-    keys = await fetch_keys(dns, (p.key for p, error in parsed if error is None and p.key))
-    results = await offload(message.size, _judge_file, verifier, parsed, keys, min_rsa_bits)
-    return DkimResult(tuple(results), skipped)
+    size = message.size
+    return await _settle(verifier, message.header, dns, size, _judge_file, max_signatures, min_rsa_bits)
