@@ -50,7 +50,16 @@ from dkim.canonicalization import CanonicalizationPolicy, InvalidCanonicalizatio
 
 from edgeward.message_file import CHUNK, MessageFile
 
-__all__ = ["BodyDigests", "FileARC", "FileDKIM", "PrecomputedBodyMixin", "Triple", "body_start", "triple_of"]
+__all__ = [
+    "BodyDigests",
+    "FileARC",
+    "FileDKIM",
+    "PrecomputedBodyMixin",
+    "Triple",
+    "body_start",
+    "header_part",
+    "triple_of",
+]
 
 #: (body canonicalisation name, hash constructor, l= or None): what decides a body hash.
 Triple = tuple[bytes, Callable[..., Any], int | None]
@@ -62,6 +71,12 @@ _LINE_END = re.compile(rb"\r?\n")
 _TRAILING_WSP = re.compile(rb"(?<![\t ])[\t ]++\r\n")
 _WSP = re.compile(rb"[\t ]+")
 _CRLF = b"\r\n"
+
+
+def header_part(header: bytes) -> bytes:
+    """What dkimpy is given of a message kept in a file: its header block up to the body."""
+    start = body_start(header)
+    return header if start is None else header[:start]
 
 
 def body_start(header: bytes) -> int | None:

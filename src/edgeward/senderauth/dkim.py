@@ -47,7 +47,7 @@ from edgeward.headers import header_end
 from edgeward.message_file import CHUNK, MessageFile
 from edgeward.ports import DnsLookup
 from edgeward.senderauth import dkimcrypto
-from edgeward.senderauth.bodyhash import BodyDigests, FileDKIM, body_start, triple_of
+from edgeward.senderauth.bodyhash import BodyDigests, FileDKIM, header_part, triple_of
 from edgeward.senderauth.keys import (
     KeyLookup,
     KeyStatus,
@@ -304,10 +304,8 @@ async def _settle(
 
 
 def _file_reader(message: MessageFile, min_rsa_bits: int, digests: BodyDigests) -> FileDKIM | Exception:
-    start = body_start(message.header)
     try:
-        header = message.header if start is None else message.header[:start]
-        return FileDKIM(header, digests, logger=_dkimpy_log, minkey=min_rsa_bits)
+        return FileDKIM(header_part(message.header), digests, logger=_dkimpy_log, minkey=min_rsa_bits)
     except Exception as exc:  # as in _reader: the header block is attacker input
         return exc
 
