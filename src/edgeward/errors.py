@@ -18,6 +18,8 @@ never has to invent a status code.
 
 from __future__ import annotations
 
+import errno
+
 from edgeward.types import Reply
 
 
@@ -68,6 +70,17 @@ class InsufficientStorage(QueueError):
     """Free space is below the back-pressure threshold."""
 
     reply = Reply(452, "4.3.1", "Insufficient system storage, try again later")
+
+
+# A full or read-only disk is the sender's "try later" of RFC 3463 (4.3.1), not a local fault:
+# the client keeps the message and the condition clears when space or write access returns.
+NO_STORAGE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def storage_error(what: str, exc: OSError) -> QueueError:
+    """The error (and so the reply) for an ``OSError`` met while storing a message."""
+    kind = InsufficientStorage if exc.errno in NO_STORAGE else QueueError
+    return kind(f"{what}: {exc}")
 
 
 class DeliveryError(EdgewardError):

@@ -22,7 +22,7 @@ import asyncio
 
 import aiosmtplib
 
-from edgeward.smtp.data import has_bare_line_endings, to_crlf
+from edgeward.smtp.lineends import has_bare_line_endings, to_crlf
 
 __all__ = ["CHUNK", "chunks", "send_data"]
 

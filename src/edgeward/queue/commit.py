@@ -17,7 +17,6 @@ Security: files are created through :func:`edgeward.queue.files.write_new` (0600
 from __future__ import annotations
 
 import asyncio
-import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -26,15 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeward.config.ownership import Owner
-from edgeward.errors import InsufficientStorage, QueueError
+from edgeward.errors import QueueError, storage_error
 from edgeward.message_file import MessageFile
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new, write_new_from
 
 __all__ = ["GroupCommitter"]
-
-# A full or read-only spool is the sender's "try later" of RFC 3463 (4.3.1), not a local fault:
-# the client keeps the message and the condition clears when space or write access returns.
-_NO_STORAGE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 # Threads that write and flush the files of one round side by side (as many as asyncio's default
@@ -45,8 +40,7 @@ _Written = tuple[Path, Path, Path] | QueueError
 
 
 def _store_error(msg_id: str, exc: OSError) -> QueueError:
-    kind = InsufficientStorage if exc.errno in _NO_STORAGE else QueueError
-    return kind(f"cannot store message {msg_id}: {exc}")
+    return storage_error(f"cannot store message {msg_id}", exc)
 
 
 @dataclass(slots=True)

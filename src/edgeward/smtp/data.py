@@ -24,7 +24,7 @@ Security (SMTP smuggling, CVE-2023-51764/51765/51766):
 
 Large messages (``SPILL_ABOVE``): once a message outgrows the inline budget and its header
 block is complete, the buffer stops keeping it and hands it, piece by piece, to a ``BodySink``
-(a file in the spool's ``tmp/``, written by the session): ``_Spill`` unstuffs, checks and
+(a file in the spool's ``tmp/``, written by the session): ``smtp.spill.Spill`` unstuffs, checks and
 normalises each piece exactly as ``finish_data``/``finish_bdat`` do the whole, keeping back the
 last one or two bytes of a piece (a ``CR``, or a ``CRLF`` that a ``.`` may follow) so that no
 ``CRLF``, ``CRLF .`` or bare-ending test ever straddles two pieces. The result is the same bytes
@@ -37,14 +37,16 @@ each byte is copied a bounded number of times and no Python loop runs per byte.
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Literal
 
-from edgeward.message_file import MessageFile
+from edgeward.errors import storage_error
 from edgeward.smtp import replies as r
 from edgeward.smtp.events import MessageData
+from edgeward.smtp.lineends import has_bare_line_endings, to_crlf
+from edgeward.smtp.spill import PREFIX as _PREFIX
+from edgeward.smtp.spill import SPILL_ABOVE, BodySink, Spill
 from edgeward.types import Reply
 
 __all__ = [
@@ -60,114 +62,10 @@ __all__ = [
 ]
 
 TERMINATOR = b"\r\n.\r\n"
-_PREFIX = b"\r\n"  # the CRLF that ended the DATA command line: the body starts at a line start
-#: A message past this many bytes is written to a file as it arrives instead of kept in memory.
-#: Below it the whole-buffer path is faster (no file until the commit); above it memory per
-#: session stays at this bound however large the message (the memory goals: a 10 MB message
-#: raises the receiving process by less than 2 MB).
-SPILL_ABOVE = 512 * 1024
 
 log = logging.getLogger("edgeward.smtp")
 
-# The disk under the spool is full or read-only: the client should try again later (RFC 3463).
-_STORAGE_FULL = Reply(452, "4.3.1", "Insufficient system storage, try again later")
-_STORAGE_ERROR = Reply(451, "4.3.0", "Local error in processing, message not accepted")
-_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 _PIECE = 64 * 1024
-
-
-class BodySink(Protocol):
-    """Where a large message's processed bytes go (the session's file in the spool)."""
-
-    def write(self, data: bytes) -> None: ...
-
-    def finish(self, header: bytes) -> MessageFile:
-        """The bytes are all written: the message as a file, ``header`` its header block."""
-        ...
-
-    def abort(self) -> None:
-        """The message is refused or abandoned: remove what was written."""
-        ...
-
-
-class _Spill:
-    """Unstuffs, checks and normalises a message piece by piece on its way to a ``BodySink``.
-
-    ``unstuff``: DATA's dot-unstuffing. ``check``: NUL refused and bare CR/LF found (all but
-    BODY=BINARYMIME). ``normalize``: bare CR/LF become CRLF (DATA under ``normalize``, BDAT
-    always); otherwise finding one refuses the message at the end.
-    """
-
-    __slots__ = (
-        "_carry", "_check", "_header_done", "_normalize", "_skip", "_unstuff",
-        "bare", "header", "nul", "sink",
-    )  # fmt: skip
-
-    def __init__(self, sink: BodySink, *, unstuff: bool, check: bool, normalize: bool) -> None:
-        self.sink = sink
-        self._unstuff, self._check, self._normalize = unstuff, check, normalize
-        self._carry = b""
-        self._skip = len(_PREFIX)  # output bytes that are the virtual CRLF, not the message
-        self.bare = False
-        self.nul = False
-        self.header = b""  # the header block of the output, for the header checks at EOD
-        self._header_done = False
-
-    @property
-    def refuses_bare(self) -> bool:
-        return self.bare and not self._normalize
-
-    def feed(self, data: bytes | bytearray | memoryview) -> None:
-        buf = self._carry + data
-        # Hold back what a later byte could complete: "CRLF" (before a stuffed dot) or "CR".
-        keep = 2 if buf.endswith(b"\r\n") else 1 if buf.endswith(b"\r") else 0
-        cut = len(buf) - keep
-        self._carry = bytes(buf[cut:])
-        self._emit(buf[:cut] if keep else buf)
-
-    def finish(self) -> None:
-        self._emit(self._carry)
-        self._carry = b""
-
-    def _emit(self, region: bytes | bytearray) -> None:
-        if not region:
-            return
-        if self._check:
-            if b"\x00" in region:
-                self.nul = True
-            crlf = region.count(b"\r\n")
-            bare = region.count(b"\n") != crlf or region.count(b"\r") != crlf
-        else:
-            bare = False
-        if self._unstuff and b"\r\n." in region:
-            region = region.replace(b"\r\n.", b"\r\n")
-        if bare:
-            self.bare = True
-            if self._normalize:
-                region = to_crlf(bytes(region))
-        if self._skip:
-            taken = min(self._skip, len(region))
-            region = region[taken:]
-            self._skip -= taken
-        # Once the message is certain to be refused nothing more is written: the file goes.
-        if region and not self.nul and not self.refuses_bare:
-            if not self._header_done:
-                self.header, self._header_done = _header_part(self.header, region)
-            self.sink.write(bytes(region))
-
-
-def _header_part(header: bytes, region: bytes | bytearray) -> tuple[bytes, bool]:
-    """``header`` grown by the start of ``region`` up to the end of the header block, and
-    whether the block is complete. The buffer spills only once the block is complete, so this
-    is normally settled by the first region; the bound keeps a mistake from growing it."""
-    joined = header + region[:SPILL_ABOVE]
-    if joined.startswith((b"\r\n", b"\n")):  # no header fields: the empty line alone
-        return (b"\r\n" if joined.startswith(b"\r\n") else b"\n"), True
-    ends = [i for i in (joined.find(b"\n\r\n"), joined.find(b"\n\n")) if i >= 0]
-    if not ends:
-        return bytes(joined), len(joined) >= SPILL_ABOVE
-    end = min(ends)
-    return bytes(joined[: end + (3 if joined.startswith(b"\n\r\n", end) else 2)]), True
 
 
 class MessageBuffer:
@@ -203,7 +101,7 @@ class MessageBuffer:
         self._sink = spill_to
         self._spill_above = spill_above
         self._mode = mode
-        self.spill: _Spill | None = None
+        self.spill: Spill | None = None
 
     def append(self, data: bytes | memoryview) -> None:
         self.size += len(data)
@@ -231,10 +129,9 @@ class MessageBuffer:
         try:
             sink = self._sink()
         except OSError as exc:
-            log.error("cannot create a file for a message in the spool: %s", exc)
-            self._refuse(_STORAGE_FULL if exc.errno in _FULL else _STORAGE_ERROR)
+            self._storage_failed("cannot create a file for a message in the spool", exc)
             return
-        self.spill = _Spill(sink, unstuff=unstuff, check=check, normalize=normalize)
+        self.spill = Spill(sink, unstuff=unstuff, check=check, normalize=normalize)
         buf, self._buf = self._buf, bytearray()
         # In pieces, as later reads come: a whole-buffer pass would make two more copies of it.
         with memoryview(buf) as view:
@@ -248,8 +145,12 @@ class MessageBuffer:
         try:
             self.spill.feed(data)
         except OSError as exc:
-            log.error("cannot write a message to the spool: %s", exc)
-            self._refuse(_STORAGE_FULL if exc.errno in _FULL else _STORAGE_ERROR)
+            self._storage_failed("cannot write a message to the spool", exc)
+
+    def _storage_failed(self, what: str, exc: OSError) -> None:
+        error = storage_error(what, exc)  # a full disk is 452 4.3.1, as at the commit
+        log.error("%s", error)
+        self._refuse(error.reply)
 
     def _measure_header(self) -> None:
         start = max(0, self._scan - 2)
@@ -283,8 +184,7 @@ class MessageBuffer:
             try:
                 spill.finish()
             except OSError as exc:
-                log.error("cannot write a message to the spool: %s", exc)
-                self._refuse(_STORAGE_FULL if exc.errno in _FULL else _STORAGE_ERROR)
+                self._storage_failed("cannot write a message to the spool", exc)
         if self.violation is None and spill.nul:
             self._refuse(r.NUL_IN_MESSAGE)
         elif self.violation is None and spill.refuses_bare:
@@ -294,8 +194,7 @@ class MessageBuffer:
         try:
             spooled = spill.sink.finish(spill.header)
         except OSError as exc:
-            log.error("cannot write a message to the spool: %s", exc)
-            self._refuse(_STORAGE_FULL if exc.errno in _FULL else _STORAGE_ERROR)
+            self._storage_failed("cannot write a message to the spool", exc)
             return MessageData(b"", self.violation)
         self.spill = None  # the file is the session's now: abandoning the transaction keeps it
         return MessageData(b"", None, spooled)
@@ -352,15 +251,6 @@ class DataReader:
             with memoryview(window) as view:
                 self.message.append(view[self._skip : stop])
         self._skip = max(0, self._skip - stop)
-
-
-def has_bare_line_endings(data: bytes | bytearray) -> bool:
-    crlf = data.count(b"\r\n")
-    return data.count(b"\n") != crlf or data.count(b"\r") != crlf
-
-
-def to_crlf(data: bytes) -> bytes:
-    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
 
 
 def finish_data(message: MessageBuffer, bare_lf: Literal["reject", "normalize"]) -> MessageData:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from edgeward.smtp.data import SPILL_ABOVE
+from edgeward.smtp.spill import SPILL_ABOVE
 from edgeward.smtp.state import Input
 from edgeward.types import Reply
 
