@@ -25,7 +25,7 @@ from edgeward.scanning.walk_file import walk_file
 class MessageView:
     """The raw bytes, the header block and (lazily) the MIME tree of one message."""
 
-    __slots__ = ("_mime", "_walk", "data", "file", "headers", "walk_limits")
+    __slots__ = ("_mime", "_text", "_walk", "data", "file", "headers", "walk_limits")
 
     def __init__(
         self,
@@ -40,6 +40,7 @@ class MessageView:
         self.file = file
         self._mime: ParsedMessage | None = None
         self._walk: Walk | None = None
+        self._text: bytes | None = None
 
     @classmethod
     def from_file(
@@ -53,11 +54,18 @@ class MessageView:
         return self.file.size if self.file is not None else len(self.data)
 
     @property
+    def text(self) -> bytes:
+        """What text readers read: the message, or a file message's text window, read once."""
+        if self._text is None:
+            self._text = text_of(self.data, self.file)
+        return self._text
+
+    @property
     def mime(self) -> ParsedMessage:
         if self._mime is None:
             # A message in a file: only its beginning (module docstring); a parse of the whole
             # would hold decoded copies of every part.
-            self._mime = parse_message(text_of(self.data, self.file))
+            self._mime = parse_message(self.text)
         return self._mime
 
     @property
@@ -85,3 +93,4 @@ class MessageView:
         """
         self._mime = None
         self._walk = None
+        self._text = None

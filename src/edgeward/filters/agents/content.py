@@ -72,13 +72,12 @@ class ContentFilter:
         auth = auth_results(ctx.earlier)
         started = time.perf_counter()
         if ctx.size > INLINE_LIMIT:
-            # The parse moves to the worker thread too: it is the larger part of the work. A
-            # message kept in a file is read in its text window (``message_file.TEXT_WINDOW``).
-            data = await asyncio.to_thread(text_of, ctx.data, ctx.spooled)
-            verdict = await asyncio.to_thread(self._score, data, message, auth)
+            # The parse moves to the worker thread too: it is the larger part of the work, and a
+            # message kept in a file is read there (its text window, ``message_file.TEXT_WINDOW``).
+            verdict = await asyncio.to_thread(self._score, ctx, message, auth)
             observe_classifier(time.perf_counter() - started, "thread")
         else:
-            verdict = self._score(text_of(ctx.data, ctx.spooled), message, auth)
+            verdict = self._score(ctx, message, auth)
             observe_classifier(time.perf_counter() - started, "inline")
         cues = ",".join(name for name, _ in verdict.findings[:6])
         detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")
@@ -91,8 +90,12 @@ class ContentFilter:
             Action.CONTINUE, None, (finding, phishing, *lookalike_findings(verdict, self.name)), headers
         )
 
-    def _score(self, data: bytes, message: MessageView | None, auth: dict[str, str]) -> ContentVerdict:
-        return self.classifier.score(data, message.mime if message is not None else None, auth)
+    def _score(self, ctx: StageContext, message: MessageView | None, auth: dict[str, str]) -> ContentVerdict:
+        if message is None:
+            return self.classifier.score(text_of(ctx.data, ctx.spooled), None, auth)
+        # A file message's text window is the view's, read once for this and for its parse.
+        data = ctx.data if ctx.spooled is None else message.text
+        return self.classifier.score(data, message.mime, auth)
 
 
 def lookalike_findings(verdict: ContentVerdict, agent: str) -> tuple[Finding, ...]:
