@@ -217,9 +217,8 @@ async def verify_arc_file(
     :func:`~.dkim.verify_dkim_file`."""
     if b"arc-" not in message.header.lower():
         return ArcResult(ArcStatus.NONE, "no ARC sets")  # as in verify_arc, without reading the body
-    arc = await offload(
-        message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
-    )
+    # On the loop: dkimpy parses only the header block here; the body pass runs in a thread.
+    arc = _file_reader(message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk))
     if isinstance(arc, Exception):
         return ArcResult(ArcStatus.FAIL, f"message not readable: {arc!r}")
     return await _settle(arc, dns, message.size, _validate_file)

@@ -336,8 +336,7 @@ async def verify_dkim_file(
     """:func:`verify_dkim` of a message kept in a file, holding its header block and a few
     ``chunk``-sized pieces of its body at a time, never the whole body. ``digests`` (made by
     :meth:`BodyDigests.of_message` and planned for DKIM and ARC) lets one pass serve both."""
-    verifier = await offload(
-        message.size, _file_reader, message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk)
-    )
+    # On the loop: dkimpy parses only the header block here; the body pass runs in a thread.
+    verifier = _file_reader(message, min_rsa_bits, digests or BodyDigests.of_message(message, chunk))
     size = message.size
     return await _settle(verifier, message.header, dns, size, _judge_file, max_signatures, min_rsa_bits)
