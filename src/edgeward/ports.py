@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -198,6 +198,12 @@ class PolicyStore(Protocol):
         seconds later; later increments keep that expiry (a fixed window, as Redis gives).
         """
 
+    async def incr_many(self, counts: Mapping[str, int], *, window: float) -> dict[str, int]:
+        """``incr`` of each key of ``counts`` by its amount, in one round trip; the new counts.
+
+        Each counter is atomic on its own, as ``incr`` is; the set is not one transaction.
+        """
+
     async def scan(self, prefix: str, *, limit: int | None = None) -> list[StoredValue]:
         """The live keys that start with ``prefix``, in key order."""
 
@@ -208,6 +214,9 @@ class PolicyStore(Protocol):
         """Remove ``member`` from list ``name``; whether it was there."""
 
     async def list_get(self, name: str, member: str) -> ListEntry | None: ...
+
+    async def list_get_many(self, name: str, members: Sequence[str]) -> list[ListEntry | None]:
+        """``list_get`` of each of ``members``, in their order, in one round trip."""
 
     async def list_members(self, name: str) -> list[ListEntry]:
         """The live members of list ``name``, in member order."""

@@ -7,11 +7,12 @@ import asyncio
 import pytest
 from pydantic import ValidationError
 
-from edgeward.config.schema import Config
+from edgeward.config.schema import Config, ReceiveConnectorConfig
 from edgeward.config.scores import SCORE_TABLE
-from edgeward.filters.base import Stage
+from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.exemptions import Exemptions
-from edgeward.filters.pipeline import StageResult
+from edgeward.filters.pipeline import Pipeline, StageResult
+from edgeward.filters.policy import Policy
 from edgeward.filters.scoring import ScoreTable, Thresholds
 from edgeward.filters.verdict import Ledger, decide
 from edgeward.types import Action, Address, Finding, Outcome, Peer, Reply
@@ -133,3 +134,37 @@ def test_content_filter_bypass_settings_are_exemptions_now() -> None:
     assert ex.sender(Address("ok", "remote.test")) == "bypassed sender"
     with pytest.raises(ValidationError, match="not an IP network"):
         Config(policy={"ip_allow": ["300.1.2.3/8"]})
+
+
+class _CountingSafeSenders:
+    def __init__(self, trusted: set[tuple[str, str]]) -> None:
+        self.trusted = trusted
+        self.asked: list[tuple[str, str]] = []
+
+    async def trusts(self, recipient: Address, sender: Address) -> bool:
+        self.asked.append((str(recipient), str(sender)))
+        return (str(recipient), str(sender)) in self.trusted
+
+
+async def test_a_recipients_exemption_is_asked_once_per_transaction_and_reused_after_rcpt() -> None:
+    friend, user = Address("friend", "remote.test"), Address("user", "example.test")
+    ops = Address("ops", "example.test")
+    safe = _CountingSafeSenders({(str(user), str(friend)), (str(ops), str(friend))})
+    policy = Policy(Pipeline([]), Thresholds.from_config(Config()), Exemptions(safe_senders=safe))
+    info = SessionInfo("S1", Peer("198.51.100.1", 2525), ReceiveConnectorConfig(name="internet"))
+    ledger = Ledger()
+
+    async def stage(stage: Stage, rcpt: Address | None, rcpts: tuple[Address, ...]) -> str:
+        ctx = StageContext(stage, info, mail_from=friend, recipient=rcpt, recipients=rcpts)
+        return await policy.exemption(ctx, ledger)
+
+    assert await stage(Stage.RCPT, user, ()) == "safe sender of the recipient"
+    assert await stage(Stage.RCPT, ops, (user,)) == "safe sender of the recipient"
+    assert await stage(Stage.DATA, None, (user, ops)) == "every recipient exempt"
+    assert await stage(Stage.EOD, None, (user, ops)) == "every recipient exempt"
+    assert safe.asked == [(str(user), str(friend)), (str(ops), str(friend))]
+    # A new transaction asks again: the list may have changed, and the sender may be another.
+    ledger.new_transaction()
+    safe.trusted.clear()
+    assert await stage(Stage.EOD, None, (user,)) == ""
+    assert len(safe.asked) == 3

@@ -175,6 +175,57 @@ async def test_a_caller_cancelled_after_asking_does_not_stop_the_others(store: P
     assert await store.get("rate:x") == "10"
 
 
+async def test_incr_many_counts_each_key_as_incr_does(store: PolicyStore, clock: FakeClock) -> None:
+    assert await store.incr_many({}, window=60) == {}
+    assert await store.incr_many({"rep:a:n": 1, "rep:a:scl": 7}, window=60) == {"rep:a:n": 1, "rep:a:scl": 7}
+    clock.advance(30)
+    assert await store.incr_many({"rep:a:n": 1, "rep:a:scl": 0, "rep:a:new": 2}, window=60) == {
+        "rep:a:n": 2,
+        "rep:a:scl": 7,
+        "rep:a:new": 2,
+    }
+    clock.advance(30)  # the first two started a window 60 s ago; the third 30 s ago
+    assert await store.incr_many({"rep:a:n": 1, "rep:a:new": 1}, window=60) == {"rep:a:n": 1, "rep:a:new": 3}
+    assert await store.get("rep:a:scl") is None
+    await store.set("text", "not a number")
+    with pytest.raises(ValueError, match="not an integer"):
+        await store.incr_many({"text": 1}, window=60)
+    assert await store.get("text") == "not a number"
+    with pytest.raises(ValueError):
+        await store.incr_many({"": 1}, window=60)
+    with pytest.raises(ValueError):
+        await store.incr_many({"k": 1}, window=0)
+
+
+async def test_list_get_many_answers_each_member_in_order(store: PolicyStore, clock: FakeClock) -> None:
+    assert await store.list_get_many("sender-block", []) == []
+    odd = 'quote" ] \\ \u2028 ü'
+    await store.list_add("sender-block", "@spam.example", comment="c1")
+    await store.list_add("sender-block", odd)
+    await store.list_add("sender-block", "*.example", ttl=10)
+    await store.list_add("other", "bob@example.org")
+    wanted = ["bob@example.org", "*.example", odd, "@spam.example", "@spam.example", "absent"]
+    found = await store.list_get_many("sender-block", wanted)
+    assert [None if e is None else (e.member, e.comment) for e in found] == [
+        None,
+        ("*.example", ""),
+        (odd, ""),
+        ("@spam.example", "c1"),
+        ("@spam.example", "c1"),
+        None,
+    ]
+    assert found == [await store.list_get("sender-block", m) for m in wanted]
+    clock.advance(10)
+    assert (await store.list_get_many("sender-block", ["*.example"])) == [None]
+    many = [f"m{i}" for i in range(1200)]
+    for member in many[::100]:
+        await store.list_add("big", member)
+    found = await store.list_get_many("big", many)
+    assert [e.member for e in found if e is not None] == many[::100]
+    with pytest.raises(ValueError):
+        await store.list_get_many("sender-block", ["ok", ""])
+
+
 async def test_scan_by_prefix_in_key_order(store: PolicyStore, clock: FakeClock) -> None:
     await store.set("rep:b", "2")
     await store.set("rep:a", "1", ttl=100)
@@ -294,6 +345,8 @@ OPERATIONS: list[tuple[str, Callable[[PolicyStore], object]]] = [
     ("list_add", lambda s: s.list_add("l", "m")),
     ("list_remove", lambda s: s.list_remove("l", "m")),
     ("list_get", lambda s: s.list_get("l", "m")),
+    ("list_get_many", lambda s: s.list_get_many("l", ["m", "n"])),
+    ("incr_many", lambda s: s.incr_many({"k1": 1, "k2": 2}, window=1)),
     ("list_members", lambda s: s.list_members("l")),
     ("purge_expired", lambda s: s.purge_expired()),
 ]

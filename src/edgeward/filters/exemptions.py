@@ -24,7 +24,7 @@ What exempts, and at which granularity:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Protocol
 
 from edgeward.config.schema import Config
@@ -116,8 +116,19 @@ class Exemptions:
             return "safe sender of the recipient"
         return ""
 
-    async def message(self, session: str, sender: Address | None, recipients: Sequence[Address]) -> str:
-        """The per-message answer (DATA, EOD): session or sender, else every recipient."""
+    async def message(
+        self,
+        session: str,
+        sender: Address | None,
+        recipients: Sequence[Address],
+        *,
+        recipient: Callable[[Address], Awaitable[str]] | None = None,
+    ) -> str:
+        """The per-message answer (DATA, EOD): session or sender, else every recipient.
+
+        ``recipient`` answers for one recipient in place of :meth:`recipient` (the policy gives
+        the answers it noted at RCPT).
+        """
         if session:
             return session
         if reason := self.sender(sender):
@@ -125,6 +136,7 @@ class Exemptions:
         if not recipients:
             return ""
         for rcpt in recipients:
-            if not await self.recipient(sender, rcpt):
+            reason = await recipient(rcpt) if recipient is not None else await self.recipient(sender, rcpt)
+            if not reason:
                 return ""
         return "every recipient exempt"

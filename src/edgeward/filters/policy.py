@@ -81,20 +81,28 @@ class Policy:
         # The bounds of the one MIME walk per message the content agents share (MessageView.walk).
         self.walk_limits = walk_limits
 
-    async def exemption(self, ctx: StageContext) -> str:
+    async def exemption(self, ctx: StageContext, ledger: Ledger) -> str:
         ex = self.exemptions
         session = ex.session(ctx.session.peer, ctx.session.bypass_antispam)
         if ctx.stage in (Stage.CONNECT, Stage.HELO) or session:
             return session
         if ctx.stage is Stage.MAIL:
             return ex.sender(ctx.mail_from)
+
+        async def recipient(rcpt: Address) -> str:
+            reason = ledger.recipient_exemption(rcpt)
+            if reason is None:
+                reason = await ex.recipient(ctx.mail_from, rcpt)
+                ledger.note_recipient_exemption(rcpt, reason)
+            return reason
+
         if ctx.stage is Stage.RCPT and ctx.recipient is not None:
-            return ex.sender(ctx.mail_from) or await ex.recipient(ctx.mail_from, ctx.recipient)
-        return await ex.message(session, ctx.mail_from, ctx.recipients)
+            return ex.sender(ctx.mail_from) or await recipient(ctx.recipient)
+        return await ex.message(session, ctx.mail_from, ctx.recipients, recipient=recipient)
 
     async def stage(self, ctx: StageContext, ledger: Ledger) -> StageDecision:
         """Run the agents of a stage before end of data."""
-        ctx = replace(ctx, exempt=await self.exemption(ctx), earlier=ledger.findings)
+        ctx = replace(ctx, exempt=await self.exemption(ctx, ledger), earlier=ledger.findings)
         result = await self.pipeline.run(ctx.stage, ctx)
         action = result.action
         if action not in (Action.REJECT, Action.TEMPFAIL, Action.DISCONNECT):
@@ -111,7 +119,7 @@ class Policy:
 
     async def end_of_data(self, ctx: StageContext, ledger: Ledger) -> Verdict:
         """Run the EOD agents and decide the message over everything the session found."""
-        exempt = await self.exemption(ctx)
+        exempt = await self.exemption(ctx, ledger)
         ctx = replace(ctx, exempt=exempt, earlier=ledger.findings)
         result = await self.pipeline.run(Stage.EOD, ctx)
         ledger.add(Stage.EOD, result)

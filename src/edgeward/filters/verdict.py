@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from edgeward.filters.base import Stage
 from edgeward.filters.pipeline import StageResult
 from edgeward.filters.scoring import TEMPFAILED, ThresholdHit, Thresholds, severity
-from edgeward.types import Action, Finding, Reply
+from edgeward.types import Action, Address, Finding, Reply
 
 _SESSION_STAGES = (Stage.CONNECT, Stage.HELO)
 # A phishing refusal says so: an honest sender whose mail looked like a lure learns why.
@@ -55,6 +55,9 @@ class Ledger:
     def __init__(self) -> None:
         self._session = {stage: _Part() for stage in _SESSION_STAGES}
         self._tx = _Part()
+        # Each recipient's exemption as decided at its RCPT, so DATA and the end of data reuse
+        # the answer instead of asking the policy store for the same lists again.
+        self._recipient_exempt: dict[Address, str] | None = None
 
     def add(self, stage: Stage, result: StageResult) -> None:
         if stage in _SESSION_STAGES:
@@ -65,10 +68,21 @@ class Ledger:
     def new_helo(self) -> None:
         """A new EHLO (after STARTTLS, or repeated) replaces what the last one found."""
         self._session[Stage.HELO] = _Part()
-        self._tx = _Part()
+        self.new_transaction()
 
     def new_transaction(self) -> None:
         self._tx = _Part()
+        self._recipient_exempt = None
+
+    def recipient_exemption(self, recipient: Address) -> str | None:
+        """The exemption noted for ``recipient`` in this transaction; None when none was."""
+        known = self._recipient_exempt
+        return None if known is None else known.get(recipient)
+
+    def note_recipient_exemption(self, recipient: Address, reason: str) -> None:
+        if self._recipient_exempt is None:
+            self._recipient_exempt = {}
+        self._recipient_exempt[recipient] = reason
 
     @property
     def findings(self) -> tuple[Finding, ...]:

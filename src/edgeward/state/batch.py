@@ -5,8 +5,8 @@ Twenty sessions each asking for one counter would otherwise pay twenty trips to 
 thread and twenty ``BEGIN IMMEDIATE``/``COMMIT`` pairs. Here the first call starts a drain task;
 calls made while its batch is in the worker thread wait and go together in the next batch, one
 thread hop and one transaction for all of them (at most ``max_batch``, so the write lock is held
-briefly and other processes are not starved). Each call runs inside its own ``SAVEPOINT``, so one
-that raises (a caller's ``ValueError``) is undone alone and the others still commit; a fault of
+briefly and other processes are not starved). Each writing call runs inside its own ``SAVEPOINT``,
+so one that raises (a caller's ``ValueError``) is undone alone and the others still commit; a fault of
 the database itself (``sqlite3.Error``) fails the whole batch, as it would have failed each call.
 A call's result is given only after the batch has committed.
 
@@ -101,6 +101,16 @@ class BatchRunner:
 
         def body(conn: sqlite3.Connection) -> None:
             for call in batch:
+                if not call.write:
+                    # A read changes nothing, so there is nothing to undo and no savepoint to
+                    # pay for (two statements per call, most calls being reads).
+                    try:
+                        outcomes.append((True, call.fn(conn)))
+                    except sqlite3.Error:
+                        raise
+                    except Exception as exc:
+                        outcomes.append((False, exc))
+                    continue
                 conn.execute("SAVEPOINT call")
                 try:
                     value = call.fn(conn)

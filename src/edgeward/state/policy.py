@@ -24,8 +24,9 @@ database or is damaged) is raised as :class:`edgeward.ports.PolicyStoreError`.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -214,20 +215,16 @@ class SqlitePolicyStore:
     async def incr(self, key: str, *, window: float, amount: int = 1) -> int:
         check_name("key", key)
         check_ttl(window)
+        return await self._call(lambda conn, now: _incr(conn, now, key, amount, window), write=True)
 
-        def run(conn: sqlite3.Connection, now: float) -> int:
-            row = conn.execute(
-                "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, now)
-            ).fetchone()
-            if row is None:
-                conn.execute(
-                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
-                    (key, str(amount), now + window),
-                )
-                return amount
-            count = _as_int(key, row[0]) + amount
-            conn.execute("UPDATE kv SET value = ? WHERE key = ?", (str(count), key))
-            return count
+    async def incr_many(self, counts: Mapping[str, int], *, window: float) -> dict[str, int]:
+        for key in counts:
+            check_name("key", key)
+        check_ttl(window)
+        wanted = dict(counts)
+
+        def run(conn: sqlite3.Connection, now: float) -> dict[str, int]:
+            return {key: _incr(conn, now, key, amount, window) for key, amount in wanted.items()}
 
         return await self._call(run, write=True)
 
@@ -290,6 +287,27 @@ class SqlitePolicyStore:
 
         return await self._call(run, write=False)
 
+    async def list_get_many(self, name: str, members: Sequence[str]) -> list[ListEntry | None]:
+        check_name("list name", name)
+        for member in members:
+            check_name("member", member)
+        wanted = tuple(members)
+
+        def run(conn: sqlite3.Connection, now: float) -> list[ListEntry | None]:
+            # The members as one JSON array: a fixed statement, whatever their number.
+            rows = conn.execute(
+                "SELECT member, comment, added, expires FROM list_members"
+                " WHERE list = ? AND member IN (SELECT value FROM json_each(?))"
+                " AND (expires IS NULL OR expires > ?)",
+                (name, json.dumps(wanted), now),
+            )
+            found = {str(m): ListEntry(str(m), str(c), float(a), x) for m, c, a, x in rows}
+            return [found.get(m) for m in wanted]
+
+        if not wanted:
+            return []
+        return await self._call(run, write=False)
+
     async def list_members(self, name: str) -> list[ListEntry]:
         check_name("list name", name)
 
@@ -320,6 +338,21 @@ def check_value(value: str) -> None:
         raise ValueError("values are strings (encode structured data as JSON)")
     if len(value) > MAX_VALUE_LENGTH:
         raise ValueError(f"value longer than {MAX_VALUE_LENGTH} characters")
+
+
+def _incr(conn: sqlite3.Connection, now: float, key: str, amount: int, window: float) -> int:
+    row = conn.execute(
+        "SELECT value FROM kv WHERE key = ? AND (expires IS NULL OR expires > ?)", (key, now)
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+            (key, str(amount), now + window),
+        )
+        return amount
+    count = _as_int(key, row[0]) + amount
+    conn.execute("UPDATE kv SET value = ? WHERE key = ?", (str(count), key))
+    return count
 
 
 def _as_int(key: str, value: object) -> int:

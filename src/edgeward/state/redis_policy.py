@@ -32,9 +32,10 @@ caller's cancellation (a session closing, an agent time-out) does not take its c
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -234,6 +235,34 @@ class RedisPolicyStore:
         except ValueError:
             raise ValueError(f"{key}: value is not an integer counter") from None
 
+    async def incr_many(self, counts: Mapping[str, int], *, window: float) -> dict[str, int]:
+        check_ttl(window)
+        for key, amount in counts.items():
+            check_name("key", key)
+            if not isinstance(amount, int) or amount not in _INT64:
+                raise ValueError("amount must be a 64-bit integer")
+        if not counts:
+            return {}
+        client = self._ready()
+        now = self._clock.now()
+        sha = self._scripts["incr"].sha
+        start, end, millis = repr(now), repr(now + window), str(_millis(window))
+        # Submitted together, so they share one pipeline; every reply is awaited before any
+        # failure is raised, so none is left unobserved.
+        commands = [("EVALSHA", sha, 1, self._key(k), start, str(a), end, millis) for k, a in counts.items()]
+        replies = [self._pipeline.submit(client, command, self._texts) for command in commands]
+
+        async def parsed() -> dict[str, int]:
+            done: list[Any] = await asyncio.gather(*replies, return_exceptions=True)
+            if failed := next((r for r in done if isinstance(r, BaseException)), None):
+                raise failed
+            return {key: int(reply) for key, reply in zip(counts, done, strict=True)}
+
+        try:
+            return await self._translated(parsed())
+        except ValueError:
+            raise ValueError("a counter's value is not an integer") from None
+
     async def scan(self, prefix: str, *, limit: int | None = None) -> list[StoredValue]:
         now = self._clock.now()
         head = f"{self.prefix}k:".encode()
@@ -291,6 +320,24 @@ class RedisPolicyStore:
             return None if raw is None else self._entry(member, raw, now)
 
         return await self._command(("HGET", self._list_keys(name)[1], member.encode()), parse)
+
+    async def list_get_many(self, name: str, members: Sequence[str]) -> list[ListEntry | None]:
+        check_name("list name", name)
+        for member in members:
+            check_name("member", member)
+        wanted = tuple(members)
+        if not wanted:
+            return []
+        now = self._clock.now()
+
+        def parse(reply: object) -> list[ListEntry | None]:
+            if not isinstance(reply, list) or len(reply) != len(wanted):
+                raise _NotOurs
+            raws = [_raw(r) for r in reply]
+            return [None if r is None else self._entry(m, r, now) for m, r in zip(wanted, raws, strict=True)]
+
+        command = ("HMGET", self._list_keys(name)[1], *(m.encode() for m in wanted))
+        return await self._command(command, parse)
 
     async def list_members(self, name: str) -> list[ListEntry]:
         check_name("list name", name)

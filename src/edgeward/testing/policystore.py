@@ -10,6 +10,7 @@ agent answers ``451`` (or records a finding) when the real store is locked or co
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from edgeward.ports import Clock, ListEntry, PolicyStoreError, StoredValue, SystemClock
@@ -101,6 +102,12 @@ class MemoryPolicyStore:
         found.value = str(count)
         return count
 
+    async def incr_many(self, counts: Mapping[str, int], *, window: float) -> dict[str, int]:
+        for key in counts:
+            check_name("key", key)
+        check_ttl(window)
+        return {key: await self.incr(key, window=window, amount=amount) for key, amount in counts.items()}
+
     async def scan(self, prefix: str, *, limit: int | None = None) -> list[StoredValue]:
         now = self._now()
         found = [
@@ -130,6 +137,12 @@ class MemoryPolicyStore:
         check_name("list name", name)
         check_name("member", member)
         return self._live_entry(self._lists.get(name, {}).get(member), self._now())
+
+    async def list_get_many(self, name: str, members: Sequence[str]) -> list[ListEntry | None]:
+        check_name("list name", name)
+        for member in members:
+            check_name("member", member)
+        return [await self.list_get(name, member) for member in members]
 
     async def list_members(self, name: str) -> list[ListEntry]:
         check_name("list name", name)

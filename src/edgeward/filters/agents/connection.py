@@ -39,6 +39,7 @@ from edgeward.config.schema import ConnectionFilterConfig
 from edgeward.filters.agents.dnsbl import ProviderResult, ask_all
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import Clock, DnsLookup, ListEntry, PolicyStore, PolicyStoreError, SystemClock
+from edgeward.state.together import together
 from edgeward.types import Action, Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.agents.connection")
@@ -183,9 +184,11 @@ class ConnectionFilter:
         self._remember(ctx.session.session_id, state)
         try:
             # Read fresh: an entry added a moment ago by the CLI applies to this connection.
-            state.allowed = await self.lists.lookup("allow", ip) is not None
+            # Both lists at once (one trip to the store); an allowed client is never blocked.
+            allowed, blocked = await together(self.lists.lookup(which, ip) for which in ("allow", "block"))
+            state.allowed = allowed is not None
             if not state.allowed:
-                state.blocked = await self.lists.lookup("block", ip)
+                state.blocked = blocked
         except PolicyStoreError as exc:
             log.warning("connection-filter: IP lists unavailable, %s not checked against them: %s", ip, exc)
             state.findings.append(Finding("IP_LIST_TEMPERROR", self.name, str(exc)))

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import PolicyStore, PolicyStoreError
+from edgeward.state.together import list_first
 from edgeward.types import Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.filters.safe_senders")
@@ -61,10 +62,7 @@ def _members(recipient: Address, sender: Address) -> tuple[str, str]:
 
 
 async def _listed(store: PolicyStore, name: str, recipient: Address, sender: Address) -> bool:
-    for member in _members(recipient, sender):
-        if await store.list_get(name, member) is not None:
-            return True
-    return False
+    return await list_first(store, name, _members(recipient, sender)) is not None
 
 
 class SenderLists(Protocol):

@@ -28,6 +28,7 @@ from edgeward.config.schema import SenderFilterConfig
 from edgeward.errors import ConfigError
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import PolicyStore, PolicyStoreError
+from edgeward.state.together import list_first
 from edgeward.types import Action, Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.filters.sender_filter")
@@ -101,10 +102,7 @@ class SenderFilter:
         hit = next((m for m in wanted if m in self.static), None)
         if hit is None and self.store is not None:
             try:
-                for member in wanted:
-                    if await self.store.list_get(SENDER_BLOCK_LIST, member) is not None:
-                        hit = member
-                        break
+                hit = await list_first(self.store, SENDER_BLOCK_LIST, wanted)
             except PolicyStoreError as exc:
                 log.warning("sender-filter: %s", exc)
                 return Outcome.tempfail(
