@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeward.content.facts import extract_facts, is_ip_literal
 from edgeward.content.htmltext import read_html
@@ -48,3 +50,77 @@ def test_hidden_text_and_password_inputs_in_any_case() -> None:
     summary = read_html('<DIV STYLE="Display: None">x</DIV><FONT SIZE=1>y</FONT><INPUT TYPE="PASSWORD">')
     assert summary.hidden_text == 2
     assert summary.password_inputs == 1
+
+
+def _words_reference(text: str, limit: int) -> list[str]:
+    """``features._words`` as it was, lowering and scanning the whole text."""
+    from edgeward.content import features
+
+    lowered = features._DIGITS.sub("9", text.lower())
+    words = features._WORD.findall(lowered, 0, limit * 40)[:limit]
+    if any(marker in lowered for marker in features._CORPUS_WORDS):
+        words = [w for w in words if not any(marker in w for marker in features._CORPUS_WORDS)]
+    return words
+
+
+# Letters whose lower case depends on what follows (the final sigma) or is longer (U+0130),
+# case-ignorable marks and apostrophes, digits, white space and the corpus markers.
+_PIECES = [
+    "Σ",
+    "ΑΣ",
+    "ς",
+    "İ",
+    "\u0301",
+    "'",
+    ".",
+    "·",
+    "A",
+    "b",
+    "7",
+    " ",
+    "\n",
+    "\t",
+    "zzzz",
+    "SpamAssassin",
+    "_",
+    "-",
+]
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from(_PIECES), st.integers(1, 60)), max_size=40).map(
+        lambda runs: [piece * n for piece, n in runs]
+    ),
+    st.integers(min_value=1, max_value=6),
+)
+@settings(max_examples=600, deadline=None)
+def test_words_read_from_the_head_of_a_long_text_are_those_of_the_whole(
+    pieces: list[str], limit: int
+) -> None:
+    from edgeward.content.features import _words
+
+    text = "".join(pieces)
+    assert _words(text, limit) == _words_reference(text, limit)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AΣ" + "'" * 100 + "b c",  # the sigma is not final: a cased letter follows, past the window
+        "AΣ" + "\u0301" * 50 + " b" + "x" * 100,
+        "AΣ" + "'" * 100,  # final
+        "İ" * 45 + " tail",
+    ],
+)
+def test_a_lookahead_past_the_window_is_kept(text: str) -> None:
+    from edgeward.content.features import _words
+
+    assert _words(text, 1) == _words_reference(text, 1)
+
+
+def test_words_of_a_text_past_the_window_are_unchanged() -> None:
+    from edgeward.content.features import MAX_WORDS, _words
+
+    text = ("Δράση ΟΔΟΣ' " * 20000) + "zzzz tail"
+    assert len(text) > MAX_WORDS * 40
+    assert _words(text) == _words_reference(text, MAX_WORDS)

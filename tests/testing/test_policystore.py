@@ -437,6 +437,33 @@ async def test_a_file_locked_past_the_busy_timeout_is_a_policy_store_error(tmp_p
         assert await store.get("k") == "w"
 
 
+async def test_point_lookups_are_answered_on_the_event_loop_and_the_rest_in_the_worker_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    real = loop.run_in_executor
+
+    def counted(executor: object, fn: Callable[..., object], *args: object) -> asyncio.Future[object]:
+        hops.append(fn)
+        return real(executor, fn, *args)  # type: ignore[arg-type]
+
+    async with SqlitePolicyStore(tmp_path / "policy.db") as store:
+        await store.set("k", "v")
+        await store.list_add("sender-block", "@spam.example")
+        monkeypatch.setattr(loop, "run_in_executor", counted)
+        assert await store.get("k") == "v"
+        assert await store.get("absent") is None
+        assert (await store.list_get("sender-block", "@spam.example")) is not None
+        found = await store.list_get_many("sender-block", ["a@b.c", "@spam.example"])
+        assert [e is not None for e in found] == [False, True]
+        assert hops == []
+        await store.set("k", "w")  # a write goes to the worker thread, and a lookup then sees it
+        assert len(hops) == 1 and await store.get("k") == "w"
+        assert [m.member for m in await store.list_members("sender-block")] == ["@spam.example"]
+        assert len(hops) == 2
+
+
 async def test_a_corrupt_file_is_refused_when_opened(tmp_path: Path) -> None:
     path = tmp_path / "policy.db"
     path.write_bytes(b"this is not an SQLite database" * 100)
