@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -107,6 +108,36 @@ def test_messages_reach_smtp_sink_unchanged(
     assert all(b"X-Helo-Args: floor.bench.test\n" in d for d in dumps)
     lines = _wait_log(floor, 3)
     assert all(" status=sent " in line and "from=<a@src.test> to=<b@dst.test>" in line for line in lines)
+    _wait_empty(floor)
+
+
+def test_pipelined_commands_and_limits(
+    workdir: Path, sink: SmtpSink, processes: int, floors: list[Floor]
+) -> None:
+    floor = Floor(workdir, sink.port, processes).start()
+    floors.append(floor)
+    with socket.create_connection(("127.0.0.1", floor.port), timeout=30) as conn:
+        replies = conn.makefile("rb")
+
+        def codes(n: int) -> list[bytes]:
+            got: list[bytes] = []
+            while len(got) < n:
+                line = replies.readline()
+                if line[3:4] != b"-":
+                    got.append(line[:3])
+            return got
+
+        assert codes(1) == [b"220"]
+        conn.sendall(b"EHLO c.test\r\nMAIL FROM:<a@src.test> SIZE=100\r\nRCPT TO:<b@dst.test>\r\nDATA\r\n")
+        assert codes(4) == [b"250", b"250", b"250", b"354"]
+        # The next commands arrive with the message's end: they are answered after its 250.
+        conn.sendall(
+            b"Subject: pipelined\r\n\r\nbody\r\n.\r\nMAIL FROM:<a@src.test> SIZE=99999999\r\n"
+            b"NOOP " + b"x" * 3000 + b"\r\nRCPT TO:<b@dst.test>\r\nQUIT\r\n"
+        )
+        assert codes(5) == [b"250", b"552", b"500", b"503", b"221"]
+    [dump] = sink.wait_for(1)
+    assert dump.endswith(b"Subject: pipelined\n\nbody\n\n")
     _wait_empty(floor)
 
 
