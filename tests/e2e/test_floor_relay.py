@@ -141,6 +141,23 @@ def test_pipelined_commands_and_limits(
     _wait_empty(floor)
 
 
+def test_a_message_over_the_size_limit_is_refused(workdir: Path, sink: SmtpSink, floors: list[Floor]) -> None:
+    floor = Floor(workdir, sink.port, 1).start()
+    floors.append(floor)
+    line = b"y" * 78 + b"\r\n"
+    with smtplib.SMTP("127.0.0.1", floor.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.mail("a@src.test")
+        client.rcpt("b@dst.test")
+        code, _ = client.data(b"Subject: huge\r\n\r\n" + line * (11 * 1024 * 1024 // len(line)))
+        assert code == 552
+        # The session reads on to the end of the refused message and stays usable.
+        assert client.noop()[0] == 250
+    floor.send(DOTS)
+    [dump] = sink.wait_for(1)
+    assert dump.endswith(DOTS.replace(b"\r\n", b"\n") + b"\n")
+
+
 class _Recorder:
     def __init__(self) -> None:
         self.data: list[bytes] = []
