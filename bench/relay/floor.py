@@ -631,7 +631,7 @@ class Delivery:
                 # One timer per transaction: aborting the transport fails whichever reply waits.
                 timer = asyncio.get_running_loop().call_later(TRANSACTION_TIMEOUT, conn.close)
                 out = await conn.send(msg)
-            except (OSError, EOFError, TimeoutError) as exc:
+            except Exception as exc:  # a worker that died would take its connection slot with it
                 if conn is not None:
                     conn.close()
                     conn = None
