@@ -1,5 +1,8 @@
 """SMTP relay benchmark: Edgeward against a private Postfix instance, in one run.
 
+``--relays`` may add ``floor``, a minimal durable relay in pure Python (``bench/relay/floor.py``):
+what any Python relay with the same guarantees costs at least on the machine.
+
 Both relays accept on 127.0.0.1, keep a durable (fsynced) queue and relay every message to
 the same downstream, Postfix's ``smtp-sink``. For each relay, message size (2 KB, 200 KB) and
 number of parallel sessions (1, 20) the benchmark makes two passes:
@@ -40,13 +43,14 @@ from pathlib import Path
 from typing import Protocol
 
 from relay.edgeward import EdgewardRelay
+from relay.floor_relay import FloorRelay
 from relay.load import percentile, run_smtp_source, timed_load
 from relay.postfix import PostfixRelay
 from relay.procs import BenchError, count_processes, cpu_seconds, filesystem_of, kill_processes_in, rss_bytes
 from relay.sink import Sink
 
 SMALL, LARGE = 2048, 200 * 1024
-GOAL_RATIO = 0.5
+GOAL_RATIO = 1.0
 GOAL_CASE = (SMALL, 20)
 
 
@@ -202,13 +206,13 @@ def print_results(results: list[CaseResult], ratios: list[dict[str, object]]) ->
             f" {fmt(r.p99_ms, 2):>8} {fmt(r.cpu_ms_per_msg, 2):>10} {fmt(r.peak_rss_mb):>7}  {procs}"
         )
     if ratios:
-        head = f"{'X / Postfix':<33} {'e2e':>6} {'accept':>7} {'p50':>6} {'p99':>6}"
+        head = f"{'X / Postfix':<33} {'e2e':>6} {'accept':>7} {'p50':>6} {'p99':>6} {'CPU/msg':>7}"
         print("\n" + head + "\n" + "-" * len(head))
         for q in ratios:
             label = f"{q['relay']}, {size_label(int(str(q['size'])))}, {q['sessions']} sess"
             print(
                 f"{label:<33} {fmt(_f(q['e2e']), 2):>6} {fmt(_f(q['accept']), 2):>7}"
-                f" {fmt(_f(q['p50']), 2):>6} {fmt(_f(q['p99']), 2):>6}"
+                f" {fmt(_f(q['p50']), 2):>6} {fmt(_f(q['p99']), 2):>6} {fmt(_f(q['cpu']), 2):>7}"
             )
 
 
@@ -232,11 +236,13 @@ def compute_ratios(results: list[CaseResult]) -> list[dict[str, object]]:
                 "relay": r.relay,
                 "size": r.size,
                 "sessions": r.sessions,
-                # Throughput: >1 means Edgeward is faster. Latency: >1 means Edgeward is slower.
+                # Throughput: >1 means the relay is faster than Postfix. Latency and CPU per
+                # message: >1 means it is slower or dearer.
                 "e2e": _ratio(r.e2e_msgs_per_s, p.e2e_msgs_per_s),
                 "accept": _ratio(r.accept_msgs_per_s, p.accept_msgs_per_s),
                 "p50": _ratio(r.p50_ms, p.p50_ms),
                 "p99": _ratio(r.p99_ms, p.p99_ms),
+                "cpu": _ratio(r.cpu_ms_per_msg, p.cpu_ms_per_msg),
             }
         )
     return ratios
@@ -247,6 +253,8 @@ def make_relays(args: argparse.Namespace, workdir: Path, sink_port: int) -> list
     for name in args.relay_names:
         if name == "postfix":
             relays.append(PostfixRelay(workdir, sink_port, args.postfix_process_limit))
+        elif name == "floor":
+            relays.append(FloorRelay(workdir, sink_port, args.floor_processes))
         else:
             cmd = shlex.split(args.edgeward_cmd) if args.edgeward_cmd else None
             relays.append(
@@ -296,10 +304,10 @@ def summarise(runs: list[CaseResult]) -> list[CaseResult]:
     return rows
 
 
-def paired_ratios(runs: list[CaseResult], size: int, sessions: int) -> list[float]:
-    """Edgeward/Postfix end-to-end ratio of each repeat: the two runs of a pair ran back to back."""
+def paired_ratios(runs: list[CaseResult], size: int, sessions: int, relay: str = "edgeward") -> list[float]:
+    """relay/Postfix end-to-end ratio of each repeat: the runs of a pair ran back to back."""
     pf = [r for r in runs if (r.relay, r.size, r.sessions) == ("postfix", size, sessions)]
-    ew = [r for r in runs if (r.relay, r.size, r.sessions) == ("edgeward", size, sessions)]
+    ew = [r for r in runs if (r.relay, r.size, r.sessions) == (relay, size, sessions)]
     return [
         e.e2e_msgs_per_s / p.e2e_msgs_per_s
         for p, e in zip(pf, ew, strict=False)
@@ -328,7 +336,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--relays",
         default="postfix,edgeward,edgeward-nocf",
-        help="which relays to run (default postfix,edgeward,edgeward-nocf: the last without content filter)",
+        help="which relays to run (default postfix,edgeward,edgeward-nocf: the last without content filter;"
+        " floor: the minimal Python relay)",
     )
     ap.add_argument(
         "--reuse-connections",
@@ -342,6 +351,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--repeat", type=int, default=1, help="run every case this many times and report medians (default 1)"
     )
     ap.add_argument("--postfix-process-limit", type=int, default=100, help="Postfix default_process_limit")
+    ap.add_argument(
+        "--floor-processes",
+        type=int,
+        choices=(1, 2),
+        default=1,
+        help="floor relay: 1 = receive and deliver in one process (default), 2 = a delivery process",
+    )
     ap.add_argument("--edgeward-cmd", help="command that runs the edgeward CLI (default: .venv/bin/edgeward)")
     ap.add_argument("--receivers", default="", help="Edgeward's [server] receivers (default: its default)")
     ap.add_argument("--event-loop", default="", help="Edgeward's [server] event_loop (default: its default)")
@@ -357,10 +373,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         k: v for k, v in (("receivers", args.receivers), ("event_loop", args.event_loop)) if v
     }
     args.relay_names = [r.strip() for r in args.relays.split(",") if r.strip()]
-    unknown = set(args.relay_names) - {"postfix", "edgeward", "edgeward-nocf"}
+    unknown = set(args.relay_names) - {"postfix", "edgeward", "edgeward-nocf", "floor"}
     if unknown or not args.relay_names:
         ap.error(
-            f"--relays takes postfix, edgeward, edgeward-nocf, not {', '.join(sorted(unknown)) or 'nothing'}"
+            "--relays takes postfix, edgeward, edgeward-nocf, floor,"
+            f" not {', '.join(sorted(unknown)) or 'nothing'}"
         )
     return args
 
@@ -410,6 +427,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat,
             "pipelining": False,
             "edgeward_server": args.edgeward_server or "defaults",
+            "floor_processes": args.floor_processes,
             "argv": sys.argv[1:] if argv is None else argv,
         },
         "relays": {},
@@ -498,6 +516,13 @@ def main(argv: list[str] | None = None) -> int:
             f"\ngoal: Edgeward >= {GOAL_RATIO} x Postfix end-to-end on 2 KB at 20 sessions:"
             f" {goal_ratio:.3f} ({how}{verdict})"
         )
+    floor_paired = paired_ratios(runs, *GOAL_CASE, relay="floor")
+    if floor_paired:
+        each = ", ".join(f"{q:.2f}" for q in floor_paired)
+        print(
+            f"floor (the Python floor) / Postfix end-to-end on 2 KB at 20 sessions:"
+            f" {statistics.median(floor_paired):.3f} (each repeat {each})"
+        )
     report["results"] = [asdict(r) for r in results]
     report["runs"] = [asdict(r) for r in runs]
     report["ratios"] = ratios
@@ -506,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
         "target": GOAL_RATIO,
         "ratio": goal_ratio,
         "ratio_each_repeat": paired,
+        "floor_ratio_each_repeat": floor_paired,
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
