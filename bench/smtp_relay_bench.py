@@ -259,7 +259,12 @@ def make_relays(args: argparse.Namespace, workdir: Path, sink_port: int) -> list
             cmd = shlex.split(args.edgeward_cmd) if args.edgeward_cmd else None
             relays.append(
                 EdgewardRelay(
-                    workdir, sink_port, cmd, content_filter=name == "edgeward", server=args.edgeward_server
+                    workdir,
+                    sink_port,
+                    cmd,
+                    content_filter=name == "edgeward",
+                    server=args.edgeward_server,
+                    disabled=args.edgeward_disabled,
                 )
             )
     return relays
@@ -360,6 +365,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--edgeward-cmd", help="command that runs the edgeward CLI (default: .venv/bin/edgeward)")
     ap.add_argument("--receivers", default="", help="Edgeward's [server] receivers (default: its default)")
+    ap.add_argument(
+        "--edgeward-disable",
+        default="",
+        metavar="AGENTS",
+        help="agents to turn off in both Edgeward relays ([agents] disabled, comma-separated names as"
+        " `edgeward agents list` shows them), to see what they cost",
+    )
     ap.add_argument("--event-loop", default="", help="Edgeward's [server] event_loop (default: its default)")
     ap.add_argument("--workdir", type=Path, help="parent of the temporary folder (default /var/tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder (configs, queues, logs)")
@@ -369,6 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.messages_small, args.messages_large = 200, 20
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
+    args.edgeward_disabled = tuple(a.strip() for a in args.edgeward_disable.split(",") if a.strip())
     args.edgeward_server = {
         k: v for k, v in (("receivers", args.receivers), ("event_loop", args.event_loop)) if v
     }
@@ -427,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeat": args.repeat,
             "pipelining": False,
             "edgeward_server": args.edgeward_server or "defaults",
+            "edgeward_disabled": list(args.edgeward_disabled),
             "floor_processes": args.floor_processes,
             "argv": sys.argv[1:] if argv is None else argv,
         },

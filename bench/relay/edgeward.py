@@ -43,9 +43,11 @@ class EdgewardRelay:
         *,
         content_filter: bool = True,
         server: dict[str, str] | None = None,
+        disabled: tuple[str, ...] = (),
     ) -> None:
         self.name = "edgeward" if content_filter else "edgeward-nocf"
         self.content_filter = content_filter
+        self.disabled = disabled  # agents turned off ([agents] disabled), to show what they cost
         self.server = server or {}  # [server] settings over init's (receivers, event_loop)
         self.port = free_port()
         self.dir = workdir / self.name
@@ -93,6 +95,7 @@ class EdgewardRelay:
         self.config_file.write_text(
             text
             + "\n[spf]\nenabled = false\n\n[dmarc]\nenabled = false\n"
+            + (f"\n[agents]\ndisabled = {list(self.disabled)!r}\n".replace("'", '"') if self.disabled else "")
             + ("" if self.content_filter else "\n[agents.content_filter]\nenabled = false\n")
         )
         with self.config_file.open("rb") as f:

@@ -93,7 +93,7 @@ class Gateway:
             self.spool, Router(config.send_connectors, config.accepted_domains), config, self.tracking,
             deliver=self.dispatcher,
         )  # fmt: skip
-        self._notify = self.manager.notify if deliver else (notify or (lambda _msg_id: None))
+        self._notify = self.manager.arrived if deliver else (notify or (lambda _msg_id: None))
         self.tasks = TaskSupervisor()
         self._stopped = asyncio.Event()
         self.receiving: ReceiveSide | None = None

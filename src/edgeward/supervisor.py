@@ -302,7 +302,7 @@ async def serve_delivery(config: Config, config_path: Path, notify_fd: int) -> N
             return
         for line in chunk.split(b"\n"):
             if line:
-                gateway.manager.notify(line.decode("ascii", "replace"))
+                gateway.manager.arrived(line.decode("ascii", "replace"))
 
     loop.add_reader(notify_fd, on_readable)
     try:

@@ -9,6 +9,7 @@ Edgeward, so every layer may depend on it.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ __all__ = [
     "Outcome",
     "Peer",
     "Reply",
+    "client_address",
 ]
 
 
@@ -115,10 +117,20 @@ class Peer:
 
     @property
     def address(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-        addr = ipaddress.ip_address(self.ip)
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            return addr.ipv4_mapped
-        return addr
+        return client_address(self.ip)
+
+
+@functools.lru_cache(maxsize=4096)
+def client_address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """``ip`` parsed, an IPv4-mapped IPv6 address as the IPv4 one; raises ValueError.
+
+    Kept for the clients seen last: every stage of a session asks (the exemptions, the IP lists),
+    and parsing costs several microseconds each time.
+    """
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
 
 
 @dataclass(frozen=True, slots=True)

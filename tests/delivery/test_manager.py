@@ -402,6 +402,50 @@ async def test_run_wakes_on_notify_and_stops(spool: Spool, clock: Clock) -> None
     assert runner.done() and runner.exception() is None
 
 
+async def _until(check: Callable[[], object]) -> None:
+    for _ in range(3000):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition not reached in 30 s")
+
+
+async def test_an_arrived_message_starts_without_a_scan_and_a_full_manager_leaves_it_to_one(
+    spool: Spool, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def deliver(
+        route: Route, record: MessageRecord, rcpts: Sequence[RecipientRecord], data: bytes
+    ) -> dict[str, RecipientResult]:
+        started.append(record.id)
+        await release.wait()
+        return {r.address: Delivered(Reply(250, "2.0.0", "ok")) for r in rcpts}
+
+    manager = make(spool, clock, config(scan_interval=3600, max_active=2), deliver)
+    early = await accept(spool, "b@dst.test")
+    manager.arrived(early)  # not running yet: nothing starts, the first scan will find it
+    assert manager.active == frozenset()
+    runner = asyncio.create_task(manager.run())
+    await _until(lambda: started)
+    scans: list[float] = []
+    real_due = spool.due
+    monkeypatch.setattr(spool, "due", lambda *a, **k: scans.append(1) or real_due(*a, **k))
+    second, third = await accept(spool, "b@dst.test"), await accept(spool, "b@dst.test")
+    manager.arrived(second)
+    manager.arrived(second)  # the same id twice starts it once
+    await _until(lambda: len(started) == 2)
+    assert scans == [] and manager.active == {early, second}
+    manager.arrived(third)  # both slots taken: it waits for the scan a freed slot makes
+    assert manager.active == {early, second}
+    release.set()
+    await _until(lambda: not spool.list())
+    assert sorted(started) == sorted([early, second, third]) and scans
+    await manager.stop(grace=30)
+    await asyncio.wait_for(runner, timeout=30)
+
+
 async def test_stop_puts_unfinished_delivery_back(spool: Spool, clock: Clock) -> None:
     started = asyncio.Event()
 

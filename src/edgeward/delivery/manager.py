@@ -57,7 +57,7 @@ from edgeward.delivery.tracker import DeliveryTracker, Tracking
 from edgeward.errors import QueueError
 from edgeward.metrics import DELIVERY_SECONDS, count_delivery, next_hop_label
 from edgeward.ports import Clock, SystemClock
-from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, RecipientStatus
+from edgeward.queue.model import MessageRecord, QueueState, RecipientRecord, RecipientStatus, valid_id
 from edgeward.queue.schedule import is_expired, needs_delay_notice, next_attempt
 from edgeward.queue.spool import Spool
 from edgeward.types import Reply
@@ -123,6 +123,7 @@ class QueueManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._stopping = False
+        self._running = False  # run() is delivering: a new message may start at once
         self._saturated = False
         # Attempt outcomes the spool refused to store; left in ACTIVE for recover() on stop.
         self._pending_writes: set[asyncio.TimerHandle] = set()
@@ -138,8 +139,29 @@ class QueueManager:
     # -- the loop ------------------------------------------------------------------------------
 
     def notify(self, msg_id: str = "") -> None:
-        """A message was accepted (or released): look at the queue now."""
+        """Something changed in the queue (a retry time, the routes): look at it now."""
         self._wake.set()
+
+    def arrived(self, msg_id: str) -> None:
+        """A new message ``msg_id`` is in ``incoming/``: start its delivery now if there is room.
+
+        Without a slot, or for an id already in delivery, the next scan finds it. A new message
+        asked for no scan of the folders: one scan per message cost more than its delivery's own
+        Python work (a stat of every file in ``incoming/`` and ``deferred/`` each time), and
+        retries are still found by the scan every ``scan_interval``.
+        """
+        if not self._running or self._stopping or msg_id in self._tasks or not valid_id(msg_id):
+            self._wake.set()
+            return
+        if len(self._tasks) >= self._cfg.max_active:
+            self._saturated = True  # a slot that frees up scans for it
+            return
+        self._start(msg_id)
+
+    def _start(self, msg_id: str) -> None:
+        task = asyncio.create_task(self._process(msg_id), name=f"deliver-{msg_id}")
+        self._tasks[msg_id] = task
+        task.add_done_callback(functools.partial(self._done, msg_id))
 
     @property
     def active(self) -> frozenset[str]:
@@ -147,16 +169,20 @@ class QueueManager:
 
     async def run(self) -> None:
         """Deliver until :meth:`stop`."""
-        while not self._stopping:
-            self._wake.clear()
-            try:
-                self.dispatch_due()
-            except Exception:
-                # A scan that fails (a spool folder gone, a full file table) must not end
-                # delivery: say so loudly and look again at the next interval.
-                log.exception("queue scan failed; trying again in %.1fs", self._cfg.scan_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._cfg.scan_interval)
+        self._running = True
+        try:
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    self.dispatch_due()
+                except Exception:
+                    # A scan that fails (a spool folder gone, a full file table) must not end
+                    # delivery: say so loudly and look again at the next interval.
+                    log.exception("queue scan failed; trying again in %.1fs", self._cfg.scan_interval)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._cfg.scan_interval)
+        finally:
+            self._running = False
 
     def dispatch_due(self, skip: set[str] | None = None) -> int:
         """Start deliveries for due messages, as many as ``max_active`` allows; returns how many.
@@ -171,9 +197,7 @@ class QueueManager:
         found = self._spool.due(self._clock.now(), room + len(busy), horizon=self._cfg.max_retry_interval)
         due = [r for r in found if r.id not in busy]
         for record in due[:room]:
-            task = asyncio.create_task(self._process(record.id), name=f"deliver-{record.id}")
-            self._tasks[record.id] = task
-            task.add_done_callback(functools.partial(self._done, record.id))
+            self._start(record.id)
             if skip is not None:
                 skip.add(record.id)
         self._saturated = len(due) > room
@@ -453,4 +477,4 @@ class QueueManager:
         self._tracker.event(
             "DSN", record, [r.address for r, _ in told], detail=f"{kind} notice queued as {dsn_id}"
         )
-        self.notify(dsn_id)
+        self.arrived(dsn_id)

@@ -40,7 +40,7 @@ from edgeward.filters.agents.dnsbl import ProviderResult, ask_all
 from edgeward.filters.base import Stage, StageContext
 from edgeward.ports import Clock, DnsLookup, ListEntry, PolicyStore, PolicyStoreError, SystemClock
 from edgeward.state.together import together
-from edgeward.types import Action, Address, Finding, Outcome, Reply
+from edgeward.types import Action, Address, Finding, Outcome, Reply, client_address
 
 log = logging.getLogger("edgeward.agents.connection")
 
@@ -62,12 +62,9 @@ def parse_network(text: str) -> Network:
 
 def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
-        address = ipaddress.ip_address(ip)
+        return client_address(ip)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 @dataclass(frozen=True, slots=True)
