@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import stat
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from edgeward.logs import rotating
 from edgeward.logs.rotating import RotatingJsonLog, iso_time, log_files, read_entries
@@ -117,6 +120,16 @@ def test_concurrent_writers_do_not_interleave_lines(tmp_path: Path) -> None:
     assert len(entries) == 800
     for k in range(4):
         assert [e["n"] for e in entries if e["k"] == k] == list(range(200))
+
+
+@given(
+    st.floats(min_value=0, max_value=2**33, allow_nan=False)
+    | st.integers(0, 2**33).map(lambda s: s + 0.9999995)
+)
+@settings(max_examples=3000)
+def test_iso_time_reads_as_datetime_writes_it(when: float) -> None:
+    expected = datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    assert iso_time(when) == expected
 
 
 def test_iso_time_is_utc_with_milliseconds() -> None:

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
+import math
 import os
 import re
 import threading
@@ -60,8 +62,26 @@ def encode_entry(entry: Mapping[str, Any]) -> str:
 
 
 def iso_time(when: float) -> str:
-    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.123Z`` (sorts as text)."""
-    return datetime.fromtimestamp(when, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """ISO-8601 UTC with milliseconds, e.g. ``2024-05-01T12:00:00.123Z`` (sorts as text).
+
+    Every log line has one, several per message; the date and time of day are made once per
+    second. The fraction is rounded to microseconds as ``datetime.fromtimestamp`` rounds it
+    (half to even), then cut to milliseconds as ``isoformat`` cuts it, so the text is the same.
+    """
+    frac, whole = math.modf(when)
+    micros = round(frac * 1e6)
+    if micros < 0:
+        micros += 1_000_000
+        whole -= 1
+    elif micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1
+    return f"{_second(int(whole))}.{micros // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(second: int) -> str:
+    return datetime.fromtimestamp(second, UTC).replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def utc_timestamp(when: datetime) -> float:
