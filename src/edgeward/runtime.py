@@ -21,6 +21,7 @@ needs a restart, which ``reload`` reports.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import socket
@@ -237,6 +238,19 @@ class Gateway:
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, reload)
         await self.start(sockets, recover=recover)
+        freeze_start_up()
         await stop.wait()
         log.info("stopping: draining sessions and deliveries")
         await self.stop()
+
+
+def freeze_start_up() -> None:
+    """Take what start-up built out of the garbage collector's walks.
+
+    The configuration, the spam model's tables, the public suffix list and the compiled rules
+    live as long as the process. Every full collection walked them all: about 40 ms each, every
+    few hundred messages, in the middle of whichever session allocated at that moment. Frozen,
+    they are never walked again; what the sessions allocate is collected as before.
+    """
+    gc.collect()
+    gc.freeze()
