@@ -211,7 +211,9 @@ class Outcome:
 
     @classmethod
     def proceed(cls, *findings: Finding) -> Outcome:
-        return cls(Action.CONTINUE, None, tuple(findings))
+        if not findings and cls is Outcome:
+            return _PROCEED  # most agents at most stages: one shared answer, frozen like any
+        return cls(Action.CONTINUE, None, findings)
 
     @classmethod
     def reject(cls, reply: Reply, *findings: Finding) -> Outcome:
@@ -220,3 +222,6 @@ class Outcome:
     @classmethod
     def tempfail(cls, reply: Reply, *findings: Finding) -> Outcome:
         return cls(Action.TEMPFAIL, reply, tuple(findings))
+
+
+_PROCEED = Outcome()
