@@ -1,10 +1,10 @@
-"""Policy-store calls asked at once, so both backends answer them in one round trip.
+"""Policy-store calls asked at once, so a store answers them in one trip.
 
-The SQLite store runs the calls queued while a batch is in its worker thread as the next batch
-(``state.batch``), and the Redis store pipelines the commands sent together
-(``state.redis_batch``). An agent that awaits its lookups one after another pays a hop to the
-worker thread, or a network round trip, for each; with one session that is most of the time
-its message spends in the store. Asked together they share one.
+An agent that awaits its calls one after another pays a trip for each: a hop to the SQLite
+worker thread for a write, a Redis round trip for anything. :func:`together` asks several calls
+at once, so the SQLite store runs them as one batch (``state.batch``) and the Redis store sends
+them in one pipeline (``state.redis_batch``); :func:`list_first` asks one list about several
+members in a single call (``list_get_many``).
 
 Lookups asked together all run, where a loop would have stopped at the first hit: they are
 reads, so the extra ones cost a row each and change nothing.
