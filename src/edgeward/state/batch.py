@@ -101,27 +101,21 @@ class BatchRunner:
 
         def body(conn: sqlite3.Connection) -> None:
             for call in batch:
-                if not call.write:
-                    # A read changes nothing, so there is nothing to undo and no savepoint to
-                    # pay for (two statements per call, most calls being reads).
-                    try:
-                        outcomes.append((True, call.fn(conn)))
-                    except sqlite3.Error:
-                        raise
-                    except Exception as exc:
-                        outcomes.append((False, exc))
-                    continue
-                conn.execute("SAVEPOINT call")
+                # A read changes nothing: no savepoint to pay for (two statements a call).
+                if call.write:
+                    conn.execute("SAVEPOINT call")
                 try:
                     value = call.fn(conn)
                 except sqlite3.Error:
                     raise
                 except Exception as exc:
-                    conn.execute("ROLLBACK TO call")
-                    conn.execute("RELEASE call")
+                    if call.write:
+                        conn.execute("ROLLBACK TO call")
+                        conn.execute("RELEASE call")
                     outcomes.append((False, exc))
                 else:
-                    conn.execute("RELEASE call")
+                    if call.write:
+                        conn.execute("RELEASE call")
                     outcomes.append((True, value))
 
         self._db.run(body, write=any(call.write for call in batch))

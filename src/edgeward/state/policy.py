@@ -151,21 +151,15 @@ class SqlitePolicyStore:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _lookup(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
-        """``fn``, a point lookup, on the event loop if the reader can answer it at once."""
+    async def _read(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
+        """``fn``, a point lookup: on the event loop if the reader can answer it at once."""
         reader = self._reader
         if reader is not None and not self._closed:
             try:
                 return fn(reader, self._clock.now())
             except sqlite3.Error:
                 pass  # locked, damaged or gone: the worker thread's way waits, reconnects, reports
-        raise _Later
-
-    async def _read(self, fn: Callable[[sqlite3.Connection, float], T]) -> T:
-        try:
-            return self._lookup(fn)
-        except _Later:
-            return await self._call(fn, write=False)
+        return await self._call(fn, write=False)
 
     async def _call(self, fn: Callable[[sqlite3.Connection, float], T], *, write: bool) -> T:
         if self._closed:
@@ -367,10 +361,6 @@ def check_value(value: str) -> None:
         raise ValueError("values are strings (encode structured data as JSON)")
     if len(value) > MAX_VALUE_LENGTH:
         raise ValueError(f"value longer than {MAX_VALUE_LENGTH} characters")
-
-
-class _Later(Exception):
-    """The reader on the event loop cannot answer now; the worker thread will."""
 
 
 def _open_reader(path: Path) -> sqlite3.Connection | None:

@@ -48,6 +48,14 @@ from edgeward.ports import Clock, ListEntry, PolicyStoreError, StoredValue, Syst
 from edgeward.state import redis_scripts as lua
 from edgeward.state.policy import check_name, check_ttl, check_value
 from edgeward.state.redis_batch import PipelineRunner
+from edgeward.state.redis_replies import (
+    NotOurs,
+    decode_expiry,
+    decode_text,
+    is_expired,
+    raw_bytes,
+    value_pair,
+)
 
 __all__ = ["RedisPolicyStore", "escape_glob"]
 
@@ -178,7 +186,7 @@ class RedisPolicyStore:
             raise PolicyStoreError(f"policy store {self.url}: {exc}") from None
         except (TimeoutError, RedisError, OSError) as exc:
             raise PolicyStoreError(f"policy store {self.url}: {_describe(exc)}") from None
-        except (UnicodeDecodeError, _NotOurs):
+        except (UnicodeDecodeError, NotOurs):
             problem = f"data under {self.prefix!r} is not ours"
             raise PolicyStoreError(f"policy store {self.url}: {problem}") from None
 
@@ -196,8 +204,8 @@ class RedisPolicyStore:
         now = self._clock.now()
 
         def parse(reply: object) -> str | None:
-            value, expires = _pair(reply)
-            return None if value is None or _expired(expires, now) else _text(value)
+            value, expires = value_pair(reply)
+            return None if value is None or is_expired(expires, now) else decode_text(value)
 
         return await self._command(("HMGET", self._key(key), "v", "x"), parse)
 
@@ -226,12 +234,11 @@ class RedisPolicyStore:
     async def incr(self, key: str, *, window: float, amount: int = 1) -> int:
         check_name("key", key)
         check_ttl(window)
-        if not isinstance(amount, int) or amount not in _INT64:
-            raise ValueError("amount must be a 64-bit integer")
-        now = self._clock.now()
-        args = [repr(now), str(amount), repr(now + window), str(_millis(window))]
+        _check_amount(amount)
         try:
-            return int(await self._script("incr", [self._key(key)], args))
+            return int(
+                await self._script("incr", [self._key(key)], _incr_args(self._clock.now(), amount, window))
+            )
         except ValueError:
             raise ValueError(f"{key}: value is not an integer counter") from None
 
@@ -239,18 +246,20 @@ class RedisPolicyStore:
         check_ttl(window)
         for key, amount in counts.items():
             check_name("key", key)
-            if not isinstance(amount, int) or amount not in _INT64:
-                raise ValueError("amount must be a 64-bit integer")
+            _check_amount(amount)
         if not counts:
             return {}
         client = self._ready()
         now = self._clock.now()
         sha = self._scripts["incr"].sha
-        start, end, millis = repr(now), repr(now + window), str(_millis(window))
         # Submitted together, so they share one pipeline; every reply is awaited before any
         # failure is raised, so none is left unobserved.
-        commands = [("EVALSHA", sha, 1, self._key(k), start, str(a), end, millis) for k, a in counts.items()]
-        replies = [self._pipeline.submit(client, command, self._texts) for command in commands]
+        replies = [
+            self._pipeline.submit(
+                client, ("EVALSHA", sha, 1, self._key(k), *_incr_args(now, a, window)), self._texts
+            )
+            for k, a in counts.items()
+        ]
 
         async def parsed() -> dict[str, int]:
             done: list[Any] = await asyncio.gather(*replies, return_exceptions=True)
@@ -278,9 +287,13 @@ class RedisPolicyStore:
                         pipe.hmget(name, ["v", "x"])
                     rows = await pipe.execute()
                 for name, row in zip(batch, rows, strict=True):
-                    value, expires = _pair(row)
-                    if value is not None and not _expired(expires, now):  # else gone or expired
-                        found.append(StoredValue(_text(name[len(head) :]), _text(value), _float(expires)))
+                    value, expires = value_pair(row)
+                    if value is not None and not is_expired(expires, now):  # else gone or expired
+                        found.append(
+                            StoredValue(
+                                decode_text(name[len(head) :]), decode_text(value), decode_expiry(expires)
+                            )
+                        )
             # Keys sort as their UTF-8 bytes, which is code point order, as the other stores give.
             return found
 
@@ -316,7 +329,7 @@ class RedisPolicyStore:
         now = self._clock.now()
 
         def parse(reply: object) -> ListEntry | None:
-            raw = _raw(reply)
+            raw = raw_bytes(reply)
             return None if raw is None else self._entry(member, raw, now)
 
         return await self._command(("HGET", self._list_keys(name)[1], member.encode()), parse)
@@ -332,8 +345,8 @@ class RedisPolicyStore:
 
         def parse(reply: object) -> list[ListEntry | None]:
             if not isinstance(reply, list) or len(reply) != len(wanted):
-                raise _NotOurs
-            raws = [_raw(r) for r in reply]
+                raise NotOurs
+            raws = [raw_bytes(r) for r in reply]
             return [None if r is None else self._entry(m, r, now) for m, r in zip(wanted, raws, strict=True)]
 
         command = ("HMGET", self._list_keys(name)[1], *(m.encode() for m in wanted))
@@ -345,18 +358,18 @@ class RedisPolicyStore:
 
         def parse(reply: object) -> list[ListEntry]:
             if not isinstance(reply, dict):
-                raise _NotOurs
-            entries = (self._entry(_text(m), _text(raw), now) for m, raw in reply.items())
+                raise NotOurs
+            entries = (self._entry(decode_text(m), decode_text(raw), now) for m, raw in reply.items())
             return sorted((e for e in entries if e is not None), key=lambda e: e.member)
 
         return await self._command(("HGETALL", self._list_keys(name)[1]), parse)
 
     def _entry(self, member: str, raw: bytes | str, now: float) -> ListEntry | None:
         try:
-            meta = json.loads(_text(raw))
-            entry = ListEntry(member, str(meta["c"]), float(meta["a"]), _float(meta["x"]))
+            meta = json.loads(decode_text(raw))
+            entry = ListEntry(member, str(meta["c"]), float(meta["a"]), decode_expiry(meta["x"]))
         except (ValueError, KeyError, TypeError):
-            raise _NotOurs from None
+            raise NotOurs from None
         if entry.expires_at is not None and entry.expires_at <= now:
             return None
         return entry
@@ -399,44 +412,18 @@ _SCRIPTS = {
 }
 
 
+def _check_amount(amount: object) -> None:
+    if not isinstance(amount, int) or amount not in _INT64:
+        raise ValueError("amount must be a 64-bit integer")
+
+
+def _incr_args(now: float, amount: int, window: float) -> list[str]:
+    """The incr script's arguments: now, the amount, the window's end and its length in ms."""
+    return [repr(now), str(amount), repr(now + window), str(_millis(window))]
+
+
 def _millis(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
-
-
-def _text(raw: bytes | str) -> str:
-    return raw if isinstance(raw, str) else raw.decode("utf-8")
-
-
-def _float(raw: object) -> float | None:
-    """An expiry as stored (bytes from a hash, a number from JSON); anything else is not ours."""
-    if raw is None:
-        return None
-    try:
-        return float(raw.decode() if isinstance(raw, bytes) else str(raw))
-    except (ValueError, UnicodeDecodeError):
-        raise _NotOurs from None
-
-
-def _expired(expires: bytes | None, now: float) -> bool:
-    found = _float(expires)
-    return found is not None and found <= now
-
-
-def _raw(found: object) -> bytes | None:
-    if found is None or isinstance(found, bytes):
-        return found
-    raise _NotOurs
-
-
-def _pair(found: object) -> tuple[bytes | None, bytes | None]:
-    """The ``v`` and ``x`` fields of an HMGET reply."""
-    if not isinstance(found, list) or len(found) != 2:
-        raise _NotOurs
-    return _raw(found[0]), _raw(found[1])
-
-
-class _NotOurs(Exception):
-    """Data under the prefix that this store did not write (raised as PolicyStoreError)."""
 
 
 def _describe(exc: BaseException) -> str:
