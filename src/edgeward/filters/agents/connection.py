@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from edgeward.config.schema import ConnectionFilterConfig
 from edgeward.filters.agents.dnsbl import ProviderResult, ask_all
 from edgeward.filters.base import Stage, StageContext
+from edgeward.filters.storecalls import together
 from edgeward.ports import Clock, DnsLookup, ListEntry, PolicyStore, PolicyStoreError, SystemClock
-from edgeward.state.together import together
 from edgeward.types import Action, Address, Finding, Outcome, Reply, client_address
 
 log = logging.getLogger("edgeward.agents.connection")

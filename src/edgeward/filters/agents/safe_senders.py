@@ -28,8 +28,8 @@ import logging
 from typing import Protocol
 
 from edgeward.filters.base import Stage, StageContext
+from edgeward.filters.storecalls import list_first
 from edgeward.ports import PolicyStore, PolicyStoreError
-from edgeward.state.together import list_first
 from edgeward.types import Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.filters.safe_senders")

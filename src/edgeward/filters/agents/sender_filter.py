@@ -27,8 +27,8 @@ import logging
 from edgeward.config.schema import SenderFilterConfig
 from edgeward.errors import ConfigError
 from edgeward.filters.base import Stage, StageContext
+from edgeward.filters.storecalls import list_first
 from edgeward.ports import PolicyStore, PolicyStoreError
-from edgeward.state.together import list_first
 from edgeward.types import Action, Address, Finding, Outcome, Reply
 
 log = logging.getLogger("edgeward.filters.sender_filter")
