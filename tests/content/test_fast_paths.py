@@ -103,6 +103,21 @@ def test_words_read_from_the_head_of_a_long_text_are_those_of_the_whole(
     assert _words(text, limit) == _words_reference(text, limit)
 
 
+@given(
+    st.lists(st.tuples(st.sampled_from(_PIECES), st.integers(1, 30)), max_size=60).map(
+        lambda runs: "".join(piece * n for piece, n in runs)
+    ),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=1, max_value=50),
+)
+@settings(max_examples=800, deadline=None)
+def test_words_read_piece_by_piece_are_those_of_the_whole(text: str, limit: int, step: int) -> None:
+    """Pieces cut before white space, as short as one character, read as the whole text."""
+    from edgeward.content.features import _words
+
+    assert _words(text, limit, step) == _words_reference(text, limit)
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -124,3 +139,32 @@ def test_words_of_a_text_past_the_window_are_unchanged() -> None:
     text = ("Δράση ΟΔΟΣ' " * 20000) + "zzzz tail"
     assert len(text) > MAX_WORDS * 40
     assert _words(text) == _words_reference(text, MAX_WORDS)
+
+
+def _tag_counts_reference(source: str) -> dict[str, int]:
+    """``read_html``'s tag counts as they were: a loop over every match of ``_TAG``."""
+    from edgeward.content import htmltext
+
+    counts: dict[str, int] = {}
+    for match in htmltext._TAG.finditer(source):
+        if match.group(0)[1:2] == "/":
+            continue
+        name = match.group(1).lower()
+        if name in htmltext._COUNTED:
+            counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+# Closing, spaced and doubled slashes, nested brackets, counted and other names in both cases,
+# and the Kelvin sign, which lower-cases to an ASCII "k" but is not a tag-name letter.
+_MARKUP = ["<", "</", "< /", "<//", "/", ">", " ", "\t", "a", "A", "b", "img", "IMG", "Font", "br", "x1"]
+_MARKUP += ["K", "\u212a", "=", '"']
+
+
+@given(st.lists(st.sampled_from(_MARKUP), max_size=80).map("".join))
+@settings(max_examples=1500, deadline=None)
+def test_tag_counts_are_those_of_a_loop_over_every_tag(source: str) -> None:
+    counts = read_html(source).tag_counts
+    expected = _tag_counts_reference(source)
+    assert counts == expected
+    assert list(counts) == list(expected)  # first-seen order, as before

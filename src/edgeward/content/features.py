@@ -40,6 +40,8 @@ MAX_WORDS = 3000
 _WORD = re.compile(r"[^\W_](?:[\w'$€£.-]{0,22}[\w$€£])?", re.UNICODE)
 _DIGITS = re.compile(r"\d")
 _SPACE = re.compile(r"[ \t\r\n]")
+# Characters of text lowered and scanned at a time for words (``_words``).
+_STEP = 8192
 _OBFUSCATION_SUFFIXES = ("spamassassin.taint.org", "example.sourceforge.net", "example.com")
 # Words that only name the training corpus itself (its project, its obfuscation domain).
 _CORPUS_WORDS = ("spamassassin", "taint.org", "zzzz")
@@ -68,29 +70,32 @@ def _bucket(n: int) -> str:
     return str(n.bit_length())
 
 
-def _words(text: str, limit: int = MAX_WORDS) -> list[str]:
-    # Digits become "9": numbers are mostly noise (dates, prices, ids), their shape is not.
+def _words(text: str, limit: int = MAX_WORDS, step: int = _STEP) -> list[str]:
+    """The first ``limit`` words of the first ``limit * 40`` characters of the lowered text.
+
+    The text is read in pieces of about ``step`` characters, each cut just before white space,
+    until ``limit`` words are found: prose holds 3000 words in about 20 KB, so a 100 KB text is
+    not lowered and scanned to its end. Cutting there changes nothing. A word never contains
+    white space, so no word spans two pieces; and ``str.lower`` is per character but for the
+    final sigma, whose look-around over case-ignorable characters stops at white space, which
+    is neither cased nor case-ignorable. A piece is lowered and scanned as the whole would be.
+    """
     window = limit * 40
-    lowered = _DIGITS.sub("9", _head(text, window).lower())
-    words = _WORD.findall(lowered, 0, window)[:limit]
-    # Every word lies in the window, so a marker outside it could filter none of them.
-    if any(marker in lowered for marker in _CORPUS_WORDS):
+    words: list[str] = []
+    begin, seen, marked = 0, 0, False
+    while begin < len(text) and seen < window and len(words) < limit:
+        cut = _SPACE.search(text, begin + step)
+        end = len(text) if cut is None else cut.start()
+        # Digits become "9": numbers are mostly noise (dates, prices, ids), their shape is not.
+        lowered = _DIGITS.sub("9", text[begin:end].lower())
+        words += _WORD.findall(lowered, 0, window - seen)
+        marked = marked or any(marker in lowered for marker in _CORPUS_WORDS)
+        begin, seen = end, seen + len(lowered)
+    del words[limit:]
+    # A marker in no piece read is in none of their words: only a read piece can call for this.
+    if marked:
         words = [w for w in words if not any(marker in w for marker in _CORPUS_WORDS)]
     return words
-
-
-def _head(text: str, window: int) -> str:
-    """A prefix of ``text`` whose lower case begins with the first ``window`` characters of
-    ``text.lower()``: a newsletter's 200 KB of text is then lowered and scanned for its first
-    120 KB only.
-
-    ``str.lower`` is per character but for the final sigma, which looks ahead over
-    case-ignorable characters (marks, apostrophes, dots ...) to the next cased letter. The cut
-    is made just before white space, which is neither, so no character before it changes, and
-    lowering never shortens text, so the prefix still holds the window.
-    """
-    cut = _SPACE.search(text, window + 1)
-    return text if cut is None else text[: cut.start()]
 
 
 class Features(NamedTuple):
