@@ -168,3 +168,55 @@ def test_tag_counts_are_those_of_a_loop_over_every_tag(source: str) -> None:
     expected = _tag_counts_reference(source)
     assert counts == expected
     assert list(counts) == list(expected)  # first-seen order, as before
+
+
+def _header_lines_reference(block: bytes, max_headers: int) -> tuple[list[tuple[str, list[bytes]]], set[str]]:
+    """The header lines as ``_parse_headers`` read them before: a split and a match per line."""
+    import re
+
+    field = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$")
+    raw: list[tuple[str, list[bytes]]] = []
+    anomalies: set[str] = set()
+    for line in block.split(b"\n"):
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if raw:
+                raw[-1][1].append(line.strip())
+            else:
+                anomalies.add("HDR_LEADING_CONTINUATION")
+            continue
+        match = field.match(line)
+        if match is None:
+            anomalies.add("HDR_MALFORMED_LINE")
+            continue
+        if len(raw) >= max_headers:
+            anomalies.add("HDR_TOO_MANY")
+            break
+        raw.append((match.group(1).decode("ascii", "replace").lower(), [match.group(2).strip()]))
+    return raw, anomalies
+
+
+_HEADER_PIECES = [b"a", b"Subject", b"X-Y", b":", b"::", b" ", b"\t", b"\n", b"\n\n", b"x y", b"\xff"]
+_HEADER_PIECES += [b"\x00", b"From ", b"\x7f", b"=?utf-8?q?hi?=", b"\x0b"]
+# Whole lines too, so that blocks with more fields than the limit, and lines after it, are common.
+_HEADER_PIECES += [b"To: v\n", b"To: v\n", b" folded\n", b"junk line\n"]
+
+
+@given(
+    st.lists(st.sampled_from(_HEADER_PIECES), max_size=40).map(b"".join),
+    st.sampled_from([2, 5, 1000]),
+)
+@settings(max_examples=1500, deadline=None)
+def test_header_lines_are_read_as_by_a_split_and_a_match_per_line(block: bytes, max_headers: int) -> None:
+    from edgeward.content.mime import ParseLimits, _parse_headers, decode_rfc2047
+
+    anomalies: set[str] = set()
+    headers = _parse_headers(block, ParseLimits(max_headers=max_headers), anomalies)
+    raw, expected_anomalies = _header_lines_reference(block, max_headers)
+    expected = []
+    for name, parts in raw:
+        value = b" ".join(parts).decode("utf-8", "replace")
+        expected.append((name, decode_rfc2047(value) if "=?" in value else value))
+    assert headers == expected
+    assert anomalies == expected_anomalies

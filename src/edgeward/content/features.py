@@ -30,6 +30,7 @@ are dropped, so that obfuscation does not move a score.
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import NamedTuple
 
 from edgeward.content.facts import MessageFacts, is_ip_literal, registered_domain
@@ -107,10 +108,11 @@ class Features(NamedTuple):
 
 def _text_features(facts: MessageFacts, feats: set[str], meta: set[str]) -> None:
     words = _words(facts.text)
-    # map() with bound str methods: this is the hottest loop of scoring, and it avoids a Python
-    # frame per word that a generator expression would cost.
+    # The hottest loop of scoring. A bound str method under map() costs no Python frame per
+    # word; for the pairs an f-string, built by one opcode, takes half the time str.format
+    # takes parsing its format string on every call.
     feats.update(map("w:".__add__, words))
-    feats.update(map("b:{}_{}".format, words, words[1:]))
+    feats.update([f"b:{first}_{second}" for first, second in pairwise(words)])
     feats.update(map("s:".__add__, _words(facts.subject)))
     feats.update(map("d:".__add__, _words(facts.from_display)))
     meta.add("x:textlen:" + _bucket(len(facts.text) // 64))
