@@ -21,6 +21,7 @@ from edgeward.content.classifier import SpamClassifier
 from edgeward.content.sitelearn import SiteLearner
 from edgeward.content.state import SqliteModelStateStore
 from edgeward.content.words import CustomWords
+from edgeward.content.workers import ScoringWorkers
 from edgeward.directory.recipients import (
     AnyGroups,
     DirectoryGroups,
@@ -102,6 +103,21 @@ def build_classifier(config: Config) -> SpamClassifier:
     )  # fmt: skip
 
 
+def build_scoring_workers(config: Config) -> ScoringWorkers:
+    """The scoring workers of a receiving process (kept across reloads, which re-size them)."""
+    workers = ScoringWorkers(0)
+    configure_scoring_workers(workers, config)
+    return workers
+
+
+def configure_scoring_workers(workers: ScoringWorkers, config: Config) -> None:
+    cf = config.agents.content_filter
+    workers.configure(
+        cf.worker_count(), start_load=cf.worker_start_load, idle_stop=cf.worker_idle_stop,
+        timeout=cf.worker_timeout, memory_limit=cf.worker_memory_limit,
+    )  # fmt: skip
+
+
 def build_learner(config: Config, policy_store: PolicyStore | None) -> SiteLearner:
     """The learning worker of a receiving gateway (kept across reloads, like its byte budget)."""
     cf = config.agents.content_filter
@@ -127,6 +143,7 @@ def build_agents(
     learner: SiteLearner | None = None,
     scan_policy: MultiEnginePolicy | None = None,
     notifier: EventSink | None = None,
+    scoring_workers: ScoringWorkers | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
@@ -137,6 +154,7 @@ def build_agents(
     it site learning still recognises replies, reports and traps but teaches nothing.
     ``scan_policy`` replaces the engines of ``[antivirus]`` (a test passes fake engines).
     ``notifier`` hears about infections and scan engine outages (None: nobody is told).
+    ``scoring_workers`` take the content filter's scoring under load (None: always in-process).
     """
     if dns is None and (config.spf.enabled or config.dmarc.enabled):
         dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
@@ -188,7 +206,7 @@ def build_agents(
     if config.attachments.enabled:
         agents.append(AttachmentFilter(config.attachments))
     if config.agents.content_filter.enabled and "content-filter" not in config.agents.disabled:
-        agents.append(_content_filter(config, classifier))
+        agents.append(_content_filter(config, classifier, scoring_workers))
     if config.rules:
         file_groups = FileGroups.read(config.resolve(GROUPS_FILE))
         groups: FileGroups | AnyGroups = file_groups
@@ -257,16 +275,19 @@ def _edge_agents(
     return agents
 
 
-def _content_filter(config: Config, classifier: SpamClassifier | None) -> Agent:
+def _content_filter(
+    config: Config, classifier: SpamClassifier | None, workers: ScoringWorkers | None = None
+) -> Agent:
     """The content filter; one whose classifier cannot load answers 451 instead of stopping serve."""
     cfg = config.agents.content_filter
     if classifier is not None:
-        return ContentFilter(classifier, cfg)
+        return ContentFilter(classifier, cfg, workers)
     try:
-        return ContentFilter(build_classifier(config), cfg)
+        return ContentFilter(build_classifier(config), cfg, workers)
     except Exception as exc:
         log.error("content-filter: cannot load the classifier (%s); mail gets 451 4.3.0 until it loads", exc)
-        return UnloadedContentFilter(functools.partial(build_classifier, config), cfg, str(exc))
+        load = functools.partial(build_classifier, config)
+        return UnloadedContentFilter(load, cfg, str(exc), workers=workers)
 
 
 def _transforms(config: Config) -> list[Transform]:

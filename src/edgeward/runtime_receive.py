@@ -48,7 +48,13 @@ from edgeward.quarantine.service import open_store
 from edgeward.quarantine.store import QuarantineEntry, QuarantineStore
 from edgeward.queue.model import QueueState
 from edgeward.queue.spool import Spool
-from edgeward.runtime_policy import build_agents, build_learner, build_policy
+from edgeward.runtime_policy import (
+    build_agents,
+    build_learner,
+    build_policy,
+    build_scoring_workers,
+    configure_scoring_workers,
+)
 from edgeward.scanning.hashlist import HashListEngine
 from edgeward.scanning.updates import Reloadable, run_updates
 from edgeward.scanning.yara_engine import YaraEngine
@@ -154,6 +160,8 @@ class ReceiveSide:
         self.ip_lists = IpLists(self.policy_store)
         # One learning worker for the process, kept across reloads like the byte budget.
         self.learner: SiteLearner = build_learner(config, self.policy_store)
+        # The content filter's scoring workers, kept across reloads like the learner.
+        self.scoring_workers = build_scoring_workers(config)
         # Notices are the receiving process's: the agents, the scan policy and the background
         # checks that emit events all run there. Fixed at start, like the listener bindings.
         self.notifier: Notifier | None = build_notifier(config, spool.accept, notify)
@@ -170,6 +178,7 @@ class ReceiveSide:
             ip_lists=self.ip_lists,
             learner=self.learner,
             notifier=self.notifier,
+            scoring_workers=self.scoring_workers,
         )
         policy = build_policy(
             config, agents, observer=self._observe, allow_list=self.ip_lists.allowed_ip,
@@ -281,6 +290,7 @@ class ReceiveSide:
         if config.metrics != self.config.metrics:
             log.warning("[metrics] changed; its listener takes effect at the next restart")
         self._carry_engine_state(env)
+        configure_scoring_workers(self.scoring_workers, config)
         self.config = config
         self.env = env
 
@@ -298,6 +308,7 @@ class ReceiveSide:
         if self.notifier is not None:
             await self.notifier.close()  # the last digests into the spool, sent at the next start
         await self.learner.close()
+        await self.scoring_workers.close()
         self.agent_log.close()
         for plog in self._protocol_logs.values():
             plog.close()

@@ -9,6 +9,7 @@ SCL thresholds), and are stricter where Exchange's were not secure.
 from __future__ import annotations
 
 import ipaddress
+import os
 import string
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,6 +18,9 @@ from pydantic import AfterValidator, BeforeValidator, Field, field_validator, mo
 
 from edgeward.config.base import Duration, Section, Size, normalize_domain
 from edgeward.config.scores import SCORE_TABLE, unknown_names
+
+# Scoring workers under load: beyond two, the receiving process's own work is the limit.
+AUTO_SCORING_WORKERS = 2
 
 
 class LocalRecipientsConfig(Section):
@@ -106,6 +110,34 @@ class ContentFilterConfig(Section):
     refresh_interval: Duration = Field(
         5.0, description="How often the gateway looks for a model taught by 'spam learn' or a release"
     )
+    workers: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = Field(
+        "auto",
+        description=(
+            "Worker processes that score messages when a receiving process is busy scoring; 0: always"
+            " in the receiving process; auto: one per core beyond the first, at most 2"
+        ),
+    )
+    worker_start_load: float = Field(
+        0.05, ge=0.0, le=16.0,
+        description="Scoring load (share of a core, over the last seconds) at which the workers start",
+    )  # fmt: skip
+    worker_idle_stop: Duration = Field(
+        60.0,
+        description="The workers stop once the load stayed under a quarter of worker_start_load this long",
+    )
+    worker_timeout: Duration = Field(
+        30.0,
+        description="A message not scored by a worker in this time gets 451 4.3.0; the worker is replaced",
+    )
+    worker_memory_limit: Size = Field(
+        1024**3, description="Address-space limit of a worker; a message needing more gets 451 4.3.0"
+    )
+
+    def worker_count(self) -> int:
+        """How many scoring workers ``workers`` asks for on this host."""
+        if self.workers != "auto":
+            return self.workers
+        return max(0, min(AUTO_SCORING_WORKERS, len(os.sched_getaffinity(0)) - 1))
 
 
 class SpfConfig(Section):

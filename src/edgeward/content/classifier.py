@@ -33,6 +33,7 @@ Usage::
 from __future__ import annotations
 
 import bisect
+import itertools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ SCL_CUTS: tuple[float, ...] = (0.02, 0.05, 0.10, 0.20, 0.35, 0.60, 0.86, 0.98, 0
 HIGH_PCL_SCL = 8
 MAX_FINDINGS = 8
 LEARN_RETRIES = 5
+# Tells classifiers apart for the scoring workers (``content.workers``), which hold a copy.
+_SERIALS = itertools.count(1)
 
 log = logging.getLogger("edgeward.content")
 
@@ -108,9 +111,14 @@ class SpamClassifier:
         refresh_interval: float | None = None,
         clock: Clock | None = None,
         own_domains: Iterable[str] = (),
+        blob: bytes | None = None,
     ) -> None:
         self.model = model
-        self.own = OwnDomains(own_domains)
+        # The model file's bytes when it was read from one: what a scoring worker is sent.
+        self.blob = blob
+        self.serial = next(_SERIALS)
+        self.own_domains = tuple(own_domains)
+        self.own = OwnDomains(self.own_domains)
         self.words = words or CustomWords()
         self.store = store
         self.model_name = model_name
@@ -137,12 +145,12 @@ class SpamClassifier:
         ``own_domains``: the accepted domains, whose look-alikes are reported."""
         stored = store.get(model_name) if store is not None else None
         if stored is not None:
-            model, version = LinearModel.from_bytes(stored.blob), stored.version
+            blob, version = stored.blob, stored.version
         else:
-            model = LinearModel.from_bytes(Path(path or default_model_path()).read_bytes())
-            version = 0
+            blob, version = Path(path or default_model_path()).read_bytes(), 0
         return cls(
-            model,
+            LinearModel.from_bytes(blob),
+            blob=blob,
             words=words,
             store=store,
             model_name=model_name,
@@ -158,6 +166,7 @@ class SpamClassifier:
         if stored is None or stored.version == self.version:
             return False
         self.model, self.version = LinearModel.from_bytes(stored.blob), stored.version
+        self.blob = stored.blob
         return True
 
     def refresh_if_due(self) -> bool:
@@ -232,6 +241,11 @@ class SpamClassifier:
             (f"model:{features[i]}", round(float(contrib[i]), 4)) for i in order[:MAX_FINDINGS] if contrib[i]
         ]
 
+    def _model_changed(self) -> None:
+        """The model was changed in place: a scoring worker's copy of it is out of date."""
+        self.blob = None
+        self.serial = next(_SERIALS)
+
     def learn(self, raw: bytes, is_spam: bool) -> None:
         """Teach the live model that ``raw`` is spam (or ham); no-op when learning is off."""
         if not self.learning:
@@ -240,14 +254,18 @@ class SpamClassifier:
         slots = feature_slots(analysis.features, self.model.bits)
         if self.store is None:
             self.model.learn(slots, is_spam, analysis.fact_count)
+            self._model_changed()
             return
         for _ in range(LEARN_RETRIES):
             self.refresh()
             if not self.model.learn(slots, is_spam, analysis.fact_count) and self.version:
                 return  # already learned as told: nothing to write
+            blob = self.model.to_bytes()
+            self._model_changed()
             try:
-                self.version = self.store.put(self.model_name, self.model.to_bytes(), self.version)
-                return
+                self.version = self.store.put(self.model_name, blob, self.version)
             except StaleModelError:
                 continue
+            self.blob = blob
+            return
         raise StaleModelError(f"could not update model {self.model_name!r}: too many concurrent writers")

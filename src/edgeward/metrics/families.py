@@ -54,7 +54,7 @@ DELIVERY_SECONDS = Histogram(
 )
 CLASSIFIER_SECONDS = Histogram(
     "edgeward_classifier_seconds",
-    "Time the content classifier took to rate a message (inline, or in a worker thread for large ones)",
+    "Time the content classifier took to rate a message (inline, in a thread, or in a worker process)",
     ["path"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
     registry=REGISTRY,

@@ -30,7 +30,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import socket
 import subprocess
 import sys
@@ -40,15 +39,14 @@ import zipfile
 from collections.abc import Sequence
 from importlib.metadata import version as _dist_version
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-import edgeward
 from edgeward.ports import EngineStatus, ScanEngineError, ScanHit, ScanItem
 from edgeward.scanning import in_memory
 from edgeward.scanning.odf import is_odf_package
 from edgeward.scanning.office_analysis import sniff
 from edgeward.scanning.ooxml import is_office_package
+from edgeward.worker_process import worker_environment
 
 __all__ = ["OfficeEngine"]
 
@@ -67,9 +65,7 @@ class _Worker:
 
     def __init__(self, memory_limit: int) -> None:
         ours, theirs = socket.socketpair()
-        env = dict(os.environ)
-        package_root = str(Path(edgeward.__file__).resolve().parents[1])
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        env = worker_environment()
         try:
             command = [sys.executable, "-m", "edgeward.scanning.office_worker"]
             self.process = subprocess.Popen(

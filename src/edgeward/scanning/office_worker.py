@@ -8,11 +8,11 @@ next. ``LIMIT`` is its address-space limit in bytes (0: none), set before oletoo
 
 from __future__ import annotations
 
-import contextlib
 import json
-import resource
 import sys
 from multiprocessing.connection import Connection
+
+from edgeward.worker_process import limit_address_space
 
 MAX_ITEM = 1024**3
 
@@ -43,9 +43,7 @@ def serve(conn: Connection) -> None:
 
 def main(argv: list[str]) -> None:
     fd, limit = int(argv[1]), int(argv[2])
-    if limit > 0:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    limit_address_space(limit)
     serve(Connection(fd))
 
 

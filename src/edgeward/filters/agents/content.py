@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from edgeward.config.schema import ContentFilterConfig
 from edgeward.content.classifier import ContentVerdict, SpamClassifier
+from edgeward.content.workers import ScoringWorkers
 from edgeward.filters.agents.senderauth import auth_results
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.message import MessageView
@@ -56,9 +57,12 @@ class ContentFilter:
     antispam = True
     fail_open = False
 
-    def __init__(self, classifier: SpamClassifier, cfg: ContentFilterConfig) -> None:
+    def __init__(
+        self, classifier: SpamClassifier, cfg: ContentFilterConfig, workers: ScoringWorkers | None = None
+    ) -> None:
         self.classifier = classifier
         self.cfg = cfg
+        self.workers = workers
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
         if ctx.size > self.cfg.max_size:
@@ -71,14 +75,29 @@ class ContentFilter:
         # client, whatever authserv-id it names.
         auth = auth_results(ctx.earlier)
         started = time.perf_counter()
-        if ctx.size > INLINE_LIMIT:
-            # The parse moves to the worker thread too: it is the larger part of the work, and a
-            # message kept in a file is read there (its text window, ``message_file.TEXT_WINDOW``).
-            verdict = await asyncio.to_thread(self._score, ctx, message, auth)
-            observe_classifier(time.perf_counter() - started, "thread")
+        # Under load, in a worker process (``content.workers``); None: not now, score here.
+        worker = self.workers.take(self.classifier) if self.workers is not None else None
+        verdict: ContentVerdict
+        if worker is not None and self.workers is not None:
+            if ctx.spooled is None:
+                data = self._bytes(ctx, message)
+            else:
+                data = await asyncio.to_thread(self._bytes, ctx, message)
+            verdict = await self.workers.score(worker, data, auth)
+            observe_classifier(time.perf_counter() - started, "worker")
         else:
-            verdict = self._score(ctx, message, auth)
-            observe_classifier(time.perf_counter() - started, "inline")
+            if ctx.size > INLINE_LIMIT:
+                # The parse moves to the worker thread too: it is the larger part of the work, and
+                # a message kept in a file is read there (its text window, ``message_file.TEXT_WINDOW``).
+                verdict = await asyncio.to_thread(self._score, ctx, message, auth)
+                path = "thread"
+            else:
+                verdict = self._score(ctx, message, auth)
+                path = "inline"
+            elapsed = time.perf_counter() - started
+            observe_classifier(elapsed, path)
+            if self.workers is not None:
+                self.workers.note(elapsed)
         cues = ",".join(name for name, _ in verdict.findings[:6])
         detail = f"p={verdict.probability:.4f} pcl={verdict.pcl}" + (f" {cues}" if cues else "")
         finding = Finding(f"SCL_{verdict.scl}", self.name, detail)
@@ -91,11 +110,15 @@ class ContentFilter:
         )
 
     def _score(self, ctx: StageContext, message: MessageView | None, auth: dict[str, str]) -> ContentVerdict:
+        return self.classifier.score(self._bytes(ctx, message), message.mime if message else None, auth)
+
+    @staticmethod
+    def _bytes(ctx: StageContext, message: MessageView | None) -> bytes:
+        """What is scored: the message, or the text window of one kept in a file (read once, for
+        this and for the view's parse)."""
         if message is None:
-            return self.classifier.score(text_of(ctx.data, ctx.spooled), None, auth)
-        # A file message's text window is the view's, read once for this and for its parse.
-        data = ctx.data if ctx.spooled is None else message.text
-        return self.classifier.score(data, message.mime, auth)
+            return text_of(ctx.data, ctx.spooled)
+        return ctx.data if ctx.spooled is None else message.text
 
 
 def lookalike_findings(verdict: ContentVerdict, agent: str) -> tuple[Finding, ...]:
@@ -134,8 +157,10 @@ class UnloadedContentFilter:
         cfg: ContentFilterConfig,
         error: str,
         retry_interval: float = 10.0,
+        workers: ScoringWorkers | None = None,
     ) -> None:
         self._load = load
+        self._workers = workers
         self.cfg = cfg
         self._error = error
         self._retry_interval = retry_interval
@@ -146,7 +171,7 @@ class UnloadedContentFilter:
         if self._agent is None and time.monotonic() - self._tried_at >= self._retry_interval:
             self._tried_at = time.monotonic()
             try:
-                self._agent = ContentFilter(await asyncio.to_thread(self._load), self.cfg)
+                self._agent = ContentFilter(await asyncio.to_thread(self._load), self.cfg, self._workers)
             except Exception as exc:
                 self._error = str(exc)
         if self._agent is None:
