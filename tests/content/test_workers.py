@@ -37,14 +37,20 @@ def busy() -> float:
 
 
 def pool(size: int = 1, cpu_clock: Callable[[], float] = busy, **settings: float) -> ScoringWorkers:
-    return ScoringWorkers(size, start_load=settings.pop("start_load", 0.0), cpu_clock=cpu_clock, **settings)
+    start_load = settings.pop("start_load", 0.0)
+    # Every message goes: the tests' messages are smaller than a production worker would take.
+    return ScoringWorkers(size, start_load=start_load, min_size=0, cpu_clock=cpu_clock, **settings)
 
 
 async def ready(workers: ScoringWorkers, classifier: SpamClassifier) -> Worker:
-    """Offer messages until a worker with ``classifier`` loaded takes one."""
+    return await ready_for(workers, classifier, 1)
+
+
+async def ready_for(workers: ScoringWorkers, classifier: SpamClassifier, size: int) -> Worker:
+    """Offer messages of ``size`` bytes until a worker with ``classifier`` loaded takes one."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        worker = workers.take(classifier)
+        worker = workers.take(classifier, size)
         if worker is not None:
             return worker
         await asyncio.sleep(0.05)
@@ -118,7 +124,7 @@ async def test_a_process_with_time_to_spare_scores_itself() -> None:
     try:
         idle_cpu.note(10.0)  # a heavy scoring load, but the process is not saturated
         for _ in range(12):
-            assert idle_cpu.take(classifier) is None
+            assert idle_cpu.take(classifier, 1) is None
             await asyncio.sleep(0.1)
         assert idle_cpu.running == 0 and idle_cpu.started == 0
     finally:
@@ -130,7 +136,7 @@ async def test_workers_start_at_the_load_and_stop_when_it_is_gone() -> None:
     workers = pool(start_load=0.5, idle_stop=0.4)
     try:
         for _ in range(8):
-            assert workers.take(classifier) is None  # the load is under start_load
+            assert workers.take(classifier, 1) is None  # the load is under start_load
             await asyncio.sleep(0.1)
         assert workers.started == 0
         workers.note(2.0)  # two seconds of scoring just now: a full core over the gauge
@@ -198,6 +204,18 @@ async def test_a_worker_that_does_not_answer_is_stopped_at_the_time_limit() -> N
 def test_an_answer_that_is_not_a_verdict_is_refused(answer: object) -> None:
     with pytest.raises(ValueError):
         verdict_from_json(answer)
+
+
+async def test_a_small_message_is_scored_where_it_is() -> None:
+    classifier = SpamClassifier.load(learning=False)
+    workers = ScoringWorkers(1, start_load=0.0, cpu_clock=busy)
+    try:
+        workers.take(classifier, 1024**2)  # a large one starts a worker
+        await ready_for(workers, classifier, 1024**2)
+        assert workers.take(classifier, workers_module.MIN_SIZE - 1) is None
+        assert workers.take(classifier, workers_module.MIN_SIZE) is not None
+    finally:
+        await workers.close()
 
 
 def test_a_verdict_survives_the_trip() -> None:

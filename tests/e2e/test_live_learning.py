@@ -43,9 +43,10 @@ async def _score_in_workers(gateway: InProcessGateway) -> None:
     workers = receiving.scoring_workers
     workers.configure(1, start_load=0.0, idle_stop=600.0, timeout=30.0, memory_limit=1024**3)
     workers._cpu_clock = time.monotonic  # CPU time as fast as the wall clock: saturated
+    workers.min_size = 0  # the test's message is smaller than a worker takes in production
     [agent] = [a for a in receiving.env[0].policy.pipeline.agents if isinstance(a, ContentFilter)]
     deadline = time.monotonic() + 30
-    while workers.take(agent.classifier) is None:
+    while workers.take(agent.classifier, 1024**2) is None:
         assert time.monotonic() < deadline, "no scoring worker became ready"
         await asyncio.sleep(0.05)
 

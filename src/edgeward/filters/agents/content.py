@@ -76,7 +76,7 @@ class ContentFilter:
         auth = auth_results(ctx.earlier)
         started = time.perf_counter()
         # Under load, in a worker process (``content.workers``); None: not now, score here.
-        worker = self.workers.take(self.classifier) if self.workers is not None else None
+        worker = self.workers.take(self.classifier, ctx.size) if self.workers is not None else None
         verdict: ContentVerdict
         if worker is not None and self.workers is not None:
             if ctx.spooled is None:
