@@ -113,8 +113,8 @@ def build_scoring_workers(config: Config) -> ScoringWorkers:
 def configure_scoring_workers(workers: ScoringWorkers, config: Config) -> None:
     cf = config.agents.content_filter
     workers.configure(
-        cf.worker_count(), start_load=cf.worker_start_load, idle_stop=cf.worker_idle_stop,
-        timeout=cf.worker_timeout, memory_limit=cf.worker_memory_limit,
+        cf.worker_count(config.server.receiver_count()), start_load=cf.worker_start_load,
+        idle_stop=cf.worker_idle_stop, timeout=cf.worker_timeout, memory_limit=cf.worker_memory_limit,
     )  # fmt: skip
 
 

@@ -113,8 +113,8 @@ class ContentFilterConfig(Section):
     workers: Literal["auto"] | Annotated[int, Field(ge=0, le=16)] = Field(
         "auto",
         description=(
-            "Worker processes that score messages when a receiving process is busy scoring; 0: always"
-            " in the receiving process; auto: one per core beyond the first, at most 2"
+            "Worker processes per receiving process that score messages while it is saturated; 0:"
+            " always in the receiving process; auto: the cores the receiving processes leave, 1 to 2"
         ),
     )
     worker_start_load: float = Field(
@@ -133,11 +133,18 @@ class ContentFilterConfig(Section):
         1024**3, description="Address-space limit of a worker; a message needing more gets 451 4.3.0"
     )
 
-    def worker_count(self) -> int:
-        """How many scoring workers ``workers`` asks for on this host."""
+    def worker_count(self, receivers: int) -> int:
+        """How many scoring workers each of ``receivers`` receiving processes gets on this host.
+
+        On one core none. Otherwise the cores the receiving processes leave, and at least one:
+        on 2 cores the delivery process leaves most of its core (a quarter busy at 20
+        sessions), and a worker only runs while its receiving process is saturated."""
         if self.workers != "auto":
             return self.workers
-        return max(0, min(AUTO_SCORING_WORKERS, len(os.sched_getaffinity(0)) - 1))
+        cores = len(os.sched_getaffinity(0))
+        if cores < 2:
+            return 0
+        return max(1, min(AUTO_SCORING_WORKERS, cores - receivers))
 
 
 class SpfConfig(Section):
