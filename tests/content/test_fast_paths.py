@@ -77,6 +77,11 @@ _PIECES = [
     "A",
     "b",
     "7",
+    "0",
+    "9",
+    "٣",  # ARABIC-INDIC DIGIT THREE: a digit outside ASCII
+    "０",  # FULLWIDTH DIGIT ZERO
+    "K",  # KELVIN SIGN, lower-cased to an ASCII k
     " ",
     "\n",
     "\t",
