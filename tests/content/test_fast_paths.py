@@ -225,3 +225,15 @@ def test_header_lines_are_read_as_by_a_split_and_a_match_per_line(block: bytes, 
         expected.append((name, decode_rfc2047(value) if "=?" in value else value))
     assert headers == expected
     assert anomalies == expected_anomalies
+
+
+@given(
+    st.text(alphabet="verifconmsgalhuxyz д\n", max_size=300),
+    st.lists(st.text(alphabet="verifconmsgalhu", min_size=1, max_size=6), min_size=1, max_size=8),
+)
+@settings(max_examples=800, deadline=None)
+def test_hints_are_found_as_by_a_search_for_each(text: str, hints: list[str]) -> None:
+    from edgeward.content.phishing import _CREDENTIAL_HINTS, _URGENCY_HINTS, _has_any
+
+    for wanted in (tuple(hints), _CREDENTIAL_HINTS, _URGENCY_HINTS):
+        assert _has_any(text, wanted) == any(hint in text for hint in wanted)
