@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from edgeward.ports import ScanItem
@@ -173,6 +173,37 @@ def _field_lines(lines: Iterable[bytes]) -> dict[str, list[str]]:
     return out
 
 
+def delimiter_lines(data: bytes, boundary: bytes, pos: int, endpos: int) -> Iterator[tuple[int, int, bool]]:
+    """The delimiter lines of ``boundary`` in ``data[pos:endpos]``: (start, end, closing) each.
+
+    What ``re.compile(rb"^--" + re.escape(boundary) + rb"(--)?[ \t]*\r?$", re.MULTILINE)``'s
+    ``finditer(data, pos, endpos)`` finds (end: before the line feed; closing: the ``--`` after
+    the boundary), but searched for by its literal: an anchored pattern has no literal to skip
+    ahead to, so it was tried at every byte of every part, base64 and all (12 % of the
+    receiving process on the anti-virus benchmark's 1 MB attachments). ``^`` matches at the
+    real start of ``data`` and after a line feed, ``$`` before one and at ``endpos``.
+    """
+    needle = b"--" + boundary
+    endpos = min(endpos, len(data))
+    at = data.find(needle, pos, endpos)
+    while at >= 0:
+        if at == 0 or data[at - 1] == 0x0A:
+            cursor = at + len(needle)
+            closing = data.startswith(b"--", cursor, endpos)
+            if closing:
+                cursor += 2
+            while cursor < endpos and data[cursor] in (0x20, 0x09):
+                cursor += 1
+            if cursor < endpos and data[cursor] == 0x0D:
+                cursor += 1
+            if cursor == endpos or data[cursor] == 0x0A:
+                yield at, cursor, closing
+                at = data.find(needle, cursor, endpos)
+                continue
+            # A \r the line does not end with belongs to the rest of the line: no delimiter here.
+        at = data.find(needle, at + 1, endpos)
+
+
 def _split_head(data: bytes, start: int, end: int, *, part: bool) -> int:
     """Where the body of the entity at ``start`` begins (its header ends at a blank line)."""
     if data.startswith(b"\r\n", start) or data.startswith(b"\n", start):
@@ -251,17 +282,13 @@ class _Walker:
         self, data: bytes, body: int, end: int, boundary: str, ctx: _Ctx, child: str, signed: bool
     ) -> bool:
         """Walk the parts ``boundary`` delimits; whether it delimits any."""
-        delimiter = re.compile(
-            rb"^--" + re.escape(boundary.encode("utf-8", "replace")) + rb"(--)?[ \t]*\r?$", re.MULTILINE
-        )
         starts: list[tuple[int, int]] = []  # (start of the delimiter line, start of the next part)
         closed = False
-        for match in delimiter.finditer(data, body, end):
-            line_end = match.end()
+        for start, line_end, closing in delimiter_lines(data, boundary.encode("utf-8", "replace"), body, end):
             if data.startswith(b"\n", line_end):
                 line_end += 1
-            starts.append((match.start(), line_end))
-            if match.group(1):
+            starts.append((start, line_end))
+            if closing:
                 closed = True
                 break
             if len(starts) > self.limits.max_parts + 1:

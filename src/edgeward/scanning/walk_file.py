@@ -53,6 +53,7 @@ from edgeward.scanning.walk import (
     _Ctx,
     _field_lines,
     _Walker,
+    delimiter_lines,
 )
 from edgeward.scanning.walk_stream import LeafSink, UUScan, aligned, stream_decode
 
@@ -175,20 +176,18 @@ class _FileWalker(_Walker):
         if not isinstance(data, _Source):
             return super().multipart(data, body, end, boundary, ctx, child, signed)
         src = data
-        delimiter = re.compile(
-            rb"^--" + re.escape(boundary.encode("utf-8", "replace")) + rb"(--)?[ \t]*\r?$", re.MULTILINE
-        )
+        needle = boundary.encode("utf-8", "replace")
         starts: list[tuple[int, int]] = []
         closed = False
         done = False
         windows = src.windows(body, end, self.source.window, context=True, may_skip=_not_delimiter)
         for base, buf, pos in windows:
-            for match in delimiter.finditer(buf, pos):
-                line_end = base + match.end()
+            for start, end_in_buf, closing in delimiter_lines(buf, needle, pos, len(buf)):
+                line_end = base + end_in_buf
                 if src.read(line_end, 1) == b"\n":
                     line_end += 1
-                starts.append((base + match.start(), line_end))
-                if match.group(1):
+                starts.append((base + start, line_end))
+                if closing:
                     closed = done = True
                     break
                 if len(starts) > self.limits.max_parts + 1:
