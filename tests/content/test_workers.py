@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import time
@@ -265,3 +266,26 @@ async def test_a_message_whose_worker_fails_gets_451_not_250(monkeypatch: pytest
         assert any(f.name.startswith("SCL_") for f in result.outcome.findings)
     finally:
         await workers.close()
+
+
+async def test_a_worker_lost_while_loading_a_model_leaves_no_unheard_failure(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(workers_module, "RESPAWN_PAUSE", 60.0)
+    workers = pool()
+    try:
+        worker = await ready(workers, SpamClassifier.load(learning=False))
+        reloaded = SpamClassifier.load(learning=False)  # a reload: the worker is sent this one
+        assert workers.take(reloaded, 1) is None
+        assert worker.pending, "the new model is on its way"
+        os.kill(worker.process.pid, signal.SIGKILL)
+        for _ in range(100):
+            if not workers.running:
+                break
+            await asyncio.sleep(0.05)
+        assert workers.running == 0
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        await workers.close()
+    assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]

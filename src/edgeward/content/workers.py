@@ -359,9 +359,13 @@ class ScoringWorkers:
             self._workers.remove(worker)
         error = ScoringWorkerError("the scoring worker stopped")
         while worker.pending:
-            future, _ = worker.pending.popleft()
-            if not future.done():
-                future.set_exception(error)
+            future, key = worker.pending.popleft()
+            if future.done():
+                continue
+            if key is None:
+                future.set_exception(error)  # a message's: its caller is waiting for it
+            else:
+                future.cancel()  # a model load's, which nobody awaits
         with contextlib.suppress(Exception):
             worker.writer.close()
         with contextlib.suppress(Exception):
