@@ -1,4 +1,4 @@
-"""What the gateway's worker processes share: their environment and their memory bound.
+"""What the gateway's worker processes share: how they start, and their memory bound.
 
 The Office engine and the content filter run work in fresh interpreters
 (``python -m edgeward.<module> FD LIMIT`` on a socket pair): not ``multiprocessing``, since a
@@ -11,14 +11,40 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import edgeward
 
-__all__ = ["limit_address_space", "worker_environment"]
+__all__ = ["limit_address_space", "spawn"]
 
 
-def worker_environment() -> dict[str, str]:
+def spawn(module: str, memory_limit: int) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """``python -m module FD LIMIT`` on one end of a socket pair, and the other end.
+
+    Its standard output goes nowhere (oletools prints now and then; the gateway's stdout is not
+    a worker's to write); its errors reach the gateway's standard error."""
+    ours, theirs = socket.socketpair()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, str(theirs.fileno()), str(memory_limit)],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            env=_environment(),
+            close_fds=True,
+        )
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return process, ours
+
+
+def _environment() -> dict[str, str]:
     """The gateway's environment, with this package importable whatever started the gateway."""
     env = dict(os.environ)
     package_root = str(Path(edgeward.__file__).resolve().parents[1])

@@ -43,9 +43,7 @@ import contextlib
 import json
 import logging
 import math
-import socket
 import subprocess
-import sys
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -54,7 +52,7 @@ from typing import Any
 
 from edgeward.content.classifier import ContentVerdict, SpamClassifier
 from edgeward.content.worker import ANSWER, FRAME, verdict_from_json
-from edgeward.worker_process import worker_environment
+from edgeward.worker_process import spawn
 
 __all__ = ["DEPTH", "ScoringWorkerError", "ScoringWorkers"]
 
@@ -71,8 +69,8 @@ UNSATURATED = 0.75
 CPU_WINDOW = 0.5
 RESPAWN_PAUSE = 10.0
 # Smaller messages are scored where they are: the trip costs the receiving process about
-# 0.1 ms of CPU, and a 2 KB message costs 0.15 ms to score (20 KB: 0.9 ms, 200 KB: 3.3 ms;
-# measured on the 2-core build machine), so for them the worker's time would be all extra.
+# 0.1 ms of CPU and a 2 KB message costs 0.15 ms to score (20 KB: 0.9 ms; measured on the
+# 2-core build machine), so for them the worker's time would be all extra.
 MIN_SIZE = 8 * 1024
 MAX_ANSWER = 1024 * 1024
 
@@ -96,26 +94,6 @@ class Worker:
     loading: Key | None = None
     reader_task: asyncio.Task[None] | None = None
     dead: bool = False
-
-
-def _popen(memory_limit: int) -> tuple[subprocess.Popen[bytes], socket.socket]:
-    ours, theirs = socket.socketpair()
-    env = worker_environment()
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "edgeward.content.worker", str(theirs.fileno()), str(memory_limit)],
-            pass_fds=(theirs.fileno(),),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            env=env,
-            close_fds=True,
-        )
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    return process, ours
 
 
 class ScoringWorkers:
@@ -293,21 +271,20 @@ class ScoringWorkers:
 
     async def _start_one(self) -> None:
         try:
-            process, sock = await asyncio.to_thread(_popen, self.memory_limit)
+            process, sock = await asyncio.to_thread(spawn, "edgeward.content.worker", self.memory_limit)
+            self._processes.append(process)
+            try:
+                reader, writer = await asyncio.open_connection(sock=sock)
+            except OSError:
+                sock.close()
+                process.kill()
+                raise
         except OSError as exc:
-            self._starting -= 1
             self._retry_at = self._clock() + RESPAWN_PAUSE
             log.error("content scoring: cannot start a worker process (%s); scoring here", exc)
             return
-        self._processes.append(process)
-        try:
-            reader, writer = await asyncio.open_connection(sock=sock)
-        except OSError as exc:
+        finally:
             self._starting -= 1
-            process.kill()
-            log.error("content scoring: cannot talk to a worker process (%s); scoring here", exc)
-            return
-        self._starting -= 1
         worker = Worker(process, writer)
         if self._closed:
             self._kill(worker)

@@ -30,9 +30,6 @@ import contextlib
 import io
 import json
 import logging
-import socket
-import subprocess
-import sys
 import time
 import weakref
 import zipfile
@@ -46,7 +43,7 @@ from edgeward.scanning import in_memory
 from edgeward.scanning.odf import is_odf_package
 from edgeward.scanning.office_analysis import sniff
 from edgeward.scanning.ooxml import is_office_package
-from edgeward.worker_process import worker_environment
+from edgeward.worker_process import spawn
 
 __all__ = ["OfficeEngine"]
 
@@ -64,21 +61,7 @@ class _Worker:
     """
 
     def __init__(self, memory_limit: int) -> None:
-        ours, theirs = socket.socketpair()
-        env = worker_environment()
-        try:
-            command = [sys.executable, "-m", "edgeward.scanning.office_worker"]
-            self.process = subprocess.Popen(
-                [*command, str(theirs.fileno()), str(memory_limit)],
-                pass_fds=(theirs.fileno(),),
-                # oletools prints now and then; the gateway's stdout is not its to write.
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                env=env,
-                close_fds=True,
-            )
-        finally:
-            theirs.close()
+        self.process, ours = spawn("edgeward.scanning.office_worker", memory_limit)
         self.conn = Connection(ours.detach())
 
     def call(self, request: dict[str, str], data: bytes, timeout: float) -> dict[str, Any] | None:
