@@ -30,6 +30,7 @@ from edgeward.directory.recipients import (
     StaleWatch,
 )
 from edgeward.directory.replica import ReplicaReader
+from edgeward.filters.afterwards import Afterwards
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.attachments import AttachmentFilter, text_subtypes_matter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
@@ -144,6 +145,7 @@ def build_agents(
     scan_policy: MultiEnginePolicy | None = None,
     notifier: EventSink | None = None,
     scoring_workers: ScoringWorkers | None = None,
+    afterwards: Afterwards | None = None,
 ) -> list[Agent]:
     """The pipeline in its fixed protocol order; ``agents.disabled`` leaves agents out.
 
@@ -155,6 +157,7 @@ def build_agents(
     ``scan_policy`` replaces the engines of ``[antivirus]`` (a test passes fake engines).
     ``notifier`` hears about infections and scan engine outages (None: nobody is told).
     ``scoring_workers`` take the content filter's scoring under load (None: always in-process).
+    ``afterwards`` records sender reputation after the reply (None: before it).
     """
     if dns is None and (config.spf.enabled or config.dmarc.enabled):
         dns = DnsResolver(config.dns.servers or None, port=config.dns.port, timeout=config.dns.timeout)
@@ -213,7 +216,7 @@ def build_agents(
         if local.enabled and local.source == "directory":
             groups = AnyGroups(file_groups, DirectoryGroups(directory_reader(config)))
         agents.append(TransportRules(config.rules, groups))
-    agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock()))
+    agents.extend(_edge_agents(config, policy_store, dns, clock or SystemClock(), afterwards))
     cf = config.agents.content_filter
     agents.append(SiteLearning(config.learning, config.accepted_domains, policy_store, learner,
                                content_learning=cf.learning, conflict_scl=cf.reject_threshold))  # fmt: skip
@@ -251,7 +254,11 @@ def _sender_auth_agent(config: Config, dns: DnsLookup) -> Agent:
 
 
 def _edge_agents(
-    config: Config, store: PolicyStore | None, dns: DnsLookup | None, clock: Clock
+    config: Config,
+    store: PolicyStore | None,
+    dns: DnsLookup | None,
+    clock: Clock,
+    afterwards: Afterwards | None = None,
 ) -> list[Agent]:
     """Protocol analysis, sender reputation and greylisting, as configured."""
     cfg, agents = config.agents, list[Agent]()
@@ -269,7 +276,9 @@ def _edge_agents(
             dns = DnsResolver(d.servers or None, port=d.port, timeout=d.timeout)
         own = (config.server.hostname, *(c.fqdn for c in config.receive_connectors if c.fqdn),
                *config.accepted_domains)  # fmt: skip
-        agents.append(SenderReputation(store, dns, cfg.reputation, own, probe=openproxy.probe))
+        agents.append(
+            SenderReputation(store, dns, cfg.reputation, own, probe=openproxy.probe, afterwards=afterwards)
+        )
     if "greylisting" in wanted:
         agents.append(Greylisting(store, clock, cfg.greylist))
     return agents

@@ -30,6 +30,7 @@ from edgeward.auth.users import UserStore
 from edgeward.config.quarantine import effective_retention
 from edgeward.config.schema import Config
 from edgeward.content.sitelearn import SiteLearner
+from edgeward.filters.afterwards import Afterwards
 from edgeward.filters.agents.antivirus import Antivirus
 from edgeward.filters.agents.connection import IpLists
 from edgeward.filters.base import Stage, StageContext
@@ -162,6 +163,8 @@ class ReceiveSide:
         self.learner: SiteLearner = build_learner(config, self.policy_store)
         # The content filter's scoring workers, kept across reloads like the learner.
         self.scoring_workers = build_scoring_workers(config)
+        # Sender reputation's counting after the reply, kept across reloads like the learner.
+        self.afterwards = Afterwards()
         # Notices are the receiving process's: the agents, the scan policy and the background
         # checks that emit events all run there. Fixed at start, like the listener bindings.
         self.notifier: Notifier | None = build_notifier(config, spool.accept, notify)
@@ -179,6 +182,7 @@ class ReceiveSide:
             learner=self.learner,
             notifier=self.notifier,
             scoring_workers=self.scoring_workers,
+            afterwards=self.afterwards,
         )
         policy = build_policy(
             config, agents, observer=self._observe, allow_list=self.ip_lists.allowed_ip,
@@ -302,11 +306,13 @@ class ReceiveSide:
     async def drain(self, grace: float) -> None:
         """Let the sessions finish, then the lessons they queued."""
         await self.listener.drain(grace)
+        await self.afterwards.drain(LEARNING_DRAIN)
         await self.learner.drain(LEARNING_DRAIN)
 
     async def close(self) -> None:
         if self.notifier is not None:
             await self.notifier.close()  # the last digests into the spool, sent at the next start
+        await self.afterwards.drain(0)  # none left after drain(); these only when it was skipped
         await self.learner.close()
         await self.scoring_workers.close()
         self.agent_log.close()

@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from edgeward.config.schema import ReputationConfig
+from edgeward.filters.afterwards import Afterwards
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.verdict import Verdict
 from edgeward.ports import DnsError, DnsFailure, DnsLookup, PolicyStore, PolicyStoreError
@@ -114,13 +115,16 @@ class SenderReputation:
         own_names: Iterable[str] = (),
         *,
         probe: ProxyProbe | None = None,
+        afterwards: Afterwards | None = None,
     ) -> None:
         """``probe`` is the open-proxy test (``net.openproxy.probe``, given by ``runtime``);
-        without one the test is not run, whatever ``open_proxy_test`` says."""
+        without one the test is not run, whatever ``open_proxy_test`` says. ``afterwards``
+        (the receiving process's) records the history after the reply; without it, before."""
         self.store = store
         self.dns = dns
         self.config = config
         self.probe = probe
+        self.afterwards = afterwards
         self.own = frozenset(n.lower().rstrip(".") for n in own_names)
 
     async def check(self, stage: Stage, ctx: StageContext) -> Outcome:
@@ -203,16 +207,19 @@ class SenderReputation:
         return Finding("OPEN_PROXY", self.name, found)
 
     async def learned(self, ctx: StageContext, verdict: Verdict) -> None:
-        """Count one message into its address's history and rate the address."""
+        """Count one message into its address's history and rate the address.
+
+        The counts are taken here; with ``afterwards`` the store's trips run beside the commit
+        and the reply (``filters.afterwards``), holding the counts, not the message."""
         if verdict.exempt or ctx.session.authenticated:
+            return
+        ip = _client(ctx)
+        if not ip:
             return
         names = [f.name for f in verdict.findings]
         scl = next((int(n[4:]) for n in names if n.startswith("SCL_") and n[4:].isdigit()), None)
         if scl is None:
             scl = max(0, min(9, round(verdict.total)))
-        ip, window = _client(ctx), self.config.history
-        if not ip:
-            return
         counts = {
             "n": 1,
             "scl": scl,
@@ -221,6 +228,13 @@ class SenderReputation:
             "proto": sum(n.startswith("PROTOCOL_") for n in names),
             "proxy": int("OPEN_PROXY" in names),
         }
+        if self.afterwards is None:
+            await self._record(ip, counts)
+        else:
+            await self.afterwards.submit(self._record(ip, counts))
+
+    async def _record(self, ip: str, counts: dict[str, int]) -> None:
+        window = self.config.history
         try:
             # Every counter at once: one trip to the store, not six.
             added = await self.store.incr_many({f"rep:{ip}:{k}": v for k, v in counts.items()}, window=window)
