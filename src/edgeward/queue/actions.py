@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from edgeward.errors import QueueError
+from edgeward.queue import datafile
 from edgeward.queue.files import sync_dir, unlink_quiet
 from edgeward.queue.model import MessageRecord, QueueState, decode_record
 
@@ -97,11 +98,18 @@ def remove(spool: Spool, msg_id: str) -> MessageRecord:
         if src is QueueState.ACTIVE:
             raise QueueError(f"message {msg_id} is being delivered; try again in a moment")
         grabbed = spool._tmp_path(msg_id, "rm")
+        data = spool._data_path(msg_id)
+        # Marked first, then into tmp/: a crash from here on leaves only what recover() deletes
+        # (a data file without metadata is restored unless it is marked finished).
+        datafile.mark_finished(data)
         try:
-            # Into tmp/ first: a crash from here on leaves only what recover() deletes.
             os.rename(spool._meta(src, msg_id), grabbed)
         except FileNotFoundError:
+            datafile.unmark(data)
             continue
+        except OSError:
+            datafile.unmark(data)
+            raise
         try:
             record = replace(decode_record(grabbed.read_bytes(), src), state=src)
         except ValueError as exc:
@@ -109,7 +117,7 @@ def remove(spool: Spool, msg_id: str) -> MessageRecord:
         except OSError as exc:
             record = spool._placeholder(msg_id, f"unreadable: {exc.strerror}")
         os.unlink(grabbed)
-        unlink_quiet(spool._data_path(msg_id))
+        unlink_quiet(data)
         if spool._sync:
             sync_dir(spool._dirs[src])
         return record

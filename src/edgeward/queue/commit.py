@@ -3,12 +3,19 @@
 A round runs in worker threads, so the event loop never waits on the disk; the loop hands a
 whole round to one worker call, which writes the round's files from a small pool of its own.
 While a round runs, new messages queue up; the next round takes all of them (the scheme databases
-use for their write-ahead logs). Per message a round costs two file writes with ``fdatasync`` and one rename;
-per round it costs two folder fsyncs, which the concurrent sessions then share.
+use for their write-ahead logs). Per message a round costs one flushed file (the data file, which
+carries the record in its head: ``queue.datafile``), one unflushed file (the metadata) and two
+renames; per round it costs one folder fsync, which the concurrent sessions then share.
 
-The order inside a round is Postfix's fsync-before-rename: data and metadata flushed, ``data/``
-flushed, metadata renamed into ``incoming/``, ``incoming/`` flushed. Only then are the callers
-told the message is safe and may answer ``250``.
+The order inside a round is Postfix's fsync-before-rename: each data file written in ``tmp/``
+and flushed, linked into ``data/`` (a link refuses a name that exists, as an ``O_EXCL`` create
+does), ``data/`` flushed; only then the metadata renamed into ``incoming/``, so the queue
+manager never sees a message whose data is not in place. The callers
+are then told the message is safe and may answer ``250``: what makes it safe is the flushed data
+file under its final name. The metadata and its rename are not flushed; a power cut that takes
+them leaves a data file with a live head and no metadata, which ``recover()`` puts back in
+``incoming/`` from that head. A data file is only ever renamed into ``data/`` whole and flushed,
+so nothing half-written is ever restored.
 
 Security: files are created through :func:`edgeward.queue.files.write_new` (0600, ``O_EXCL``,
 ``O_NOFOLLOW``).
@@ -27,6 +34,7 @@ from pathlib import Path
 from edgeward.config.ownership import Owner
 from edgeward.errors import QueueError, storage_error
 from edgeward.message_file import MessageFile
+from edgeward.queue.datafile import head
 from edgeward.queue.files import sync_dir, unlink_quiet, write_new, write_new_from
 
 __all__ = ["GroupCommitter"]
@@ -36,6 +44,7 @@ __all__ = ["GroupCommitter"]
 # executor gave the per-message hand-offs on a small host).
 _WRITERS = 8
 
+# (the data file in data/, the metadata in tmp/, its name in incoming/)
 _Written = tuple[Path, Path, Path] | QueueError
 
 
@@ -138,39 +147,48 @@ class GroupCommitter:
         return self._pool
 
     def _write(self, item: _Pending) -> _Written:
-        """Write and flush one message's data and metadata (worker thread)."""
+        """Write one message's data file (flushed, then linked into ``data/``) and its metadata
+        (not flushed, left in ``tmp/``); worker thread."""
+        token = secrets.token_hex(4)
+        data_tmp = self._tmp / f"{item.msg_id}.data.{token}"
         data_path = self._data / f"{item.msg_id}.eml"
-        tmp = self._tmp / f"{item.msg_id}.new.{secrets.token_hex(4)}"
+        meta_tmp = self._tmp / f"{item.msg_id}.new.{token}"
+        first = head(item.meta) + item.data
         try:
-            if item.source is None:
-                write_new(data_path, item.data, sync=self._sync, owner=self._owner)
-            else:
-                src = item.source
-                write_new_from(data_path, item.data, src.path, src.body_offset, src.file_size,
-                               sync=self._sync, owner=self._owner)  # fmt: skip
             try:
-                write_new(tmp, item.meta, sync=self._sync, owner=self._owner)
+                if item.source is None:
+                    write_new(data_tmp, first, sync=self._sync, owner=self._owner)
+                else:
+                    src = item.source
+                    write_new_from(data_tmp, first, src.path, src.body_offset, src.file_size,
+                                   sync=self._sync, owner=self._owner)  # fmt: skip
+                # A link, not a rename: it refuses a name that exists, as an O_EXCL create does,
+                # so a queue id given twice never replaces another message's data.
+                os.link(data_tmp, data_path)
+            finally:
+                unlink_quiet(data_tmp)
+            try:
+                write_new(meta_tmp, item.meta, sync=False, owner=self._owner)
             except OSError:
                 unlink_quiet(data_path)
                 raise
         except OSError as exc:
             return _store_error(item.msg_id, exc)
-        return data_path, tmp, self._incoming / f"{item.msg_id}.json"
+        return data_path, meta_tmp, self._incoming / f"{item.msg_id}.json"
 
     def _publish(self, staged: list[tuple[Path, Path, Path]]) -> OSError | None:
-        """Make a round visible (worker thread): flush data/, rename into incoming/, flush it."""
+        """Make a round safe and visible (worker thread): flush data/, then rename the metadata
+        into incoming/."""
         try:
             if self._sync:
                 sync_dir(self._data)
-            for _, tmp, final in staged:
-                os.rename(tmp, final)
-            if self._sync:
-                sync_dir(self._incoming)
+            for _, meta_tmp, final in staged:
+                os.rename(meta_tmp, final)
         except OSError as exc:
             # Take back the whole round: its clients get 451 and send again later.
-            for data_path, tmp, final in staged:
+            for data_path, meta_tmp, final in staged:
                 unlink_quiet(final)
-                unlink_quiet(tmp)
+                unlink_quiet(meta_tmp)
                 unlink_quiet(data_path)
             return exc
         return None

@@ -8,21 +8,28 @@ Run once by the gateway before it accepts or delivers anything (``Spool.recover(
   the threshold (Exchange's PoisonThreshold, 2 by default; Mailman's shunt queue).
 - Records that do not parse, cannot be opened, or whose data file is missing, move to CORRUPT
   (``Spool.set_aside``: logged and reported). They are never deleted: an administrator decides
-  (``queue show``, ``queue export``, ``queue remove``).
-- Data files without metadata anywhere are orphans (a crash before the commit rename, or after
-  a removal unlinked the metadata) and are deleted.
+  (``queue show``, ``queue export``, ``queue remove``). One exception: an INCOMING record that
+  is empty or does not parse while its data file's head holds the record the message was
+  queued with is rebuilt from that head. The metadata of an incoming message is written
+  unflushed (``queue.commit``), so this is what a power cut leaves; nothing else writes there.
+- Data files without metadata anywhere: one whose head is live lost its metadata to a power cut
+  (or to a crash between the two renames of its commit, before its ``250``) and is put back in
+  ``incoming/`` from its head, logged; one marked finished (a crash between marking and
+  unlinking) or without a head is an orphan and is deleted.
 
 This module is the spool's friend: it works on ``Spool``'s folders through its private helpers.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edgeward.queue import datafile
 from edgeward.queue.files import sync_dir, unlink_quiet
 from edgeward.queue.model import MessageRecord, QueueState, decode_record, valid_id
 
@@ -31,12 +38,18 @@ if TYPE_CHECKING:
 
 __all__ = ["RecoveryReport", "recover_spool"]
 
+log = logging.getLogger(__name__)
+
+# What a torn write leaves (an empty or partly written file); not a file someone else put there.
+_TORN = ("corrupt: not JSON", "corrupt: not a queue record")
+
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
     """What ``Spool.recover()`` found and did."""
 
     requeued: tuple[str, ...] = ()  # were ACTIVE: back to INCOMING with crash_count + 1
+    restored: tuple[str, ...] = ()  # metadata lost or empty: rebuilt from the data file's head
     poisoned: tuple[str, ...] = ()  # reached the poison threshold: parked in HOLD
     corrupt: tuple[str, ...] = ()  # unreadable metadata or missing data: moved to CORRUPT
     tmp_removed: int = 0
@@ -62,6 +75,7 @@ def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
             tmp_removed += unlink_quiet(spool._tmp / entry.name)
 
     requeued: list[str] = []
+    restored: list[str] = []
     poisoned: list[str] = []
     corrupt: list[str] = []
     known: set[str] = set()
@@ -69,6 +83,11 @@ def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
         for msg_id in _ids(spool._dirs[state], ".json"):
             path = spool._meta(state, msg_id)
             reason = _unusable(spool, path, state, msg_id)
+            torn = isinstance(reason, str) and state is QueueState.INCOMING and reason.startswith(_TORN)
+            if torn and _restore(spool, msg_id, f"its metadata was unusable ({reason})"):
+                restored.append(msg_id)
+                known.add(msg_id)
+                continue
             if isinstance(reason, str):
                 if spool.set_aside(msg_id, state, reason):
                     corrupt.append(msg_id)
@@ -85,13 +104,39 @@ def recover_spool(spool: Spool, *, active_only: bool = False) -> RecoveryReport:
 
     orphans = 0
     for msg_id in _ids(spool._data, ".eml"):
-        if msg_id not in known:
+        if msg_id in known:
+            continue
+        if valid_id(msg_id) and _restore(spool, msg_id, "its metadata was lost"):
+            restored.append(msg_id)
+        else:
             orphans += unlink_quiet(spool._data_path(msg_id))
 
     if spool._sync:
         for folder in (spool._tmp, spool._data, *spool._dirs.values()):
             sync_dir(folder)
-    return RecoveryReport(tuple(requeued), tuple(poisoned), tuple(corrupt), tmp_removed, orphans)
+    return RecoveryReport(
+        tuple(requeued), tuple(restored), tuple(poisoned), tuple(corrupt), tmp_removed, orphans
+    )
+
+
+def _restore(spool: Spool, msg_id: str, why: str) -> bool:
+    """Rebuild the INCOMING record of ``msg_id`` from its data file's head; False if the head
+    holds no usable record of that id (then the caller does what it would have done)."""
+    path = spool._data_path(msg_id)
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):
+            return False
+        raw = datafile.embedded_record(path)
+        if raw is None:
+            return False
+        record = decode_record(raw, QueueState.INCOMING)
+    except (OSError, ValueError):
+        return False
+    if record.id != msg_id:
+        return False
+    spool._rewrite(replace(record, state=QueueState.INCOMING), QueueState.INCOMING)
+    log.warning("queue entry %s restored to incoming/ from its data file: %s", msg_id, why)
+    return True
 
 
 def _unusable(spool: Spool, path: Path, state: QueueState, msg_id: str) -> MessageRecord | str | None:
@@ -147,4 +192,4 @@ def _requeue_active(spool: Spool) -> RecoveryReport:
     if spool._sync:
         for state in (QueueState.ACTIVE, QueueState.INCOMING, QueueState.HOLD):
             sync_dir(spool._dirs[state])
-    return RecoveryReport(tuple(requeued), tuple(poisoned), tuple(corrupt))
+    return RecoveryReport(requeued=tuple(requeued), poisoned=tuple(poisoned), corrupt=tuple(corrupt))

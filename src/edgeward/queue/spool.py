@@ -3,18 +3,23 @@
 Layout under ``root`` (folders 0700, files 0600)::
 
     tmp/                 files being written; anything here at start is a leftover, deleted
-    data/<id>.eml        the message bytes (RFC 5322, CRLF), written once, never changed
+    data/<id>.eml        the message bytes (RFC 5322, CRLF) after a head holding the record the
+                         message was queued with (``queue.datafile``); written once
     incoming/<id>.json   accepted, waiting for its first attempt (always due)
     active/<id>.json     claimed by the queue manager: a delivery attempt is running
     deferred/<id>.json   waiting for ``next_attempt_at``
     hold/<id>.json       held by an administrator, or parked as poison
     corrupt/<id>.json    metadata that could not be read; kept for inspection, never deleted
 
-Accepting (Postfix's fsync-before-rename): the data file is written and fsync'd in ``data/``,
-the metadata in ``tmp/``; ``data/`` is fsync'd; the metadata is renamed into ``incoming/``, and
-``incoming/`` is fsync'd. The rename into ``incoming/`` is the commit point: a data file without
-metadata is an orphan that ``recover()`` deletes, so nothing half-written is ever visible.
-Concurrent ``accept()`` calls share one worker-thread round of fsyncs (``queue.commit``).
+Accepting (Postfix's fsync-before-rename, ``queue.commit``): the data file, with the record in
+its head, is written and flushed in ``tmp/`` and linked into ``data/``, ``data/`` is flushed
+(the commit point: the message now survives a power cut), then the metadata, written unflushed
+in ``tmp/``, is renamed into ``incoming/`` (the queue manager sees it from here). One file flush
+per message and one folder flush per round of concurrent ``accept()`` calls. A data file without metadata is
+put back in ``incoming/`` by ``recover()`` from its head (a power cut took the metadata), unless
+its head says the message was finished (delivered or removed: ``datafile.mark_finished`` runs
+before the metadata is unlinked) or it has none (written before this format); those are
+deleted. So is anything left in ``tmp/``: nothing half-written is ever visible.
 
 Crash counting (Mailman's poison parking, Exchange's PoisonThreshold): ``claim()`` is one
 rename into ``active/``; a record still there at start-up was mid-delivery, so ``recover()``
@@ -57,7 +62,7 @@ from edgeward.config.ownership import service_owner
 from edgeward.errors import QueueError
 from edgeward.message_file import MessageFile
 from edgeward.ports import Clock, SystemClock
-from edgeward.queue import actions
+from edgeward.queue import actions, datafile
 from edgeward.queue.commit import GroupCommitter
 from edgeward.queue.files import make_dirs, sync_dir, unlink_quiet, write_new
 from edgeward.queue.model import (
@@ -186,8 +191,9 @@ class Spool:
 
     def _placeholder(self, msg_id: str, reason: str) -> MessageRecord:
         try:
-            st = self._data_path(msg_id).stat()
-            size, when = st.st_size, st.st_mtime
+            with self._data_path(msg_id).open("rb") as fh:
+                st = os.fstat(fh.fileno())
+                size, when = st.st_size - datafile.message_offset(fh), st.st_mtime
         except (OSError, ValueError):  # gone, or a name no data file can have
             size, when = 0, 0.0
         return MessageRecord(msg_id, "", (), when, size, hold_reason=reason, state=QueueState.CORRUPT)
@@ -215,11 +221,18 @@ class Spool:
             return fh.read()
 
     def open_data(self, msg_id: str) -> BinaryIO:
+        """The message's data file, positioned at the message (after the head)."""
         self._check(msg_id)
         try:
-            return self._data_path(msg_id).open("rb")
+            fh = self._data_path(msg_id).open("rb")
         except FileNotFoundError:
             raise KeyError(msg_id) from None
+        try:
+            datafile.message_offset(fh)
+        except BaseException:
+            fh.close()
+            raise
+        return fh
 
     def export(self, msg_id: str) -> bytes:
         return self.read_data(msg_id)
@@ -378,17 +391,22 @@ class Spool:
             raise QueueError(f"cannot update message {record.id}: {exc}") from exc
 
     def finish(self, msg_id: str) -> None:
-        """Every recipient is done: remove the metadata (the commit point), then the data."""
+        """Every recipient is done: mark the data finished, remove the metadata (the commit
+        point), then the data."""
         state = self._locate(msg_id)
+        data = self._data_path(msg_id)
         try:
+            datafile.mark_finished(data)
             os.unlink(self._meta(state, msg_id))
             if self._sync:
                 sync_dir(self._dirs[state])
         except FileNotFoundError:
+            datafile.unmark(data)  # moved on meanwhile: still a live message
             raise KeyError(msg_id) from None
         except OSError as exc:
+            datafile.unmark(data)
             raise QueueError(f"cannot remove message {msg_id}: {exc}") from exc
-        unlink_quiet(self._data_path(msg_id))
+        unlink_quiet(data)
 
     # -- queue viewer operations ---------------------------------------------------------------
 
