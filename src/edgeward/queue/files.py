@@ -10,7 +10,6 @@ gateway's user. Folders are created 0700.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from edgeward.config.ownership import Owner, give_fd, make_private_dirs
@@ -28,35 +27,46 @@ def write_new(path: Path, data: bytes, *, sync: bool, owner: Owner | None = None
     so it is the service's by the time any rename publishes it. On failure the partial file is
     removed before the error propagates.
     """
-    _create(path, lambda fd: write_all(fd, data), sync=sync, owner=owner)
+    _close_after(path, open_new(path, data, owner=owner), sync=sync)
 
 
 def write_new_from(
     path: Path, head: bytes, source: Path, offset: int, end: int, *, sync: bool, owner: Owner | None = None
 ) -> None:
-    """Create ``path`` holding ``head`` then ``source[offset:end]``, as ``write_new`` does.
+    """Create ``path`` holding ``head`` then ``source[offset:end]``, as ``write_new`` does."""
+    _close_after(path, open_new(path, head, source, offset, end, owner=owner), sync=sync)
+
+
+def open_new(
+    path: Path, head: bytes, source: Path | None = None, offset: int = 0, end: int = 0,
+    *, owner: Owner | None = None,
+) -> int:  # fmt: skip
+    """Create ``path`` (which must not exist) holding ``head`` then, with ``source``,
+    ``source[offset:end]``; return its descriptor, open and not flushed.
 
     The copy runs in the kernel (``copy_file_range``; by hand where the file systems or the
     kernel cannot), so a large message already in a file reaches the spool without passing
-    through this process's memory.
+    through this process's memory. On failure the partial file is removed.
     """
-
-    def fill(fd: int) -> None:
-        write_all(fd, head)
-        src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        try:
-            _copy(src, fd, offset, end)
-        finally:
-            os.close(src)
-
-    _create(path, fill, sync=sync, owner=owner)
-
-
-def _create(path: Path, fill: Callable[[int], None], *, sync: bool, owner: Owner | None) -> None:
     fd = os.open(path, _CREATE, 0o600)
     try:
         give_fd(fd, owner)
-        fill(fd)
+        write_all(fd, head)
+        if source is not None:
+            src = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                _copy(src, fd, offset, end)
+            finally:
+                os.close(src)
+    except BaseException:
+        os.close(fd)
+        unlink_quiet(path)
+        raise
+    return fd
+
+
+def _close_after(path: Path, fd: int, *, sync: bool) -> None:
+    try:
         if sync:
             _datasync(fd)
     except BaseException:
@@ -64,6 +74,15 @@ def _create(path: Path, fill: Callable[[int], None], *, sync: bool, owner: Owner
         unlink_quiet(path)
         raise
     os.close(fd)
+
+
+def datasync(fd: int) -> OSError | None:
+    """Flush a file's data (and the size that reads it back); the error, if it failed."""
+    try:
+        _datasync(fd)
+    except OSError as exc:
+        return exc
+    return None
 
 
 def write_all(fd: int, data: bytes) -> None:
