@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgeward.message_file import MessageFile
-from edgeward.queue.files import write_new_from
+from edgeward.queue.files import open_new
 from edgeward.queue.model import MessageRecord
 from edgeward.queue.spill import SpillFile
 from edgeward.queue.spool import Spool
@@ -76,11 +76,11 @@ def test_commit_copy_joins_the_header_and_the_body(tmp_path: Path) -> None:
     body = os.urandom(300_000)
     source.write_bytes(b"Old: header\r\n\r\n" + body)
     dest = tmp_path / "dest"
-    write_new_from(dest, b"Received: x\r\nNew: header\r\n\r\n", source, 15, 15 + len(body), sync=True)
+    os.close(open_new(dest, b"Received: x\r\nNew: header\r\n\r\n", source, 15, 15 + len(body)))
     assert dest.read_bytes() == b"Received: x\r\nNew: header\r\n\r\n" + body
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
     with pytest.raises(FileExistsError):  # never over an existing file
-        write_new_from(dest, b"", source, 0, 1, sync=False)
+        open_new(dest, b"", source, 0, 1)
 
 
 def test_spool_accepts_a_message_file_and_recovery_removes_leftovers(tmp_path: Path) -> None:

@@ -4,8 +4,8 @@ A round runs in worker threads, so the event loop never waits on the disk; the l
 whole round to one worker call, which writes the round's files from a small pool of its own.
 While a round runs, new messages queue up; the next round takes all of them (the scheme databases
 use for their write-ahead logs). Per message a round costs one flushed file (the data file, which
-carries the record in its head: ``queue.datafile``), one unflushed file (the metadata) and two
-renames; per round it costs one folder fsync, which the concurrent sessions then share.
+carries the record in its head: ``queue.datafile``), one unflushed file (the metadata), a link
+and a rename; per round it costs one folder fsync, which the concurrent sessions then share.
 
 The order inside a round is Postfix's fsync-before-rename: each data file written in ``tmp/``
 and flushed, linked into ``data/`` (a link refuses a name that exists, as an ``O_EXCL`` create
@@ -14,7 +14,7 @@ manager never sees a message whose data is not in place. The callers
 are then told the message is safe and may answer ``250``: what makes it safe is the flushed data
 file under its final name. The metadata and its rename are not flushed; a power cut that takes
 them leaves a data file with a live head and no metadata, which ``recover()`` puts back in
-``incoming/`` from that head. A data file is only ever renamed into ``data/`` whole and flushed,
+``incoming/`` from that head. A data file is only ever linked into ``data/`` whole and flushed,
 so nothing half-written is ever restored.
 
 Security: files are created through :func:`edgeward.queue.files.write_new` (0600, ``O_EXCL``,
@@ -57,6 +57,8 @@ class _Open:
     data_path: Path
     meta_tmp: Path
     final: Path
+    msg_id: str
+    flush_error: OSError | None = None
 
 
 def _store_error(msg_id: str, exc: OSError) -> QueueError:
@@ -149,14 +151,12 @@ class GroupCommitter:
         the interpreter's lock twice per file instead of for every call of its writing."""
         opened = [self._open(item) for item in batch]
         files = [o for o in opened if isinstance(o, _Open)]
-        flushed: list[OSError | None] = [None] * len(files)
         if self._sync and len(files) == 1:
-            flushed = [datasync(files[0].fd)]
+            files[0].flush_error = datasync(files[0].fd)
         elif self._sync and files:
-            flushed = list(self._writers().map(datasync, [f.fd for f in files]))
-        outcome = iter(zip(files, flushed, strict=True))
-        written = [item if isinstance(item, QueueError) else self._link(*next(outcome), msg_id=b.msg_id)
-                   for item, b in zip(opened, batch, strict=True)]  # fmt: skip
+            for f, error in zip(files, self._writers().map(datasync, [f.fd for f in files]), strict=True):
+                f.flush_error = error
+        written = [o if isinstance(o, QueueError) else self._link(o) for o in opened]
         staged = [paths for paths in written if not isinstance(paths, QueueError)]
         return written, (self._publish(staged) if staged else None)
 
@@ -187,21 +187,21 @@ class GroupCommitter:
         except OSError as exc:
             return _store_error(item.msg_id, exc)
         final = self._incoming / f"{item.msg_id}.json"
-        return _Open(fd, data_tmp, self._data / f"{item.msg_id}.eml", meta_tmp, final)
+        return _Open(fd, data_tmp, self._data / f"{item.msg_id}.eml", meta_tmp, final, item.msg_id)
 
     @staticmethod
-    def _link(f: _Open, flush_error: OSError | None, *, msg_id: str) -> _Written:
+    def _link(f: _Open) -> _Written:
         """Close a flushed data file and link it into ``data/`` (a link, not a rename: it refuses
         a name that exists, as an ``O_EXCL`` create does, so a queue id given twice never
         replaces another message's data)."""
         try:
             os.close(f.fd)
-            if flush_error is not None:
-                raise flush_error
+            if f.flush_error is not None:
+                raise f.flush_error
             os.link(f.data_tmp, f.data_path)
         except OSError as exc:
             unlink_quiet(f.meta_tmp)
-            return _store_error(msg_id, exc)
+            return _store_error(f.msg_id, exc)
         finally:
             unlink_quiet(f.data_tmp)
         return f.data_path, f.meta_tmp, f.final

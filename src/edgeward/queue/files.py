@@ -30,13 +30,6 @@ def write_new(path: Path, data: bytes, *, sync: bool, owner: Owner | None = None
     _close_after(path, open_new(path, data, owner=owner), sync=sync)
 
 
-def write_new_from(
-    path: Path, head: bytes, source: Path, offset: int, end: int, *, sync: bool, owner: Owner | None = None
-) -> None:
-    """Create ``path`` holding ``head`` then ``source[offset:end]``, as ``write_new`` does."""
-    _close_after(path, open_new(path, head, source, offset, end, owner=owner), sync=sync)
-
-
 def open_new(
     path: Path, head: bytes, source: Path | None = None, offset: int = 0, end: int = 0,
     *, owner: Owner | None = None,
