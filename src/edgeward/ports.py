@@ -221,6 +221,16 @@ class PolicyStore(Protocol):
     async def list_members(self, name: str) -> list[ListEntry]:
         """The live members of list ``name``, in member order."""
 
+    async def list_version(self, name: str) -> str:
+        """A token that changes whenever a member of list ``name`` is added, replaced or removed
+        (dropping expired members may move it too).
+
+        The same token means the same rows, so a reader may keep what ``list_members`` gave
+        until the token moves (members that expire meanwhile are still to be skipped by their
+        ``expires_at``). A list never written has a token too. Tokens are random, so two files
+        or servers do not share one for different contents.
+        """
+
     async def purge_expired(self) -> int:
         """Drop what has expired (housekeeping only: reads never see it); how many were dropped."""
 

@@ -207,6 +207,28 @@ async def test_allow_list_feeds_the_exemptions_and_wins_over_the_block_list() ->
     assert (await run(f, "203.0.113.5", "u@example.test", sid="s2"))[1] is Action.REJECT
 
 
+async def test_the_lists_are_read_again_only_when_their_version_moves() -> None:
+    class CountingStore(MemoryPolicyStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.reads: list[str] = []
+
+        async def list_members(self, name: str) -> list:  # type: ignore[type-arg]
+            self.reads.append(name)
+            return await super().list_members(name)
+
+    store = CountingStore()
+    f = agent(store)
+    assert (await run(f, "192.0.2.1", "u@example.test", sid="s1"))[1] is Action.CONTINUE
+    assert (await run(f, "192.0.2.1", "u@example.test", sid="s2"))[1] is Action.CONTINUE
+    assert sorted(store.reads) == [ALLOW_LIST, BLOCK_LIST]  # the second connection read none
+    await store.list_add(BLOCK_LIST, "192.0.2.0/24")  # as the CLI would, on the running gateway
+    assert (await run(f, "192.0.2.1", "u@example.test", sid="s3"))[1] is Action.REJECT
+    assert sorted(store.reads) == [ALLOW_LIST, BLOCK_LIST, BLOCK_LIST]
+    assert await store.list_remove(BLOCK_LIST, "192.0.2.0/24") is True
+    assert (await run(f, "192.0.2.1", "u@example.test", sid="s4"))[1] is Action.CONTINUE
+
+
 async def test_a_store_outage_is_a_temperror_finding_not_a_refusal() -> None:
     class BrokenStore(MemoryPolicyStore):
         async def list_members(self, name: str) -> list:  # type: ignore[type-arg]

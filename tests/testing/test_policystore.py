@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 
 from edgeward.ports import PolicyStore, PolicyStoreError
-from edgeward.state.policy import SqlitePolicyStore
+from edgeward.state.policy import POLICY_MIGRATIONS, SqlitePolicyStore
 from edgeward.state.redis_policy import RedisPolicyStore
+from edgeward.state.sqlite import StateStore
 from edgeward.testing.clock import FakeClock
 from edgeward.testing.policystore import MemoryPolicyStore
 from tests.redisserver import REDIS_SERVER, RedisServer
@@ -292,6 +293,29 @@ async def test_list_add_replaces_comment_and_expiry(store: PolicyStore, clock: F
     assert await store.list_get("safe:bob@example.org", "@partner.example") is None
 
 
+async def test_a_list_version_moves_with_every_change_of_that_list_only(
+    store: PolicyStore, clock: FakeClock
+) -> None:
+    never = await store.list_version("ip-block")
+    assert await store.list_version("ip-block") == never
+    seen = [never]
+    await store.list_add("ip-block", "198.51.100.0/24")
+    seen.append(await store.list_version("ip-block"))
+    await store.list_add("ip-block", "198.51.100.0/24", comment="replaced")
+    seen.append(await store.list_version("ip-block"))
+    before_other = seen[-1]
+    await store.list_add("ip-allow", "192.0.2.10")
+    await store.set("rep:192.0.2.1:connections", "3")
+    await store.incr("rate:x", window=60)
+    assert await store.list_version("ip-block") == before_other  # other lists, keys: no change
+    assert await store.list_version("ip-allow") != await store.list_version("ip-block")
+    assert await store.list_remove("ip-block", "198.51.100.0/24") is True
+    seen.append(await store.list_version("ip-block"))
+    assert len(set(seen)) == len(seen)  # every change a new token, none back to an old one
+    clock.advance(10)
+    assert await store.list_version("ip-block") == seen[-1]  # time alone moves nothing
+
+
 async def test_purge_drops_only_what_expired(store: PolicyStore, clock: FakeClock) -> None:
     await store.set("a", "1", ttl=10)
     await store.set("b", "2")
@@ -387,7 +411,8 @@ async def test_a_repaired_file_is_used_again_without_reopening(tmp_path: Path) -
 _COUNTER = """
 import asyncio, sys
 from pathlib import Path
-from edgeward.state.policy import SqlitePolicyStore
+from edgeward.state.policy import POLICY_MIGRATIONS, SqlitePolicyStore
+from edgeward.state.sqlite import StateStore
 
 async def main() -> None:
     async with SqlitePolicyStore(Path(sys.argv[1]), busy_timeout=30) as store:
@@ -457,11 +482,45 @@ async def test_point_lookups_are_answered_on_the_event_loop_and_the_rest_in_the_
         assert (await store.list_get("sender-block", "@spam.example")) is not None
         found = await store.list_get_many("sender-block", ["a@b.c", "@spam.example"])
         assert [e is not None for e in found] == [False, True]
+        token = await store.list_version("sender-block")
         assert hops == []
         await store.set("k", "w")  # a write goes to the worker thread, and a lookup then sees it
         assert len(hops) == 1 and await store.get("k") == "w"
         assert [m.member for m in await store.list_members("sender-block")] == ["@spam.example"]
         assert len(hops) == 2
+        assert await store.list_version("sender-block") == token
+
+
+async def test_a_list_version_moves_for_a_write_by_another_connection_and_after_migration(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "policy.db"
+    # A file of the first schema with a list in it, as a release before version tokens left it.
+    old = StateStore(path, migrations=POLICY_MIGRATIONS[:1])
+    old.connect()
+    with old.transaction() as conn:
+        conn.execute(
+            "INSERT INTO list_members (list, member, comment, added, expires) VALUES (?, ?, '', 0, NULL)",
+            ("ip-block", "192.0.2.0/24"),
+        )
+    old.close()
+    async with SqlitePolicyStore(path) as store:
+        migrated = await store.list_version("ip-block")
+        assert migrated != await store.list_version("ip-allow")  # seeded, not "never written"
+        other = sqlite3.connect(path, isolation_level=None)
+        try:  # another writer of the file, with plain SQL: the triggers move the token
+            other.execute("DELETE FROM list_members WHERE list = 'ip-block'")
+            after_delete = await store.list_version("ip-block")
+            other.execute(
+                "INSERT INTO list_members (list, member, comment, added, expires) VALUES (?, ?, '', 0, NULL)",
+                ("ip-block", "192.0.2.0/24"),
+            )
+            after_insert = await store.list_version("ip-block")
+            other.execute("UPDATE list_members SET comment = 'x' WHERE list = 'ip-block'")
+            after_update = await store.list_version("ip-block")
+        finally:
+            other.close()
+        assert len({migrated, after_delete, after_insert, after_update}) == 4
 
 
 async def test_a_corrupt_file_is_refused_when_opened(tmp_path: Path) -> None:

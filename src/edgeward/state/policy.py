@@ -17,7 +17,7 @@ rows stay until :meth:`~SqlitePolicyStore.purge_expired` but no read returns the
 Writes, scans and whole lists run in a worker thread; calls made while one transaction runs
 share the next (:mod:`edgeward.state.batch`), which more than halves the cost of a call under
 concurrency (figures in ``docs/architecture.md``). A point lookup (``get``, ``list_get``,
-``list_get_many``: one indexed row per key) is answered on the event loop from a read-only
+``list_get_many``, ``list_version``: one indexed row per key) is answered on the event loop from a read-only
 connection of its own, in microseconds where the hop to the worker thread costs about 80 us on
 a virtual machine. That connection never waits: its busy timeout is zero, and a lookup it cannot
 answer at once (the file locked by a recovery, damaged, or not open) goes the worker thread's
@@ -68,6 +68,34 @@ POLICY_MIGRATIONS: tuple[Migration, ...] = (
             PRIMARY KEY (list, member)
         ) WITHOUT ROWID;
         CREATE INDEX list_members_expires ON list_members (expires) WHERE expires IS NOT NULL;
+        """,
+    ),
+    Migration(
+        2,
+        "a version token per list, moved by every change of its members",
+        # Triggers rather than the store's own statements, so every writer of the file (another
+        # process, a newer or older release) moves the token. random(): a file restored from a
+        # backup does not hand out a token a reader cached for other contents.
+        """
+        CREATE TABLE list_versions (
+            list    TEXT PRIMARY KEY,
+            version INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO list_versions (list, version) SELECT DISTINCT list, random() FROM list_members;
+        CREATE TRIGGER list_members_inserted AFTER INSERT ON list_members BEGIN
+            INSERT INTO list_versions (list, version) VALUES (NEW.list, random())
+            ON CONFLICT (list) DO UPDATE SET version = excluded.version;
+        END;
+        CREATE TRIGGER list_members_updated AFTER UPDATE ON list_members BEGIN
+            INSERT INTO list_versions (list, version) VALUES (OLD.list, random())
+            ON CONFLICT (list) DO UPDATE SET version = excluded.version;
+            INSERT INTO list_versions (list, version) VALUES (NEW.list, random())
+            ON CONFLICT (list) DO UPDATE SET version = excluded.version;
+        END;
+        CREATE TRIGGER list_members_deleted AFTER DELETE ON list_members BEGIN
+            INSERT INTO list_versions (list, version) VALUES (OLD.list, random())
+            ON CONFLICT (list) DO UPDATE SET version = excluded.version;
+        END;
         """,
     ),
 )
@@ -343,6 +371,15 @@ class SqlitePolicyStore:
             return [ListEntry(str(m), str(c), float(a), e) for m, c, a, e in rows]
 
         return await self._call(run, write=False)
+
+    async def list_version(self, name: str) -> str:
+        check_name("list name", name)
+
+        def run(conn: sqlite3.Connection, now: float) -> str:
+            row = conn.execute("SELECT version FROM list_versions WHERE list = ?", (name,)).fetchone()
+            return "never written" if row is None else str(row[0])
+
+        return await self._read(run)
 
     async def purge_expired(self) -> int:
         def run(conn: sqlite3.Connection, now: float) -> int:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -303,7 +304,12 @@ class RedisPolicyStore:
     # -- lists -------------------------------------------------------------------------------
 
     def _list_keys(self, name: str) -> list[bytes]:
-        return [f"{self.prefix}l:{name}".encode(), f"{self.prefix}m:{name}".encode()]
+        """The list's sorted set, member hash and version token (``state.redis_scripts``)."""
+        return [
+            f"{self.prefix}l:{name}".encode(),
+            f"{self.prefix}m:{name}".encode(),
+            f"{self.prefix}v:{name}".encode(),
+        ]
 
     async def list_add(self, name: str, member: str, *, comment: str = "", ttl: float | None = None) -> None:
         check_name("list name", name)
@@ -314,13 +320,13 @@ class RedisPolicyStore:
         expires = None if ttl is None else now + ttl
         meta = json.dumps({"c": comment, "a": now, "x": expires}, ensure_ascii=False)
         score = "inf" if expires is None else repr(expires)
-        args: list[str | bytes] = [repr(now), member.encode(), score, meta.encode()]
+        args: list[str | bytes] = [repr(now), member.encode(), score, meta.encode(), _new_token()]
         await self._script("list_add", self._list_keys(name), args)
 
     async def list_remove(self, name: str, member: str) -> bool:
         check_name("list name", name)
         check_name("member", member)
-        args: list[str | bytes] = [repr(self._clock.now()), member.encode()]
+        args: list[str | bytes] = [repr(self._clock.now()), member.encode(), _new_token()]
         return bool(await self._script("list_remove", self._list_keys(name), args))
 
     async def list_get(self, name: str, member: str) -> ListEntry | None:
@@ -363,6 +369,15 @@ class RedisPolicyStore:
             return sorted((e for e in entries if e is not None), key=lambda e: e.member)
 
         return await self._command(("HGETALL", self._list_keys(name)[1]), parse)
+
+    async def list_version(self, name: str) -> str:
+        check_name("list name", name)
+
+        def parse(reply: object) -> str:
+            raw = raw_bytes(reply)
+            return "never written" if raw is None else decode_text(raw)
+
+        return await self._command(("GET", self._list_keys(name)[2]), parse)
 
     def _entry(self, member: str, raw: bytes | str, now: float) -> ListEntry | None:
         try:
@@ -410,6 +425,12 @@ _SCRIPTS = {
     "list_remove": lua.LIST_REMOVE,
     "list_purge": lua.LIST_PURGE,
 }
+
+
+def _new_token() -> str:
+    # Random, not a counter: after a FLUSHDB or a restore, a counter would start again at 1 and
+    # could hand a reader the token it cached for other contents.
+    return secrets.token_hex(8)
 
 
 def _check_amount(amount: object) -> None:

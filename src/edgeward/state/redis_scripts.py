@@ -15,7 +15,9 @@ Layout under the store's prefix ``P``:
 - ``P l:<name>``: a sorted set of the list's members scored by expiry (``inf`` for never), for
   purging members in expiry order; ``P m:<name>``: a hash of member -> JSON
   ``{"c": comment, "a": added_at, "x": expires_at}``, what reads return. Both change together
-  in one script, so a reader never sees a member in one and not the other.
+  in one script, so a reader never sees a member in one and not the other. ``P v:<name>``:
+  the list's version token, set to a new random one by every add and remove (no expiry:
+  purging expired members changes no live view, and the container keys' own expiry neither).
 
 Times travel as the client's ``repr()`` of a float and are written back as the same strings,
 so a stored expiry reads back exactly; Lua only compares them (``tonumber``).
@@ -137,13 +139,14 @@ local function reclaim(zset, meta, now)
 end
 """
 
-# KEYS: zset, meta; ARGV: now, member, score ('inf' or the expiry), meta JSON.
+# KEYS: zset, meta, version; ARGV: now, member, score ('inf' or the expiry), meta JSON, new token.
 LIST_ADD = (
     _WRITES
     + _RECLAIM
     + """
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5])
 reclaim(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 return 1
 """
@@ -159,7 +162,7 @@ end
 """
 
 
-# KEYS: zset, meta; ARGV: now, member. 1 if a live member was removed.
+# KEYS: zset, meta, version; ARGV: now, member, new version token. 1 if a live member was removed.
 LIST_REMOVE = (
     _WRITES
     + _MEMBER_LIVE
@@ -168,6 +171,7 @@ LIST_REMOVE = (
 local was = member_live(KEYS[1], ARGV[2], tonumber(ARGV[1]))
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3])
 reclaim(KEYS[1], KEYS[2], tonumber(ARGV[1]))
 if was then return 1 end
 return 0

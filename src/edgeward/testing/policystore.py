@@ -10,6 +10,7 @@ agent answers ``451`` (or records a finding) when the real store is locked or co
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ class MemoryPolicyStore:
         self._clock = clock if clock is not None else SystemClock()
         self._kv: dict[str, _Value] = {}
         self._lists: dict[str, dict[str, ListEntry]] = {}
+        self._versions: dict[str, str] = {}
         self._fault: str | None = None
 
     def break_down(self, reason: str = "database disk image is malformed") -> None:
@@ -125,12 +127,14 @@ class MemoryPolicyStore:
         now = self._now()
         entry = ListEntry(member, comment, now, None if ttl is None else now + ttl)
         self._lists.setdefault(name, {})[member] = entry
+        self._versions[name] = secrets.token_hex(8)
 
     async def list_remove(self, name: str, member: str) -> bool:
         check_name("list name", name)
         check_name("member", member)
         now = self._now()
         entry = self._lists.get(name, {}).pop(member, None)
+        self._versions[name] = secrets.token_hex(8)
         return self._live_entry(entry, now) is not None
 
     async def list_get(self, name: str, member: str) -> ListEntry | None:
@@ -149,6 +153,11 @@ class MemoryPolicyStore:
         now = self._now()
         members = self._lists.get(name, {})
         return [e for m, e in sorted(members.items()) if self._live_entry(e, now) is not None]
+
+    async def list_version(self, name: str) -> str:
+        check_name("list name", name)
+        self._now()  # a broken fake raises here, as the other reads do
+        return self._versions.get(name, "never written")
 
     async def purge_expired(self) -> int:
         now = self._now()
