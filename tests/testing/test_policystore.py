@@ -223,6 +223,10 @@ async def test_list_get_many_answers_each_member_in_order(store: PolicyStore, cl
         await store.list_add("big", member)
     found = await store.list_get_many("big", many)
     assert [e.member for e in found if e is not None] == many[::100]
+    for count in (7, 8, 9):  # about the most members one statement of placeholders takes
+        wanted = [f"m{100 * i}" if i % 2 else f"absent{i}" for i in range(count)]
+        hits = [e is not None for e in await store.list_get_many("big", wanted)]
+        assert hits == [bool(i % 2) for i in range(count)]
     with pytest.raises(ValueError):
         await store.list_get_many("sender-block", ["ok", ""])
 
