@@ -94,6 +94,8 @@ def _field(name: bytes, parts: list[bytes]) -> tuple[str, str]:
 
 def sanitize(text: str, limit: int = 200) -> str:
     """Make ``text`` safe to place inside a header or a log line we write."""
+    if text.isprintable():  # the common case, in one C loop (CR and LF are not printable)
+        return text[:limit]
     cleaned = "".join(ch if ch.isprintable() and ch not in "\r\n" else "?" for ch in text)
     return cleaned[:limit]
 

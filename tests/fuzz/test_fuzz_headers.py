@@ -123,3 +123,5 @@ def test_sanitize_gives_one_bounded_printable_line(text: str, limit: int) -> Non
     clean = sanitize(text, limit)
     assert len(clean) <= limit
     assert clean.isprintable() and "\r" not in clean and "\n" not in clean
+    # Character for character what the loop over every character gave, fast path or not.
+    assert clean == "".join(ch if ch.isprintable() and ch not in "\r\n" else "?" for ch in text)[:limit]
