@@ -87,9 +87,8 @@ POLICY_MIGRATIONS: tuple[Migration, ...] = (
             ON CONFLICT (list) DO UPDATE SET version = excluded.version;
         END;
         CREATE TRIGGER list_members_updated AFTER UPDATE ON list_members BEGIN
-            INSERT INTO list_versions (list, version) VALUES (OLD.list, random())
-            ON CONFLICT (list) DO UPDATE SET version = excluded.version;
-            INSERT INTO list_versions (list, version) VALUES (NEW.list, random())
+            INSERT INTO list_versions (list, version)
+            SELECT list, random() FROM (SELECT OLD.list AS list UNION SELECT NEW.list) WHERE true
             ON CONFLICT (list) DO UPDATE SET version = excluded.version;
         END;
         CREATE TRIGGER list_members_deleted AFTER DELETE ON list_members BEGIN
@@ -359,7 +358,7 @@ class SqlitePolicyStore:
         def run(conn: sqlite3.Connection, now: float) -> list[ListEntry | None]:
             if len(wanted) <= _MANY_PLACEHOLDERS:
                 # One statement per count, each prepared once (the connection's statement cache):
-                # 9 against 15 us for the JSON array's three members (bench/README.md).
+                # 11-13 against 16-18 us for the JSON array's three members (bench/README.md).
                 sql, params = _LIST_GET_MANY[len(wanted)], (name, *wanted, now)
             else:  # the members as one JSON array: a fixed statement, whatever their number
                 sql, params = _LIST_GET_MANY_JSON, (name, json.dumps(wanted), now)
