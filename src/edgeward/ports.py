@@ -251,6 +251,10 @@ class ScanItem:
     the hex digest of the whole content; such items reach only engines that read the message
     themselves (clamd), never one that needs the bytes (``WalkLimits.hold_leaves``). ``source``
     set: the item is the whole message, read from that file (``data`` is then empty).
+
+    ``coarse`` says ``true_type`` is ``text/plain`` read without libmagic's text tests, which
+    tell HTML, scripts and source code apart and cost most of its time; a consumer that reads
+    text subtypes asks ``scanning.truetype.refine`` for them.
     """
 
     data: bytes
@@ -261,6 +265,7 @@ class ScanItem:
     partial: bool = False
     sha256: str = ""
     source: MessageFile | None = None
+    coarse: bool = False
 
     @property
     def size(self) -> int:

@@ -32,7 +32,7 @@ from edgeward.directory.recipients import (
 from edgeward.directory.replica import ReplicaReader
 from edgeward.filters.afterwards import Afterwards
 from edgeward.filters.agents.antivirus import Antivirus
-from edgeward.filters.agents.attachments import AttachmentFilter, text_subtypes_matter, walk_limits
+from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.filters.agents.connection import ConnectionFilter, IpLists
 from edgeward.filters.agents.content import ContentFilter, UnloadedContentFilter
 from edgeward.filters.agents.from_header import FromHeader
@@ -363,14 +363,14 @@ def build_policy(
 
 
 def _walk_limits(config: Config) -> WalkLimits:
-    """The walk's bounds, and what of a body part's type anything reads (``WalkLimits``)."""
+    """The walk's bounds, and what of an item's type anything reads (``WalkLimits``): text
+    subtypes are read by the consumers that need them (``truetype.refine``), never by the walk."""
     av = config.antivirus
-    subtypes = text_subtypes_matter(config.attachments, yara=av.enabled and av.yara.enabled)
     in_memory_engines = av.enabled and (av.yara.enabled or av.office.enabled)
     return replace(
         walk_limits(config.attachments),
-        text_subtypes=subtypes,
-        body_libmagic=subtypes or (av.enabled and av.office.enabled),
+        text_subtypes=False,
+        body_libmagic=av.enabled and av.office.enabled,
         # YARA and the Office engine read an item's bytes in memory; without them a large leaf of
         # a message kept in a file keeps its head and digest only (clamd reads the file itself).
         hold_leaves=in_memory_engines,

@@ -20,6 +20,7 @@ from edgeward.errors import ConfigError
 from edgeward.filters.agents.transport_rules import TransportRules
 from edgeward.filters.base import SessionInfo, Stage, StageContext
 from edgeward.filters.message import MessageView
+from edgeward.filters.rules.conditions import RuleSet
 from edgeward.filters.rules.disclaimer import add_disclaimer
 from edgeward.filters.rules.groups import FileGroups
 from edgeward.filters.rules.headers import prepend_subject, remove_headers, set_header
@@ -27,6 +28,7 @@ from edgeward.filters.transforms.base import Accepted
 from edgeward.filters.transforms.rules import RuleChanges
 from edgeward.filters.verdict import Verdict
 from edgeward.headers import parse_headers
+from edgeward.scanning.walk import WalkLimits
 from edgeward.types import Action, Address, Finding, Outcome, Peer
 
 INBOUND = SessionInfo("s1", Peer("192.0.2.1", 1), ReceiveConnectorConfig(name="internet"), helo="c.test")
@@ -115,9 +117,27 @@ def test_attachments_by_name_and_true_type() -> None:
     found = rules(
         rule("named", {"attachment_names": ["*.pdf"]}),
         rule("typed", {"attachment_types": ["application/pdf"]}),
-        rule("any", {"attachment": True}), rule("zip", {"attachment_names": ["*.zip"]}),
+        rule("any", {"attachment": True}),
+        rule("zip", {"attachment_names": ["*.zip"]}),
     )
     assert matched(run(found, data)) == ["named", "typed", "any"]
+
+
+def test_attachment_types_read_the_text_subtype_of_an_attachment_the_walk_typed_coarsely() -> None:
+    msg = EmailMessage()
+    msg["From"], msg["Subject"] = "a@remote.test", "page"
+    msg.set_content("see attached")
+    msg.add_attachment(b"<html><body><form action='x'>password</form></body></html>\n", maintype="text",
+                       subtype="plain", filename="invoice.txt")  # fmt: skip
+    data = msg.as_bytes(policy=email.policy.SMTP)
+    view = MessageView(data, parse_headers(data), WalkLimits(text_subtypes=False))
+    assert view.walk.entries[-1].item.coarse
+    found = rules(rule("html", {"attachment_types": ["text/html"]}))
+    ctx = StageContext(Stage.EOD, INBOUND, mail_from=Address("a", "remote.test"),
+                       recipients=(Address("user", "example.test"),), data=data, headers=view.headers,
+                       message=view)  # fmt: skip
+    assert matched(asyncio.run(TransportRules(found).check(Stage.EOD, ctx))) == ["html"]
+    assert not RuleSet(rules(rule("named", {"attachment_names": ["*.txt"]}))).reads_types
 
 
 def test_order_stop_and_deciding_actions() -> None:
@@ -159,8 +179,10 @@ HOLD = {"quarantine": True}
     [
         ({"name": "a", "conditions": {"sender": ["x@y"]}, "actions": HOLD}, "unknown condition 'sender'"),
         ({"name": "a", "conditions": {"subject_matches": "(a"}, "actions": HOLD}, "invalid regular"),
-        ({"name": "a", "conditions": {"subject_matches": "(a{1,1000}){1,1000}"}, "actions": HOLD},
-         "regular expression"),
+        (
+            {"name": "a", "conditions": {"subject_matches": "(a{1,1000}){1,1000}"}, "actions": HOLD},
+            "regular expression",
+        ),
         ({"name": "a", "actions": {"bounce": True}}, "unknown action 'bounce'"),
         ({"name": "a", "actions": {}}, "has no action"),
         ({"name": "a", "actions": {"reject": {}, "quarantine": True}}, "choose one of"),
@@ -176,6 +198,7 @@ def test_configuration_errors_are_clear(entry: dict[str, Any], error: str) -> No
 
 
 # -- the transform ------------------------------------------------------------------------------
+
 
 def accepted(found: tuple[TransportRule, ...], names: list[str], action: Action = Action.CONTINUE
              ) -> Accepted:  # fmt: skip
@@ -195,7 +218,9 @@ def test_transform_changes_headers_and_envelope() -> None:
     assert head.get("Subject") == "[EXT] Quarterly numbers" and head.get_all("X-Tag") == ["checked"]
     assert [str(a) for a in changes.recipients(acc)] == ["ceo@example.test", "legal@example.test"]
     assert [str(a) for a in changes.recipients(accepted(found, ["move", "tag"]))] == [
-        "desk@example.test", "legal@example.test"]
+        "desk@example.test",
+        "legal@example.test",
+    ]
     assert changes.apply(PLAIN, accepted(found, ["tag"], Action.DISCARD)) == PLAIN
     assert RuleChanges(found, observe_only=True).apply(PLAIN, acc) == PLAIN
 
@@ -302,8 +327,10 @@ def test_not_twice_on_a_reply_quoting_ours() -> None:
     first = add_disclaimer(PLAIN, "This e-mail is confidential and meant for its addressee only.")
     quoted = first.data.decode().replace("See the figures.\r\n\r\nThis e-mail is confidential and meant\r\n",
                                          "")  # fmt: skip
-    reply = (b"From: b@remote.test\r\nSubject: Re: x\r\n\r\nThanks!\r\n\r\n> See the figures.\r\n>\r\n"
-             b"> This e-mail is confidential and\r\n> meant for its addressee only.\r\n")
+    reply = (
+        b"From: b@remote.test\r\nSubject: Re: x\r\n\r\nThanks!\r\n\r\n> See the figures.\r\n>\r\n"
+        b"> This e-mail is confidential and\r\n> meant for its addressee only.\r\n"
+    )
     assert quoted
     assert add_disclaimer(reply, "This e-mail is confidential and meant for its addressee only.").parts == 0
     found = rules({"name": "d", "actions": {"disclaimer": {"text": "Confidential"}}})

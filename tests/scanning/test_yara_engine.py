@@ -57,6 +57,22 @@ async def test_externals_carry_the_item_facts(tmp_path: Path) -> None:
     assert [h.signature for h in await engine.scan([item])] == ["Facts"]
 
 
+async def test_only_rules_that_read_filetype_get_the_text_subtype_of_a_coarse_item(tmp_path: Path) -> None:
+    data = b"#!/bin/sh\nrm -rf /tmp/x\n"
+    script = ScanItem(data, "2/a.txt", "a.txt", "text/plain", "text/plain", coarse=True)
+    write(tmp_path, "marker.yar", MARKER)
+    engine = YaraEngine(tmp_path, clock=FakeClock())
+    await engine.reload()
+    assert engine._set is not None and not engine._set.reads_filetype
+    write(tmp_path, "script.yar", 'rule Script { condition: filetype == "text/x-shellscript" }\n')
+    assert await engine.reload()
+    assert engine._set is not None and engine._set.reads_filetype
+    assert [h.signature for h in await engine.scan([script])] == ["Script"]
+    # An item the walk typed in full is taken as it is: no second reading.
+    plain = ScanItem(script.data, "2/a.txt", "a.txt", "text/plain", "text/plain")
+    assert await engine.scan([plain]) == []
+
+
 async def test_meta_finding_is_honoured_only_for_antivirus_names(tmp_path: Path) -> None:
     write(tmp_path, "family.yar", AS_INFECTION)
     write(tmp_path, "forger.yar", FORGING)

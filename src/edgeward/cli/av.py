@@ -41,6 +41,7 @@ from edgeward.filters.agents.antivirus import Antivirus, message_items
 from edgeward.filters.agents.attachments import AttachmentFilter, walk_limits
 from edgeward.ports import EngineStatus, ScanItem
 from edgeward.runtime_policy import build_scan_policy
+from edgeward.scanning.truetype import refine
 from edgeward.scanning.updates import signature_status
 from edgeward.scanning.walk import walk_message
 from edgeward.types import Action, Finding, Outcome
@@ -152,7 +153,7 @@ def test(
 
 def _item(item: ScanItem) -> dict[str, Any]:
     return {"path": item.path, "size": len(item.data), "name": item.name,
-            "declared_type": item.declared_type, "true_type": item.true_type}  # fmt: skip
+            "declared_type": item.declared_type, "true_type": refine(item)}  # fmt: skip
 
 
 def _print_test(result: dict[str, Any]) -> None:

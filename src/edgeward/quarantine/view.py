@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 from edgeward.headers import parse_headers
+from edgeward.scanning.truetype import refine
 from edgeward.scanning.walk import WalkLimits, walk_message
 
 __all__ = ["AttachmentInfo", "MessageView", "TextPart", "escape", "header_text", "view_message"]
@@ -101,7 +102,7 @@ def view_message(data: bytes) -> MessageView:
         elif not declared.startswith("multipart/"):
             attachments.append(AttachmentInfo(
                 item.path, escape(item.name, keep_newlines=False), escape(declared, keep_newlines=False),
-                item.true_type, len(item.data),
+                refine(item), len(item.data),
             ))  # fmt: skip
     notes = [f"{name}: {escape(detail, keep_newlines=False)}" for name, detail in walk.findings[:50]]
     if walk.cut:

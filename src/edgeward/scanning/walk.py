@@ -74,14 +74,14 @@ class WalkLimits:
     max_parts: int = 500
     max_decoded_bytes: int = 64 * 1024 * 1024
     archive: archives.ArchiveLimits = field(default_factory=archives.ArchiveLimits)
-    # False: a body part (no file name, declared text/*, not an archive member) gets libmagic's
-    # answer without its text tests (``truetype``), for a configuration in which no consumer
-    # tells text subtypes apart there; attachments and members always get the full answer.
+    # False: every item gets libmagic's answer without its text tests (``truetype``); text no
+    # binary test names is then ``text/plain`` marked ``coarse``, and the consumers that tell
+    # text subtypes apart ask ``truetype.refine`` for the items they look at.
     text_subtypes: bool = True
-    # False as well (nothing reads a body part's type beyond the binary types: no YARA, no
-    # Office engine, whose CSV check reads libmagic's answer): a body part that is ASCII without
-    # a NUL is text/plain without asking libmagic at all. None of those binary types can be
-    # written so (every one has a NUL or a byte above 0x7f in its first bytes), and libmagic was
+    # False as well (no Office engine, whose CSV check reads the walk's answer): a body part
+    # that is ASCII without a NUL is ``coarse`` text/plain without asking libmagic at all. No
+    # binary type can be written so (every one has a NUL or a byte above 0x7f in its first
+    # bytes), ``refine`` still reads CSV, JSON or a script there for whoever asks, and libmagic was
     # the largest single cost of the receiving process's loop on plain 2 KB mail (6.5 %, py-spy
     # under bench/antispam_bench.py).
     body_libmagic: bool = True
@@ -431,10 +431,12 @@ class _Walker:
             and not self.limits.body_libmagic
             and (content.isascii() and b"\x00" not in content if plain is None else plain)
         ):
-            kind = TEXT
+            kind, coarse = TEXT, True
         else:
-            kind = true_type(content, text_subtype=self.limits.text_subtypes or not body_text)
-        item = ScanItem(content, path, name, declared[0] if declared else "", kind, partial, sha256)
+            kind = true_type(content, text_subtype=self.limits.text_subtypes)
+            coarse = kind == TEXT and not self.limits.text_subtypes
+        declared_type = declared[0] if declared else ""
+        item = ScanItem(content, path, name, declared_type, kind, partial, sha256, coarse=coarse)
         self.walk.add(Entry(item, tuple(readings), tuple(declared), span, signed, member))
         if kind in EXECUTABLE_TYPES and _disguised(found, declared):
             self.walk.finding("ATTACH_TYPE_MISMATCH", f"{path}: a program ({kind}) named or typed otherwise")

@@ -5,7 +5,9 @@ into one rule set, each file in its own namespace (its path relative to the fold
 files may use the same rule name. Rules see these externals, all strings: ``filename`` (the
 declared file name), ``extension`` (its last suffix, lower case, without the dot),
 ``filetype`` (the true MIME type read from the content), ``declared_type`` (the Content-Type
-of the message) and ``path`` (where the item sits in the message).
+of the message) and ``path`` (where the item sits in the message). Only a rule set whose
+files name ``filetype`` gets the text subtype of an item the walk typed coarsely
+(``truetype.refine``: libmagic's text tests, its dearest part); any other sees ``text/plain``.
 
 Reloading: the folder's fingerprint (each file's size and mtime) is checked at most every
 ``check_every`` seconds, on a scan or on :meth:`YaraEngine.status`, and on
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -41,6 +44,7 @@ import yara
 from edgeward.config.scores import SCORE_TABLE
 from edgeward.ports import Clock, EngineStatus, ScanEngineError, ScanHit, ScanItem, SystemClock
 from edgeward.scanning import in_memory
+from edgeward.scanning.truetype import refine
 from edgeward.scanning.watch import FileWatch, Fingerprint
 
 __all__ = ["FINDING", "YaraEngine", "rule_files"]
@@ -58,12 +62,16 @@ def rule_files(rules_dir: Path) -> list[Path]:
         return []
 
 
-def _externals(item: ScanItem) -> dict[str, str]:
+# A file that names the external anywhere (a comment too: reading it needlessly is only slower).
+_READS_FILETYPE = re.compile(rb"\bfiletype\b")
+
+
+def _externals(item: ScanItem, subtypes: bool) -> dict[str, str]:
     suffix = PurePosixPath(item.name).suffix
     return {
         "filename": item.name,
         "extension": suffix[1:].lower() if suffix else "",
-        "filetype": item.true_type,
+        "filetype": refine(item) if subtypes else item.true_type,
         "declared_type": item.declared_type,
         "path": item.path,
     }
@@ -72,12 +80,15 @@ def _externals(item: ScanItem) -> dict[str, str]:
 class _RuleSet:
     """One compiled rule set and what ``status()`` says about it."""
 
-    def __init__(self, rules: Any, count: int, files: int, newest: float | None, bad_meta: list[str]) -> None:
+    def __init__(
+        self, rules: Any, count: int, files: int, newest: float | None, bad: list[str], reads_filetype: bool
+    ) -> None:
         self.rules = rules
+        self.reads_filetype = reads_filetype
         self.count = count
         self.files = files
         self.newest = newest
-        self.bad_meta = bad_meta
+        self.bad_meta = bad
 
 
 def _compile(rules_dir: Path) -> _RuleSet:
@@ -97,23 +108,26 @@ def _compile(rules_dir: Path) -> _RuleSet:
         if wanted is not None and not _honoured(wanted):
             bad.append(f"{rule.identifier}: finding {str(wanted)[:60]!r}")
     mtimes = []
+    reads_filetype = False
     for p in files:
         try:
             mtimes.append(p.stat().st_mtime)
+            reads_filetype = reads_filetype or _READS_FILETYPE.search(p.read_bytes()) is not None
         except OSError:
-            continue
-    return _RuleSet(rules, count, len(files), max(mtimes, default=None), bad)
+            reads_filetype = True  # compiled, so readable a moment ago: assume it does
+    return _RuleSet(rules, count, len(files), max(mtimes, default=None), bad, reads_filetype)
 
 
 def _honoured(finding: object) -> bool:
     return isinstance(finding, str) and finding.startswith("AV_") and finding in SCORE_TABLE
 
 
-def _match(rules: Any, items: Sequence[ScanItem], timeout: int) -> list[ScanHit]:
+def _match(ruleset: _RuleSet, items: Sequence[ScanItem], timeout: int) -> list[ScanHit]:
     hits: list[ScanHit] = []
+    rules, subtypes = ruleset.rules, ruleset.reads_filetype
     for item in items:
         try:
-            matches = rules.match(data=item.data, externals=_externals(item), timeout=timeout)
+            matches = rules.match(data=item.data, externals=_externals(item, subtypes), timeout=timeout)
         except yara.TimeoutError:
             raise ScanEngineError(f"yara: timed out after {timeout}s on {item.path}") from None
         except yara.Error as exc:
@@ -181,8 +195,8 @@ class YaraEngine:
         return self._set
 
     async def scan(self, items: Sequence[ScanItem]) -> list[ScanHit]:
-        rules = (await self._fresh()).rules
-        return await asyncio.to_thread(_match, rules, in_memory(items), self.timeout)
+        ruleset = await self._fresh()
+        return await asyncio.to_thread(_match, ruleset, in_memory(items), self.timeout)
 
     async def status(self) -> EngineStatus:
         try:

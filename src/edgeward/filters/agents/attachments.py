@@ -32,10 +32,11 @@ from edgeward.config.attachments import TRUE_TYPES, AttachmentsConfig
 from edgeward.filters.base import Stage, StageContext
 from edgeward.filters.message import MessageView
 from edgeward.scanning.archives import ArchiveLimits
+from edgeward.scanning.truetype import refine
 from edgeward.scanning.walk import EXECUTABLE_TYPES, Entry, Walk, WalkLimits
 from edgeward.types import Action, Finding, Outcome, Reply
 
-__all__ = ["AttachmentFilter", "AttachmentRules", "Block", "text_subtypes_matter", "walk_limits"]
+__all__ = ["AttachmentFilter", "AttachmentRules", "Block", "reads_text_subtypes", "walk_limits"]
 
 NAME = "attachment-filter"
 REPORT_HEADER = "X-Edgeward-Attachments"
@@ -61,11 +62,10 @@ def walk_limits(cfg: AttachmentsConfig) -> WalkLimits:
                       archive=archive)  # fmt: skip
 
 
-def text_subtypes_matter(cfg: AttachmentsConfig, *, yara: bool) -> bool:
-    """Whether anything reads the text subtype of a body part: YARA rules (``filetype``), or a
-    true-type list that names more than binary types. Transport rules do not: body parts are
-    not attachments to them."""
-    return yara or any(p.lower() not in BINARY_TYPES for p in cfg.true_types)
+def reads_text_subtypes(true_types: tuple[str, ...]) -> bool:
+    """Whether a true-type list can tell text subtypes apart: it names more than binary types,
+    so an item the walk typed ``coarse`` needs its subtype read (``truetype.refine``)."""
+    return any(p.lower() not in BINARY_TYPES for p in true_types)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,7 @@ class AttachmentRules:
         self.file_names = tuple(p.lower() for p in cfg.file_names)
         self.content_types = tuple(p.lower() for p in cfg.content_types)
         self.true_types = tuple(p.lower() for p in cfg.true_types)
+        self._refine = reads_text_subtypes(self.true_types)
         self.inside_archives = cfg.inside_archives
 
     def match(self, entry: Entry) -> str:
@@ -103,7 +104,7 @@ class AttachmentRules:
             for pattern in self.content_types:
                 if declared and fnmatch.fnmatchcase(declared.lower(), pattern):
                     return f"ContentType {pattern}"
-        true_type = entry.item.true_type.lower()
+        true_type = (refine(entry.item) if self._refine else entry.item.true_type).lower()
         for pattern in self.true_types:
             if true_type and fnmatch.fnmatchcase(true_type, pattern):
                 return f"TrueType {pattern}"

@@ -98,7 +98,8 @@ class TransportRules:
         def gather() -> MessageFacts:
             scl = scl_of(ctx.earlier, ctx.exempt)
             return MessageFacts.of(message, sender=ctx.mail_from, recipients=ctx.recipients,
-                                   direction=direction_of(ctx.session), scl=scl)  # fmt: skip
+                                   direction=direction_of(ctx.session), scl=scl,
+                                   refine_types=self.rules.reads_types)  # fmt: skip
 
         # Decoding the parts is CPU work: a big message moves to a thread, as the content filter does.
         facts = await asyncio.to_thread(gather) if message.size > INLINE_LIMIT else gather()

@@ -33,6 +33,7 @@ from edgeward.config.rules import RuleConditions, TransportRule, compile_pattern
 from edgeward.filters.base import SessionInfo
 from edgeward.filters.message import MessageView
 from edgeward.filters.rules.groups import FileGroups, GroupSource
+from edgeward.scanning.truetype import refine
 from edgeward.types import Address, Finding
 
 __all__ = ["Attachment", "MessageFacts", "RuleMatch", "RuleSet", "direction_of", "scl_of"]
@@ -81,7 +82,10 @@ class MessageFacts:
         recipients: Sequence[Address],
         direction: str,
         scl: int | None,
+        refine_types: bool = True,
     ) -> MessageFacts:
+        """The facts of ``view``; ``refine_types`` reads the text subtype of attachments the walk
+        typed coarsely (``truetype.refine``), which only an ``attachment_types`` rule needs."""
         mime = view.mime
         texts, budget = [], MAX_TEXT
         for part in mime.texts:
@@ -91,7 +95,9 @@ class MessageFacts:
                 break
         attachments = tuple(
             Attachment(
-                tuple(n.lower() for n in e.names), e.item.true_type.lower(), e.item.declared_type.lower()
+                tuple(n.lower() for n in e.names),
+                (refine(e.item) if refine_types else e.item.true_type).lower(),
+                e.item.declared_type.lower(),
             )
             for e in view.walk.entries
             if e.names or e.member or not e.item.declared_type.lower().startswith(("text/", "multipart/"))
@@ -144,6 +150,8 @@ class RuleSet:
         self.rules = [r for r in ordered(tuple(rules)) if r.enabled]
         self.groups: GroupSource = groups if groups is not None else FileGroups()
         self._patterns: dict[str, re2._Regexp[str]] = {}
+        # Whether a rule reads attachment types, so the facts need the text subtypes.
+        self.reads_types = any(c.attachment_types for r in self.rules for c in (r.conditions, r.exceptions))
         for rule in self.rules:
             for conds in (rule.conditions, rule.exceptions):
                 for pattern in (conds.subject_matches, conds.subject_or_body_matches,
