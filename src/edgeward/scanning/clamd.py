@@ -188,17 +188,27 @@ class ClamdScanner:
         """Write each command and, when it has one, its stream in length-prefixed chunks.
 
         Returns the error if clamd cut the connection, which it does when a stream passes its
-        StreamMaxLength; its reason may already be in the socket, so the caller reads it."""
+        StreamMaxLength; its reason may already be in the socket, so the caller reads it.
+
+        Pieces are gathered and written together once they reach ``chunk_size`` (and at the
+        end): a write on an idle socket is a system call at once, and one per command, length
+        and terminator was the costliest part of asking clamd about a small item."""
+        pending: list[bytes | memoryview] = []
+        size = 0
         try:
             for command, item in requests:
-                writer.write(command)
+                pending.append(command)
                 if item is None:
                     continue
                 for chunk in self._chunks(item):
-                    writer.write(struct.pack("!L", len(chunk)))
-                    writer.write(chunk)
-                    await writer.drain()
-                writer.write(b"\0\0\0\0")
+                    pending += (struct.pack("!L", len(chunk)), chunk)
+                    size += len(chunk)
+                    if size >= self.chunk_size:
+                        writer.writelines(pending)
+                        pending, size = [], 0
+                        await writer.drain()
+                pending.append(b"\0\0\0\0")
+            writer.writelines(pending)
             await writer.drain()
         except OSError as exc:
             return exc
