@@ -107,13 +107,17 @@ def test_scl_from_the_content_filter_and_exceptions() -> None:
     assert matched(run(found, earlier=(Finding("SCL_2", "content-filter"),))) == []
 
 
-def test_attachments_by_name_and_true_type() -> None:
+def attached(content: bytes, maintype: str, subtype: str, filename: str) -> bytes:
     msg = EmailMessage()
     msg["From"], msg["Subject"] = "a@remote.test", "files"
     msg.set_content("see attached")
-    msg.add_attachment(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", maintype="application",
-                       subtype="octet-stream", filename="Report.PDF")  # fmt: skip
-    data = msg.as_bytes(policy=email.policy.SMTP)
+    msg.add_attachment(content, maintype=maintype, subtype=subtype, filename=filename)
+    return msg.as_bytes(policy=email.policy.SMTP)
+
+
+def test_attachments_by_name_and_true_type() -> None:
+    pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n"
+    data = attached(pdf, "application", "octet-stream", "Report.PDF")
     found = rules(
         rule("named", {"attachment_names": ["*.pdf"]}),
         rule("typed", {"attachment_types": ["application/pdf"]}),
@@ -124,12 +128,8 @@ def test_attachments_by_name_and_true_type() -> None:
 
 
 def test_attachment_types_read_the_text_subtype_of_an_attachment_the_walk_typed_coarsely() -> None:
-    msg = EmailMessage()
-    msg["From"], msg["Subject"] = "a@remote.test", "page"
-    msg.set_content("see attached")
-    msg.add_attachment(b"<html><body><form action='x'>password</form></body></html>\n", maintype="text",
-                       subtype="plain", filename="invoice.txt")  # fmt: skip
-    data = msg.as_bytes(policy=email.policy.SMTP)
+    page = b"<html><body><form action='x'>password</form></body></html>\n"
+    data = attached(page, "text", "plain", "invoice.txt")
     view = MessageView(data, parse_headers(data), WalkLimits(text_subtypes=False))
     assert view.walk.entries[-1].item.coarse
     found = rules(rule("html", {"attachment_types": ["text/html"]}))
