@@ -374,12 +374,9 @@ def stale_event(report: UpdateReport, limit: float, mirror: str, now: float) -> 
     at = report.signatures_at
     age = "unknown" if at is None else f"{(now - at) / 3600:.1f}h"
     return Event.make(
-        "signatures_stale",
-        "error",
+        "signatures_stale", "error",
         f"anti-virus signatures are stale ({age} old, limit {limit / 3600:.1f}h)",
-        age=age,
-        limit=f"{limit / 3600:.1f}h",
-        mirror=mirror or "(ClamAV's own)",
+        age=age, limit=f"{limit / 3600:.1f}h", mirror=mirror or "(ClamAV's own)",
         newest=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(at)) if at is not None else "none",
     )
 
