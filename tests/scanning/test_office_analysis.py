@@ -6,6 +6,7 @@ here each document's findings are checked directly, so a failure names the docum
 
 from __future__ import annotations
 
+import inspect
 import io
 import random
 import zipfile
@@ -14,7 +15,8 @@ import pytest
 
 from edgeward.config.scores import SCORE_TABLE
 from edgeward.scanning.archives import is_encrypted_office
-from edgeward.scanning.office_analysis import analyze, sniff
+from edgeward.scanning.office_analysis import analyze, lighten_scans, sniff
+from edgeward.scanning.office_analysis import olevba_mod as olevba
 from tests.scanning.office_samples import names, sample
 
 
@@ -273,3 +275,22 @@ def test_flipped_bytes_in_real_documents_never_raise() -> None:
             for _ in range(20):
                 broken[rng.randrange(len(broken))] = rng.randrange(256)
             analyze(bytes(broken), name)
+
+
+@pytest.mark.parametrize("detect", ["detect_autoexec", "detect_suspicious"])
+@pytest.mark.parametrize("obfuscation", [None, "Hex", "Base64", "Dridex", "VBA expression"])
+def test_olevba_finds_no_keyword_in_empty_code(detect: str, obfuscation: str | None) -> None:
+    # What lets the analysis skip olevba's keyword loop on empty code: its own answer there.
+    lighten_scans()
+    original = inspect.unwrap(getattr(olevba, detect))
+    assert original is not getattr(olevba, detect)
+    assert original("", obfuscation) == []
+
+
+def test_keywords_hidden_in_hex_strings_are_still_found_after_lightening() -> None:
+    lighten_scans()
+    code = 'Sub AutoOpen()\n  x = "' + b"Shell".hex() + '"\nEnd Sub\n'
+    results = olevba.VBA_Scanner(code).scan()
+    assert ("AutoExec", "AutoOpen") in [(kind, keyword) for kind, keyword, _ in results]
+    hidden = [desc for kind, keyword, desc in results if kind == "Suspicious" and keyword == "Shell"]
+    assert hidden and all("Hex" in desc for desc in hidden)

@@ -41,6 +41,7 @@ Security: the XML readers oletools uses are replaced by defusedxml's before any 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import re
@@ -66,7 +67,7 @@ with warnings.catch_warnings():
     from oletools import olevba as olevba_mod
     from oletools.olevba import VBA_Parser
 
-__all__ = ["analyze", "harden_xml", "sniff"]
+__all__ = ["analyze", "harden_xml", "lighten_scans", "sniff"]
 
 log = logging.getLogger("edgeward.scanning.office")
 
@@ -105,6 +106,31 @@ def harden_xml() -> None:
     for name in ("olevba", "msodde", "oleobj", "rtfobj", "ooxml", "crypto", "xls_parser", "ftguess"):
         logging.getLogger(name).setLevel(logging.CRITICAL + 1)
     logging.getLogger("olefile").setLevel(logging.CRITICAL + 1)
+
+
+def _nothing_in_nothing(detect: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+    """``detect`` answering ``[]`` for empty code without its keyword loop.
+
+    olevba's scan runs ``detect_autoexec`` and ``detect_suspicious`` on the code and on six
+    decoded variants (hex, base64, Dridex ...), most of them empty; each call builds and runs a
+    regex per keyword (about 200), a fifth of a whole analysis. No keyword matches empty code
+    (``tests/scanning/test_office_analysis.py`` holds olevba to that), so the answer is the same.
+    """
+    if getattr(detect, "_edgeward_light", False):
+        return detect
+
+    @functools.wraps(detect)
+    def light(code: str, obfuscation: str | None = None) -> list[Any]:
+        return detect(code, obfuscation) if code else []
+
+    light._edgeward_light = True  # type: ignore[attr-defined]
+    return light
+
+
+def lighten_scans() -> None:
+    """Let olevba's keyword scans skip empty code (:func:`_nothing_in_nothing`; idempotent)."""
+    olevba_mod.detect_autoexec = _nothing_in_nothing(olevba_mod.detect_autoexec)
+    olevba_mod.detect_suspicious = _nothing_in_nothing(olevba_mod.detect_suspicious)
 
 
 def sniff(data: bytes, declared_type: str = "", true_type: str = "", name: str = "") -> str | None:
@@ -177,12 +203,11 @@ def _dde_lines(text: str) -> Iterator[Finding]:
             yield "AV_DDE", _clean(line.strip())
 
 
-def _dde_ole(data: bytes) -> Iterator[Finding]:
+def _dde_ole(data: bytes, ole: Any, ppt: bool) -> Iterator[Finding]:
     if msodde.xls_parser.is_xls(data):
         yield from _dde_lines(msodde.process_xls(data))
-    elif not msodde.is_ppt(data):
-        with olefile.OleFileIO(data, path_encoding=None) as ole:
-            fields = msodde.process_doc(ole)
+    elif not ppt and ole is not None:
+        fields = msodde.process_doc(ole)
         # Fields of a UTF-16 document come back with a NUL after every character.
         lines = (f.replace("\x00", "") for f in fields.splitlines())
         yield from _dde_lines("\n".join(f for f in lines if msodde.FIELD_DDE_REGEX.match(f)))
@@ -275,13 +300,13 @@ def _ole_objects(ole: Any, where: str) -> Iterator[Finding]:
             yield "AV_OLE_OBJECT", _clean(f"embedded:{where}{'/'.join(parts)} {clsid}".strip())
 
 
-def _objects_ole(data: bytes) -> Iterator[Finding]:
-    if msodde.is_ppt(data):
+def _objects_ole(data: bytes, ole: Any, ppt: bool) -> Iterator[Finding]:
+    if ppt:
         # PowerPoint keeps embedded objects compressed inside its record stream.
-        for index, ole in enumerate(oleobj.find_ole_in_ppt(data)):
+        for index, embedded in enumerate(oleobj.find_ole_in_ppt(data)):
             yield "AV_OLE_OBJECT", f"embedded:ppt-object-{index + 1}"
-            yield from _ole_objects(ole, f"ppt-object-{index + 1}/")
-    with olefile.OleFileIO(data) as ole:
+            yield from _ole_objects(embedded, f"ppt-object-{index + 1}/")
+    if ole is not None:
         yield from _ole_objects(ole, "")
 
 
@@ -351,18 +376,27 @@ def _decrypt(data: bytes) -> bytes | None:
     return None
 
 
-def _is_encrypted(data: bytes) -> bool:
+def _open_ole(data: bytes) -> Any:
+    """The OLE file the steps share (each opening its own was a third of the analysis), or None
+    when olefile cannot read it: the steps that parse it themselves still say what they can."""
     try:
-        with olefile.OleFileIO(data) as ole:
-            return bool(crypto.is_encrypted(ole))
-    except Exception:  # not a readable OLE file: the other steps say what they can
+        return olefile.OleFileIO(data, path_encoding=None)
+    except Exception:  # olefile raises anything on a malformed file
+        return None
+
+
+def _is_encrypted(ole: Any) -> bool:
+    try:
+        return ole is not None and bool(crypto.is_encrypted(ole))
+    except Exception:  # a directory crypto cannot read: the other steps say what they can
         return False
 
 
-def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
+def _analyze_ole(data: bytes, name: str, nesting: int) -> list[Finding]:
     found: list[Finding] = []
-    if kind == "ole":
-        if _is_encrypted(data):
+    ole = _open_ole(data)
+    try:
+        if _is_encrypted(ole):
             plain = _decrypt(data) if nesting < MAX_NESTING else None
             if plain is None:
                 # The walk already reports encrypted OOXML (its EncryptedPackage stream); the
@@ -373,9 +407,20 @@ def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
             if inner is not None and plain != data:
                 found += _analyze(plain, name, inner, nesting + 1)
             # RC4-encrypted .xls and .doc keep their VBA in the clear: still look.
+        ppt = bool(msodde.is_ppt(data))  # it parses the record streams: once, not per step
         found += _quietly(lambda: _vba(data, name))
-        found += _quietly(lambda: _dde_ole(data))
-        found += _quietly(lambda: _objects_ole(data))
+        found += _quietly(lambda: _dde_ole(data, ole, ppt))
+        found += _quietly(lambda: _objects_ole(data, ole, ppt))
+    finally:
+        if ole is not None:
+            ole.close()
+    return found
+
+
+def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
+    found: list[Finding] = []
+    if kind == "ole":
+        found += _analyze_ole(data, name, nesting)
     elif kind == "zip":
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
@@ -406,6 +451,7 @@ def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
 def analyze(data: bytes, name: str = "", declared_type: str = "", true_type: str = "") -> list[Finding]:
     """The findings of one item, each (finding, signature) once, at most ``MAX_FINDINGS``."""
     harden_xml()
+    lighten_scans()
     kind = sniff(data, declared_type, true_type, name)
     if kind is None:
         return []
