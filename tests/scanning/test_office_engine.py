@@ -111,3 +111,21 @@ async def test_parts_of_a_document_the_walk_unpacked_are_not_analysed_again() ->
     macro_paths = sorted({h.path for h in hits if h.name == "AV_MACRO"})
     # The document itself, and the one inside a plain zip; never its vbaProject.bin part.
     assert macro_paths == ["2/invoice.docm", "3/bundle.zip!inside.docm"]
+
+
+async def test_a_zip_that_is_no_document_never_reaches_a_worker() -> None:
+    plain_zip = io.BytesIO()
+    with zipfile.ZipFile(plain_zip, "w") as zf:
+        zf.writestr("report.txt", "quarterly figures\n" * 1000)
+        zf.writestr("photo.jpg", os.urandom(4096))
+    zip_type = "application/zip"
+    archive = ScanItem(plain_zip.getvalue(), "2/archive.zip", "archive.zip", zip_type, zip_type)
+    engine = OfficeEngine(timeout=60, workers=1)
+    try:
+        assert await engine.scan([archive]) == []
+        assert engine._started == []  # no worker was started for it
+        docm = item("oleform/oleform-PR314.docm")
+        assert any(h.name == "AV_MACRO" for h in await engine.scan([archive, docm]))
+        assert len(engine._started) == 1
+    finally:
+        await engine.close()

@@ -150,7 +150,10 @@ class OfficeEngine:
         items = in_memory(items)
         packages = _office_packages(items)
         for item in items:
-            if sniff(item.data, item.declared_type, item.true_type, item.name) is None:
+            kind = sniff(item.data, item.declared_type, item.true_type, item.name)
+            if kind is None or (kind == "zip" and item.path not in packages):
+                # A zip that is no document package gets nothing from the analysis (it is the
+                # walk's to unpack); sending it would cost a worker a round trip of its size.
                 continue
             if "!" in item.path and item.path.rsplit("!", 1)[0] in packages:
                 continue  # a part of a document analysed whole (the walk unpacks OOXML as a zip)
