@@ -26,7 +26,8 @@ from tests.scanning.office_samples import item  # noqa: E402
 
 from edgeward.ports import ScanItem  # noqa: E402
 from edgeward.scanning.office import OfficeEngine, _Worker  # noqa: E402
-from edgeward.scanning.office_analysis import analyze, harden_xml  # noqa: E402
+from edgeward.scanning.office_analysis import analyze  # noqa: E402
+from edgeward.scanning.oletools_setup import harden_xml  # noqa: E402
 
 DOCUMENTS = [
     "oleform/oleform-PR314.docm",

@@ -15,8 +15,9 @@ import pytest
 
 from edgeward.config.scores import SCORE_TABLE
 from edgeward.scanning.archives import is_encrypted_office
-from edgeward.scanning.office_analysis import analyze, lighten_scans, sniff
-from edgeward.scanning.office_analysis import olevba_mod as olevba
+from edgeward.scanning.office_analysis import analyze, sniff
+from edgeward.scanning.oletools_setup import lighten_scans
+from edgeward.scanning.oletools_setup import olevba_mod as olevba
 from tests.scanning.office_samples import names, sample
 
 

@@ -35,39 +35,41 @@ benign macros are full of colour constants and encoded resources), ``AV_XLM_MACR
 ``AV_DDE``, ``AV_OLE_OBJECT``, ``AV_EXTERNAL_REFERENCE``, ``ARCHIVE_ENCRYPTED``.
 
 Security: the XML readers oletools uses are replaced by defusedxml's before any parsing
-(:func:`harden_xml`); nothing is written to disk; signatures are cut to printable ASCII.
+(:mod:`edgeward.scanning.oletools_setup`); nothing is written to disk; signatures are cut to
+printable ASCII.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import logging
 import re
-import types
-import warnings
 import zipfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import msoffcrypto
 import olefile
-from defusedxml import ElementTree as SafeET
 
 from edgeward.scanning.archives import is_encrypted_office
 from edgeward.scanning.odf import inspect_odf, is_odf_package
+from edgeward.scanning.oletools_setup import (
+    MemoryXmlParser,
+    VBA_Parser,
+    crypto,
+    harden_xml,
+    lighten_scans,
+    msodde,
+    oleobj,
+    olevba_mod,
+    ooxml,
+    rtfobj,
+)
 from edgeward.scanning.ooxml import inspect_package, is_office_package
 from edgeward.scanning.xlm import biff8_findings, package_findings
 
-with warnings.catch_warnings():
-    # oletools 0.60.2 calls pyparsing's pre-3.0 names, which pyparsing 3.3 warns about on import.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from oletools import crypto, msodde, oleobj, ooxml, rtfobj
-    from oletools import olevba as olevba_mod
-    from oletools.olevba import VBA_Parser
-
-__all__ = ["analyze", "harden_xml", "lighten_scans", "sniff"]
+__all__ = ["analyze", "sniff"]
 
 log = logging.getLogger("edgeward.scanning.office")
 
@@ -80,57 +82,6 @@ _NOISE = frozenset({"Hex Strings", "Base64 Strings", "Dridex Strings", "VBA obfu
 _RTF = b"{\\rt"
 _OLE = olefile.MAGIC
 _ZIP = b"PK\x03\x04"
-
-
-def harden_xml() -> None:
-    """Make oletools parse XML with defusedxml and read OOXML from memory (idempotent).
-
-    oletools reads XML through ``xml.etree`` (``ooxml.iterparse``, ``olevba.fromstring``); the
-    standard library does not resolve external entities but still expands internal ones.
-    msodde builds its own ``ooxml.XmlParser`` from a path; it is handed a reader over bytes
-    instead (:class:`_MemoryXmlParser` passes through, any other argument is left alone).
-    """
-    shim = types.SimpleNamespace(
-        iterparse=SafeET.iterparse, fromstring=SafeET.fromstring, ParseError=SafeET.ParseError
-    )
-    ooxml.ET = shim
-    olevba_mod.ET = shim
-    if not isinstance(msodde.ooxml, types.SimpleNamespace):
-        real = ooxml.XmlParser
-
-        def parser_for(source: Any) -> Any:
-            return source if isinstance(source, _MemoryXmlParser) else real(source)
-
-        msodde.ooxml = types.SimpleNamespace(**{**vars(ooxml), "XmlParser": parser_for})
-    # oletools logs every oddity of a hostile file at WARNING or above, one line per stream.
-    for name in ("olevba", "msodde", "oleobj", "rtfobj", "ooxml", "crypto", "xls_parser", "ftguess"):
-        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
-    logging.getLogger("olefile").setLevel(logging.CRITICAL + 1)
-
-
-def _nothing_in_nothing(detect: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
-    """``detect`` answering ``[]`` for empty code without its keyword loop.
-
-    olevba's scan runs ``detect_autoexec`` and ``detect_suspicious`` on the code and on six
-    decoded variants (hex, base64, Dridex ...), most of them empty; each call builds and runs a
-    regex per keyword (about 200), a fifth of a whole analysis. No keyword matches empty code
-    (``tests/scanning/test_office_analysis.py`` holds olevba to that), so the answer is the same.
-    """
-    if getattr(detect, "_edgeward_light", False):
-        return detect
-
-    @functools.wraps(detect)
-    def light(code: str, obfuscation: str | None = None) -> list[Any]:
-        return detect(code, obfuscation) if code else []
-
-    light._edgeward_light = True  # type: ignore[attr-defined]
-    return light
-
-
-def lighten_scans() -> None:
-    """Let olevba's keyword scans skip empty code (:func:`_nothing_in_nothing`; idempotent)."""
-    olevba_mod.detect_autoexec = _nothing_in_nothing(olevba_mod.detect_autoexec)
-    olevba_mod.detect_suspicious = _nothing_in_nothing(olevba_mod.detect_suspicious)
 
 
 def sniff(data: bytes, declared_type: str = "", true_type: str = "", name: str = "") -> str | None:
@@ -213,24 +164,6 @@ def _dde_ole(data: bytes, ole: Any, ppt: bool) -> Iterator[Finding]:
         yield from _dde_lines("\n".join(f for f in lines if msodde.FIELD_DDE_REGEX.match(f)))
 
 
-class _MemoryXmlParser(ooxml.XmlParser):  # type: ignore[misc]
-    """oletools' OOXML reader over bytes: its own opens single XML files by path."""
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        super().__init__(io.BytesIO(data))
-
-    def is_single_xml(self) -> bool:
-        return not zipfile.is_zipfile(io.BytesIO(self._data))
-
-    def iter_files(self, args: Any = None) -> Iterator[tuple[str | None, Any]]:
-        if self.is_single_xml():
-            yield None, io.BytesIO(self._data)
-            self.did_iter_all = True
-        else:
-            yield from super().iter_files(args)
-
-
 def _doctype(data: bytes) -> str | None:
     # ooxml.get_type opens a single XML file by path; its test for one is this regex.
     if zipfile.is_zipfile(io.BytesIO(data)):
@@ -247,12 +180,12 @@ def _doctype(data: bytes) -> str | None:
 def _dde_xml(data: bytes) -> Iterator[Finding]:
     doctype = _doctype(data)
     if doctype == ooxml.DOCTYPE_EXCEL:
-        yield from _dde_lines(msodde.process_xlsx(_MemoryXmlParser(data)))
+        yield from _dde_lines(msodde.process_xlsx(MemoryXmlParser(data)))
     elif doctype in (ooxml.DOCTYPE_EXCEL_XML, ooxml.DOCTYPE_EXCEL_XML2003):
-        yield from _dde_lines(msodde.process_excel_xml(_MemoryXmlParser(data)))
+        yield from _dde_lines(msodde.process_excel_xml(MemoryXmlParser(data)))
     elif doctype is not None:
         mode = msodde.FIELD_FILTER_DDE
-        yield from _dde_lines(msodde.process_docx(_MemoryXmlParser(data), field_filter_mode=mode))
+        yield from _dde_lines(msodde.process_docx(MemoryXmlParser(data), field_filter_mode=mode))
 
 
 def _dde_rtf(data: bytes) -> Iterator[Finding]:
@@ -418,10 +351,10 @@ def _analyze_ole(data: bytes, name: str, nesting: int) -> list[Finding]:
 
 
 def _analyze(data: bytes, name: str, kind: str, nesting: int) -> list[Finding]:
-    found: list[Finding] = []
     if kind == "ole":
-        found += _analyze_ole(data, name, nesting)
-    elif kind == "zip":
+        return _analyze_ole(data, name, nesting)
+    found: list[Finding] = []
+    if kind == "zip":
         try:
             zf = zipfile.ZipFile(io.BytesIO(data))
         except (zipfile.BadZipFile, OSError, EOFError, ValueError):

@@ -18,7 +18,8 @@ MAX_ITEM = 1024**3
 
 
 def serve(conn: Connection) -> None:
-    from edgeward.scanning.office_analysis import analyze, harden_xml
+    from edgeward.scanning.office_analysis import analyze
+    from edgeward.scanning.oletools_setup import harden_xml
 
     harden_xml()
     while True:
